@@ -1,0 +1,105 @@
+"""The records that flow through the pipeline, in the order they flow.
+
+decode -> ChangeEvent -> (mapping) PartChange -> (chunking) ChunkText -> (embedding) -> index actions
+
+A *document* is what search returns (a wiki page, a ticket, a CRM contact or note). A document is
+made of *parts*: its root row (title, description, metadata, groups) and its child rows (each ticket
+comment; the newest wiki revision). Every part is chunked on its own, so a change to one comment
+re-chunks only that comment. Every part carries the *version* of the row it came from: a number
+that grows with the source's log position, so that the newest state always wins.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+
+class Op(str, enum.Enum):
+    CREATE = "c"
+    READ = "r"  # a row read by a snapshot
+    UPDATE = "u"
+    DELETE = "d"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an event was read from: the coordinates a dead letter or a log line needs."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One decoded Debezium change to one row."""
+
+    source: str  # the connector's topic prefix: "wiki", "tickets", "crm"
+    table: str
+    op: Op
+    key: dict[str, Any]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    version: int  # monotonically comparable per row (Postgres LSN; MariaDB binlog file+position+row)
+    commit_ts: datetime  # timezone-aware source commit time
+    origin: Origin | None = None
+    snapshot: bool = False
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The row's newest image: the after image, or the before image of a delete."""
+        image = self.after if self.op is not Op.DELETE else self.before
+        return image or {}
+
+
+TextFormat = Literal["plain", "wikitext", "html"]
+
+
+@dataclass(frozen=True)
+class PartChange:
+    """What one change event means for one part of one document."""
+
+    source: str
+    table: str
+    document_id: str  # "tickets/ticket/42"
+    part_id: str  # "root", "ticket_comments/17", "revision"
+    role: Literal["root", "child"]
+    deleted: bool
+    version: int
+    commit_ts: datetime
+    text: str = ""
+    text_format: TextFormat = "plain"
+    subjects: frozenset[str] = frozenset()  # "email:alice@example.com", "contact_id:17"
+    order_key: int | None = None  # for "latest" children: the child's key; the highest wins
+    # Document-level fields, set on root parts only:
+    title: str | None = None
+    groups: tuple[str, ...] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    link: str | None = None
+    identity: bool = False  # the row's subjects all name the same person
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
+class ChunkText:
+    """One chunk of one part, before embedding. `number` is its position within the part."""
+
+    number: int
+    text: str
+    section: str = ""  # the heading path the chunk sits under, if any
+
+    @property
+    def text_hash(self) -> str:
+        return text_hash(self.text)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def chunk_id(document_id: str, part_id: str, number: int) -> str:
+    return f"{document_id}#{part_id}#{number}"

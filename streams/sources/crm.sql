@@ -1,0 +1,42 @@
+-- The CRM: a Salesforce-shaped schema in PostgreSQL. Contacts and notes are searchable;
+-- a note concerns its contact. access_groups are the teams that may see a record.
+-- REPLICA IDENTITY FULL: deletes must carry the whole old row.
+CREATE TABLE IF NOT EXISTS accounts (
+  id BIGSERIAL PRIMARY KEY,
+  name TEXT NOT NULL,
+  industry TEXT NOT NULL DEFAULT '',
+  website TEXT NOT NULL DEFAULT '',
+  owner_team TEXT NOT NULL DEFAULT 'sales',
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS contacts (
+  id BIGSERIAL PRIMARY KEY,
+  account_id BIGINT REFERENCES accounts(id) ON DELETE SET NULL,
+  first_name TEXT NOT NULL,
+  last_name TEXT NOT NULL,
+  email TEXT NOT NULL DEFAULT '',
+  phone TEXT NOT NULL DEFAULT '',
+  title TEXT NOT NULL DEFAULT '',
+  lifecycle_stage TEXT NOT NULL DEFAULT 'lead',
+  access_groups TEXT[] NOT NULL DEFAULT '{sales}',
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS notes (
+  id BIGSERIAL PRIMARY KEY,
+  account_id BIGINT REFERENCES accounts(id) ON DELETE SET NULL,
+  contact_id BIGINT REFERENCES contacts(id) ON DELETE CASCADE,
+  author_email TEXT NOT NULL DEFAULT '',
+  kind TEXT NOT NULL DEFAULT 'note' CHECK (kind IN ('note', 'call', 'meeting', 'email')),
+  title TEXT NOT NULL DEFAULT '',
+  body TEXT NOT NULL,
+  access_groups TEXT[] NOT NULL DEFAULT '{sales}',
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS notes_contact ON notes (contact_id);
+
+ALTER TABLE accounts REPLICA IDENTITY FULL;
+ALTER TABLE contacts REPLICA IDENTITY FULL;
+ALTER TABLE notes REPLICA IDENTITY FULL;
