@@ -9,17 +9,17 @@ from typing import Any
 
 import click
 
-# command name -> "module:attribute" of a click command or group
-COMMANDS: dict[str, str] = {
-    "stack": "streams.stack.commands:stack",
-    "connectors": "streams.stack.commands:connectors",
-    "seed": "streams.sources.commands:seed",
-    "worker": "streams.agents.commands:worker",
-    "search": "streams.elastic.commands:search",
-    "forget": "streams.agents.forget_commands:forget",
-    "verify": "streams.elastic.verify_index:verify",
-    "freshness": "streams.observability.commands:freshness",
-    "bench": "streams.bench.commands:bench",
+# command name -> ("module:attribute" of a click command or group, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "stack": ("streams.stack.commands:stack", "Start, stop or report the local stack (no Docker needed)."),
+    "connectors": ("streams.stack.commands:connectors", "Register the Debezium connectors in connectors/."),
+    "seed": ("streams.sources.commands:seed", "Fill the three source databases with realistic content."),
+    "worker": ("streams.agents.commands:worker", "Run the faust worker: indexing, deletions, metrics, search."),
+    "search": ("streams.elastic.commands:search", "Hybrid (BM25 + kNN) search over the fresh index."),
+    "forget": ("streams.agents.forget_commands:forget", "Publish a right-to-be-forgotten request."),
+    "verify": ("streams.elastic.verify_index:verify", "Compare the source databases with the index."),
+    "freshness": ("streams.observability.commands:freshness", "Freshness percentiles per source."),
+    "bench": ("streams.bench.commands:bench", "Run the benchmark suite through the real stack."),
 }
 
 
@@ -28,12 +28,16 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        if cmd_name not in COMMANDS:
             return None
-        module_name, attribute = target.split(":")
+        module_name, attribute = COMMANDS[cmd_name][0].split(":")
         command: Any = getattr(importlib.import_module(module_name), attribute)
         return command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing commands must not import them: some pull in torch.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_text) for name, (_, help_text) in sorted(COMMANDS.items())])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
