@@ -1,0 +1,434 @@
+"""The declarative mappings in connectors/*.mapping.yaml, loaded strictly, and applied to change events.
+
+A mapping file is configuration that operators edit, so a typo must fail at load time with the file
+and the key named (MappingError), not as a silently empty field in production. Unknown keys are
+errors for the same reason.
+
+Applying a mapping is a pure function of one event: a root row becomes the document's "root" part,
+a child row becomes a part of its parent's document. Nothing here looks at other rows, so events
+can be applied in any order; the version on each part decides which state wins downstream.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+import yaml
+
+from streams.errors import MappingError
+from streams.records import ChangeEvent, Op, PartChange, TextFormat
+
+ChildMode = Literal["each", "latest"]
+_FORMATS: tuple[str, ...] = get_args(TextFormat)
+_MODES: tuple[str, ...] = get_args(ChildMode)
+_FORMATTER = string.Formatter()
+
+
+@dataclass(frozen=True)
+class Text:
+    """A value built from a row: one column's value, or a ``str.format`` template over columns."""
+
+    column: str | None = None
+    template: str | None = None
+
+    def render(self, row: Mapping[str, Any]) -> str:
+        if self.column is not None:
+            return _as_text(_column(row, self.column))
+        assert self.template is not None
+        return "".join(
+            literal + (_as_text(_column(row, name)) if name is not None else "")
+            for literal, name, _, _ in _FORMATTER.parse(self.template)
+        )
+
+    def columns(self) -> set[str]:
+        if self.column is not None:
+            return {self.column}
+        assert self.template is not None
+        return {name for _, name, _, _ in _FORMATTER.parse(self.template) if name is not None}
+
+
+@dataclass(frozen=True)
+class Body:
+    text: Text
+    format: TextFormat = "plain"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A column that names a person (or another forgettable subject), e.g. ``email:alice@example.com``."""
+
+    kind: str
+    column: str
+
+    def value(self, row: Mapping[str, Any]) -> str | None:
+        raw = row.get(self.column)
+        if raw is None:
+            return None
+        text = str(raw).strip()
+        if self.kind == "email":
+            # Emails are matched case-insensitively, so a forget request finds every spelling.
+            text = text.lower()
+        return f"{self.kind}:{text}" if text else None
+
+
+@dataclass(frozen=True)
+class Groups:
+    column: str
+    split: str | None = None
+
+    def values(self, row: Mapping[str, Any]) -> tuple[str, ...]:
+        raw = row.get(self.column)
+        if raw is None:
+            items: Iterable[Any] = ()
+        elif isinstance(raw, str):
+            items = raw.split(self.split) if self.split else [raw]
+        elif isinstance(raw, list | tuple):
+            items = raw
+        else:
+            raise MappingError(f"groups column {self.column!r} holds a {type(raw).__name__}, not a list")
+        cleaned = (str(item).strip() for item in items if item is not None)
+        return tuple(dict.fromkeys(item for item in cleaned if item))
+
+
+@dataclass(frozen=True)
+class ChildMapping:
+    table: str
+    key: str
+    parent: str
+    mode: ChildMode
+    body: Body | None = None
+    subjects: tuple[Subject, ...] = ()
+
+    def columns(self) -> set[str]:
+        return (
+            {self.key, self.parent}
+            | (self.body.text.columns() if self.body else set())
+            | {s.column for s in self.subjects}
+        )
+
+
+@dataclass(frozen=True)
+class DocumentMapping:
+    table: str
+    kind: str
+    key: str
+    title: Text | None = None
+    body: Body | None = None
+    metadata: tuple[str, ...] = ()
+    subjects: tuple[Subject, ...] = ()
+    identity: bool = False
+    groups: Groups | None = None
+    link: Text | None = None
+    children: tuple[ChildMapping, ...] = ()
+
+    def columns(self) -> set[str]:
+        """Every column of the root table this mapping reads (for checking it against the schema)."""
+        texts = [t for t in (self.title, self.link, self.body.text if self.body else None) if t is not None]
+        return (
+            {self.key, *self.metadata}
+            | {c for t in texts for c in t.columns()}
+            | {s.column for s in self.subjects}
+            | ({self.groups.column} if self.groups else set())
+        )
+
+    def document_id(self, source: str, key: Any) -> str:
+        return f"{source}/{self.kind}/{key}"
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    source: str
+    documents: tuple[DocumentMapping, ...]
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Mappings:
+    """Every source's mapping, indexed by (source, table) for one lookup per event."""
+
+    sources: tuple[SourceMapping, ...]
+    _roots: dict[tuple[str, str], DocumentMapping] = field(init=False, repr=False, compare=False)
+    _children: dict[tuple[str, str], tuple[DocumentMapping, ChildMapping]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        roots: dict[tuple[str, str], DocumentMapping] = {}
+        children: dict[tuple[str, str], tuple[DocumentMapping, ChildMapping]] = {}
+        for source in self.sources:
+            for document in source.documents:
+                _claim(roots, children, (source.source, document.table))
+                roots[(source.source, document.table)] = document
+                for child in document.children:
+                    _claim(roots, children, (source.source, child.table))
+                    children[(source.source, child.table)] = (document, child)
+        object.__setattr__(self, "_roots", roots)
+        object.__setattr__(self, "_children", children)
+
+    def is_mapped(self, source: str, table: str) -> bool:
+        return (source, table) in self._roots or (source, table) in self._children
+
+    def part_change(self, event: ChangeEvent) -> PartChange | None:
+        """What this event means for the index; None when its table is not searchable."""
+        if (root := self._roots.get((event.source, event.table))) is not None:
+            return _root_part(root, event)
+        if (pair := self._children.get((event.source, event.table))) is not None:
+            return _child_part(*pair, event)
+        return None
+
+
+def _claim(
+    roots: Mapping[tuple[str, str], Any], children: Mapping[tuple[str, str], Any], where: tuple[str, str]
+) -> None:
+    if where in roots or where in children:
+        raise MappingError(f"table {where[1]!r} of source {where[0]!r} is mapped twice")
+
+
+def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
+    row = event.row
+    key = _key_value(event, mapping.key)
+    return PartChange(
+        source=event.source,
+        table=event.table,
+        document_id=mapping.document_id(event.source, key),
+        part_id="root",
+        role="root",
+        deleted=event.op is Op.DELETE,
+        version=event.version,
+        commit_ts=event.commit_ts,
+        text=mapping.body.text.render(row) if mapping.body else "",
+        text_format=mapping.body.format if mapping.body else "plain",
+        subjects=_subjects(mapping.subjects, row),
+        title=mapping.title.render(row) if mapping.title else None,
+        groups=mapping.groups.values(row) if mapping.groups else None,
+        metadata={column: row.get(column) for column in mapping.metadata},
+        link=mapping.link.render(row) if mapping.link else None,
+        identity=mapping.identity,
+        origin=event.origin,
+    )
+
+
+def _child_part(parent: DocumentMapping, child: ChildMapping, event: ChangeEvent) -> PartChange:
+    row = event.row
+    key = _key_value(event, child.key)
+    parent_key = row.get(child.parent)
+    if parent_key is None or parent_key == "":
+        raise MappingError(f"{event.table} row {key} has no parent ({child.parent} is {parent_key!r})")
+    if child.mode == "latest":
+        part_id, order_key = child.table, _order_key(key, child)
+    else:
+        part_id, order_key = f"{child.table}/{key}", None
+    return PartChange(
+        source=event.source,
+        table=event.table,
+        document_id=parent.document_id(event.source, parent_key),
+        part_id=part_id,
+        role="child",
+        deleted=event.op is Op.DELETE,
+        version=event.version,
+        commit_ts=event.commit_ts,
+        text=child.body.text.render(row) if child.body else "",
+        text_format=child.body.format if child.body else "plain",
+        subjects=_subjects(child.subjects, row),
+        order_key=order_key,
+        origin=event.origin,
+    )
+
+
+def _key_value(event: ChangeEvent, column: str) -> Any:
+    """The message key is authoritative (it is the primary key); the row is the fallback."""
+    value = event.key.get(column, event.row.get(column))
+    if value is None or value == "":
+        raise MappingError(f"{event.source}.{event.table} change has no key column {column!r}")
+    return value
+
+
+def _order_key(key: Any, child: ChildMapping) -> int:
+    try:
+        return int(key)
+    except (TypeError, ValueError) as exc:
+        raise MappingError(
+            f"{child.table}.{child.key} {key!r} is not an integer; mode latest needs one"
+        ) from exc
+
+
+def _subjects(subjects: Iterable[Subject], row: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(value for subject in subjects if (value := subject.value(row)) is not None)
+
+
+def _column(row: Mapping[str, Any], name: str) -> Any:
+    if name not in row:
+        raise MappingError(f"row has no column {name!r} (columns: {', '.join(sorted(row))})")
+    return row[name]
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+# Loading --------------------------------------------------------------------------------------------
+
+
+def load_mappings(directory: Path) -> Mappings:
+    """Load every ``*.mapping.yaml`` in ``directory``; raise MappingError naming the file on any problem."""
+    paths = sorted(directory.glob("*.mapping.yaml"))
+    if not paths:
+        raise MappingError(f"no *.mapping.yaml files in {directory}")
+    sources = tuple(load_mapping_file(path) for path in paths)
+    names = [source.source for source in sources]
+    if duplicates := sorted({name for name in names if names.count(name) > 1}):
+        raise MappingError(f"source(s) mapped in more than one file: {', '.join(duplicates)}")
+    return Mappings(sources)
+
+
+def load_mapping_file(path: Path) -> SourceMapping:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise MappingError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return parse_source_mapping(raw, path)
+    except MappingError as exc:
+        raise MappingError(f"{path.name}: {exc}") from exc
+
+
+def parse_source_mapping(raw: Any, path: Path | None = None) -> SourceMapping:
+    node = _node(raw, "mapping file", required={"source", "documents"}, optional=set())
+    documents = _list(node["documents"], "documents")
+    if not documents:
+        raise MappingError("documents: is empty")
+    return SourceMapping(
+        source=_name(node["source"], "source"),
+        documents=tuple(_document(item, f"documents[{i}]") for i, item in enumerate(documents)),
+        path=path,
+    )
+
+
+def _document(raw: Any, where: str) -> DocumentMapping:
+    node = _node(
+        raw,
+        where,
+        required={"table", "kind", "key"},
+        optional={"title", "body", "metadata", "subjects", "identity", "groups", "link", "children"},
+    )
+    where = f"{where} ({node['table']})"
+    identity = node.get("identity", False)
+    if not isinstance(identity, bool):
+        raise MappingError(f"{where}.identity: must be true or false")
+    return DocumentMapping(
+        table=_name(node["table"], f"{where}.table"),
+        kind=_name(node["kind"], f"{where}.kind"),
+        key=_name(node["key"], f"{where}.key"),
+        title=_text(node["title"], f"{where}.title") if "title" in node else None,
+        body=_body(node["body"], f"{where}.body") if "body" in node else None,
+        metadata=tuple(
+            _name(c, f"{where}.metadata") for c in _list(node.get("metadata", []), f"{where}.metadata")
+        ),
+        subjects=_subject_list(node.get("subjects", []), f"{where}.subjects"),
+        identity=identity,
+        groups=_groups(node["groups"], f"{where}.groups") if "groups" in node else None,
+        link=_template(node["link"], f"{where}.link") if "link" in node else None,
+        children=tuple(
+            _child(item, f"{where}.children[{i}]")
+            for i, item in enumerate(_list(node.get("children", []), where))
+        ),
+    )
+
+
+def _child(raw: Any, where: str) -> ChildMapping:
+    node = _node(raw, where, required={"table", "key", "parent", "mode"}, optional={"body", "subjects"})
+    mode = node["mode"]
+    if mode not in _MODES:
+        raise MappingError(f"{where}.mode: {mode!r} is not one of {', '.join(_MODES)}")
+    return ChildMapping(
+        table=_name(node["table"], f"{where}.table"),
+        key=_name(node["key"], f"{where}.key"),
+        parent=_name(node["parent"], f"{where}.parent"),
+        mode=cast(ChildMode, mode),
+        body=_body(node["body"], f"{where}.body") if "body" in node else None,
+        subjects=_subject_list(node.get("subjects", []), f"{where}.subjects"),
+    )
+
+
+def _body(raw: Any, where: str) -> Body:
+    node = _node(raw, where, required=set(), optional={"column", "template", "format"})
+    if ("column" in node) == ("template" in node):
+        raise MappingError(f"{where}: needs exactly one of column or template")
+    text = (
+        Text(column=_name(node["column"], f"{where}.column"))
+        if "column" in node
+        else _template(node["template"], f"{where}.template")
+    )
+    text_format = node.get("format", "plain")
+    if text_format not in _FORMATS:
+        raise MappingError(f"{where}.format: {text_format!r} is not one of {', '.join(_FORMATS)}")
+    return Body(text=text, format=cast(TextFormat, text_format))
+
+
+def _text(raw: Any, where: str) -> Text:
+    """A title is a column name, or a template when it contains a ``{column}`` placeholder."""
+    if isinstance(raw, str) and "{" in raw:
+        return _template(raw, where)
+    return Text(column=_name(raw, where))
+
+
+def _template(raw: Any, where: str) -> Text:
+    if not isinstance(raw, str) or not raw:
+        raise MappingError(f"{where}: must be a non-empty template string")
+    try:
+        fields = list(_FORMATTER.parse(raw))
+    except ValueError as exc:
+        raise MappingError(f"{where}: {raw!r} is not a valid template: {exc}") from exc
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise MappingError(f"{where}: placeholder {{{name}}} must be a plain column name")
+    return Text(template=raw)
+
+
+def _subject_list(raw: Any, where: str) -> tuple[Subject, ...]:
+    subjects = []
+    for i, item in enumerate(_list(raw, where)):
+        node = _node(item, f"{where}[{i}]", required={"kind", "column"}, optional=set())
+        subjects.append(
+            Subject(
+                kind=_name(node["kind"], f"{where}[{i}].kind"),
+                column=_name(node["column"], f"{where}[{i}].column"),
+            )
+        )
+    return tuple(subjects)
+
+
+def _groups(raw: Any, where: str) -> Groups:
+    node = _node(raw, where, required={"column"}, optional={"split"})
+    split = node.get("split")
+    if split is not None and (not isinstance(split, str) or not split):
+        raise MappingError(f"{where}.split: must be a non-empty string")
+    return Groups(column=_name(node["column"], f"{where}.column"), split=split)
+
+
+def _node(raw: Any, where: str, *, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise MappingError(f"{where}: must be a mapping, not {type(raw).__name__}")
+    if missing := sorted(required - raw.keys()):
+        raise MappingError(f"{where}: missing {', '.join(missing)}")
+    if unknown := sorted(set(raw) - required - optional):
+        raise MappingError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+    return raw
+
+
+def _list(raw: Any, where: str) -> list[Any]:
+    if not isinstance(raw, list):
+        raise MappingError(f"{where}: must be a list, not {type(raw).__name__}")
+    return raw
+
+
+def _name(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise MappingError(f"{where}: must be a non-empty string, not {raw!r}")
+    return raw.strip()
