@@ -1,0 +1,101 @@
+"""Seed the three source databases with N documents, deterministically for a given seed.
+
+Every source draws from its own ``random.Random(f"{seed}:{source}")``, so the content of one
+source does not depend on which other sources are seeded. The people are shared by all three.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.settings import Settings
+from streams.sources.connect import connect_mariadb, connect_postgres
+from streams.sources.corpus import DOC_DIR, ensure_corpus, load_corpus
+from streams.sources.people import People, make_people, people_count
+from streams.sources.seed_crm import generate_crm, generate_notes
+from streams.sources.seed_tickets import generate_tickets
+from streams.sources.seed_wiki import generate_wiki_pages
+from streams.sources.write_postgres import reset_crm, reset_tickets, write_crm, write_tickets
+from streams.sources.write_wiki import reset_wiki, write_wiki
+
+SOURCES = ("wiki", "tickets", "crm")
+Advance = Callable[[int], None]
+
+
+@dataclass
+class SeedSummary:
+    documents: dict[str, int] = field(default_factory=dict)  # per source
+    rows: dict[str, int] = field(default_factory=dict)  # "source.table" -> rows inserted
+    seconds: dict[str, float] = field(default_factory=dict)  # per source
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+def split_documents(docs: int, sources: Sequence[str]) -> dict[str, int]:
+    """Share ``docs`` out evenly over ``sources`` (the first ones get the remainder)."""
+    share, extra = divmod(docs, len(sources))
+    return {source: share + (1 if i < extra else 0) for i, source in enumerate(sources)}
+
+
+def seed_people(docs: int, seed: int) -> People:
+    return make_people(random.Random(f"{seed}:people"), *people_count(docs))
+
+
+def run_seed(
+    settings: Settings,
+    docs: int,
+    seed: int = 0,
+    sources: Sequence[str] = SOURCES,
+    *,
+    reset: bool = False,
+    corpus_dir: Path = DOC_DIR,
+    progress: Callable[[str, int], Advance] | None = None,
+) -> SeedSummary:
+    """Seed the sources. ``progress(source, total)`` returns a callback that advances its bar."""
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"unknown sources {sorted(unknown)}; choose from {', '.join(SOURCES)}")
+    counts = split_documents(docs, sources)
+    people = seed_people(docs, seed)
+    bar = progress or (lambda _source, _total: lambda _n: None)
+    summary = SeedSummary(documents=counts)
+    for source in sources:
+        started = time.monotonic()
+        rng = random.Random(f"{seed}:{source}")
+        if source == "wiki":
+            corpus = load_corpus(ensure_corpus(corpus_dir), settings.cache_dir)
+            with _closing(connect_mariadb(settings.wiki_dsn, name="wiki")) as conn:
+                if reset:
+                    reset_wiki(conn)
+                pages = generate_wiki_pages(rng, corpus, people, counts[source])
+                rows = write_wiki(conn, pages, people, bar(source, counts[source]))
+        elif source == "tickets":
+            with connect_postgres(settings.tickets_dsn, name="tickets") as pg:
+                if reset:
+                    reset_tickets(pg)
+                tickets = generate_tickets(rng, people, counts[source])
+                rows = write_tickets(pg, tickets, people, bar(source, counts[source]))
+        else:
+            with connect_postgres(settings.crm_dsn, name="crm") as pg:
+                if reset:
+                    reset_crm(pg)
+                crm = generate_crm(rng, people, counts[source])
+                rows = write_crm(pg, crm, generate_notes(rng, people, crm), bar(source, counts[source]))
+        summary.rows.update(rows)
+        summary.seconds[source] = time.monotonic() - started
+    return summary
+
+
+@contextmanager
+def _closing(conn: object) -> Iterator[object]:
+    try:
+        yield conn
+    finally:
+        conn.close()  # type: ignore[attr-defined]
