@@ -1,0 +1,89 @@
+"""What the agents share inside one worker process: clients, the model, the ledger, the freshness window.
+
+Built once, on the worker's event loop, the first time an agent asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+from elasticsearch import AsyncElasticsearch, Elasticsearch
+
+from streams.agents.suppression import SuppressionLedger
+from streams.elastic.hybrid_index import ensure_index
+from streams.elastic.write_documents import DocumentWriter
+from streams.embedding.embedder import Embedder
+from streams.observability.freshness import FreshnessWindow
+from streams.pipeline.chunk_document import chunk_text
+from streams.records import ChunkText, TextFormat
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def elasticsearch_client(settings: Settings) -> Elasticsearch:
+    return Elasticsearch(settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60)
+
+
+def async_elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
+    return AsyncElasticsearch(
+        settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60
+    )
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    return Embedder(settings.model_name, settings.model_path, settings.embedding_device, settings.embed_batch_size)
+
+
+def build_chunker(settings: Settings, embedder: Embedder):  # type: ignore[no-untyped-def]
+    """Chunks bounded by the model's window (its max_seq_length less [CLS] and [SEP])."""
+    max_tokens = min(settings.chunk_max_tokens, embedder.max_tokens - 2)
+
+    def chunker(text: str, text_format: TextFormat) -> list[ChunkText]:
+        return chunk_text(
+            text,
+            text_format,
+            max_tokens=max_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+            count_tokens=embedder.count_tokens,
+        )
+
+    return chunker
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    es: AsyncElasticsearch
+    index: str
+    embedder: Embedder
+    ledger: SuppressionLedger
+    writer: DocumentWriter
+    freshness: FreshnessWindow
+
+
+_runtime: Runtime | None = None
+_lock = asyncio.Lock()
+
+
+async def get_runtime(settings: Settings) -> Runtime:
+    global _runtime
+    async with _lock:
+        if _runtime is None:
+            _runtime = await asyncio.get_running_loop().run_in_executor(None, partial(_build, settings))
+        return _runtime
+
+
+def _build(settings: Settings) -> Runtime:
+    embedder = build_embedder(settings)
+    dims = embedder.dimensions  # loads the model now, not on the first event
+    with elasticsearch_client(settings) as client:
+        index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval)
+    ledger = SuppressionLedger.load(settings)
+    es = async_elasticsearch_client(settings)
+    writer = DocumentWriter(es, index, embedder, build_chunker(settings, embedder), ledger.names_any, ledger.gate)
+    log.info("worker ready: index %s (%d dims), %d forgotten identifiers", index, dims, len(ledger))
+    return Runtime(settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources))

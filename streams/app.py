@@ -1,0 +1,37 @@
+"""Builds the faust App and declares its topics. Nothing else: agents live in streams/agents/."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.pipeline.document_mapping import load_mappings
+from streams.settings import PROJECT_ROOT, get_settings
+from streams.topics import change_topics
+
+settings = get_settings()
+mappings = load_mappings(PROJECT_ROOT / "connectors")
+
+app = faust.App(
+    settings.worker_id,
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    key_serializer="raw",
+    value_serializer="raw",
+    store="memory://",
+    topic_partitions=settings.topic_partitions,
+    consumer_auto_offset_reset="earliest",
+    broker_commit_interval=1.0,
+    producer_acks=-1,
+    web_enabled=True,
+    web_host="127.0.0.1",
+    web_port=settings.worker_web_port,
+    web_in_thread=False,
+    stream_wait_empty=False,
+)
+
+# Debezium's topics: every mapped table of every source. The agent reads them all, so that the
+# changes to one document (a ticket and its comments) are applied by one loop, in delivery order.
+changes_topic = app.topic(*change_topics(mappings, settings), key_type=bytes, value_type=bytes)
+deletion_topic = app.topic(settings.deletion_topic, key_type=bytes, value_type=bytes)
+receipts_topic = app.topic(settings.receipts_topic, key_type=bytes, value_type=bytes)
+dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
+freshness_topic = app.topic(settings.freshness_topic, key_type=bytes, value_type=bytes)

@@ -1,0 +1,238 @@
+"""The index: its mapping and its hybrid query, in one module so that they cannot drift apart.
+
+One index holds two kinds of records, told apart by `kind`:
+- `chunk`: a piece of a document's text with its embedding and the document's metadata;
+- `state`: one per document, the worker's memory of which source version of each row it applied
+  (see pipeline/update_document_state.py). State records have no vector and never match a search.
+
+The index is versioned (`<alias>-v1`, `<alias>-v2`, ...) behind an alias; writes go to the alias's
+write index, searches and forget requests cover every generation behind the alias.
+Elasticsearch's RRF needs a paid licence, so BM25 and kNN run as two queries and their ranks are
+fused here with reciprocal rank fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
+
+from streams.errors import IndexingError
+
+GENERATION = 1
+RRF_K = 60  # the constant from the RRF paper (Cormack et al., 2009)
+
+
+def index_name(alias: str, generation: int = GENERATION) -> str:
+    return f"{alias}-v{generation}"
+
+
+def index_body(dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "number_of_shards": 1,  # one shard: bulk items for a document apply in order
+        "number_of_replicas": 0,
+        "refresh_interval": refresh_interval,
+    }
+    if gc_deletes:
+        settings["gc_deletes"] = gc_deletes
+    return {
+        "settings": {"index": settings},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "kind": {"type": "keyword"},
+                "document_id": {"type": "keyword"},
+                "part_id": {"type": "keyword"},
+                "source": {"type": "keyword"},
+                "table": {"type": "keyword"},
+                "chunk_number": {"type": "integer"},
+                "title": {"type": "text"},
+                "section": {"type": "text"},
+                "text": {"type": "text"},
+                "text_hash": {"type": "keyword"},
+                "vector": {
+                    "type": "dense_vector",
+                    "dims": dims,
+                    "index": True,
+                    "similarity": "cosine",
+                    "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+                },
+                "version": {"type": "long"},
+                "commit_ts": {"type": "date"},
+                "indexed_at": {"type": "date"},
+                "subjects": {"type": "keyword"},
+                "groups": {"type": "keyword"},
+                "visible": {"type": "boolean"},
+                "link": {"type": "keyword", "index": False},
+                "metadata": {"type": "object", "enabled": False},
+                # state records only:
+                "root": {"type": "object", "enabled": False},
+                "parts": {"type": "object", "enabled": False},
+            },
+        },
+    }
+
+
+def ensure_index(
+    client: Elasticsearch, alias: str, dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None
+) -> str:
+    """Create the current generation behind `alias` if missing; check its vector dimensions.
+
+    Returns the concrete write index. A mismatch between the model and an existing index is an error
+    that names both numbers: silently mixing vector spaces would corrupt kNN search.
+    """
+    name = index_name(alias)
+    if not client.indices.exists(index=name):
+        client.indices.create(index=name, **index_body(dims, refresh_interval, gc_deletes))
+    mapping = client.indices.get_mapping(index=name)[name]["mappings"]
+    existing = mapping["properties"]["vector"]["dims"]
+    if existing != dims:
+        raise IndexingError(
+            f"index {name} stores {existing}-dimensional vectors but the model makes {dims}: "
+            f"use a new index generation or the model the index was built with"
+        )
+    if not client.indices.exists_alias(name=alias, index=name):
+        client.indices.put_alias(index=name, name=alias, is_write_index=True)
+    return name
+
+
+def generations(client: Elasticsearch, alias: str) -> list[str]:
+    """Every concrete index behind the alias (forget requests must reach all of them)."""
+    try:
+        return sorted(client.indices.get_alias(name=alias))
+    except NotFoundError:
+        return []
+
+
+def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Only visible chunks, of the chosen sources, that the caller's groups may see.
+
+    `groups=None` is the operator's unrestricted view; an empty list sees nothing.
+    """
+    filters: list[dict[str, Any]] = [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}]
+    if sources:
+        filters.append({"terms": {"source": list(sources)}})
+    if groups is not None:
+        filters.append({"terms": {"groups": list(groups)}})
+    return filters
+
+
+def bm25_query(query: str, filters: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    return {
+        "size": size,
+        "query": {
+            "bool": {
+                "must": {"multi_match": {"query": query, "fields": ["text", "title^2", "section"]}},
+                "filter": filters,
+            }
+        },
+        "highlight": {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}}},
+        "_source": {"excludes": ["vector"]},
+    }
+
+
+def knn_query(vector: Sequence[float], filters: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    return {
+        "size": size,
+        "knn": {
+            "field": "vector",
+            "query_vector": list(vector),
+            "k": size,
+            "num_candidates": max(100, size * 4),
+            "filter": filters,
+        },
+        "_source": {"excludes": ["vector"]},
+    }
+
+
+@dataclass
+class ChunkHit:
+    chunk_id: str
+    text: str
+    section: str
+    highlights: list[str]
+    bm25_rank: int | None = None
+    knn_rank: int | None = None
+    score: float = 0.0
+
+
+@dataclass
+class DocumentHit:
+    document_id: str
+    source: str
+    title: str
+    link: str
+    score: float
+    chunks: list[ChunkHit] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "document_id": self.document_id,
+            "source": self.source,
+            "title": self.title,
+            "link": self.link,
+            "score": round(self.score, 6),
+            "chunks": [
+                {
+                    "chunk_id": chunk.chunk_id,
+                    "section": chunk.section,
+                    "highlights": chunk.highlights,
+                    "text": chunk.text,
+                    "bm25_rank": chunk.bm25_rank,
+                    "knn_rank": chunk.knn_rank,
+                }
+                for chunk in self.chunks
+            ],
+        }
+
+
+def fuse(
+    bm25_hits: list[dict[str, Any]], knn_hits: list[dict[str, Any]], k: int, chunks_per_document: int = 3
+) -> list[DocumentHit]:
+    """Reciprocal rank fusion over chunks, then grouped by document (a document scores its best chunk)."""
+    chunks: dict[str, ChunkHit] = {}
+    sources: dict[str, dict[str, Any]] = {}
+    for ranking, hits in (("bm25", bm25_hits), ("knn", knn_hits)):
+        for rank, hit in enumerate(hits, start=1):
+            source = hit["_source"]
+            sources[hit["_id"]] = source
+            chunk = chunks.setdefault(
+                hit["_id"],
+                ChunkHit(hit["_id"], source.get("text", ""), source.get("section", ""), []),
+            )
+            chunk.score += 1.0 / (RRF_K + rank)
+            if ranking == "bm25":
+                chunk.bm25_rank = rank
+                chunk.highlights = hit.get("highlight", {}).get("text", [])
+            else:
+                chunk.knn_rank = rank
+    documents: dict[str, DocumentHit] = {}
+    for chunk in sorted(chunks.values(), key=lambda c: c.score, reverse=True):
+        source = sources[chunk.chunk_id]
+        document = documents.get(source["document_id"])
+        if document is None:
+            document = documents[source["document_id"]] = DocumentHit(
+                source["document_id"], source["source"], source.get("title", ""), source.get("link", ""),
+                chunk.score,
+            )
+        if len(document.chunks) < chunks_per_document:
+            document.chunks.append(chunk)
+    return sorted(documents.values(), key=lambda d: d.score, reverse=True)[:k]
+
+
+async def hybrid_search(
+    client: AsyncElasticsearch,
+    alias: str,
+    query: str,
+    vector: Sequence[float],
+    k: int = 10,
+    sources: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+) -> list[DocumentHit]:
+    filters = chunk_filter(sources, groups)
+    size = max(k * 5, 20)
+    bm25 = await client.search(index=alias, **bm25_query(query, filters, size))
+    knn = await client.search(index=alias, **knn_query(vector, filters, size))
+    return fuse(bm25["hits"]["hits"], knn["hits"]["hits"], k)

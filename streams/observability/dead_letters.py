@@ -1,0 +1,43 @@
+"""Dead letters: an event that can never be processed becomes a record with its reason and origin."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from streams import avro
+from streams.errors import StreamsError
+from streams.observability.metrics import DEAD_LETTERS
+from streams.records import Origin
+
+
+def dead_letter_record(
+    origin: Origin,
+    key: bytes | None,
+    value: bytes | None,
+    error: BaseException,
+    subjects: list[str] | None = None,
+) -> dict[str, Any]:
+    stage = error.stage if isinstance(error, StreamsError) else "unknown"
+    return {
+        "origin_topic": origin.topic,
+        "origin_partition": origin.partition,
+        "origin_offset": origin.offset,
+        "key": key,
+        "value": value,
+        "stage": stage,
+        "error_type": type(error).__name__,
+        "error": str(error)[:4000],
+        "subjects": sorted(subjects or []),
+        "failed_at": datetime.now(UTC),
+    }
+
+
+def dead_letter_key(origin: Origin) -> bytes:
+    """Keyed by origin, so that a forget request can tombstone a dead letter on the compacted topic."""
+    return f"{origin.topic}:{origin.partition}:{origin.offset}".encode()
+
+
+def encode_dead_letter(record: dict[str, Any], registry_url: str | None = None) -> bytes:
+    DEAD_LETTERS.labels(stage=record["stage"]).inc()
+    return avro.encode("dead_letter", record, registry_url)

@@ -1,0 +1,50 @@
+"""Every Prometheus metric the worker exports, defined once, with units in the names.
+
+Freshness is `searchable_at - source commit time`: searchable means a refresh has made the write
+visible to search (the worker writes with refresh=wait_for), not merely acknowledged.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Resolve 0.1 s to 60 s: the promise is "within seconds", the floor is Elasticsearch's 1 s refresh.
+FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
+
+FRESHNESS = Histogram(
+    "streams_freshness_seconds",
+    "Source commit to searchable, per indexed or deleted row",
+    ["source", "table", "operation"],
+    buckets=FRESHNESS_BUCKETS,
+)
+OLDEST_UNINDEXED_AGE = Gauge(
+    "streams_oldest_unindexed_event_age_seconds",
+    "Age (now - source commit) of the oldest event read but not yet searchable; 0 when idle",
+    ["source"],
+)
+CONSUMER_LAG = Gauge(
+    "streams_consumer_lag_messages", "Messages not yet processed, per topic partition", ["topic", "partition"]
+)
+EVENTS = Counter(
+    "streams_events_total",
+    "Change events by outcome: applied, stale (older than the index), suppressed (forgotten subject), skipped, failed",
+    ["source", "outcome"],
+)
+CHUNKS_EMBEDDED = Counter("streams_chunks_embedded_total", "Chunks whose text was new and had to be embedded")
+CHUNKS_REUSED = Counter("streams_chunks_reused_total", "Chunks whose vector was reused because their text did not change")
+CHUNKS_DELETED = Counter("streams_chunks_deleted_total", "Chunks removed from the index")
+EMBEDDING_SECONDS = Counter("streams_embedding_seconds_total", "Seconds spent in model.encode")
+EMBEDDING_THROUGHPUT = Gauge(
+    "streams_embedding_throughput_chunks_per_second", "Chunks per second of model time in the last batch"
+)
+BATCH_SECONDS = Histogram(
+    "streams_batch_seconds", "Wall time to process one batch of change events", buckets=FRESHNESS_BUCKETS
+)
+DEAD_LETTERS = Counter("streams_dead_letters_total", "Events sent to the dead-letter topic", ["stage"])
+RETRIES = Counter("streams_retries_total", "Batches retried after a transient failure", ["stage"])
+DELETION_SECONDS = Histogram(
+    "streams_deletion_request_seconds",
+    "Deletion request received to its subject unsearchable",
+    buckets=FRESHNESS_BUCKETS,
+)
+DELETION_REQUESTS = Counter("streams_deletion_requests_total", "Deletion requests completed", ["status"])

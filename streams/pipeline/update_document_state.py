@@ -1,0 +1,281 @@
+"""Apply part changes to a document's state, and say what the index must do about it.
+
+This is where the *ordered* promise lives. Every document has one state record (kept in the index
+itself, next to its chunks) that remembers, per row, the newest source version applied and whether
+the row was deleted. A change whose version is not newer than the one remembered for its row is
+stale: a replay, a duplicate or a late delivery, and it changes nothing. Delete markers are kept in
+the state record (never removed), so a late older update cannot bring a deleted document back, even
+after Elasticsearch has forgotten the version of a deleted chunk (`index.gc_deletes`).
+
+The result is a diff between the state before and after a batch of changes: which parts' chunks to
+(re)write, which chunk ids to delete, and which parts only need their document-level fields (title,
+groups, subjects, link, visibility) refreshed. Nothing here does I/O.
+
+Rules:
+- A document is visible once its root row exists and is not deleted. Child rows that arrive first
+  (a comment before its ticket, as a snapshot may deliver them) are indexed invisible and become
+  visible when the root arrives.
+- When the root is deleted, every chunk of the document goes; child rows that arrive later are
+  remembered (their versions) but not indexed.
+- For `latest` children (the wiki's revisions), the child with the highest key is the body; an older
+  revision never replaces a newer one, whatever order they arrive in.
+- A change that names a forgotten subject is never indexed: a root becomes a suppressed delete
+  marker that holds no personal data; a child part is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.records import ChunkText, PartChange, TextFormat, chunk_id
+
+Chunker = Callable[[str, TextFormat], list[ChunkText]]
+IsForgotten = Callable[[Iterable[str]], bool]
+
+ROOT_PART = "root"
+
+
+@dataclass
+class RootState:
+    version: int
+    deleted: bool = False
+    suppressed: bool = False
+    table: str = ""
+    title: str = ""
+    groups: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    link: str = ""
+    subjects: list[str] = field(default_factory=list)
+    identity: bool = False
+    commit_ts: str = ""
+
+
+@dataclass
+class PartState:
+    version: int
+    deleted: bool = False
+    table: str = ""
+    order_key: int | None = None
+    chunk_hashes: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    commit_ts: str = ""
+
+
+@dataclass
+class DocumentState:
+    document_id: str
+    source: str
+    root: RootState | None = None
+    parts: dict[str, PartState] = field(default_factory=dict)
+
+    @property
+    def visible(self) -> bool:
+        return self.root is not None and not self.root.deleted
+
+    @property
+    def subjects(self) -> list[str]:
+        """Every subject the document's stored data names (what a forget request looks up)."""
+        names: set[str] = set(self.root.subjects if self.root else [])
+        for part in self.parts.values():
+            names.update(part.subjects)
+        return sorted(names)
+
+    def chunk_ids(self) -> list[str]:
+        return [
+            chunk_id(self.document_id, part_id, number)
+            for part_id, part in self.parts.items()
+            for number in range(len(part.chunk_hashes))
+        ]
+
+    def doc_fields(self) -> dict[str, Any]:
+        """The document-level fields every chunk of the document carries."""
+        root = self.root if self.visible else None
+        return {
+            "visible": self.visible,
+            "title": root.title if root else "",
+            "groups": list(root.groups) if root else [],
+            "link": root.link if root else "",
+            "metadata": dict(root.metadata) if root else {},
+        }
+
+    def chunk_subjects(self, part_id: str) -> list[str]:
+        names = set(self.root.subjects if self.root else [])
+        names.update(self.parts[part_id].subjects)
+        return sorted(names)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "state",
+            "document_id": self.document_id,
+            "source": self.source,
+            "subjects": self.subjects,
+            "root": None if self.root is None else self.root.__dict__,
+            "parts": {part_id: part.__dict__ for part_id, part in self.parts.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DocumentState:
+        root = data.get("root")
+        return cls(
+            document_id=data["document_id"],
+            source=data["source"],
+            root=None if root is None else RootState(**root),
+            parts={part_id: PartState(**part) for part_id, part in (data.get("parts") or {}).items()},
+        )
+
+    def copy(self) -> DocumentState:
+        return DocumentState.from_json(self.to_json())
+
+
+@dataclass
+class DocumentUpdate:
+    """What one batch of changes to one document asks of the index."""
+
+    state: DocumentState
+    write_parts: dict[str, list[ChunkText]] = field(default_factory=dict)  # part -> its new chunks
+    refresh_parts: list[str] = field(default_factory=list)  # parts whose doc-level fields changed
+    delete_ids: list[str] = field(default_factory=list)
+    applied: list[PartChange] = field(default_factory=list)
+    stale: list[PartChange] = field(default_factory=list)
+    suppressed: list[PartChange] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.suppressed)
+
+
+def apply_changes(
+    state: DocumentState | None,
+    changes: list[PartChange],
+    chunker: Chunker,
+    is_forgotten: IsForgotten,
+) -> DocumentUpdate:
+    """Apply `changes` (all for one document, in delivery order) to `state`."""
+    if not changes:
+        raise ValueError("apply_changes needs at least one change")
+    before = state.copy() if state else DocumentState(changes[0].document_id, changes[0].source)
+    after = before.copy()
+    update = DocumentUpdate(state=after)
+    new_chunks: dict[str, list[ChunkText]] = {}
+
+    for change in changes:
+        if _is_stale(after, change):
+            update.stale.append(change)
+            continue
+        if change.role == "root":
+            _apply_root(after, change, chunker, is_forgotten, new_chunks, update)
+        else:
+            _apply_child(after, change, chunker, is_forgotten, new_chunks, update)
+
+    _diff(before, after, new_chunks, update)
+    return update
+
+
+def _is_stale(state: DocumentState, change: PartChange) -> bool:
+    if change.role == "root":
+        return state.root is not None and change.version <= state.root.version
+    part = state.parts.get(change.part_id)
+    if part is None:
+        return False
+    if change.order_key is not None and part.order_key is not None:
+        if change.order_key != part.order_key:
+            # Another revision: only a newer one may replace the body; deleting an old one is a no-op.
+            return change.order_key < part.order_key or change.deleted
+    return change.version <= part.version
+
+
+def _apply_root(
+    state: DocumentState,
+    change: PartChange,
+    chunker: Chunker,
+    is_forgotten: IsForgotten,
+    new_chunks: dict[str, list[ChunkText]],
+    update: DocumentUpdate,
+) -> None:
+    commit_ts = change.commit_ts.isoformat()
+    if change.deleted or is_forgotten(change.subjects):
+        suppressed = not change.deleted
+        state.root = RootState(version=change.version, deleted=True, suppressed=suppressed, commit_ts=commit_ts)
+        for part in state.parts.values():
+            part.chunk_hashes = []
+            part.subjects = []
+        for part_id in list(new_chunks):
+            new_chunks[part_id] = []
+        (update.suppressed if suppressed else update.applied).append(change)
+        return
+    state.root = RootState(
+        version=change.version,
+        table=change.table,
+        title=change.title or "",
+        groups=list(change.groups or ()),
+        metadata=dict(change.metadata),
+        link=change.link or "",
+        subjects=sorted(change.subjects),
+        identity=change.identity,
+        commit_ts=commit_ts,
+    )
+    chunks = chunker(change.text, change.text_format) if change.text else []
+    state.parts[ROOT_PART] = PartState(
+        version=change.version,
+        table=change.table,
+        chunk_hashes=[chunk.text_hash for chunk in chunks],
+        commit_ts=commit_ts,
+    )
+    new_chunks[ROOT_PART] = chunks
+    update.applied.append(change)
+
+
+def _apply_child(
+    state: DocumentState,
+    change: PartChange,
+    chunker: Chunker,
+    is_forgotten: IsForgotten,
+    new_chunks: dict[str, list[ChunkText]],
+    update: DocumentUpdate,
+) -> None:
+    commit_ts = change.commit_ts.isoformat()
+    part = PartState(version=change.version, table=change.table, order_key=change.order_key, commit_ts=commit_ts)
+    doc_deleted = state.root is not None and state.root.deleted
+    forgotten = is_forgotten(set(change.subjects) | set(state.root.subjects if state.root else []))
+    if change.deleted or doc_deleted or forgotten:
+        part.deleted = change.deleted
+        state.parts[change.part_id] = part
+        new_chunks[change.part_id] = []
+        (update.suppressed if forgotten and not change.deleted else update.applied).append(change)
+        return
+    chunks = chunker(change.text, change.text_format) if change.text else []
+    part.chunk_hashes = [chunk.text_hash for chunk in chunks]
+    part.subjects = sorted(change.subjects)
+    state.parts[change.part_id] = part
+    new_chunks[change.part_id] = chunks
+    update.applied.append(change)
+
+
+def _diff(
+    before: DocumentState,
+    after: DocumentState,
+    new_chunks: dict[str, list[ChunkText]],
+    update: DocumentUpdate,
+) -> None:
+    """Turn two states into index actions, touching as little as possible."""
+    doc_fields_changed = before.doc_fields() != after.doc_fields() or (
+        (before.root.subjects if before.root else []) != (after.root.subjects if after.root else [])
+    )
+    for part_id, part in after.parts.items():
+        old = before.parts.get(part_id)
+        old_hashes = old.chunk_hashes if old else []
+        if part_id in new_chunks and (part.chunk_hashes != old_hashes or _part_fields_changed(old, part)):
+            update.write_parts[part_id] = new_chunks[part_id]
+        elif part.chunk_hashes and doc_fields_changed:
+            update.refresh_parts.append(part_id)
+        elif part_id in new_chunks and part.chunk_hashes and old is not None and old.version != part.version:
+            # Same text, same subjects: only the version moves. Refresh so chunks carry the new version.
+            update.refresh_parts.append(part_id)
+    kept = set(after.chunk_ids())
+    update.delete_ids = [chunk for chunk in before.chunk_ids() if chunk not in kept]
+
+
+def _part_fields_changed(old: PartState | None, new: PartState) -> bool:
+    return old is None or old.subjects != new.subjects

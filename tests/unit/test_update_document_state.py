@@ -1,0 +1,102 @@
+"""The ordering rules, over small hand-built part changes (no Kafka, no Elasticsearch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from streams.pipeline.update_document_state import apply_changes
+from streams.records import ChunkText, PartChange, TextFormat
+
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+DOC = "tickets/ticket/1"
+
+
+def chunker(text: str, text_format: TextFormat) -> list[ChunkText]:
+    return [ChunkText(number, paragraph) for number, paragraph in enumerate(text.split("\n\n"))]
+
+
+def nobody_forgotten(subjects: Iterable[str]) -> bool:
+    return False
+
+
+def root(version: int, text: str = "a\n\nb", deleted: bool = False, groups=("support",), **kw) -> PartChange:
+    return PartChange(
+        source="tickets", table="tickets", document_id=DOC, part_id="root", role="root", deleted=deleted,
+        version=version, commit_ts=T0, text=text, title="Printer on fire", groups=groups,
+        subjects=frozenset({"email:alice@example.com"}), **kw,
+    )
+
+
+def comment(version: int, cid: int = 7, text: str = "c", deleted: bool = False) -> PartChange:
+    return PartChange(
+        source="tickets", table="ticket_comments", document_id=DOC, part_id=f"ticket_comments/{cid}",
+        role="child", deleted=deleted, version=version, commit_ts=T0, text=text,
+        subjects=frozenset({"email:bob@example.com"}),
+    )
+
+
+def test_new_document_writes_every_chunk():
+    update = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten)
+    assert {k: len(v) for k, v in update.write_parts.items()} == {"root": 2, "ticket_comments/7": 1}
+    assert update.state.visible and update.delete_ids == []
+
+
+def test_older_version_is_stale_in_any_order():
+    state = apply_changes(None, [root(20, text="new")], chunker, nobody_forgotten).state
+    update = apply_changes(state, [root(10, text="old"), root(20, text="old dup")], chunker, nobody_forgotten)
+    assert len(update.stale) == 2 and not update.write_parts and update.state.root.version == 20
+
+
+def test_delete_then_late_update_stays_deleted():
+    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
+    deleted = apply_changes(state, [root(30, deleted=True)], chunker, nobody_forgotten)
+    assert sorted(deleted.delete_ids) == sorted(state.chunk_ids())
+    late = apply_changes(deleted.state, [root(20), comment(25, text="late")], chunker, nobody_forgotten)
+    assert len(late.stale) == 1 and not late.write_parts and not late.state.visible
+
+
+def test_groups_only_change_rewrites_no_chunk_and_refreshes_all():
+    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
+    update = apply_changes(state, [root(12, groups=("billing",))], chunker, nobody_forgotten)
+    assert update.write_parts == {} and sorted(update.refresh_parts) == ["root", "ticket_comments/7"]
+
+
+def test_one_paragraph_edit_rewrites_only_that_part():
+    state = apply_changes(None, [root(10), comment(11), comment(12, cid=8)], chunker, nobody_forgotten).state
+    update = apply_changes(state, [comment(13, cid=8, text="edited")], chunker, nobody_forgotten)
+    assert list(update.write_parts) == ["ticket_comments/8"] and update.refresh_parts == []
+
+
+def test_comment_delete_removes_only_its_chunks():
+    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
+    update = apply_changes(state, [comment(14, deleted=True)], chunker, nobody_forgotten)
+    assert update.delete_ids == [f"{DOC}#ticket_comments/7#0"]
+
+
+def test_child_before_root_is_invisible_until_root_arrives():
+    first = apply_changes(None, [comment(11)], chunker, nobody_forgotten)
+    assert not first.state.visible and "ticket_comments/7" in first.write_parts
+    second = apply_changes(first.state, [root(10)], chunker, nobody_forgotten)
+    assert second.state.visible and "ticket_comments/7" in second.refresh_parts
+
+
+def test_latest_revision_wins_whatever_the_order():
+    def revision(rev_id: int, version: int) -> PartChange:
+        return PartChange(
+            source="wiki", table="revision", document_id="wiki/page/1", part_id="revision", role="child",
+            deleted=False, version=version, commit_ts=T0, text=f"rev {rev_id}", order_key=rev_id,
+        )
+
+    state = apply_changes(None, [revision(5, 50)], chunker, nobody_forgotten).state
+    update = apply_changes(state, [revision(4, 60)], chunker, nobody_forgotten)
+    assert update.stale and update.state.parts["revision"].order_key == 5
+
+
+def test_forgotten_subject_is_never_indexed_and_state_keeps_no_personal_data():
+    def forgotten(subjects: Iterable[str]) -> bool:
+        return "email:alice@example.com" in set(subjects)
+
+    update = apply_changes(None, [root(10), comment(11)], chunker, forgotten)
+    assert update.write_parts == {} or all(not chunks for chunks in update.write_parts.values())
+    assert update.state.subjects == [] and not update.state.visible
