@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     stack_home: Path = PROJECT_ROOT / ".stack"
     cache_dir: Path = Path.home() / ".cache" / "streams"
     elasticsearch_heap: str = "1g"
+    elasticsearch_transport_port: int = 19300
+    # Database hosts as Kafka Connect sees them, per source, when that differs from the DSNs' host
+    # (docker-compose: {"tickets": "postgres", "crm": "postgres", "wiki": "mariadb"}).
+    connector_hosts: dict[str, str] = {}
 
     # Topics the project owns. Debezium topics are named <source>.<schema>.<table>.
     sources: tuple[str, ...] = ("wiki", "tickets", "crm")

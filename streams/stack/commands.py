@@ -1,0 +1,116 @@
+"""`streams stack ...` and `streams connectors ...`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from streams.settings import get_settings
+from streams.stack import connectors as connectors_module
+from streams.stack import stack as stack_module
+from streams.stack.runner import Printer, StackError
+
+
+def _printer() -> Printer:
+    return Printer(lambda line: click.echo(line, err=True))
+
+
+@click.group()
+def stack() -> None:
+    """Start, stop and inspect the local stack (Kafka, Connect + Debezium, Elasticsearch, PostgreSQL,
+    MariaDB) as local processes on 127.0.0.1, without Docker."""
+
+
+@stack.command()
+def up() -> None:
+    """Provision and start every server that is not running; wait until all are healthy."""
+    settings = get_settings()
+    progress = _printer()
+    try:
+        started = stack_module.up(settings, progress)
+    except StackError as exc:
+        click.echo(f"stack up failed after {progress.elapsed():.1f}s:\n{exc}", err=True)
+        sys.exit(1)
+    report = stack_module.status(settings)
+    for name, server in report["servers"].items():
+        click.echo(f"{name:14} {server['endpoint']:28} pid {server['pid']}")
+    for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
+        click.echo(f"{key:14} {report[key]}")
+    what = f"started {', '.join(started)}" if started else "everything was already running"
+    click.echo(f"stack healthy in {progress.elapsed():.1f}s ({what})")
+
+
+@stack.command()
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+def down(timeout: float) -> None:
+    """Stop the servers this stack started (by their pid files); data stays under stack_home."""
+    settings = get_settings()
+    progress = _printer()
+    servers = stack_module.servers(settings)
+    for server in servers.values():
+        server.stop_timeout_s = timeout
+    stopped = [name for name, s in reversed(list(servers.items())) if s.stop(progress)]
+    click.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack.command()
+@click.option("--json", "as_json", is_flag=True, help="Print endpoints and per-server state as JSON.")
+def status(as_json: bool) -> None:
+    """Show endpoints and whether each server is running and healthy (exit 1 when not all healthy)."""
+    report = stack_module.status(get_settings())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for name, server in report["servers"].items():
+            state = "healthy" if server["healthy"] else ("running" if server["running"] else "stopped")
+            click.echo(f"{name:14} {state:8} {server['endpoint']:28} pid {server['pid']}")
+        for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
+            click.echo(f"{key:14} {report[key]}")
+    sys.exit(0 if report["healthy"] else 1)
+
+
+@click.group()
+def connectors() -> None:
+    """The Debezium connectors in connectors/*.json."""
+
+
+@connectors.command()
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for RUNNING.")
+def register(timeout: float) -> None:
+    """Create or update every connector (idempotent) and wait until each connector and task is RUNNING."""
+    progress = _printer()
+    try:
+        connectors_module.register(get_settings(), progress, timeout_s=timeout)
+    except StackError as exc:
+        click.echo(f"connectors register failed:\n{exc}", err=True)
+        sys.exit(1)
+    click.echo(f"all connectors RUNNING ({progress.elapsed():.1f}s)")
+
+
+@connectors.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print Kafka Connect's status objects as JSON.")
+def connectors_status(as_json: bool) -> None:
+    """Show each connector's and task's state (exit 1 when any is not RUNNING)."""
+    try:
+        report = connectors_module.status_all(get_settings())
+    except StackError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    ok = True
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    for name, state in report.items():
+        if state is None:
+            ok = False
+            if not as_json:
+                click.echo(f"{name:10} not registered")
+            continue
+        tasks = state.get("tasks", [])
+        ok = ok and state["connector"]["state"] == "RUNNING" and bool(tasks) and all(
+            t["state"] == "RUNNING" for t in tasks)
+        if not as_json:
+            click.echo(f"{name:10} {state['connector']['state']:8} tasks: "
+                       + ", ".join(f"{t['id']}={t['state']}" for t in tasks))
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,68 @@
+"""Kafka Connect (distributed mode) with the Debezium PostgreSQL and MariaDB connectors."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from streams.stack import downloads
+from streams.stack.java import java_command
+from streams.stack.runner import Progress, Server
+
+GROUP_ID = "streams-connect"
+
+
+class Connect(Server):
+    name = "connect"
+    depends_on = ("kafka",)
+    start_timeout_s = 120.0
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "connect-distributed.properties"
+
+    def prepare(self, progress: Progress) -> None:
+        self._libs = downloads.kafka_libs(self.settings, progress)
+        plugins = downloads.debezium_plugin_path(self.settings, progress)
+        url = urlsplit(self.settings.connect_url)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text("\n".join([
+            f"bootstrap.servers={self.settings.kafka_bootstrap}",
+            f"group.id={GROUP_ID}",
+            "key.converter=org.apache.kafka.connect.json.JsonConverter",
+            "value.converter=org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable=false",
+            "value.converter.schemas.enable=false",
+            f"config.storage.topic={GROUP_ID}-configs",
+            f"offset.storage.topic={GROUP_ID}-offsets",
+            f"status.storage.topic={GROUP_ID}-status",
+            "config.storage.replication.factor=1",
+            "offset.storage.replication.factor=1",
+            "offset.storage.partitions=5",
+            "status.storage.replication.factor=1",
+            "status.storage.partitions=1",
+            "offset.flush.interval.ms=1000",
+            f"listeners=http://{url.hostname}:{url.port}",
+            f"rest.advertised.host.name={url.hostname}",
+            f"rest.advertised.port={url.port}",
+            f"plugin.path={plugins}",
+            "topic.creation.enable=true",
+            "",
+        ]))
+
+    def command(self) -> list[str]:
+        return java_command(self._libs, "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file))
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.settings.connect_url}/connectors", timeout=2) as response:
+                json.load(response)
+                return response.status == 200
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+    def endpoint(self) -> str:
+        return self.settings.connect_url

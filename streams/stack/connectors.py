@@ -1,0 +1,154 @@
+"""Register the Debezium connectors in connectors/*.json with Kafka Connect, idempotently.
+
+The JSON files keep hosts and secrets out: a value may hold `${<settings field>}` (for example
+`${kafka_bootstrap}`) or `${<dsn field>.<part>}` with part one of host, port, user, password, dbname
+(for example `${tickets_dsn.host}`). settings.connector_hosts overrides the host a source's DSN names
+(and "kafka" the bootstrap), for a Connect worker that sees the databases under other names."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from streams.settings import PROJECT_ROOT, Settings
+from streams.stack.runner import Progress, StackError
+
+CONNECTORS_DIR = PROJECT_ROOT / "connectors"
+PLACEHOLDER = re.compile(r"\$\{([a-z_]+)(?:\.([a-z]+))?\}")
+
+
+class ConnectorFailed(StackError):
+    """A connector or one of its tasks is FAILED, or never reached RUNNING."""
+
+
+def connector_files(directory: Path = CONNECTORS_DIR) -> list[Path]:
+    return sorted(directory.glob("*.json"))
+
+
+def _dsn_part(settings: Settings, field: str, part: str) -> str:
+    url = urlsplit(str(getattr(settings, field)))
+    source = field.removesuffix("_dsn")
+    values = {
+        "host": settings.connector_hosts.get(source, url.hostname or ""),
+        "port": str(url.port or ""),
+        "user": unquote(url.username or ""),
+        "password": unquote(url.password or ""),
+        "dbname": url.path.lstrip("/"),
+    }
+    if part not in values:
+        raise StackError(f"unknown placeholder part {part!r} (use one of {sorted(values)})")
+    return values[part]
+
+
+def render(config: dict[str, str], settings: Settings) -> dict[str, str]:
+    def substitute(match: re.Match[str]) -> str:
+        field, part = match.group(1), match.group(2)
+        if not hasattr(settings, field):
+            raise StackError(f"placeholder {match.group(0)} names no settings field")
+        if part:
+            return _dsn_part(settings, field, part)
+        if field == "kafka_bootstrap":
+            return settings.connector_hosts.get("kafka", settings.kafka_bootstrap)
+        return str(getattr(settings, field))
+
+    return {key: PLACEHOLDER.sub(substitute, str(value)) for key, value in config.items()}
+
+
+def load(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, dict[str, str]]:
+    connectors = {}
+    for path in connector_files(directory):
+        spec = json.loads(path.read_text())
+        connectors[spec["name"]] = render(spec["config"], settings)
+    return connectors
+
+
+def _request(settings: Settings, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{settings.connect_url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as exc:
+        raise StackError(f"Kafka Connect at {settings.connect_url} is not reachable ({exc}); "
+                         "is the stack up? (`streams stack up`)") from exc
+
+
+def connector_status(settings: Settings, name: str) -> dict[str, Any] | None:
+    code, body = _request(settings, "GET", f"/connectors/{name}/status")
+    if code == 404:
+        return None
+    if code != 200:
+        raise StackError(f"GET /connectors/{name}/status answered {code}: {body}")
+    return body  # type: ignore[no-any-return]
+
+
+def _failure(name: str, status: dict[str, Any]) -> str | None:
+    if status["connector"]["state"] == "FAILED":
+        return f"connector {name} FAILED:\n{status['connector'].get('trace', '')}"
+    for task in status.get("tasks", []):
+        if task["state"] == "FAILED":
+            return f"connector {name} task {task['id']} FAILED:\n{task.get('trace', '')}"
+    return None
+
+
+def _running(status: dict[str, Any]) -> bool:
+    tasks = status.get("tasks", [])
+    return status["connector"]["state"] == "RUNNING" and bool(tasks) and all(
+        t["state"] == "RUNNING" for t in tasks)
+
+
+def register(settings: Settings, progress: Progress, timeout_s: float = 120.0,
+             directory: Path = CONNECTORS_DIR) -> dict[str, dict[str, Any]]:
+    """Create or update every connector (PUT is idempotent), restart failed ones, and wait until every
+    connector and task is RUNNING. Raises ConnectorFailed with the task's trace otherwise."""
+    connectors = load(settings, directory)
+    if not connectors:
+        raise StackError(f"no connector configs in {directory}")
+    for name, config in connectors.items():
+        code, body = _request(settings, "PUT", f"/connectors/{name}/config", config)
+        if code not in (200, 201):
+            raise ConnectorFailed(f"connector {name}: PUT /connectors/{name}/config answered {code}: {body}")
+        progress(f"connector {name}: {'created' if code == 201 else 'up to date'}")
+        status = connector_status(settings, name)
+        if status is not None and _failure(name, status):
+            progress(f"connector {name}: was FAILED, restarting")
+            _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+    deadline = time.monotonic() + timeout_s
+    pending = set(connectors)
+    statuses: dict[str, dict[str, Any]] = {}
+    while pending:
+        for name in sorted(pending):
+            status = connector_status(settings, name)
+            if status is None:
+                continue
+            statuses[name] = status
+            failure = _failure(name, status)
+            if failure:
+                raise ConnectorFailed(failure)
+            if _running(status):
+                progress(f"connector {name}: RUNNING")
+                pending.discard(name)
+        if pending and time.monotonic() > deadline:
+            raise ConnectorFailed(f"connectors not RUNNING after {timeout_s:.0f}s: "
+                                  + ", ".join(f"{n}: {statuses.get(n)}" for n in sorted(pending)))
+        if pending:
+            time.sleep(0.5)
+    return statuses
+
+
+def status_all(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, Any]:
+    return {name: connector_status(settings, name) for name in load(settings, directory)}

@@ -1,0 +1,267 @@
+"""Process supervision for the local stack: one detached process per server, a pid file, health
+checks, and a stop that signals exactly the process group this stack started."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from streams.settings import Settings
+
+Progress = Callable[[str], None]
+
+SERVICE_USER = "streams"  # Elasticsearch, PostgreSQL and MariaDB refuse to run as root
+
+
+class StackError(Exception):
+    """The local stack could not be provisioned, started or stopped."""
+
+
+class ServerFailed(StackError):
+    def __init__(self, server: str, reason: str, log_tail: str = "") -> None:
+        self.server = server
+        self.reason = reason
+        self.log_tail = log_tail
+        text = f"{server}: {reason}"
+        if log_tail:
+            text += f"\n--- last lines of {server}'s log ---\n{log_tail}"
+        super().__init__(text)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return f"(no log at {path})"
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 64 * 1024))
+        text = handle.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def run(cmd: Sequence[str], *, what: str, user: str | None = None, log: Path | None = None,
+        env: Mapping[str, str] | None = None, cwd: Path | None = None, input: str | None = None,
+        timeout: float = 600) -> str:
+    """Run a provisioning command to completion; raise ServerFailed with its output when it fails."""
+    try:
+        done = subprocess.run(
+            list(cmd), capture_output=True, text=True, env=dict(env) if env else None, cwd=cwd,
+            input=input, timeout=timeout, **_as_user(user),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServerFailed(what, f"{' '.join(cmd)} failed: {exc}") from exc
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            handle.write(f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}\n")
+    if done.returncode != 0:
+        output = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+        raise ServerFailed(what, f"{' '.join(cmd)} exited with {done.returncode}", output)
+    return done.stdout
+
+
+def service_user() -> str | None:
+    """The unprivileged OS user the database servers run as; None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True, capture_output=True,
+        )
+    return SERVICE_USER
+
+
+def chown_tree(path: Path, user: str | None) -> None:
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+def _as_user(user: str | None) -> dict[str, object]:
+    if user is None or os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def pid_cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class Server(ABC):
+    """One server of the local stack, run as a detached process group under stack_home/<name>."""
+
+    name: str
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout_s: float = 30.0
+    start_timeout_s: float = 120.0
+    depends_on: tuple[str, ...] = ()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.stack_home / self.name
+        self.data_dir = self.home / "data"
+        self.logs_dir = self.home / "logs"
+        self.pid_file = self.home / f"{self.name}.pid"
+        self.log_file = self.logs_dir / f"{self.name}.out"
+        self.user: str | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # What each server defines.
+    @abstractmethod
+    def prepare(self, progress: Progress) -> None:
+        """Write config and initialise data (idempotent); downloads are already cached."""
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    @abstractmethod
+    def healthy(self) -> bool: ...
+
+    def after_healthy(self, progress: Progress) -> None:
+        """Idempotent setup that needs the running server (roles, databases, schemas)."""
+
+    @abstractmethod
+    def endpoint(self) -> str: ...
+
+    # Supervision.
+    def pid(self) -> int | None:
+        """The pid from the pid file, when that process is alive and is this stack's server."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if pid_alive(pid) and str(self.home) in pid_cmdline(pid):
+            return pid
+        return None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, progress: Progress) -> bool:
+        """Start the server unless it already runs; True when this call started it."""
+        if self.running():
+            progress(f"{self.name}: already running (pid {self.pid()})")
+            return False
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare(progress)
+        chown_tree(self.home, self.user)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
+            log.flush()
+            try:
+                self._process = subprocess.Popen(
+                    self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=self.environment(), cwd=self.home, start_new_session=True, **_as_user(self.user),
+                )
+            except OSError as exc:
+                raise ServerFailed(self.name, f"could not start: {exc}") from exc
+        self.pid_file.write_text(f"{self._process.pid}\n")
+        progress(f"{self.name}: started (pid {self._process.pid}), log {self.log_file}")
+        return True
+
+    def wait_healthy(self, progress: Progress, timeout_s: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
+        while True:
+            if self._process is not None and self._process.poll() is not None:
+                raise ServerFailed(self.name, f"exited with {self._process.returncode} while starting",
+                                   tail(self.log_file))
+            if self._process is None and not self.running():
+                raise ServerFailed(self.name, "is not running", tail(self.log_file))
+            if self.healthy():
+                progress(f"{self.name}: healthy at {self.endpoint()}")
+                return
+            if time.monotonic() > deadline:
+                raise ServerFailed(self.name, f"not healthy after {timeout_s or self.start_timeout_s:.0f}s",
+                                   tail(self.log_file))
+            time.sleep(0.3)
+
+    def stop(self, progress: Progress) -> bool:
+        """Stop the process group this stack started: signal, then SIGKILL after stop_timeout_s."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        progress(f"{self.name}: stopping (pid {pid})")
+        self._signal(pid, self.stop_signal)
+        deadline = time.monotonic() + self.stop_timeout_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            progress(f"{self.name}: still running after {self.stop_timeout_s:.0f}s, sending SIGKILL")
+            self._signal(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        progress(f"{self.name}: stopped")
+        return True
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        # The server runs in its own session, so its process group id is its pid: this reaches the
+        # server and anything it spawned (Elasticsearch's launcher spawns the JVM), and nothing else.
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(pid, sig)
+
+    def status(self) -> dict[str, object]:
+        pid = self.pid()
+        return {"running": pid is not None, "healthy": pid is not None and self.healthy(), "pid": pid,
+                "endpoint": self.endpoint(), "log": str(self.log_file)}
+
+
+class Printer:
+    """Thread-safe progress lines, stamped with seconds since the start."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self._echo = echo
+        self._lock = threading.Lock()
+        self._t0 = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self._echo(f"[{time.monotonic() - self._t0:5.1f}s] {line}")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0

@@ -1,0 +1,89 @@
+"""The local stack as a whole: bring every server up (in parallel where they are independent),
+report status, and take it down in reverse order."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from streams.settings import Settings
+from streams.stack.connect import Connect
+from streams.stack.elasticsearch import Elasticsearch
+from streams.stack.kafka import Kafka
+from streams.stack.mariadb import MariaDB
+from streams.stack.postgres import Postgres
+from streams.stack.runner import Progress, Server, ServerFailed, StackError, service_user
+
+SERVER_TYPES: tuple[type[Server], ...] = (Postgres, MariaDB, Elasticsearch, Kafka, Connect)
+
+
+def servers(settings: Settings) -> dict[str, Server]:
+    return {cls.name: cls(settings) for cls in SERVER_TYPES}
+
+
+def up(settings: Settings, progress: Progress) -> list[str]:
+    """Start every server that is not running and wait until all are healthy; return the names of
+    the servers this call started. A second call leaves running servers alone."""
+    all_servers = servers(settings)
+    settings.stack_home.mkdir(parents=True, exist_ok=True)
+    if any(s.user is None for s in all_servers.values()):
+        service_user()
+    healthy = {name: threading.Event() for name in all_servers}
+    failed = threading.Event()
+    started: list[str] = []
+
+    def bring_up(server: Server) -> None:
+        for dependency in server.depends_on:
+            while not healthy[dependency].wait(0.2):
+                if failed.is_set():
+                    raise StackError(f"{server.name}: not started, {dependency} failed")
+        try:
+            if server.start(progress):
+                started.append(server.name)
+            server.wait_healthy(progress)
+            server.after_healthy(progress)
+        except BaseException:
+            failed.set()
+            raise
+        healthy[server.name].set()
+
+    with ThreadPoolExecutor(max_workers=len(all_servers)) as pool:
+        futures = {name: pool.submit(bring_up, server) for name, server in all_servers.items()}
+    errors = [f.exception() for f in futures.values() if f.exception() is not None]
+    primary = [e for e in errors if isinstance(e, ServerFailed)] or errors
+    if primary:
+        if len(primary) > 1:
+            raise StackError("\n\n".join(str(e) for e in primary))
+        raise primary[0]  # type: ignore[misc]
+    return started
+
+
+def down(settings: Settings, progress: Progress, only: list[str] | None = None) -> list[str]:
+    stopped = []
+    for name, server in reversed(list(servers(settings).items())):
+        if (only is None or name in only) and server.stop(progress):
+            stopped.append(name)
+    return stopped
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "connect_url": settings.connect_url,
+        "elasticsearch_url": settings.elasticsearch_url,
+        "tickets_dsn": settings.tickets_dsn,
+        "crm_dsn": settings.crm_dsn,
+        "wiki_dsn": settings.wiki_dsn,
+        "stack_home": str(settings.stack_home),
+        "servers": {},
+    }
+    with ThreadPoolExecutor(max_workers=len(SERVER_TYPES)) as pool:
+        found = dict(zip(
+            [cls.name for cls in SERVER_TYPES],
+            pool.map(lambda s: s.status(), servers(settings).values()),
+            strict=True,
+        ))
+    report["servers"] = found
+    report["healthy"] = all(s["healthy"] for s in found.values())
+    return report
