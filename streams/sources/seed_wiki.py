@@ -23,6 +23,7 @@ PAGE_GROUPS: tuple[tuple[tuple[str, ...], int], ...] = (
     (("engineering", "support", "billing", "sales", "exec"), 3),
     (("engineering", "exec"), 1),
 )
+LONGEST_FIRST = 5
 REVISION_COMMENTS = (
     "Imported from the PostgreSQL 15 manual", "Expanded the examples", "Fixed typos",
     "Clarified wording after a support case", "Added a section", "Updated for our clusters",
@@ -54,8 +55,13 @@ def generate_wiki_pages(
 ) -> Iterator[WikiPageSeed]:
     if not corpus:
         raise ValueError("the wiki corpus is empty")
-    order = list(range(len(corpus)))
-    rng.shuffle(order)
+    # The longest pages come first so that even a small seed has pages of 50+ paragraphs (the
+    # benchmark edits one paragraph of a long page); the rest follow in a seeded order.
+    by_length = sorted(range(len(corpus)), key=lambda i: len(corpus[i].text), reverse=True)
+    longest, rest = by_length[:LONGEST_FIRST], by_length[LONGEST_FIRST:]
+    rest.sort()
+    rng.shuffle(rest)
+    order = longest + rest
     options = [groups for groups, _ in PAGE_GROUPS]
     weights = [weight for _, weight in PAGE_GROUPS]
     for i in range(count):
