@@ -108,9 +108,15 @@ def connectors_status(as_json: bool) -> None:
                 click.echo(f"{name:10} not registered")
             continue
         tasks = state.get("tasks", [])
-        ok = ok and state["connector"]["state"] == "RUNNING" and bool(tasks) and all(
-            t["state"] == "RUNNING" for t in tasks)
+        ok = (
+            ok
+            and state["connector"]["state"] == "RUNNING"
+            and bool(tasks)
+            and all(t["state"] == "RUNNING" for t in tasks)
+        )
         if not as_json:
-            click.echo(f"{name:10} {state['connector']['state']:8} tasks: "
-                       + ", ".join(f"{t['id']}={t['state']}" for t in tasks))
+            click.echo(
+                f"{name:10} {state['connector']['state']:8} tasks: "
+                + ", ".join(f"{t['id']}={t['state']}" for t in tasks)
+            )
     sys.exit(0 if ok else 1)

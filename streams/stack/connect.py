@@ -29,29 +29,33 @@ class Connect(Server):
         plugins = downloads.debezium_plugin_path(self.settings, progress)
         url = urlsplit(self.settings.connect_url)
         self.home.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text("\n".join([
-            f"bootstrap.servers={self.settings.kafka_bootstrap}",
-            f"group.id={GROUP_ID}",
-            "key.converter=org.apache.kafka.connect.json.JsonConverter",
-            "value.converter=org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable=false",
-            "value.converter.schemas.enable=false",
-            f"config.storage.topic={GROUP_ID}-configs",
-            f"offset.storage.topic={GROUP_ID}-offsets",
-            f"status.storage.topic={GROUP_ID}-status",
-            "config.storage.replication.factor=1",
-            "offset.storage.replication.factor=1",
-            "offset.storage.partitions=5",
-            "status.storage.replication.factor=1",
-            "status.storage.partitions=1",
-            "offset.flush.interval.ms=1000",
-            f"listeners=http://{url.hostname}:{url.port}",
-            f"rest.advertised.host.name={url.hostname}",
-            f"rest.advertised.port={url.port}",
-            f"plugin.path={plugins}",
-            "topic.creation.enable=true",
-            "",
-        ]))
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    f"bootstrap.servers={self.settings.kafka_bootstrap}",
+                    f"group.id={GROUP_ID}",
+                    "key.converter=org.apache.kafka.connect.json.JsonConverter",
+                    "value.converter=org.apache.kafka.connect.json.JsonConverter",
+                    "key.converter.schemas.enable=false",
+                    "value.converter.schemas.enable=false",
+                    f"config.storage.topic={GROUP_ID}-configs",
+                    f"offset.storage.topic={GROUP_ID}-offsets",
+                    f"status.storage.topic={GROUP_ID}-status",
+                    "config.storage.replication.factor=1",
+                    "offset.storage.replication.factor=1",
+                    "offset.storage.partitions=5",
+                    "status.storage.replication.factor=1",
+                    "status.storage.partitions=1",
+                    "offset.flush.interval.ms=1000",
+                    f"listeners=http://{url.hostname}:{url.port}",
+                    f"rest.advertised.host.name={url.hostname}",
+                    f"rest.advertised.port={url.port}",
+                    f"plugin.path={plugins}",
+                    "topic.creation.enable=true",
+                    "",
+                ]
+            )
+        )
 
     def command(self) -> list[str]:
         return java_command(self._libs, "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file))

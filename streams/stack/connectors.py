@@ -70,8 +70,12 @@ def load(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, dict
 
 def _request(settings: Settings, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{settings.connect_url}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    request = urllib.request.Request(
+        f"{settings.connect_url}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read()
@@ -83,8 +87,9 @@ def _request(settings: Settings, method: str, path: str, body: Any = None) -> tu
         except ValueError:
             return exc.code, raw.decode("utf-8", "replace")
     except (urllib.error.URLError, OSError) as exc:
-        raise StackError(f"Kafka Connect at {settings.connect_url} is not reachable ({exc}); "
-                         "is the stack up? (`streams stack up`)") from exc
+        raise StackError(
+            f"Kafka Connect at {settings.connect_url} is not reachable ({exc}); is the stack up? (`streams stack up`)"
+        ) from exc
 
 
 def connector_status(settings: Settings, name: str) -> dict[str, Any] | None:
@@ -107,12 +112,12 @@ def _failure(name: str, status: dict[str, Any]) -> str | None:
 
 def _running(status: dict[str, Any]) -> bool:
     tasks = status.get("tasks", [])
-    return status["connector"]["state"] == "RUNNING" and bool(tasks) and all(
-        t["state"] == "RUNNING" for t in tasks)
+    return status["connector"]["state"] == "RUNNING" and bool(tasks) and all(t["state"] == "RUNNING" for t in tasks)
 
 
-def register(settings: Settings, progress: Progress, timeout_s: float = 120.0,
-             directory: Path = CONNECTORS_DIR) -> dict[str, dict[str, Any]]:
+def register(
+    settings: Settings, progress: Progress, timeout_s: float = 120.0, directory: Path = CONNECTORS_DIR
+) -> dict[str, dict[str, Any]]:
     """Create or update every connector (PUT is idempotent), restart failed ones, and wait until every
     connector and task is RUNNING. Raises ConnectorFailed with the task's trace otherwise."""
     connectors = load(settings, directory)
@@ -143,8 +148,10 @@ def register(settings: Settings, progress: Progress, timeout_s: float = 120.0,
                 progress(f"connector {name}: RUNNING")
                 pending.discard(name)
         if pending and time.monotonic() > deadline:
-            raise ConnectorFailed(f"connectors not RUNNING after {timeout_s:.0f}s: "
-                                  + ", ".join(f"{n}: {statuses.get(n)}" for n in sorted(pending)))
+            raise ConnectorFailed(
+                f"connectors not RUNNING after {timeout_s:.0f}s: "
+                + ", ".join(f"{n}: {statuses.get(n)}" for n in sorted(pending))
+            )
         if pending:
             time.sleep(0.5)
     return statuses

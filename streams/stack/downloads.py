@@ -36,8 +36,19 @@ def kafka_libs(settings: Settings, progress: Progress) -> Path:
         progress(f"kafka: resolving jars from Maven Central into {target}")
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        run(["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             f"-DoutputDirectory={partial}", "-DincludeScope=runtime"], what="kafka (mvn)")
+        run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={partial}",
+                "-DincludeScope=runtime",
+            ],
+            what="kafka (mvn)",
+        )
         (partial / ".complete").touch()
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
@@ -50,8 +61,19 @@ def _maven_copy(settings: Settings, artifact: str, file_name: str, progress: Pro
         return path
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     progress(f"downloading {artifact}")
-    run(["mvn", "-q", "-B", "-f", str(POM), "dependency:copy", f"-Dartifact={artifact}",
-         f"-DoutputDirectory={settings.cache_dir}"], what=f"download {artifact}")
+    run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy",
+            f"-Dartifact={artifact}",
+            f"-DoutputDirectory={settings.cache_dir}",
+        ],
+        what=f"download {artifact}",
+    )
     if not path.exists():
         raise StackError(f"mvn did not produce {path}")
     return path
@@ -66,7 +88,9 @@ def debezium_plugin_path(settings: Settings, progress: Progress) -> Path:
             if (folder / ".complete").exists():
                 continue
             archive = _maven_copy(
-                settings, artifact, f"debezium-connector-{name}-{versions.DEBEZIUM_VERSION}-plugin.tar.gz",
+                settings,
+                artifact,
+                f"debezium-connector-{name}-{versions.DEBEZIUM_VERSION}-plugin.tar.gz",
                 progress,
             )
             shutil.rmtree(folder, ignore_errors=True)
@@ -79,5 +103,6 @@ def debezium_plugin_path(settings: Settings, progress: Progress) -> Path:
 
 def elasticsearch_zip(settings: Settings, progress: Progress) -> Path:
     with _lock:
-        return _maven_copy(settings, versions.ELASTICSEARCH_ARTIFACT,
-                           f"elasticsearch-{versions.ELASTICSEARCH_VERSION}.zip", progress)
+        return _maven_copy(
+            settings, versions.ELASTICSEARCH_ARTIFACT, f"elasticsearch-{versions.ELASTICSEARCH_VERSION}.zip", progress
+        )

@@ -40,31 +40,37 @@ class Elasticsearch(Server):
         heap = self.settings.elasticsearch_heap
         (self.config_dir / "jvm.options.d" / "heap.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
         url = urlsplit(self.settings.elasticsearch_url)
-        (self.config_dir / "elasticsearch.yml").write_text("\n".join([
-            "cluster.name: streams-local",
-            "node.name: streams-local-1",
-            f"path.data: {self.data_dir}",
-            f"path.logs: {self.logs_dir}",
-            f"network.host: {url.hostname}",
-            f"http.port: {url.port}",
-            f"transport.port: {self.settings.elasticsearch_transport_port}",
-            "discovery.type: single-node",
-            "xpack.security.enabled: false",
-            # A developer laptop's disk is often fuller than the default watermarks allow.
-            "cluster.routing.allocation.disk.threshold_enabled: false",
-            "",
-        ]))
+        (self.config_dir / "elasticsearch.yml").write_text(
+            "\n".join(
+                [
+                    "cluster.name: streams-local",
+                    "node.name: streams-local-1",
+                    f"path.data: {self.data_dir}",
+                    f"path.logs: {self.logs_dir}",
+                    f"network.host: {url.hostname}",
+                    f"http.port: {url.port}",
+                    f"transport.port: {self.settings.elasticsearch_transport_port}",
+                    "discovery.type: single-node",
+                    "xpack.security.enabled: false",
+                    # A developer laptop's disk is often fuller than the default watermarks allow.
+                    "cluster.routing.allocation.disk.threshold_enabled: false",
+                    "",
+                ]
+            )
+        )
         for folder in (self.data_dir, self.logs_dir, self.home / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "ES_JAVA_HOME": str(java_home()),
-            "ES_PATH_CONF": str(self.config_dir),
-            "ES_TMPDIR": str(self.home / "tmp"),
-            "HOME": str(self.home),
-        })
+        env.update(
+            {
+                "ES_JAVA_HOME": str(java_home()),
+                "ES_PATH_CONF": str(self.config_dir),
+                "ES_TMPDIR": str(self.home / "tmp"),
+                "HOME": str(self.home),
+            }
+        )
         env.pop("ES_JAVA_OPTS", None)
         env.pop("JAVA_HOME", None)
         return env

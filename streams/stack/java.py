@@ -22,8 +22,15 @@ def java_home() -> Path:
 
 def java_command(libs: Path, main_class: str, *args: str, heap: str = "512m") -> list[str]:
     return [
-        str(java_home() / "bin" / "java"), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        str(java_home() / "bin" / "java"),
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
-        "-cp", f"{libs}/*", main_class, *args,
+        "-cp",
+        f"{libs}/*",
+        main_class,
+        *args,
     ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 import uuid
+from pathlib import Path
 
 from streams.stack import downloads
 from streams.stack.java import java_command
@@ -30,30 +30,32 @@ class Kafka(Server):
     def server_properties(self) -> str:
         host, port = host_port(self.settings.kafka_bootstrap)
         controller = f"{host}:{self.settings.kafka_controller_port}"
-        return "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers={controller}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={self.data_dir}",
-            f"num.partitions={self.settings.topic_partitions}",
-            "default.replication.factor=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "transaction.state.log.num.partitions=4",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "auto.create.topics.enable=true",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
-            "",
-        ])
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={controller}",
+                f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+                f"advertised.listeners=PLAINTEXT://{host}:{port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={self.data_dir}",
+                f"num.partitions={self.settings.topic_partitions}",
+                "default.replication.factor=1",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "auto.create.topics.enable=true",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
 
     def prepare(self, progress: Progress) -> None:
         self.libs(progress)
@@ -65,10 +67,21 @@ class Kafka(Server):
         if not cluster_id_file.exists():
             cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
         progress("kafka: formatting KRaft storage")
-        run(java_command(self._libs, "kafka.tools.StorageTool", "format", "--standalone",
-                         "-t", cluster_id_file.read_text().strip(), "-c", str(self.config_file),
-                         heap="256m"),
-            what="kafka (storage format)", log=self.log_file)
+        run(
+            java_command(
+                self._libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id_file.read_text().strip(),
+                "-c",
+                str(self.config_file),
+                heap="256m",
+            ),
+            what="kafka (storage format)",
+            log=self.log_file,
+        )
 
     def command(self) -> list[str]:
         return java_command(self._libs, "kafka.Kafka", str(self.config_file))

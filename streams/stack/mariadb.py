@@ -38,29 +38,38 @@ class MariaDB(Server):
         self.user = service_user()
         (self.home / "run").mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text("\n".join([
-            "[mariadbd]",
-            f"datadir={self.data_dir}",
-            f"socket={self.socket}",
-            f"pid-file={self.home / 'run' / 'mariadbd.pid'}",
-            f"bind-address={self.host}",
-            f"port={self.port}",
-            "skip-name-resolve",
-            "server_id=1",
-            f"log_bin={self.data_dir / 'binlog'}",
-            "binlog_format=ROW",
-            "binlog_row_image=FULL",
-            "binlog_expire_logs_seconds=604800",
-            "character-set-server=utf8mb4",
-            "collation-server=utf8mb4_unicode_ci",
-            "innodb_buffer_pool_size=256M",
-            "",
-        ]))
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "[mariadbd]",
+                    f"datadir={self.data_dir}",
+                    f"socket={self.socket}",
+                    f"pid-file={self.home / 'run' / 'mariadbd.pid'}",
+                    f"bind-address={self.host}",
+                    f"port={self.port}",
+                    "skip-name-resolve",
+                    "server_id=1",
+                    f"log_bin={self.data_dir / 'binlog'}",
+                    "binlog_format=ROW",
+                    "binlog_row_image=FULL",
+                    "binlog_expire_logs_seconds=604800",
+                    "character-set-server=utf8mb4",
+                    "collation-server=utf8mb4_unicode_ci",
+                    "innodb_buffer_pool_size=256M",
+                    "",
+                ]
+            )
+        )
         if not (self.data_dir / "mysql").exists():
             progress("mariadb: mariadb-install-db")
             chown_tree(self.home, self.user)
-            args = [_bin("mariadb-install-db"), f"--defaults-file={self.config_file}",
-                    "--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve"]
+            args = [
+                _bin("mariadb-install-db"),
+                f"--defaults-file={self.config_file}",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]
             if self.user:
                 args.append(f"--user={self.user}")
             run(args, what="mariadb (install-db)", log=self.log_file)
@@ -70,8 +79,12 @@ class MariaDB(Server):
 
     def _client(self, statements: str) -> str:
         # root@localhost authenticates through unix_socket: the root OS user running this stack.
-        return run([_bin("mariadb"), f"--socket={self.socket}", "-u", "root", "--batch"],
-                   what="mariadb (client)", input=statements, timeout=30)
+        return run(
+            [_bin("mariadb"), f"--socket={self.socket}", "-u", "root", "--batch"],
+            what="mariadb (client)",
+            input=statements,
+            timeout=30,
+        )
 
     def healthy(self) -> bool:
         if not self.socket.exists():
@@ -79,7 +92,8 @@ class MariaDB(Server):
         try:
             done = subprocess.run(
                 [_bin("mariadb-admin"), f"--socket={self.socket}", "-u", "root", "--connect-timeout=2", "ping"],
-                capture_output=True, timeout=5,
+                capture_output=True,
+                timeout=5,
             )
         except (OSError, subprocess.TimeoutExpired):
             return False
@@ -101,8 +115,15 @@ class MariaDB(Server):
         schema = resources.files("streams.sources").joinpath("wiki.sql").read_text()
         statements = [s.strip() for s in re.split(r";\s*(?:\n|$)", schema) if s.strip()]
         try:
-            conn = pymysql.connect(host=self.host, port=self.port, user=user, password=password,
-                                   database=dbname, connect_timeout=5, autocommit=True)
+            conn = pymysql.connect(
+                host=self.host,
+                port=self.port,
+                user=user,
+                password=password,
+                database=dbname,
+                connect_timeout=5,
+                autocommit=True,
+            )
             with conn, conn.cursor() as cursor:
                 for statement in statements:
                     cursor.execute(statement)

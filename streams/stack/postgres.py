@@ -35,9 +35,23 @@ class Postgres(Server):
             from streams.stack.runner import chown_tree
 
             chown_tree(self.home, self.user)
-            run([str(POSTGRES_BIN / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8",
-                 "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256"],
-                what="postgres (initdb)", user=self.user, log=self.log_file)
+            run(
+                [
+                    str(POSTGRES_BIN / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                ],
+                what="postgres (initdb)",
+                user=self.user,
+                log=self.log_file,
+            )
 
     def command(self) -> list[str]:
         settings = {
@@ -58,8 +72,9 @@ class Postgres(Server):
     def _superuser(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
         import psycopg
 
-        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname,
-                               connect_timeout=2, autocommit=True)
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname, connect_timeout=2, autocommit=True
+        )
 
     def healthy(self) -> bool:
         import psycopg
@@ -81,11 +96,15 @@ class Postgres(Server):
             try:
                 with self._superuser() as conn:
                     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone() is None:
-                        conn.execute(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
-                            sql.Identifier(user), sql.Literal(password)))
+                        conn.execute(
+                            sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
+                                sql.Identifier(user), sql.Literal(password)
+                            )
+                        )
                     if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
-                        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(dbname), sql.Identifier(user)))
+                        conn.execute(
+                            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(user))
+                        )
                 schema = resources.files("streams.sources").joinpath(f"{source}.sql").read_text()
                 with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
                     conn.execute(schema.encode())

@@ -54,14 +54,28 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def run(cmd: Sequence[str], *, what: str, user: str | None = None, log: Path | None = None,
-        env: Mapping[str, str] | None = None, cwd: Path | None = None, input: str | None = None,
-        timeout: float = 600) -> str:
+def run(
+    cmd: Sequence[str],
+    *,
+    what: str,
+    user: str | None = None,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    input: str | None = None,
+    timeout: float = 600,
+) -> str:
     """Run a provisioning command to completion; raise ServerFailed with its output when it fails."""
     try:
         done = subprocess.run(
-            list(cmd), capture_output=True, text=True, env=dict(env) if env else None, cwd=cwd,
-            input=input, timeout=timeout, **_as_user(user),
+            list(cmd),
+            capture_output=True,
+            text=True,
+            env=dict(env) if env else None,
+            cwd=cwd,
+            input=input,
+            timeout=timeout,
+            **_as_user(user),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServerFailed(what, f"{' '.join(cmd)} failed: {exc}") from exc
@@ -84,7 +98,8 @@ def service_user() -> str | None:
     except KeyError:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     return SERVICE_USER
 
@@ -189,8 +204,14 @@ class Server(ABC):
             log.flush()
             try:
                 self._process = subprocess.Popen(
-                    self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=self.environment(), cwd=self.home, start_new_session=True, **_as_user(self.user),
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.environment(),
+                    cwd=self.home,
+                    start_new_session=True,
+                    **_as_user(self.user),
                 )
             except OSError as exc:
                 raise ServerFailed(self.name, f"could not start: {exc}") from exc
@@ -202,16 +223,18 @@ class Server(ABC):
         deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
         while True:
             if self._process is not None and self._process.poll() is not None:
-                raise ServerFailed(self.name, f"exited with {self._process.returncode} while starting",
-                                   tail(self.log_file))
+                raise ServerFailed(
+                    self.name, f"exited with {self._process.returncode} while starting", tail(self.log_file)
+                )
             if self._process is None and not self.running():
                 raise ServerFailed(self.name, "is not running", tail(self.log_file))
             if self.healthy():
                 progress(f"{self.name}: healthy at {self.endpoint()}")
                 return
             if time.monotonic() > deadline:
-                raise ServerFailed(self.name, f"not healthy after {timeout_s or self.start_timeout_s:.0f}s",
-                                   tail(self.log_file))
+                raise ServerFailed(
+                    self.name, f"not healthy after {timeout_s or self.start_timeout_s:.0f}s", tail(self.log_file)
+                )
             time.sleep(0.3)
 
     def stop(self, progress: Progress) -> bool:
@@ -247,8 +270,13 @@ class Server(ABC):
 
     def status(self) -> dict[str, object]:
         pid = self.pid()
-        return {"running": pid is not None, "healthy": pid is not None and self.healthy(), "pid": pid,
-                "endpoint": self.endpoint(), "log": str(self.log_file)}
+        return {
+            "running": pid is not None,
+            "healthy": pid is not None and self.healthy(),
+            "pid": pid,
+            "endpoint": self.endpoint(),
+            "log": str(self.log_file),
+        }
 
 
 class Printer:

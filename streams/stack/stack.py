@@ -79,11 +79,13 @@ def status(settings: Settings) -> dict[str, Any]:
         "servers": {},
     }
     with ThreadPoolExecutor(max_workers=len(SERVER_TYPES)) as pool:
-        found = dict(zip(
-            [cls.name for cls in SERVER_TYPES],
-            pool.map(lambda s: s.status(), servers(settings).values()),
-            strict=True,
-        ))
+        found = dict(
+            zip(
+                [cls.name for cls in SERVER_TYPES],
+                pool.map(lambda s: s.status(), servers(settings).values()),
+                strict=True,
+            )
+        )
     report["servers"] = found
     report["healthy"] = all(s["healthy"] for s in found.values())
     return report

@@ -14,9 +14,7 @@ DEBEZIUM_PLUGINS = {
     "postgres": f"io.debezium:debezium-connector-postgres:{DEBEZIUM_VERSION}:tar.gz:plugin",
     "mariadb": f"io.debezium:debezium-connector-mariadb:{DEBEZIUM_VERSION}:tar.gz:plugin",
 }
-ELASTICSEARCH_ARTIFACT = (
-    f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip"
-)
+ELASTICSEARCH_ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip"
 
 # Official images for docker-compose.yml, at the same versions.
 IMAGES = {
