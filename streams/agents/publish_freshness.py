@@ -1,0 +1,45 @@
+"""Every `freshness_interval_s`: close the freshness window, publish a FreshnessReport, refresh the lag gauge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from streams.agents.runtime import get_runtime
+from streams.app import app, changes_topic, deletion_topic, freshness_topic, settings
+from streams.observability.consumer_lag import ConsumerLagReader, record_lag
+from streams.observability.freshness_report import (
+    encode_freshness_report,
+    freshness_report_record,
+    oldest_unindexed_ages,
+    report_key,
+)
+
+log = logging.getLogger(__name__)
+
+_lag_reader: ConsumerLagReader | None = None
+
+
+@app.timer(interval=settings.freshness_interval_s)
+async def publish_freshness() -> None:
+    runtime = await get_runtime(settings)
+    start, end, figures = runtime.freshness.close_window(oldest_unindexed_ages(settings.sources))
+    record = freshness_report_record(settings.worker_id, start, end, figures)
+    value = encode_freshness_report(record, settings.schema_registry_url)
+    delivery = await freshness_topic.send(key=report_key(settings.worker_id), value=value)
+    await delivery  # the report is on the topic (acks=all) before the next window closes
+    await _update_consumer_lag()
+
+
+async def _update_consumer_lag() -> None:
+    """Lag is best effort: a broker hiccup must not stop freshness reports."""
+    global _lag_reader
+    topics = [*changes_topic.topics, *deletion_topic.topics]
+    try:
+        if _lag_reader is None:
+            _lag_reader = ConsumerLagReader(settings, app.conf.id)
+        lag = await asyncio.get_running_loop().run_in_executor(None, _lag_reader.lag, topics)
+    except Exception as exc:  # confluent-kafka raises KafkaException and others on a broker outage
+        log.warning("consumer lag not updated: %s", exc)
+        return
+    record_lag(lag)

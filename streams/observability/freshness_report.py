@@ -1,0 +1,52 @@
+"""Freshness reports: the window's figures as an Avro FreshnessReport (schemas/freshness_report.avsc).
+
+Pure functions, no Kafka: the worker's timer and the tests build and encode reports the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from streams import avro
+from streams.observability.freshness import SourceFigures
+from streams.observability.metrics import OLDEST_UNINDEXED_AGE
+
+SCHEMA = "freshness_report"
+
+
+def oldest_unindexed_ages(sources: Iterable[str]) -> dict[str, float]:
+    """The oldest-unindexed-event gauge per source (0 for a source with no sample yet)."""
+    ages = {source: 0.0 for source in sources}
+    for metric in OLDEST_UNINDEXED_AGE.collect():
+        for sample in metric.samples:
+            source = sample.labels.get("source")
+            if source is not None:
+                ages[source] = sample.value
+    return ages
+
+
+def freshness_report_record(
+    worker_id: str, window_start: datetime, window_end: datetime, figures: Iterable[SourceFigures]
+) -> dict[str, Any]:
+    """A FreshnessReport record; datetimes must be timezone-aware."""
+    return {
+        "worker_id": worker_id,
+        "window_start": window_start,
+        "window_end": window_end,
+        "sources": [f.to_json() for f in figures],
+    }
+
+
+def encode_freshness_report(record: dict[str, Any], registry_url: str | None = None) -> bytes:
+    return avro.encode(SCHEMA, record, registry_url)
+
+
+def decode_freshness_report(data: bytes) -> dict[str, Any]:
+    """Decode a FreshnessReport; bad bytes or another schema raise streams.errors.DecodeError."""
+    return avro.decode(SCHEMA, data)
+
+
+def report_key(worker_id: str) -> bytes:
+    return worker_id.encode()
