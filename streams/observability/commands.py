@@ -1,0 +1,136 @@
+"""`streams freshness`: the freshness percentiles per source, from the running worker or the report topic."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import click
+import httpx
+
+from streams.settings import Settings, get_settings
+
+COLUMNS = ("source", "events", "p50_s", "p95_s", "p99_s", "max_s", "oldest_unindexed_age_s")
+HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s", "oldest unindexed s")
+
+
+class FreshnessUnavailable(click.ClickException):
+    """No figures could be read; the message says why and what to do."""
+
+
+def read_worker(url: str, timeout_s: float) -> dict[str, Any]:
+    """The worker's /freshness JSON: {"worker_id": ..., "sources": [SourceFigures ...]}."""
+    endpoint = f"{url.rstrip('/')}/freshness"
+    try:
+        response = httpx.get(endpoint, timeout=timeout_s)
+    except httpx.TransportError as exc:
+        raise FreshnessUnavailable(f"no worker answered at {endpoint} ({exc}): start it with `streams worker`") from exc
+    if response.status_code != 200:
+        raise FreshnessUnavailable(f"{endpoint} answered HTTP {response.status_code}: {response.text[:200]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def read_latest_report(settings: Settings, timeout_s: float) -> dict[str, Any]:
+    """The newest FreshnessReport on the freshness topic (by window_end), decoded."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from streams.observability.freshness_report import decode_freshness_report
+
+    topic = settings.freshness_topic
+    consumer = Consumer(
+        settings.kafka_config(**{"group.id": f"streams-freshness-cli-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    )
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        except KafkaException as exc:
+            raise FreshnessUnavailable(f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}") from exc
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise FreshnessUnavailable(f"topic {topic} does not exist yet: start the worker with `streams worker`")
+        wanted: list[TopicPartition] = []
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            if high > low:
+                wanted.append(TopicPartition(topic, partition, high - 1))
+        if not wanted:
+            raise FreshnessUnavailable(f"no freshness report on {topic} yet: is `streams worker` running?")
+        consumer.assign(wanted)
+        reports: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        while len(reports) < len(wanted) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                raise FreshnessUnavailable(f"reading {topic}: {message.error()}")
+            reports.append(decode_freshness_report(message.value() or b""))
+    finally:
+        consumer.close()
+    if not reports:
+        raise FreshnessUnavailable(f"no freshness report could be read from {topic} within {timeout_s:g} s")
+    return max(reports, key=lambda report: report["window_end"])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def render_table(sources: list[dict[str, Any]]) -> str:
+    rows = [HEADERS, *[tuple(_cell(figures.get(column)) for column in COLUMNS) for figures in sources]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--url", default=None, help="The worker's base URL. [default: http://127.0.0.1:$STREAMS_WORKER_WEB_PORT]")
+@click.option(
+    "--from-topic",
+    is_flag=True,
+    help="Read the latest FreshnessReport from the freshness topic instead of asking the worker.",
+)
+@click.option("--timeout", "timeout_s", default=5.0, show_default=True, help="Seconds to wait for an answer.")
+def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float) -> None:
+    """Freshness (source commit -> searchable) per source: events, p50/p95/p99/max seconds, oldest unindexed age.
+
+    By default it asks the running worker (its recent history, up to 10,000 events per source). With
+    --from-topic it shows the last published window instead, decoded from the Avro report topic.
+    """
+    settings = get_settings()
+    if from_topic:
+        report = read_latest_report(settings, timeout_s)
+        title = (
+            f"worker {report['worker_id']}, window {report['window_start']:%H:%M:%S} - "
+            f"{report['window_end']:%H:%M:%S} UTC (from {settings.freshness_topic})"
+        )
+    else:
+        base = url or settings.worker_url()
+        report = read_worker(base, timeout_s)
+        title = f"worker {report.get('worker_id', '?')}, recent events (from {base}/freshness)"
+    if as_json:
+        json.dump(report, sys.stdout, indent=2, default=_json_default)
+        sys.stdout.write("\n")
+        return
+    click.echo(title)
+    click.echo(render_table(report.get("sources", [])))
