@@ -173,6 +173,7 @@ class Server(ABC):
 
     def after_healthy(self, progress: Progress) -> None:
         """Idempotent setup that needs the running server (roles, databases, schemas)."""
+        return None
 
     @abstractmethod
     def endpoint(self) -> str: ...

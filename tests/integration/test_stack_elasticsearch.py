@@ -62,7 +62,7 @@ def test_dense_vector_mapping_bm25_and_knn(index: tuple[Elasticsearch, str]) -> 
     assert mapping["index_options"]["type"] == "hnsw"
 
     bm25 = client.search(index=name, query={"match": {"text": "forgotten password"}})
-    assert [hit["_id"] for hit in bm25["hits"]["hits"]][0] == "1"
+    assert bm25["hits"]["hits"][0]["_id"] == "1"
 
     knn = client.search(
         index=name, knn={"field": "embedding", "query_vector": _unit_vector(2), "k": 2, "num_candidates": 10}
