@@ -16,15 +16,33 @@ from streams.sources.seed import SOURCES, Advance, SeedSummary, run_seed
 
 
 @click.command()
-@click.option("--docs", "-n", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Documents to create, shared evenly over the chosen sources.")
-@click.option("--seed", "seed", type=int, default=0, show_default=True,
-              help="Random seed: the same seed and --docs give the same content.")
-@click.option("--source", "sources", default=",".join(SOURCES), show_default=True,
-              help="Comma-separated sources to seed.")
+@click.option(
+    "--docs",
+    "-n",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Documents to create, shared evenly over the chosen sources.",
+)
+@click.option(
+    "--seed",
+    "seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed: the same seed and --docs give the same content.",
+)
+@click.option(
+    "--source", "sources", default=",".join(SOURCES), show_default=True, help="Comma-separated sources to seed."
+)
 @click.option("--reset", is_flag=True, help="Empty the sources' tables first (ids restart at 1).")
-@click.option("--corpus-dir", type=click.Path(path_type=Path), default=DOC_DIR, show_default=True,
-              help="HTML pages that become wiki pages (installed with apt-get when missing).")
+@click.option(
+    "--corpus-dir",
+    type=click.Path(path_type=Path),
+    default=DOC_DIR,
+    show_default=True,
+    help="HTML pages that become wiki pages (installed with apt-get when missing).",
+)
 def seed(docs: int, seed: int, sources: str, reset: bool, corpus_dir: Path) -> None:  # fmt: skip
     """Seed the wiki (MariaDB), tickets and CRM (PostgreSQL) with realistic documents.
 

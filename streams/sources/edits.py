@@ -47,8 +47,7 @@ def _add_revision(cur: Any, page_id: int, parent: int, author_email: str, commen
     )
     rev_id = int(cur.lastrowid)
     cur.execute(
-        "UPDATE page SET page_latest = %s, page_len = %s, page_touched = CURRENT_TIMESTAMP(3)"
-        " WHERE page_id = %s",
+        "UPDATE page SET page_latest = %s, page_len = %s, page_touched = CURRENT_TIMESTAMP(3) WHERE page_id = %s",
         (rev_id, size, page_id),
     )
     return rev_id
@@ -60,7 +59,8 @@ def editable_paragraphs(text: str) -> list[int]:
     return [
         i
         for i, block in enumerate(blocks)
-        if block.strip() and not block.lstrip().startswith(("=", "*", "#", "<pre>", " ", ";", ":", "{|"))
+        if block.strip()
+        and not block.lstrip().startswith(("=", "*", "#", "<pre>", " ", ";", ":", "{|"))
         and "</pre>" not in block
     ]
 
@@ -94,9 +94,7 @@ def edit_wiki_paragraph(
         conn.close()
 
 
-def new_wiki_page(
-    title: str, text: str, groups: Sequence[str], author_email: str, *, dsn: str | None = None
-) -> int:
+def new_wiki_page(title: str, text: str, groups: Sequence[str], author_email: str, *, dsn: str | None = None) -> int:
     """Create a page with one revision; its page_id."""
     if not groups:
         raise ValueError("a wiki page needs at least one group")
@@ -143,9 +141,7 @@ def long_wiki_page(min_len: int = 40_000, *, dsn: str | None = None) -> int:
     conn = _wiki(dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT page_id FROM page WHERE page_len >= %s ORDER BY page_len, page_id LIMIT 1", (min_len,)
-            )
+            cur.execute("SELECT page_id FROM page WHERE page_len >= %s ORDER BY page_len, page_id LIMIT 1", (min_len,))
             row = cur.fetchone()
             if row is None:
                 cur.execute("SELECT page_id FROM page ORDER BY page_len DESC, page_id LIMIT 1")
@@ -195,8 +191,7 @@ def add_ticket_comment(
 ) -> int:
     with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
         row = conn.execute(
-            "INSERT INTO ticket_comments (ticket_id, author_email, body, public) VALUES (%s, %s, %s, %s)"
-            " RETURNING id",
+            "INSERT INTO ticket_comments (ticket_id, author_email, body, public) VALUES (%s, %s, %s, %s) RETURNING id",
             (ticket_id, author_email, body, public),
         ).fetchone()
         assert row is not None
@@ -279,9 +274,7 @@ def add_note(
 ) -> int:
     """A note about a contact; account and groups default to the contact's."""
     with connect_postgres(dsn or get_settings().crm_dsn, name="crm") as conn:
-        contact = conn.execute(
-            "SELECT account_id, access_groups FROM contacts WHERE id = %s", (contact_id,)
-        ).fetchone()
+        contact = conn.execute("SELECT account_id, access_groups FROM contacts WHERE id = %s", (contact_id,)).fetchone()
         if contact is None:
             raise LookupError(f"CRM contact {contact_id} does not exist")
         row = conn.execute(

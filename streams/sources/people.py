@@ -102,8 +102,7 @@ def make_people(rng: random.Random, staff_count: int, customer_count: int) -> Pe
     # Every team has somebody in it, whatever the counts.
     teams[: len(STAFF_TEAMS)] = STAFF_TEAMS
     staff = tuple(
-        _person(rng, taken, "Example Corp", STAFF_DOMAIN, rng.choice(STAFF_TITLES[team]), team)
-        for team in teams
+        _person(rng, taken, "Example Corp", STAFF_DOMAIN, rng.choice(STAFF_TITLES[team]), team) for team in teams
     )
     customers = []
     for _ in range(customer_count):

@@ -24,32 +24,64 @@ COMPETITORS = ("Confluent Cloud", "Fivetran", "Airbyte", "an in-house Kafka team
 
 # (kind, title, body, extra groups). Bodies name the contact, the company, products and staff.
 _NOTES = (
-    ("call", "Discovery call with {contact}",
-     "Call with {contact} ({title}, {company}). They run {volume} events a day through {product} and "
-     "are evaluating {competitor}. Main pain: \"{error}\" during peak hours. Next step: technical deep "
-     "dive with {engineer} on {date}.", ()),
-    ("meeting", "Quarterly business review: {company}",
-     "QBR with {contact} and two of their engineers. Usage of {product} grew {growth}% this quarter. "
-     "They raised the {error} incident from last month; {support} summarised the fix. Renewal on the "
-     "{plan} plan is likely; they asked for a {discount}% multi-year discount.", ("exec",)),
-    ("email", "Re: renewal quote for {company}",
-     "{contact} replied to the renewal quote: {seats} seats of {product} at ${price} per seat per month. "
-     "Procurement needs the security questionnaire before signing. Sent by {author}.", ()),
-    ("note", "Escalation: {company} production issue",
-     "{contact} escalated the open ticket about \"{error}\" in {product}. Their CTO is watching this. "
-     "Agreed with {support} to give daily updates until it is solved.", ("support",)),
-    ("call", "Billing question from {contact}",
-     "{contact} asked why the last invoice was higher than expected: {seats} extra seats were added in "
-     "{month}. Explained proration; {billing} will send a corrected invoice breakdown.", ("billing",)),
-    ("meeting", "Onboarding workshop with {company}",
-     "Ran the onboarding workshop for {contact}'s team ({attendees} attendees). Covered {product}, SSO "
-     "setup and alerting. Follow-up: share the runbook and schedule office hours with {engineer}.", ()),
-    ("note", "Churn risk: {company}",
-     "{contact} mentioned that leadership is comparing us with {competitor} because of repeated "
-     "\"{error}\" errors. Proposed an architecture review and a service credit. Owner: {author}.", ("exec",)),
-    ("email", "Intro: {contact} <> {engineer}",
-     "Introduced {contact} ({email}) to {engineer} to discuss the {product} roadmap, in particular "
-     "change data capture from PostgreSQL and sub-second index freshness.", ()),
+    (
+        "call",
+        "Discovery call with {contact}",
+        "Call with {contact} ({title}, {company}). They run {volume} events a day through {product} and "
+        'are evaluating {competitor}. Main pain: "{error}" during peak hours. Next step: technical deep '
+        "dive with {engineer} on {date}.",
+        (),
+    ),
+    (
+        "meeting",
+        "Quarterly business review: {company}",
+        "QBR with {contact} and two of their engineers. Usage of {product} grew {growth}% this quarter. "
+        "They raised the {error} incident from last month; {support} summarised the fix. Renewal on the "
+        "{plan} plan is likely; they asked for a {discount}% multi-year discount.",
+        ("exec",),
+    ),
+    (
+        "email",
+        "Re: renewal quote for {company}",
+        "{contact} replied to the renewal quote: {seats} seats of {product} at ${price} per seat per month. "
+        "Procurement needs the security questionnaire before signing. Sent by {author}.",
+        (),
+    ),
+    (
+        "note",
+        "Escalation: {company} production issue",
+        '{contact} escalated the open ticket about "{error}" in {product}. Their CTO is watching this. '
+        "Agreed with {support} to give daily updates until it is solved.",
+        ("support",),
+    ),
+    (
+        "call",
+        "Billing question from {contact}",
+        "{contact} asked why the last invoice was higher than expected: {seats} extra seats were added in "
+        "{month}. Explained proration; {billing} will send a corrected invoice breakdown.",
+        ("billing",),
+    ),
+    (
+        "meeting",
+        "Onboarding workshop with {company}",
+        "Ran the onboarding workshop for {contact}'s team ({attendees} attendees). Covered {product}, SSO "
+        "setup and alerting. Follow-up: share the runbook and schedule office hours with {engineer}.",
+        (),
+    ),
+    (
+        "note",
+        "Churn risk: {company}",
+        "{contact} mentioned that leadership is comparing us with {competitor} because of repeated "
+        '"{error}" errors. Proposed an architecture review and a service credit. Owner: {author}.',
+        ("exec",),
+    ),
+    (
+        "email",
+        "Intro: {contact} <> {engineer}",
+        "Introduced {contact} ({email}) to {engineer} to discuss the {product} roadmap, in particular "
+        "change data capture from PostgreSQL and sub-second index freshness.",
+        (),
+    ),
 )
 
 

@@ -88,18 +88,19 @@ def write_tickets(
     return counts
 
 
-def write_crm(
-    conn: Conn, crm: CrmSeed, notes: Iterable[NoteSeed], advance: Callable[[int], None]
-) -> dict[str, int]:
+def write_crm(conn: Conn, crm: CrmSeed, notes: Iterable[NoteSeed], advance: Callable[[int], None]) -> dict[str, int]:
     accounts = _ensure_accounts(conn, crm)
     counts = {"crm.accounts": len(accounts), "crm.contacts": 0, "crm.notes": 0}
     contact_ids: list[int] = []
     for batch in batches(crm.contacts, BATCH_ROWS):
         ids = reserve_ids(conn, "contacts", len(batch))
-        with conn.cursor() as cur, cur.copy(
-            "COPY contacts (id, account_id, first_name, last_name, email, phone, title, lifecycle_stage,"
-            " access_groups, created_at, updated_at) FROM STDIN"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY contacts (id, account_id, first_name, last_name, email, phone, title, lifecycle_stage,"
+                " access_groups, created_at, updated_at) FROM STDIN"
+            ) as copy,
+        ):
             for contact_id, c in zip(ids, batch, strict=True):
                 p = c.person
                 copy.write_row(
@@ -111,10 +112,13 @@ def write_crm(
         counts["crm.contacts"] += len(batch)
         advance(len(batch))
     for note_batch in batches(notes, BATCH_ROWS):
-        with conn.cursor() as cur, cur.copy(
-            "COPY notes (account_id, contact_id, author_email, kind, title, body, access_groups, created_at)"
-            " FROM STDIN"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY notes (account_id, contact_id, author_email, kind, title, body, access_groups, created_at)"
+                " FROM STDIN"
+            ) as copy,
+        ):
             for n in note_batch:
                 contact = crm.contacts[n.contact_index]
                 copy.write_row(

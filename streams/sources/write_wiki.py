@@ -25,9 +25,7 @@ def ensure_wiki_users(conn: Any, people: Iterable[Person]) -> dict[str, int]:
     """Insert the people missing from `user` (user_name is the email, SSO-style); email -> user_id."""
     rows = [(p.email, p.name, p.email) for p in people]
     with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT IGNORE INTO `user` (user_name, user_real_name, user_email) VALUES (%s, %s, %s)", rows
-        )
+        cur.executemany("INSERT IGNORE INTO `user` (user_name, user_real_name, user_email) VALUES (%s, %s, %s)", rows)
         cur.execute("SELECT user_name, user_id FROM `user`")
         ids = {name: int(user_id) for name, user_id in cur.fetchall()}
     conn.commit()
