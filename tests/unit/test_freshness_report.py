@@ -1,0 +1,97 @@
+"""Freshness reports: the Avro round trip, the gauge read-out, and the `streams freshness` command."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from streams import avro
+from streams.errors import DecodeError
+from streams.observability import commands
+from streams.observability.freshness import FreshnessWindow, figures
+from streams.observability.freshness_report import (
+    decode_freshness_report,
+    encode_freshness_report,
+    freshness_report_record,
+    oldest_unindexed_ages,
+    report_key,
+)
+from streams.observability.metrics import OLDEST_UNINDEXED_AGE
+
+END = datetime(2025, 3, 1, 12, 0, 10, 123000, tzinfo=UTC)
+START = END - timedelta(seconds=10)
+
+
+def _record() -> dict[str, Any]:
+    return freshness_report_record(
+        "worker-1", START, END, [figures("tickets", []), figures("wiki", [0.8, 1.2, 3.5], oldest_unindexed_age_s=2.0)]
+    )
+
+
+def test_a_report_round_trips_through_avro() -> None:
+    record = _record()
+    data = encode_freshness_report(record)
+    assert data[:2] == avro.SINGLE_OBJECT_MAGIC
+    decoded = decode_freshness_report(data)
+    assert decoded == record
+    assert decoded["window_end"] == END  # timestamp-millis keeps milliseconds and the UTC zone
+    assert decoded["sources"][0]["p50_s"] is None
+
+
+def test_a_window_closes_into_a_report() -> None:
+    window = FreshnessWindow(("wiki",))
+    window.observe("wiki", 1.25)
+    start, end, closed = window.close_window({"wiki": 0.0})
+    decoded = decode_freshness_report(encode_freshness_report(freshness_report_record("w", start, end, closed)))
+    assert decoded["sources"] == [f.to_json() for f in closed]
+    assert decoded["sources"][0]["max_s"] == 1.25
+
+
+def test_another_schema_is_not_a_report() -> None:
+    with pytest.raises(DecodeError):
+        decode_freshness_report(avro.encode("freshness_report", _record())[:12])
+    with pytest.raises(DecodeError):
+        decode_freshness_report(b"\xc3\x01" + b"\x00" * 8 + b"body")
+    with pytest.raises(DecodeError):
+        decode_freshness_report(b"plain json")
+
+
+def test_oldest_ages_come_from_the_gauge() -> None:
+    OLDEST_UNINDEXED_AGE.labels(source="unit-test-source").set(3.5)
+    ages = oldest_unindexed_ages(["unit-test-source", "never-seen"])
+    assert ages["unit-test-source"] == 3.5
+    assert ages["never-seen"] == 0.0
+    assert report_key("worker-1") == b"worker-1"
+
+
+def test_the_table_shows_every_source() -> None:
+    table = commands.render_table(_record()["sources"]).splitlines()
+    assert table[0].split()[:2] == ["source", "events"]
+    assert table[1].split() == ["tickets", "0", "-", "-", "-", "-", "0.000"]
+    assert table[2].split() == ["wiki", "3", "1.200", "3.500", "3.500", "3.500", "2.000"]
+
+
+def test_the_command_reads_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"worker_id": "worker-1", "sources": _record()["sources"]}
+    seen: list[str] = []
+
+    def fake_read(url: str, timeout_s: float) -> dict[str, Any]:
+        seen.append(url)
+        return body
+
+    monkeypatch.setattr(commands, "read_worker", fake_read)
+    result = CliRunner().invoke(commands.freshness, ["--json", "--url", "http://worker:1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == body
+    assert seen == ["http://worker:1"]
+
+
+def test_no_worker_is_a_clear_error() -> None:
+    result = CliRunner().invoke(commands.freshness, ["--url", "http://127.0.0.1:9", "--timeout", "1"])
+    assert result.exit_code == 1
+    assert "no worker answered at http://127.0.0.1:9/freshness" in result.output
+    assert "streams worker" in result.output
