@@ -43,7 +43,7 @@ def write_wiki(
         cur.execute("SELECT COALESCE(MAX(rev_id), 0) FROM revision")
         next_rev = int(cur.fetchone()[0]) + 1
         cur.execute("SELECT page_title FROM page WHERE page_namespace = 0")
-        titles = {row[0] for row in cur.fetchall()}
+        titles = {str(row[0]).casefold() for row in cur.fetchall()}
     counts = {"wiki.user": len(people.staff), "wiki.page": 0, "wiki.revision": 0}
     for batch in batches(pages, BATCH_PAGES):
         page_rows, revision_rows = [], []
@@ -60,14 +60,14 @@ def write_wiki(
                 next_rev += 1
             latest = page.revisions[-1]
             page_rows.append(
-                (next_page, title, page.restrictions, parent, _naive(latest.timestamp),
+                (next_page, 0, title, page.restrictions, 0, parent, _naive(latest.timestamp),
                  len(latest.text.encode("utf-8")))
             )  # fmt: skip
             next_page += 1
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO page (page_id, page_namespace, page_title, page_restrictions, page_is_redirect,"
-                " page_latest, page_touched, page_len) VALUES (%s, 0, %s, %s, 0, %s, %s, %s)",
+                " page_latest, page_touched, page_len) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 page_rows,
             )
             cur.executemany(
@@ -83,12 +83,13 @@ def write_wiki(
 
 
 def _unique_title(title: str, taken: set[str]) -> str:
-    candidate, n = title[:255], 1
-    while candidate in taken:
+    """``title``, or ``title (n)`` when taken. MariaDB's default collation ignores case, so do we."""
+    candidate, n = title.strip()[:255], 1
+    while candidate.casefold() in taken:
         n += 1
         suffix = f" ({n})"
-        candidate = title[: 255 - len(suffix)] + suffix
-    taken.add(candidate)
+        candidate = title.strip()[: 255 - len(suffix)] + suffix
+    taken.add(candidate.casefold())
     return candidate
 
 
