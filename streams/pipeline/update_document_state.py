@@ -279,3 +279,26 @@ def _diff(
 
 def _part_fields_changed(old: PartState | None, new: PartState) -> bool:
     return old is None or old.subjects != new.subjects
+
+
+def forget_in_state(state: DocumentState, identifiers: set[str]) -> DocumentState:
+    """The state with every trace of `identifiers` removed, its version guards kept.
+
+    If the root names a forgotten identifier, the whole document becomes a suppressed delete marker
+    (every chunk carries the root's subjects, so every chunk goes). If only a part names one, that
+    part is emptied. Versions stay, so replays of older events are still recognized as stale.
+    """
+    forgotten = state.copy()
+    if forgotten.root is not None and identifiers & set(forgotten.root.subjects):
+        forgotten.root = RootState(
+            version=forgotten.root.version, deleted=True, suppressed=True, commit_ts=forgotten.root.commit_ts
+        )
+        for part in forgotten.parts.values():
+            part.chunk_hashes = []
+            part.subjects = []
+        return forgotten
+    for part in forgotten.parts.values():
+        if identifiers & set(part.subjects):
+            part.chunk_hashes = []
+            part.subjects = []
+    return forgotten

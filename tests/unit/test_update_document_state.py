@@ -100,3 +100,22 @@ def test_forgotten_subject_is_never_indexed_and_state_keeps_no_personal_data():
     update = apply_changes(None, [root(10), comment(11)], chunker, forgotten)
     assert update.write_parts == {} or all(not chunks for chunks in update.write_parts.values())
     assert update.state.subjects == [] and not update.state.visible
+
+
+def test_forgetting_a_comment_author_empties_only_their_comment_and_keeps_versions():
+    from streams.pipeline.update_document_state import forget_in_state
+
+    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
+    scrubbed = forget_in_state(state, {"email:bob@example.com"})
+    assert scrubbed.parts["ticket_comments/7"].chunk_hashes == [] and scrubbed.parts["ticket_comments/7"].version == 11
+    assert scrubbed.visible and "email:bob@example.com" not in scrubbed.subjects
+
+
+def test_forgetting_the_requester_suppresses_the_whole_document():
+    from streams.pipeline.update_document_state import forget_in_state
+
+    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
+    scrubbed = forget_in_state(state, {"email:alice@example.com"})
+    assert not scrubbed.visible and scrubbed.subjects == [] and scrubbed.chunk_ids() == []
+    late = apply_changes(scrubbed, [root(9)], chunker, nobody_forgotten)
+    assert late.stale

@@ -1,0 +1,45 @@
+"""The indexing agent: Debezium topics -> the index. One in-flight batch at a time (concurrency 1):
+faust could otherwise commit an offset past a batch still being written (faust issue #606)."""
+
+from __future__ import annotations
+
+import logging
+
+from streams.agents.process_changes import ChangeProcessor, RawMessage
+from streams.agents.runtime import get_runtime
+from streams.app import app, changes_topic, dead_letter_topic, mappings, settings
+from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
+from streams.records import Origin
+
+log = logging.getLogger(__name__)
+
+
+async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
+    # Awaited to the broker's acknowledgement: the event's offset must not move before its dead letter is safe.
+    future = await dead_letter_topic.send(
+        key=dead_letter_key(origin), value=encode_dead_letter(record, settings.schema_registry_url)
+    )
+    await future
+
+
+@app.agent(changes_topic, concurrency=1)
+async def index_changes(stream):  # type: ignore[no-untyped-def]
+    runtime = await get_runtime(settings)
+    processor = ChangeProcessor(mappings, runtime.writer, send_dead_letter, runtime.freshness)
+    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+        messages = [
+            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in events
+        ]
+        # process() handles every failure itself (retrying or dead-lettering): an exception escaping
+        # here would let take_events acknowledge the batch unprocessed.
+        result = await processor.process(messages)
+        if result.applied or result.failed:
+            log.info(
+                "batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
+                len(messages), len(result.applied), len(result.stale), len(result.suppressed),
+                len(result.failed), result.chunks_embedded, result.chunks_reused,
+            )
+
+
+__all__ = ["index_changes"]
