@@ -20,15 +20,23 @@ log = logging.getLogger(__name__)
 _lag_reader: ConsumerLagReader | None = None
 
 
-@app.timer(interval=settings.freshness_interval_s)
+@app.timer(interval=settings.freshness_interval_s)  # type: ignore[untyped-decorator]
 async def publish_freshness() -> None:
+    # An exception would end faust's timer for good: log it, and report again next interval.
+    try:
+        await publish_report()
+    except Exception:
+        log.exception("freshness report not published; retrying in %.0f s", settings.freshness_interval_s)
+    await _update_consumer_lag()
+
+
+async def publish_report() -> None:
     runtime = await get_runtime(settings)
     start, end, figures = runtime.freshness.close_window(oldest_unindexed_ages(settings.sources))
     record = freshness_report_record(settings.worker_id, start, end, figures)
     value = encode_freshness_report(record, settings.schema_registry_url)
     delivery = await freshness_topic.send(key=report_key(settings.worker_id), value=value)
     await delivery  # the report is on the topic (acks=all) before the next window closes
-    await _update_consumer_lag()
 
 
 async def _update_consumer_lag() -> None:
