@@ -25,3 +25,43 @@ def local_stack() -> Iterator[Settings]:
     finally:
         if started:
             stack.down(settings, _progress, only=started)
+
+
+def _worker_answers(settings: Settings) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{settings.worker_url()}/freshness", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def worker(local_stack: Settings) -> Iterator[Settings]:
+    """A running `streams worker` (started by this session when none answers, and stopped after)."""
+    import subprocess
+    import sys
+    import time
+
+    if _worker_answers(local_stack):
+        yield local_stack
+        return
+    log_path = local_stack.stack_home / "worker-tests.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not _worker_answers(local_stack):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield local_stack
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,136 @@
+"""`streams forget`: publish a right-to-be-forgotten request, and optionally wait for its receipt."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
+
+from streams import avro
+from streams.settings import Settings, get_settings
+
+SUBJECT_KINDS = ("email", "contact_id", "user_id")
+
+
+def deletion_request(subject: str, kind: str, requested_by: str, reason: str) -> dict[str, Any]:
+    return {
+        "request_id": str(uuid.uuid4()),
+        "subject": subject,
+        "subject_kind": kind,
+        "requested_by": requested_by,
+        "requested_at": datetime.now(UTC),
+        "reason": reason,
+    }
+
+
+def receipts_consumer(settings: Settings) -> Consumer:
+    """A consumer positioned at the end of the receipts topic: open it before publishing the request."""
+    consumer = Consumer(
+        settings.kafka_config(**{"group.id": f"streams-forget-{uuid.uuid4()}", "enable.auto.commit": False})
+    )
+    metadata = consumer.list_topics(settings.receipts_topic, timeout=10).topics.get(settings.receipts_topic)
+    partitions = list(metadata.partitions) if metadata and metadata.error is None else []
+    if not partitions:
+        partitions = [0]
+    consumer.assign([TopicPartition(settings.receipts_topic, p, OFFSET_END) for p in partitions])
+    for p in partitions:  # resolve OFFSET_END now, so a receipt published right after is not skipped
+        low, high = consumer.get_watermark_offsets(TopicPartition(settings.receipts_topic, p), timeout=10)
+        consumer.seek(TopicPartition(settings.receipts_topic, p, high))
+    return consumer
+
+
+def publish_request(settings: Settings, request: dict[str, Any]) -> None:
+    producer = Producer(settings.kafka_config(acks="all"))
+    producer.produce(
+        settings.deletion_topic,
+        key=request["request_id"].encode(),
+        value=avro.encode("deletion_request", request, settings.schema_registry_url),
+    )
+    if producer.flush(15) > 0:
+        raise click.ClickException(f"the request was not delivered to Kafka at {settings.kafka_bootstrap}")
+
+
+def wait_for_receipt(
+    consumer: Consumer, request_id: str, timeout_s: float, status: str = "unsearchable"
+) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        if message.error():
+            raise KafkaException(message.error())
+        if message.key() != request_id.encode() or message.value() is None:
+            continue
+        receipt = avro.decode("deletion_receipt", message.value())
+        if status == "unsearchable" or receipt["status"] == status:
+            return receipt
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@click.command()
+@click.argument("subject")
+@click.option("--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True,
+              help="What SUBJECT identifies.")
+@click.option("--requested-by", default="compliance", show_default=True, help="Who asked.")
+@click.option("--reason", default="GDPR Art. 17 request", show_default=True, help="Why.")
+@click.option("--wait", is_flag=True, help="Wait for the receipt and print it.")
+@click.option("--purged", is_flag=True, help="With --wait: wait for the receipt of the physical purge too.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the receipt.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def forget(
+    subject: str, kind: str, requested_by: str, reason: str, wait: bool, purged: bool, timeout: float, as_json: bool
+) -> None:
+    """Publish a deletion request for SUBJECT (an email by default) to the deletion topic.
+
+    The worker makes every chunk about the subject unsearchable, records the subject in the
+    suppression ledger so that no replay or re-snapshot indexes it again, purges the deleted
+    documents physically, and publishes a receipt.
+    """
+    settings = get_settings()
+    request = deletion_request(subject, kind, requested_by, reason)
+    consumer = receipts_consumer(settings) if wait else None
+    try:
+        publish_request(settings, request)
+        if consumer is None:
+            click.echo(json.dumps(_jsonable(request)) if as_json else f"published request {request['request_id']}")
+            return
+        receipt = wait_for_receipt(consumer, request["request_id"], timeout, "purged" if purged else "unsearchable")
+    finally:
+        if consumer is not None:
+            consumer.close()
+    if receipt is None:
+        raise click.ClickException(
+            f"no receipt for request {request['request_id']} within {timeout:.0f}s: is `streams worker` running?"
+        )
+    if as_json:
+        click.echo(json.dumps(_jsonable(receipt), indent=2))
+        return
+    seconds = (receipt["unsearchable_at"] - request["requested_at"]).total_seconds()
+    click.echo(f"request {receipt['request_id']}: {receipt['subject']} is {receipt['status']}")
+    click.echo(f"  identifiers: {', '.join(receipt['identifiers'])}")
+    for removed in receipt["removed"]:
+        if removed["chunks"]:
+            click.echo(f"  {removed['index']} / {removed['source']}: {removed['chunks']} chunks, "
+                       f"{removed['documents']} documents")
+    click.echo(f"  state records scrubbed: {receipt['state_records_removed']}, "
+               f"dead letters tombstoned: {receipt['dead_letters_tombstoned']}")
+    v = receipt["verification"]
+    click.echo(f"  verification: subject-field {v['subject_field_hits']}, BM25 {v['bm25_hits']}, "
+               f"kNN {v['knn_hits']}, hybrid {v['hybrid_hits']} hits")
+    click.echo(f"  unsearchable {seconds:.2f}s after the request; purged at {receipt['purged_at'] or 'pending'}")
