@@ -1,0 +1,153 @@
+"""`make demo`: the whole loop on the local stack, narrated.
+
+stack up -> connectors -> seed -> worker -> search -> live edits in each source (their Debezium
+events shown as they arrive, and the seconds until search reflects them) -> forget a person ->
+freshness. The stack is left running (`streams stack down` stops it); the worker started here stops.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from elasticsearch import Elasticsearch
+
+from streams.agents.runtime import elasticsearch_client
+from streams.pipeline.document_mapping import load_mappings
+from streams.settings import PROJECT_ROOT, Settings, get_settings
+from streams.sources import edits
+from streams.topics import change_topics
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def run(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "streams.cli", *args], check=True)
+
+
+def worker_answers(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(f"{settings.worker_url()}/freshness", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit(f"gave up waiting for {what} after {timeout_s:.0f}s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def hits(es: Elasticsearch, settings: Settings, query: dict[str, Any]) -> int:
+    return int(es.count(index=settings.index_alias, query=query)["count"])
+
+
+def visible_with(document_id: str, phrase: str) -> dict[str, Any]:
+    return {"bool": {"filter": [{"term": {"document_id": document_id}}, {"term": {"visible": True}},
+                                {"match_phrase": {"text": phrase}}]}}
+
+
+def change_consumer(settings: Settings) -> Consumer:
+    consumer = Consumer(settings.kafka_config(**{"group.id": f"demo-{uuid.uuid4()}", "enable.auto.commit": False}))
+    topics = change_topics(load_mappings(PROJECT_ROOT / "connectors"), settings)
+    assignment = []
+    for topic in topics:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        assignment += [TopicPartition(topic, p, OFFSET_END) for p in metadata.partitions]
+    consumer.assign(assignment)
+    for tp in assignment:
+        _, high = consumer.get_watermark_offsets(tp, timeout=10)
+        consumer.seek(TopicPartition(tp.topic, tp.partition, high))
+    return consumer
+
+
+def show_events(consumer: Consumer, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is None or message.error():
+            continue
+        if message.value() is None:
+            print(f"   {message.topic():32} tombstone key={message.key().decode()}")
+            continue
+        envelope = json.loads(message.value())
+        envelope = envelope.get("payload", envelope)
+        row = envelope.get("after") or envelope.get("before") or {}
+        summary = {k: v for k, v in row.items() if isinstance(v, str | int) and len(str(v)) < 40}
+        print(f"   {message.topic():32} op={envelope.get('op')} {json.dumps(summary)[:110]}")
+
+
+def main() -> None:
+    settings = get_settings()
+    say("1. the local stack (Kafka, Kafka Connect + Debezium, Elasticsearch, PostgreSQL, MariaDB)")
+    run("stack", "up")
+    say("2. Debezium connectors")
+    run("connectors", "register")
+    say("3. seed the wiki, the tickets and the CRM")
+    run("seed", "--docs", "300")
+    say("4. the worker")
+    worker = None
+    if not worker_answers(settings):
+        log = open(settings.stack_home / "worker-demo.log", "ab")  # noqa: SIM115 (closed with the worker)
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=log)
+        wait_until("the worker", lambda: worker_answers(settings), 300)
+    print(f"   worker at {settings.worker_url()} (metrics: /metrics, search: /search?q=...)")
+    es = elasticsearch_client(settings)
+    try:
+        wait_until("the initial snapshot to be indexed",
+                   lambda: hits(es, settings, {"term": {"kind": "state"}}) >= 300, 900)
+        print(f"   {hits(es, settings, {'term': {'kind': 'chunk'}})} chunks indexed")
+        say("5. search: 'deadlock detected'")
+        run("search", "deadlock detected", "--k", "3")
+
+        say("6. live edits in each source, their Debezium events, and the seconds until search shows them")
+        consumer = change_consumer(settings)
+        rng = random.Random()
+        marker = f"zebra{uuid.uuid4().hex[:6]}"
+        page_id = edits.new_wiki_page(f"Demo page {marker}", f"== Intro ==\n\nA page about {marker}.",
+                                      ["engineering"], "demo@example.com")
+        ticket_id = edits.add_ticket(f"Printer on fire {marker}", f"The printer reports {marker}.",
+                                     "demo.customer@acme.example", ["support"])
+        contact_id = edits.add_contact("Dana", "Demo", f"dana.{marker}@acme.example")
+        note_id = edits.add_note(contact_id, "seller@example.com", f"Call about {marker} renewal.")
+        for document_id in (f"wiki/page/{page_id}", f"tickets/ticket/{ticket_id}", f"crm/note/{note_id}"):
+            took = wait_until(document_id, lambda d=document_id: hits(es, settings, visible_with(d, marker)) > 0)
+            print(f"   {document_id} searchable after {took:.2f}s")
+        edits.edit_wiki_paragraph(page_id, rng)
+        edits.close_ticket(ticket_id)
+        edits.delete_note(note_id)
+        took = wait_until("the note to disappear",
+                          lambda: hits(es, settings, visible_with(f"crm/note/{note_id}", marker)) == 0)
+        print(f"   crm/note/{note_id} deleted: unsearchable after {took:.2f}s")
+        show_events(consumer, 3.0)
+        consumer.close()
+
+        say(f"7. forget dana.{marker}@acme.example (a CRM contact)")
+        run("forget", f"dana.{marker}@acme.example", "--wait")
+
+        say("8. freshness per source (source commit -> searchable)")
+        run("freshness")
+    finally:
+        es.close()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+    say("done: the stack is still running (`.venv/bin/streams stack down` stops it)")
+
+
+if __name__ == "__main__":
+    main()
