@@ -48,10 +48,7 @@ def down(timeout: float) -> None:
     """Stop the servers this stack started (by their pid files); data stays under stack_home."""
     settings = get_settings()
     progress = _printer()
-    servers = stack_module.servers(settings)
-    for server in servers.values():
-        server.stop_timeout_s = timeout
-    stopped = [name for name, s in reversed(list(servers.items())) if s.stop(progress)]
+    stopped = stack_module.down(settings, progress, stop_timeout_s=timeout)
     click.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
 

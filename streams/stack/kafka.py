@@ -93,7 +93,7 @@ class Kafka(Server):
         from confluent_kafka.admin import AdminClient
 
         try:
-            metadata = AdminClient(self.settings.kafka_config()).list_topics(timeout=2)
+            metadata = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap}).list_topics(timeout=2)
         except Exception:  # KafkaException while the broker is still electing its controller
             return False
         return bool(metadata.brokers)

@@ -3,8 +3,11 @@ report status, and take it down in reverse order."""
 
 from __future__ import annotations
 
+import fcntl
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from streams.settings import Settings
@@ -22,7 +25,25 @@ def servers(settings: Settings) -> dict[str, Server]:
     return {cls.name: cls(settings) for cls in SERVER_TYPES}
 
 
+@contextmanager
+def exclusive(settings: Settings, progress: Progress) -> Iterator[None]:
+    """One `up` or `down` at a time per stack_home: two concurrent `up`s would start servers twice."""
+    settings.stack_home.mkdir(parents=True, exist_ok=True)
+    with (settings.stack_home / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("waiting for another `streams stack up/down` to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up(settings: Settings, progress: Progress) -> list[str]:
+    with exclusive(settings, progress):
+        return _up(settings, progress)
+
+
+def _up(settings: Settings, progress: Progress) -> list[str]:
     """Start every server that is not running and wait until all are healthy; return the names of
     the servers this call started. A second call leaves running servers alone."""
     all_servers = servers(settings)
@@ -59,11 +80,17 @@ def up(settings: Settings, progress: Progress) -> list[str]:
     return started
 
 
-def down(settings: Settings, progress: Progress, only: list[str] | None = None) -> list[str]:
+def down(
+    settings: Settings, progress: Progress, only: list[str] | None = None, stop_timeout_s: float | None = None
+) -> list[str]:
+    """Stop (in reverse start order) the servers this stack started, by their pid files."""
     stopped = []
-    for name, server in reversed(list(servers(settings).items())):
-        if (only is None or name in only) and server.stop(progress):
-            stopped.append(name)
+    with exclusive(settings, progress):
+        for name, server in reversed(list(servers(settings).items())):
+            if stop_timeout_s is not None:
+                server.stop_timeout_s = stop_timeout_s
+            if (only is None or name in only) and server.stop(progress):
+                stopped.append(name)
     return stopped
 
 
