@@ -13,7 +13,7 @@ import io
 import json
 import struct
 import urllib.request
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,13 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> Any:
     """A parsed schema from schemas/<name>.avsc."""
     return parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fingerprint(name: str) -> bytes:
     canonical = to_parsing_canonical_form(load_schema(name))
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]  # the spec wants little-endian
@@ -65,7 +65,7 @@ def decode(name: str, data: bytes) -> dict[str, Any]:
     return record
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry_id(registry_url: str, name: str) -> int:
     """Register (idempotently) the schema under subject <topic-name>-value and return its id."""
     schema_text = json.dumps(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))

@@ -102,7 +102,7 @@ def main() -> None:
     say("4. the worker")
     worker = None
     if not worker_answers(settings):
-        log = open(settings.stack_home / "worker-demo.log", "ab")  # noqa: SIM115 (closed with the worker)
+        log = open(settings.stack_home / "worker-demo.log", "ab")
         worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=log)
         wait_until("the worker", lambda: worker_answers(settings), 300)
     print(f"   worker at {settings.worker_url()} (metrics: /metrics, search: /search?q=...)")

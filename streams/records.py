@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 
-class Op(str, enum.Enum):
+class Op(enum.StrEnum):
     CREATE = "c"
     READ = "r"  # a row read by a snapshot
     UPDATE = "u"

@@ -39,7 +39,7 @@ def receipts_consumer(settings: Settings) -> Consumer:
         partitions = [0]
     consumer.assign([TopicPartition(settings.receipts_topic, p, OFFSET_END) for p in partitions])
     for p in partitions:  # resolve OFFSET_END now, so a receipt published right after is not skipped
-        low, high = consumer.get_watermark_offsets(TopicPartition(settings.receipts_topic, p), timeout=10)
+        _, high = consumer.get_watermark_offsets(TopicPartition(settings.receipts_topic, p), timeout=10)
         consumer.seek(TopicPartition(settings.receipts_topic, p, high))
     return consumer
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from streams.errors import EmbeddingError
+from streams.observability.metrics import EMBEDDING_SECONDS, EMBEDDING_THROUGHPUT
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,17 @@ class Embedder:
     def encode(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        model = self.model
+        started = time.perf_counter()
         try:
-            vectors = self.model.encode(
+            vectors = model.encode(
                 list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
             )
         except Exception as exc:
             raise EmbeddingError(f"encoding {len(texts)} texts failed: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        EMBEDDING_SECONDS.inc(elapsed)
+        EMBEDDING_THROUGHPUT.set(len(texts) / elapsed if elapsed > 0 else 0.0)
         if len(vectors) != len(texts):
             raise EmbeddingError(f"asked for {len(texts)} vectors, got {len(vectors)}")
         return [vector.tolist() for vector in vectors]

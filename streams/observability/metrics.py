@@ -31,7 +31,9 @@ EVENTS = Counter(
     ["source", "outcome"],
 )
 CHUNKS_EMBEDDED = Counter("streams_chunks_embedded_total", "Chunks whose text was new and had to be embedded")
-CHUNKS_REUSED = Counter("streams_chunks_reused_total", "Chunks whose vector was reused because their text did not change")
+CHUNKS_REUSED = Counter(
+    "streams_chunks_reused_total", "Chunks whose vector was reused because their text did not change"
+)
 CHUNKS_DELETED = Counter("streams_chunks_deleted_total", "Chunks removed from the index")
 EMBEDDING_SECONDS = Counter("streams_embedding_seconds_total", "Seconds spent in model.encode")
 EMBEDDING_THROUGHPUT = Gauge(
