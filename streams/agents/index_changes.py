@@ -3,6 +3,7 @@ faust could otherwise commit an offset past a batch still being written (faust i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from streams.agents.process_changes import ChangeProcessor, RawMessage
@@ -32,8 +33,14 @@ async def index_changes(stream):  # type: ignore[no-untyped-def]
             for e in events
         ]
         # process() handles every failure itself (retrying or dead-lettering): an exception escaping
-        # here would let take_events acknowledge the batch unprocessed.
-        result = await processor.process(messages)
+        # here would let take_events acknowledge the batch unprocessed. For the same reason a
+        # shutdown lets the batch finish: take_events acknowledges it on the way out.
+        task = asyncio.ensure_future(processor.process(messages))
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
         if result.applied or result.failed:
             log.info(
                 "batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
