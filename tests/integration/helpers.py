@@ -1,0 +1,262 @@
+"""Small helpers for the integration tests: waiting, searching the real index, scraping the worker's
+metrics, and reading/replaying real Debezium events on Kafka. No mocks: everything talks to the stack."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from elasticsearch import Elasticsearch
+
+from streams.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+DEADLINE_S = 60.0
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.5) -> T:
+    """Poll `predicate` until it returns a truthy value; return that value (or the last one at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def unique(prefix: str = "zq") -> str:
+    """A word no other data contains (letters only, so BM25's standard analyzer keeps it as one token)."""
+    return prefix + re.sub(r"[^a-z]", "", uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop")))
+
+
+def es_client(settings: Settings | None = None) -> Elasticsearch:
+    settings = settings or get_settings()
+    return Elasticsearch(settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60)
+
+
+def refresh(es: Elasticsearch, settings: Settings | None = None) -> None:
+    es.indices.refresh(index=(settings or get_settings()).index_alias)
+
+
+def search_chunks(
+    es: Elasticsearch, query: str, *, groups: Sequence[str] | None = None, size: int = 100, visible_only: bool = True
+) -> list[dict[str, Any]]:
+    """BM25 hits (chunk sources with `_id`) for `query`, through the same filter the product uses."""
+    from streams.elastic.hybrid_index import bm25_query, chunk_filter
+
+    settings = get_settings()
+    filters = chunk_filter(None, groups) if visible_only else [{"term": {"kind": "chunk"}}]
+    response = es.search(index=settings.index_alias, **bm25_query(query, filters, size))
+    return [{"_id": hit["_id"], **hit["_source"]} for hit in response["hits"]["hits"]]
+
+
+def found_documents(es: Elasticsearch, query: str, **kwargs: Any) -> set[str]:
+    return {hit["document_id"] for hit in search_chunks(es, query, **kwargs)}
+
+
+def document_chunks(es: Elasticsearch, document_id: str, *, with_vector: bool = False) -> list[dict[str, Any]]:
+    """Every chunk record (visible or not) of one document, sorted by part and number."""
+    settings = get_settings()
+    es.indices.refresh(index=settings.index_alias)
+    response = es.search(
+        index=settings.index_alias,
+        size=1000,
+        query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"document_id": document_id}}]}},
+        source_excludes=[] if with_vector else ["vector"],
+    )
+    chunks = [{"_id": hit["_id"], **hit["_source"]} for hit in response["hits"]["hits"]]
+    return sorted(chunks, key=lambda c: (c["part_id"], c["chunk_number"]))
+
+
+def visible_chunks(es: Elasticsearch, document_id: str) -> list[dict[str, Any]]:
+    return [c for c in document_chunks(es, document_id) if c.get("visible")]
+
+
+def state_record(es: Elasticsearch, document_id: str) -> dict[str, Any] | None:
+    settings = get_settings()
+    response = es.options(ignore_status=404).get(index=settings.index_alias, id=f"state:{document_id}")
+    return response["_source"] if response.get("found") else None
+
+
+def knn_documents(es: Elasticsearch, vector: Sequence[float], size: int = 50) -> list[dict[str, Any]]:
+    from streams.elastic.hybrid_index import chunk_filter, knn_query
+
+    settings = get_settings()
+    response = es.search(index=settings.index_alias, **knn_query(vector, chunk_filter(None, None), size))
+    return [{"_id": hit["_id"], **hit["_source"]} for hit in response["hits"]["hits"]]
+
+
+def hybrid(query: str, groups: Sequence[str] | None = None, k: int = 20, sources: Sequence[str] = ()) -> dict[str, Any]:
+    """The worker's /search endpoint (the product's hybrid search: BM25 + kNN fused with RRF)."""
+    params: dict[str, str] = {"q": query, "k": str(k)}
+    if groups is not None:
+        params["groups"] = ",".join(groups)
+    if sources:
+        params["source"] = ",".join(sources)
+    url = f"{get_settings().worker_url()}/search?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return dict(json.load(response))
+
+
+def hybrid_document_ids(query: str, groups: Sequence[str] | None = None, k: int = 20) -> set[str]:
+    return {hit["document_id"] for hit in hybrid(query, groups, k)["hits"]}
+
+
+def metrics_text() -> str:
+    with urllib.request.urlopen(f"{get_settings().worker_url()}/metrics", timeout=30) as response:
+        return str(response.read().decode())
+
+
+def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:
+    """The sum of a metric's samples (those matching `labels`) from the worker's /metrics."""
+    total = 0.0
+    for line in metrics_text().splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if labels and any(sample_labels.get(k) != v for k, v in labels.items()):
+            continue
+        total += float(match.group(3))
+    return total
+
+
+# -- Kafka ----------------------------------------------------------------------------------------
+
+
+def topic_messages(topic: str, settings: Settings | None = None, timeout_s: float = 30.0) -> list[Any]:
+    """Every message now in `topic` (all partitions), from the beginning to the current end."""
+    settings = settings or get_settings()
+    consumer = Consumer(
+        settings.kafka_config(**{"group.id": f"tests-reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends: dict[int, int] = {}
+        assign = []
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            if high > low:
+                ends[p] = high
+                assign.append(TopicPartition(topic, p, low))
+        consumer.assign(assign)
+        messages: list[Any] = []
+        deadline = time.monotonic() + timeout_s * 4
+        while ends and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error():
+                continue
+            messages.append(message)
+            if message.offset() + 1 >= ends.get(message.partition(), 0):
+                ends.pop(message.partition(), None)
+        return messages
+    finally:
+        consumer.close()
+
+
+def row_events(topic: str, key: dict[str, Any]) -> list[tuple[bytes, bytes | None]]:
+    """The (key, value) of every captured event for the row with primary key `key`, in log order."""
+    wanted = json.dumps(key, separators=(",", ":")).encode()
+    found = []
+    for message in topic_messages(topic):
+        raw_key = message.key()
+        if raw_key is None:
+            continue
+        try:
+            decoded = json.loads(raw_key)
+        except ValueError:
+            continue
+        payload = decoded.get("payload", decoded) if isinstance(decoded, dict) else decoded
+        if payload == key or raw_key == wanted:
+            found.append((raw_key, message.value()))
+    return found
+
+
+def produce(
+    topic: str, records: Iterable[tuple[bytes | None, bytes | None]], settings: Settings | None = None
+) -> list[tuple[int, int]]:
+    """Produce in order and wait for every acknowledgement; the (partition, offset) of each record.
+
+    murmur2 is the Java client's partitioner (Debezium's): a re-produced event lands in the partition
+    its row's events are in, as a real redelivery would."""
+    settings = settings or get_settings()
+    producer = Producer(settings.kafka_config(**{"acks": "all", "partitioner": "murmur2_random"}))
+    delivered: list[tuple[int, int] | None] = []
+
+    def report(index: int) -> Callable[[Any, Any], None]:
+        def on_delivery(error: Any, message: Any) -> None:
+            assert error is None, f"delivery to {topic} failed: {error}"
+            delivered[index] = (message.partition(), message.offset())
+
+        return on_delivery
+
+    for key, value in records:
+        delivered.append(None)
+        producer.produce(topic, key=key, value=value, on_delivery=report(len(delivered) - 1))
+    remaining = producer.flush(30)
+    assert remaining == 0, f"{remaining} messages were not delivered to {topic}"
+    assert all(d is not None for d in delivered)
+    return [d for d in delivered if d is not None]
+
+
+def topic_end_offsets(topic: str, settings: Settings | None = None) -> dict[int, int]:
+    settings = settings or get_settings()
+    consumer = Consumer(settings.kafka_config(**{"group.id": f"tests-ends-{uuid.uuid4().hex}"}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in metadata.topics[topic].partitions
+        }
+    finally:
+        consumer.close()
+
+
+def messages_after(topic: str, start: dict[int, int], timeout_s: float = 10.0) -> list[Any]:
+    """Messages of `topic` past the given per-partition offsets, up to the end as it is now."""
+    settings = get_settings()
+    consumer = Consumer(
+        settings.kafka_config(**{"group.id": f"tests-after-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    )
+    try:
+        ends = topic_end_offsets(topic)
+        assign = [TopicPartition(topic, p, start.get(p, 0)) for p, end in ends.items() if end > start.get(p, 0)]
+        pending = {tp.partition: ends[tp.partition] for tp in assign}
+        if not assign:
+            return []
+        consumer.assign(assign)
+        messages = []
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error():
+                continue
+            messages.append(message)
+            if message.offset() + 1 >= pending.get(message.partition(), 0):
+                pending.pop(message.partition(), None)
+        return messages
+    finally:
+        consumer.close()
+
+
+def wait_for_keyed_message(topic: str, key: bytes, start: dict[int, int], timeout: float = 120.0) -> Any | None:
+    """The first message with `key` in `topic` past `start`, waiting up to `timeout` seconds."""
+
+    def look() -> Any | None:
+        for message in messages_after(topic, start):
+            if message.key() == key:
+                return message
+        return None
+
+    return wait_until(look, timeout=timeout, interval=1.0)

@@ -1,0 +1,320 @@
+"""Forgetting people through the real stack: a deletion request (Avro, on the deletion topic) makes every
+chunk about the subject unsearchable, a receipt says so, and neither replays nor a re-snapshot nor a
+worker crash mid-request bring anything back. Each test seeds its own uniquely named person."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams import avro
+from streams.settings import PROJECT_ROOT, Settings
+from streams.sources import edits
+from streams.sources.connect import connect_postgres
+from tests.integration.helpers import (
+    document_chunks,
+    es_client,
+    found_documents,
+    hybrid,
+    knn_documents,
+    metrics_value,
+    produce,
+    row_events,
+    topic_end_offsets,
+    unique,
+    visible_chunks,
+    wait_for_keyed_message,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Person:
+    email: str
+    words: dict[str, str]  # document id -> a word only that document contains
+    ticket_id: int
+    contact_id: int
+    note_id: int
+    page_id: int
+
+    @property
+    def documents(self) -> list[str]:
+        return list(self.words)
+
+
+def _seed_person(es: Any) -> Person:
+    email = f"forget.{unique('p')}@example.com"
+    w_page, w_ticket, w_contact, w_note = unique(), unique(), unique(), unique()
+    page_id = edits.new_wiki_page(
+        f"Notes {unique('t')}", f"== Findings ==\n\nThe {w_page} cache was tuned by hand.", ["engineering"], email
+    )
+    ticket_id = edits.add_ticket(f"Access {w_ticket}", f"Please grant {w_ticket} access.", email, ["support"])
+    contact_id = edits.add_contact("Frida", w_contact.title(), email, ["sales"])
+    note_id = edits.add_note(contact_id, "rep.someone@example.com", f"Frida asked about the {w_note} plan.")
+    person = Person(
+        email,
+        {
+            f"wiki/page/{page_id}": w_page,
+            f"tickets/ticket/{ticket_id}": w_ticket,
+            f"crm/contact/{contact_id}": w_contact.title(),
+            f"crm/note/{note_id}": w_note,
+        },
+        ticket_id,
+        contact_id,
+        note_id,
+        page_id,
+    )
+    for doc, word in person.words.items():
+        wait_until(lambda: doc in found_documents(es, word), timeout=90)  # noqa: B023
+        assert doc in found_documents(es, word), f"{doc} was never indexed"
+    return person
+
+
+def _control_ticket(es: Any) -> tuple[str, str]:
+    word = unique()
+    ticket_id = edits.add_ticket(f"Control {word}", f"Control ticket {word}.", f"ctl.{unique('c')}@example.com", ["support"])
+    doc = f"tickets/ticket/{ticket_id}"
+    wait_until(lambda: doc in found_documents(es, word), timeout=90)
+    return doc, word
+
+
+def _request_forget(settings: Settings, email: str) -> tuple[str, dict[int, int]]:
+    """Publish a deletion request as compliance would; its request id and the receipts topic's end before."""
+    request_id = f"test-{uuid.uuid4()}"
+    start = topic_end_offsets(settings.receipts_topic)
+    request = {
+        "request_id": request_id,
+        "subject": email,
+        "subject_kind": "email",
+        "requested_by": "integration-tests",
+        "requested_at": datetime.now(UTC),
+        "reason": "right to be forgotten (test)",
+    }
+    produce(settings.deletion_topic, [(request_id.encode(), avro.encode("deletion_request", request, settings.schema_registry_url))])
+    return request_id, start
+
+
+def _receipt(settings: Settings, request_id: str, start: dict[int, int], timeout: float = 120.0) -> dict[str, Any]:
+    message = wait_for_keyed_message(settings.receipts_topic, request_id.encode(), start, timeout=timeout)
+    assert message is not None, f"no receipt for {request_id} on {settings.receipts_topic} within {timeout}s"
+    return avro.decode("deletion_receipt", message.value())
+
+
+def _assert_forgotten(es: Any, person: Person, vectors: list[list[float]]) -> None:
+    es.indices.refresh(index="streams-chunks")
+    for doc, word in person.words.items():
+        assert document_chunks(es, doc) == [], f"{doc} still has chunks"
+        assert doc not in found_documents(es, word), f"BM25 finds {doc}"
+        assert doc not in {h["document_id"] for h in hybrid(word, k=50)["hits"]}, f"hybrid search finds {doc}"
+    ours = set(person.documents)
+    assert not found_documents(es, person.email) & ours
+    assert not {h["document_id"] for h in hybrid(person.email, k=50)["hits"]} & ours
+    hybrid_text = json.dumps(hybrid(person.email, k=50))
+    assert person.email not in hybrid_text
+    subject = f"email:{person.email}"
+    count = es.count(index="streams-chunks", query={"term": {"subjects": subject}})["count"]
+    assert count == 0
+    for vector in vectors:  # kNN with the very vectors their chunks had: nearest neighbours are others'
+        hits = knn_documents(es, vector)
+        assert not {h["document_id"] for h in hits} & ours
+        assert not [h for h in hits if subject in h.get("subjects", [])]
+
+
+def _vectors(es: Any, person: Person) -> list[list[float]]:
+    return [c["vector"] for doc in person.documents for c in document_chunks(es, doc, with_vector=True)][:8]
+
+
+def test_forget_a_person_across_all_sources(worker: Settings) -> None:
+    es = es_client(worker)
+    person = _seed_person(es)
+    control_doc, control_word = _control_ticket(es)
+    vectors = _vectors(es, person)
+    assert vectors
+
+    request_id, start = _request_forget(worker, person.email)
+    receipt = _receipt(worker, request_id, start)
+
+    assert receipt["request_id"] == request_id and receipt["subject"] == person.email
+    assert f"email:{person.email}" in receipt["identifiers"]
+    assert f"contact_id:{person.contact_id}" in receipt["identifiers"]
+    removed = {r["source"]: r for r in receipt["removed"] if r["chunks"]}
+    assert set(removed) == {"wiki", "tickets", "crm"}, receipt["removed"]
+    assert sum(r["chunks"] for r in receipt["removed"]) >= 4
+    assert sum(r["documents"] for r in receipt["removed"]) >= 4
+    assert receipt["state_records_removed"] > 0
+    verification = receipt["verification"]
+    assert (verification["subject_field_hits"], verification["bm25_hits"], verification["knn_hits"],
+            verification["hybrid_hits"]) == (0, 0, 0, 0)  # fmt: skip
+    assert receipt["unsearchable_at"] >= receipt["received_at"]
+
+    _assert_forgotten(es, person, vectors)
+    assert control_doc in found_documents(es, control_word), "another person's ticket was touched"
+    assert visible_chunks(es, control_doc)
+
+
+def _suppressed_or_stale() -> float:
+    return metrics_value("streams_events_total", {"outcome": "stale"}) + metrics_value(
+        "streams_events_total", {"outcome": "suppressed"}
+    )
+
+
+def _pg_current_lsn(dsn: str) -> int:
+    with connect_postgres(dsn, name="lsn") as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_replays_and_a_resnapshot_do_not_bring_a_forgotten_person_back(worker: Settings) -> None:
+    """After forgetting: (1) every captured change event of the person's rows, re-produced to its Debezium
+    topic (a replay from offset zero); (2) a re-snapshot of the tickets and CRM rows.
+
+    What (2) simulates: Debezium's snapshot reads (`op: "r"`, `source.snapshot: "true"`) of the person's
+    rows as they are now in the databases, at a log position newer than every change so far (a
+    re-snapshot carries the current LSN). They are built from the real captured envelopes with the
+    current rows read from PostgreSQL and `source.lsn` set to `pg_current_wal_lsn()`, because triggering
+    a real incremental snapshot needs a signalling table that the connector configs do not set up.
+    Such events are *newer* than the worker's state, so only the suppression ledger keeps them out.
+    """
+    es = es_client(worker)
+    person = _seed_person(es)
+    vectors = _vectors(es, person)
+    request_id, start = _request_forget(worker, person.email)
+    _receipt(worker, request_id, start)
+    _assert_forgotten(es, person, vectors)
+
+    replays: dict[str, list[tuple[bytes, bytes | None]]] = {
+        "tickets.public.tickets": row_events("tickets.public.tickets", {"id": person.ticket_id}),
+        "crm.public.contacts": row_events("crm.public.contacts", {"id": person.contact_id}),
+        "crm.public.notes": row_events("crm.public.notes", {"id": person.note_id}),
+        "wiki.wiki.page": row_events("wiki.wiki.page", {"page_id": person.page_id}),
+    }
+    revision_events = [
+        e for e in row_events_by_parent("wiki.wiki.revision", "rev_page", person.page_id)
+    ]
+    replays["wiki.wiki.revision"] = revision_events
+    assert all(replays.values()), {t: len(e) for t, e in replays.items()}
+
+    resnapshot: dict[str, list[tuple[bytes, bytes | None]]] = {}
+    for topic, dsn, table, key in (
+        ("tickets.public.tickets", worker.tickets_dsn, "tickets", person.ticket_id),
+        ("crm.public.contacts", worker.crm_dsn, "contacts", person.contact_id),
+        ("crm.public.notes", worker.crm_dsn, "notes", person.note_id),
+    ):
+        raw_key, value = [e for e in replays[topic] if e[1]][-1]
+        envelope = json.loads(value)
+        with connect_postgres(dsn, name="resnapshot") as conn:
+            cur = conn.execute(f"SELECT row_to_json(t) FROM {table} t WHERE id = %s", (key,))  # noqa: S608
+            row = cur.fetchone()
+        assert row is not None
+        current = row[0]
+        after = {column: current.get(column, old) for column, old in envelope["after"].items()}
+        for column in ("created_at", "updated_at"):  # keep Debezium's encoding of timestamps
+            if column in envelope["after"]:
+                after[column] = envelope["after"][column]
+        source = {**envelope["source"], "snapshot": "true", "lsn": _pg_current_lsn(dsn),
+                  "ts_ms": int(time.time() * 1000)}  # fmt: skip
+        for precise in ("ts_us", "ts_ns"):
+            source.pop(precise, None)
+        snapshot_event = {**envelope, "op": "r", "before": None, "after": after, "source": source}
+        resnapshot[topic] = [(raw_key, json.dumps(snapshot_event).encode())]
+
+    judged_before = _suppressed_or_stale()
+    total = 0
+    for topic, records in replays.items():
+        produce(topic, records)
+        total += sum(1 for _, v in records if v)
+    for topic, records in resnapshot.items():
+        produce(topic, records)
+        total += len(records)
+    wait_until(lambda: _suppressed_or_stale() - judged_before >= total, timeout=90)
+    time.sleep(3)
+
+    _assert_forgotten(es, person, vectors)
+
+
+def row_events_by_parent(topic: str, parent_column: str, parent_id: int) -> list[tuple[bytes, bytes | None]]:
+    from tests.integration.helpers import topic_messages
+
+    found = []
+    for message in topic_messages(topic):
+        if not message.value():
+            continue
+        envelope = json.loads(message.value())
+        row = envelope.get("after") or envelope.get("before") or {}
+        if row.get(parent_column) == parent_id:
+            found.append((message.key(), message.value()))
+    return found
+
+
+def _worker_pids() -> list[int]:
+    """`streams worker` processes of this checkout (cwd is the project root), found in /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        is_worker = "worker" in words and any(w.endswith("streams") or w == "streams.cli" for w in words)
+        if is_worker and Path(cwd).resolve() == PROJECT_ROOT:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> None:
+    """Crash safety of the deletion lane: publish a request, SIGKILL the running worker at once (whoever
+    started it: it is this checkout's `streams worker`), start a new worker (`python -m streams.cli
+    worker`, log in <stack_home>/worker-restarted.log), and expect the receipt and zero hits: the
+    request's offset had not moved, so the new worker handles it again. The new worker is left running
+    (start_new_session) so that later tests and the developer still have one."""
+    es = es_client(worker)
+    person = _seed_person(es)
+    vectors = _vectors(es, person)
+    pids = _worker_pids()
+    assert pids, "no running `streams worker` of this checkout found"
+
+    request_id, start = _request_forget(worker, person.email)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not set(_worker_pids()) & set(pids), timeout=30)
+
+    log_path = worker.stack_home / "worker-restarted.log"
+    with open(log_path, "ab") as log:
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "streams.cli", "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+
+    receipt = _receipt(worker, request_id, start, timeout=400)
+    assert receipt["verification"]["subject_field_hits"] == 0
+    assert sum(r["chunks"] for r in receipt["removed"]) >= 0  # a first attempt may have removed them already
+
+    def worker_answers() -> bool:
+        try:
+            hybrid("status", k=1)
+            return True
+        except OSError:
+            return False
+
+    assert wait_until(worker_answers, timeout=180), f"the restarted worker does not answer; see {log_path}"
+    _assert_forgotten(es, person, vectors)
