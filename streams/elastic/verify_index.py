@@ -134,10 +134,7 @@ def read_source(settings: Settings, mapping: SourceMapping) -> dict[str, SourceD
             documents[document.document_id(source, key)] = SourceDocument()
         for child in document.children:
             if child.mode == "latest":
-                sql = (
-                    f"SELECT {q(child.parent)}, MAX({q(child.key)}) FROM {q(child.table)}"
-                    f" GROUP BY {q(child.parent)}"
-                )
+                sql = f"SELECT {q(child.parent)}, MAX({q(child.key)}) FROM {q(child.table)} GROUP BY {q(child.parent)}"
                 for parent, newest in _query(settings, source, sql):
                     found = documents.get(document.document_id(source, parent))
                     if found is not None:
@@ -155,7 +152,9 @@ def read_source(settings: Settings, mapping: SourceMapping) -> dict[str, SourceD
 # -- reading the index --------------------------------------------------------------------------
 
 
-def _scan(client: Any, alias: str, query: dict[str, Any], sort: list[str], fields: list[str]) -> Iterator[dict[str, Any]]:
+def _scan(
+    client: Any, alias: str, query: dict[str, Any], sort: list[str], fields: list[str]
+) -> Iterator[dict[str, Any]]:
     """Every hit of `query`, paged with search_after over a unique sort (no scroll state to leak)."""
     after: list[Any] | None = None
     while True:
@@ -205,7 +204,7 @@ def compare(
         row = rows.get(document_id)
         doc = indexed.get(document_id, IndexedDocument())
         state = doc.state
-        root = (state or {}).get("root")
+        root: dict[str, Any] | None = (state or {}).get("root")
         if root and root.get("suppressed"):
             report.forgotten += 1
             if doc.visible_total:
@@ -213,14 +212,12 @@ def compare(
                     Issue(document_id, f"forgotten, yet {doc.visible_total} chunks visible")
                 )
             continue
-        root_live = bool(root) and not root.get("deleted")
+        root_live = root is not None and not root.get("deleted")
         if root_live:
             report.indexed_documents += 1
         if row is None:
             if root_live or doc.visible_total:
-                report.issues["extra"].append(
-                    Issue(document_id, f"no source row, {doc.visible_total} chunks visible")
-                )
+                report.issues["extra"].append(Issue(document_id, f"no source row, {doc.visible_total} chunks visible"))
             continue
         if root and root.get("deleted"):
             if doc.visible_total:

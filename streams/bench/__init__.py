@@ -1,0 +1,1 @@
+"""The benchmark suite (`streams bench`): each scenario drives real edits through the running stack."""

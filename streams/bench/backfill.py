@@ -1,0 +1,128 @@
+"""Backfill: a burst of new documents through the pipeline (chunks embedded per second of wall
+time), against the raw `model.encode` rate on the same chunk texts in this process.
+
+The burst: `streams seed` of tickets and CRM into the existing databases (a new --seed), plus copies
+of existing wiki pages under new titles (the wiki seed would reuse titles that already exist)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.bench.probes import BenchError, Progress, scrape
+from streams.bench.stats import ratio
+from streams.settings import Settings
+from streams.sources import edits
+from streams.sources.connect import connect_mariadb
+
+
+def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> int:
+    conn = connect_mariadb(settings.wiki_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT r.rev_text FROM page p JOIN revision r ON r.rev_id = p.page_latest ORDER BY p.page_id LIMIT 200"
+            )
+            texts = [str(row[0]) for row in cur.fetchall()]
+    finally:
+        conn.close()
+    if not texts:
+        raise BenchError("the wiki has no pages: run `streams seed` first")
+    tag = uuid.uuid4().hex[:8]
+    for n in range(count):
+        edits.new_wiki_page(f"Bench copy {tag} {n}", rng.choice(texts), ["engineering"], "bench.author@example.com")
+    return count
+
+
+def _new_chunks(client: Any, alias: str, since: str) -> list[dict[str, Any]]:
+    query = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"range": {"indexed_at": {"gte": since}}}]}}
+    hits: list[dict[str, Any]] = []
+    after: list[Any] | None = None
+    while True:
+        kwargs: dict[str, Any] = {
+            "index": alias, "size": 2000, "query": query, "sort": ["document_id", "part_id", "chunk_number"],
+            "_source": ["text", "indexed_at", "commit_ts"],
+        }  # fmt: skip
+        if after is not None:
+            kwargs["search_after"] = after
+        page = client.search(**kwargs)["hits"]["hits"]
+        hits.extend(page)
+        if len(page) < 2000:
+            return [h["_source"] for h in hits]
+        after = page[-1]["sort"]
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settle_s: float = 8.0) -> dict[str, Any]:
+    rng = random.Random()
+    since = datetime.now(UTC).isoformat()
+    started = time.time()
+    embedded_before = scrape(settings).value("streams_chunks_embedded_total")
+    wiki_docs = max(1, docs // 3)
+    other_docs = max(2, docs - wiki_docs)
+    progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
+    seed = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "seed", "--docs", str(other_docs), "--seed", str(rng.randrange(10**6)),
+         "--source", "tickets,crm"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if seed.returncode != 0:
+        raise BenchError(f"streams seed failed: {(seed.stderr or seed.stdout)[-500:]}")
+    _copy_wiki_pages(settings, wiki_docs, rng)
+    seeded_at = time.time()
+    progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")
+    last, stable_since = -1.0, time.monotonic()
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        current = scrape(settings).value("streams_chunks_embedded_total")
+        if current != last:
+            last, stable_since = current, time.monotonic()
+            progress(f"backfill: {current - embedded_before:.0f} chunks embedded so far")
+        elif current > embedded_before and time.monotonic() - stable_since > settle_s:
+            break
+        time.sleep(1)
+    else:
+        raise BenchError("the worker was still embedding after 900 s")
+    embedded_delta = last - embedded_before
+    client.indices.refresh(index=settings.index_alias)
+    chunks = _new_chunks(client, settings.index_alias, since)
+    if not chunks:
+        raise BenchError("no new chunks reached the index")
+    first_commit = min(_ts(c["commit_ts"]) for c in chunks if c.get("commit_ts"))
+    first_indexed = min(_ts(c["indexed_at"]) for c in chunks)
+    last_indexed = max(_ts(c["indexed_at"]) for c in chunks)
+    wall = max(last_indexed - max(first_commit, started - 1), 1e-6)
+    pipeline = embedded_delta / wall
+    texts = [c["text"] for c in chunks]
+    progress(f"backfill: pipeline {pipeline:.1f} chunks/s; now encoding the same {len(texts)} texts here")
+    from streams.agents.runtime import build_embedder
+
+    embedder = build_embedder(settings)
+    embedder.encode(texts[:8])  # load the model and warm up outside the timing
+    t0 = time.perf_counter()
+    embedder.encode(texts)
+    encode_s = time.perf_counter() - t0
+    encode_rate = len(texts) / encode_s
+    return {
+        "documents": other_docs + wiki_docs,
+        "chunks_embedded": embedded_delta,
+        "new_chunks_in_index": len(chunks),
+        "wall_s": round(wall, 3),
+        "first_to_last_indexed_s": round(last_indexed - first_indexed, 3),
+        "pipeline_chunks_per_s": round(pipeline, 2),
+        "encode_chunks_per_s": round(encode_rate, 2),
+        "encode_batch_size": settings.embed_batch_size,
+        "ratio": ratio(pipeline, encode_rate),
+        "method": (
+            "pipeline: streams_chunks_embedded_total delta / (last new chunk indexed_at - first source commit);"
+            " encode: build_embedder(settings).encode on the new chunks' texts after the pipeline finished"
+        ),
+    }

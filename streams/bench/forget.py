@@ -1,0 +1,206 @@
+"""Forget: a deletion request until search no longer finds the subject, on a quiet pipeline and
+behind a backlog of pending changes. Each subject is a fresh person with a ticket, a CRM contact and
+a note about the contact; "unsearchable" means no visible chunk names any of their identifiers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from streams import avro
+from streams.bench.probes import BenchError, Progress, scrape, subject_chunk_count, wait_for
+from streams.bench.stats import summary
+from streams.settings import Settings
+from streams.sources import edits
+from streams.sources.connect import connect_postgres
+
+
+@dataclass
+class Person:
+    email: str
+    contact_id: int
+    ticket_id: int
+
+    @property
+    def identifiers(self) -> list[str]:
+        return [f"email:{self.email}", f"contact_id:{self.contact_id}"]
+
+
+def make_person(tag: str, n: int) -> Person:
+    email = f"bench.forget.{tag}.{n}@example.com"
+    ticket = edits.add_ticket(
+        f"Invoice question from {email}",
+        f"Please call me back about invoice {n}; reach me at {email}.",
+        email,
+        ["support"],
+    )
+    contact = edits.add_contact("Bench", f"Subject{n}", email, ["sales"], title="Buyer")
+    edits.add_note(contact, "bench.agent@example.com", f"Called Bench Subject{n} about the renewal.", title="Call")
+    return Person(email, contact, ticket)
+
+
+class Receipts:
+    """Deletion receipts published from now on, keyed by request id, read in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.received: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            settings.kafka_config(**{"group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False})
+        )
+        topic = settings.receipts_topic
+        metadata = self._consumer.list_topics(topic, timeout=10)
+        partitions = list((metadata.topics.get(topic) and metadata.topics[topic].partitions) or {0: None})
+        assignment = []
+        for p in partitions:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            assignment.append(TopicPartition(topic, p, max(high, 0)))
+        self._consumer.assign(assignment)
+        self._thread = threading.Thread(target=self._run, name="bench-receipts", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._consumer.poll(0.5)
+            value = None if message is None or message.error() else message.value()
+            if value is None:
+                continue
+            try:
+                receipt = avro.decode("deletion_receipt", value)
+            except Exception:  # not ours to judge here
+                continue
+            self.received.setdefault(receipt["request_id"], receipt)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+def _count_is(client: Any, alias: str, ids: list[str], done: Callable[[int], bool]) -> Callable[[], bool]:
+    return lambda: done(subject_chunk_count(client, alias, ids))
+
+
+def _publish(producer: Any, settings: Settings, person: Person) -> tuple[str, datetime]:
+    request_id = f"bench-{uuid.uuid4().hex}"
+    requested_at = datetime.now(UTC)
+    record = {
+        "request_id": request_id, "subject": person.email, "subject_kind": "email",
+        "requested_by": "streams bench", "requested_at": requested_at, "reason": "benchmark",
+    }  # fmt: skip
+    producer.produce(
+        settings.deletion_topic,
+        key=request_id.encode(),
+        value=avro.encode("deletion_request", record, settings.schema_registry_url),
+    )
+    producer.flush(10)
+    return request_id, requested_at
+
+
+def _forget_all(
+    settings: Settings,
+    client: Any,
+    producer: Any,
+    people: list[Person],
+    timeout_s: float,
+    progress: Progress,
+    label: str,
+) -> tuple[list[float], dict[str, datetime], list[str]]:
+    times: list[float] = []
+    requests: dict[str, datetime] = {}
+    failures: list[str] = []
+    for person in people:
+        request_id, requested_at = _publish(producer, settings, person)
+        requests[request_id] = requested_at
+        start = requested_at.timestamp()
+        gone = wait_for(_count_is(client, settings.index_alias, person.identifiers, lambda n: n == 0), timeout_s, 0.1)
+        if gone:
+            times.append(time.time() - start)
+            progress(f"forget{label}: {person.email} unsearchable after {times[-1]:.2f}s")
+        else:
+            failures.append(f"{person.email} still searchable after {timeout_s:.0f}s")
+            progress(f"forget{label}: {failures[-1]}")
+    return times, requests, failures
+
+
+def _backlog(settings: Settings, comments: int) -> int:
+    """Insert `comments` ticket comments over 20 new tickets at once: a backlog for the indexer."""
+    tickets = [
+        edits.add_ticket(
+            f"Bench backlog ticket {n}", "Load for the forget benchmark.", "bench.load@example.com", ["support"]
+        )
+        for n in range(20)
+    ]
+    rows = [
+        (tickets[i % len(tickets)], "bench.load@example.com", f"Backlog comment {i}: still seeing the timeout.", True)
+        for i in range(comments)
+    ]
+    with connect_postgres(settings.tickets_dsn, name="tickets") as pg:
+        with pg.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ticket_comments (ticket_id, author_email, body, public) VALUES (%s, %s, %s, %s)", rows
+            )
+    return len(rows)
+
+
+def run(
+    settings: Settings, client: Any, progress: Progress, *, requests: int, backlog: int, timeout_s: float = 180.0
+) -> dict[str, Any]:
+    from confluent_kafka import Producer
+
+    tag = uuid.uuid4().hex[:8]
+    progress(f"forget: creating {2 * requests} people (ticket + contact + note each)")
+    people = [make_person(tag, n) for n in range(2 * requests)]
+    quiet, behind = people[:requests], people[requests:]
+    for person in people:
+        if not wait_for(_count_is(client, settings.index_alias, person.identifiers, lambda n: n >= 3), timeout_s):
+            raise BenchError(f"{person.email} was not indexed within {timeout_s:.0f}s (its ticket, contact and note)")
+    progress("forget: every subject is searchable")
+    receipts = Receipts(settings)
+    producer = Producer(settings.kafka_config())
+    try:
+        quiet_times, quiet_requests, quiet_failures = _forget_all(
+            settings, client, producer, quiet, timeout_s, progress, ""
+        )
+        progress(f"forget: inserting a backlog of {backlog} ticket comments")
+        inserted = _backlog(settings, backlog)
+        time.sleep(2)  # let Debezium publish and the worker start on it
+        age = scrape(settings).value("streams_oldest_unindexed_event_age_seconds")
+        lag = scrape(settings).value("streams_consumer_lag_messages")
+        backlog_times, backlog_requests, backlog_failures = _forget_all(
+            settings, client, producer, behind, timeout_s, progress, " (backlog)"
+        )
+        wait_for(lambda: all(r in receipts.received for r in {**quiet_requests, **backlog_requests}), 30, 0.5)
+    finally:
+        receipts.close()
+
+    def receipt_times(sent: dict[str, datetime]) -> list[float]:
+        out = []
+        for request_id, requested_at in sent.items():
+            receipt = receipts.received.get(request_id)
+            if receipt is not None:
+                out.append((receipt["unsearchable_at"] - requested_at).total_seconds())
+        return out
+
+    return {
+        "requests": requests,
+        "unsearchable_s": summary(quiet_times),
+        "backlog_unsearchable_s": summary(backlog_times),
+        "receipt_unsearchable_s": summary(receipt_times(quiet_requests)),
+        "receipt_backlog_unsearchable_s": summary(receipt_times(backlog_requests)),
+        "receipts_received": sum(r in receipts.received for r in {**quiet_requests, **backlog_requests}),
+        "backlog_comments": inserted,
+        "backlog_at_request": {"consumer_lag_messages": lag, "oldest_unindexed_age_s": round(age, 2)},
+        "failures": quiet_failures + backlog_failures,
+        "method": (
+            "external: request published -> count of visible chunks naming the subject's identifiers"
+            " is 0 (_count, 0.1 s polls)"
+        ),
+    }

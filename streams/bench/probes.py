@@ -1,0 +1,164 @@
+"""What the benchmark observes the stack with: the worker's /metrics and /freshness, and the index
+through search (so that "visible" means what a searcher sees, not a realtime GET)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.settings import Settings
+
+Progress = Callable[[str], None]
+
+
+class BenchError(RuntimeError):
+    """A scenario could not run (the reason is recorded in its report)."""
+
+
+def worker_answers(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(f"{settings.worker_url()}/freshness", timeout=3) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_worker(settings: Settings, progress: Progress, log_path: Path) -> Iterator[bool]:
+    """A worker that answers; started here (and stopped at the end) when none does. Yields whether it was started."""
+    if worker_answers(settings):
+        progress(f"using the running worker at {settings.worker_url()}")
+        yield False
+        return
+    progress(f"no worker answers at {settings.worker_url()}: starting one (log {log_path})")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while not worker_answers(settings):
+            if process.poll() is not None:
+                raise BenchError(f"the worker exited with {process.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"the worker did not answer within 240 s; see {log_path}")
+            time.sleep(1)
+        progress("worker started")
+        yield True
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        progress("worker stopped")
+
+
+@dataclass
+class MetricsSnapshot:
+    """Counter and histogram samples scraped from the worker's /metrics."""
+
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+    def value(self, name: str, **labels: str) -> float:
+        """Sum of the samples named `name` whose labels include `labels`."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= set(ls))
+
+    def buckets(self, name: str) -> list[tuple[float, float]]:
+        """Cumulative (le, count) of a histogram, summed over all its label sets, ordered by bound."""
+        totals: dict[float, float] = {}
+        for (sample, labels), value in self.samples.items():
+            if sample == f"{name}_bucket":
+                le = float(dict(labels)["le"])
+                totals[le] = totals.get(le, 0.0) + value
+        return sorted(totals.items())
+
+
+def scrape(settings: Settings) -> MetricsSnapshot:
+    try:
+        with urllib.request.urlopen(f"{settings.worker_url()}/metrics", timeout=10) as response:
+            text = response.read().decode("utf-8")
+    except OSError as exc:
+        raise BenchError(f"cannot read the worker's metrics at {settings.worker_url()}/metrics: {exc}") from exc
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
+    return MetricsSnapshot(samples)
+
+
+def bucket_delta(before: MetricsSnapshot, after: MetricsSnapshot, name: str) -> list[tuple[float, float]]:
+    old = dict(before.buckets(name))
+    return [(le, count - old.get(le, 0.0)) for le, count in after.buckets(name)]
+
+
+def embedded(settings: Settings) -> float:
+    return scrape(settings).value("streams_chunks_embedded_total")
+
+
+def states(client: Any, alias: str, document_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The search-visible state records of these documents."""
+    ids = sorted(set(document_ids))
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        response = client.search(
+            index=alias,
+            size=500,
+            query={
+                "bool": {"filter": [{"term": {"kind": "state"}}, {"terms": {"document_id": ids[start : start + 500]}}]}
+            },
+            _source=["document_id", "root", "parts"],
+        )
+        for hit in response["hits"]["hits"]:
+            found[hit["_source"]["document_id"]] = hit["_source"]
+    return found
+
+
+def visible_chunk_count(client: Any, alias: str, document_id: str) -> int:
+    response = client.count(
+        index=alias,
+        query={
+            "bool": {
+                "filter": [
+                    {"term": {"kind": "chunk"}},
+                    {"term": {"visible": True}},
+                    {"term": {"document_id": document_id}},
+                ]
+            }
+        },
+    )
+    return int(response["count"])
+
+
+def subject_chunk_count(client: Any, alias: str, subjects: list[str]) -> int:
+    """Visible chunks that name any of these subjects: what search can still find about them."""
+    response = client.count(
+        index=alias,
+        query={
+            "bool": {
+                "filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}, {"terms": {"subjects": subjects}}]
+            }
+        },
+    )
+    return int(response["count"])
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval_s)
