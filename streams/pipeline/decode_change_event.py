@@ -79,8 +79,9 @@ def decode_change_event(
 
 
 def is_skipped_topic(topic: str) -> bool:
-    """Heartbeat and transaction-metadata topics carry no row state; a worker may subscribe to them."""
-    return topic.startswith(HEARTBEAT_TOPIC_PREFIX) or topic.endswith(".transaction")
+    """Heartbeat, transaction-metadata and schema-history topics carry no row state; a worker that
+    subscribes by pattern (``wiki\\..*``) sees them and must not dead-letter them."""
+    return topic.startswith(HEARTBEAT_TOPIC_PREFIX) or topic.endswith((".transaction", ".schema-history"))
 
 
 def _is_transaction_metadata(envelope: Mapping[str, Any]) -> bool:

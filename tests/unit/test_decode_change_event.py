@@ -293,3 +293,12 @@ def test_avro_with_an_unknown_schema_id_is_a_decode_error() -> None:
     value = confluent_avro(2, KEY, {"id": 42})
     with pytest.raises(DecodeError, match="schema id 2"):
         decode_change_event("tickets.public.tickets", b'{"id": 42}', value, avro_schemas={}.__getitem__)
+
+
+def test_schema_history_topic_is_skipped() -> None:
+    history = {
+        "source": {"server": "wiki"},
+        "position": {"file": "mariadb-bin.000003"},
+        "ddl": "CREATE TABLE page",
+    }
+    assert decode_change_event("wiki.schema-history", None, encode(history)) is None
