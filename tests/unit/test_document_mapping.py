@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from streams.errors import MappingError
+from streams.pipeline.chunk_document import chunk_text
 from streams.pipeline.decode_change_event import decode_change_event
 from streams.pipeline.document_mapping import Mappings, load_mappings, parse_source_mapping
 from streams.records import ChangeEvent, Op, PartChange
@@ -207,3 +208,29 @@ def test_bad_file_is_named_in_the_error(tmp_path: Path) -> None:
 def test_a_directory_without_mappings_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(MappingError, match=r"no \*\.mapping\.yaml"):
         load_mappings(tmp_path)
+
+
+CAPTURED = Path(__file__).parent / "fixtures" / "debezium"
+
+
+def fixture_paths() -> list[Path]:
+    return sorted(HANDMADE.glob("*/*.json")) + (
+        sorted(CAPTURED.glob("*/*.json")) if CAPTURED.is_dir() else []
+    )
+
+
+@pytest.mark.parametrize(
+    "path", fixture_paths(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}"
+)
+def test_every_fixture_maps_and_chunks(mappings: Mappings, path: Path) -> None:
+    fixture = json.loads(path.read_text())
+    key, value = (
+        None if obj is None else json.dumps(obj).encode() for obj in (fixture["key"], fixture["value"])
+    )
+    decoded = decode_change_event(fixture["topic"], key, value)
+    if decoded is None:
+        return  # deliberately skipped (tombstone, heartbeat, transaction)
+    change = mappings.part_change(decoded)
+    if change is not None:
+        assert change.document_id.startswith(f"{decoded.source}/")
+        chunk_text(change.text, change.text_format)
