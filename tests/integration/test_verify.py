@@ -48,7 +48,7 @@ def test_fresh_ticket_is_consistent_and_dropped_document_is_missing(worker: Sett
             parts = (state or {}).get("parts") or {}
             return bool(visible_chunks(es, document_id)) and f"ticket_comments/{comment_id}" in parts
 
-        assert wait_until(indexed, timeout=120), f"{document_id} was not indexed"
+        assert wait_until(indexed, timeout=300), f"{document_id} was not indexed"
         mappings = load_mappings(PROJECT_ROOT / "connectors")
 
         reports = verify_all(worker, es, mappings)
