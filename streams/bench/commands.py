@@ -123,7 +123,9 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
         "backlog": 1_000 if quick else 10_000,
     }
     plan: dict[str, Scenario] = {
-        "steady": lambda: steady.run(settings, client, _progress, rate=rate, duration_s=sizes["duration_s"]),
+        "steady": lambda: steady.run(
+            settings, client, _progress, rate=rate, duration_s=sizes["duration_s"], drain_s=30.0 if quick else 90.0
+        ),
         "backfill": lambda: backfill.run(settings, client, _progress, docs=int(sizes["docs"])),
         "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
         "forget": lambda: forget.run(
