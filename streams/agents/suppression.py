@@ -15,8 +15,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
+from streams.read_topic import read_whole_topic
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,34 +41,9 @@ class SuppressionLedger:
     @classmethod
     def load(cls, settings: Settings, timeout_s: float = 30.0) -> SuppressionLedger:
         """Read the compacted ledger topic from the beginning to its end."""
-        consumer = Consumer(
-            settings.kafka_config(**{"group.id": f"{settings.worker_id}-ledger", "enable.auto.commit": False})
-        )
         identifiers: set[str] = set()
-        try:
-            metadata = consumer.list_topics(settings.ledger_topic, timeout=timeout_s)
-            topic = metadata.topics.get(settings.ledger_topic)
-            if topic is None or topic.error is not None or not topic.partitions:
-                return cls()
-            partitions = [TopicPartition(settings.ledger_topic, p, 0) for p in topic.partitions]
-            ends = {}
-            for tp in partitions:
-                low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
-                if high > low:
-                    ends[tp.partition] = high
-                    tp.offset = low
-            consumer.assign([tp for tp in partitions if tp.partition in ends])
-            while ends:
-                message = consumer.poll(1.0)
-                if message is None:
-                    continue
-                if message.error():
-                    raise KafkaException(message.error())
-                if message.value() is not None and message.key() is not None:
-                    identifiers.add(message.key().decode())
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
-        finally:
-            consumer.close()
+        for message in read_whole_topic(settings, settings.ledger_topic, f"{settings.worker_id}-ledger", timeout_s):
+            if message.value() is not None and message.key() is not None:
+                identifiers.add(message.key().decode())
         log.info("suppression ledger: %d forgotten identifiers", len(identifiers))
         return cls(identifiers)

@@ -8,53 +8,28 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 
 from streams import avro
 from streams.errors import DecodeError
+from streams.read_topic import read_whole_topic
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def tombstone_dead_letters(settings: Settings, identifiers: set[str], timeout_s: float = 20.0) -> int:
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"{settings.worker_id}-forget-dlq", "enable.auto.commit": False})
-    )
     keys: set[bytes] = set()
-    try:
-        topic = consumer.list_topics(settings.dead_letter_topic, timeout=timeout_s).topics.get(
-            settings.dead_letter_topic
-        )
-        if topic is None or topic.error is not None:
-            return 0
-        ends: dict[int, int] = {}
-        assignment = []
-        for partition in topic.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(settings.dead_letter_topic, partition), timeout=timeout_s
-            )
-            if high > low:
-                ends[partition] = high
-                assignment.append(TopicPartition(settings.dead_letter_topic, partition, low))
-        consumer.assign(assignment)
-        while ends:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error():
-                raise KafkaException(message.error())
-            if message.value() is not None and message.key() is not None:
-                try:
-                    record = avro.decode("dead_letter", message.value())
-                except DecodeError:
-                    record = {"subjects": []}
-                if identifiers & set(record.get("subjects") or []):
-                    keys.add(message.key())
-            if message.offset() + 1 >= ends.get(message.partition(), 0):
-                ends.pop(message.partition(), None)
-    finally:
-        consumer.close()
+    group = f"{settings.worker_id}-forget-dlq"
+    for message in read_whole_topic(settings, settings.dead_letter_topic, group, timeout_s):
+        if message.value() is None or message.key() is None:
+            continue
+        try:
+            subjects = avro.decode("dead_letter", message.value()).get("subjects") or []
+        except DecodeError:
+            continue
+        if identifiers & set(subjects):
+            keys.add(message.key())
     if keys:
         producer = Producer(settings.kafka_config(acks="all"))
         for key in keys:
