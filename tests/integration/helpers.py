@@ -19,7 +19,7 @@ from streams.settings import Settings, get_settings
 
 T = TypeVar("T")
 
-DEADLINE_S = 60.0
+DEADLINE_S = 120.0
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.5) -> T:
