@@ -14,11 +14,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.bench.probes import BenchError, Progress, scrape
+from streams.bench.probes import BenchError, Progress, restarted, scrape
 from streams.bench.stats import ratio
 from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_mariadb
+
+EMBEDDED = "streams_chunks_embedded_total"
 
 
 def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> int:
@@ -65,7 +67,7 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     rng = random.Random()
     since = datetime.now(UTC).isoformat()
     started = time.time()
-    embedded_before = scrape(settings).value("streams_chunks_embedded_total")
+    first = scrape(settings)
     wiki_docs = max(1, docs // 3)
     other_docs = max(2, docs - wiki_docs)
     progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
@@ -79,19 +81,30 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     _copy_wiki_pages(settings, wiki_docs, rng)
     seeded_at = time.time()
     progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")
-    last, stable_since = -1.0, time.monotonic()
+    last, stable_since, restarts, carried = -1.0, time.monotonic(), 0, 0.0
+    latest = first
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        current = scrape(settings).value("streams_chunks_embedded_total")
+        try:
+            snapshot = scrape(settings)
+        except BenchError:  # the worker is restarting: ask again
+            time.sleep(1)
+            continue
+        if restarted(latest, snapshot):  # another process: keep what the old one counted in the window
+            carried += latest.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
+            restarts += 1
+            progress("backfill: the worker restarted; counting on with the new process")
+        latest = snapshot
+        current = carried + snapshot.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
         if current != last:
             last, stable_since = current, time.monotonic()
-            progress(f"backfill: {current - embedded_before:.0f} chunks embedded so far")
-        elif current > embedded_before and time.monotonic() - stable_since > settle_s:
+            progress(f"backfill: {current:.0f} chunks embedded so far")
+        elif current > 0 and time.monotonic() - stable_since > settle_s:
             break
         time.sleep(1)
     else:
         raise BenchError("the worker was still embedding after 900 s")
-    embedded_delta = last - embedded_before
+    embedded_delta = last
     client.indices.refresh(index=settings.index_alias)
     chunks = _new_chunks(client, settings.index_alias, since)
     if not chunks:
@@ -113,6 +126,7 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     encode_rate = len(texts) / encode_s
     return {
         "documents": other_docs + wiki_docs,
+        "worker_restarts": restarts,
         "chunks_embedded": embedded_delta,
         "new_chunks_in_index": len(chunks),
         "wall_s": round(wall, 3),

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams.bench.probes import BenchError, Progress, embedded, states, visible_chunk_count, wait_for
+from streams.bench.probes import BenchError, Progress, counter_delta, scrape, states, visible_chunk_count, wait_for
 from streams.bench.stats import summary
 from streams.settings import Settings
 from streams.sources import edits
@@ -39,14 +39,14 @@ def run(
     per_edit: list[float] = []
     freshness: list[float] = []
     for n in range(edits_count):
-        before = embedded(settings)
+        before = scrape(settings)
         rev_id = edits.edit_wiki_paragraph(page, rng)
         committed = time.time()
         if not wait_for(_reached(client, alias, document_id, rev_id), timeout_s, 0.1):
             raise BenchError(f"revision {rev_id} of {document_id} was not searchable within {timeout_s:.0f}s")
         freshness.append(time.time() - committed)
         time.sleep(0.5)  # let the counter of the same batch be scraped after the write
-        per_edit.append(embedded(settings) - before)
+        per_edit.append(counter_delta(before, scrape(settings), "streams_chunks_embedded_total"))
         progress(f"incremental: edit {n + 1}: {per_edit[-1]:.0f} chunks embedded, searchable in {freshness[-1]:.2f}s")
     return {
         "page_id": page,

@@ -98,13 +98,24 @@ def scrape(settings: Settings) -> MetricsSnapshot:
     return MetricsSnapshot(samples)
 
 
+def restarted(before: MetricsSnapshot, after: MetricsSnapshot) -> bool:
+    """Whether the worker answering `after` is another process than the one that answered `before`."""
+    return before.value("process_start_time_seconds") != after.value("process_start_time_seconds")
+
+
+def counter_delta(before: MetricsSnapshot, after: MetricsSnapshot, name: str) -> float:
+    """How much a counter grew; after a worker restart, what the new process counted."""
+    if restarted(before, after):
+        return after.value(name)
+    return after.value(name) - before.value(name)
+
+
 def bucket_delta(before: MetricsSnapshot, after: MetricsSnapshot, name: str) -> list[tuple[float, float]]:
+    """Histogram buckets observed between the snapshots (after a worker restart: the new process's)."""
+    if restarted(before, after):
+        return after.buckets(name)
     old = dict(before.buckets(name))
     return [(le, count - old.get(le, 0.0)) for le, count in after.buckets(name)]
-
-
-def embedded(settings: Settings) -> float:
-    return scrape(settings).value("streams_chunks_embedded_total")
 
 
 def states(client: Any, alias: str, document_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

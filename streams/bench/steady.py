@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.bench.probes import BenchError, Progress, bucket_delta, scrape, states
+from streams.bench.probes import BenchError, Progress, bucket_delta, restarted, scrape, states
 from streams.bench.stats import histogram_quantile, summary
 from streams.settings import Settings
 from streams.sources import edits
@@ -171,6 +171,7 @@ def run(
             "p50": _round(histogram_quantile(0.50, delta)),
             "p95": _round(histogram_quantile(0.95, delta)),
             "p99": _round(histogram_quantile(0.99, delta)),
+            "worker_restarted": restarted(before, after),
             "note": "from streams_freshness_seconds bucket deltas over the window (all rows the worker applied)",
         },
         "method": "external: commit returned -> state record shows the change through _search (0.2 s polls)",
