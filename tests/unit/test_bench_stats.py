@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_histogram_quantile_from_cumulative_buckets() -> None:
 
 
 def test_assembled_report_has_every_required_key_even_when_scenarios_fail() -> None:
-    results = {
+    results: dict[str, dict[str, Any]] = {
         "steady": {"events": 75, "freshness_s": summary([1.0, 2.0, 3.0])},
         "backfill": {"error": "RuntimeError: no worker"},
     }
