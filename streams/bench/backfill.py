@@ -14,16 +14,48 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.bench.probes import BenchError, Progress, restarted, scrape
+from streams.bench.probes import BenchError, Progress, restarted, scrape, states
 from streams.bench.stats import ratio
 from streams.settings import Settings
 from streams.sources import edits
-from streams.sources.connect import connect_mariadb
+from streams.sources.connect import connect_mariadb, connect_postgres
 
 EMBEDDED = "streams_chunks_embedded_total"
 
 
-def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> int:
+def _unique(text: str, tag: str) -> str:
+    """The text with every prose paragraph marked, so that its chunks are new (not reused) text."""
+    blocks = text.split("\n\n")
+    for i in edits.editable_paragraphs(text):
+        blocks[i] = f"{blocks[i].rstrip()} (bench copy {tag})"
+    return "\n\n".join(blocks)
+
+
+def _max_ids(settings: Settings) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for source, table, kind in (
+        ("tickets", "tickets", "ticket"),
+        ("crm", "contacts", "contact"),
+        ("crm", "notes", "note"),
+    ):
+        with connect_postgres(getattr(settings, f"{source}_dsn"), name=source) as pg:
+            row = pg.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()
+        found[f"{source}/{kind}"] = int(row[0]) if row else 0
+    return found
+
+
+def _new_documents(settings: Settings, before: dict[str, int]) -> list[str]:
+    """Documents whose root rows were inserted since `before` (ids above the old maxima)."""
+    names = {"tickets/ticket": ("tickets", "tickets"), "crm/contact": ("crm", "contacts"), "crm/note": ("crm", "notes")}
+    documents: list[str] = []
+    for prefix, (source, table) in names.items():
+        with connect_postgres(getattr(settings, f"{source}_dsn"), name=source) as pg:
+            rows = pg.execute(f"SELECT id FROM {table} WHERE id > %s", (before[prefix],)).fetchall()
+        documents.extend(f"{prefix}/{row[0]}" for row in rows)
+    return documents
+
+
+def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> list[str]:
     conn = connect_mariadb(settings.wiki_dsn)
     try:
         with conn.cursor() as cur:
@@ -36,9 +68,12 @@ def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> int:
     if not texts:
         raise BenchError("the wiki has no pages: run `streams seed` first")
     tag = uuid.uuid4().hex[:8]
+    documents = []
     for n in range(count):
-        edits.new_wiki_page(f"Bench copy {tag} {n}", rng.choice(texts), ["engineering"], "bench.author@example.com")
-    return count
+        text = _unique(rng.choice(texts), f"{tag}{n}")
+        page = edits.new_wiki_page(f"Bench copy {tag} {n}", text, ["engineering"], "bench.author@example.com")
+        documents.append(f"wiki/page/{page}")
+    return documents
 
 
 def _new_chunks(client: Any, alias: str, since: str) -> list[dict[str, Any]]:
@@ -63,11 +98,12 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settle_s: float = 8.0) -> dict[str, Any]:
+def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settle_s: float = 20.0) -> dict[str, Any]:
     rng = random.Random()
     since = datetime.now(UTC).isoformat()
     started = time.time()
     first = scrape(settings)
+    ids_before = _max_ids(settings)
     wiki_docs = max(1, docs // 3)
     other_docs = max(2, docs - wiki_docs)
     progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
@@ -78,7 +114,7 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     )  # fmt: skip
     if seed.returncode != 0:
         raise BenchError(f"streams seed failed: {(seed.stderr or seed.stdout)[-500:]}")
-    _copy_wiki_pages(settings, wiki_docs, rng)
+    documents = _copy_wiki_pages(settings, wiki_docs, rng) + _new_documents(settings, ids_before)
     seeded_at = time.time()
     progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")
     last, stable_since, restarts, carried = -1.0, time.monotonic(), 0, 0.0
@@ -96,10 +132,14 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
             progress("backfill: the worker restarted; counting on with the new process")
         latest = snapshot
         current = carried + snapshot.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
+        indexed = len(states(client, settings.index_alias, documents))
         if current != last:
             last, stable_since = current, time.monotonic()
-            progress(f"backfill: {current:.0f} chunks embedded so far")
-        elif current > 0 and time.monotonic() - stable_since > settle_s:
+            progress(f"backfill: {indexed}/{len(documents)} documents indexed, {current:.0f} chunks embedded")
+        stable = time.monotonic() - stable_since
+        if indexed >= len(documents) and stable > 2:
+            break
+        if indexed >= 0.98 * len(documents) and stable > settle_s:  # a few may name forgotten subjects
             break
         time.sleep(1)
     else:
@@ -125,7 +165,8 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     encode_s = time.perf_counter() - t0
     encode_rate = len(texts) / encode_s
     return {
-        "documents": other_docs + wiki_docs,
+        "documents": len(documents),
+        "documents_indexed": indexed,
         "worker_restarts": restarts,
         "chunks_embedded": embedded_delta,
         "new_chunks_in_index": len(chunks),
