@@ -129,7 +129,8 @@ def _assert_forgotten(es: Any, person: Person, vectors: list[list[float]]) -> No
     assert count == 0
     for vector in vectors:  # kNN with the very vectors their chunks had: nearest neighbours are others'
         hits = knn_documents(es, vector)
-        assert not {h["document_id"] for h in hits} & ours
+        # By content, not only by id: a concurrent reset of the sources (a benchmark) can reuse ids.
+        assert not [h for h in hits if any(w in h.get("text", "") for w in person.words.values())]
         assert not [h for h in hits if subject in h.get("subjects", [])]
 
 
