@@ -180,3 +180,19 @@ def run(
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
+
+
+def warm_up(settings: Settings, client: Any, progress: Progress, timeout_s: float = 240.0) -> float:
+    """Wait until one real edit flows end to end (a worker that answers HTTP may still be joining
+    its consumer group); returns the seconds it took."""
+    pages, tickets, contacts = _live(client, settings.index_alias, *_ids(settings))
+    edit = make_edit(1, random.Random(), pages, tickets, contacts)
+    progress("warm-up: waiting until one edit is searchable")
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if edit.applied(states(client, settings.index_alias, [edit.document_id]).get(edit.document_id)):
+            took = time.time() - edit.committed_at
+            progress(f"warm-up: the pipeline flows ({took:.1f}s)")
+            return took
+        time.sleep(0.5)
+    raise BenchError(f"no edit became searchable within {timeout_s:.0f}s: is the worker consuming?")
