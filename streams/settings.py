@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # The index.
     index_alias: str = "streams-chunks"
     index_refresh_interval: str = "1s"
+    # How a bulk write waits for searchability: "true" refreshes at once (lowest freshness),
+    # "wait_for" waits for the next scheduled refresh (cheaper under heavy write load).
+    index_write_refresh: str = "true"
     purge_window_s: float = 60.0
 
     # Embedding and chunking.

@@ -106,6 +106,7 @@ def _build(settings: Settings) -> Runtime:
         index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
-    writer = DocumentWriter(es, index, embedder, build_chunker(settings, embedder), ledger.names_any, ledger.gate)
+    writer = DocumentWriter(es, index, embedder, build_chunker(settings, embedder), ledger.names_any, ledger.gate,
+                            settings.index_write_refresh)
     log.info("worker ready: index %s (%d dims), %d forgotten identifiers", index, dims, len(ledger))
     return Runtime(settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources))
