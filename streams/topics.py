@@ -7,13 +7,17 @@ name, the namespace comes from the connector config in connectors/<source>.json.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from urllib.parse import urlparse
+
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.pipeline.document_mapping import Mappings
 from streams.settings import PROJECT_ROOT, Settings
 
 CONNECTORS_DIR = PROJECT_ROOT / "connectors"
+log = logging.getLogger(__name__)
 
 
 def source_namespace(source: str, settings: Settings, connectors_dir: Path = CONNECTORS_DIR) -> str:
@@ -44,3 +48,30 @@ def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
         settings.dead_letter_topic: {"cleanup.policy": "compact,delete", "retention.ms": str(14 * 86400 * 1000)},
         settings.freshness_topic: {"retention.ms": str(7 * 86400 * 1000)},
     }
+
+
+def ensure_topics(settings: Settings, mappings: Mappings) -> None:
+    """Create every topic the worker reads or writes, before it subscribes.
+
+    Debezium creates a table's topic only when the table's first event arrives; a worker that
+    subscribed to a topic that did not exist yet would not be assigned it. Creating them here (with
+    the partition count Debezium would use) makes start-up order irrelevant.
+    """
+    admin = AdminClient(settings.kafka_config())
+    existing = set(admin.list_topics(timeout=30).topics)
+    configs: dict[str, dict[str, str]] = {topic: {} for topic in change_topics(mappings, settings)}
+    configs.update(owned_topics(settings))
+    wanted = [
+        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=config)
+        for name, config in configs.items()
+        if name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted).items():
+        try:
+            future.result(timeout=30)
+            log.info("created topic %s", name)
+        except Exception as exc:  # Debezium or another worker may have created it a moment ago
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise

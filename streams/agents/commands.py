@@ -16,14 +16,12 @@ def worker(loglevel: str) -> None:
     """
     import faust
 
-    from streams.agents import index_changes, web  # noqa: F401  (registers the agents and pages)
-    from streams.app import app
+    # Importing the agent modules registers their agents, timers and pages on the app.
+    from streams.agents import forget_subjects, index_changes, publish_freshness, web  # noqa: F401
+    from streams.app import app, mappings, settings
+    from streams.topics import ensure_topics
 
-    for module in ("streams.agents.forget_subjects", "streams.agents.publish_freshness"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    ensure_topics(settings, mappings)
+
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 
-from confluent_kafka.admin import AdminClient, NewTopic
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 
 from streams.agents.suppression import SuppressionLedger
@@ -21,7 +20,6 @@ from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.chunk_document import chunk_text
 from streams.records import ChunkText, TextFormat
 from streams.settings import Settings
-from streams.topics import owned_topics
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +77,8 @@ async def get_runtime(settings: Settings) -> Runtime:
         return _runtime
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the project's own topics (the ledger compacted) if they do not exist yet."""
-    admin = AdminClient(settings.kafka_config())
-    existing = set(admin.list_topics(timeout=15).topics)
-    wanted = [
-        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=config)
-        for name, config in owned_topics(settings).items()
-        if name not in existing
-    ]
-    for name, future in admin.create_topics(wanted).items() if wanted else []:
-        try:
-            future.result(timeout=15)
-            log.info("created topic %s", name)
-        except Exception as exc:  # another worker may have created it a moment ago
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-
-
 def _build(settings: Settings) -> Runtime:
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
-    ensure_topics(settings)
     embedder = build_embedder(settings)
     dims = embedder.dimensions  # loads the model now, not on the first event
     with elasticsearch_client(settings) as client:
