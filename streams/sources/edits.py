@@ -153,6 +153,17 @@ def long_wiki_page(min_len: int = 40_000, *, dsn: str | None = None) -> int:
         conn.close()
 
 
+def page_length(page_id: int, *, dsn: str | None = None) -> int:
+    conn = _wiki(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT page_len FROM page WHERE page_id = %s", (page_id,))
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
 # -- tickets (PostgreSQL) -----------------------------------------------------------------------
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -16,7 +18,6 @@ from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_postgres
 from tests.integration.helpers import (
-    document_chunks,
     es_client,
     found_documents,
     hybrid,
@@ -180,11 +181,20 @@ def _revision_order_key(es: Any, doc: str) -> int | None:
     return part.get("order_key")
 
 
+def _long_page() -> int:
+    """A page of 50-odd chunks or more; on a fresh stack, seed the wiki (its longest pages come first)."""
+    page_id = edits.long_wiki_page()
+    if edits.page_length(page_id) < 40_000:
+        subprocess.run([sys.executable, "-m", "streams.cli", "seed", "--docs", "5", "--source", "wiki"], check=True)
+        page_id = edits.long_wiki_page()
+    return page_id
+
+
 def test_one_paragraph_edit_of_a_long_page_embeds_at_most_two_chunks(worker: Settings) -> None:
     es = es_client(worker)
-    page_id = edits.long_wiki_page()
+    page_id = _long_page()
     doc = f"wiki/page/{page_id}"
-    assert wait_until(lambda: len(visible_chunks(es, doc)) > 2, timeout=120), f"{doc} is not indexed"
+    assert wait_until(lambda: len(visible_chunks(es, doc)) > 40, timeout=300), f"{doc} is not indexed"
     rng = random.Random()
     deltas = []
     changed_counts = []
@@ -337,7 +347,8 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_rest_flows(worker: Se
     assert "not JSON" in garbage["error"]
     assert "'x'" in wrong_op["error"] and "op" in wrong_op["error"]
 
-    wait_until(lambda: _found(es, before_word, f"tickets/ticket/{first}") and _found(es, after_word, f"tickets/ticket/{second}"))
+    first_doc, second_doc = f"tickets/ticket/{first}", f"tickets/ticket/{second}"
+    wait_until(lambda: _found(es, before_word, first_doc) and _found(es, after_word, second_doc))
     assert f"tickets/ticket/{first}" in found_documents(es, before_word)
     assert f"tickets/ticket/{second}" in found_documents(es, after_word)
 
