@@ -3,6 +3,7 @@ already healthy, and stopped at the end only when this session started it."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +28,10 @@ def local_stack() -> Iterator[Settings]:
             stack.down(settings, _progress, only=started)
 
 
+# Workers that tests started to replace one they killed: stopped with the session's own worker.
+RESTARTED_WORKERS: list[subprocess.Popen[bytes]] = []
+
+
 def _worker_answers(settings: Settings) -> bool:
     import urllib.request
 
@@ -40,7 +45,6 @@ def _worker_answers(settings: Settings) -> bool:
 @pytest.fixture(scope="session")
 def worker(local_stack: Settings) -> Iterator[Settings]:
     """A running `streams worker` (started by this session when none answers, and stopped after)."""
-    import subprocess
     import sys
     import time
 
@@ -60,8 +64,9 @@ def worker(local_stack: Settings) -> Iterator[Settings]:
             time.sleep(1)
         yield local_stack
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        for running in [process, *RESTARTED_WORKERS]:
+            running.terminate()
+            try:
+                running.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                running.kill()

@@ -22,6 +22,7 @@ from streams import avro
 from streams.settings import PROJECT_ROOT, Settings
 from streams.sources import edits
 from streams.sources.connect import connect_postgres
+from tests.integration.conftest import RESTARTED_WORKERS
 from tests.integration.helpers import (
     document_chunks,
     es_client,
@@ -218,7 +219,7 @@ def test_replays_and_a_resnapshot_do_not_bring_a_forgotten_person_back(worker: S
         raw_key, value = [e for e in replays[topic] if e[1]][-1]
         envelope = json.loads(value)
         with connect_postgres(dsn, name="resnapshot") as conn:
-            cur = conn.execute(f"SELECT row_to_json(t) FROM {table} t WHERE id = %s", (key,))  # noqa: S608
+            cur = conn.execute(f"SELECT row_to_json(t) FROM {table} t WHERE id = %s", (key,))
             row = cur.fetchone()
         assert row is not None
         current = row[0]
@@ -298,13 +299,14 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
 
     log_path = worker.stack_home / "worker-restarted.log"
     with open(log_path, "ab") as log:
-        subprocess.Popen(  # noqa: S603
+        restarted = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
             start_new_session=True,
         )
+    RESTARTED_WORKERS.append(restarted)  # the session stops it with the worker it started
 
     receipt = _receipt(worker, request_id, start, timeout=400)
     assert receipt["verification"]["subject_field_hits"] == 0
