@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +29,10 @@ def local_stack() -> Iterator[Settings]:
             stack.down(settings, _progress, only=started)
 
 
-# Workers that tests started to replace one they killed: stopped with the session's own worker.
-RESTARTED_WORKERS: list[subprocess.Popen[bytes]] = []
+def restarted_worker_pid_file(settings: Settings) -> Path:
+    """Where a test that kills the worker and starts another writes the new one's pid, so that the
+    session stops it with the worker it started (a file, because pytest may import this module twice)."""
+    return settings.stack_home / "worker-restarted.pid"
 
 
 def _worker_answers(settings: Settings) -> bool:
@@ -64,9 +67,30 @@ def worker(local_stack: Settings) -> Iterator[Settings]:
             time.sleep(1)
         yield local_stack
     finally:
-        for running in [process, *RESTARTED_WORKERS]:
-            running.terminate()
-            try:
-                running.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                running.kill()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        _stop_restarted_worker(local_stack)
+
+
+def _stop_restarted_worker(settings: Settings) -> None:
+    import os
+    import signal
+    import time
+
+    pid_file = restarted_worker_pid_file(settings)
+    try:
+        pid = int(pid_file.read_text())
+        pid_file.unlink()
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(30):
+            time.sleep(1)
+            os.kill(pid, 0)  # raises once the process is gone
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

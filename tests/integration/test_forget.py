@@ -22,7 +22,7 @@ from streams import avro
 from streams.settings import PROJECT_ROOT, Settings
 from streams.sources import edits
 from streams.sources.connect import connect_postgres
-from tests.integration.conftest import RESTARTED_WORKERS
+from tests.integration.conftest import restarted_worker_pid_file
 from tests.integration.helpers import (
     document_chunks,
     es_client,
@@ -306,7 +306,7 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
             cwd=PROJECT_ROOT,
             start_new_session=True,
         )
-    RESTARTED_WORKERS.append(restarted)  # the session stops it with the worker it started
+    restarted_worker_pid_file(worker).write_text(str(restarted.pid))  # the session stops it at the end
 
     receipt = _receipt(worker, request_id, start, timeout=400)
     assert receipt["verification"]["subject_field_hits"] == 0
