@@ -12,7 +12,6 @@ import random
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from elasticsearch import Elasticsearch
 
 from streams.agents.runtime import elasticsearch_client
+from streams.agents.worker_process import running_worker
 from streams.pipeline.document_mapping import load_mappings
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
@@ -33,14 +33,6 @@ def say(text: str) -> None:
 
 def run(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "streams.cli", *args], check=True)
-
-
-def worker_answers(settings: Settings) -> bool:
-    try:
-        with urllib.request.urlopen(f"{settings.worker_url()}/freshness", timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> float:
@@ -100,12 +92,13 @@ def main() -> None:
     say("3. seed the wiki, the tickets and the CRM")
     run("seed", "--docs", "300")
     say("4. the worker")
-    worker = None
-    if not worker_answers(settings):
-        log = open(settings.stack_home / "worker-demo.log", "ab")
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=log)
-        wait_until("the worker", lambda: worker_answers(settings), 300)
-    print(f"   worker at {settings.worker_url()} (metrics: /metrics, search: /search?q=...)")
+    with running_worker(settings, lambda line: print(f"   {line}"), settings.stack_home / "worker-demo.log"):
+        print(f"   worker at {settings.worker_url()} (metrics: /metrics, search: /search?q=...)")
+        show_the_loop(settings)
+    say("done: the stack is still running (`.venv/bin/streams stack down` stops it)")
+
+
+def show_the_loop(settings: Settings) -> None:
     es = elasticsearch_client(settings)
     try:
         wait_until("the initial snapshot to be indexed",
@@ -143,10 +136,6 @@ def main() -> None:
         run("freshness")
     finally:
         es.close()
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
-    say("done: the stack is still running (`.venv/bin/streams stack down` stops it)")
 
 
 if __name__ == "__main__":

@@ -3,65 +3,24 @@ through search (so that "visible" means what a searcher sees, not a realtime GET
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.agents.worker_process import running_worker, worker_answers
 from streams.settings import Settings
 
 Progress = Callable[[str], None]
 
+__all__ = ["running_worker", "worker_answers"]  # re-exported for the scenarios
+
 
 class BenchError(RuntimeError):
     """A scenario could not run (the reason is recorded in its report)."""
-
-
-def worker_answers(settings: Settings) -> bool:
-    try:
-        with urllib.request.urlopen(f"{settings.worker_url()}/freshness", timeout=3) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-@contextmanager
-def running_worker(settings: Settings, progress: Progress, log_path: Path) -> Iterator[bool]:
-    """A worker that answers; started here (and stopped at the end) when none does. Yields whether it was started."""
-    if worker_answers(settings):
-        progress(f"using the running worker at {settings.worker_url()}")
-        yield False
-        return
-    progress(f"no worker answers at {settings.worker_url()}: starting one (log {log_path})")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 240
-        while not worker_answers(settings):
-            if process.poll() is not None:
-                raise BenchError(f"the worker exited with {process.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"the worker did not answer within 240 s; see {log_path}")
-            time.sleep(1)
-        progress("worker started")
-        yield True
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        progress("worker stopped")
 
 
 @dataclass

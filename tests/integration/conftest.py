@@ -3,12 +3,12 @@ already healthy, and stopped at the end only when this session started it."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from streams.agents.worker_process import running_worker
 from streams.settings import Settings, get_settings
 from streams.stack import connectors, stack
 
@@ -35,44 +35,16 @@ def restarted_worker_pid_file(settings: Settings) -> Path:
     return settings.stack_home / "worker-restarted.pid"
 
 
-def _worker_answers(settings: Settings) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{settings.worker_url()}/freshness", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def worker(local_stack: Settings) -> Iterator[Settings]:
     """A running `streams worker` (started by this session when none answers, and stopped after)."""
-    import sys
-    import time
-
-    if _worker_answers(local_stack):
-        yield local_stack
-        return
     log_path = local_stack.stack_home / "worker-tests.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while not _worker_answers(local_stack):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        yield local_stack
-    finally:
-        process.terminate()
+    with running_worker(local_stack, _progress, log_path) as started:
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        _stop_restarted_worker(local_stack)
+            yield local_stack
+        finally:
+            if started:
+                _stop_restarted_worker(local_stack)
 
 
 def _stop_restarted_worker(settings: Settings) -> None:

@@ -1,0 +1,58 @@
+"""A `streams worker` for the commands and tests that need one: the running one when it answers,
+else one started here (and stopped when done)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from streams.errors import StreamsError
+from streams.settings import Settings
+
+
+def worker_answers(settings: Settings) -> bool:
+    """Whether a worker is ready: /freshness answers only once its runtime (model, index) is built."""
+    try:
+        with urllib.request.urlopen(f"{settings.worker_url()}/freshness", timeout=3) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_worker(
+    settings: Settings, progress: Callable[[str], None], log_path: Path, timeout_s: float = 240.0
+) -> Iterator[bool]:
+    """A worker that answers; yields whether it was started here."""
+    if worker_answers(settings):
+        progress(f"using the running worker at {settings.worker_url()}")
+        yield False
+        return
+    progress(f"no worker answers at {settings.worker_url()}: starting one (log {log_path})")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        command = [sys.executable, "-m", "streams.cli", "worker"]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not worker_answers(settings):
+            if process.poll() is not None:
+                raise StreamsError(f"the worker exited with {process.returncode}; see {log_path}", stage="worker")
+            if time.monotonic() > deadline:
+                message = f"the worker did not answer within {timeout_s:.0f} s; see {log_path}"
+                raise StreamsError(message, stage="worker")
+            time.sleep(1)
+        progress("worker started")
+        yield True
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        progress("worker stopped")
