@@ -24,6 +24,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, ConnectionError, Connect
 
 from streams.embedding.embedder import Embedder
 from streams.errors import IndexingError, RetryableError, StreamsError
+from streams.pipeline.plan_embeddings import plan_embeddings
 from streams.pipeline.update_document_state import Chunker, DocumentState, DocumentUpdate, apply_changes
 from streams.records import ChunkText, PartChange, chunk_id
 
@@ -201,15 +202,13 @@ class DocumentWriter:
                 source = doc.get("_source") if doc.get("found") else None
                 if source and source.get("vector"):
                     vectors[source["text_hash"]] = source["vector"]
-        missing = [text_hash for text_hash in wanted if text_hash not in vectors]
-        reused_chunks = sum(
-            1 for u in updates.values() for cs in u.write_parts.values() for c in cs if c.text_hash in vectors
-        )
-        if missing:
-            embedded = await self.embedder.encode_async([wanted[text_hash].text for text_hash in missing])
-            vectors.update(zip(missing, embedded, strict=True))
-        result.chunks_embedded += len(missing)
-        result.chunks_reused += reused_chunks
+        new_chunks = [chunk for u in updates.values() for cs in u.write_parts.values() for chunk in cs]
+        plan = plan_embeddings(new_chunks, vectors)
+        if plan.to_embed:
+            embedded = await self.embedder.encode_async(plan.texts)
+            vectors.update((chunk.text_hash, vector) for chunk, vector in zip(plan.to_embed, embedded, strict=True))
+        result.chunks_embedded += plan.embedded
+        result.chunks_reused += plan.reused_count
         return vectors
 
     def _document_operations(
