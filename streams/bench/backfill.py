@@ -6,6 +6,7 @@ of existing wiki pages under new titles (the wiki seed would reuse titles that a
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -14,13 +15,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.bench.probes import BenchError, Progress, restarted, scrape, states
+from streams.bench.cpu import cpu_seconds, cpu_used
+from streams.bench.probes import BenchError, Progress, WorkerLag, restarted, scrape, states
 from streams.bench.stats import ratio
 from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_mariadb, connect_postgres
 
 EMBEDDED = "streams_chunks_embedded_total"
+LAG_SLACK = 5
 
 
 def _unique(text: str, tag: str) -> str:
@@ -103,6 +106,7 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     since = datetime.now(UTC).isoformat()
     started = time.time()
     first = scrape(settings)
+    cpu_before = cpu_seconds(settings)
     ids_before = _max_ids(settings)
     wiki_docs = max(1, docs // 3)
     other_docs = max(2, docs - wiki_docs)
@@ -119,6 +123,7 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")
     last, stable_since, restarts, carried = -1.0, time.monotonic(), 0, 0.0
     latest = first
+    lag = WorkerLag(settings)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         try:
@@ -137,14 +142,18 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
             last, stable_since = current, time.monotonic()
             progress(f"backfill: {indexed}/{len(documents)} documents indexed, {current:.0f} chunks embedded")
         stable = time.monotonic() - stable_since
-        if indexed >= len(documents) and stable > 2:
+        # Done when the worker has committed every change (its chunk counter moves once per batch).
+        if indexed >= len(documents) and stable > 2 and lag.behind() <= LAG_SLACK:
             break
-        if indexed >= 0.98 * len(documents) and stable > settle_s:  # a few may name forgotten subjects
-            break
+        if indexed >= 0.98 * len(documents) and stable > settle_s and lag.behind() <= LAG_SLACK:
+            break  # a few may name forgotten subjects
         time.sleep(1)
     else:
+        lag.close()
         raise BenchError("the worker was still embedding after 900 s")
+    lag.close()
     embedded_delta = last
+    cpu_pipeline = cpu_used(cpu_before, cpu_seconds(settings))
     client.indices.refresh(index=settings.index_alias)
     chunks = _new_chunks(client, settings.index_alias, since)
     if not chunks:
@@ -160,9 +169,11 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
 
     embedder = build_embedder(settings)
     embedder.encode(texts[:8])  # load the model and warm up outside the timing
+    cpu_before = cpu_seconds(settings)
     t0 = time.perf_counter()
     embedder.encode(texts)
     encode_s = time.perf_counter() - t0
+    cpu_encode = cpu_used(cpu_before, cpu_seconds(settings))
     encode_rate = len(texts) / encode_s
     return {
         "documents": len(documents),
@@ -176,6 +187,8 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
         "encode_chunks_per_s": round(encode_rate, 2),
         "encode_batch_size": settings.embed_batch_size,
         "ratio": ratio(pipeline, encode_rate),
+        "encode_s": round(encode_s, 1),
+        "cpu_s": {"pipeline": cpu_pipeline, "encode": cpu_encode, "cores": os.cpu_count()},
         "method": (
             "pipeline: streams_chunks_embedded_total delta / (last new chunk indexed_at - first source commit);"
             " encode: build_embedder(settings).encode on the new chunks' texts after the pipeline finished"

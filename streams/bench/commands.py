@@ -103,7 +103,7 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
     """
     from streams.agents.runtime import elasticsearch_client
     from streams.bench import backfill, forget, incremental, steady
-    from streams.bench.probes import running_worker
+    from streams.bench.probes import running_worker, wait_caught_up
     from streams.settings import get_settings
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
@@ -134,13 +134,14 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
     }
     results: dict[str, dict[str, Any]] = {}
     warm_up_s: float | None = None
+    catch_up_s: float | None = None
     try:
         with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
             try:
+                catch_up_s = wait_caught_up(settings, _progress)
                 warm_up_s = steady.warm_up(settings, client, _progress)
             except Exception as exc:  # the scenarios still run and say what they see
                 _progress(f"warm-up failed: {exc}")
-                warm_up_s = None
             for name in SCENARIOS:
                 if name in chosen:
                     results[name] = _run_scenario(name, plan[name])
@@ -149,6 +150,7 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
             results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
         started = False
     options = {
+        "catch_up_s": None if catch_up_s is None else round(catch_up_s, 1),
         "warm_up_s": None if warm_up_s is None else round(warm_up_s, 2),
         "quick": quick,
         "rate_per_s": rate,

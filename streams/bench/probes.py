@@ -132,3 +132,46 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
         if time.monotonic() > deadline:
             return False
         time.sleep(interval_s)
+
+
+class WorkerLag:
+    """How many change and deletion messages the worker's group has not yet committed."""
+
+    def __init__(self, settings: Settings) -> None:
+        from streams.observability.consumer_lag import ConsumerLagReader
+        from streams.pipeline.document_mapping import load_mappings
+        from streams.settings import PROJECT_ROOT
+        from streams.topics import change_topics
+
+        self.topics = [*change_topics(load_mappings(PROJECT_ROOT / "connectors"), settings), settings.deletion_topic]
+        self.reader = ConsumerLagReader(settings, settings.worker_id)
+
+    def behind(self) -> int:
+        return sum(self.reader.lag(self.topics).values())
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def wait_caught_up(settings: Settings, progress: Progress, timeout_s: float = 900.0, slack: int = 20) -> float:
+    """Wait until the worker's group has committed (almost) everything on the change and deletion
+    topics; returns the seconds it took. A worker that has just started may have a backlog (changes
+    written while no worker ran), and a freshness figure taken behind it would measure the backlog."""
+    lag = WorkerLag(settings)
+    started = time.monotonic()
+    last_report = 0.0
+    try:
+        while True:
+            behind = lag.behind()
+            if behind <= slack:
+                took = time.monotonic() - started
+                progress(f"caught up: {behind} messages behind after {took:.1f}s")
+                return took
+            if time.monotonic() - started > timeout_s:
+                raise BenchError(f"the worker is still {behind} messages behind after {timeout_s:.0f}s")
+            if time.monotonic() - last_report > 10:
+                progress(f"waiting for the worker to catch up: {behind} messages behind")
+                last_report = time.monotonic()
+            time.sleep(1.0)
+    finally:
+        lag.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from streams.bench.cpu import cpu_seconds, cpu_used
 from streams.bench.probes import BenchError, Progress, bucket_delta, restarted, scrape, states
 from streams.bench.stats import histogram_quantile, summary
 from streams.settings import Settings
@@ -104,6 +105,7 @@ def run(
     rng = random.Random(20261120)
     pages, tickets, contacts = _live(client, settings.index_alias, *_ids(settings))
     before = scrape(settings)
+    cpu_before = cpu_seconds(settings)
     made: list[Edit] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -147,6 +149,7 @@ def run(
             last_report = time.monotonic()
         time.sleep(0.2)
     after = scrape(settings)
+    cpu = cpu_used(cpu_before, cpu_seconds(settings))
     fresh = [e.seen_at - e.committed_at for e in made if e.seen_at is not None]
     per_source = {
         s: summary([e.seen_at - e.committed_at for e in made if e.source == s and e.seen_at is not None])
@@ -174,6 +177,7 @@ def run(
             "worker_restarted": restarted(before, after),
             "note": "from streams_freshness_seconds bucket deltas over the window (all rows the worker applied)",
         },
+        "cpu_s": cpu,
         "method": "external: commit returned -> state record shows the change through _search (0.2 s polls)",
     }
 

@@ -1,0 +1,37 @@
+"""CPU accounting for the bench: a process group named by a server's pid file is charged to that server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streams.bench.cpu import cpu_seconds, cpu_used
+from streams.settings import Settings
+
+BUSY = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+
+
+def test_a_busy_process_group_is_charged_to_the_server_its_pid_file_names(tmp_path: Path) -> None:
+    # Its own process group, as the stack starts each server.
+    busy = subprocess.Popen([sys.executable, "-c", BUSY], start_new_session=True)
+    try:
+        (tmp_path / "kafka").mkdir()
+        (tmp_path / "kafka" / "kafka.pid").write_text(f"{busy.pid}\n")
+        settings = Settings(stack_home=tmp_path)
+        time.sleep(0.2)
+        before = cpu_seconds(settings)
+        time.sleep(1.5)
+        used = cpu_used(before, cpu_seconds(settings))
+    finally:
+        busy.kill()
+        busy.wait()
+    assert used["kafka"] >= 0.3  # a spinning process on a loaded 2-core machine still gets a share
+    assert used.get("elasticsearch", 0.0) == 0.0
+
+
+def test_cpu_used_is_the_difference_per_role_and_never_negative() -> None:
+    before = {"elasticsearch": 10.0, "worker": 5.0, "other": 3.0}
+    after = {"elasticsearch": 12.5, "worker": 9.0, "other": 2.0}
+    assert cpu_used(before, after) == {"elasticsearch": 2.5, "other": 0.0, "worker": 4.0}
