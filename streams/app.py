@@ -26,6 +26,12 @@ app = faust.App(
     web_port=settings.worker_web_port,
     web_in_thread=False,
     stream_wait_empty=False,
+    # Deletion requests must not queue behind a backlog of changes. faust delivers each polled
+    # record in turn and waits whenever a stream's buffer is full, so one full buffer would hold up
+    # every topic. Polling at most one batch of records, with a buffer whose high-water mark (4/5)
+    # leaves more room than that, means a full buffer only pauses its own partitions.
+    broker_max_poll_records=settings.batch_max_events,
+    stream_buffer_maxsize=settings.batch_max_events * 8,
 )
 
 # Debezium's topics: every mapped table of every source. The agent reads them all, so that the

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams import avro
-from streams.bench.probes import BenchError, Progress, scrape, subject_chunk_count, wait_for
+from streams.bench.probes import BenchError, Progress, WorkerLag, subject_chunk_count, wait_for
 from streams.bench.stats import summary
 from streams.settings import Settings
 from streams.sources import edits
@@ -112,11 +112,17 @@ def _forget_all(
     timeout_s: float,
     progress: Progress,
     label: str,
+    pending: list[int] | None = None,
 ) -> tuple[list[float], dict[str, datetime], list[str]]:
+    """Forget each person in turn, timing request -> unsearchable. With `pending`, also notes how
+    many changes the worker had not yet committed at each request."""
     times: list[float] = []
     requests: dict[str, datetime] = {}
     failures: list[str] = []
+    lag = WorkerLag(settings) if pending is not None else None
     for person in people:
+        if lag is not None and pending is not None:
+            pending.append(lag.behind())
         request_id, requested_at = _publish(producer, settings, person)
         requests[request_id] = requested_at
         start = requested_at.timestamp()
@@ -127,6 +133,8 @@ def _forget_all(
         else:
             failures.append(f"{person.email} still searchable after {timeout_s:.0f}s")
             progress(f"forget{label}: {failures[-1]}")
+    if lag is not None:
+        lag.close()
     return times, requests, failures
 
 
@@ -172,10 +180,9 @@ def run(
         progress(f"forget: inserting a backlog of {backlog} ticket comments")
         inserted = _backlog(settings, backlog)
         time.sleep(2)  # let Debezium publish and the worker start on it
-        age = scrape(settings).value("streams_oldest_unindexed_event_age_seconds")
-        lag = scrape(settings).value("streams_consumer_lag_messages")
+        pending: list[int] = []
         backlog_times, backlog_requests, backlog_failures = _forget_all(
-            settings, client, producer, behind, timeout_s, progress, " (backlog)"
+            settings, client, producer, behind, timeout_s, progress, " (backlog)", pending
         )
         wait_for(lambda: all(r in receipts.received for r in {**quiet_requests, **backlog_requests}), 30, 0.5)
     finally:
@@ -197,7 +204,8 @@ def run(
         "receipt_backlog_unsearchable_s": summary(receipt_times(backlog_requests)),
         "receipts_received": sum(r in receipts.received for r in {**quiet_requests, **backlog_requests}),
         "backlog_comments": inserted,
-        "backlog_at_request": {"consumer_lag_messages": lag, "oldest_unindexed_age_s": round(age, 2)},
+        # Changes the worker had not yet committed at each backlog request (read from Kafka).
+        "backlog_pending_at_requests": pending,
         "failures": quiet_failures + backlog_failures,
         "method": (
             "external: request published -> count of visible chunks naming the subject's identifiers"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 
 from streams.settings import Settings
+from streams.sources.connect import connect_mariadb
 from streams.stack.topic_reader import Record, TopicReader
 
 pytestmark = pytest.mark.integration
@@ -37,19 +37,10 @@ def _pg_exec(dsn: str, statement: str, params: tuple[Any, ...]) -> Any:
 
 
 def _maria_exec(settings: Settings, statement: str, params: tuple[Any, ...]) -> int:
-    from urllib.parse import urlsplit
-
-    url = urlsplit(settings.wiki_dsn)
-    conn = pymysql.connect(
-        host=url.hostname,
-        port=url.port or 3306,
-        user=url.username,
-        password=url.password or "",
-        database=url.path.lstrip("/"),
-        autocommit=True,
-    )
+    conn = connect_mariadb(settings.wiki_dsn)
     with conn, conn.cursor() as cursor:
         cursor.execute(statement, params)
+        conn.commit()
         return int(cursor.lastrowid)
 
 

@@ -1,0 +1,28 @@
+"""The worker's consumer settings keep deletion requests from waiting behind a backlog of changes.
+
+faust hands each polled record to its stream's buffer in turn and waits when that buffer is full,
+which would hold up every other topic, the deletion topic included. Once a buffer passes its
+high-water mark faust stops fetching those partitions, so a full buffer is only reached when one
+poll brings more records than the room left above the mark.
+"""
+
+from __future__ import annotations
+
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+from streams.app import app, settings
+
+
+def _buffer() -> ThrowableQueue:
+    return ThrowableQueue(maxsize=app.conf.stream_buffer_maxsize, flow_control=FlowControlEvent())
+
+
+def test_one_poll_fits_in_the_room_above_the_high_water_mark() -> None:
+    buffer = _buffer()
+    room = buffer.maxsize - buffer.pressure_high_size
+    assert app.conf.broker_max_poll_records is not None
+    assert app.conf.broker_max_poll_records <= room
+
+
+def test_a_full_batch_fits_in_the_buffer() -> None:
+    assert settings.batch_max_events <= _buffer().pressure_high_size
