@@ -267,11 +267,16 @@ def _diff(
         old = before.parts.get(part_id)
         old_hashes = old.chunk_hashes if old else []
         if part_id in new_chunks and (part.chunk_hashes != old_hashes or _part_fields_changed(old, part)):
-            update.write_parts[part_id] = new_chunks[part_id]
+            if doc_fields_changed or _part_fields_changed(old, part):
+                update.write_parts[part_id] = new_chunks[part_id]  # every chunk carries the new fields
+            else:
+                # Only the chunks whose text changed at their position: the others are already in
+                # the index, identical. (A chunk's version is that of the row that last changed it.)
+                update.write_parts[part_id] = [
+                    chunk for chunk in new_chunks[part_id]
+                    if chunk.number >= len(old_hashes) or old_hashes[chunk.number] != chunk.text_hash
+                ]  # fmt: skip
         elif part.chunk_hashes and doc_fields_changed:
-            update.refresh_parts.append(part_id)
-        elif part_id in new_chunks and part.chunk_hashes and old is not None and old.version != part.version:
-            # Same text, same subjects: only the version moves. Refresh so chunks carry the new version.
             update.refresh_parts.append(part_id)
     kept = set(after.chunk_ids())
     update.delete_ids = [chunk for chunk in before.chunk_ids() if chunk not in kept]

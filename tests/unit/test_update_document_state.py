@@ -68,6 +68,35 @@ def test_one_paragraph_edit_rewrites_only_that_part():
     assert list(update.write_parts) == ["ticket_comments/8"] and update.refresh_parts == []
 
 
+def test_one_paragraph_edit_writes_only_the_chunk_that_changed():
+    state = apply_changes(None, [root(10, text="a\n\nb\n\nc\n\nd")], chunker, nobody_forgotten).state
+    update = apply_changes(state, [root(11, text="a\n\nB!\n\nc\n\nd")], chunker, nobody_forgotten)
+    assert {part: [(c.number, c.text) for c in chunks] for part, chunks in update.write_parts.items()} == {
+        "root": [(1, "B!")]
+    }
+    assert update.refresh_parts == [] and update.delete_ids == []
+    assert update.state.parts["root"].version == 11
+
+
+def test_shortened_part_deletes_its_tail_and_writes_nothing_else():
+    state = apply_changes(None, [root(10, text="a\n\nb\n\nc")], chunker, nobody_forgotten).state
+    update = apply_changes(state, [root(11, text="a\n\nb")], chunker, nobody_forgotten)
+    assert update.write_parts == {"root": []} and update.delete_ids == [f"{DOC}#root#2"]
+
+
+def test_same_text_at_a_newer_version_writes_no_chunk():
+    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
+    update = apply_changes(state, [comment(12)], chunker, nobody_forgotten)
+    assert update.write_parts == {} and update.refresh_parts == [] and update.applied
+    assert update.state.parts["ticket_comments/7"].version == 12
+
+
+def test_text_and_groups_change_together_rewrite_every_chunk_of_the_part():
+    state = apply_changes(None, [root(10, text="a\n\nb")], chunker, nobody_forgotten).state
+    update = apply_changes(state, [root(11, text="a\n\nB!", groups=("billing",))], chunker, nobody_forgotten)
+    assert [c.text for c in update.write_parts["root"]] == ["a", "B!"]
+
+
 def test_comment_delete_removes_only_its_chunks():
     state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
     update = apply_changes(state, [comment(14, deleted=True)], chunker, nobody_forgotten)
