@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -34,6 +35,19 @@ def _run_scenario(name: str, body: Scenario) -> dict[str, Any]:
         result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=3)}
     result["scenario_s"] = round(time.monotonic() - started, 1)
     return result
+
+
+def _commit() -> str | None:
+    """The checkout's commit, so a report says which code it measured."""
+    from streams.settings import PROJECT_ROOT
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -114,6 +128,7 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
             f"unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}", param_hint="--only"
         )
     settings = get_settings()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     client = elasticsearch_client(settings)
     sizes = {
         "duration_s": 15.0 if quick else 60.0,
@@ -150,6 +165,8 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
             results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
         started = False
     options = {
+        "started_at": started_at,
+        "commit": _commit(),
         "catch_up_s": None if catch_up_s is None else round(catch_up_s, 1),
         "warm_up_s": None if warm_up_s is None else round(warm_up_s, 2),
         "quick": quick,
