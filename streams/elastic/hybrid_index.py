@@ -29,11 +29,24 @@ def index_name(alias: str, generation: int = GENERATION) -> str:
     return f"{alias}-v{generation}"
 
 
+# Merging segments rebuilds their HNSW graphs, the most expensive thing this index does. The worker
+# refreshes after every batch (many small segments) and replaces chunks (deleted documents), so the
+# default policy merges all the time. Tolerating more segments per tier and more deleted documents
+# halved Elasticsearch's CPU under steady edits (streams bench, steady: 52 -> 26 CPU-seconds a
+# minute on two cores); `streams forget` still expunges a forgotten subject's deleted chunks.
+MERGE_POLICY = {
+    "merge.policy.segments_per_tier": 30,
+    "merge.policy.floor_segment": "20mb",
+    "merge.policy.deletes_pct_allowed": 50,
+}
+
+
 def index_body(dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "number_of_shards": 1,  # one shard: bulk items for a document apply in order
         "number_of_replicas": 0,
         "refresh_interval": refresh_interval,
+        **MERGE_POLICY,
     }
     if gc_deletes:
         settings["gc_deletes"] = gc_deletes
@@ -86,6 +99,8 @@ def ensure_index(
     name = index_name(alias)
     if not client.indices.exists(index=name):
         client.indices.create(index=name, **index_body(dims, refresh_interval, gc_deletes))
+    else:  # an index created by an earlier release: the merge policy is a dynamic setting
+        client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]
     existing = mapping["properties"]["vector"]["dims"]
     if existing != dims:
