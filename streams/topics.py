@@ -39,6 +39,11 @@ def change_topics(mappings: Mappings, settings: Settings) -> list[str]:
     return topics
 
 
+def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
+    """What the worker's consumer group reads: every change topic and the deletion topic."""
+    return [*change_topics(mappings, settings), settings.deletion_topic]
+
+
 def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """The project's own topics and their configs. The ledger is compacted: it must keep every entry."""
     return {

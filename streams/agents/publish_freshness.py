@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from streams.agents.runtime import get_runtime
-from streams.app import app, changes_topic, deletion_topic, freshness_topic, settings
+from streams.app import app, freshness_topic, mappings, settings
 from streams.observability.consumer_lag import ConsumerLagReader, record_lag
 from streams.observability.freshness_report import (
     encode_freshness_report,
@@ -14,6 +14,7 @@ from streams.observability.freshness_report import (
     oldest_unindexed_ages,
     report_key,
 )
+from streams.topics import consumed_topics
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ async def publish_report() -> None:
 async def _update_consumer_lag() -> None:
     """Lag is best effort: a broker hiccup must not stop freshness reports."""
     global _lag_reader
-    topics = [*changes_topic.topics, *deletion_topic.topics]
+    topics = consumed_topics(mappings, settings)
     try:
         if _lag_reader is None:
             _lag_reader = ConsumerLagReader(settings, app.conf.id)

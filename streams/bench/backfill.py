@@ -123,35 +123,33 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")
     last, stable_since, restarts, carried = -1.0, time.monotonic(), 0, 0.0
     latest = first
-    lag = WorkerLag(settings)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        try:
-            snapshot = scrape(settings)
-        except BenchError:  # the worker is restarting: ask again
+    with WorkerLag(settings) as lag:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            try:
+                snapshot = scrape(settings)
+            except BenchError:  # the worker is restarting: ask again
+                time.sleep(1)
+                continue
+            if restarted(latest, snapshot):  # another process: keep what the old one counted in the window
+                carried += latest.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
+                restarts += 1
+                progress("backfill: the worker restarted; counting on with the new process")
+            latest = snapshot
+            current = carried + snapshot.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
+            indexed = len(states(client, settings.index_alias, documents))
+            if current != last:
+                last, stable_since = current, time.monotonic()
+                progress(f"backfill: {indexed}/{len(documents)} documents indexed, {current:.0f} chunks embedded")
+            stable = time.monotonic() - stable_since
+            # Done when the worker has committed every change (its chunk counter moves once per batch).
+            if indexed >= len(documents) and stable > 2 and lag.behind() <= LAG_SLACK:
+                break
+            if indexed >= 0.98 * len(documents) and stable > settle_s and lag.behind() <= LAG_SLACK:
+                break  # a few may name forgotten subjects
             time.sleep(1)
-            continue
-        if restarted(latest, snapshot):  # another process: keep what the old one counted in the window
-            carried += latest.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
-            restarts += 1
-            progress("backfill: the worker restarted; counting on with the new process")
-        latest = snapshot
-        current = carried + snapshot.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
-        indexed = len(states(client, settings.index_alias, documents))
-        if current != last:
-            last, stable_since = current, time.monotonic()
-            progress(f"backfill: {indexed}/{len(documents)} documents indexed, {current:.0f} chunks embedded")
-        stable = time.monotonic() - stable_since
-        # Done when the worker has committed every change (its chunk counter moves once per batch).
-        if indexed >= len(documents) and stable > 2 and lag.behind() <= LAG_SLACK:
-            break
-        if indexed >= 0.98 * len(documents) and stable > settle_s and lag.behind() <= LAG_SLACK:
-            break  # a few may name forgotten subjects
-        time.sleep(1)
-    else:
-        lag.close()
-        raise BenchError("the worker was still embedding after 900 s")
-    lag.close()
+        else:
+            raise BenchError("the worker was still embedding after 900 s")
     embedded_delta = last
     cpu_pipeline = cpu_used(cpu_before, cpu_seconds(settings))
     client.indices.refresh(index=settings.index_alias)

@@ -112,14 +112,14 @@ def _forget_all(
     timeout_s: float,
     progress: Progress,
     label: str,
+    lag: WorkerLag | None = None,
     pending: list[int] | None = None,
 ) -> tuple[list[float], dict[str, datetime], list[str]]:
-    """Forget each person in turn, timing request -> unsearchable. With `pending`, also notes how
-    many changes the worker had not yet committed at each request."""
+    """Forget each person in turn, timing request -> unsearchable. With `lag`, also notes in
+    `pending` how many changes the worker had not yet committed at each request."""
     times: list[float] = []
     requests: dict[str, datetime] = {}
     failures: list[str] = []
-    lag = WorkerLag(settings) if pending is not None else None
     for person in people:
         if lag is not None and pending is not None:
             pending.append(lag.behind())
@@ -133,8 +133,6 @@ def _forget_all(
         else:
             failures.append(f"{person.email} still searchable after {timeout_s:.0f}s")
             progress(f"forget{label}: {failures[-1]}")
-    if lag is not None:
-        lag.close()
     return times, requests, failures
 
 
@@ -181,9 +179,10 @@ def run(
         inserted = _backlog(settings, backlog)
         time.sleep(2)  # let Debezium publish and the worker start on it
         pending: list[int] = []
-        backlog_times, backlog_requests, backlog_failures = _forget_all(
-            settings, client, producer, behind, timeout_s, progress, " (backlog)", pending
-        )
+        with WorkerLag(settings) as lag:
+            backlog_times, backlog_requests, backlog_failures = _forget_all(
+                settings, client, producer, behind, timeout_s, progress, " (backlog)", lag, pending
+            )
         wait_for(lambda: all(r in receipts.received for r in {**quiet_requests, **backlog_requests}), 30, 0.5)
     finally:
         receipts.close()

@@ -140,16 +140,18 @@ class WorkerLag:
     def __init__(self, settings: Settings) -> None:
         from streams.observability.consumer_lag import ConsumerLagReader
         from streams.pipeline.document_mapping import load_mappings
-        from streams.settings import PROJECT_ROOT
-        from streams.topics import change_topics
+        from streams.topics import CONNECTORS_DIR, consumed_topics
 
-        self.topics = [*change_topics(load_mappings(PROJECT_ROOT / "connectors"), settings), settings.deletion_topic]
+        self.topics = consumed_topics(load_mappings(CONNECTORS_DIR), settings)
         self.reader = ConsumerLagReader(settings, settings.worker_id)
 
     def behind(self) -> int:
         return sum(self.reader.lag(self.topics).values())
 
-    def close(self) -> None:
+    def __enter__(self) -> WorkerLag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.reader.close()
 
 
@@ -157,10 +159,9 @@ def wait_caught_up(settings: Settings, progress: Progress, timeout_s: float = 90
     """Wait until the worker's group has committed (almost) everything on the change and deletion
     topics; returns the seconds it took. A worker that has just started may have a backlog (changes
     written while no worker ran), and a freshness figure taken behind it would measure the backlog."""
-    lag = WorkerLag(settings)
     started = time.monotonic()
     last_report = 0.0
-    try:
+    with WorkerLag(settings) as lag:
         while True:
             behind = lag.behind()
             if behind <= slack:
@@ -173,5 +174,3 @@ def wait_caught_up(settings: Settings, progress: Progress, timeout_s: float = 90
                 progress(f"waiting for the worker to catch up: {behind} messages behind")
                 last_report = time.monotonic()
             time.sleep(1.0)
-    finally:
-        lag.close()
