@@ -16,6 +16,11 @@ POM = Path(__file__).with_name("pom.xml")
 _lock = threading.Lock()
 
 
+def _mvn(*goal: str, what: str) -> None:
+    """Run a Maven goal quietly, in batch mode, against the stack's pom.xml (its repositories)."""
+    run(["mvn", "-q", "-B", "-f", str(POM), *goal], what=what)
+
+
 def _adopt(settings: Settings, name: str) -> bool:
     """Move a copy left in <stack_home>/downloads into the cache."""
     legacy = settings.stack_home / "downloads" / name
@@ -36,18 +41,8 @@ def kafka_libs(settings: Settings, progress: Progress) -> Path:
         progress(f"kafka: resolving jars from Maven Central into {target}")
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(POM),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={partial}",
-                "-DincludeScope=runtime",
-            ],
-            what="kafka (mvn)",
+        _mvn(
+            "dependency:copy-dependencies", f"-DoutputDirectory={partial}", "-DincludeScope=runtime", what="kafka (mvn)"
         )
         (partial / ".complete").touch()
         shutil.rmtree(target, ignore_errors=True)
@@ -61,17 +56,10 @@ def _maven_copy(settings: Settings, artifact: str, file_name: str, progress: Pro
         return path
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     progress(f"downloading {artifact}")
-    run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:copy",
-            f"-Dartifact={artifact}",
-            f"-DoutputDirectory={settings.cache_dir}",
-        ],
+    _mvn(
+        "dependency:copy",
+        f"-Dartifact={artifact}",
+        f"-DoutputDirectory={settings.cache_dir}",
         what=f"download {artifact}",
     )
     if not path.exists():
