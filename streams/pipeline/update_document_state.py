@@ -216,14 +216,8 @@ def _apply_root(
         identity=change.identity,
         commit_ts=commit_ts,
     )
-    chunks = chunker(change.text, change.text_format) if change.text else []
-    state.parts[ROOT_PART] = PartState(
-        version=change.version,
-        table=change.table,
-        chunk_hashes=[chunk.text_hash for chunk in chunks],
-        commit_ts=commit_ts,
-    )
-    new_chunks[ROOT_PART] = chunks
+    part = PartState(version=change.version, table=change.table, commit_ts=commit_ts)
+    _store_text(state, ROOT_PART, part, change, chunker, new_chunks)
     update.applied.append(change)
 
 
@@ -245,12 +239,24 @@ def _apply_child(
         new_chunks[change.part_id] = []
         (update.suppressed if forgotten and not change.deleted else update.applied).append(change)
         return
+    part.subjects = sorted(change.subjects)
+    _store_text(state, change.part_id, part, change, chunker, new_chunks)
+    update.applied.append(change)
+
+
+def _store_text(
+    state: DocumentState,
+    part_id: str,
+    part: PartState,
+    change: PartChange,
+    chunker: Chunker,
+    new_chunks: dict[str, list[ChunkText]],
+) -> None:
+    """Chunk the change's text into `part`: its hashes go into the state, its chunks to the diff."""
     chunks = chunker(change.text, change.text_format) if change.text else []
     part.chunk_hashes = [chunk.text_hash for chunk in chunks]
-    part.subjects = sorted(change.subjects)
-    state.parts[change.part_id] = part
-    new_chunks[change.part_id] = chunks
-    update.applied.append(change)
+    state.parts[part_id] = part
+    new_chunks[part_id] = chunks
 
 
 def _diff(
@@ -266,8 +272,9 @@ def _diff(
     for part_id, part in after.parts.items():
         old = before.parts.get(part_id)
         old_hashes = old.chunk_hashes if old else []
-        if part_id in new_chunks and (part.chunk_hashes != old_hashes or _part_fields_changed(old, part)):
-            if doc_fields_changed or _part_fields_changed(old, part):
+        part_fields_changed = _part_fields_changed(old, part)
+        if part_id in new_chunks and (part.chunk_hashes != old_hashes or part_fields_changed):
+            if doc_fields_changed or part_fields_changed:
                 update.write_parts[part_id] = new_chunks[part_id]  # every chunk carries the new fields
             else:
                 # Only the chunks whose text changed at their position: the others are already in
