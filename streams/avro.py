@@ -33,10 +33,25 @@ def load_schema(name: str) -> Any:
     return parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
 
 
+def _schema_fingerprint(schema: Any) -> bytes:
+    canonical = to_parsing_canonical_form(schema)
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]  # the spec wants little-endian
+
+
 @cache
 def _fingerprint(name: str) -> bytes:
-    canonical = to_parsing_canonical_form(load_schema(name))
-    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]  # the spec wants little-endian
+    return _schema_fingerprint(load_schema(name))
+
+
+@cache
+def _writer_schemas(name: str) -> dict[bytes, Any]:
+    """fingerprint -> schema for the current schema and every earlier version (schemas/history/),
+    so records written before a compatible change (a field added with a default) still decode."""
+    schemas = {_fingerprint(name): load_schema(name)}
+    for path in sorted((SCHEMA_DIR / "history").glob(f"{name}.*.avsc")):
+        schema = parse_schema(json.loads(path.read_text()))
+        schemas[_schema_fingerprint(schema)] = schema
+    return schemas
 
 
 def encode(name: str, record: dict[str, Any], registry_url: str | None = None) -> bytes:
@@ -50,16 +65,18 @@ def encode(name: str, record: dict[str, Any], registry_url: str | None = None) -
 
 def decode(name: str, data: bytes) -> dict[str, Any]:
     """Decode a record written by `encode`, in either framing; a wrong schema or bad bytes is a DecodeError."""
+    writer = load_schema(name)
     if data[:2] == SINGLE_OBJECT_MAGIC:
-        if data[2:10] != _fingerprint(name):
+        if data[2:10] not in _writer_schemas(name):
             raise DecodeError(f"record was not written with schema {name} (fingerprint mismatch)")
+        writer = _writer_schemas(name)[data[2:10]]
         body = data[10:]
     elif data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
         body = data[5:]
     else:
         raise DecodeError(f"not an Avro {name} record: unknown framing {data[:2]!r}")
     try:
-        record: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(body), load_schema(name), None)
+        record: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(body), writer, load_schema(name))  # type: ignore[assignment]
     except Exception as exc:  # fastavro raises a variety of errors on corrupt input
         raise DecodeError(f"corrupt Avro {name} record: {exc}") from exc
     return record

@@ -7,11 +7,22 @@ dead letter says *where* an event broke without parsing messages. Library errors
 
 from __future__ import annotations
 
+import asyncio
+
+from confluent_kafka import KafkaException
+from elastic_transport import ConnectionError as ElasticConnectionError
+from elastic_transport import ConnectionTimeout as ElasticTimeout
+from elasticsearch import ApiError
+
+# HTTP answers that mean "later": a timeout, overload, a node restarting.
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
 
 class StreamsError(Exception):
     """Root of every error this project raises on purpose."""
 
     stage: str = "unknown"
+    retryable: bool = False  # transient: back off and try again, never dead-letter
 
     def __init__(self, message: str, *, stage: str | None = None) -> None:
         super().__init__(message)
@@ -54,11 +65,37 @@ class IndexingError(StreamsError):
     stage = "index"
 
 
+class InvalidRequest(StreamsError):
+    """A deletion request that can never be carried out as written (an empty or malformed subject)."""
+
+    stage = "forget"
+
+
 class RetryableError(StreamsError):
     """A transient failure (timeout, 429, broker or cluster down): back off and retry, never dead-letter.
 
     ``stage`` says which stage hit it, so retries can be counted per stage.
     """
 
+    retryable = True
+
     def __init__(self, message: str, *, stage: str = "index") -> None:
         super().__init__(message, stage=stage)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The one retry-or-dead-letter rule both lanes use: True when waiting can fix `exc`.
+
+    Our own errors say so themselves (``retryable``); from the libraries, an unreachable or overloaded
+    Elasticsearch, a retriable Kafka error and a timeout are transient; anything else is not.
+    """
+    if isinstance(exc, StreamsError):
+        return exc.retryable
+    if isinstance(exc, ElasticConnectionError | ElasticTimeout | asyncio.TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, ApiError):
+        return exc.meta.status in RETRYABLE_STATUS
+    if isinstance(exc, KafkaException):
+        error = exc.args[0] if exc.args else None
+        return bool(getattr(error, "retriable", lambda: False)())
+    return False

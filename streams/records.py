@@ -81,6 +81,9 @@ class PartChange:
     metadata: dict[str, Any] = field(default_factory=dict)
     link: str | None = None
     identity: bool = False  # the row's subjects all name the same person
+    # Identity rows only: how the person is written in free text, (kind, value) pairs such as
+    # ("name", "Priya Park") and ("phone", "+1-555-555-0123"), for finding their mentions.
+    mentions: tuple[tuple[str, str], ...] = ()
     origin: Origin | None = None
 
 

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     # "wait_for" waits for the next scheduled refresh (cheaper under heavy write load).
     index_write_refresh: str = "true"
     purge_window_s: float = 60.0
+    # A deletion request that fails this many times for a reason other than an outage is given up:
+    # dead-lettered with a "failed" receipt, so that it cannot block the requests behind it.
+    forget_max_attempts: int = 3
+    # The key of the suppression ledger's hashes (forgotten identifiers and mention patterns). Set your
+    # own secret in production and keep it for as long as the ledger: with another key, the ledger's
+    # hashes no longer match, and forgotten people would be indexed again.
+    ledger_key: SecretStr = SecretStr("streams-local-development-ledger-key")
 
     # Embedding and chunking.
     model_name: str = "all-MiniLM-L6-v2"
@@ -77,6 +84,9 @@ class Settings(BaseSettings):
         if self.elasticsearch_username and self.elasticsearch_password:
             return (self.elasticsearch_username, self.elasticsearch_password.get_secret_value())
         return None
+
+    def ledger_key_bytes(self) -> bytes:
+        return self.ledger_key.get_secret_value().encode()
 
     def kafka_config(self, **extra: object) -> dict[str, object]:
         """A confluent-kafka client config for the configured bootstrap servers."""

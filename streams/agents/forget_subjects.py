@@ -19,13 +19,16 @@ from streams import avro
 from streams.agents.runtime import Runtime, get_runtime
 from streams.app import app, dead_letter_topic, deletion_topic, receipts_topic, settings
 from streams.elastic import forget_subject
-from streams.errors import DecodeError, StreamsError
+from streams.errors import DecodeError, InvalidRequest, StreamsError, is_transient
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, dead_letter_record, encode_dead_letter
 from streams.observability.forget_dead_letters import tombstone_dead_letters
+from streams.pipeline.mentions import Redactor, pattern_hashes
+from streams.pipeline.validate_deletion_request import validate_deletion_request
 from streams.records import Origin
 
 log = logging.getLogger(__name__)
+
 
 
 class PurgeScheduler:
@@ -67,51 +70,66 @@ async def _publish_receipt(receipt: dict[str, Any]) -> None:
     await future
 
 
-async def _publish_ledger(identifiers: list[str], request_id: str) -> None:
+async def _publish_ledger(entries: dict[str, str], request_id: str) -> None:
+    """Keyed hashes only: the ledger topic is not a list of forgotten people."""
     now = datetime.now(UTC)
-    for name in identifiers:
-        entry = {"identifier": name, "request_id": request_id, "forgotten_at": now}
-        future = await app.topic(settings.ledger_topic, key_type=bytes, value_type=bytes).send(
-            key=name.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
+    topic = app.topic(settings.ledger_topic, key_type=bytes, value_type=bytes)
+    for digest, kind in sorted(entries.items()):
+        entry = {"identifier": None, "pattern_hash": digest, "pattern_kind": kind, "request_id": request_id,
+                 "forgotten_at": now}  # fmt: skip
+        future = await topic.send(
+            key=digest.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
         )
         await future
+
+
+def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]],
+            generations: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+    return [
+        {
+            "index": index,
+            "source": source,
+            "chunks": len(per_key.get((index, source), set())),
+            "documents": len(documents.get((index, source), set())),
+            "document_ids": sorted(documents.get((index, source), set())),
+        }
+        for index in generations
+        for source in settings.sources
+    ]
 
 
 async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any]:
     """Forget one subject; returns the receipt (already published)."""
     received_at = datetime.now(UTC)
-    es, alias = runtime.es, settings.index_alias
+    validate_deletion_request(request)
+    es, alias, key = runtime.es, settings.index_alias, settings.ledger_key_bytes()
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
-    identifiers = await forget_subject.expand_identities(es, alias, {first})
-    runtime.ledger.add(identifiers)
-    await _publish_ledger(sorted(identifiers), request["request_id"])
-    vector = (await runtime.embedder.encode_async([request["subject"]]))[0]
+    identity = await forget_subject.expand_identities(es, alias, {first})
+    hashes = pattern_hashes(key, identity.patterns)
+    entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
+    runtime.ledger.add_patterns(hashes)
+    await _publish_ledger(entries, request["request_id"])
+    redactor = Redactor(key, hashes)
     async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
-        outcome = await forget_subject.forget(es, alias, identifiers)
-        verification = await forget_subject.verify_forgotten(es, alias, identifiers, request["subject"], vector)
+        outcome = await forget_subject.forget(es, alias, identity, redactor, runtime.embedder.encode_async)
+        verification = await forget_subject.verify_forgotten(
+            es, alias, identity, redactor, runtime.embedder.encode_async
+        )
     unsearchable_at = datetime.now(UTC)
     if not verification.clean:
         raise StreamsError(f"subject still found after deletion: {verification}", stage="forget")
     tombstoned = await asyncio.get_running_loop().run_in_executor(
-        None, tombstone_dead_letters, settings, identifiers
+        None, tombstone_dead_letters, settings, identity.identifiers, redactor.mentions
     )
     generations = await forget_subject.indices(es, alias)
-    removed = [
-        {
-            "index": index,
-            "source": source,
-            "chunks": outcome.removed.get((index, source), 0),
-            "documents": len(outcome.documents.get((index, source), set())),
-        }
-        for index in generations
-        for source in settings.sources
-    ]
     receipt = {
         "request_id": request["request_id"],
         "subject": request["subject"],
         "subject_kind": request["subject_kind"],
-        "identifiers": sorted(identifiers),
-        "removed": removed,
+        "identifiers": sorted(identity.identifiers),
+        "pattern_hashes": sorted(hashes),
+        "removed": _counts(outcome.removed, outcome.removed_documents, generations),
+        "redacted": _counts(outcome.redacted, outcome.redacted_documents, generations),
         "state_records_removed": outcome.state_records,
         "dead_letters_tombstoned": tombstoned,
         "verification": {
@@ -125,17 +143,52 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
         "unsearchable_at": unsearchable_at,
         "purged_at": None,
         "status": "unsearchable",
+        "error": None,
     }
     await _publish_receipt(receipt)
     requested_at = request["requested_at"]
     metrics.DELETION_SECONDS.observe(max((unsearchable_at - requested_at).total_seconds(), 0.0))
     metrics.DELETION_REQUESTS.labels(status="unsearchable").inc()
     log.info(
-        "forgot %s (%s): %d chunks, %d state records, unsearchable %.2fs after the request",
-        request["subject"], ", ".join(sorted(identifiers)), sum(outcome.removed.values()),
+        "forgot %s (%s; %d mention patterns): %d chunks of %d documents deleted, %d chunks of %d documents "
+        "redacted, %d state records; unsearchable %.2fs after the request",
+        request["subject"], ", ".join(sorted(identity.identifiers)), len(identity.patterns),
+        sum(map(len, outcome.removed.values())), sum(map(len, outcome.removed_documents.values())),
+        sum(map(len, outcome.redacted.values())), sum(map(len, outcome.redacted_documents.values())),
         outcome.state_records, (unsearchable_at - requested_at).total_seconds(),
     )
     return receipt
+
+
+async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsError, status: str) -> None:
+    """A request that cannot be carried out: a dead letter with the reason, and a receipt that says so,
+    so compliance never waits on a request that will not happen."""
+    origin = Origin(message.topic, message.partition, message.offset)
+    record = dead_letter_record(origin, message.key, message.value, error)
+    record["stage"] = "forget"
+    future = await dead_letter_topic.send(
+        key=dead_letter_key(origin), value=encode_dead_letter(record, settings.schema_registry_url)
+    )
+    await future
+    metrics.DELETION_REQUESTS.labels(status=status).inc()
+    if request is None:
+        return
+    now = datetime.now(UTC)
+    await _publish_receipt({
+        "request_id": request.get("request_id") or f"{origin.topic}/{origin.partition}/{origin.offset}",
+        "subject": request.get("subject") or "",
+        "subject_kind": request.get("subject_kind") or "",
+        "identifiers": [],
+        "removed": [],
+        "state_records_removed": 0,
+        "verification": {"subject_field_hits": 0, "bm25_hits": 0, "knn_hits": 0, "hybrid_hits": 0,
+                         "verified_at": now},
+        "received_at": now,
+        "unsearchable_at": now,
+        "status": status,
+        "error": error.reason,
+    })  # fmt: skip
+    log.error("deletion request %s %s: %s", request.get("request_id"), status, error.reason)
 
 
 @app.agent(deletion_topic, concurrency=1)
@@ -148,20 +201,34 @@ async def forget_subjects(stream):  # type: ignore[no-untyped-def]
         try:
             request = avro.decode("deletion_request", message.value)
         except DecodeError as exc:
-            origin = Origin(message.topic, message.partition, message.offset)
-            record = dead_letter_record(origin, message.key, message.value, exc)
-            record["stage"] = "forget"
-            future = await dead_letter_topic.send(key=dead_letter_key(origin), value=encode_dead_letter(record))
-            await future
+            await _give_up(message, None, exc, "rejected")
             continue
-        backoff = 0.5
-        while True:
-            try:
-                receipt = await handle_request(runtime, request)
-                break
-            except Exception as exc:  # transient or not, a deletion request is never dropped
-                metrics.RETRIES.labels(stage="forget").inc()
-                log.warning("deletion request %s failed, retrying in %.1fs: %s", request["request_id"], backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        try:
+            validate_deletion_request(request)
+        except InvalidRequest as exc:
+            await _give_up(message, request, exc, "rejected")
+            continue
+        receipt = await _handle_with_retries(runtime, request)
+        if isinstance(receipt, StreamsError):
+            await _give_up(message, request, receipt, "failed")
+            continue
         _scheduler.schedule(receipt)
+
+
+async def _handle_with_retries(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any] | StreamsError:
+    """Transient failures (Elasticsearch or Kafka away) are retried for as long as they last: a deletion
+    request is never dropped for an outage. Any other failure is retried a few times (a concurrent
+    write can make a verification fail once), then the request is given up: it must not block the lane."""
+    backoff, failures = 0.5, 0
+    while True:
+        try:
+            return await handle_request(runtime, request)
+        except Exception as exc:  # classified just below: transient or not
+            metrics.RETRIES.labels(stage="forget").inc()
+            if not is_transient(exc):
+                failures += 1
+                if failures >= settings.forget_max_attempts:
+                    return StreamsError(f"gave up after {failures} failed attempts; last: {exc}", stage="forget")
+            log.warning("deletion request %s failed, retrying in %.1fs: %s", request["request_id"], backoff, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streams.elastic.write_documents import DocumentWriter, WriteResult
-from streams.errors import IndexingError, RetryableError, StreamsError
+from streams.agents.write_changes import ChangeWriter, WriteResult
+from streams.errors import IndexingError, StreamsError, is_transient
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_record
 from streams.observability.freshness import FreshnessWindow
@@ -46,7 +46,7 @@ class ChangeProcessor:
     def __init__(
         self,
         mappings: Mappings,
-        writer: DocumentWriter,
+        writer: ChangeWriter,
         send_dead_letter: SendDeadLetter,
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,
@@ -92,8 +92,10 @@ class ChangeProcessor:
         while True:
             try:
                 return await self._write_isolating(changes)
-            except RetryableError as exc:
-                metrics.RETRIES.labels(stage=exc.stage).inc()
+            except Exception as exc:  # classified just below: only a transient failure is retried here
+                if not is_transient(exc):
+                    raise
+                metrics.RETRIES.labels(stage=getattr(exc, "stage", "index")).inc()
                 log.warning("transient failure, retrying the batch in %.1fs: %s", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
@@ -102,16 +104,18 @@ class ChangeProcessor:
         """Write the batch; if the batch as a whole fails for good, find the culprit one change at a time."""
         try:
             return await self.writer.write(changes)
-        except (RetryableError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the one rule (errors.is_transient): transient waits, the rest is isolated
+            if is_transient(exc):
+                raise
             if len(changes) == 1:
                 error = exc if isinstance(exc, StreamsError) else IndexingError(f"{type(exc).__name__}: {exc}")
                 return WriteResult(failed=[(changes[0], error)])
             log.warning("batch of %d failed (%s); retrying one change at a time", len(changes), exc)
             merged = WriteResult()
             for change in changes:
-                _merge(merged, await self._write_isolating([change]))
+                merged.merge(await self._write_isolating([change]))
             return merged
 
     async def _settle(self, result: WriteResult, raw_by_origin: dict[Origin, RawMessage]) -> None:
@@ -131,6 +135,7 @@ class ChangeProcessor:
         metrics.CHUNKS_EMBEDDED.inc(result.chunks_embedded)
         metrics.CHUNKS_REUSED.inc(result.chunks_reused)
         metrics.CHUNKS_DELETED.inc(result.chunks_deleted)
+        metrics.CHUNKS_WRITTEN.inc(result.chunks_written)
         for change, error in result.failed:
             metrics.EVENTS.labels(source=change.source, outcome="failed").inc()
             raw = raw_by_origin.get(change.origin) if change.origin else None
@@ -147,17 +152,6 @@ class ChangeProcessor:
         )
         record = dead_letter_record(message.origin, message.key, message.value, error, subjects)
         await self.send_dead_letter(message.origin, record)
-
-
-def _merge(total: WriteResult, part: WriteResult) -> None:
-    total.applied += part.applied
-    total.stale += part.stale
-    total.suppressed += part.suppressed
-    total.failed += part.failed
-    total.chunks_embedded += part.chunks_embedded
-    total.chunks_reused += part.chunks_reused
-    total.chunks_deleted += part.chunks_deleted
-    total.searchable_at = part.searchable_at or total.searchable_at
 
 
 def _age_s(moment: datetime) -> float:

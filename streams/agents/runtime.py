@@ -13,8 +13,9 @@ from functools import partial
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 
 from streams.agents.suppression import SuppressionLedger
+from streams.agents.write_changes import ChangeWriter
+from streams.elastic.document_store import DocumentStore
 from streams.elastic.hybrid_index import ensure_index
-from streams.elastic.write_documents import DocumentWriter
 from streams.embedding.embedder import Embedder
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.chunk_document import chunk_text
@@ -61,7 +62,7 @@ class Runtime:
     index: str
     embedder: Embedder
     ledger: SuppressionLedger
-    writer: DocumentWriter
+    writer: ChangeWriter
     freshness: FreshnessWindow
 
 
@@ -85,7 +86,7 @@ def _build(settings: Settings) -> Runtime:
         index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
-    writer = DocumentWriter(es, index, embedder, build_chunker(settings, embedder), ledger.names_any, ledger.gate,
-                            settings.index_write_refresh)
+    store = DocumentStore(es, index, settings.index_write_refresh)
+    writer = ChangeWriter(store, embedder, build_chunker(settings, embedder), ledger)
     log.info("worker ready: index %s (%d dims), %d forgotten identifiers", index, dims, len(ledger))
     return Runtime(settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources))

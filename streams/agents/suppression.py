@@ -1,12 +1,16 @@
-"""The suppression ledger: identifiers that were forgotten and must never be indexed again.
+"""The suppression ledger: who was forgotten, kept as keyed hashes, checked for every change indexed.
 
-The durable copy is a compacted Kafka topic (key: the identifier, value: an Avro ledger entry), so it
-survives restarts and is shared by every worker. Each worker keeps the whole set in memory (a few
-bytes per forgotten person) and checks it for every change it indexes.
+The durable copy is a compacted Kafka topic (key: the entry's hash, value: an Avro ledger entry), so
+it survives restarts and is shared by every worker. An entry is either a forgotten *identifier* (a
+subject such as ``email:alice@example.com`` or ``contact_id:17``: a change naming it is never
+indexed) or a *mention pattern* (an email, full name or phone: text that contains it is indexed
+redacted; see pipeline/mentions.py). Both are stored and held as keyed hashes (the key is the
+``STREAMS_LEDGER_KEY`` secret), so neither the topic nor a worker's memory is a list of names.
+Ledger entries written before hashing (clear ``identifier``) are hashed as they are loaded.
 
-`gate` orders the two lanes: the indexer holds it while it re-checks the ledger and writes a batch,
-and a deletion request passes through it after adding its identifiers. So no batch planned before a
-request can land after the request has deleted the subject's chunks.
+`gate` orders the two lanes: the indexer holds it while it re-checks the ledger's `version` and
+writes a batch, and a deletion request passes through it after adding its entries. So no batch
+planned before a request can land after the request has deleted or redacted the subject's chunks.
 """
 
 from __future__ import annotations
@@ -14,36 +18,77 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import cast
 
+from streams import avro
+from streams.errors import DecodeError
+from streams.pipeline.mentions import MentionKind, Redactor, keyed_hash
 from streams.read_topic import read_whole_topic
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+IDENTIFIER = "identifier"
+
+
+def identifier_hash(key: bytes, identifier: str) -> str:
+    return keyed_hash(key, cast(MentionKind, IDENTIFIER), identifier)
+
 
 class SuppressionLedger:
-    def __init__(self, identifiers: Iterable[str] = ()) -> None:
-        self._identifiers: set[str] = set(identifiers)
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._identifiers: set[str] = set()  # keyed hashes of forgotten identifiers
+        self._redactor = Redactor(key)
+        self.version = 0  # grows with every entry added: a planned batch checks it under the gate
         self.gate = asyncio.Lock()
 
     def __len__(self) -> int:
-        return len(self._identifiers)
-
-    def __contains__(self, identifier: str) -> bool:
-        return identifier in self._identifiers
+        return len(self._identifiers) + len(self._redactor.hashes)
 
     def names_any(self, subjects: Iterable[str]) -> bool:
-        return any(subject in self._identifiers for subject in subjects)
+        return any(identifier_hash(self.key, subject) in self._identifiers for subject in subjects)
 
-    def add(self, identifiers: Iterable[str]) -> None:
-        self._identifiers.update(identifiers)
+    def redact(self, text: str) -> str:
+        return self._redactor.redact(text) if self._redactor else text
+
+    def add_identifiers(self, identifiers: Iterable[str]) -> dict[str, str]:
+        """Add forgotten identifiers; returns hash -> kind, the entries to publish."""
+        hashes = {identifier_hash(self.key, name): IDENTIFIER for name in identifiers}
+        self._add(hashes)
+        return hashes
+
+    def add_patterns(self, hashes: dict[str, MentionKind]) -> None:
+        self._add(dict(hashes))
+
+    def _add(self, hashes: dict[str, str]) -> None:
+        identifiers = {h for h, kind in hashes.items() if kind == IDENTIFIER}
+        patterns = {h: cast(MentionKind, kind) for h, kind in hashes.items() if kind != IDENTIFIER}
+        if identifiers - self._identifiers or patterns.keys() - self._redactor.hashes.keys():
+            self._identifiers |= identifiers
+            self._redactor.add(patterns)
+            self.version += 1
 
     @classmethod
     def load(cls, settings: Settings, timeout_s: float = 30.0) -> SuppressionLedger:
         """Read the compacted ledger topic from the beginning to its end."""
-        identifiers: set[str] = set()
+        ledger = cls(settings.ledger_key_bytes())
+        entries: dict[str, str] = {}
         for message in read_whole_topic(settings, settings.ledger_topic, f"{settings.worker_id}-ledger", timeout_s):
-            if message.value() is not None and message.key() is not None:
-                identifiers.add(message.key().decode())
-        log.info("suppression ledger: %d forgotten identifiers", len(identifiers))
-        return cls(identifiers)
+            if message.value() is None or message.key() is None:
+                continue
+            try:
+                entry = avro.decode("forget_ledger_entry", message.value())
+            except DecodeError as exc:
+                log.error("unreadable ledger entry at offset %d: %s", message.offset(), exc)
+                continue
+            if entry.get("pattern_hash"):
+                entries[entry["pattern_hash"]] = entry.get("pattern_kind") or IDENTIFIER
+            elif entry.get("identifier"):  # written before the ledger held hashes only
+                entries[identifier_hash(ledger.key, entry["identifier"])] = IDENTIFIER
+        ledger._add(entries)
+        log.info(
+            "suppression ledger: %d forgotten identifiers, %d mention patterns",
+            len(ledger._identifiers), len(ledger._redactor.hashes),
+        )
+        return ledger

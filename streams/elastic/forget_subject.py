@@ -1,33 +1,52 @@
-"""Forgetting a subject in Elasticsearch: find, delete, verify, purge.
+"""Forgetting a person in Elasticsearch: find, delete what is about them, redact what mentions them, verify.
 
-The subject is matched through the `subjects` field that the document mappings extract, never by
-guessing in free text. Identity records (a CRM contact: its email and its contact id name one person)
-link identifiers, so forgetting `email:alice@example.com` also forgets `contact_id:17`.
+Two ways a chunk can hold a person:
+- it is *about* them: the document's subjects (from the mappings) name one of their identifiers
+  (their contact record, tickets they requested, notes about them), or a part of it was written by
+  them (a comment, a wiki revision; the part's author is in the state record, not on its chunks).
+  Those chunks are deleted: found through the state records (the chunk ids of every emptied part)
+  and through the chunks' `subjects` field, in every index generation behind the alias;
+- it *mentions* them in free text ("Please keep Priya Park (priya.park@...) in copy"): found with
+  phrase queries for every mention pattern (email, full name, phone) over text, title and section,
+  confirmed by the same redactor the write path uses, and rewritten with the mention replaced by
+  ``[redacted]`` and the chunk **re-embedded** (a vector must not keep encoding the name). The
+  document's state record takes the new chunk hashes, and the rest of the document stays searchable.
 
-This Elasticsearch has no `_delete_by_query`: chunks are found by search and deleted by id, in
-batches, over every index generation behind the alias, until a search finds none. State records that
-name the subject are scrubbed (their version guards stay, the personal data goes). Deleted documents
-linger in Lucene segments until merged away: `purge` force-merges with `only_expunge_deletes`.
+Identity records (a CRM contact) link identifiers (its email and contact id name one person) and hold
+how the person is written (full name, phone): `expand_identities` collects both.
+
+This Elasticsearch has no `_delete_by_query`: chunks are found by search and deleted by id, until a
+search finds none. Deleted documents linger in Lucene segments until merged away: `purge`
+force-merges with `only_expunge_deletes`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, ConflictError
+from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 
-from streams.elastic.hybrid_index import bm25_query, knn_query
-from streams.elastic.write_documents import state_id
+from streams.elastic.hybrid_index import hybrid_search, knn_query
+from streams.errors import IndexingError
+from streams.pipeline.mentions import MentionPattern, Redactor
+from streams.pipeline.plan_batch import state_id
 from streams.pipeline.update_document_state import DocumentState, forget_in_state
+from streams.records import text_hash
 
 log = logging.getLogger(__name__)
 
 PAGE = 1000
 MAX_ROUNDS = 50
+PROBE_SIZE = 100
+MENTION_FIELDS = ("text", "title", "section")
+_HIGHLIGHT_TAG = re.compile(r"</?em>")
+
+Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+Key = tuple[str, str]  # (index, source)
 
 
 def identifier(kind: str, subject: str) -> str:
@@ -38,20 +57,31 @@ def identifier(kind: str, subject: str) -> str:
 
 
 @dataclass
-class ForgetOutcome:
-    identifiers: list[str]
-    removed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (index, source) -> chunks
-    documents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-    state_records: int = 0
+class Identity:
+    """Everything a request forgets: identifiers (subjects) and how the person is written (patterns)."""
+
+    identifiers: set[str]
+    patterns: set[MentionPattern] = field(default_factory=set)
+
+
+def mention_patterns(identifiers: set[str], written: Sequence[Sequence[str]] = ()) -> set[MentionPattern]:
+    """Email identifiers are written as themselves; identity records add the full name and phone."""
+    patterns = {MentionPattern("email", name.split(":", 1)[1]) for name in identifiers if name.startswith("email:")}
+    for kind, value in written:
+        if kind in {"email", "name", "phone"} and value:
+            patterns.add(MentionPattern(kind, value))  # type: ignore[arg-type]
+    return {pattern for pattern in patterns if pattern.usable()}
 
 
 async def indices(client: AsyncElasticsearch, alias: str) -> list[str]:
     return sorted(await client.indices.get_alias(name=alias))
 
 
-async def expand_identities(client: AsyncElasticsearch, alias: str, identifiers: set[str]) -> set[str]:
-    """Follow identity records: every identifier that an identity record lists beside a known one."""
+async def expand_identities(client: AsyncElasticsearch, alias: str, identifiers: set[str]) -> Identity:
+    """Follow identity records: every identifier an identity record lists beside a known one, and
+    the ways that record says the person is written."""
     known = set(identifiers)
+    written: list[list[str]] = []
     for _ in range(5):
         await client.indices.refresh(index=alias)
         response = await client.search(
@@ -61,45 +91,50 @@ async def expand_identities(client: AsyncElasticsearch, alias: str, identifiers:
             source_includes=["root"],
         )
         found = set(known)
+        written = []
         for hit in response["hits"]["hits"]:
             root = hit["_source"].get("root") or {}
             if root.get("identity"):
                 found.update(root.get("subjects") or [])
+                written.extend(root.get("mentions") or [])
         if found == known:
             break
         known = found
-    return known
+    return Identity(known, mention_patterns(known, written))
 
 
-async def forget(client: AsyncElasticsearch, alias: str, identifiers: set[str]) -> ForgetOutcome:
-    """Scrub state records, then delete every chunk naming `identifiers`, until none is left."""
-    outcome = ForgetOutcome(sorted(identifiers))
-    outcome.state_records = await _scrub_states(client, alias, identifiers)
-    for _ in range(MAX_ROUNDS):
-        await client.indices.refresh(index=alias)
-        response = await client.search(
-            index=alias,
-            size=PAGE,
-            query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"terms": {"subjects": sorted(identifiers)}}]}},
-            source_includes=["source", "document_id"],
-        )
-        hits = response["hits"]["hits"]
-        if not hits:
-            break
-        operations: list[dict[str, Any]] = []
-        for hit in hits:
-            operations.append({"delete": {"_index": hit["_index"], "_id": hit["_id"]}})
-            key = (hit["_index"], hit["_source"].get("source", ""))
-            outcome.removed[key] += 1
-            outcome.documents.setdefault(key, set()).add(hit["_source"].get("document_id", ""))
-        await client.bulk(operations=operations, refresh=True)
-    else:
-        raise RuntimeError(f"chunks naming {sorted(identifiers)} kept appearing after {MAX_ROUNDS} rounds")
+@dataclass
+class ForgetOutcome:
+    identifiers: list[str]
+    removed: dict[Key, set[str]] = field(default_factory=dict)  # chunk ids deleted
+    removed_documents: dict[Key, set[str]] = field(default_factory=dict)
+    redacted: dict[Key, set[str]] = field(default_factory=dict)  # chunk ids rewritten without the mention
+    redacted_documents: dict[Key, set[str]] = field(default_factory=dict)
+    state_records: int = 0
+
+    def note_removed(self, key: Key, chunk: str, document_id: str) -> None:
+        self.removed.setdefault(key, set()).add(chunk)
+        self.removed_documents.setdefault(key, set()).add(document_id)
+
+    def note_redacted(self, key: Key, chunk: str, document_id: str) -> None:
+        self.redacted.setdefault(key, set()).add(chunk)
+        self.redacted_documents.setdefault(key, set()).add(document_id)
+
+
+async def forget(
+    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed
+) -> ForgetOutcome:
+    """Delete what is about the person, then redact what mentions them, until searches find neither."""
+    outcome = ForgetOutcome(sorted(identity.identifiers))
+    await _scrub_states(client, alias, identity.identifiers, outcome)
+    await _delete_named_chunks(client, alias, identity.identifiers, outcome)
+    if identity.patterns:
+        await _redact_mentions(client, alias, identity.patterns, redactor, embed, outcome)
     return outcome
 
 
-async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set[str]) -> int:
-    scrubbed = 0
+async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set[str], outcome: ForgetOutcome) -> None:
+    """Empty every state record's parts that name the person, and delete those parts' chunks by id."""
     for _ in range(MAX_ROUNDS):
         await client.indices.refresh(index=alias)
         response = await client.search(
@@ -110,25 +145,158 @@ async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set
         )
         hits = response["hits"]["hits"]
         if not hits:
-            return scrubbed
+            return
         for hit in hits:
-            state = forget_in_state(DocumentState.from_json(hit["_source"]), identifiers)
+            before = DocumentState.from_json(hit["_source"])
+            after = forget_in_state(before, identifiers)
+            gone = sorted(set(before.chunk_ids()) - set(after.chunk_ids()))
+            key = (hit["_index"], before.source)
+            if gone:
+                await _bulk(client, [{"delete": {"_index": hit["_index"], "_id": chunk}} for chunk in gone])
+            for chunk in gone:
+                outcome.note_removed(key, chunk, before.document_id)
             try:
                 await client.index(
                     index=hit["_index"],
-                    id=state_id(state.document_id),
-                    document=state.to_json(),
+                    id=state_id(after.document_id),
+                    document=after.to_json(),
                     if_seq_no=hit["_seq_no"],
                     if_primary_term=hit["_primary_term"],
                 )
-                scrubbed += 1
+                outcome.state_records += 1
             except ConflictError:
-                log.info("state of %s changed while forgetting; scrubbing it again", state.document_id)
-    raise RuntimeError(f"state records naming {sorted(identifiers)} kept appearing")
+                log.info("state of %s changed while forgetting; scrubbing it again", after.document_id)
+    raise IndexingError(f"state records naming {sorted(identifiers)} kept appearing", stage="forget")
+
+
+async def _delete_named_chunks(
+    client: AsyncElasticsearch, alias: str, identifiers: set[str], outcome: ForgetOutcome
+) -> None:
+    """Chunks whose `subjects` field names the person (also those written before parts kept their
+    authors in the state record only)."""
+    for _ in range(MAX_ROUNDS):
+        await client.indices.refresh(index=alias)
+        response = await client.search(
+            index=alias,
+            size=PAGE,
+            query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"terms": {"subjects": sorted(identifiers)}}]}},
+            source_includes=["source", "document_id"],
+        )
+        hits = response["hits"]["hits"]
+        if not hits:
+            return
+        await _bulk(client, [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in hits])
+        for hit in hits:
+            source = hit["_source"]
+            outcome.note_removed((hit["_index"], source.get("source", "")), hit["_id"], source.get("document_id", ""))
+    raise IndexingError(f"chunks naming {sorted(identifiers)} kept appearing after {MAX_ROUNDS} rounds", stage="forget")
+
+
+def mention_query(patterns: set[MentionPattern]) -> dict[str, Any]:
+    """Chunks whose text, title or section contains any pattern as a phrase (no subject filter)."""
+    should = [
+        {"match_phrase": {name: {"query": pattern.phrase()}}} for pattern in sorted(patterns, key=str)
+        for name in MENTION_FIELDS
+    ]  # fmt: skip
+    return {"bool": {"filter": [{"term": {"kind": "chunk"}}], "should": should, "minimum_should_match": 1}}
+
+
+async def _redact_mentions(
+    client: AsyncElasticsearch,
+    alias: str,
+    patterns: set[MentionPattern],
+    redactor: Redactor,
+    embed: Embed,
+    outcome: ForgetOutcome,
+) -> None:
+    unconfirmed: set[str] = set()  # phrase matches the redactor does not see as a mention (left as they are)
+    for _ in range(MAX_ROUNDS):
+        await client.indices.refresh(index=alias)
+        query = mention_query(patterns)
+        if unconfirmed:
+            query["bool"]["must_not"] = [{"ids": {"values": sorted(unconfirmed)}}]
+        response = await client.search(index=alias, size=PAGE, query=query, source_excludes=["vector"])
+        hits = response["hits"]["hits"]
+        if not hits:
+            return
+        rewrites: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for hit in hits:
+            source = hit["_source"]
+            redacted = {name: redactor.redact(source.get(name) or "") for name in MENTION_FIELDS}
+            if all(redacted[name] == (source.get(name) or "") for name in MENTION_FIELDS):
+                unconfirmed.add(hit["_id"])
+                continue
+            rewrites.append((hit, {**source, **redacted, "text_hash": text_hash(redacted["text"])}))
+        if not rewrites:
+            continue
+        # Every rewritten chunk is embedded again from its redacted text.
+        vectors = await embed([new["text"] for _, new in rewrites])
+        operations: list[dict[str, Any]] = []
+        for (hit, new), vector in zip(rewrites, vectors, strict=True):
+            operations.append({"index": {"_index": hit["_index"], "_id": hit["_id"]}})
+            operations.append({**new, "vector": vector})
+            outcome.note_redacted((hit["_index"], new.get("source", "")), hit["_id"], new.get("document_id", ""))
+        await _bulk(client, operations)
+        await _record_redactions(client, [(hit["_index"], new) for hit, new in rewrites], redactor)
+    raise IndexingError("mentions kept appearing after redaction", stage="forget")
+
+
+async def _record_redactions(
+    client: AsyncElasticsearch, rewritten: list[tuple[str, dict[str, Any]]], redactor: Redactor
+) -> None:
+    """Put the redacted chunks' hashes (and the redacted title) into their documents' state records,
+    so the next change of the document diffs against what the index really holds."""
+    by_document: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for index, chunk in rewritten:
+        by_document.setdefault((index, chunk["document_id"]), []).append(chunk)
+    for (index, document_id), chunks in by_document.items():
+        for _ in range(MAX_ROUNDS):
+            try:
+                doc = await client.get(index=index, id=state_id(document_id))
+            except NotFoundError:
+                break
+            state = DocumentState.from_json(doc["_source"])
+            for chunk in chunks:
+                part = state.parts.get(chunk["part_id"])
+                number = int(chunk["chunk_number"])
+                if part is not None and number < len(part.chunk_hashes):
+                    part.chunk_hashes[number] = chunk["text_hash"]
+            if state.root is not None:
+                state.root.title = redactor.redact(state.root.title)
+            try:
+                await client.index(
+                    index=index, id=state_id(document_id), document={**doc["_source"], **state.to_json()},
+                    if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"],
+                )  # fmt: skip
+                break
+            except ConflictError:
+                log.info("state of %s changed while redacting; recording it again", document_id)
+
+
+async def _bulk(client: AsyncElasticsearch, operations: list[dict[str, Any]]) -> None:
+    response = await client.bulk(operations=operations, refresh=True)
+    if response.get("errors"):
+        failures = [
+            item for item in response["items"]
+            for action, result in item.items()
+            if result.get("status", 500) >= 300 and not (action == "delete" and result.get("status") == 404)
+        ]  # fmt: skip
+        if failures:
+            raise IndexingError(f"{len(failures)} forget writes failed, first: {failures[0]}", stage="forget")
 
 
 @dataclass
 class Verification:
+    """What searches still find after a request; every figure must be zero.
+
+    - subject_field_hits: records whose `subjects` field names an identifier;
+    - bm25_hits: chunks that a phrase query for a pattern finds (text, title, section; no subject
+      filter, every generation) and whose stored text still contains a pattern;
+    - knn_hits: chunks among the nearest neighbours of each pattern's embedding that contain one;
+    - hybrid_hits: results of a hybrid search for each pattern (as a user would type it) whose text,
+      title or highlights contain one.
+    """
+
     subject_field_hits: int
     bm25_hits: int
     knn_hits: int
@@ -139,21 +307,49 @@ class Verification:
         return not (self.subject_field_hits or self.bm25_hits or self.knn_hits or self.hybrid_hits)
 
 
+def _plain(highlight: str) -> str:
+    return _HIGHLIGHT_TAG.sub("", highlight)
+
+
+def _mentions(redactor: Redactor, source: dict[str, Any], highlights: Sequence[str] = ()) -> bool:
+    texts = [source.get(name) or "" for name in MENTION_FIELDS] + [_plain(h) for h in highlights]
+    return any(redactor.mentions(text) for text in texts)
+
+
 async def verify_forgotten(
-    client: AsyncElasticsearch, alias: str, identifiers: set[str], subject: str, vector: Sequence[float]
+    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed
 ) -> Verification:
-    """Search for the subject the ways a user could (BM25, kNN, both) and count chunks that name it."""
+    """Search for the person the ways a user could, with no subject filter, and scan what comes back."""
     await client.indices.refresh(index=alias)
-    names = {"terms": {"subjects": sorted(identifiers)}}
-    field_hits = await client.count(index=alias, query={"bool": {"filter": [names]}})
-    filters: list[dict[str, Any]] = [{"term": {"kind": "chunk"}}, names]
-    bm25 = await client.search(index=alias, **bm25_query(subject, filters, 50))
-    knn = await client.search(index=alias, **knn_query(vector, filters, 50))
-    bm25_ids = {hit["_id"] for hit in bm25["hits"]["hits"]}
-    knn_ids = {hit["_id"] for hit in knn["hits"]["hits"]}
-    return Verification(int(field_hits["count"]), len(bm25_ids), len(knn_ids), len(bm25_ids | knn_ids))
+    names = {"terms": {"subjects": sorted(identity.identifiers)}}
+    field_hits = int((await client.count(index=alias, query={"bool": {"filter": [names]}}))["count"])
+    bm25: set[str] = set()
+    knn: set[str] = set()
+    hybrid: set[str] = set()
+    patterns = sorted(identity.patterns, key=str)
+    vectors = await embed([pattern.phrase() for pattern in patterns]) if patterns else []
+    chunks_only = [{"term": {"kind": "chunk"}}]
+    for pattern, vector in zip(patterns, vectors, strict=True):
+        phrase = await client.search(
+            index=alias, size=PROBE_SIZE, query=mention_query({pattern}), source_excludes=["vector"],
+            highlight={"fields": {name: {} for name in MENTION_FIELDS}},
+        )  # fmt: skip
+        for hit in phrase["hits"]["hits"]:
+            highlights = [text for texts in (hit.get("highlight") or {}).values() for text in texts]
+            if _mentions(redactor, hit["_source"], highlights):
+                bm25.add(hit["_id"])
+        nearest = await client.search(index=alias, **knn_query(vector, chunks_only, PROBE_SIZE))
+        knn.update(hit["_id"] for hit in nearest["hits"]["hits"] if _mentions(redactor, hit["_source"]))
+        # The search users get (operator view: every group), typed as they would type it.
+        for document in await hybrid_search(client, alias, pattern.phrase(), vector, PROBE_SIZE // 5):
+            for chunk in document.chunks:
+                texts = [chunk.text, chunk.section, document.title, *chunk.highlights]
+                if any(redactor.mentions(_plain(text)) for text in texts):
+                    hybrid.add(chunk.chunk_id)
+    return Verification(field_hits, len(bm25), len(knn), len(hybrid))
 
 
 async def purge(client: AsyncElasticsearch, alias: str) -> None:
     """Expunge deleted documents from every generation's segments (the physical purge)."""
     await client.indices.forcemerge(index=alias, only_expunge_deletes=True, wait_for_completion=True)
+

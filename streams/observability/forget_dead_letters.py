@@ -1,4 +1,7 @@
-"""Tombstone the dead letters that name a forgotten subject.
+"""Tombstone the dead letters that name or mention a forgotten subject.
+
+Dead letters from the decode and map stages carry no subjects (the event never got that far), so
+their raw bytes are scanned for the subject's mention patterns too.
 
 The dead-letter topic is compacted by key (its origin), so a tombstone removes the record for good
 once the log cleaner runs; the record itself is never read again by anyone who honours tombstones.
@@ -7,6 +10,7 @@ once the log cleaner runs; the record itself is never read again by anyone who h
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from confluent_kafka import KafkaException, Producer
 
@@ -18,17 +22,24 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def tombstone_dead_letters(settings: Settings, identifiers: set[str], timeout_s: float = 20.0) -> int:
+def tombstone_dead_letters(
+    settings: Settings,
+    identifiers: set[str],
+    mentions: Callable[[str], int] = lambda _text: 0,
+    timeout_s: float = 20.0,
+) -> int:
     keys: set[bytes] = set()
     group = f"{settings.worker_id}-forget-dlq"
     for message in read_whole_topic(settings, settings.dead_letter_topic, group, timeout_s):
         if message.value() is None or message.key() is None:
             continue
         try:
-            subjects = avro.decode("dead_letter", message.value()).get("subjects") or []
+            record = avro.decode("dead_letter", message.value())
         except DecodeError:
             continue
-        if identifiers & set(subjects):
+        raw = b"".join(part or b"" for part in (record.get("key"), record.get("value")))
+        named = identifiers & set(record.get("subjects") or [])
+        if named or mentions(raw.decode("utf-8", errors="replace")) or mentions(record.get("error") or ""):
             keys.add(message.key())
     if keys:
         producer = Producer(settings.kafka_config(acks="all"))

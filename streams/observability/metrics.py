@@ -35,6 +35,9 @@ CHUNKS_REUSED = Counter(
     "streams_chunks_reused_total", "Chunks whose vector was reused because their text did not change"
 )
 CHUNKS_DELETED = Counter("streams_chunks_deleted_total", "Chunks removed from the index")
+CHUNKS_WRITTEN = Counter(
+    "streams_chunks_written_total", "Chunks written to the index (new or changed text, or new document-level fields)"
+)
 EMBEDDING_SECONDS = Counter("streams_embedding_seconds_total", "Seconds spent in model.encode")
 EMBEDDING_THROUGHPUT = Gauge(
     "streams_embedding_throughput_chunks_per_second", "Chunks per second of model time in the last batch"

@@ -121,6 +121,8 @@ class DocumentMapping:
     metadata: tuple[str, ...] = ()
     subjects: tuple[Subject, ...] = ()
     identity: bool = False
+    # Identity records: how the person is written in free text, by mention kind (name, phone, email).
+    mentions: tuple[tuple[str, Text], ...] = ()
     groups: Groups | None = None
     link: Text | None = None
     children: tuple[ChildMapping, ...] = ()
@@ -132,6 +134,7 @@ class DocumentMapping:
             {self.key, *self.metadata}
             | {c for t in texts for c in t.columns()}
             | {s.column for s in self.subjects}
+            | {c for _, text in self.mentions for c in text.columns()}
             | ({self.groups.column} if self.groups else set())
         )
 
@@ -208,6 +211,7 @@ def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
         metadata={column: row.get(column) for column in mapping.metadata},
         link=mapping.link.render(row) if mapping.link else None,
         identity=mapping.identity,
+        mentions=tuple((kind, value) for kind, text in mapping.mentions if (value := text.render(row).strip())),
         origin=event.origin,
     )
 
@@ -313,7 +317,7 @@ def _document(raw: Any, where: str) -> DocumentMapping:
         raw,
         where,
         required={"table", "kind", "key"},
-        optional={"title", "body", "metadata", "subjects", "identity", "groups", "link", "children"},
+        optional={"title", "body", "metadata", "subjects", "identity", "mentions", "groups", "link", "children"},
     )
     where = f"{where} ({node['table']})"
     identity = node.get("identity", False)
@@ -330,6 +334,7 @@ def _document(raw: Any, where: str) -> DocumentMapping:
         ),
         subjects=_subject_list(node.get("subjects", []), f"{where}.subjects"),
         identity=identity,
+        mentions=_mentions(node.get("mentions", {}), f"{where}.mentions"),
         groups=_groups(node["groups"], f"{where}.groups") if "groups" in node else None,
         link=_template(node["link"], f"{where}.link") if "link" in node else None,
         children=tuple(
@@ -337,6 +342,17 @@ def _document(raw: Any, where: str) -> DocumentMapping:
             for i, item in enumerate(_list(node.get("children", []), where))
         ),
     )
+
+
+MENTION_KINDS = ("email", "name", "phone")
+
+
+def _mentions(raw: Any, where: str) -> tuple[tuple[str, Text], ...]:
+    if not isinstance(raw, dict):
+        raise MappingError(f"{where}: must map a mention kind ({', '.join(MENTION_KINDS)}) to a column or template")
+    if unknown := sorted(set(raw) - set(MENTION_KINDS)):
+        raise MappingError(f"{where}: unknown mention kind {unknown[0]!r} (expected {', '.join(MENTION_KINDS)})")
+    return tuple((kind, _text(raw[kind], f"{where}.{kind}")) for kind in MENTION_KINDS if kind in raw)
 
 
 def _child(raw: Any, where: str) -> ChildMapping:

@@ -20,7 +20,11 @@ Rules:
 - For `latest` children (the wiki's revisions), the child with the highest key is the body; an older
   revision never replaces a newer one, whatever order they arrive in.
 - A change that names a forgotten subject is never indexed: a root becomes a suppressed delete
-  marker that holds no personal data; a child part is dropped.
+  marker that holds no personal data; a child part is dropped. A change that only *mentions* a
+  forgotten person in its text or title is indexed with the mention redacted (``redact``).
+- Chunks carry the root's subjects only. Who wrote a part (a comment's author, a wiki revision's
+  author) is kept in the state record, so a new revision by another author rewrites no chunk
+  whose text is unchanged; forgetting that author finds the part's chunks through the state record.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ from streams.records import ChunkText, PartChange, TextFormat, chunk_id
 
 Chunker = Callable[[str, TextFormat], list[ChunkText]]
 IsForgotten = Callable[[Iterable[str]], bool]
+Redact = Callable[[str], str]
+
+
+def no_redaction(text: str) -> str:
+    return text
+
 
 ROOT_PART = "root"
 
@@ -50,6 +60,9 @@ class RootState:
     subjects: list[str] = field(default_factory=list)
     identity: bool = False
     commit_ts: str = ""
+    # Identity records only: how the person is written in free text ([kind, value] pairs: their
+    # full name, phone), so that forgetting them also finds their mentions in other documents.
+    mentions: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -100,10 +113,9 @@ class DocumentState:
             "metadata": dict(root.metadata) if root else {},
         }
 
-    def chunk_subjects(self, part_id: str) -> list[str]:
-        names = set(self.root.subjects if self.root else [])
-        names.update(self.parts[part_id].subjects)
-        return sorted(names)
+    def chunk_subjects(self) -> list[str]:
+        """The subjects every chunk carries: the root's (a part's own subjects stay in the state)."""
+        return sorted(self.root.subjects) if self.root else []
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,8 +163,12 @@ def apply_changes(
     changes: list[PartChange],
     chunker: Chunker,
     is_forgotten: IsForgotten,
+    redact: Redact = no_redaction,
 ) -> DocumentUpdate:
-    """Apply `changes` (all for one document, in delivery order) to `state`."""
+    """Apply `changes` (all for one document, in delivery order) to `state`.
+
+    ``redact`` replaces mentions of forgotten people in a text before it is chunked or stored.
+    """
     if not changes:
         raise ValueError("apply_changes needs at least one change")
     before = state.copy() if state else DocumentState(changes[0].document_id, changes[0].source)
@@ -165,9 +181,9 @@ def apply_changes(
             update.stale.append(change)
             continue
         if change.role == "root":
-            _apply_root(after, change, chunker, is_forgotten, new_chunks, update)
+            _apply_root(after, change, chunker, is_forgotten, redact, new_chunks, update)
         else:
-            _apply_child(after, change, chunker, is_forgotten, new_chunks, update)
+            _apply_child(after, change, chunker, is_forgotten, redact, new_chunks, update)
 
     _diff(before, after, new_chunks, update)
     return update
@@ -191,6 +207,7 @@ def _apply_root(
     change: PartChange,
     chunker: Chunker,
     is_forgotten: IsForgotten,
+    redact: Redact,
     new_chunks: dict[str, list[ChunkText]],
     update: DocumentUpdate,
 ) -> None:
@@ -208,16 +225,17 @@ def _apply_root(
     state.root = RootState(
         version=change.version,
         table=change.table,
-        title=change.title or "",
+        title=redact(change.title or ""),
         groups=list(change.groups or ()),
         metadata=dict(change.metadata),
         link=change.link or "",
         subjects=sorted(change.subjects),
         identity=change.identity,
         commit_ts=commit_ts,
+        mentions=[[kind, value] for kind, value in change.mentions],
     )
     part = PartState(version=change.version, table=change.table, commit_ts=commit_ts)
-    _store_text(state, ROOT_PART, part, change, chunker, new_chunks)
+    _store_text(state, ROOT_PART, part, change, chunker, redact, new_chunks)
     update.applied.append(change)
 
 
@@ -226,6 +244,7 @@ def _apply_child(
     change: PartChange,
     chunker: Chunker,
     is_forgotten: IsForgotten,
+    redact: Redact,
     new_chunks: dict[str, list[ChunkText]],
     update: DocumentUpdate,
 ) -> None:
@@ -240,7 +259,7 @@ def _apply_child(
         (update.suppressed if forgotten and not change.deleted else update.applied).append(change)
         return
     part.subjects = sorted(change.subjects)
-    _store_text(state, change.part_id, part, change, chunker, new_chunks)
+    _store_text(state, change.part_id, part, change, chunker, redact, new_chunks)
     update.applied.append(change)
 
 
@@ -250,10 +269,11 @@ def _store_text(
     part: PartState,
     change: PartChange,
     chunker: Chunker,
+    redact: Redact,
     new_chunks: dict[str, list[ChunkText]],
 ) -> None:
-    """Chunk the change's text into `part`: its hashes go into the state, its chunks to the diff."""
-    chunks = chunker(change.text, change.text_format) if change.text else []
+    """Chunk the change's (redacted) text into `part`: its hashes go into the state, its chunks to the diff."""
+    chunks = chunker(redact(change.text), change.text_format) if change.text else []
     part.chunk_hashes = [chunk.text_hash for chunk in chunks]
     state.parts[part_id] = part
     new_chunks[part_id] = chunks
@@ -272,9 +292,8 @@ def _diff(
     for part_id, part in after.parts.items():
         old = before.parts.get(part_id)
         old_hashes = old.chunk_hashes if old else []
-        part_fields_changed = _part_fields_changed(old, part)
-        if part_id in new_chunks and (part.chunk_hashes != old_hashes or part_fields_changed):
-            if doc_fields_changed or part_fields_changed:
+        if part_id in new_chunks and part.chunk_hashes != old_hashes:
+            if doc_fields_changed:
                 update.write_parts[part_id] = new_chunks[part_id]  # every chunk carries the new fields
             else:
                 # Only the chunks whose text changed at their position: the others are already in
@@ -287,10 +306,6 @@ def _diff(
             update.refresh_parts.append(part_id)
     kept = set(after.chunk_ids())
     update.delete_ids = [chunk for chunk in before.chunk_ids() if chunk not in kept]
-
-
-def _part_fields_changed(old: PartState | None, new: PartState) -> bool:
-    return old is None or old.subjects != new.subjects
 
 
 def forget_in_state(state: DocumentState, identifiers: set[str]) -> DocumentState:

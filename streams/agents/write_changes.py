@@ -1,0 +1,122 @@
+"""Write a batch of part changes: load state, plan (pure), embed what is new, one bulk write, settle.
+
+The planning is pipeline/plan_batch.py; the index I/O is elastic/document_store.py; the model is
+embedding/. This module only runs them in order, with two rules of its own:
+- a document whose state record changed under us (optimistic concurrency) is planned again, up to
+  MAX_CONFLICT_ROUNDS times;
+- the suppression ledger's gate is held while the ledger is re-checked and the batch is written: if a
+  deletion request arrived while this batch was being embedded, the batch is planned again, so no
+  write planned before a request can land after it (see agents/suppression.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from streams.agents.suppression import SuppressionLedger
+from streams.elastic.document_store import DocumentStore
+from streams.embedding.embedder import Embedder
+from streams.errors import IndexingError, RetryableError, StreamsError
+from streams.pipeline import plan_batch as planning
+from streams.pipeline.plan_embeddings import plan_embeddings
+from streams.pipeline.update_document_state import Chunker
+from streams.records import PartChange
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_ROUNDS = 5
+
+
+@dataclass
+class WriteResult:
+    applied: list[PartChange] = field(default_factory=list)
+    stale: list[PartChange] = field(default_factory=list)
+    suppressed: list[PartChange] = field(default_factory=list)
+    failed: list[tuple[PartChange, StreamsError]] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    searchable_at: datetime | None = None
+
+    def merge(self, other: WriteResult) -> None:
+        self.applied += other.applied
+        self.stale += other.stale
+        self.suppressed += other.suppressed
+        self.failed += other.failed
+        self.chunks_embedded += other.chunks_embedded
+        self.chunks_reused += other.chunks_reused
+        self.chunks_written += other.chunks_written
+        self.chunks_deleted += other.chunks_deleted
+        self.searchable_at = other.searchable_at or self.searchable_at
+
+
+class ChangeWriter:
+    def __init__(self, store: DocumentStore, embedder: Embedder, chunker: Chunker, ledger: SuppressionLedger) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chunker = chunker
+        self.ledger = ledger
+
+    async def write(self, changes: list[PartChange]) -> WriteResult:
+        """Apply `changes` (in delivery order) to the index. Raises RetryableError on transient failure."""
+        result = WriteResult()
+        pending: dict[str, list[PartChange]] = {}
+        for change in changes:
+            pending.setdefault(change.document_id, []).append(change)
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            if not pending:
+                break
+            conflicts = await self._write_round(pending, result)
+            pending = {doc: pending[doc] for doc in conflicts}
+        for document_changes in pending.values():
+            error = IndexingError("the document's state kept changing under concurrent writers")
+            result.failed.extend((change, error) for change in document_changes)
+        return result
+
+    async def _write_round(self, pending: dict[str, list[PartChange]], result: WriteResult) -> set[str]:
+        stored = await self.store.load_states(list(pending))
+        ledger_version = self.ledger.version
+        plan = planning.plan_batch(stored, pending, self.chunker, self.ledger.names_any, self.ledger.redact)
+        result.failed.extend(plan.failed)
+        vectors = await self.store.load_vectors(planning.reusable_chunk_ids(plan, stored))
+        embeddings = plan_embeddings(plan.chunks_to_write(), vectors)
+        if embeddings.to_embed:
+            embedded = await self.embedder.encode_async(embeddings.texts)
+            vectors.update(
+                (chunk.text_hash, vector) for chunk, vector in zip(embeddings.to_embed, embedded, strict=True)
+            )
+        result.chunks_embedded += embeddings.embedded  # the model's work, even if this round is planned again
+        result.chunks_reused += embeddings.reused_count
+        now = datetime.now(UTC).isoformat()
+        operations = planning.build_operations(plan, stored, vectors, now)
+        for update in plan.updates.values():
+            if not update.changed:
+                result.stale.extend(update.stale)
+        if not operations:
+            return set()
+        async with self.ledger.gate:
+            if self.ledger.version != ledger_version:
+                # A deletion request landed while this batch was embedded: plan it all again.
+                return {doc for doc, update in plan.updates.items() if update.changed}
+            items = await self.store.bulk(operations)
+        outcome = planning.read_bulk_items(operations, items)
+        if outcome.transient:
+            raise RetryableError(outcome.transient, stage="index")
+        result.searchable_at = datetime.now(UTC)
+        for document_id, update in plan.updates.items():
+            if document_id in outcome.conflicts or not update.changed:
+                continue
+            if document_id in outcome.rejected:
+                result.failed.extend((change, outcome.rejected[document_id]) for change in pending[document_id])
+                continue
+            result.applied.extend(update.applied)
+            result.suppressed.extend(update.suppressed)
+            result.stale.extend(update.stale)
+            result.chunks_written += sum(len(chunks) for chunks in update.write_parts.values())
+            result.chunks_deleted += len(update.delete_ids)
+        if outcome.conflicts:
+            log.info("state of %d documents changed under this batch; planning them again", len(outcome.conflicts))
+        return outcome.conflicts

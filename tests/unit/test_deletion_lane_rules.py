@@ -1,0 +1,57 @@
+"""The deletion lane's rules: which requests are rejected at once, and which failures are retried."""
+
+from __future__ import annotations
+
+import pytest
+from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, NodeConfig
+from elasticsearch import ApiError
+
+from streams.errors import IndexingError, InvalidRequest, RetryableError, StreamsError, is_transient
+from streams.pipeline.validate_deletion_request import validate_deletion_request
+
+GOOD = {"request_id": "r1", "subject": "ann@example.com", "subject_kind": "email"}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"subject": ""}, "names no subject"),
+        ({"subject": "   "}, "names no subject"),
+        ({"subject": "not-an-email"}, "not an email"),
+        ({"subject_kind": "passport"}, "unknown subject kind"),
+        ({"subject_kind": "contact_id", "subject": "17; DROP TABLE"}, "not a numeric"),
+        ({"request_id": ""}, "no request_id"),
+    ],
+)
+def test_malformed_requests_are_rejected_with_the_reason(change: dict[str, str], reason: str) -> None:
+    with pytest.raises(InvalidRequest, match=reason):
+        validate_deletion_request({**GOOD, **change})
+
+
+def test_a_well_formed_request_passes() -> None:
+    validate_deletion_request(GOOD)
+    validate_deletion_request({**GOOD, "subject": "17", "subject_kind": "contact_id"})
+
+
+def _api_error(status: int) -> ApiError:
+    meta = ApiResponseMeta(status, "1.1", HttpHeaders(), 0.01, NodeConfig("http", "localhost", 9200))
+    return ApiError("error", meta, {})
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (RetryableError("cluster away"), True),
+        (ConnectionError("refused"), True),
+        (TimeoutError(), True),
+        (_api_error(429), True),
+        (_api_error(503), True),
+        (_api_error(400), False),
+        (IndexingError("rejected"), False),
+        (InvalidRequest("no subject"), False),
+        (StreamsError("subject still found after deletion"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_one_rule_says_what_is_transient(error: BaseException, transient: bool) -> None:
+    assert is_transient(error) is transient

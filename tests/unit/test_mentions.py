@@ -1,0 +1,72 @@
+"""Finding and redacting a forgotten person's mentions by keyed hash (pipeline/mentions.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.pipeline.mentions import MARKER, MentionPattern, Redactor, pattern_hashes
+
+KEY = b"test-key"
+PRIYA = [
+    MentionPattern("email", "Priya.Park@umbrella-health.org"),
+    MentionPattern("name", "Priya Park"),
+    MentionPattern("phone", "+1-555-555-0123"),
+]
+
+
+def redactor(patterns: list[MentionPattern] = PRIYA) -> Redactor:
+    return Redactor(KEY, pattern_hashes(KEY, patterns))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Priya Park from our platform team (priya.park@umbrella-health.org) first noticed it",
+         f"{MARKER} from our platform team ({MARKER}) first noticed it"),
+        ("Please keep PRIYA  PARK (mailto:Priya.Park@Umbrella-Health.org) in copy",
+         f"Please keep {MARKER} ({MARKER}) in copy"),
+        ("write to priya.park at umbrella-health dot org", f"write to {MARKER}"),
+        ("write to priya.park [at] umbrella-health.org", f"write to {MARKER}"),
+        ("Priya Park's laptop", f"{MARKER} laptop"),
+        ("call (555) 555-0123 or +1 555 555 0123 or 555.555.0123",
+         f"call {MARKER} or {MARKER} or {MARKER}"),
+    ],
+)  # fmt: skip
+def test_written_variants_are_redacted(text: str, expected: str) -> None:
+    assert redactor().redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Priya Parker is someone else",  # a longer word is another name
+        "Park Priya",  # not the phrase
+        "Priya\nPark",  # a name is written on one line
+        "priya.park@umbrella-health.com",  # another domain
+        "ticket 555-555-0124",  # another number
+        "Priya met the park rangers",
+    ],
+)
+def test_other_text_is_left_alone(text: str) -> None:
+    assert redactor().redact(text) == text
+
+
+def test_the_redactor_holds_hashes_never_the_names() -> None:
+    hashes = pattern_hashes(KEY, PRIYA)
+    assert all("priya" not in digest and "park" not in digest for digest in hashes)
+    assert all(len(digest) == 32 for digest in hashes)
+    # Another key, other hashes: without the ledger key a hash cannot be tested against a guess.
+    assert not set(hashes) & set(pattern_hashes(b"another-key", PRIYA))
+    assert Redactor(b"another-key", hashes).redact("Priya Park") == "Priya Park"
+
+
+def test_patterns_too_short_to_be_safe_are_not_used() -> None:
+    assert not MentionPattern("name", "Priya").usable()  # one word would redact every Priya
+    assert not MentionPattern("phone", "12-34").usable()
+    assert pattern_hashes(KEY, [MentionPattern("name", "Priya")]) == {}
+
+
+def test_an_empty_redactor_changes_nothing() -> None:
+    assert Redactor(KEY).redact("Priya Park, priya.park@umbrella-health.org") == (
+        "Priya Park, priya.park@umbrella-health.org"
+    )
