@@ -1,0 +1,164 @@
+"""Forgetting a person who is named in other people's documents: documents about them go, mentions
+of them (email, full name, phone) are redacted and re-embedded, the write path keeps redacting
+afterwards, and the verification finds a mention planted behind the pipeline's back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from streams.elastic.forget_subject import Identity, mention_patterns, verify_forgotten
+from streams.pipeline.mentions import MentionPattern, Redactor, pattern_hashes
+from streams.settings import Settings
+from streams.sources import edits
+from tests.integration.helpers import (
+    document_chunks,
+    es_client,
+    found_documents,
+    hybrid,
+    produce,
+    row_events,
+    unique,
+    wait_until,
+)
+from tests.integration.test_forget import _receipt, _request_forget
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Named:
+    email: str
+    name: str
+    phone: str
+    contact_doc: str
+    own_ticket: str
+    mentions: dict[str, str]  # another person's document -> a word only it contains
+
+    def patterns(self) -> list[str]:
+        return [self.email, self.name, self.phone]
+
+
+def _seed(es: Any) -> Named:
+    last = unique("pk").title()
+    name, email = f"Priya {last}", f"priya.{last.lower()}@umbrella-health.org"
+    phone = f"+1-555-{random.randint(200, 989)}-{random.randint(1000, 9999)}"
+    contact_id = edits.add_contact("Priya", last, email, ["sales"], phone=phone)
+    own_word = unique()
+    own = edits.add_ticket(f"VPN {own_word}", f"My VPN drops, {own_word}.", email, ["support"])
+    words = [unique() for _ in range(3)]
+    other = edits.add_ticket(
+        f"Outage {words[0]}",
+        f"{name} from our platform team ({email}) first noticed the {words[0]} outage.\n\n"
+        f"Please keep {name.upper()} in copy, or call her at {phone.replace('-', ' ')}.",
+        f"other.{unique('o')}@example.com", ["support"],
+    )  # fmt: skip
+    note = edits.add_note(
+        edits.add_contact("Omar", unique("om").title(), f"omar.{unique('o')}@example.com", ["sales"]),
+        "rep.someone@example.com", f"Omar says {name} ({phone}) signed off the {words[1]} renewal.",
+    )  # fmt: skip
+    page = edits.new_wiki_page(
+        f"Runbook {unique('t')}", f"== Contacts ==\n\nEscalate {words[2]} incidents to mailto:{email}.",
+        ["engineering"], f"wiki.{unique('w')}@example.com",
+    )  # fmt: skip
+    named = Named(
+        email, name, phone, f"crm/contact/{contact_id}", f"tickets/ticket/{own}",
+        {f"tickets/ticket/{other}": words[0], f"crm/note/{note}": words[1], f"wiki/page/{page}": words[2]},
+    )  # fmt: skip
+    for doc, word in [*named.mentions.items(), (named.own_ticket, own_word)]:
+        assert wait_until(lambda: doc in found_documents(es, word), timeout=120), f"{doc} was never indexed"  # noqa: B023
+    assert wait_until(lambda: named.contact_doc in found_documents(es, email), timeout=60)
+    return named
+
+
+def _texts_naming(named: Named, hits: list[dict[str, Any]]) -> list[str]:
+    text = json.dumps(hits).lower()
+    return [p for p in (named.email, named.name.lower(), named.phone) if p.lower() in text]
+
+
+def _assert_no_result_contains_them(es: Any, named: Named) -> None:
+    es.indices.refresh(index="streams-chunks")
+    for pattern in named.patterns():
+        bm25 = es.search(index="streams-chunks", size=50, query={"multi_match": {
+            "query": pattern, "type": "phrase", "fields": ["text", "title", "section"]}})["hits"]["hits"]  # fmt: skip
+        assert bm25 == [], f"BM25 phrase search for {pattern!r} finds {[h['_id'] for h in bm25]}"
+        hits = hybrid(pattern, k=50)["hits"]
+        assert not _texts_naming(named, hits), f"hybrid search for {pattern!r} returns text naming them"
+
+
+def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker: Settings) -> None:
+    es = es_client(worker)
+    named = _seed(es)
+    request_id, start = _request_forget(worker, named.email)
+    receipt = _receipt(worker, request_id, start)
+
+    deleted = {doc for r in receipt["removed"] for doc in r["document_ids"]}
+    redacted = {doc for r in receipt["redacted"] for doc in r["document_ids"]}
+    assert {named.contact_doc, named.own_ticket} <= deleted
+    assert set(named.mentions) <= redacted, receipt["redacted"]
+    assert not set(named.mentions) & deleted, "documents that only mention them must stay"
+    assert len(receipt["pattern_hashes"]) >= 3  # email, name, phone (and the phone without +1)
+    assert not any(named.name.lower() in h or named.email in h for h in receipt["pattern_hashes"])
+    verification = receipt["verification"]
+    assert (verification["subject_field_hits"], verification["bm25_hits"], verification["knn_hits"],
+            verification["hybrid_hits"]) == (0, 0, 0, 0)  # fmt: skip
+
+    _assert_no_result_contains_them(es, named)
+    for doc, word in named.mentions.items():  # the rest of each document stays searchable, redacted
+        chunks = document_chunks(es, doc)
+        assert chunks and doc in found_documents(es, word), f"{doc} lost more than the mention"
+        assert any("[redacted]" in c["text"] for c in chunks)
+
+    # A replay of the mentioning ticket's old events and a new ticket naming them: indexed redacted.
+    other_ticket = next(doc for doc in named.mentions if doc.startswith("tickets/"))
+    produce("tickets.public.tickets", row_events("tickets.public.tickets", {"id": int(other_ticket.split("/")[-1])}))
+    late_word = unique()
+    late = edits.add_ticket(
+        f"Follow-up {late_word}", f"{named.name} ({named.email}) asked about {late_word} again.",
+        f"third.{unique('t')}@example.com", ["support"],
+    )  # fmt: skip
+    late_doc = f"tickets/ticket/{late}"
+    assert wait_until(lambda: late_doc in found_documents(es, late_word), timeout=120)
+    assert all(named.name not in c["text"] and named.email not in c["text"] for c in document_chunks(es, late_doc))
+    assert "[redacted]" in json.dumps(document_chunks(es, late_doc))
+    _assert_no_result_contains_them(es, named)
+
+
+def test_the_verification_finds_a_mention_planted_behind_the_pipeline(worker: Settings) -> None:
+    """A check that can fail: a chunk written straight into the index (no subjects, nothing the
+    pipeline knows of) that names the person is found by the verification's probes."""
+    es = es_client(worker)
+    last = unique("pl").title()
+    email = f"planted.{last.lower()}@example.com"
+    planted_id = f"tickets/ticket/planted-{last}#root#0"
+    es.index(index="streams-chunks", id=planted_id, refresh=True, document={
+        "kind": "chunk", "document_id": f"tickets/ticket/planted-{last}", "part_id": "root", "source": "tickets",
+        "chunk_number": 0, "text": f"Please keep Tom {last} ({email}) in copy.", "title": "Planted",
+        "visible": True, "groups": ["support"], "subjects": [], "vector": [0.05] * 384,
+    })  # fmt: skip
+    patterns = mention_patterns({f"email:{email}"}, [["name", f"Tom {last}"]])
+    key = worker.ledger_key_bytes()
+    redactor = Redactor(key, pattern_hashes(key, patterns))
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        return [[0.05] * 384 for _ in texts]  # the planted chunk's own vector: the nearest neighbour
+
+    async def verify() -> Any:
+        async with AsyncElasticsearch(worker.elasticsearch_url, basic_auth=worker.elasticsearch_auth()) as client:
+            return await verify_forgotten(client, worker.index_alias, Identity({f"email:{email}"}, patterns),
+                                          redactor, embed)  # fmt: skip
+
+    try:
+        verification = asyncio.run(verify())
+        assert verification.subject_field_hits == 0  # what the old, subject-filtered check looked at
+        assert verification.bm25_hits >= 1 and verification.knn_hits >= 1 and verification.hybrid_hits >= 1
+        assert not verification.clean
+    finally:
+        es.delete(index="streams-chunks", id=planted_id, refresh=True)
+    assert MentionPattern("email", email).usable()
