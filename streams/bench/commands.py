@@ -75,7 +75,8 @@ def _print_summary(report: dict[str, Any]) -> None:
     i = report["incremental"]
     i_p50 = (i.get("freshness_s") or {}).get("p50")
     click.echo(
-        f"incremental  {_fmt(i.get('chunks_embedded_per_edit'))} chunks embedded per edit of a"
+        f"incremental  {_fmt(i.get('chunks_embedded_per_edit'))} chunks embedded and"
+        f" {_fmt(i.get('chunks_written_per_edit'))} written per edit (each by another author) of a"
         f" {_fmt(i.get('whole_doc_chunks_per_edit'))}-chunk page; searchable p50 {_fmt(i_p50, 's')}"
     )
     g = report["forget"]

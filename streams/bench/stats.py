@@ -19,6 +19,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "backfill.encode_chunks_per_s",
     "backfill.ratio",
     "incremental.chunks_embedded_per_edit",
+    "incremental.chunks_written_per_edit",
     "incremental.whole_doc_chunks_per_edit",
     "incremental.freshness_s.p50",
     "forget.unsearchable_s.p50",
