@@ -22,7 +22,10 @@ app = faust.App(
     broker_commit_interval=1.0,
     producer_acks=-1,
     web_enabled=True,
-    web_host="127.0.0.1",
+    # web_bind is the address faust listens on (its default is every interface); web_host only names
+    # the host in the URLs faust builds.
+    web_bind=settings.worker_web_bind,
+    web_host=settings.worker_web_host(),
     web_port=settings.worker_web_port,
     web_in_thread=False,
     stream_wait_empty=False,

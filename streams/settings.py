@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # The worker.
     worker_id: str = "streams-worker"
     worker_web_port: int = 16066
+    # The address the worker's HTTP server listens on. Loopback by default: /metrics and /freshness are
+    # unauthenticated, so exposing them (for example "0.0.0.0" behind a firewall) is an explicit choice.
+    worker_web_bind: str = "127.0.0.1"
     batch_max_events: int = 256
     batch_within_s: float = 0.05
 
@@ -82,8 +85,14 @@ class Settings(BaseSettings):
         """A confluent-kafka client config for the configured bootstrap servers."""
         return {"bootstrap.servers": self.kafka_bootstrap, **extra}
 
+    def worker_web_host(self) -> str:
+        """The host that reaches the worker's HTTP server from this machine (a wildcard bind answers on loopback)."""
+        if self.worker_web_bind in ("", "0.0.0.0", "::", "[::]"):
+            return "127.0.0.1"
+        return f"[{self.worker_web_bind}]" if ":" in self.worker_web_bind else self.worker_web_bind
+
     def worker_url(self) -> str:
-        return f"http://127.0.0.1:{self.worker_web_port}"
+        return f"http://{self.worker_web_host()}:{self.worker_web_port}"
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ def worker(loglevel: str) -> None:
 
     It indexes every change from the Debezium topics, serves deletion requests on their own lane,
     publishes freshness reports, and serves /metrics, /freshness and /search on
-    127.0.0.1:$STREAMS_WORKER_WEB_PORT (default 16066).
+    $STREAMS_WORKER_WEB_BIND:$STREAMS_WORKER_WEB_PORT (default 127.0.0.1:16066, loopback only).
     """
     import faust
 
