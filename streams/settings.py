@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     batch_max_events: int = 256
     batch_within_s: float = 0.05
 
+    # Who may call the worker's /search (see streams/auth.py and the README's "Who may search").
+    # API keys: a JSON object {"<key>": {"name": "...", "groups": [...], "operator": false}}, where a key
+    # may be written "sha256:<hex digest>"; inline, or in a file. Without a file setting the worker reads
+    # <stack_home>/search-keys.json when it exists (`streams stack up` generates it for the local stack).
+    search_api_keys: SecretStr | None = None
+    search_api_keys_file: Path | None = None
+    # HS256 JWTs signed with this secret; their `groups` claim gives the caller's groups.
+    search_jwt_secret: SecretStr | None = None
+    search_jwt_audience: str | None = None
+    search_jwt_issuer: str | None = None
+
+    def search_api_keys_path(self) -> Path:
+        return self.search_api_keys_file or self.stack_home / "search-keys.json"
+
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:
             return (self.elasticsearch_username, self.elasticsearch_password.get_secret_value())

@@ -26,7 +26,8 @@ def test_a_setting_exposes_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bind", "url"), [("10.1.2.3", "http://10.1.2.3:16066"), ("::1", "http://[::1]:16066"), ("::", "http://127.0.0.1:16066")]
+    ("bind", "url"),
+    [("10.1.2.3", "http://10.1.2.3:16066"), ("::1", "http://[::1]:16066"), ("::", "http://127.0.0.1:16066")],
 )
 def test_the_worker_url_follows_a_specific_bind(bind: str, url: str) -> None:
     assert Settings(worker_web_bind=bind).worker_url() == url
