@@ -14,6 +14,7 @@ mappings = load_mappings(PROJECT_ROOT / "connectors")
 app = faust.App(
     settings.worker_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
+    broker_credentials=settings.faust_broker_credentials(),  # SASL and/or TLS, as for confluent-kafka
     key_serializer="raw",
     value_serializer="raw",
     store="memory://",

@@ -101,9 +101,10 @@ def status(settings: Settings) -> dict[str, Any]:
         "kafka_bootstrap": settings.kafka_bootstrap,
         "connect_url": settings.connect_url,
         "elasticsearch_url": settings.elasticsearch_url,
-        "tickets_dsn": settings.tickets_dsn,
-        "crm_dsn": settings.crm_dsn,
-        "wiki_dsn": settings.wiki_dsn,
+        # Passwords redacted: the report is printed and may be pasted into an issue.
+        "tickets_dsn": settings.redacted_dsn("tickets"),
+        "crm_dsn": settings.redacted_dsn("crm"),
+        "wiki_dsn": settings.redacted_dsn("wiki"),
         "stack_home": str(settings.stack_home),
         "servers": {},
     }

@@ -40,7 +40,7 @@ def unique(prefix: str = "zq") -> str:
 
 def es_client(settings: Settings | None = None) -> Elasticsearch:
     settings = settings or get_settings()
-    return Elasticsearch(settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60)
+    return Elasticsearch(**settings.elasticsearch_client_options())
 
 
 def refresh(es: Elasticsearch, settings: Settings | None = None) -> None:

@@ -55,7 +55,7 @@ def _email(tag: str) -> str:
 
 
 def _set_contact_groups(settings: Settings, contact_id: int, groups: list[str]) -> None:
-    with connect_postgres(settings.crm_dsn, name="crm") as conn:
+    with connect_postgres(settings.dsn("crm"), name="crm") as conn:
         conn.execute("UPDATE contacts SET access_groups = %s WHERE id = %s", (groups, contact_id))
 
 

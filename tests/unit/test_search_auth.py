@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from streams.agents import web
 from streams.auth import (
@@ -73,7 +74,7 @@ def test_no_bearer_token_is_401_with_a_challenge(header: str | None) -> None:
         _jwt({"groups": ["support"]}, secret="another-secret-" + "y" * 64),
         _jwt({"groups": ["support"], "exp": int(time.time()) - 3600}),
         _jwt({"groups": ["support"]}, algorithm="HS512"),
-        jwt.encode({"sub": "x", "exp": int(time.time()) + 300, "groups": ["support"]}, None, algorithm="none"),
+        jwt.encode({"sub": "x", "exp": int(time.time()) + 300, "groups": ["support"]}, "", algorithm="none"),
         _jwt({}),  # no groups claim
         _jwt({"groups": "support"}),  # not a list
     ],
@@ -211,7 +212,7 @@ def test_a_bad_key_table_is_an_error_that_never_quotes_a_key(table: str, message
 
 
 def test_a_short_jwt_secret_is_refused_without_quoting_it(tmp_path: Path) -> None:
-    settings = Settings(stack_home=tmp_path, search_jwt_secret="too-short-secret")
+    settings = Settings(stack_home=tmp_path, search_jwt_secret=SecretStr("too-short-secret"))
     with pytest.raises(CredentialsConfigError, match="at least 32 bytes") as caught:
         Authenticator.from_settings(settings)
     assert "too-short-secret" not in str(caught.value)
@@ -222,7 +223,7 @@ def test_settings_keys_and_key_file_are_both_read(tmp_path: Path) -> None:
     key_file.write_text(json.dumps({OPERATOR_KEY: {"name": "ops", "operator": True}}))
     settings = Settings(
         stack_home=tmp_path,
-        search_api_keys=json.dumps({SUPPORT_KEY: {"name": "h", "groups": ["support"]}}),
+        search_api_keys=SecretStr(json.dumps({SUPPORT_KEY: {"name": "h", "groups": ["support"]}})),
         search_api_keys_file=key_file,
     )
     authenticator = Authenticator.from_settings(settings)
