@@ -14,6 +14,7 @@ mappings = load_mappings(PROJECT_ROOT / "connectors")
 app = faust.App(
     settings.worker_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
+    broker_credentials=settings.faust_broker_credentials(),  # SASL and/or TLS, as for confluent-kafka
     key_serializer="raw",
     value_serializer="raw",
     store="memory://",
@@ -22,7 +23,10 @@ app = faust.App(
     broker_commit_interval=1.0,
     producer_acks=-1,
     web_enabled=True,
-    web_host="127.0.0.1",
+    # web_bind is the address faust listens on (its default is every interface); web_host only names
+    # the host in the URLs faust builds.
+    web_bind=settings.worker_web_bind,
+    web_host=settings.worker_web_host(),
     web_port=settings.worker_web_port,
     web_in_thread=False,
     stream_wait_empty=False,

@@ -12,6 +12,9 @@ import random
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +24,7 @@ from elasticsearch import Elasticsearch
 
 from streams.agents.runtime import elasticsearch_client
 from streams.agents.worker_process import running_worker
+from streams.auth import local_key
 from streams.pipeline.document_mapping import load_mappings
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
@@ -83,6 +87,27 @@ def show_events(consumer: Consumer, seconds: float) -> None:
         print(f"   {message.topic():32} op={envelope.get('op')} {json.dumps(summary)[:110]}")
 
 
+def search_api(settings: Settings, query: str, key: str | None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"{settings.worker_url()}/search?{urllib.parse.urlencode({'q': query, 'k': 3})}")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(json.load(response))
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(json.load(exc))
+
+
+def show_search_api(settings: Settings, query: str) -> None:
+    """The worker's /search: no credential is refused; the local `support` key sees support's documents only."""
+    status, body = search_api(settings, query, None)
+    print(f"   GET /search without a credential: {status} {body.get('error_description', '')}")
+    status, body = search_api(settings, query, local_key(settings, "local-support"))
+    print(f"   GET /search as local-support (groups {body.get('groups')}): {status}")
+    for hit in body.get("hits", []):
+        print(f"      [{hit['source']}] {hit['title']}")
+
+
 def main() -> None:
     settings = get_settings()
     say("1. the local stack (Kafka, Kafka Connect + Debezium, Elasticsearch, PostgreSQL, MariaDB)")
@@ -93,7 +118,8 @@ def main() -> None:
     run("seed", "--docs", "300")
     say("4. the worker")
     with running_worker(settings, lambda line: print(f"   {line}"), settings.stack_home / "worker-demo.log"):
-        print(f"   worker at {settings.worker_url()} (metrics: /metrics, search: /search?q=...)")
+        print(f"   worker at {settings.worker_url()} (metrics: /metrics, search: /search?q=... with"
+              f" 'Authorization: Bearer <key>', keys in {settings.search_api_keys_path()})")
         show_the_loop(settings)
     say("done: the stack is still running (`.venv/bin/streams stack down` stops it)")
 
@@ -106,6 +132,7 @@ def show_the_loop(settings: Settings) -> None:
         print(f"   {hits(es, settings, {'term': {'kind': 'chunk'}})} chunks indexed")
         say("5. search: 'deadlock detected'")
         run("search", "deadlock detected", "--k", "3")
+        show_search_api(settings, "deadlock detected")
 
         say("6. live edits in each source, their Debezium events, and the seconds until search shows them")
         consumer = change_consumer(settings)

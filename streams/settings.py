@@ -7,13 +7,35 @@ local stack that ``streams stack up`` starts on loopback.
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DSNS = ("tickets", "crm", "wiki")
+
+
+class SettingsError(ValueError):
+    """Settings that do not fit together. Raised by the methods that render client configs, not by
+    pydantic, whose validation errors quote the input (and so could quote a password)."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{netloc[1]}").geturl()
 
 
 class Settings(BaseSettings):
@@ -27,9 +49,25 @@ class Settings(BaseSettings):
     elasticsearch_username: str | None = None
     elasticsearch_password: SecretStr | None = None
     schema_registry_url: str | None = None
-    tickets_dsn: str = "postgresql://streams:streams@127.0.0.1:15432/tickets"
-    crm_dsn: str = "postgresql://streams:streams@127.0.0.1:15432/crm"
-    wiki_dsn: str = "mysql://streams:streams@127.0.0.1:13306/wiki"
+    # Secrets (DSNs carry passwords): read them with .get_secret_value() where a client is built, or
+    # through dsn(); never print them (redacted_dsn() is for messages).
+    tickets_dsn: SecretStr = SecretStr("postgresql://streams:streams@127.0.0.1:15432/tickets")
+    crm_dsn: SecretStr = SecretStr("postgresql://streams:streams@127.0.0.1:15432/crm")
+    wiki_dsn: SecretStr = SecretStr("mysql://streams:streams@127.0.0.1:13306/wiki")
+
+    # Kafka security, for every Kafka client the project builds (confluent-kafka through kafka_config(),
+    # faust/aiokafka through faust_broker_credentials()).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None  # PEM CA bundle; default: the system's trust store
+
+    # Elasticsearch: an API key (or the user and password above), and TLS trust for an https URL:
+    # a CA file, or the SHA-256 fingerprint of the server's certificate.
+    elasticsearch_api_key: SecretStr | None = None
+    elasticsearch_ca_certs: Path | None = None
+    elasticsearch_ssl_assert_fingerprint: str | None = None
 
     # Where the local stack keeps data and logs (git-ignored), and where downloads are cached
     # so that a fresh clone on the same machine does not download again.
@@ -77,8 +115,35 @@ class Settings(BaseSettings):
     # The worker.
     worker_id: str = "streams-worker"
     worker_web_port: int = 16066
+    # The address the worker's HTTP server listens on. Loopback by default: /metrics and /freshness are
+    # unauthenticated, so exposing them (for example "0.0.0.0" behind a firewall) is an explicit choice.
+    worker_web_bind: str = "127.0.0.1"
     batch_max_events: int = 256
     batch_within_s: float = 0.05
+
+    # Who may call the worker's /search (see streams/auth.py and the README's "Who may search").
+    # API keys: a JSON object {"<key>": {"name": "...", "groups": [...], "operator": false}}, where a key
+    # may be written "sha256:<hex digest>"; inline, or in a file. Without a file setting the worker reads
+    # <stack_home>/search-keys.json when it exists (`streams stack up` generates it for the local stack).
+    search_api_keys: SecretStr | None = None
+    search_api_keys_file: Path | None = None
+    # HS256 JWTs signed with this secret; their `groups` claim gives the caller's groups.
+    search_jwt_secret: SecretStr | None = None
+    search_jwt_audience: str | None = None
+    search_jwt_issuer: str | None = None
+
+    def search_api_keys_path(self) -> Path:
+        return self.search_api_keys_file or self.stack_home / "search-keys.json"
+
+    def dsn(self, source: str) -> str:
+        """The source database's DSN, password included: only for opening a connection."""
+        if source not in SOURCE_DSNS:
+            raise SettingsError(f"no DSN setting for source {source!r} (one of {', '.join(SOURCE_DSNS)})")
+        secret: SecretStr = getattr(self, f"{source}_dsn")
+        return secret.get_secret_value()
+
+    def redacted_dsn(self, source: str) -> str:
+        return redact_url(self.dsn(source))
 
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:
@@ -88,12 +153,77 @@ class Settings(BaseSettings):
     def ledger_key_bytes(self) -> bytes:
         return self.ledger_key.get_secret_value().encode()
 
+    def elasticsearch_client_options(self) -> dict[str, Any]:
+        """Keyword arguments for Elasticsearch(...) and AsyncElasticsearch(...): every client the project builds."""
+        options: dict[str, Any] = {"hosts": [self.elasticsearch_url], "request_timeout": 60}
+        basic_auth = self.elasticsearch_auth()
+        if self.elasticsearch_api_key is not None:
+            if basic_auth is not None:
+                raise SettingsError(
+                    "set either STREAMS_ELASTICSEARCH_API_KEY or STREAMS_ELASTICSEARCH_USERNAME/_PASSWORD, not both"
+                )
+            options["api_key"] = self.elasticsearch_api_key.get_secret_value()
+        elif basic_auth is not None:
+            options["basic_auth"] = basic_auth
+        if self.elasticsearch_ca_certs is not None:
+            options["ca_certs"] = str(self.elasticsearch_ca_certs)
+        if self.elasticsearch_ssl_assert_fingerprint is not None:
+            options["ssl_assert_fingerprint"] = self.elasticsearch_ssl_assert_fingerprint
+        return options
+
+    def _kafka_sasl(self) -> tuple[str, str] | None:
+        if not self.kafka_security_protocol.startswith("SASL_"):
+            return None
+        if not self.kafka_sasl_username or self.kafka_sasl_password is None:
+            raise SettingsError(
+                f"STREAMS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
+                " STREAMS_KAFKA_SASL_USERNAME and STREAMS_KAFKA_SASL_PASSWORD"
+            )
+        return self.kafka_sasl_username, self.kafka_sasl_password.get_secret_value()
+
     def kafka_config(self, **extra: object) -> dict[str, object]:
-        """A confluent-kafka client config for the configured bootstrap servers."""
-        return {"bootstrap.servers": self.kafka_bootstrap, **extra}
+        """A confluent-kafka client config: the bootstrap servers and the security settings."""
+        config: dict[str, object] = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            config["security.protocol"] = self.kafka_security_protocol
+        sasl = self._kafka_sasl()
+        if sasl is not None:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"], config["sasl.password"] = sasl
+        if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_cafile is not None:
+            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return {**config, **extra}
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for faust/aiokafka (None without TLS), verifying against the CA file when given."""
+        if not self.kafka_security_protocol.endswith("SSL"):
+            return None
+        cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile is not None else None
+        return ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=cafile)
+
+    def faust_broker_credentials(self) -> CredentialsT | None:
+        """faust's `broker_credentials` for the same security as kafka_config() (None for PLAINTEXT)."""
+        import faust
+
+        context = self.kafka_ssl_context()
+        sasl = self._kafka_sasl()
+        if sasl is not None:
+            username, password = sasl
+            return faust.SASLCredentials(
+                username=username, password=password, mechanism=self.kafka_sasl_mechanism, ssl_context=context
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
+
+    def worker_web_host(self) -> str:
+        """The host that reaches the worker's HTTP server from this machine (a wildcard bind answers on loopback)."""
+        if self.worker_web_bind in ("", "0.0.0.0", "::", "[::]"):
+            return "127.0.0.1"
+        return f"[{self.worker_web_bind}]" if ":" in self.worker_web_bind else self.worker_web_bind
 
     def worker_url(self) -> str:
-        return f"http://127.0.0.1:{self.worker_web_port}"
+        return f"http://{self.worker_web_host()}:{self.worker_web_port}"
 
 
 @lru_cache(maxsize=1)

@@ -24,8 +24,7 @@ def source_namespace(source: str, settings: Settings, connectors_dir: Path = CON
     config = json.loads((connectors_dir / f"{source}.json").read_text())["config"]
     if "schema.include.list" in config:
         return str(config["schema.include.list"])
-    dsn = getattr(settings, f"{source}_dsn")
-    return urlparse(dsn).path.lstrip("/")
+    return urlparse(settings.dsn(source)).path.lstrip("/")
 
 
 def change_topics(mappings: Mappings, settings: Settings) -> list[str]:

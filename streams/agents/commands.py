@@ -12,16 +12,21 @@ def worker(loglevel: str) -> None:
 
     It indexes every change from the Debezium topics, serves deletion requests on their own lane,
     publishes freshness reports, and serves /metrics, /freshness and /search on
-    127.0.0.1:$STREAMS_WORKER_WEB_PORT (default 16066).
+    $STREAMS_WORKER_WEB_BIND:$STREAMS_WORKER_WEB_PORT (default 127.0.0.1:16066, loopback only).
     """
     import faust
 
     # Importing the agent modules registers their agents, timers and pages on the app.
     from streams.agents import forget_subjects, index_changes, publish_freshness, web  # noqa: F401
     from streams.app import app, mappings, settings
+    from streams.auth import CredentialsConfigError
     from streams.topics import ensure_topics
 
     ensure_topics(settings, mappings)
+    try:
+        web.search_authenticator()  # unreadable search credentials stop the start, with the reason
+    except CredentialsConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
 
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

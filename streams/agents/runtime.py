@@ -26,13 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def elasticsearch_client(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60)
+    return Elasticsearch(**settings.elasticsearch_client_options())
 
 
 def async_elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
-    return AsyncElasticsearch(
-        settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60
-    )
+    return AsyncElasticsearch(**settings.elasticsearch_client_options())
 
 
 def build_embedder(settings: Settings) -> Embedder:

@@ -1,15 +1,32 @@
-"""The worker's HTTP endpoints: /metrics (Prometheus), /freshness (JSON), /search (hybrid search)."""
+"""The worker's HTTP endpoints: /metrics (Prometheus), /freshness (JSON), /search (hybrid search).
+
+/metrics and /freshness are open (the server listens on loopback unless STREAMS_WORKER_WEB_BIND says
+otherwise); /search needs a bearer credential and searches only the groups it grants (streams/auth.py).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.agents.runtime import get_runtime
 from streams.app import app, settings
+from streams.auth import Authenticator, Caller, Unauthorized
 from streams.elastic.hybrid_index import hybrid_search
 from streams.observability import metrics
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def search_authenticator() -> Authenticator:
+    """Built once; `streams worker` calls it before starting so that bad credentials stop the start."""
+    return Authenticator.from_settings(settings)
 
 
 def _oldest_ages() -> dict[str, float]:
@@ -28,19 +45,60 @@ async def freshness_page(web: Any, request: Any) -> Any:
     return web.json({"worker_id": settings.worker_id, "sources": [f.to_json() for f in figures]})
 
 
+@dataclass(frozen=True)
+class SearchRequest:
+    caller: Caller
+    query: str
+    k: int
+    sources: list[str] | None
+    groups: list[str] | None  # the filter: None is the operator's unrestricted view
+
+
+@dataclass(frozen=True)
+class Rejection:
+    status: int
+    body: dict[str, str]
+    headers: dict[str, str]
+
+
+def plan_search(
+    authenticator: Authenticator, authorization: str | None, query: Mapping[str, str]
+) -> SearchRequest | Rejection:
+    """Authenticate first (nothing about the index is revealed to a caller without a credential),
+    then read the parameters. The groups come from the credential; `groups=` only narrows them."""
+    try:
+        caller = authenticator.authenticate(authorization)
+    except Unauthorized as exc:
+        return Rejection(401, exc.to_json(), {"WWW-Authenticate": exc.challenge()})
+    text = query.get("q", "").strip()
+    if not text:
+        return Rejection(400, {"error": "missing query parameter q"}, {})
+    try:
+        k = int(query.get("k", "10"))
+    except ValueError:
+        return Rejection(400, {"error": "k must be an integer"}, {})
+    if not 1 <= k <= 100:
+        return Rejection(400, {"error": "k must be between 1 and 100"}, {})
+    sources = [s for s in query.get("source", "").split(",") if s] or None
+    groups_param = query.get("groups")
+    requested = None if groups_param is None else [g for g in groups_param.split(",") if g]
+    return SearchRequest(caller, text, k, sources, caller.search_groups(requested))
+
+
 @app.page("/search")
 async def search_page(web: Any, request: Any) -> Any:
-    query = request.query.get("q", "").strip()
-    if not query:
-        return web.json({"error": "missing query parameter q"}, status=400)
-    try:
-        k = int(request.query.get("k", "10"))
-    except ValueError:
-        return web.json({"error": "k must be an integer"}, status=400)
-    sources = [s for s in request.query.get("source", "").split(",") if s] or None
-    groups_param = request.query.get("groups")
-    groups = None if groups_param is None else [g for g in groups_param.split(",") if g]
+    return await answer_search(web, request)
+
+
+async def answer_search(web: Any, request: Any) -> Any:
+    plan = plan_search(search_authenticator(), request.headers.get("Authorization"), request.query)
+    if isinstance(plan, Rejection):
+        if plan.status == 401:
+            log.info("/search refused: %s", plan.body["error_description"])
+        return web.json(plan.body, status=plan.status, headers=plan.headers)
     runtime = await get_runtime(settings)
-    vector = (await runtime.embedder.encode_async([query]))[0]
-    hits = await hybrid_search(runtime.es, settings.index_alias, query, vector, k, sources, groups)
-    return web.json({"query": query, "hits": [hit.to_json() for hit in hits]})
+    vector = (await runtime.embedder.encode_async([plan.query]))[0]
+    hits = await hybrid_search(runtime.es, settings.index_alias, plan.query, vector, plan.k, plan.sources, plan.groups)
+    return web.json(
+        {"query": plan.query, "caller": plan.caller.name, "groups": plan.groups, "hits": [h.to_json() for h in hits]}
+    )

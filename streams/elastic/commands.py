@@ -20,11 +20,16 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--source", "source", default=None, help="Only these sources (comma-separated: wiki,tickets,crm).")
 @click.option(
     "--groups", default=None,
-    help="The caller's access groups (comma-separated). Without it: the operator's unrestricted view.",
+    help="Show only what these access groups may see (comma-separated). Without it: everything.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def search(query: str, k: int, source: str | None, groups: str | None, as_json: bool) -> None:
-    """Hybrid search: BM25 and kNN over the chunks, fused by reciprocal rank fusion, grouped by document."""
+    """Hybrid search: BM25 and kNN over the chunks, fused by reciprocal rank fusion, grouped by document.
+
+    This command is an operator tool: it queries Elasticsearch directly with the worker's Elasticsearch
+    credentials, so it sees every document unless --groups narrows the view. Search services call the
+    worker's authenticated /search endpoint instead (README, "Who may search").
+    """
     from streams.agents.runtime import async_elasticsearch_client, build_embedder
     from streams.elastic.hybrid_index import hybrid_search
 

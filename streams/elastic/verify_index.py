@@ -33,7 +33,7 @@ from typing import Any
 import click
 
 from streams.pipeline.document_mapping import DocumentMapping, Mappings, SourceMapping, load_mappings
-from streams.settings import PROJECT_ROOT, Settings, get_settings
+from streams.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 
 CATEGORIES = ("missing", "stale", "extra", "resurrected")
 PAGE = 5000
@@ -102,10 +102,10 @@ def _quote(source: str, name: str) -> str:
 
 
 def _dsn(settings: Settings, source: str) -> str:
-    dsn = getattr(settings, f"{source}_dsn", None)
-    if not isinstance(dsn, str):
-        raise click.ClickException(f"no DSN setting for source {source!r} (STREAMS_{source.upper()}_DSN)")
-    return dsn
+    try:
+        return settings.dsn(source)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _query(settings: Settings, source: str, sql: str) -> list[tuple[Any, ...]]:

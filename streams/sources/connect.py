@@ -8,30 +8,39 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 import pymysql
 import pymysql.cursors
+from pydantic import SecretStr
+
+from streams.settings import redact_url
+
+# A DSN from the settings is a SecretStr (it carries a password): it is unwrapped here, where the
+# connection is opened, and only its redacted form ever reaches a message.
+Dsn = str | SecretStr
 
 
 class SourceUnavailable(RuntimeError):
     """A source database could not be reached."""
 
 
-def redact(dsn: str) -> str:
+def _reveal(dsn: Dsn) -> str:
+    return dsn.get_secret_value() if isinstance(dsn, SecretStr) else dsn
+
+
+def redact(dsn: Dsn) -> str:
     """The DSN without its password, for messages."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    return redact_url(_reveal(dsn))
 
 
-def connect_postgres(dsn: str, *, name: str = "source") -> psycopg.Connection[Any]:
+def connect_postgres(dsn: Dsn, *, name: str = "source") -> psycopg.Connection[Any]:
+    url = _reveal(dsn)
     try:
-        return psycopg.connect(dsn, connect_timeout=10)
+        return psycopg.connect(url, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise SourceUnavailable(f"cannot connect to the {name} database at {redact(dsn)}: {exc}") from exc
+        # libpq's message names the host and port, never the password (tests/unit/test_secrets.py checks).
+        raise SourceUnavailable(f"cannot connect to the {name} database at {redact(url)}: {exc}") from exc
 
 
-def connect_mariadb(dsn: str, *, name: str = "wiki") -> pymysql.connections.Connection[Any]:
-    parts = urlsplit(dsn)
+def connect_mariadb(dsn: Dsn, *, name: str = "wiki") -> pymysql.connections.Connection[Any]:
+    parts = urlsplit(_reveal(dsn))
     if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
         raise SourceUnavailable(f"the {name} DSN {redact(dsn)} is not a mysql:// URL")
     try:

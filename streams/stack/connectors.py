@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import SecretStr
+
 from streams.settings import PROJECT_ROOT, Settings
 from streams.stack.runner import Progress, StackError
 
@@ -32,8 +34,8 @@ def connector_files(directory: Path = CONNECTORS_DIR) -> list[Path]:
 
 
 def _dsn_part(settings: Settings, field: str, part: str) -> str:
-    url = urlsplit(str(getattr(settings, field)))
     source = field.removesuffix("_dsn")
+    url = urlsplit(settings.dsn(source))
     values = {
         "host": settings.connector_hosts.get(source, url.hostname or ""),
         "port": str(url.port or ""),
@@ -55,7 +57,9 @@ def render(config: dict[str, str], settings: Settings) -> dict[str, str]:
             return _dsn_part(settings, field, part)
         if field == "kafka_bootstrap":
             return settings.connector_hosts.get("kafka", settings.kafka_bootstrap)
-        return str(getattr(settings, field))
+        value = getattr(settings, field)
+        # Connector configs are sent to Kafka Connect, which needs the secret itself.
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
     return {key: PLACEHOLDER.sub(substitute, str(value)) for key, value in config.items()}
 

@@ -29,7 +29,7 @@ class MariaDB(Server):
         super().__init__(*args, **kwargs)
         self.socket = self.home / "run" / "mariadb.sock"
         self.config_file = self.home / "my.cnf"
-        dsn = urlsplit(self.settings.wiki_dsn)
+        dsn = urlsplit(self.settings.dsn("wiki"))
         self.host = dsn.hostname or "127.0.0.1"
         self.port = dsn.port or 3306
 
@@ -102,7 +102,7 @@ class MariaDB(Server):
     def after_healthy(self, progress: Progress) -> None:
         import pymysql
 
-        url = urlsplit(self.settings.wiki_dsn)
+        url = urlsplit(self.settings.dsn("wiki"))
         user, password, dbname = url.username or "streams", url.password or "", url.path.lstrip("/")
         quoted = password.replace("\\", "\\\\").replace("'", "\\'")
         self._client(

@@ -21,7 +21,7 @@ class Postgres(Server):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.socket_dir = self.home / "run"
-        dsn = urlsplit(self.settings.tickets_dsn)
+        dsn = urlsplit(self.settings.dsn("tickets"))
         self.host = dsn.hostname or "127.0.0.1"
         self.port = dsn.port or 5432
 
@@ -90,8 +90,8 @@ class Postgres(Server):
         import psycopg
         from psycopg import sql
 
-        for source, dsn in (("tickets", self.settings.tickets_dsn), ("crm", self.settings.crm_dsn)):
-            url = urlsplit(dsn)
+        for source in ("tickets", "crm"):
+            url = urlsplit(self.settings.dsn(source))
             user, password, dbname = url.username or "streams", url.password or "", url.path.lstrip("/")
             try:
                 with self._superuser() as conn:
@@ -106,7 +106,7 @@ class Postgres(Server):
                             sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(user))
                         )
                 schema = resources.files("streams.sources").joinpath(f"{source}.sql").read_text()
-                with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
+                with psycopg.connect(self.settings.dsn(source), connect_timeout=5, autocommit=True) as conn:
                     conn.execute(schema.encode())
             except psycopg.Error as exc:
                 raise ServerFailed(self.name, f"setting up database {dbname!r}: {exc}") from exc

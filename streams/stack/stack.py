@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from streams.auth import ensure_local_keys
 from streams.settings import Settings
 from streams.stack.connect import Connect
 from streams.stack.elasticsearch import Elasticsearch
@@ -48,6 +49,7 @@ def _up(settings: Settings, progress: Progress) -> list[str]:
     the servers this call started. A second call leaves running servers alone."""
     all_servers = servers(settings)
     settings.stack_home.mkdir(parents=True, exist_ok=True)
+    ensure_local_keys(settings)  # the worker's /search needs a credential; the tests and the demo use these
     if any(s.user is None for s in all_servers.values()):
         service_user()
     healthy = {name: threading.Event() for name in all_servers}
@@ -99,9 +101,10 @@ def status(settings: Settings) -> dict[str, Any]:
         "kafka_bootstrap": settings.kafka_bootstrap,
         "connect_url": settings.connect_url,
         "elasticsearch_url": settings.elasticsearch_url,
-        "tickets_dsn": settings.tickets_dsn,
-        "crm_dsn": settings.crm_dsn,
-        "wiki_dsn": settings.wiki_dsn,
+        # Passwords redacted: the report is printed and may be pasted into an issue.
+        "tickets_dsn": settings.redacted_dsn("tickets"),
+        "crm_dsn": settings.redacted_dsn("crm"),
+        "wiki_dsn": settings.redacted_dsn("wiki"),
         "stack_home": str(settings.stack_home),
         "servers": {},
     }

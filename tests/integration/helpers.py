@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -39,7 +40,7 @@ def unique(prefix: str = "zq") -> str:
 
 def es_client(settings: Settings | None = None) -> Elasticsearch:
     settings = settings or get_settings()
-    return Elasticsearch(settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60)
+    return Elasticsearch(**settings.elasticsearch_client_options())
 
 
 def refresh(es: Elasticsearch, settings: Settings | None = None) -> None:
@@ -94,16 +95,42 @@ def knn_documents(es: Elasticsearch, vector: Sequence[float], size: int = 50) ->
     return [{"_id": hit["_id"], **hit["_source"]} for hit in response["hits"]["hits"]]
 
 
-def hybrid(query: str, groups: Sequence[str] | None = None, k: int = 20, sources: Sequence[str] = ()) -> dict[str, Any]:
-    """The worker's /search endpoint (the product's hybrid search: BM25 + kNN fused with RRF)."""
+OPERATOR = "local-operator"  # the local stack's key names (streams/auth.py: ensure_local_keys)
+SUPPORT = "local-support"
+
+
+def search_key(name: str = OPERATOR) -> str:
+    """A key from the local stack's search key file (`streams stack up` generates it)."""
+    from streams.auth import local_key
+
+    return local_key(get_settings(), name)
+
+
+def search_api(params: dict[str, str], authorization: str | None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """GET /search with these parameters and Authorization header: (status, headers, JSON body), errors included."""
+    request = urllib.request.Request(f"{get_settings().worker_url()}/search?{urllib.parse.urlencode(params)}")
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), dict(json.load(response))
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), dict(json.load(exc))
+
+
+def hybrid(
+    query: str, groups: Sequence[str] | None = None, k: int = 20, sources: Sequence[str] = (), *, key: str | None = None
+) -> dict[str, Any]:
+    """The worker's /search endpoint (the product's hybrid search: BM25 + kNN fused with RRF), as the local
+    operator unless `key` names another credential; `groups` narrows the credential's groups."""
     params: dict[str, str] = {"q": query, "k": str(k)}
     if groups is not None:
         params["groups"] = ",".join(groups)
     if sources:
         params["source"] = ",".join(sources)
-    url = f"{get_settings().worker_url()}/search?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return dict(json.load(response))
+    status, _, body = search_api(params, f"Bearer {key or search_key()}")
+    assert status == 200, f"/search answered {status}: {body}"
+    return body
 
 
 def hybrid_document_ids(query: str, groups: Sequence[str] | None = None, k: int = 20) -> set[str]:

@@ -212,9 +212,9 @@ def test_replays_and_a_resnapshot_do_not_bring_a_forgotten_person_back(worker: S
 
     resnapshot: dict[str, list[tuple[bytes, bytes | None]]] = {}
     for topic, dsn, table, key in (
-        ("tickets.public.tickets", worker.tickets_dsn, "tickets", person.ticket_id),
-        ("crm.public.contacts", worker.crm_dsn, "contacts", person.contact_id),
-        ("crm.public.notes", worker.crm_dsn, "notes", person.note_id),
+        ("tickets.public.tickets", worker.dsn("tickets"), "tickets", person.ticket_id),
+        ("crm.public.contacts", worker.dsn("crm"), "contacts", person.contact_id),
+        ("crm.public.notes", worker.dsn("crm"), "notes", person.note_id),
     ):
         raw_key, value = [e for e in replays[topic] if e[1]][-1]
         envelope = json.loads(value)

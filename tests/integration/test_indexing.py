@@ -43,7 +43,7 @@ def _email(tag: str) -> str:
 
 
 def _set_ticket_description(ticket_id: int, description: str, settings: Settings) -> None:
-    with connect_postgres(settings.tickets_dsn, name="tickets") as conn:
+    with connect_postgres(settings.dsn("tickets"), name="tickets") as conn:
         conn.execute("UPDATE tickets SET description = %s, updated_at = now() WHERE id = %s", (description, ticket_id))
 
 

@@ -22,12 +22,12 @@ COUNTED = {
 
 def _counts(settings: Settings) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for source, dsn in (("tickets", settings.tickets_dsn), ("crm", settings.crm_dsn)):
+    for source, dsn in (("tickets", settings.dsn("tickets")), ("crm", settings.dsn("crm"))):
         with connect_postgres(dsn, name=source) as pg:
             for table in COUNTED[source]:
                 row = pg.execute(f"SELECT count(*) FROM {table}").fetchone()
                 counts[f"{source}.{table}"] = int(row[0]) if row else 0
-    wiki = connect_mariadb(settings.wiki_dsn)
+    wiki = connect_mariadb(settings.dsn("wiki"))
     try:
         with wiki.cursor() as cur:
             for table in COUNTED["wiki"]:
@@ -55,10 +55,10 @@ def test_seed_adds_the_documents_it_reports(local_stack: Settings) -> None:
 
 def test_edit_wiki_paragraph_changes_one_paragraph(local_stack: Settings) -> None:
     run_seed(local_stack, docs=3, seed=12, sources=("wiki",))
-    page_id = edits.long_wiki_page(dsn=local_stack.wiki_dsn)
+    page_id = edits.long_wiki_page(dsn=local_stack.dsn("wiki"))
     old = _latest_text(local_stack, page_id)
 
-    rev_id = edits.edit_wiki_paragraph(page_id, random.Random(1), dsn=local_stack.wiki_dsn)
+    rev_id = edits.edit_wiki_paragraph(page_id, random.Random(1), dsn=local_stack.dsn("wiki"))
 
     new = _latest_text(local_stack, page_id, expected_rev=rev_id)
     old_blocks, new_blocks = old.split("\n\n"), new.split("\n\n")
@@ -72,7 +72,7 @@ def test_ticket_and_note_edits_round_trip(local_stack: Settings) -> None:
     comment = edits.add_ticket_comment(ticket, "agent@example.com", "Looking into it.")
     edits.set_ticket_groups(ticket, ["support"])
     edits.close_ticket(ticket)
-    with connect_postgres(local_stack.tickets_dsn) as pg:
+    with connect_postgres(local_stack.dsn("tickets")) as pg:
         row = pg.execute("SELECT status, access_groups FROM tickets WHERE id = %s", (ticket,)).fetchone()
         assert row == ("solved", ["support"])
         assert pg.execute("SELECT ticket_id FROM ticket_comments WHERE id = %s", (comment,)).fetchone() == (ticket,)
@@ -81,7 +81,7 @@ def test_ticket_and_note_edits_round_trip(local_stack: Settings) -> None:
     contact = edits.add_contact("Seed", "Test", "seed.test@acme-logistics.com", ["sales"])
     note = edits.add_note(contact, "rep@example.com", "Call about renewal.", kind="call")
     edits.update_note(note, body="Call about the renewal quote.", groups=["sales", "exec"])
-    with connect_postgres(local_stack.crm_dsn) as pg:
+    with connect_postgres(local_stack.dsn("crm")) as pg:
         row = pg.execute("SELECT body, access_groups FROM notes WHERE id = %s", (note,)).fetchone()
         assert row == ("Call about the renewal quote.", ["sales", "exec"])
     edits.delete_note(note)
@@ -89,7 +89,7 @@ def test_ticket_and_note_edits_round_trip(local_stack: Settings) -> None:
 
 
 def _latest_text(settings: Settings, page_id: int, expected_rev: int | None = None) -> str:
-    wiki = connect_mariadb(settings.wiki_dsn)
+    wiki = connect_mariadb(settings.dsn("wiki"))
     try:
         with wiki.cursor() as cur:
             cur.execute(

@@ -37,7 +37,7 @@ def _pg_exec(dsn: str, statement: str, params: tuple[Any, ...]) -> Any:
 
 
 def _maria_exec(settings: Settings, statement: str, params: tuple[Any, ...]) -> int:
-    conn = connect_mariadb(settings.wiki_dsn)
+    conn = connect_mariadb(settings.dsn("wiki"))
     with conn, conn.cursor() as cursor:
         cursor.execute(statement, params)
         conn.commit()
@@ -49,28 +49,28 @@ SOURCES = {
         topic="tickets.public.tickets",
         key_column="id",
         insert=lambda s, tag: _pg_exec(
-            s.tickets_dsn,
+            s.dsn("tickets"),
             "INSERT INTO tickets (subject, description) VALUES (%s, %s) RETURNING id",
             (f"printer on fire {tag}", "it smells"),
         ),
         update=lambda s, row, tag: _pg_exec(
-            s.tickets_dsn, "UPDATE tickets SET status = 'open', subject = %s WHERE id = %s", (f"updated {tag}", row)
+            s.dsn("tickets"), "UPDATE tickets SET status = 'open', subject = %s WHERE id = %s", (f"updated {tag}", row)
         ),
-        delete=lambda s, row: _pg_exec(s.tickets_dsn, "DELETE FROM tickets WHERE id = %s", (row,)),
+        delete=lambda s, row: _pg_exec(s.dsn("tickets"), "DELETE FROM tickets WHERE id = %s", (row,)),
         updated_column="subject",
     ),
     "crm": Source(
         topic="crm.public.contacts",
         key_column="id",
         insert=lambda s, tag: _pg_exec(
-            s.crm_dsn,
+            s.dsn("crm"),
             "INSERT INTO contacts (first_name, last_name, email) VALUES (%s, %s, %s) RETURNING id",
             ("Ada", "Lovelace", f"ada-{tag}@example.com"),
         ),
         update=lambda s, row, tag: _pg_exec(
-            s.crm_dsn, "UPDATE contacts SET title = %s WHERE id = %s", (f"updated {tag}", row)
+            s.dsn("crm"), "UPDATE contacts SET title = %s WHERE id = %s", (f"updated {tag}", row)
         ),
-        delete=lambda s, row: _pg_exec(s.crm_dsn, "DELETE FROM contacts WHERE id = %s", (row,)),
+        delete=lambda s, row: _pg_exec(s.dsn("crm"), "DELETE FROM contacts WHERE id = %s", (row,)),
         updated_column="title",
     ),
     "wiki": Source(

@@ -25,7 +25,7 @@ def _unit_vector(seed: int) -> list[float]:
 
 @pytest.fixture
 def index(local_stack: Settings) -> Iterator[tuple[Elasticsearch, str]]:
-    client = Elasticsearch(local_stack.elasticsearch_url, basic_auth=local_stack.elasticsearch_auth())
+    client = Elasticsearch(**local_stack.elasticsearch_client_options())
     name = f"streams-stack-test-{uuid.uuid4().hex[:8]}"
     client.indices.create(
         index=name,

@@ -34,8 +34,8 @@ def test_ports_match_the_default_settings() -> None:
     assert int(settings.kafka_bootstrap.rsplit(":", 1)[1]) in _host_ports("kafka")
     assert urlsplit(settings.connect_url).port in _host_ports("connect")
     assert urlsplit(settings.elasticsearch_url).port in _host_ports("elasticsearch")
-    assert urlsplit(settings.tickets_dsn).port in _host_ports("postgres")
-    assert urlsplit(settings.wiki_dsn).port in _host_ports("mariadb")
+    assert urlsplit(settings.dsn("tickets")).port in _host_ports("postgres")
+    assert urlsplit(settings.dsn("wiki")).port in _host_ports("mariadb")
 
 
 def test_every_service_has_a_healthcheck() -> None:
