@@ -192,11 +192,35 @@ async def _delete_named_chunks(
     raise IndexingError(f"chunks naming {sorted(identifiers)} kept appearing after {MAX_ROUNDS} rounds", stage="forget")
 
 
+def _candidates(pattern: MentionPattern, field_name: str) -> list[dict[str, Any]]:
+    """Queries that find every chunk that may hold `pattern`, whatever the analyzer made of it.
+
+    A phrase query alone misses written variants that the standard tokenizer keeps as one token
+    ("mailto:priya.park" because ':' joins letters, "Park's", "5555550123"), so each pattern also
+    asks for its most distinctive piece; the redactor then confirms or rejects each candidate.
+    """
+    queries: list[dict[str, Any]] = [{"match_phrase": {field_name: {"query": pattern.phrase()}}}]
+    form = pattern.normalized
+    if pattern.kind == "email":
+        local = form.split("@", 1)[0]
+        queries.append({"wildcard": {field_name: {"value": f"*{local}*", "case_insensitive": True}}})
+    elif pattern.kind == "name":
+        queries.append({"bool": {"filter": [
+            {"prefix": {field_name: {"value": word, "case_insensitive": True}}} for word in form.split()
+        ]}})  # fmt: skip
+    elif pattern.kind == "phone":
+        last10 = form[-10:]
+        queries.append({"match_phrase": {field_name: {"query": f"{last10[:3]} {last10[3:6]} {last10[6:]}"}}})
+        queries.append({"bool": {"filter": [{"term": {field_name: last10[6:]}}, {"term": {field_name: last10[3:6]}}]}})
+        queries.append({"wildcard": {field_name: {"value": f"*{last10}"}}})
+    return queries
+
+
 def mention_query(patterns: set[MentionPattern]) -> dict[str, Any]:
-    """Chunks whose text, title or section contains any pattern as a phrase (no subject filter)."""
+    """Chunks whose text, title or section may contain any pattern (no subject filter)."""
     should = [
-        {"match_phrase": {name: {"query": pattern.phrase()}}} for pattern in sorted(patterns, key=str)
-        for name in MENTION_FIELDS
+        query for pattern in sorted(patterns, key=str) for name in MENTION_FIELDS
+        for query in _candidates(pattern, name)
     ]  # fmt: skip
     return {"bool": {"filter": [{"term": {"kind": "chunk"}}], "should": should, "minimum_should_match": 1}}
 
@@ -290,8 +314,9 @@ class Verification:
     """What searches still find after a request; every figure must be zero.
 
     - subject_field_hits: records whose `subjects` field names an identifier;
-    - bm25_hits: chunks that a phrase query for a pattern finds (text, title, section; no subject
-      filter, every generation) and whose stored text still contains a pattern;
+    - bm25_hits: chunks that the keyword probes for a pattern find (a phrase query and its most
+      distinctive piece over text, title, section; no subject filter, every generation) and whose
+      stored text or highlights still contain a pattern;
     - knn_hits: chunks among the nearest neighbours of each pattern's embedding that contain one;
     - hybrid_hits: results of a hybrid search for each pattern (as a user would type it) whose text,
       title or highlights contain one.
