@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from streams import avro
+from streams.clients import consumer_at_end, kafka_producer
 from streams.settings import Settings, get_settings
 
 SUBJECT_KINDS = ("email", "contact_id", "user_id")
@@ -30,22 +31,11 @@ def deletion_request(subject: str, kind: str, requested_by: str, reason: str) ->
 
 def receipts_consumer(settings: Settings) -> Consumer:
     """A consumer positioned at the end of the receipts topic: open it before publishing the request."""
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"streams-forget-{uuid.uuid4()}", "enable.auto.commit": False})
-    )
-    metadata = consumer.list_topics(settings.receipts_topic, timeout=10).topics.get(settings.receipts_topic)
-    partitions = list(metadata.partitions) if metadata and metadata.error is None else []
-    if not partitions:
-        partitions = [0]
-    consumer.assign([TopicPartition(settings.receipts_topic, p, OFFSET_END) for p in partitions])
-    for p in partitions:  # resolve OFFSET_END now, so a receipt published right after is not skipped
-        _, high = consumer.get_watermark_offsets(TopicPartition(settings.receipts_topic, p), timeout=10)
-        consumer.seek(TopicPartition(settings.receipts_topic, p, high))
-    return consumer
+    return consumer_at_end(settings, [settings.receipts_topic], "streams-forget")
 
 
 def publish_request(settings: Settings, request: dict[str, Any]) -> None:
-    producer = Producer(settings.kafka_config(acks="all"))
+    producer = kafka_producer(settings, acks="all")
     producer.produce(
         settings.deletion_topic,
         key=request["request_id"].encode(),
@@ -65,9 +55,10 @@ def wait_for_receipt(
             continue
         if message.error():
             raise KafkaException(message.error())
-        if message.key() != request_id.encode() or message.value() is None:
+        value = message.value()
+        if message.key() != request_id.encode() or value is None:
             continue
-        receipt = avro.decode("deletion_receipt", message.value())
+        receipt = avro.decode("deletion_receipt", value)
         if status == "unsearchable" or receipt["status"] == status:
             return receipt
     return None

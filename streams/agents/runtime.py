@@ -10,9 +10,10 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 
-from elasticsearch import AsyncElasticsearch, Elasticsearch
+from elasticsearch import AsyncElasticsearch
 
 from streams.agents.suppression import SuppressionLedger
+from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.hybrid_index import ensure_index
 from streams.elastic.write_documents import DocumentWriter
 from streams.embedding.embedder import Embedder
@@ -22,16 +23,6 @@ from streams.records import ChunkText, TextFormat
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def elasticsearch_client(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60)
-
-
-def async_elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
-    return AsyncElasticsearch(
-        settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60
-    )
 
 
 def build_embedder(settings: Settings) -> Embedder:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from streams.read_topic import read_whole_topic
+from streams.clients import read_whole_topic
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ class SuppressionLedger:
         """Read the compacted ledger topic from the beginning to its end."""
         identifiers: set[str] = set()
         for message in read_whole_topic(settings, settings.ledger_topic, f"{settings.worker_id}-ledger", timeout_s):
-            if message.value() is not None and message.key() is not None:
-                identifiers.add(message.key().decode())
+            key = message.key()
+            if message.value() is not None and key is not None:
+                identifiers.add(key.decode())
         log.info("suppression ledger: %d forgotten identifiers", len(identifiers))
         return cls(identifiers)

@@ -12,9 +12,17 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, Producer, TopicPartition
 from elasticsearch import Elasticsearch
 
+from streams.clients import (
+    elasticsearch_client,
+    end_offsets,
+    kafka_consumer,
+    kafka_producer,
+    read_to_end,
+    read_whole_topic,
+    unique_group,
+)
 from streams.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -38,8 +46,7 @@ def unique(prefix: str = "zq") -> str:
 
 
 def es_client(settings: Settings | None = None) -> Elasticsearch:
-    settings = settings or get_settings()
-    return Elasticsearch(settings.elasticsearch_url, basic_auth=settings.elasticsearch_auth(), request_timeout=60)
+    return elasticsearch_client(settings or get_settings())
 
 
 def refresh(es: Elasticsearch, settings: Settings | None = None) -> None:
@@ -137,32 +144,7 @@ def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:
 def topic_messages(topic: str, settings: Settings | None = None, timeout_s: float = 30.0) -> list[Any]:
     """Every message now in `topic` (all partitions), from the beginning to the current end."""
     settings = settings or get_settings()
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"tests-reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
-        partitions = sorted(metadata.topics[topic].partitions)
-        ends: dict[int, int] = {}
-        assign = []
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            if high > low:
-                ends[p] = high
-                assign.append(TopicPartition(topic, p, low))
-        consumer.assign(assign)
-        messages: list[Any] = []
-        deadline = time.monotonic() + timeout_s * 4
-        while ends and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None or message.error():
-                continue
-            messages.append(message)
-            if message.offset() + 1 >= ends.get(message.partition(), 0):
-                ends.pop(message.partition(), None)
-        return messages
-    finally:
-        consumer.close()
+    return list(read_whole_topic(settings, topic, unique_group("tests-reader"), timeout_s, deadline_s=timeout_s * 4))
 
 
 def row_events(topic: str, key: dict[str, Any]) -> list[tuple[bytes, bytes | None]]:
@@ -191,7 +173,7 @@ def produce(
     murmur2 is the Java client's partitioner (Debezium's): a re-produced event lands in the partition
     its row's events are in, as a real redelivery would."""
     settings = settings or get_settings()
-    producer = Producer(settings.kafka_config(**{"acks": "all", "partitioner": "murmur2_random"}))
+    producer = kafka_producer(settings, **{"acks": "all", "partitioner": "murmur2_random"})
     delivered: list[tuple[int, int] | None] = []
 
     def report(index: int) -> Callable[[Any, Any], None]:
@@ -211,41 +193,14 @@ def produce(
 
 
 def topic_end_offsets(topic: str, settings: Settings | None = None) -> dict[int, int]:
-    settings = settings or get_settings()
-    consumer = Consumer(settings.kafka_config(**{"group.id": f"tests-ends-{uuid.uuid4().hex}"}))
-    try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in metadata.topics[topic].partitions
-        }
-    finally:
-        consumer.close()
+    return end_offsets(settings or get_settings(), topic)
 
 
 def messages_after(topic: str, start: dict[int, int], timeout_s: float = 10.0) -> list[Any]:
     """Messages of `topic` past the given per-partition offsets, up to the end as it is now."""
-    settings = get_settings()
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"tests-after-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    )
+    consumer = kafka_consumer(get_settings(), unique_group("tests-after"))
     try:
-        ends = topic_end_offsets(topic)
-        assign = [TopicPartition(topic, p, start.get(p, 0)) for p, end in ends.items() if end > start.get(p, 0)]
-        pending = {tp.partition: ends[tp.partition] for tp in assign}
-        if not assign:
-            return []
-        consumer.assign(assign)
-        messages = []
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None or message.error():
-                continue
-            messages.append(message)
-            if message.offset() + 1 >= pending.get(message.partition(), 0):
-                pending.pop(message.partition(), None)
-        return messages
+        return list(read_to_end(consumer, topic, start, deadline_s=timeout_s))
     finally:
         consumer.close()
 

@@ -25,7 +25,8 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def search(query: str, k: int, source: str | None, groups: str | None, as_json: bool) -> None:
     """Hybrid search: BM25 and kNN over the chunks, fused by reciprocal rank fusion, grouped by document."""
-    from streams.agents.runtime import async_elasticsearch_client, build_embedder
+    from streams.agents.runtime import build_embedder
+    from streams.clients import async_elasticsearch_client
     from streams.elastic.hybrid_index import hybrid_search
 
     settings = get_settings()
