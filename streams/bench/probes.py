@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.agents.worker_process import running_worker, worker_answers
+from streams.errors import StreamsError
 from streams.settings import Settings
 
 Progress = Callable[[str], None]
@@ -19,8 +20,10 @@ Progress = Callable[[str], None]
 __all__ = ["running_worker", "worker_answers"]  # re-exported for the scenarios
 
 
-class BenchError(RuntimeError):
+class BenchError(StreamsError):
     """A scenario could not run (the reason is recorded in its report)."""
+
+    stage = "bench"
 
 
 @dataclass

@@ -9,9 +9,13 @@ import psycopg
 import pymysql
 import pymysql.cursors
 
+from streams.errors import StreamsError
 
-class SourceUnavailable(RuntimeError):
-    """A source database could not be reached."""
+
+class SourceUnavailable(StreamsError):
+    """A source database could not be reached (or its DSN is not one we can use)."""
+
+    stage = "source"
 
 
 def redact(dsn: str) -> str:

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from streams.errors import StreamsError
 from streams.settings import Settings
 
 Progress = Callable[[str], None]
@@ -21,14 +22,16 @@ Progress = Callable[[str], None]
 SERVICE_USER = "streams"  # Elasticsearch, PostgreSQL and MariaDB refuse to run as root
 
 
-class StackError(Exception):
+class StackError(StreamsError):
     """The local stack could not be provisioned, started or stopped."""
+
+    stage = "stack"
 
 
 class ServerFailed(StackError):
     def __init__(self, server: str, reason: str, log_tail: str = "") -> None:
         self.server = server
-        self.reason = reason
+        self.failure = reason  # not `reason`: StreamsError.reason is the one-line dead-letter text
         self.log_tail = log_tail
         text = f"{server}: {reason}"
         if log_tail:
