@@ -46,7 +46,11 @@ def publish_request(settings: Settings, request: dict[str, Any]) -> None:
 
 
 def wait_for_receipt(
-    consumer: Consumer, request_id: str, timeout_s: float, status: str = "unsearchable"
+    consumer: Consumer,
+    request_id: str,
+    timeout_s: float,
+    status: str = "unsearchable",
+    registry_url: str | None = None,
 ) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -58,7 +62,7 @@ def wait_for_receipt(
         value = message.value()
         if message.key() != request_id.encode() or value is None:
             continue
-        receipt = avro.decode("deletion_receipt", value)
+        receipt = avro.decode("deletion_receipt", value, registry_url)
         if status == "unsearchable" or receipt["status"] == status:
             return receipt
     return None
@@ -101,7 +105,8 @@ def forget(
         if consumer is None:
             click.echo(json.dumps(_jsonable(request)) if as_json else f"published request {request['request_id']}")
             return
-        receipt = wait_for_receipt(consumer, request["request_id"], timeout, "purged" if purged else "unsearchable")
+        wanted = "purged" if purged else "unsearchable"
+        receipt = wait_for_receipt(consumer, request["request_id"], timeout, wanted, settings.schema_registry_url)
     finally:
         if consumer is not None:
             consumer.close()

@@ -50,6 +50,7 @@ class Receipts:
 
     def __init__(self, settings: Settings) -> None:
         self.received: dict[str, dict[str, Any]] = {}
+        self._registry_url = settings.schema_registry_url
         self._stop = threading.Event()
         self._consumer = consumer_at_end(settings, [settings.receipts_topic], "bench")
         self._thread = threading.Thread(target=self._run, name="bench-receipts", daemon=True)
@@ -62,7 +63,7 @@ class Receipts:
             if value is None:
                 continue
             try:
-                receipt = avro.decode("deletion_receipt", value)
+                receipt = avro.decode("deletion_receipt", value, self._registry_url)
             except Exception:  # not ours to judge here
                 continue
             self.received.setdefault(receipt["request_id"], receipt)

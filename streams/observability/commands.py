@@ -54,7 +54,7 @@ def read_latest_report(settings: Settings, timeout_s: float) -> dict[str, Any]:
             raise FreshnessUnavailable(f"no freshness report on {topic} yet: is `streams worker` running?")
         try:
             reports = [
-                decode_freshness_report(message.value() or b"")
+                decode_freshness_report(message.value() or b"", settings.schema_registry_url)
                 for message in read_to_end(consumer, topic, last, timeout_s=timeout_s, deadline_s=timeout_s)
             ]
         except TopicReadTimeout as exc:

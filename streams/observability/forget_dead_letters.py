@@ -26,7 +26,7 @@ def tombstone_dead_letters(settings: Settings, identifiers: set[str], timeout_s:
         if value is None or key is None:
             continue
         try:
-            subjects = avro.decode("dead_letter", value).get("subjects") or []
+            subjects = avro.decode("dead_letter", value, settings.schema_registry_url).get("subjects") or []
         except DecodeError:
             continue
         if identifiers & set(subjects):
