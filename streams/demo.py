@@ -22,6 +22,7 @@ from elasticsearch import Elasticsearch
 from streams.agents.worker_process import running_worker
 from streams.clients import consumer_at_end, elasticsearch_client
 from streams.pipeline.document_mapping import load_mappings
+from streams.polling import poll
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
 from streams.topics import change_topics
@@ -37,10 +38,8 @@ def run(*args: str) -> None:
 
 def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> float:
     started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout_s:
-            raise SystemExit(f"gave up waiting for {what} after {timeout_s:.0f}s")
-        time.sleep(0.1)
+    if not poll(check, timeout_s, 0.1):
+        raise SystemExit(f"gave up waiting for {what} after {timeout_s:.0f}s")
     return time.monotonic() - started
 
 
