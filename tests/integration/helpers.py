@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from confluent_kafka import TopicPartition
 from elasticsearch import Elasticsearch
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.clients import (
     elasticsearch_client,
@@ -23,6 +24,7 @@ from streams.clients import (
     read_whole_topic,
     unique_group,
 )
+from streams.polling import poll
 from streams.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -32,12 +34,7 @@ DEADLINE_S = 120.0
 
 def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.5) -> T:
     """Poll `predicate` until it returns a truthy value; return that value (or the last one at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+    return poll(predicate, timeout, interval)
 
 
 def unique(prefix: str = "zq") -> str:
@@ -124,18 +121,13 @@ def metrics_text() -> str:
 
 def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:
     """The sum of a metric's samples (those matching `labels`) from the worker's /metrics."""
-    total = 0.0
-    for line in metrics_text().splitlines():
-        if line.startswith("#"):
-            continue
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-        if labels and any(sample_labels.get(k) != v for k, v in labels.items()):
-            continue
-        total += float(match.group(3))
-    return total
+    wanted = (labels or {}).items()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text())
+        for sample in family.samples
+        if sample.name == name and wanted <= sample.labels.items()
+    ) + 0.0
 
 
 # -- Kafka ----------------------------------------------------------------------------------------
@@ -201,6 +193,31 @@ def messages_after(topic: str, start: dict[int, int], timeout_s: float = 10.0) -
     consumer = kafka_consumer(get_settings(), unique_group("tests-after"))
     try:
         return list(read_to_end(consumer, topic, start, deadline_s=timeout_s))
+    finally:
+        consumer.close()
+
+
+def wait_processed(topic: str, delivered: Iterable[tuple[int, int]], timeout: float = DEADLINE_S) -> bool:
+    """Wait until the worker's consumer group has committed past every (partition, offset) in `delivered`.
+
+    The indexing agent handles one batch at a time and its offsets are committed only after the batch
+    was written (or dead-lettered), so once they are committed whatever the worker did with those
+    records is in the index: the condition to wait for before asserting that nothing changed."""
+    settings = get_settings()
+    wanted: dict[int, int] = {}
+    for partition, offset in delivered:
+        wanted[partition] = max(wanted.get(partition, 0), offset + 1)
+    if not wanted:
+        return True
+    # The worker's group id, but never subscribed: reading its committed offsets does not join the group.
+    consumer = kafka_consumer(settings, settings.worker_id)
+    try:
+
+        def committed() -> bool:
+            offsets = consumer.committed([TopicPartition(topic, p) for p in wanted], timeout=10)
+            return all((tp.offset or -1) >= wanted[tp.partition] for tp in offsets)
+
+        return bool(wait_until(committed, timeout=timeout, interval=0.5))
     finally:
         consumer.close()
 
