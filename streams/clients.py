@@ -120,10 +120,12 @@ def read_to_end(
             continue
         if message.error():
             raise KafkaException(message.error())
-        yield message
         at, offset = message.partition(), message.offset()
-        if at is not None and offset is not None and offset + 1 >= ends.get(at, 0):
-            ends.pop(at, None)
+        if at is None or offset is None or offset >= ends.get(at, 0):
+            continue  # written after reading began, to a partition already read to its end
+        yield message
+        if offset + 1 >= ends[at]:
+            del ends[at]
 
 
 def read_whole_topic(
