@@ -15,9 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "connectors": ("streams.stack.commands:connectors", "Register the Debezium connectors in connectors/."),
     "seed": ("streams.sources.commands:seed", "Fill the three source databases with realistic content."),
     "worker": ("streams.agents.commands:worker", "Run the faust worker: indexing, deletions, metrics, search."),
-    "search": ("streams.elastic.commands:search", "Hybrid (BM25 + kNN) search over the fresh index."),
+    "search": ("streams.search:search", "Hybrid (BM25 + kNN) search over the fresh index."),
     "forget": ("streams.agents.forget_commands:forget", "Publish a right-to-be-forgotten request."),
-    "verify": ("streams.elastic.verify_index:verify", "Compare the source databases with the index."),
+    "verify": ("streams.verify:verify", "Compare the source databases with the index."),
     "freshness": ("streams.observability.commands:freshness", "Freshness percentiles per source."),
     "bench": ("streams.bench.commands:bench", "Run the benchmark suite through the real stack."),
 }

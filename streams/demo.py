@@ -19,13 +19,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import Consumer
 from elasticsearch import Elasticsearch
 
-from streams.agents.runtime import elasticsearch_client
 from streams.agents.worker_process import running_worker
 from streams.auth import local_key
+from streams.clients import consumer_at_end, elasticsearch_client
 from streams.pipeline.document_mapping import load_mappings
+from streams.polling import poll
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
 from streams.topics import change_topics
@@ -41,10 +42,8 @@ def run(*args: str) -> None:
 
 def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> float:
     started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout_s:
-            raise SystemExit(f"gave up waiting for {what} after {timeout_s:.0f}s")
-        time.sleep(0.1)
+    if not poll(check, timeout_s, 0.1):
+        raise SystemExit(f"gave up waiting for {what} after {timeout_s:.0f}s")
     return time.monotonic() - started
 
 
@@ -58,17 +57,7 @@ def visible_with(document_id: str, phrase: str) -> dict[str, Any]:
 
 
 def change_consumer(settings: Settings) -> Consumer:
-    consumer = Consumer(settings.kafka_config(**{"group.id": f"demo-{uuid.uuid4()}", "enable.auto.commit": False}))
-    topics = change_topics(load_mappings(PROJECT_ROOT / "connectors"), settings)
-    assignment = []
-    for topic in topics:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        assignment += [TopicPartition(topic, p, OFFSET_END) for p in metadata.partitions]
-    consumer.assign(assignment)
-    for tp in assignment:
-        _, high = consumer.get_watermark_offsets(tp, timeout=10)
-        consumer.seek(TopicPartition(tp.topic, tp.partition, high))
-    return consumer
+    return consumer_at_end(settings, change_topics(load_mappings(PROJECT_ROOT / "connectors"), settings), "demo")
 
 
 def show_events(consumer: Consumer, seconds: float) -> None:
@@ -77,10 +66,11 @@ def show_events(consumer: Consumer, seconds: float) -> None:
         message = consumer.poll(0.2)
         if message is None or message.error():
             continue
-        if message.value() is None:
-            print(f"   {message.topic():32} tombstone key={message.key().decode()}")
+        value = message.value()
+        if value is None:
+            print(f"   {message.topic():32} tombstone key={(message.key() or b'').decode()}")
             continue
-        envelope = json.loads(message.value())
+        envelope = json.loads(value)
         envelope = envelope.get("payload", envelope)
         row = envelope.get("after") or envelope.get("before") or {}
         summary = {k: v for k, v in row.items() if isinstance(v, str | int) and len(str(v)) < 40}
@@ -145,7 +135,10 @@ def show_the_loop(settings: Settings) -> None:
         contact_id = edits.add_contact("Dana", "Demo", f"dana.{marker}@acme.example")
         note_id = edits.add_note(contact_id, "seller@example.com", f"Call about {marker} renewal.")
         for document_id in (f"wiki/page/{page_id}", f"tickets/ticket/{ticket_id}", f"crm/note/{note_id}"):
-            took = wait_until(document_id, lambda d=document_id: hits(es, settings, visible_with(d, marker)) > 0)
+            def searchable(d: str = document_id) -> bool:
+                return hits(es, settings, visible_with(d, marker)) > 0
+
+            took = wait_until(document_id, searchable)
             print(f"   {document_id} searchable after {took:.2f}s")
         edits.edit_wiki_paragraph(page_id, rng)
         edits.close_ticket(ticket_id)

@@ -1,8 +1,17 @@
-"""The project's typed errors.
+"""The project's typed errors: one root, `StreamsError`, for everything the project raises on purpose.
 
 Every failure that can reach a dead-letter record carries the pipeline ``stage`` it came from, so a
 dead letter says *where* an event broke without parsing messages. Library errors are wrapped
 (``raise DecodeError(...) from exc``) so callers catch one hierarchy, never fastavro's or yaml's.
+
+``retryable`` says what a lane does with the failure: retry it later (a timeout, a 429, a broker or
+cluster that is down) or give up on the event (dead-letter it). It is a class attribute, so the
+answer is part of the error's type; only `RetryableError` and its subclasses say yes.
+
+The errors of the tools around the pipeline (the local stack, the source databases, the benchmark)
+live beside their code and derive from `StreamsError` too: `StackError` (stack/runner.py),
+`SourceUnavailable` (sources/connect.py), `CorpusUnavailable` (sources/corpus.py), `BenchError`
+(bench/probes.py).
 """
 
 from __future__ import annotations

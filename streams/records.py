@@ -106,3 +106,12 @@ def text_hash(text: str) -> str:
 
 def chunk_id(document_id: str, part_id: str, number: int) -> str:
     return f"{document_id}#{part_id}#{number}"
+
+
+@dataclass
+class SourceDocument:
+    """What a source database holds for one document, as `streams verify` compares it with the index:
+    its child part ids, and for `latest` children (the wiki's revisions) the newest child key."""
+
+    parts: set[str] = field(default_factory=set)
+    latest: dict[str, int] = field(default_factory=dict)  # part id -> newest child key

@@ -11,8 +11,9 @@ import logging
 from pathlib import Path
 from urllib.parse import urlparse
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from streams.clients import kafka_admin
 from streams.pipeline.document_mapping import Mappings
 from streams.settings import PROJECT_ROOT, Settings
 
@@ -61,7 +62,7 @@ def ensure_topics(settings: Settings, mappings: Mappings) -> None:
     subscribed to a topic that did not exist yet would not be assigned it. Creating them here (with
     the partition count Debezium would use) makes start-up order irrelevant.
     """
-    admin = AdminClient(settings.kafka_config())
+    admin = kafka_admin(settings)
     existing = set(admin.list_topics(timeout=30).topics)
     configs: dict[str, dict[str, str]] = {topic: {} for topic in change_topics(mappings, settings)}
     configs.update(owned_topics(settings))

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from streams import avro
+from streams.clients import consumer_at_end, kafka_producer
 from streams.settings import Settings, get_settings
 
 SUBJECT_KINDS = ("email", "contact_id", "user_id")
@@ -30,22 +31,11 @@ def deletion_request(subject: str, kind: str, requested_by: str, reason: str) ->
 
 def receipts_consumer(settings: Settings) -> Consumer:
     """A consumer positioned at the end of the receipts topic: open it before publishing the request."""
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"streams-forget-{uuid.uuid4()}", "enable.auto.commit": False})
-    )
-    metadata = consumer.list_topics(settings.receipts_topic, timeout=10).topics.get(settings.receipts_topic)
-    partitions = list(metadata.partitions) if metadata and metadata.error is None else []
-    if not partitions:
-        partitions = [0]
-    consumer.assign([TopicPartition(settings.receipts_topic, p, OFFSET_END) for p in partitions])
-    for p in partitions:  # resolve OFFSET_END now, so a receipt published right after is not skipped
-        _, high = consumer.get_watermark_offsets(TopicPartition(settings.receipts_topic, p), timeout=10)
-        consumer.seek(TopicPartition(settings.receipts_topic, p, high))
-    return consumer
+    return consumer_at_end(settings, [settings.receipts_topic], "streams-forget")
 
 
 def publish_request(settings: Settings, request: dict[str, Any]) -> None:
-    producer = Producer(settings.kafka_config(acks="all"))
+    producer = kafka_producer(settings, acks="all")
     producer.produce(
         settings.deletion_topic,
         key=request["request_id"].encode(),
@@ -56,7 +46,11 @@ def publish_request(settings: Settings, request: dict[str, Any]) -> None:
 
 
 def wait_for_receipt(
-    consumer: Consumer, request_id: str, timeout_s: float, status: str = "unsearchable"
+    consumer: Consumer,
+    request_id: str,
+    timeout_s: float,
+    status: str = "unsearchable",
+    registry_url: str | None = None,
 ) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -65,9 +59,10 @@ def wait_for_receipt(
             continue
         if message.error():
             raise KafkaException(message.error())
-        if message.key() != request_id.encode() or message.value() is None:
+        value = message.value()
+        if message.key() != request_id.encode() or value is None:
             continue
-        receipt = avro.decode("deletion_receipt", message.value())
+        receipt = avro.decode("deletion_receipt", value, registry_url)
         if status == "unsearchable" or receipt["status"] == status:
             return receipt
     return None
@@ -110,7 +105,8 @@ def forget(
         if consumer is None:
             click.echo(json.dumps(_jsonable(request)) if as_json else f"published request {request['request_id']}")
             return
-        receipt = wait_for_receipt(consumer, request["request_id"], timeout, "purged" if purged else "unsearchable")
+        wanted = "purged" if purged else "unsearchable"
+        receipt = wait_for_receipt(consumer, request["request_id"], timeout, wanted, settings.schema_registry_url)
     finally:
         if consumer is not None:
             consumer.close()

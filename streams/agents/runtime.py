@@ -10,10 +10,11 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 
-from elasticsearch import AsyncElasticsearch, Elasticsearch
+from elasticsearch import AsyncElasticsearch
 
 from streams.agents.suppression import SuppressionLedger
 from streams.agents.write_changes import ChangeWriter
+from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.document_store import DocumentStore
 from streams.elastic.hybrid_index import ensure_index
 from streams.embedding.embedder import Embedder
@@ -23,14 +24,6 @@ from streams.records import ChunkText, TextFormat
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def elasticsearch_client(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(**settings.elasticsearch_client_options())
-
-
-def async_elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
-    return AsyncElasticsearch(**settings.elasticsearch_client_options())
 
 
 def build_embedder(settings: Settings) -> Embedder:

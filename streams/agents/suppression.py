@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from typing import cast
 
 from streams import avro
+from streams.clients import read_whole_topic
 from streams.errors import DecodeError
 from streams.pipeline.mentions import MentionKind, Redactor, keyed_hash
-from streams.read_topic import read_whole_topic
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,11 @@ class SuppressionLedger:
         ledger = cls(settings.ledger_key_bytes())
         entries: dict[str, str] = {}
         for message in read_whole_topic(settings, settings.ledger_topic, f"{settings.worker_id}-ledger", timeout_s):
-            if message.value() is None or message.key() is None:
+            value = message.value()
+            if value is None or message.key() is None:
                 continue
             try:
-                entry = avro.decode("forget_ledger_entry", message.value())
+                entry = avro.decode("forget_ledger_entry", value)
             except DecodeError as exc:
                 log.error("unreadable ledger entry at offset %d: %s", message.offset(), exc)
                 continue

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from streams.errors import StreamsError
+from streams.polling import poll
 from streams.settings import Settings
 
 
@@ -39,14 +39,15 @@ def running_worker(
         command = [sys.executable, "-m", "streams.cli", "worker"]
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + timeout_s
-        while not worker_answers(settings):
+
+        def answers_or_exited() -> bool:
             if process.poll() is not None:
                 raise StreamsError(f"the worker exited with {process.returncode}; see {log_path}", stage="worker")
-            if time.monotonic() > deadline:
-                message = f"the worker did not answer within {timeout_s:.0f} s; see {log_path}"
-                raise StreamsError(message, stage="worker")
-            time.sleep(1)
+            return worker_answers(settings)
+
+        if not poll(answers_or_exited, timeout_s, 1.0):
+            message = f"the worker did not answer within {timeout_s:.0f} s; see {log_path}"
+            raise StreamsError(message, stage="worker")
         progress("worker started")
         yield True
     finally:

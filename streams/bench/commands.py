@@ -116,9 +116,9 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
       streams bench --json bench.json --plot bench.png
       streams bench --only steady,forget --rate 10
     """
-    from streams.agents.runtime import elasticsearch_client
     from streams.bench import backfill, forget, incremental, steady
     from streams.bench.probes import running_worker, wait_caught_up
+    from streams.clients import elasticsearch_client
     from streams.settings import get_settings
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)

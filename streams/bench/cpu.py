@@ -1,15 +1,15 @@
-"""Who used the machine's CPU during a scenario: seconds of CPU per part of the stack, read from /proc.
+"""Who used the machine's CPU during a scenario: seconds of CPU per part of the stack, read with psutil.
 
 Each stack server runs as its own process group (its pid file names the leader), so its CPU is the
-sum over that group; the worker is recognised by its command line. Linux only: elsewhere the
-figures are empty, and the scenarios still run.
+sum over that group; the worker is recognised by its command line.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from pathlib import Path
+
+import psutil
 
 from streams.settings import Settings
 
@@ -27,33 +27,25 @@ def _process_groups(settings: Settings) -> dict[int, str]:
     return groups
 
 
-def _is_worker(pid: str) -> bool:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"worker" in argv and any(part.endswith((b"streams", b"streams.cli")) for part in argv)
+def is_worker(argv: list[str]) -> bool:
+    """`streams worker` or `python -m streams.cli worker`, from a process's command line."""
+    return "worker" in argv and any(part.endswith(("streams", "streams.cli")) for part in argv)
 
 
 def cpu_seconds(settings: Settings) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each stack server, the worker, and everything else."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return {}
-    ticks = os.sysconf("SC_CLK_TCK")
     groups = _process_groups(settings)
     totals: dict[str, float] = defaultdict(float)
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        times = process.info["cpu_times"]
         try:
-            stat = (entry / "stat").read_text()
+            process_group = os.getpgid(process.pid)
         except OSError:  # the process ended meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        process_group, user, system = int(fields[2]), int(fields[11]), int(fields[12])
-        role = groups.get(process_group) or ("worker" if _is_worker(entry.name) else "other")
-        totals[role] += (user + system) / ticks
+        if times is None:  # not ours to read
+            continue
+        role = groups.get(process_group) or ("worker" if is_worker(process.info["cmdline"] or []) else "other")
+        totals[role] += times.user + times.system
     return dict(totals)
 
 

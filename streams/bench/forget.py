@@ -15,6 +15,7 @@ from typing import Any
 from streams import avro
 from streams.bench.probes import BenchError, Progress, WorkerLag, subject_chunk_count, wait_for
 from streams.bench.stats import summary
+from streams.clients import consumer_at_end, kafka_producer
 from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_postgres
@@ -48,21 +49,10 @@ class Receipts:
     """Deletion receipts published from now on, keyed by request id, read in a background thread."""
 
     def __init__(self, settings: Settings) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
         self.received: dict[str, dict[str, Any]] = {}
+        self._registry_url = settings.schema_registry_url
         self._stop = threading.Event()
-        self._consumer = Consumer(
-            settings.kafka_config(**{"group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False})
-        )
-        topic = settings.receipts_topic
-        metadata = self._consumer.list_topics(topic, timeout=10)
-        partitions = list((metadata.topics.get(topic) and metadata.topics[topic].partitions) or {0: None})
-        assignment = []
-        for p in partitions:
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            assignment.append(TopicPartition(topic, p, max(high, 0)))
-        self._consumer.assign(assignment)
+        self._consumer = consumer_at_end(settings, [settings.receipts_topic], "bench")
         self._thread = threading.Thread(target=self._run, name="bench-receipts", daemon=True)
         self._thread.start()
 
@@ -73,7 +63,7 @@ class Receipts:
             if value is None:
                 continue
             try:
-                receipt = avro.decode("deletion_receipt", value)
+                receipt = avro.decode("deletion_receipt", value, self._registry_url)
             except Exception:  # not ours to judge here
                 continue
             self.received.setdefault(receipt["request_id"], receipt)
@@ -159,8 +149,6 @@ def _backlog(settings: Settings, comments: int) -> int:
 def run(
     settings: Settings, client: Any, progress: Progress, *, requests: int, backlog: int, timeout_s: float = 180.0
 ) -> dict[str, Any]:
-    from confluent_kafka import Producer
-
     tag = uuid.uuid4().hex[:8]
     progress(f"forget: creating {2 * requests} people (ticket + contact + note each)")
     people = [make_person(tag, n) for n in range(2 * requests)]
@@ -170,7 +158,7 @@ def run(
             raise BenchError(f"{person.email} was not indexed within {timeout_s:.0f}s (its ticket, contact and note)")
     progress("forget: every subject is searchable")
     receipts = Receipts(settings)
-    producer = Producer(settings.kafka_config())
+    producer = kafka_producer(settings)
     try:
         quiet_times, quiet_requests, quiet_failures = _forget_all(
             settings, client, producer, quiet, timeout_s, progress, ""

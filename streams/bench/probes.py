@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.agents.worker_process import running_worker, worker_answers
+from streams.errors import StreamsError
+from streams.polling import poll
 from streams.settings import Settings
 
 Progress = Callable[[str], None]
@@ -19,8 +21,10 @@ Progress = Callable[[str], None]
 __all__ = ["running_worker", "worker_answers"]  # re-exported for the scenarios
 
 
-class BenchError(RuntimeError):
+class BenchError(StreamsError):
     """A scenario could not run (the reason is recorded in its report)."""
+
+    stage = "bench"
 
 
 @dataclass
@@ -125,13 +129,7 @@ def subject_chunk_count(client: Any, alias: str, subjects: list[str]) -> int:
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval_s)
+    return bool(poll(predicate, timeout_s, interval_s))
 
 
 class WorkerLag:

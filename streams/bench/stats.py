@@ -1,4 +1,5 @@
-"""The pure parts of the benchmark: percentiles, the machine description and the report's shape."""
+"""The pure parts of the benchmark: summaries (percentiles from streams.percentiles, the same definition
+the freshness reports use), the machine description and the report's shape."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import platform
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from streams.percentiles import percentile
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "machine",
@@ -30,18 +33,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
 SCENARIOS: tuple[str, ...] = ("steady", "backfill", "incremental", "forget")
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100) with linear interpolation between closest ranks; None when empty."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be within 0..100, not {q}")
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def summary(values: Sequence[float], digits: int = 3) -> dict[str, float | int | None]:
     """count, p50, p95, p99, max and mean of `values` (None for each figure when there are none)."""
 
@@ -50,9 +41,9 @@ def summary(values: Sequence[float], digits: int = 3) -> dict[str, float | int |
 
     return {
         "count": len(values),
-        "p50": r(percentile(values, 50)),
-        "p95": r(percentile(values, 95)),
-        "p99": r(percentile(values, 99)),
+        "p50": r(percentile(values, 0.50)) if values else None,
+        "p95": r(percentile(values, 0.95)) if values else None,
+        "p99": r(percentile(values, 0.99)) if values else None,
         "max": r(max(values)) if values else None,
         "mean": r(sum(values) / len(values)) if values else None,
     }

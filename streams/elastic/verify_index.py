@@ -1,8 +1,8 @@
-"""`streams verify`: compare every source database with the index.
+"""What `streams verify` does on the index side: read the index, and compare it with the sources' rows.
 
-For every mapped root table the source's rows are read (keys only; for child tables their keys and
-parents) and compared with the index's state records and visible chunks. Per source, four kinds of
-drift are reported:
+The rows come from `streams.sources.read_documents` (keys only; for child tables their keys and
+parents), passed in by the command (`streams/verify.py`); this module never talks to a source
+database. Per source, four kinds of drift are reported:
 
 - missing: the root row exists but the index does not have it as a visible document (no state
   record, or a state whose root is absent or deleted), or the state expects chunks that are not in
@@ -21,33 +21,19 @@ The comparison is a snapshot of a moving system: changes in flight show as drift
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
-import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
-
-from streams.pipeline.document_mapping import DocumentMapping, Mappings, SourceMapping, load_mappings
-from streams.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from streams.pipeline.document_mapping import DocumentMapping, Mappings
+from streams.records import SourceDocument
 
 CATEGORIES = ("missing", "stale", "extra", "resurrected")
 PAGE = 5000
 
 
 # -- snapshots ----------------------------------------------------------------------------------
-
-
-@dataclass
-class SourceDocument:
-    """What the source holds for one document: its child part ids, and for `latest` children the newest key."""
-
-    parts: set[str] = field(default_factory=set)
-    latest: dict[str, int] = field(default_factory=dict)  # part id -> newest child key
 
 
 @dataclass
@@ -92,61 +78,6 @@ class SourceReport:
             **{c: [i.to_json() for i in self.issues[c]] for c in CATEGORIES},
             "ok": self.ok,
         }
-
-
-# -- reading the sources ------------------------------------------------------------------------
-
-
-def _quote(source: str, name: str) -> str:
-    return f"`{name}`" if source == "wiki" else f'"{name}"'
-
-
-def _dsn(settings: Settings, source: str) -> str:
-    try:
-        return settings.dsn(source)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _query(settings: Settings, source: str, sql: str) -> list[tuple[Any, ...]]:
-    from streams.sources.connect import connect_mariadb, connect_postgres
-
-    dsn = _dsn(settings, source)
-    if dsn.startswith(("mysql", "mariadb")):
-        conn = connect_mariadb(dsn, name=source)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return [tuple(row) for row in cur.fetchall()]
-        finally:
-            conn.close()
-    with connect_postgres(dsn, name=source) as pg:
-        return [tuple(row) for row in pg.execute(sql).fetchall()]
-
-
-def read_source(settings: Settings, mapping: SourceMapping) -> dict[str, SourceDocument]:
-    """Every document the source's rows make, keyed by document id."""
-    source = mapping.source
-    q = lambda name: _quote(source, name)  # noqa: E731
-    documents: dict[str, SourceDocument] = {}
-    for document in mapping.documents:
-        for (key,) in _query(settings, source, f"SELECT {q(document.key)} FROM {q(document.table)}"):
-            documents[document.document_id(source, key)] = SourceDocument()
-        for child in document.children:
-            if child.mode == "latest":
-                sql = f"SELECT {q(child.parent)}, MAX({q(child.key)}) FROM {q(child.table)} GROUP BY {q(child.parent)}"
-                for parent, newest in _query(settings, source, sql):
-                    found = documents.get(document.document_id(source, parent))
-                    if found is not None:
-                        found.parts.add(child.table)
-                        found.latest[child.table] = int(newest)
-            else:
-                sql = f"SELECT {q(child.key)}, {q(child.parent)} FROM {q(child.table)}"
-                for key, parent in _query(settings, source, sql):
-                    found = documents.get(document.document_id(source, parent))
-                    if found is not None:
-                        found.parts.add(f"{child.table}/{key}")
-    return documents
 
 
 # -- reading the index --------------------------------------------------------------------------
@@ -256,13 +187,14 @@ def compare(
     return report
 
 
-def verify_all(settings: Settings, client: Any, mappings: Mappings) -> list[SourceReport]:
-    index = read_index(client, settings.index_alias)
+def compare_all(
+    mappings: Mappings, rows: Mapping[str, dict[str, SourceDocument]], index: dict[str, IndexedDocument]
+) -> list[SourceReport]:
+    """One report per mapped source; `rows` holds each source's documents, keyed by source name."""
     reports: list[SourceReport] = []
     for mapping in mappings.sources:
-        rows = read_source(settings, mapping)
         tables = {d.kind: d for d in mapping.documents}
-        reports.append(compare(mapping.source, tables, rows, index))
+        reports.append(compare(mapping.source, tables, rows[mapping.source], index))
     return reports
 
 
@@ -275,68 +207,3 @@ def persisting(first: list[SourceReport], second: list[SourceReport]) -> list[So
                 i for i in report.issues[category] if (report.source, category, i.document_id) in before
             ]
     return second
-
-
-# -- the command --------------------------------------------------------------------------------
-
-
-def _print_table(reports: list[SourceReport], limit: int) -> None:
-    header = f"{'source':<10}{'rows':>8}{'indexed':>9}{'forgotten':>10}" + "".join(f"{c:>13}" for c in CATEGORIES)
-    click.echo(header)
-    click.echo("-" * len(header))
-    for r in reports:
-        counts = "".join(f"{len(r.issues[c]):>13}" for c in CATEGORIES)
-        click.echo(f"{r.source:<10}{r.source_documents:>8}{r.indexed_documents:>9}{r.forgotten:>10}{counts}")
-    for r in reports:
-        for category in CATEGORIES:
-            for issue in r.issues[category][:limit]:
-                click.echo(f"  {category:<12}{issue.document_id}: {issue.reason}")
-            if len(r.issues[category]) > limit:
-                click.echo(f"  {category:<12}... and {len(r.issues[category]) - limit} more in {r.source}")
-    ok = all(r.ok for r in reports)
-    click.echo("index consistent with the sources" if ok else "index and sources differ")
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
-    "--recheck",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait before checking again; only drift seen both times is reported (changes in flight settle).",
-)
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Issues listed per category.")
-def verify(as_json: bool, recheck: float, limit: int) -> None:
-    """Compare every source database with the index: missing, stale, extra, resurrected.
-
-    Exits 1 when anything is off, 0 when the index matches the sources.
-
-    \b
-    Examples:
-      streams verify
-      streams verify --json --recheck 5
-    """
-    from elasticsearch import ApiError, TransportError
-
-    from streams.agents.runtime import elasticsearch_client
-    from streams.sources.connect import SourceUnavailable
-
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
-    settings = get_settings()
-    mappings = load_mappings(PROJECT_ROOT / "connectors")
-    client = elasticsearch_client(settings)
-    try:
-        reports = verify_all(settings, client, mappings)
-        if recheck and not all(r.ok for r in reports):
-            time.sleep(recheck)
-            reports = persisting(reports, verify_all(settings, client, mappings))
-    except SourceUnavailable as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (ApiError, TransportError) as exc:
-        raise click.ClickException(f"Elasticsearch at {settings.elasticsearch_url}: {exc}") from exc
-    if as_json:
-        click.echo(json.dumps({"ok": all(r.ok for r in reports), "sources": [r.to_json() for r in reports]}, indent=2))
-    else:
-        _print_table(reports, limit)
-    sys.exit(0 if all(r.ok for r in reports) else 1)

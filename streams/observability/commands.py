@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -37,42 +35,34 @@ def read_worker(url: str, timeout_s: float) -> dict[str, Any]:
 
 def read_latest_report(settings: Settings, timeout_s: float) -> dict[str, Any]:
     """The newest FreshnessReport on the freshness topic (by window_end), decoded."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import KafkaException
 
+    from streams.clients import TopicReadTimeout, kafka_consumer, read_to_end, unique_group, watermarks
     from streams.observability.freshness_report import decode_freshness_report
 
     topic = settings.freshness_topic
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"streams-freshness-cli-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    )
+    consumer = kafka_consumer(settings, unique_group("streams-freshness-cli"))
     try:
         try:
-            metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            offsets = watermarks(consumer, topic, timeout_s)
         except KafkaException as exc:
             raise FreshnessUnavailable(f"Kafka at {settings.kafka_bootstrap} did not answer: {exc}") from exc
-        if metadata is None or metadata.error is not None or not metadata.partitions:
+        if not offsets:
             raise FreshnessUnavailable(f"topic {topic} does not exist yet: start the worker with `streams worker`")
-        wanted: list[TopicPartition] = []
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
-            if high > low:
-                wanted.append(TopicPartition(topic, partition, high - 1))
-        if not wanted:
+        last = {partition: high - 1 for partition, (low, high) in offsets.items() if high > low}
+        if not last:
             raise FreshnessUnavailable(f"no freshness report on {topic} yet: is `streams worker` running?")
-        consumer.assign(wanted)
-        reports: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout_s
-        while len(reports) < len(wanted) and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error() is not None:
-                raise FreshnessUnavailable(f"reading {topic}: {message.error()}")
-            reports.append(decode_freshness_report(message.value() or b""))
+        try:
+            reports = [
+                decode_freshness_report(message.value() or b"", settings.schema_registry_url)
+                for message in read_to_end(consumer, topic, last, timeout_s=timeout_s, deadline_s=timeout_s)
+            ]
+        except TopicReadTimeout as exc:
+            raise FreshnessUnavailable(f"no freshness report could be read from {topic}: {exc}") from exc
+        except KafkaException as exc:
+            raise FreshnessUnavailable(f"reading {topic}: {exc}") from exc
     finally:
         consumer.close()
-    if not reports:
-        raise FreshnessUnavailable(f"no freshness report could be read from {topic} within {timeout_s:g} s")
     return max(reports, key=lambda report: report["window_end"])
 
 

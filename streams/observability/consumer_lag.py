@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
+from streams.clients import kafka_consumer
 from streams.observability.metrics import CONSUMER_LAG
 from streams.settings import Settings
 
@@ -20,7 +21,7 @@ class ConsumerLagReader:
     """Reads the committed offsets of `group_id` without joining the group (it never subscribes)."""
 
     def __init__(self, settings: Settings, group_id: str) -> None:
-        self._consumer = Consumer(settings.kafka_config(**{"group.id": group_id, "enable.auto.commit": False}))
+        self._consumer = kafka_consumer(settings, group_id)
 
     def lag(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
         existing = self._consumer.list_topics(timeout=TIMEOUT_S).topics

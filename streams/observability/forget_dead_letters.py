@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 
 from streams import avro
+from streams.clients import kafka_producer, read_whole_topic
 from streams.errors import DecodeError
-from streams.read_topic import read_whole_topic
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,18 +31,19 @@ def tombstone_dead_letters(
     keys: set[bytes] = set()
     group = f"{settings.worker_id}-forget-dlq"
     for message in read_whole_topic(settings, settings.dead_letter_topic, group, timeout_s):
-        if message.value() is None or message.key() is None:
+        key, value = message.key(), message.value()
+        if value is None or key is None:
             continue
         try:
-            record = avro.decode("dead_letter", message.value())
+            record = avro.decode("dead_letter", value, settings.schema_registry_url)
         except DecodeError:
             continue
         raw = b"".join(part or b"" for part in (record.get("key"), record.get("value")))
         named = identifiers & set(record.get("subjects") or [])
         if named or mentions(raw.decode("utf-8", errors="replace")) or mentions(record.get("error") or ""):
-            keys.add(message.key())
+            keys.add(key)
     if keys:
-        producer = Producer(settings.kafka_config(acks="all"))
+        producer = kafka_producer(settings, acks="all")
         for key in keys:
             producer.produce(settings.dead_letter_topic, key=key, value=None)
         if producer.flush(timeout_s) > 0:

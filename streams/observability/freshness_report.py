@@ -43,9 +43,9 @@ def encode_freshness_report(record: dict[str, Any], registry_url: str | None = N
     return avro.encode(SCHEMA, record, registry_url)
 
 
-def decode_freshness_report(data: bytes) -> dict[str, Any]:
+def decode_freshness_report(data: bytes, registry_url: str | None = None) -> dict[str, Any]:
     """Decode a FreshnessReport; bad bytes or another schema raise streams.errors.DecodeError."""
-    return avro.decode(SCHEMA, data)
+    return avro.decode(SCHEMA, data, registry_url)
 
 
 def report_key(worker_id: str) -> bytes:

@@ -14,26 +14,60 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from streams.errors import MappingError
 from streams.records import ChangeEvent, Op, PartChange, TextFormat
 
 ChildMode = Literal["each", "latest"]
-_FORMATS: tuple[str, ...] = get_args(TextFormat)
-_MODES: tuple[str, ...] = get_args(ChildMode)
 _FORMATTER = string.Formatter()
 
 
-@dataclass(frozen=True)
-class Text:
+# The mapping file's schema, and the objects the pipeline applies: pydantic models that forbid unknown
+# keys, so a typo fails at load time with the field's path (see `_describe`).
+
+Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1)]
+
+
+def _check_template(raw: str) -> str:
+    try:
+        fields = list(_FORMATTER.parse(raw))
+    except ValueError as exc:
+        raise ValueError(f"{raw!r} is not a valid template: {exc}") from exc
+    for _, name, spec, conversion in fields:
+        if name is not None and (not name.isidentifier() or spec or conversion):
+            raise ValueError(f"placeholder {{{name}}} must be a plain column name")
+    return raw
+
+
+Template = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(_check_template)]
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(_Node):
     """A value built from a row: one column's value, or a ``str.format`` template over columns."""
 
-    column: str | None = None
-    template: str | None = None
+    column: Name | None = None
+    template: Template | None = None
 
     def render(self, row: Mapping[str, Any]) -> str:
         if self.column is not None:
@@ -51,18 +85,49 @@ class Text:
         return {name for _, name, _, _ in _FORMATTER.parse(self.template) if name is not None}
 
 
-@dataclass(frozen=True)
-class Body:
-    text: Text
+MENTION_KINDS = ("email", "name", "phone")
+
+
+def _mentions(raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        return raw
+    if unknown := sorted(set(raw) - set(MENTION_KINDS)):
+        raise ValueError(f"unknown mention kind {unknown[0]!r} (expected {', '.join(MENTION_KINDS)})")
+    return tuple((kind, _title(raw[kind])) for kind in MENTION_KINDS if kind in raw)
+
+
+def _title(raw: Any) -> Any:
+    """A title is a column name, or a template when it contains a ``{column}`` placeholder."""
+    if isinstance(raw, str):
+        return {"template": raw} if "{" in raw else {"column": raw}
+    return raw
+
+
+def _link(raw: Any) -> Any:
+    return {"template": raw} if isinstance(raw, str) else raw
+
+
+class Body(_Node):
+    column: Name | None = None
+    template: Template | None = None
     format: TextFormat = "plain"
 
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Body:
+        if (self.column is None) == (self.template is None):
+            raise ValueError("needs exactly one of column or template")
+        return self
 
-@dataclass(frozen=True)
-class Subject:
+    @cached_property
+    def text(self) -> Text:  # built once: every event's render goes through it
+        return Text(column=self.column, template=self.template)
+
+
+class Subject(_Node):
     """A column that names a person (or another forgettable subject), e.g. ``email:alice@example.com``."""
 
-    kind: str
-    column: str
+    kind: Name
+    column: Name
 
     def value(self, row: Mapping[str, Any]) -> str | None:
         raw = row.get(self.column)
@@ -75,10 +140,9 @@ class Subject:
         return f"{self.kind}:{text}" if text else None
 
 
-@dataclass(frozen=True)
-class Groups:
-    column: str
-    split: str | None = None
+class Groups(_Node):
+    column: Name
+    split: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = None
 
     def values(self, row: Mapping[str, Any]) -> tuple[str, ...]:
         raw = row.get(self.column)
@@ -94,11 +158,10 @@ class Groups:
         return tuple(dict.fromkeys(item for item in cleaned if item))
 
 
-@dataclass(frozen=True)
-class ChildMapping:
-    table: str
-    key: str
-    parent: str
+class ChildMapping(_Node):
+    table: Name
+    key: Name
+    parent: Name
     mode: ChildMode
     body: Body | None = None
     subjects: tuple[Subject, ...] = ()
@@ -111,20 +174,19 @@ class ChildMapping:
         )
 
 
-@dataclass(frozen=True)
-class DocumentMapping:
-    table: str
-    kind: str
-    key: str
-    title: Text | None = None
+class DocumentMapping(_Node):
+    table: Name
+    kind: Name
+    key: Name
+    title: Annotated[Text | None, BeforeValidator(_title)] = None
     body: Body | None = None
-    metadata: tuple[str, ...] = ()
+    metadata: tuple[Name, ...] = ()
     subjects: tuple[Subject, ...] = ()
-    identity: bool = False
+    identity: StrictBool = False
     # Identity records: how the person is written in free text, by mention kind (name, phone, email).
-    mentions: tuple[tuple[str, Text], ...] = ()
+    mentions: Annotated[tuple[tuple[str, Text], ...], BeforeValidator(_mentions)] = ()
     groups: Groups | None = None
-    link: Text | None = None
+    link: Annotated[Text | None, BeforeValidator(_link)] = None
     children: tuple[ChildMapping, ...] = ()
 
     def columns(self) -> set[str]:
@@ -142,11 +204,10 @@ class DocumentMapping:
         return f"{source}/{self.kind}/{key}"
 
 
-@dataclass(frozen=True)
-class SourceMapping:
-    source: str
-    documents: tuple[DocumentMapping, ...]
-    path: Path | None = None
+class SourceMapping(_Node):
+    source: Name
+    documents: Annotated[tuple[DocumentMapping, ...], Field(min_length=1)]
+    path: Path | None = None  # the file it was loaded from (set by the loader, not by the file)
 
 
 @dataclass(frozen=True)
@@ -301,150 +362,34 @@ def load_mapping_file(path: Path) -> SourceMapping:
 
 
 def parse_source_mapping(raw: Any, path: Path | None = None) -> SourceMapping:
-    node = _node(raw, "mapping file", required={"source", "documents"}, optional=set())
-    documents = _list(node["documents"], "documents")
-    if not documents:
-        raise MappingError("documents: is empty")
-    return SourceMapping(
-        source=_name(node["source"], "source"),
-        documents=tuple(_document(item, f"documents[{i}]") for i, item in enumerate(documents)),
-        path=path,
-    )
-
-
-def _document(raw: Any, where: str) -> DocumentMapping:
-    node = _node(
-        raw,
-        where,
-        required={"table", "kind", "key"},
-        optional={"title", "body", "metadata", "subjects", "identity", "mentions", "groups", "link", "children"},
-    )
-    where = f"{where} ({node['table']})"
-    identity = node.get("identity", False)
-    if not isinstance(identity, bool):
-        raise MappingError(f"{where}.identity: must be true or false")
-    return DocumentMapping(
-        table=_name(node["table"], f"{where}.table"),
-        kind=_name(node["kind"], f"{where}.kind"),
-        key=_name(node["key"], f"{where}.key"),
-        title=_text(node["title"], f"{where}.title") if "title" in node else None,
-        body=_body(node["body"], f"{where}.body") if "body" in node else None,
-        metadata=tuple(
-            _name(c, f"{where}.metadata") for c in _list(node.get("metadata", []), f"{where}.metadata")
-        ),
-        subjects=_subject_list(node.get("subjects", []), f"{where}.subjects"),
-        identity=identity,
-        mentions=_mentions(node.get("mentions", {}), f"{where}.mentions"),
-        groups=_groups(node["groups"], f"{where}.groups") if "groups" in node else None,
-        link=_template(node["link"], f"{where}.link") if "link" in node else None,
-        children=tuple(
-            _child(item, f"{where}.children[{i}]")
-            for i, item in enumerate(_list(node.get("children", []), where))
-        ),
-    )
-
-
-MENTION_KINDS = ("email", "name", "phone")
-
-
-def _mentions(raw: Any, where: str) -> tuple[tuple[str, Text], ...]:
-    if not isinstance(raw, dict):
-        raise MappingError(f"{where}: must map a mention kind ({', '.join(MENTION_KINDS)}) to a column or template")
-    if unknown := sorted(set(raw) - set(MENTION_KINDS)):
-        raise MappingError(f"{where}: unknown mention kind {unknown[0]!r} (expected {', '.join(MENTION_KINDS)})")
-    return tuple((kind, _text(raw[kind], f"{where}.{kind}")) for kind in MENTION_KINDS if kind in raw)
-
-
-def _child(raw: Any, where: str) -> ChildMapping:
-    node = _node(raw, where, required={"table", "key", "parent", "mode"}, optional={"body", "subjects"})
-    mode = node["mode"]
-    if mode not in _MODES:
-        raise MappingError(f"{where}.mode: {mode!r} is not one of {', '.join(_MODES)}")
-    return ChildMapping(
-        table=_name(node["table"], f"{where}.table"),
-        key=_name(node["key"], f"{where}.key"),
-        parent=_name(node["parent"], f"{where}.parent"),
-        mode=cast(ChildMode, mode),
-        body=_body(node["body"], f"{where}.body") if "body" in node else None,
-        subjects=_subject_list(node.get("subjects", []), f"{where}.subjects"),
-    )
-
-
-def _body(raw: Any, where: str) -> Body:
-    node = _node(raw, where, required=set(), optional={"column", "template", "format"})
-    if ("column" in node) == ("template" in node):
-        raise MappingError(f"{where}: needs exactly one of column or template")
-    text = (
-        Text(column=_name(node["column"], f"{where}.column"))
-        if "column" in node
-        else _template(node["template"], f"{where}.template")
-    )
-    text_format = node.get("format", "plain")
-    if text_format not in _FORMATS:
-        raise MappingError(f"{where}.format: {text_format!r} is not one of {', '.join(_FORMATS)}")
-    return Body(text=text, format=cast(TextFormat, text_format))
-
-
-def _text(raw: Any, where: str) -> Text:
-    """A title is a column name, or a template when it contains a ``{column}`` placeholder."""
-    if isinstance(raw, str) and "{" in raw:
-        return _template(raw, where)
-    return Text(column=_name(raw, where))
-
-
-def _template(raw: Any, where: str) -> Text:
-    if not isinstance(raw, str) or not raw:
-        raise MappingError(f"{where}: must be a non-empty template string")
+    if isinstance(raw, dict) and "path" in raw:
+        raise MappingError("mapping file: unknown key(s) path")
     try:
-        fields = list(_FORMATTER.parse(raw))
-    except ValueError as exc:
-        raise MappingError(f"{where}: {raw!r} is not a valid template: {exc}") from exc
-    for _, name, spec, conversion in fields:
-        if name is None:
-            continue
-        if not name.isidentifier() or spec or conversion:
-            raise MappingError(f"{where}: placeholder {{{name}}} must be a plain column name")
-    return Text(template=raw)
+        mapping = SourceMapping.model_validate(raw)
+    except ValidationError as exc:
+        # pydantic also reports a list whose every item failed as too short: only an empty one is.
+        errors = [e for e in exc.errors() if e["type"] != "too_short" or not e.get("input")]
+        raise MappingError("; ".join(_describe(error) for error in errors)) from exc
+    return mapping.model_copy(update={"path": path})
 
 
-def _subject_list(raw: Any, where: str) -> tuple[Subject, ...]:
-    subjects = []
-    for i, item in enumerate(_list(raw, where)):
-        node = _node(item, f"{where}[{i}]", required={"kind", "column"}, optional=set())
-        subjects.append(
-            Subject(
-                kind=_name(node["kind"], f"{where}[{i}].kind"),
-                column=_name(node["column"], f"{where}[{i}].column"),
-            )
-        )
-    return tuple(subjects)
-
-
-def _groups(raw: Any, where: str) -> Groups:
-    node = _node(raw, where, required={"column"}, optional={"split"})
-    split = node.get("split")
-    if split is not None and (not isinstance(split, str) or not split):
-        raise MappingError(f"{where}.split: must be a non-empty string")
-    return Groups(column=_name(node["column"], f"{where}.column"), split=split)
-
-
-def _node(raw: Any, where: str, *, required: set[str], optional: set[str]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise MappingError(f"{where}: must be a mapping, not {type(raw).__name__}")
-    if missing := sorted(required - raw.keys()):
-        raise MappingError(f"{where}: missing {', '.join(missing)}")
-    if unknown := sorted(set(raw) - required - optional):
-        raise MappingError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
-    return raw
-
-
-def _list(raw: Any, where: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise MappingError(f"{where}: must be a list, not {type(raw).__name__}")
-    return raw
-
-
-def _name(raw: Any, where: str) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise MappingError(f"{where}: must be a non-empty string, not {raw!r}")
-    return raw.strip()
+def _describe(error: ErrorDetails) -> str:
+    """One pydantic error as `documents[0].children[1].mode: <what is wrong>`."""
+    loc = list(error["loc"])
+    key = loc.pop() if error["type"] in ("missing", "extra_forbidden") and loc else None
+    # A title or link given as a string is validated as {column: ...} or {template: ...}: name the field.
+    if len(loc) > 1 and loc[-2] in ("title", "link") and loc[-1] in ("column", "template"):
+        loc.pop()
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "mapping file"
+    kind, given = error["type"], error.get("input")
+    if kind == "missing":
+        return f"{where}: missing {key}"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key(s) {key}"
+    if kind == "too_short":
+        return f"{where}: is empty"
+    if kind in ("model_type", "dict_type"):
+        expected = "string" if loc and loc[-1] in ("title", "link") else "mapping"
+        return f"{where}: must be a {expected}, not {type(given).__name__}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if kind == "value_error" else f"{where}: {message} (got {given!r})"

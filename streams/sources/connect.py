@@ -10,6 +10,7 @@ import pymysql
 import pymysql.cursors
 from pydantic import SecretStr
 
+from streams.errors import StreamsError
 from streams.settings import redact_url
 
 # A DSN from the settings is a SecretStr (it carries a password): it is unwrapped here, where the
@@ -17,8 +18,10 @@ from streams.settings import redact_url
 Dsn = str | SecretStr
 
 
-class SourceUnavailable(RuntimeError):
-    """A source database could not be reached."""
+class SourceUnavailable(StreamsError):
+    """A source database could not be reached (or its DSN is not one we can use)."""
+
+    stage = "source"
 
 
 def _reveal(dsn: Dsn) -> str:

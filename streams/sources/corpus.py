@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from streams.errors import StreamsError
 from streams.sources.html_to_wikitext import WikiPage, clean_title, html_to_wikitext
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,10 @@ _SKIPPED_FILES = frozenset({"bookindex.html", "index.html", "legalnotice.html"})
 _TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 
 
-class CorpusUnavailable(RuntimeError):
+class CorpusUnavailable(StreamsError):
     """The documentation corpus is missing and could not be installed."""
+
+    stage = "source"
 
 
 def ensure_corpus(html_dir: Path = DOC_DIR, *, install: bool = True) -> Path:

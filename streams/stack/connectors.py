@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
+from streams.polling import poll
 from streams.settings import PROJECT_ROOT, Settings
 from streams.stack.runner import Progress, StackError
 
@@ -136,10 +136,10 @@ def register(
         if status is not None and _failure(name, status):
             progress(f"connector {name}: was FAILED, restarting")
             _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
-    deadline = time.monotonic() + timeout_s
     pending = set(connectors)
     statuses: dict[str, dict[str, Any]] = {}
-    while pending:
+
+    def all_running() -> bool:
         for name in sorted(pending):
             status = connector_status(settings, name)
             if status is None:
@@ -151,13 +151,13 @@ def register(
             if _running(status):
                 progress(f"connector {name}: RUNNING")
                 pending.discard(name)
-        if pending and time.monotonic() > deadline:
-            raise ConnectorFailed(
-                f"connectors not RUNNING after {timeout_s:.0f}s: "
-                + ", ".join(f"{n}: {statuses.get(n)}" for n in sorted(pending))
-            )
-        if pending:
-            time.sleep(0.5)
+        return not pending
+
+    if not poll(all_running, timeout_s, 0.5):
+        raise ConnectorFailed(
+            f"connectors not RUNNING after {timeout_s:.0f}s: "
+            + ", ".join(f"{n}: {statuses.get(n)}" for n in sorted(pending))
+        )
     return statuses
 
 

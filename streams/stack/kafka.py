@@ -90,10 +90,10 @@ class Kafka(Server):
         host, port = host_port(self.settings.kafka_bootstrap)
         if not port_open(host, port):
             return False
-        from confluent_kafka.admin import AdminClient
+        from streams.clients import kafka_admin
 
         try:
-            metadata = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap}).list_topics(timeout=2)
+            metadata = kafka_admin(self.settings).list_topics(timeout=2)
         except Exception:  # KafkaException while the broker is still electing its controller
             return False
         return bool(metadata.brokers)

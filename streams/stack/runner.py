@@ -13,7 +13,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import psutil
+
+from streams.errors import StreamsError
+from streams.polling import poll
 from streams.settings import Settings
 
 Progress = Callable[[str], None]
@@ -21,14 +26,16 @@ Progress = Callable[[str], None]
 SERVICE_USER = "streams"  # Elasticsearch, PostgreSQL and MariaDB refuse to run as root
 
 
-class StackError(Exception):
+class StackError(StreamsError):
     """The local stack could not be provisioned, started or stopped."""
+
+    stage = "stack"
 
 
 class ServerFailed(StackError):
     def __init__(self, server: str, reason: str, log_tail: str = "") -> None:
         self.server = server
-        self.reason = reason
+        self.failure = reason  # not `reason`: StreamsError.reason is the one-line dead-letter text
         self.log_tail = log_tail
         text = f"{server}: {reason}"
         if log_tail:
@@ -114,7 +121,7 @@ def chown_tree(path: Path, user: str | None) -> None:
             os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
-def _as_user(user: str | None) -> dict[str, object]:
+def _as_user(user: str | None) -> dict[str, Any]:
     if user is None or os.geteuid() != 0:
         return {}
     entry = pwd.getpwnam(user)
@@ -122,19 +129,26 @@ def _as_user(user: str | None) -> dict[str, object]:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return state not in ("Z", "X")
+
+
+def wait_ended(pid: int, timeout_s: float | None) -> bool:
+    """Whether `pid` ended within `timeout_s` (None: wait as long as it takes).
+
+    Polled, not `psutil.Process.wait`: that waits for a process that is not our child to leave the
+    process table, and where nothing reaps it (a container whose init does not) a zombie never does.
+    """
+    return poll(lambda: not pid_alive(pid), timeout_s, 0.2)
 
 
 def pid_cmdline(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
         return ""
 
 
@@ -221,22 +235,20 @@ class Server(ABC):
         return True
 
     def wait_healthy(self, progress: Progress, timeout_s: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
-        while True:
+        def healthy_or_failed() -> bool:
             if self._process is not None and self._process.poll() is not None:
                 raise ServerFailed(
                     self.name, f"exited with {self._process.returncode} while starting", tail(self.log_file)
                 )
             if self._process is None and not self.running():
                 raise ServerFailed(self.name, "is not running", tail(self.log_file))
-            if self.healthy():
-                progress(f"{self.name}: healthy at {self.endpoint()}")
-                return
-            if time.monotonic() > deadline:
-                raise ServerFailed(
-                    self.name, f"not healthy after {timeout_s or self.start_timeout_s:.0f}s", tail(self.log_file)
-                )
-            time.sleep(0.3)
+            return self.healthy()
+
+        if not poll(healthy_or_failed, timeout_s or self.start_timeout_s, 0.3):
+            raise ServerFailed(
+                self.name, f"not healthy after {timeout_s or self.start_timeout_s:.0f}s", tail(self.log_file)
+            )
+        progress(f"{self.name}: healthy at {self.endpoint()}")
 
     def stop(self, progress: Progress) -> bool:
         """Stop the process group this stack started: signal, then SIGKILL after stop_timeout_s."""
@@ -246,14 +258,10 @@ class Server(ABC):
             return False
         progress(f"{self.name}: stopping (pid {pid})")
         self._signal(pid, self.stop_signal)
-        deadline = time.monotonic() + self.stop_timeout_s
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if pid_alive(pid):
+        if not wait_ended(pid, self.stop_timeout_s):
             progress(f"{self.name}: still running after {self.stop_timeout_s:.0f}s, sending SIGKILL")
             self._signal(pid, signal.SIGKILL)
-            while pid_alive(pid):
-                time.sleep(0.1)
+            wait_ended(pid, None)
         self.pid_file.unlink(missing_ok=True)
         progress(f"{self.name}: stopped")
         return True

@@ -50,7 +50,8 @@ def worker(local_stack: Settings) -> Iterator[Settings]:
 def _stop_restarted_worker(settings: Settings) -> None:
     import os
     import signal
-    import time
+
+    from streams.stack.runner import wait_ended
 
     pid_file = restarted_worker_pid_file(settings)
     try:
@@ -60,9 +61,7 @@ def _stop_restarted_worker(settings: Settings) -> None:
         return
     try:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(30):
-            time.sleep(1)
-            os.kill(pid, 0)  # raises once the process is gone
-        os.kill(pid, signal.SIGKILL)
+        if not wait_ended(pid, 30):
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

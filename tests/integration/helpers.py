@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -13,9 +12,20 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 from elasticsearch import Elasticsearch
+from prometheus_client.parser import text_string_to_metric_families
 
+from streams.clients import (
+    elasticsearch_client,
+    end_offsets,
+    kafka_consumer,
+    kafka_producer,
+    read_to_end,
+    read_whole_topic,
+    unique_group,
+)
+from streams.polling import poll
 from streams.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -25,12 +35,7 @@ DEADLINE_S = 120.0
 
 def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE_S, interval: float = 0.5) -> T:
     """Poll `predicate` until it returns a truthy value; return that value (or the last one at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+    return poll(predicate, timeout, interval)
 
 
 def unique(prefix: str = "zq") -> str:
@@ -39,8 +44,7 @@ def unique(prefix: str = "zq") -> str:
 
 
 def es_client(settings: Settings | None = None) -> Elasticsearch:
-    settings = settings or get_settings()
-    return Elasticsearch(**settings.elasticsearch_client_options())
+    return elasticsearch_client(settings or get_settings())
 
 
 def refresh(es: Elasticsearch, settings: Settings | None = None) -> None:
@@ -144,18 +148,13 @@ def metrics_text() -> str:
 
 def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:
     """The sum of a metric's samples (those matching `labels`) from the worker's /metrics."""
-    total = 0.0
-    for line in metrics_text().splitlines():
-        if line.startswith("#"):
-            continue
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-        if labels and any(sample_labels.get(k) != v for k, v in labels.items()):
-            continue
-        total += float(match.group(3))
-    return total
+    wanted = (labels or {}).items()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text())
+        for sample in family.samples
+        if sample.name == name and wanted <= sample.labels.items()
+    ) + 0.0
 
 
 # -- Kafka ----------------------------------------------------------------------------------------
@@ -164,32 +163,7 @@ def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:
 def topic_messages(topic: str, settings: Settings | None = None, timeout_s: float = 30.0) -> list[Any]:
     """Every message now in `topic` (all partitions), from the beginning to the current end."""
     settings = settings or get_settings()
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"tests-reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
-        partitions = sorted(metadata.topics[topic].partitions)
-        ends: dict[int, int] = {}
-        assign = []
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            if high > low:
-                ends[p] = high
-                assign.append(TopicPartition(topic, p, low))
-        consumer.assign(assign)
-        messages: list[Any] = []
-        deadline = time.monotonic() + timeout_s * 4
-        while ends and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None or message.error():
-                continue
-            messages.append(message)
-            if message.offset() + 1 >= ends.get(message.partition(), 0):
-                ends.pop(message.partition(), None)
-        return messages
-    finally:
-        consumer.close()
+    return list(read_whole_topic(settings, topic, unique_group("tests-reader"), timeout_s, deadline_s=timeout_s * 4))
 
 
 def row_events(topic: str, key: dict[str, Any]) -> list[tuple[bytes, bytes | None]]:
@@ -218,7 +192,7 @@ def produce(
     murmur2 is the Java client's partitioner (Debezium's): a re-produced event lands in the partition
     its row's events are in, as a real redelivery would."""
     settings = settings or get_settings()
-    producer = Producer(settings.kafka_config(**{"acks": "all", "partitioner": "murmur2_random"}))
+    producer = kafka_producer(settings, **{"acks": "all", "partitioner": "murmur2_random"})
     delivered: list[tuple[int, int] | None] = []
 
     def report(index: int) -> Callable[[Any, Any], None]:
@@ -238,41 +212,39 @@ def produce(
 
 
 def topic_end_offsets(topic: str, settings: Settings | None = None) -> dict[int, int]:
-    settings = settings or get_settings()
-    consumer = Consumer(settings.kafka_config(**{"group.id": f"tests-ends-{uuid.uuid4().hex}"}))
-    try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in metadata.topics[topic].partitions
-        }
-    finally:
-        consumer.close()
+    return end_offsets(settings or get_settings(), topic)
 
 
 def messages_after(topic: str, start: dict[int, int], timeout_s: float = 10.0) -> list[Any]:
     """Messages of `topic` past the given per-partition offsets, up to the end as it is now."""
-    settings = get_settings()
-    consumer = Consumer(
-        settings.kafka_config(**{"group.id": f"tests-after-{uuid.uuid4().hex}", "enable.auto.commit": False})
-    )
+    consumer = kafka_consumer(get_settings(), unique_group("tests-after"))
     try:
-        ends = topic_end_offsets(topic)
-        assign = [TopicPartition(topic, p, start.get(p, 0)) for p, end in ends.items() if end > start.get(p, 0)]
-        pending = {tp.partition: ends[tp.partition] for tp in assign}
-        if not assign:
-            return []
-        consumer.assign(assign)
-        messages = []
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None or message.error():
-                continue
-            messages.append(message)
-            if message.offset() + 1 >= pending.get(message.partition(), 0):
-                pending.pop(message.partition(), None)
-        return messages
+        return list(read_to_end(consumer, topic, start, deadline_s=timeout_s))
+    finally:
+        consumer.close()
+
+
+def wait_processed(topic: str, delivered: Iterable[tuple[int, int]], timeout: float = DEADLINE_S) -> bool:
+    """Wait until the worker's consumer group has committed past every (partition, offset) in `delivered`.
+
+    The indexing agent handles one batch at a time and its offsets are committed only after the batch
+    was written (or dead-lettered), so once they are committed whatever the worker did with those
+    records is in the index: the condition to wait for before asserting that nothing changed."""
+    settings = get_settings()
+    wanted: dict[int, int] = {}
+    for partition, offset in delivered:
+        wanted[partition] = max(wanted.get(partition, 0), offset + 1)
+    if not wanted:
+        return True
+    # The worker's group id, but never subscribed: reading its committed offsets does not join the group.
+    consumer = kafka_consumer(settings, settings.worker_id)
+    try:
+
+        def committed() -> bool:
+            offsets = consumer.committed([TopicPartition(topic, p) for p in wanted], timeout=10)
+            return all((tp.offset or -1) >= wanted[tp.partition] for tp in offsets)
+
+        return bool(wait_until(committed, timeout=timeout, interval=0.5))
     finally:
         consumer.close()
 

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import NewTopic
 
+from streams.clients import kafka_admin, kafka_consumer, kafka_producer, read_whole_topic, unique_group
 from streams.observability.commands import read_latest_report
 from streams.observability.consumer_lag import ConsumerLagReader
 from streams.observability.freshness import FreshnessWindow
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 def topic(local_stack: Settings) -> Iterator[str]:
     """A fresh two-partition topic, deleted afterwards, so the real freshness topic is left alone."""
     name = f"streams.test.freshness.{uuid.uuid4().hex[:12]}"
-    admin = AdminClient(local_stack.kafka_config())
+    admin = kafka_admin(local_stack)
     admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(timeout=30)
     yield name
     admin.delete_topics([name])[name].result(timeout=30)
@@ -42,7 +43,7 @@ def _publish(settings: Settings, topic: str, window_end: datetime, wiki_values: 
     _, _, closed = window.close_window({"tickets": 1.5})
     record = freshness_report_record("it-worker", window_end - timedelta(seconds=10), window_end, closed)
     value = encode_freshness_report(record, settings.schema_registry_url)
-    producer = Producer(settings.kafka_config(acks="all"))
+    producer = kafka_producer(settings, acks="all")
     errors: list[object] = []
     producer.produce(topic, key=report_key("it-worker"), value=value, on_delivery=lambda err, _: errors.append(err))
     assert producer.flush(30) == 0
@@ -54,19 +55,9 @@ def test_a_published_report_reads_back(local_stack: Settings, topic: str) -> Non
     end = datetime.now(UTC).replace(microsecond=0)
     _publish(local_stack, topic, end, [0.4, 0.9, 2.5])
 
-    consumer = Consumer(
-        local_stack.kafka_config(**{"group.id": f"it-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-    )
-    consumer.subscribe([topic])
-    try:
-        message = None
-        for _ in range(60):
-            message = consumer.poll(1.0)
-            if message is not None:
-                break
-    finally:
-        consumer.close()
-    assert message is not None and message.error() is None
+    messages = list(read_whole_topic(local_stack, topic, unique_group("it"), deadline_s=60))
+    assert len(messages) == 1
+    message = messages[0]
     assert message.key() == b"it-worker"
     report = decode_freshness_report(message.value() or b"")
     assert report["worker_id"] == "it-worker"
@@ -87,7 +78,7 @@ def test_streams_freshness_from_topic_shows_the_latest_report(local_stack: Setti
 
 
 def test_consumer_lag_counts_what_the_group_has_not_committed(local_stack: Settings, topic: str) -> None:
-    producer = Producer(local_stack.kafka_config())
+    producer = kafka_producer(local_stack)
     for n in range(5):
         producer.produce(topic, value=b"x", partition=0, key=str(n).encode())
     assert producer.flush(30) == 0
@@ -95,7 +86,7 @@ def test_consumer_lag_counts_what_the_group_has_not_committed(local_stack: Setti
     reader = ConsumerLagReader(local_stack, group)
     try:
         assert reader.lag([topic, "streams.test.no-such-topic"]) == {(topic, 0): 5, (topic, 1): 0}
-        committer = Consumer(local_stack.kafka_config(**{"group.id": group, "enable.auto.commit": False}))
+        committer = kafka_consumer(local_stack, group)
         committer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
         committer.close()
         assert reader.lag([topic])[(topic, 0)] == 3

@@ -13,7 +13,7 @@ import pytest
 
 from streams.settings import Settings
 from streams.sources.connect import connect_mariadb
-from streams.stack.topic_reader import Record, TopicReader
+from tests.topic_reader import Record, TopicReader
 
 pytestmark = pytest.mark.integration
 

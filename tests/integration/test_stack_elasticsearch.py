@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from elasticsearch import Elasticsearch
 
+from streams.clients import elasticsearch_client
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ def _unit_vector(seed: int) -> list[float]:
 
 @pytest.fixture
 def index(local_stack: Settings) -> Iterator[tuple[Elasticsearch, str]]:
-    client = Elasticsearch(**local_stack.elasticsearch_client_options())
+    client = elasticsearch_client(local_stack)
     name = f"streams-stack-test-{uuid.uuid4().hex[:8]}"
     client.indices.create(
         index=name,

@@ -11,10 +11,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from streams.elastic.verify_index import CATEGORIES, SourceReport, verify, verify_all
+from streams.elastic.verify_index import CATEGORIES, SourceReport
 from streams.pipeline.document_mapping import load_mappings
 from streams.settings import PROJECT_ROOT, Settings
 from streams.sources import edits
+from streams.verify import verify, verify_all
 from tests.integration.helpers import es_client, state_record, unique, visible_chunks, wait_until
 
 pytestmark = pytest.mark.integration

@@ -234,3 +234,29 @@ def test_every_fixture_maps_and_chunks(mappings: Mappings, path: Path) -> None:
     if change is not None:
         assert change.document_id.startswith(f"{decoded.source}/")
         chunk_text(change.text, change.text_format)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["documents"][0].update(title="{a!r}"), r"^documents\[0\]\.title: placeholder \{a\}"),
+        (lambda m: m["documents"][0].update(link=5), r"^documents\[0\]\.link: must be a string, not int$"),
+        (lambda m: m["documents"][0].update(groups="x"), r"^documents\[0\]\.groups: must be a mapping, not str$"),
+        (
+            lambda m: m["documents"][0]["subjects"].append({"kind": "email"}),
+            r"^documents\[0\]\.subjects\[2\]: missing column$",
+        ),
+        (lambda m: m.update(documents=[]), r"^documents: is empty$"),
+        (lambda m: m.update(path="/elsewhere"), r"^mapping file: unknown key\(s\) path$"),
+    ],
+)
+def test_errors_name_the_field_path_and_only_the_real_problem(change: Any, message: str) -> None:
+    raw = raw_tickets()
+    change(raw)
+    with pytest.raises(MappingError, match=message):
+        parse_source_mapping(raw)
+
+
+def test_a_file_that_is_not_a_mapping_says_so() -> None:
+    with pytest.raises(MappingError, match=r"^mapping file: must be a mapping, not list$"):
+        parse_source_mapping([])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.observability.freshness import FreshnessWindow, figures, percentile
+from streams.observability.freshness import FreshnessWindow, figures
+from streams.percentiles import percentile
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -17,9 +18,21 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([1.0, 2.0], 0.0) == 1.0
 
 
-def test_percentile_of_nothing_is_an_error() -> None:
+def test_percentile_sorts_its_values() -> None:
+    # Was the bench's interpolated percentile's test: p50 of four values was 2.5, by nearest rank it is 2.0.
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(values, 0.0) == 1.0
+    assert percentile(values, 0.5) == 2.0
+    assert percentile(values, 1.0) == 4.0
+
+
+def test_percentile_of_nothing_is_an_error_and_bounds_are_checked() -> None:
     with pytest.raises(ValueError):
         percentile([], 0.5)
+    with pytest.raises(ValueError):
+        percentile([1.0], 1.01)
+    with pytest.raises(ValueError):
+        percentile([1.0], -0.01)
 
 
 def test_figures_sort_their_values() -> None:

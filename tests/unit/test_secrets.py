@@ -20,9 +20,9 @@ from elasticsearch import AsyncElasticsearch, Elasticsearch
 from elasticsearch import ConnectionError as ElasticsearchConnectionError
 from pydantic import SecretStr
 
-from streams.agents.runtime import async_elasticsearch_client, elasticsearch_client
 from streams.auth import Authenticator
 from streams.cli import COMMANDS, main
+from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.settings import Settings, SettingsError, get_settings
 from streams.sources.connect import SourceUnavailable, connect_mariadb, connect_postgres
 from streams.stack import stack as stack_module

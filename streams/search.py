@@ -30,7 +30,8 @@ def search(query: str, k: int, source: str | None, groups: str | None, as_json: 
     credentials, so it sees every document unless --groups narrows the view. Search services call the
     worker's authenticated /search endpoint instead (README, "Who may search").
     """
-    from streams.agents.runtime import async_elasticsearch_client, build_embedder
+    from streams.agents.runtime import build_embedder
+    from streams.clients import async_elasticsearch_client
     from streams.elastic.hybrid_index import hybrid_search
 
     settings = get_settings()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
+from streams.clients import kafka_consumer, partitions, unique_group, watermarks
 from streams.settings import Settings
 
 
@@ -39,34 +39,21 @@ def _decode(raw: bytes | None) -> Any:
 
 class TopicReader:
     """Remembers each partition's end offset at construction; `read` returns records written after
-    that (a topic that did not exist yet is read from its beginning)."""
+    that. Unlike `streams.clients.read_to_end` it keeps reading past that end, and picks up partitions
+    (or the whole topic) created after construction, which it reads from their beginning."""
 
     def __init__(self, settings: Settings, topic: str, *, from_beginning: bool = False) -> None:
         self.topic = topic
-        self.consumer = Consumer(
-            settings.kafka_config(
-                **{
-                    "group.id": f"streams-test-{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
-                    "allow.auto.create.topics": False,
-                }
-            )
+        self.consumer = kafka_consumer(
+            settings,
+            unique_group("streams-test"),
+            **{"auto.offset.reset": "earliest", "allow.auto.create.topics": False},
         )
-        self.start = {} if from_beginning else {p: self._high(p) for p in self._partitions()}
+        self.start = {} if from_beginning else {p: high for p, (_, high) in watermarks(self.consumer, topic).items()}
         self.assigned: set[int] = set()
 
-    def _partitions(self) -> list[int]:
-        metadata = self.consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-        if metadata is None or metadata.error is not None:
-            return []
-        return sorted(metadata.partitions)
-
-    def _high(self, partition: int) -> int:
-        return int(self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)[1])
-
     def _assign_new_partitions(self) -> None:
-        new = [p for p in self._partitions() if p not in self.assigned]
+        new = [p for p in partitions(self.consumer, self.topic) if p not in self.assigned]
         if new:
             self.consumer.incremental_assign([TopicPartition(self.topic, p, self.start.get(p, 0)) for p in new])
             self.assigned.update(new)
@@ -81,17 +68,22 @@ class TopicReader:
                 self._assign_new_partitions()
                 next_metadata = time.monotonic() + 1.0
             if not self.assigned:
-                time.sleep(0.2)
+                time.sleep(0.2)  # the topic does not exist yet: look again at the next metadata refresh
                 continue
             message = self.consumer.poll(0.2)
             if message is None:
                 continue
-            if message.error() is not None:
-                if message.error().retriable() or message.error().code() < 0:
+            error = message.error()
+            if error is not None:
+                if error.retriable() or error.code() < 0:
                     continue
-                raise KafkaException(message.error())
+                raise KafkaException(error)
             record = Record(
-                message.topic(), message.partition(), message.offset(), _decode(message.key()), _decode(message.value())
+                str(message.topic()),
+                int(message.partition() or 0),
+                int(message.offset() or 0),
+                _decode(message.key()),
+                _decode(message.value()),
             )
             if match(record):
                 found.append(record)

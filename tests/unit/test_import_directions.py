@@ -1,0 +1,111 @@
+"""Data flows one way, and so do imports: nothing low imports anything high.
+
+- streams/pipeline/ is pure: besides the standard library and third-party packages it imports only
+  streams.records, streams.errors and itself.
+- streams/elastic/ only reads and writes the index: it imports nothing from the agents, the sources,
+  the bench, the CLI, the local stack or the embedder.
+
+Imports are read with `ast` (every `import` and `from ... import`, at any depth, including those
+inside functions), so a lazy import cannot hide a wrong direction.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "streams"
+
+PIPELINE_MAY_IMPORT = ("streams.records", "streams.errors", "streams.pipeline")
+ELASTIC_MUST_NOT_IMPORT = (
+    "streams.agents",
+    "streams.sources",
+    "streams.bench",
+    "streams.cli",
+    "streams.stack",
+    "streams.embedding",
+)
+
+
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_imports(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
+    """(line, module) of every import of a `streams` module in `path`, relative imports resolved."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            # `from streams import avro` imports the module streams.avro.
+            found += [
+                (node.lineno, f"{module}.{alias.name}" if module == "streams" else module) for alias in node.names
+            ]
+    return [(line, name) for line, name in found if name == "streams" or name.startswith("streams.")]
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def violations(
+    directory: str, allowed: tuple[str, ...] | None, forbidden: tuple[str, ...], package: Path = PACKAGE
+) -> list[str]:
+    found = []
+    for path in sorted((package / directory).rglob("*.py")):
+        for line, name in project_imports(path, package):
+            if (allowed is not None and not _within(name, allowed)) or _within(name, forbidden):
+                found.append(f"{path.relative_to(package.parent)}:{line} imports {name}")
+    return found
+
+
+
+
+def test_pipeline_imports_only_records_and_errors() -> None:
+    assert violations("pipeline", PIPELINE_MAY_IMPORT, ()) == []
+
+
+def test_elastic_imports_nothing_above_it() -> None:
+    assert violations("elastic", None, ELASTIC_MUST_NOT_IMPORT) == []
+
+
+# The checks themselves, made to fail on purpose.
+
+
+def test_the_reader_sees_lazy_relative_and_package_imports(tmp_path: Path) -> None:
+    package = tmp_path / "streams"
+    (package / "elastic").mkdir(parents=True)
+    (package / "elastic" / "bad.py").write_text(
+        "import json\n"
+        "from streams.records import ChunkText\n"
+        "from streams import avro\n"
+        "from ..agents import runtime\n"
+        "def later():\n"
+        "    from streams.embedding.embedder import Embedder\n"
+        "    import streams.stack.runner\n"
+    )
+    found = violations("elastic", None, ELASTIC_MUST_NOT_IMPORT, package)
+    pure = violations("elastic", PIPELINE_MAY_IMPORT, (), package)
+    assert found == [
+        "streams/elastic/bad.py:4 imports streams.agents",
+        "streams/elastic/bad.py:6 imports streams.embedding.embedder",
+        "streams/elastic/bad.py:7 imports streams.stack.runner",
+    ]
+    assert pure == [
+        "streams/elastic/bad.py:3 imports streams.avro",
+        "streams/elastic/bad.py:4 imports streams.agents",
+        "streams/elastic/bad.py:6 imports streams.embedding.embedder",
+        "streams/elastic/bad.py:7 imports streams.stack.runner",
+    ]
+
