@@ -82,6 +82,7 @@ class PartChange:
     link: str | None = None
     identity: bool = False  # the row's subjects all name the same person
     origin: Origin | None = None
+    snapshot: bool = False  # read by a Debezium snapshot (initial or incremental), not a live change
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,7 @@ def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
         link=mapping.link.render(row) if mapping.link else None,
         identity=mapping.identity,
         origin=event.origin,
+        snapshot=event.snapshot,
     )
 
 
@@ -236,6 +237,7 @@ def _child_part(parent: DocumentMapping, child: ChildMapping, event: ChangeEvent
         subjects=_subjects(child.subjects, row),
         order_key=order_key,
         origin=event.origin,
+        snapshot=event.snapshot,
     )
 
 
