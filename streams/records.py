@@ -83,6 +83,9 @@ class PartChange:
     identity: bool = False  # the row's subjects all name the same person
     origin: Origin | None = None
     snapshot: bool = False  # read by a Debezium snapshot (initial or incremental), not a live change
+    # A hash of everything the mapping took from the row (text, title, groups, metadata, subjects,
+    # link): stored per part in the state record, so `streams verify` can see a lost update.
+    content_hash: str = ""
 
 
 @dataclass(frozen=True)

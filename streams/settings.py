@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     batch_max_events: int = 256
     batch_within_s: float = 0.05
 
+    # Verification and hostile input (issue 9, items 4 and 7).
+    # The table in each source database that Debezium reads signals from (`signal.data.collection`
+    # in connectors/*.json): `streams verify --repair` asks it for incremental snapshots there.
+    signal_table: str = "debezium_signal"
+    # Events larger than this are dead-lettered at decode (a 10 MB row image is an accident or an
+    # attack, not a document); Kafka's own default message limit is about 1 MB.
+    max_event_bytes: int = 4 * 1024 * 1024
+
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:
             return (self.elasticsearch_username, self.elasticsearch_password.get_secret_value())

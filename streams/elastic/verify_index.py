@@ -1,22 +1,33 @@
-"""`streams verify`: compare every source database with the index.
+"""`streams verify`: compare every source database with the index, content included.
 
-For every mapped root table the source's rows are read (keys only; for child tables their keys and
-parents) and compared with the index's state records and visible chunks. Per source, four kinds of
-drift are reported:
+Per source, the rows are read in keyset pages (streams/sources/read_rows.py) and each page is
+compared with the index's state records and visible chunks for the same documents; then the index's
+documents of that source are walked in pages (a composite aggregation) to find those whose row is
+gone. Nothing is loaded whole. Four kinds of drift are reported:
 
 - missing: the root row exists but the index does not have it as a visible document (no state
   record, or a state whose root is absent or deleted), or the state expects chunks that are not in
   the index (chunks lost behind the worker's back). A row whose text is empty has no chunks and is
   not missing: the state record is what counts.
-- stale: the document's child parts in the index differ from the child rows in the source (a
-  comment added or deleted but not applied; for `latest` children such as the wiki's revisions, the
-  index holds another revision than the newest one).
+- stale: the index holds another content than the source. Every part's state stores the content
+  hash of the row it applied (PartChange.content_hash: text, title, groups, metadata, subjects,
+  link); verify hashes each source row with the same mapping code and compares, so a lost update
+  shows. Also stale: child parts added or deleted in the source but not in the index, and for
+  `latest` children (the wiki's revisions) another revision than the newest.
 - extra: visible documents in the index whose root row no longer exists in the source.
 - resurrected: visible chunks of a document whose state says its root was deleted.
 
-Documents whose root was suppressed by a deletion request are counted as `forgotten`, not as drift.
-The comparison is a snapshot of a moving system: changes in flight show as drift until applied, so
-`--recheck S` reports only what is still off S seconds later.
+Documents whose root was suppressed by a deletion request are counted as `forgotten`, not as drift;
+parts whose state holds no content hash (written before content hashes existed, or scrubbed by a
+deletion request) are counted as `unverified`. The comparison is a snapshot of a moving system:
+changes in flight show as drift until applied, so `--recheck S` reports only what is still off S
+seconds later.
+
+`--repair` does not write the index: it asks Debezium for an incremental snapshot of exactly the
+drifted rows (an `execute-snapshot` signal with `additional-conditions` in the source's signal
+table), so they come back through the normal pipeline, ordered by their versions like any change.
+A snapshot can only bring rows that exist: `extra` and `resurrected` documents are reported, not
+repaired.
 """
 
 from __future__ import annotations
@@ -25,18 +36,22 @@ import json
 import logging
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from streams.pipeline.document_mapping import DocumentMapping, Mappings, SourceMapping, load_mappings
+from streams.errors import StreamsError
+from streams.pipeline.document_mapping import DocumentMapping, Mappings, load_mappings
+from streams.records import ChangeEvent, Op
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 
 CATEGORIES = ("missing", "stale", "extra", "resurrected")
-PAGE = 5000
+REPAIRABLE = ("missing", "stale")
+PAGE = 500
+SIGNAL_KEYS = 500  # keys per execute-snapshot signal, so one filter stays a modest SQL clause
 
 
 # -- snapshots ----------------------------------------------------------------------------------
@@ -44,10 +59,12 @@ PAGE = 5000
 
 @dataclass
 class SourceDocument:
-    """What the source holds for one document: its child part ids, and for `latest` children the newest key."""
+    """What the source holds for one document: its child part ids, for `latest` children the newest
+    key, and the content hash of every part (the root's included) as the mapping makes it."""
 
     parts: set[str] = field(default_factory=set)
     latest: dict[str, int] = field(default_factory=dict)  # part id -> newest child key
+    hashes: dict[str, str] = field(default_factory=dict)  # part id -> content hash
 
 
 @dataclass
@@ -77,11 +94,20 @@ class SourceReport:
     source_documents: int = 0
     indexed_documents: int = 0
     forgotten: int = 0
+    unverified: int = 0  # parts whose state holds no content hash to compare
     issues: dict[str, list[Issue]] = field(default_factory=lambda: {c: [] for c in CATEGORIES})
 
     @property
     def ok(self) -> bool:
         return not any(self.issues.values())
+
+    def add(self, other: SourceReport) -> None:
+        self.source_documents += other.source_documents
+        self.indexed_documents += other.indexed_documents
+        self.forgotten += other.forgotten
+        self.unverified += other.unverified
+        for category in CATEGORIES:
+            self.issues[category].extend(other.issues[category])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,98 +115,129 @@ class SourceReport:
             "source_documents": self.source_documents,
             "indexed_documents": self.indexed_documents,
             "forgotten": self.forgotten,
+            "unverified": self.unverified,
             **{c: [i.to_json() for i in self.issues[c]] for c in CATEGORIES},
             "ok": self.ok,
         }
 
 
-# -- reading the sources ------------------------------------------------------------------------
+# -- reading the sources, a page of documents at a time -------------------------------------------
 
 
-def _quote(source: str, name: str) -> str:
-    return f"`{name}`" if source == "wiki" else f'"{name}"'
+def _row_change_hash(mappings: Mappings, source: str, table: str, key_column: str, row: dict[str, Any]) -> str:
+    """The content hash the worker would store for this row: the same mapping code, fed a snapshot read."""
+    event = ChangeEvent(
+        source=source,
+        table=table,
+        op=Op.READ,
+        key={key_column: row.get(key_column)},
+        before=None,
+        after=row,
+        version=0,
+        commit_ts=datetime.now(UTC),
+        snapshot=True,
+    )
+    try:
+        change = mappings.part_change(event)
+    except StreamsError as exc:  # the worker could not map this row either: it cannot match the index
+        return f"unmappable ({exc.reason})"
+    return change.content_hash if change is not None else ""
 
 
-def _dsn(settings: Settings, source: str) -> str:
-    dsn = getattr(settings, f"{source}_dsn", None)
-    if not isinstance(dsn, str):
-        raise click.ClickException(f"no DSN setting for source {source!r} (STREAMS_{source.upper()}_DSN)")
-    return dsn
-
-
-def _query(settings: Settings, source: str, sql: str) -> list[tuple[Any, ...]]:
-    from streams.sources.connect import connect_mariadb, connect_postgres
-
-    dsn = _dsn(settings, source)
-    if dsn.startswith(("mysql", "mariadb")):
-        conn = connect_mariadb(dsn, name=source)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return [tuple(row) for row in cur.fetchall()]
-        finally:
-            conn.close()
-    with connect_postgres(dsn, name=source) as pg:
-        return [tuple(row) for row in pg.execute(sql).fetchall()]
-
-
-def read_source(settings: Settings, mapping: SourceMapping) -> dict[str, SourceDocument]:
-    """Every document the source's rows make, keyed by document id."""
-    source = mapping.source
-    q = lambda name: _quote(source, name)  # noqa: E731
-    documents: dict[str, SourceDocument] = {}
-    for document in mapping.documents:
-        for (key,) in _query(settings, source, f"SELECT {q(document.key)} FROM {q(document.table)}"):
-            documents[document.document_id(source, key)] = SourceDocument()
+def source_pages(
+    rows: Any, mappings: Mappings, source: str, document: DocumentMapping
+) -> Iterator[dict[str, SourceDocument]]:
+    """The documents of one root table, a page at a time, keyed by document id."""
+    for page in rows.pages(document.table, document.key):
+        documents: dict[str, SourceDocument] = {}
+        keys = [row[document.key] for row in page]
+        for row in page:
+            found = documents[document.document_id(source, row[document.key])] = SourceDocument()
+            found.hashes["root"] = _row_change_hash(mappings, source, document.table, document.key, row)
         for child in document.children:
             if child.mode == "latest":
-                sql = f"SELECT {q(child.parent)}, MAX({q(child.key)}) FROM {q(child.table)} GROUP BY {q(child.parent)}"
-                for parent, newest in _query(settings, source, sql):
-                    found = documents.get(document.document_id(source, parent))
-                    if found is not None:
-                        found.parts.add(child.table)
-                        found.latest[child.table] = int(newest)
+                for row in rows.newest_children(child.table, child.key, child.parent, keys):
+                    owner = documents.get(document.document_id(source, row[child.parent]))
+                    if owner is not None:
+                        owner.parts.add(child.table)
+                        owner.latest[child.table] = int(row[child.key])
+                        owner.hashes[child.table] = _row_change_hash(mappings, source, child.table, child.key, row)
             else:
-                sql = f"SELECT {q(child.key)}, {q(child.parent)} FROM {q(child.table)}"
-                for key, parent in _query(settings, source, sql):
-                    found = documents.get(document.document_id(source, parent))
-                    if found is not None:
-                        found.parts.add(f"{child.table}/{key}")
+                for row in rows.children(child.table, child.parent, keys):
+                    owner = documents.get(document.document_id(source, row[child.parent]))
+                    if owner is not None:
+                        part_id = f"{child.table}/{row[child.key]}"
+                        owner.parts.add(part_id)
+                        owner.hashes[part_id] = _row_change_hash(mappings, source, child.table, child.key, row)
+        yield documents
+
+
+# -- reading the index, for a page of documents -----------------------------------------------------
+
+
+def read_index_page(client: Any, alias: str, document_ids: Sequence[str]) -> dict[str, IndexedDocument]:
+    """State records and visible chunk counts of these documents (a search, not an mget: the alias
+    may cover several index generations)."""
+    documents: dict[str, IndexedDocument] = {d: IndexedDocument() for d in document_ids}
+    if not document_ids:
+        return documents
+    ids = list(document_ids)
+    states = client.search(
+        index=alias,
+        size=len(ids),
+        query={"bool": {"filter": [{"term": {"kind": "state"}}, {"terms": {"document_id": ids}}]}},
+        _source=["document_id", "source", "root", "parts"],
+    )
+    for hit in states["hits"]["hits"]:
+        documents[hit["_source"]["document_id"]].state = hit["_source"]
+    counts = client.search(
+        index=alias,
+        size=0,
+        query={
+            "bool": {
+                "filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}, {"terms": {"document_id": ids}}]
+            }
+        },
+        aggs={
+            "docs": {
+                "terms": {"field": "document_id", "size": len(ids)},
+                "aggs": {"parts": {"terms": {"field": "part_id", "size": 10_000}}},
+            }
+        },
+    )
+    for bucket in counts["aggregations"]["docs"]["buckets"]:
+        documents[bucket["key"]].visible_chunks = {
+            part["key"]: part["doc_count"] for part in bucket["parts"]["buckets"]
+        }
     return documents
 
 
-# -- reading the index --------------------------------------------------------------------------
-
-
-def _scan(
-    client: Any, alias: str, query: dict[str, Any], sort: list[str], fields: list[str]
-) -> Iterator[dict[str, Any]]:
-    """Every hit of `query`, paged with search_after over a unique sort (no scroll state to leak)."""
-    after: list[Any] | None = None
+def indexed_document_pages(client: Any, alias: str, source: str, page: int = PAGE) -> Iterator[list[str]]:
+    """Every document id of `source` the index holds a state record or a visible chunk for, in pages
+    (a composite aggregation: Elasticsearch's way to page through every bucket)."""
+    query = {
+        "bool": {
+            "filter": [{"term": {"source": source}}],
+            "should": [
+                {"term": {"kind": "state"}},
+                {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}]}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+    after: dict[str, Any] | None = None
     while True:
-        kwargs: dict[str, Any] = {"index": alias, "size": PAGE, "query": query, "sort": sort, "_source": fields}
+        composite: dict[str, Any] = {"size": page, "sources": [{"id": {"terms": {"field": "document_id"}}}]}
         if after is not None:
-            kwargs["search_after"] = after
-        hits = client.search(**kwargs)["hits"]["hits"]
-        yield from hits
-        if len(hits) < PAGE:
+            composite["after"] = after
+        response = client.search(index=alias, size=0, query=query, aggs={"docs": {"composite": composite}})
+        result = response["aggregations"]["docs"]
+        ids = [bucket["key"]["id"] for bucket in result["buckets"]]
+        if ids:
+            yield ids
+        after = result.get("after_key")
+        if not ids or after is None:
             return
-        after = hits[-1]["sort"]
-
-
-def read_index(client: Any, alias: str) -> dict[str, IndexedDocument]:
-    documents: dict[str, IndexedDocument] = defaultdict(IndexedDocument)
-    client.indices.refresh(index=alias)
-    state_query = {"term": {"kind": "state"}}
-    for hit in _scan(client, alias, state_query, ["document_id"], ["document_id", "source", "root", "parts"]):
-        documents[hit["_source"]["document_id"]].state = hit["_source"]
-    chunk_query = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}]}}
-    sort = ["document_id", "part_id", "chunk_number"]
-    for hit in _scan(client, alias, chunk_query, sort, ["document_id", "part_id"]):
-        doc = documents[hit["_source"]["document_id"]]
-        part = hit["_source"]["part_id"]
-        doc.visible_chunks[part] = doc.visible_chunks.get(part, 0) + 1
-    return dict(documents)
 
 
 # -- comparing (pure) ---------------------------------------------------------------------------
@@ -188,6 +245,23 @@ def read_index(client: Any, alias: str) -> dict[str, IndexedDocument]:
 
 def _live_parts(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {pid: p for pid, p in (state.get("parts") or {}).items() if pid != "root" and not p.get("deleted")}
+
+
+def _content_drift(row: SourceDocument, parts: dict[str, dict[str, Any]]) -> tuple[list[str], int]:
+    """The parts whose stored content hash differs from the source row's, and how many could not be
+    compared (no hash stored). Parts absent from either side are the structural check's business."""
+    differ: list[str] = []
+    unverified = 0
+    for part_id, expected in sorted(row.hashes.items()):
+        held = parts.get(part_id)
+        if held is None or held.get("deleted"):
+            continue
+        stored = held.get("content_hash") or ""
+        if not stored:
+            unverified += 1
+        elif stored != expected:
+            differ.append(part_id)
+    return differ, unverified
 
 
 def compare(
@@ -251,19 +325,53 @@ def compare(
             held = (live.get(part_id) or {}).get("order_key")
             if part_id in live and held != newest:
                 reasons.append(f"{part_id} {held} indexed, {newest} is the newest")
+        differ, unverified = _content_drift(row, parts)
+        report.unverified += unverified
+        if differ:
+            reasons.append(
+                f"content differs from the source (a lost update?): {', '.join(differ[:5])}"
+                f"{' ...' if len(differ) > 5 else ''}"
+            )
         if reasons:
             report.issues["stale"].append(Issue(document_id, "; ".join(reasons)))
     return report
 
 
+def verify_source(
+    settings: Settings, client: Any, mappings: Mappings, source: str, page: int = PAGE
+) -> SourceReport:
+    """One source against the index, a page at a time (see the module docstring)."""
+    from streams.sources.read_rows import SourceRows, typed_key
+
+    mapping = next(m for m in mappings.sources if m.source == source)
+    tables = {d.kind: d for d in mapping.documents}
+    alias = settings.index_alias
+    report = SourceReport(source)
+    with SourceRows(settings, source, page) as rows:
+        for document in mapping.documents:
+            for documents in source_pages(rows, mappings, source, document):
+                report.add(compare(source, tables, documents, read_index_page(client, alias, list(documents))))
+        for ids in indexed_document_pages(client, alias, source, page):
+            gone: list[str] = []
+            by_kind: dict[str, list[str]] = {}
+            for document_id in ids:
+                _, kind, key = document_id.split("/", 2)
+                if kind in tables:
+                    by_kind.setdefault(kind, []).append(key)
+                else:
+                    gone.append(document_id)  # a kind no mapping makes any more
+            for kind, keys in by_kind.items():
+                document = tables[kind]
+                present = rows.existing(document.table, document.key, [typed_key(k) for k in keys])
+                gone.extend(document.document_id(source, k) for k in keys if k not in present)
+            # Rows that exist were compared in the first pass; only the vanished ones are left.
+            report.add(compare(source, tables, {}, read_index_page(client, alias, gone)))
+    return report
+
+
 def verify_all(settings: Settings, client: Any, mappings: Mappings) -> list[SourceReport]:
-    index = read_index(client, settings.index_alias)
-    reports: list[SourceReport] = []
-    for mapping in mappings.sources:
-        rows = read_source(settings, mapping)
-        tables = {d.kind: d for d in mapping.documents}
-        reports.append(compare(mapping.source, tables, rows, index))
-    return reports
+    client.indices.refresh(index=settings.index_alias)
+    return [verify_source(settings, client, mappings, mapping.source) for mapping in mappings.sources]
 
 
 def persisting(first: list[SourceReport], second: list[SourceReport]) -> list[SourceReport]:
@@ -277,16 +385,84 @@ def persisting(first: list[SourceReport], second: list[SourceReport]) -> list[So
     return second
 
 
+# -- repairing: incremental snapshots of the drifted rows --------------------------------------------
+
+
+def repair_signals(settings: Settings, mappings: Mappings, report: SourceReport, rows: Any) -> list[dict[str, Any]]:
+    """execute-snapshot signals that re-read every row of the report's missing and stale documents:
+    the root rows by key, `each` children by parent, `latest` children by their newest key."""
+    from streams.sources.read_rows import typed_key
+    from streams.sources.snapshot_signal import snapshot_signal
+    from streams.topics import source_namespace
+
+    mapping = next(m for m in mappings.sources if m.source == report.source)
+    tables = {d.kind: d for d in mapping.documents}
+    namespace = source_namespace(report.source, settings)
+    keys_by_kind: dict[str, list[Any]] = {}
+    for category in REPAIRABLE:
+        for issue in report.issues[category]:
+            _, kind, key = issue.document_id.split("/", 2)
+            if kind in tables and typed_key(key) not in keys_by_kind.setdefault(kind, []):
+                keys_by_kind[kind].append(typed_key(key))
+    signals: list[dict[str, Any]] = []
+    for kind, keys in sorted(keys_by_kind.items()):
+        document = tables[kind]
+        keys = sorted(keys, key=lambda k: (isinstance(k, str), k))
+        for start in range(0, len(keys), SIGNAL_KEYS):
+            batch = keys[start : start + SIGNAL_KEYS]
+            signals.append(snapshot_signal(f"{namespace}.{document.table}", document.key, batch))
+            for child in document.children:
+                if child.mode == "latest":
+                    found = rows.newest_children(child.table, child.key, child.parent, batch)
+                    newest = [row[child.key] for row in found]
+                    if newest:
+                        signals.append(snapshot_signal(f"{namespace}.{child.table}", child.key, newest))
+                else:
+                    signals.append(snapshot_signal(f"{namespace}.{child.table}", child.parent, batch))
+    return signals
+
+
+def repair(
+    settings: Settings, mappings: Mappings, reports: list[SourceReport], say: Callable[[str], None] = print
+) -> dict[str, int]:
+    """Request incremental snapshots of every repairable drifted document; documents asked for, per source."""
+    from streams.sources.read_rows import SourceRows
+    from streams.sources.snapshot_signal import send_snapshot_signals
+
+    asked: dict[str, int] = {}
+    for report in reports:
+        documents = {i.document_id for c in REPAIRABLE for i in report.issues[c]}
+        if not documents:
+            continue
+        with SourceRows(settings, report.source) as rows:
+            signals = repair_signals(settings, mappings, report, rows)
+        ids = send_snapshot_signals(settings, report.source, signals)
+        asked[report.source] = len(documents)
+        say(
+            f"repair: {report.source}: incremental snapshot of {len(documents)} document(s) requested "
+            f"({len(ids)} signal(s) in {settings.signal_table}); they come back through the worker"
+        )
+        unrepairable = sum(len(report.issues[c]) for c in CATEGORIES if c not in REPAIRABLE)
+        if unrepairable:
+            say(f"repair: {report.source}: {unrepairable} extra/resurrected document(s) have no row to snapshot")
+    return asked
+
+
 # -- the command --------------------------------------------------------------------------------
 
 
 def _print_table(reports: list[SourceReport], limit: int) -> None:
-    header = f"{'source':<10}{'rows':>8}{'indexed':>9}{'forgotten':>10}" + "".join(f"{c:>13}" for c in CATEGORIES)
+    header = (
+        f"{'source':<10}{'rows':>8}{'indexed':>9}{'forgotten':>10}{'unverified':>11}"
+        + "".join(f"{c:>13}" for c in CATEGORIES)
+    )
     click.echo(header)
     click.echo("-" * len(header))
     for r in reports:
         counts = "".join(f"{len(r.issues[c]):>13}" for c in CATEGORIES)
-        click.echo(f"{r.source:<10}{r.source_documents:>8}{r.indexed_documents:>9}{r.forgotten:>10}{counts}")
+        click.echo(
+            f"{r.source:<10}{r.source_documents:>8}{r.indexed_documents:>9}{r.forgotten:>10}{r.unverified:>11}{counts}"
+        )
     for r in reports:
         for category in CATEGORIES:
             for issue in r.issues[category][:limit]:
@@ -307,15 +483,25 @@ def _print_table(reports: list[SourceReport], limit: int) -> None:
     help="Seconds to wait before checking again; only drift seen both times is reported (changes in flight settle).",
 )
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Issues listed per category.")
-def verify(as_json: bool, recheck: float, limit: int) -> None:
-    """Compare every source database with the index: missing, stale, extra, resurrected.
+@click.option(
+    "--repair",
+    "repair_drift",
+    is_flag=True,
+    help="Ask Debezium for an incremental snapshot of every missing or stale document (through each source's "
+    "signal table), so the worker re-applies them; run verify again once it has caught up.",
+)
+def verify(as_json: bool, recheck: float, limit: int, repair_drift: bool) -> None:
+    """Compare every source database with the index, content included: missing, stale, extra, resurrected.
 
+    Stale includes a lost update: each part's state stores a hash of the row content it applied,
+    and verify hashes the source rows with the same mapping and compares. Rows are read in pages.
     Exits 1 when anything is off, 0 when the index matches the sources.
 
     \b
     Examples:
       streams verify
       streams verify --json --recheck 5
+      streams verify --repair && sleep 30 && streams verify
     """
     from elasticsearch import ApiError, TransportError
 
@@ -331,6 +517,8 @@ def verify(as_json: bool, recheck: float, limit: int) -> None:
         if recheck and not all(r.ok for r in reports):
             time.sleep(recheck)
             reports = persisting(reports, verify_all(settings, client, mappings))
+        if repair_drift and not all(r.ok for r in reports):
+            repair(settings, mappings, reports, say=lambda line: click.echo(line, err=as_json))
     except SourceUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     except (ApiError, TransportError) as exc:

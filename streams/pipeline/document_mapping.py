@@ -11,9 +11,13 @@ can be applied in any order; the version on each part decides which state wins d
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -175,10 +179,59 @@ class Mappings:
     def part_change(self, event: ChangeEvent) -> PartChange | None:
         """What this event means for the index; None when its table is not searchable."""
         if (root := self._roots.get((event.source, event.table))) is not None:
-            return _root_part(root, event)
-        if (pair := self._children.get((event.source, event.table))) is not None:
-            return _child_part(*pair, event)
+            change = _root_part(root, event)
+        elif (pair := self._children.get((event.source, event.table))) is not None:
+            change = _child_part(*pair, event)
+        else:
+            return None
+        return replace(change, content_hash=content_hash(change))
+
+    def root_table(self, source: str, kind: str) -> DocumentMapping | None:
+        """The mapping whose documents are `<source>/<kind>/<key>`."""
+        for mapping in self.sources:
+            if mapping.source == source:
+                return next((d for d in mapping.documents if d.kind == kind), None)
         return None
+
+
+_ZONED_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$")
+
+
+def _canonical(value: Any) -> Any:
+    """One spelling per value. Debezium writes a timestamptz as an ISO string whose fraction digits
+    vary (`...:04.49Z`, `...:04.490000Z`); the same instant must hash the same however it was spelt."""
+    if isinstance(value, str) and _ZONED_TIMESTAMP.match(value):
+        text = value.replace("Z", "+00:00")
+        whole, _, rest = text.partition(".")
+        if rest:  # Python parses at most 6 fraction digits
+            digits = re.match(r"\d+", rest)
+            assert digits is not None
+            text = f"{whole}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end():]}"
+        try:
+            return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        except ValueError:
+            return value
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return value
+
+
+def content_hash(change: PartChange) -> str:
+    """A hash of every field the mapping turned the row into: what the index shows of the row."""
+    fields = {
+        "text": change.text,
+        "text_format": change.text_format,
+        "title": change.title,
+        "groups": list(change.groups) if change.groups is not None else None,
+        "metadata": _canonical(change.metadata),
+        "subjects": sorted(change.subjects),
+        "link": change.link,
+        "identity": change.identity,
+    }
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _claim(

@@ -61,6 +61,7 @@ class PartState:
     chunk_hashes: list[str] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
     commit_ts: str = ""
+    content_hash: str = ""  # PartChange.content_hash of the row applied (what `streams verify` compares)
 
 
 @dataclass
@@ -255,6 +256,7 @@ def _store_text(
     """Chunk the change's text into `part`: its hashes go into the state, its chunks to the diff."""
     chunks = chunker(change.text, change.text_format) if change.text else []
     part.chunk_hashes = [chunk.text_hash for chunk in chunks]
+    part.content_hash = change.content_hash
     state.parts[part_id] = part
     new_chunks[part_id] = chunks
 
