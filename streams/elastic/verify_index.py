@@ -69,7 +69,8 @@ class SourceDocument:
 
 @dataclass
 class IndexedDocument:
-    """What the index holds for one document: its state record (if any) and its visible chunks per part."""
+    """What the index holds for one document: its state record (if any) and its visible chunks
+    (counted per part where known; verify's paged reader counts them per document, under "*")."""
 
     state: dict[str, Any] | None = None
     visible_chunks: dict[str, int] = field(default_factory=dict)
@@ -198,17 +199,11 @@ def read_index_page(client: Any, alias: str, document_ids: Sequence[str]) -> dic
                 "filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}, {"terms": {"document_id": ids}}]
             }
         },
-        aggs={
-            "docs": {
-                "terms": {"field": "document_id", "size": len(ids)},
-                "aggs": {"parts": {"terms": {"field": "part_id", "size": 10_000}}},
-            }
-        },
+        # One bucket per document (not per part: search.max_buckets would bound a page of long tickets).
+        aggs={"docs": {"terms": {"field": "document_id", "size": len(ids)}}},
     )
     for bucket in counts["aggregations"]["docs"]["buckets"]:
-        documents[bucket["key"]].visible_chunks = {
-            part["key"]: part["doc_count"] for part in bucket["parts"]["buckets"]
-        }
+        documents[bucket["key"]].visible_chunks = {"*": bucket["doc_count"]}
     return documents
 
 
