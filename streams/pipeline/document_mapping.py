@@ -241,8 +241,28 @@ def _claim(
         raise MappingError(f"table {where[1]!r} of source {where[0]!r} is mapped twice")
 
 
-def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
+def _checked_row(event: ChangeEvent, columns: set[str]) -> dict[str, Any]:
+    """The row image, with every mapped column present.
+
+    Extra columns (one added to the table mid-stream) are ignored. A mapped column the row lacks
+    (dropped or renamed in the source) is a MappingError that names it: indexing the row without it
+    would silently lose its text, title or groups. A delete needs no content, so there the missing
+    columns are read as empty instead: a delete must never be lost to a schema change.
+    """
     row = event.row
+    missing = sorted(columns - row.keys())
+    if not missing:
+        return row
+    if event.op is Op.DELETE:
+        return {**dict.fromkeys(missing), **row}
+    raise MappingError(
+        f"{event.source}.{event.table} row lacks mapped column(s) {', '.join(missing)} (dropped or renamed in "
+        f"the source?); the row has: {', '.join(sorted(row))}. Update connectors/{event.source}.mapping.yaml"
+    )
+
+
+def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
+    row = _checked_row(event, mapping.columns())
     key = _key_value(event, mapping.key)
     return PartChange(
         source=event.source,
@@ -267,7 +287,7 @@ def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
 
 
 def _child_part(parent: DocumentMapping, child: ChildMapping, event: ChangeEvent) -> PartChange:
-    row = event.row
+    row = _checked_row(event, child.columns())
     key = _key_value(event, child.key)
     parent_key = row.get(child.parent)
     if parent_key is None or parent_key == "":
