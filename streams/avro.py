@@ -5,10 +5,6 @@ Without a schema registry, records use Avro's single-object encoding (0xC3 0x01,
 64-bit Rabin fingerprint, then the body), so a reader can tell which schema wrote a record.
 With `STREAMS_SCHEMA_REGISTRY_URL` set, the Confluent wire format (0x00, a 4-byte schema id, then
 the body) is used; the schema id is registered once per schema.
-
-Schemas evolve compatibly (new fields carry defaults). The versions a topic may still hold are kept in
-schemas/history/<name>.<n>.avsc, so a record written by an older release is read through Avro schema
-resolution (its writer schema, found by fingerprint) instead of failing as "another schema".
 """
 
 from __future__ import annotations
@@ -37,23 +33,24 @@ def load_schema(name: str) -> Any:
     return parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
 
 
-def _fingerprint_of(schema: Any) -> bytes:
+def _schema_fingerprint(schema: Any) -> bytes:
     canonical = to_parsing_canonical_form(schema)
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]  # the spec wants little-endian
 
 
 @cache
 def _fingerprint(name: str) -> bytes:
-    return _fingerprint_of(load_schema(name))
+    return _schema_fingerprint(load_schema(name))
 
 
 @cache
 def _writer_schemas(name: str) -> dict[bytes, Any]:
-    """Fingerprint -> parsed schema, for the current schema and every older version in schemas/history."""
+    """fingerprint -> schema for the current schema and every earlier version (schemas/history/),
+    so records written before a compatible change (a field added with a default) still decode."""
     schemas = {_fingerprint(name): load_schema(name)}
     for path in sorted((SCHEMA_DIR / "history").glob(f"{name}.*.avsc")):
-        older = parse_schema(json.loads(path.read_text()))
-        schemas.setdefault(_fingerprint_of(older), older)
+        schema = parse_schema(json.loads(path.read_text()))
+        schemas[_schema_fingerprint(schema)] = schema
     return schemas
 
 
@@ -68,20 +65,18 @@ def encode(name: str, record: dict[str, Any], registry_url: str | None = None) -
 
 def decode(name: str, data: bytes) -> dict[str, Any]:
     """Decode a record written by `encode`, in either framing; a wrong schema or bad bytes is a DecodeError."""
-    reader = load_schema(name)
+    writer = load_schema(name)
     if data[:2] == SINGLE_OBJECT_MAGIC:
-        writer = _writer_schemas(name).get(data[2:10])
-        if writer is None:
+        if data[2:10] not in _writer_schemas(name):
             raise DecodeError(f"record was not written with schema {name} (fingerprint mismatch)")
+        writer = _writer_schemas(name)[data[2:10]]
         body = data[10:]
     elif data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
-        writer, body = reader, data[5:]
+        body = data[5:]
     else:
         raise DecodeError(f"not an Avro {name} record: unknown framing {data[:2]!r}")
     try:
-        record: dict[str, Any] = fastavro.schemaless_reader(
-            io.BytesIO(body), writer, None if writer is reader else reader
-        )
+        record: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(body), writer, load_schema(name))  # type: ignore[assignment]
     except Exception as exc:  # fastavro raises a variety of errors on corrupt input
         raise DecodeError(f"corrupt Avro {name} record: {exc}") from exc
     return record
