@@ -85,6 +85,10 @@ class PartChange:
     # ("name", "Priya Park") and ("phone", "+1-555-555-0123"), for finding their mentions.
     mentions: tuple[tuple[str, str], ...] = ()
     origin: Origin | None = None
+    snapshot: bool = False  # read by a Debezium snapshot (initial or incremental), not a live change
+    # A hash of everything the mapping took from the row (text, title, groups, metadata, subjects,
+    # link): stored per part in the state record, so `streams verify` can see a lost update.
+    content_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,12 +110,3 @@ def text_hash(text: str) -> str:
 
 def chunk_id(document_id: str, part_id: str, number: int) -> str:
     return f"{document_id}#{part_id}#{number}"
-
-
-@dataclass
-class SourceDocument:
-    """What a source database holds for one document, as `streams verify` compares it with the index:
-    its child part ids, and for `latest` children (the wiki's revisions) the newest child key."""
-
-    parts: set[str] = field(default_factory=set)
-    latest: dict[str, int] = field(default_factory=dict)  # part id -> newest child key

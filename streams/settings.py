@@ -144,6 +144,13 @@ class Settings(BaseSettings):
 
     def redacted_dsn(self, source: str) -> str:
         return redact_url(self.dsn(source))
+    # Verification and hostile input (issue 9, items 4 and 7).
+    # The table in each source database that Debezium reads signals from (`signal.data.collection`
+    # in connectors/*.json): `streams verify --repair` asks it for incremental snapshots there.
+    signal_table: str = "debezium_signal"
+    # Events larger than this are dead-lettered at decode (a 10 MB row image is an accident or an
+    # attack, not a document); Kafka's own default message limit is about 1 MB.
+    max_event_bytes: int = 4 * 1024 * 1024
 
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:

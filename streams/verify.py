@@ -1,7 +1,8 @@
-"""`streams verify`: compare every source database with the index.
+"""`streams verify`: compare every source database with the index, and `--repair` what drifted.
 
-The sources are read through `streams.sources.read_documents`, the index and the comparison live in
-`streams.elastic.verify_index`; this module only joins the two and prints the result.
+The comparison itself (and the reading of the index) is streams/elastic/verify_index.py; the
+sources are read through streams/sources/read_rows.py; this module joins the two, asks Debezium
+for incremental snapshots of drifted rows, and prints the result.
 """
 
 from __future__ import annotations
@@ -10,33 +11,142 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from streams.clients import elasticsearch_client
-from streams.elastic.verify_index import CATEGORIES, SourceReport, compare_all, persisting, read_index
+from streams.elastic.verify_index import (
+    CATEGORIES,
+    PAGE,
+    REPAIRABLE,
+    SIGNAL_KEYS,
+    SourceReport,
+    compare,
+    indexed_document_pages,
+    persisting,
+    read_index_page,
+    source_pages,
+)
 from streams.pipeline.document_mapping import Mappings, load_mappings
 from streams.settings import PROJECT_ROOT, Settings, get_settings
-from streams.sources.connect import SourceUnavailable
-from streams.sources.read_documents import read_source_documents
+from streams.sources.read_rows import SourceRows, typed_key
+from streams.sources.snapshot_signal import send_snapshot_signals, snapshot_signal
+from streams.topics import source_namespace
+
+log = logging.getLogger(__name__)
+
+
+def verify_source(
+    settings: Settings, client: Any, mappings: Mappings, source: str, page: int = PAGE
+) -> SourceReport:
+    """One source against the index, a page at a time (see the module docstring)."""
+
+    mapping = next(m for m in mappings.sources if m.source == source)
+    tables = {d.kind: d for d in mapping.documents}
+    alias = settings.index_alias
+    report = SourceReport(source)
+    with SourceRows(settings, source, page) as rows:
+        for document in mapping.documents:
+            for documents in source_pages(rows, mappings, source, document):
+                report.add(compare(source, tables, documents, read_index_page(client, alias, list(documents))))
+        for ids in indexed_document_pages(client, alias, source, page):
+            gone: list[str] = []
+            by_kind: dict[str, list[str]] = {}
+            for document_id in ids:
+                _, kind, key = document_id.split("/", 2)
+                if kind in tables:
+                    by_kind.setdefault(kind, []).append(key)
+                else:
+                    gone.append(document_id)  # a kind no mapping makes any more
+            for kind, keys in by_kind.items():
+                document = tables[kind]
+                present = rows.existing(document.table, document.key, [typed_key(k) for k in keys])
+                gone.extend(document.document_id(source, k) for k in keys if k not in present)
+            # Rows that exist were compared in the first pass; only the vanished ones are left.
+            report.add(compare(source, tables, {}, read_index_page(client, alias, gone)))
+    return report
 
 
 def verify_all(settings: Settings, client: Any, mappings: Mappings) -> list[SourceReport]:
-    """The index read first, then every source: a change applied in between shows as drift that
-    `--recheck` then drops, never as a document missing from both snapshots."""
-    index = read_index(client, settings.index_alias)
-    rows = {mapping.source: read_source_documents(settings, mapping) for mapping in mappings.sources}
-    return compare_all(mappings, rows, index)
+    client.indices.refresh(index=settings.index_alias)
+    return [verify_source(settings, client, mappings, mapping.source) for mapping in mappings.sources]
+
+
+
+# -- repairing: incremental snapshots of the drifted rows --------------------------------------------
+
+
+def repair_signals(settings: Settings, mappings: Mappings, report: SourceReport, rows: Any) -> list[dict[str, Any]]:
+    """execute-snapshot signals that re-read every row of the report's missing and stale documents:
+    the root rows by key, `each` children by parent, `latest` children by their newest key."""
+
+    mapping = next(m for m in mappings.sources if m.source == report.source)
+    tables = {d.kind: d for d in mapping.documents}
+    namespace = source_namespace(report.source, settings)
+    keys_by_kind: dict[str, list[Any]] = {}
+    for category in REPAIRABLE:
+        for issue in report.issues[category]:
+            _, kind, key = issue.document_id.split("/", 2)
+            if kind in tables and typed_key(key) not in keys_by_kind.setdefault(kind, []):
+                keys_by_kind[kind].append(typed_key(key))
+    signals: list[dict[str, Any]] = []
+    for kind, keys in sorted(keys_by_kind.items()):
+        document = tables[kind]
+        keys = sorted(keys, key=lambda k: (isinstance(k, str), k))
+        for start in range(0, len(keys), SIGNAL_KEYS):
+            batch = keys[start : start + SIGNAL_KEYS]
+            signals.append(snapshot_signal(f"{namespace}.{document.table}", document.key, batch))
+            for child in document.children:
+                if child.mode == "latest":
+                    found = rows.newest_children(child.table, child.key, child.parent, batch)
+                    newest = [row[child.key] for row in found]
+                    if newest:
+                        signals.append(snapshot_signal(f"{namespace}.{child.table}", child.key, newest))
+                else:
+                    signals.append(snapshot_signal(f"{namespace}.{child.table}", child.parent, batch))
+    return signals
+
+
+def repair(
+    settings: Settings, mappings: Mappings, reports: list[SourceReport], say: Callable[[str], None] = print
+) -> dict[str, int]:
+    """Request incremental snapshots of every repairable drifted document; documents asked for, per source."""
+
+    asked: dict[str, int] = {}
+    for report in reports:
+        documents = {i.document_id for c in REPAIRABLE for i in report.issues[c]}
+        if not documents:
+            continue
+        with SourceRows(settings, report.source) as rows:
+            signals = repair_signals(settings, mappings, report, rows)
+        ids = send_snapshot_signals(settings, report.source, signals)
+        asked[report.source] = len(documents)
+        say(
+            f"repair: {report.source}: incremental snapshot of {len(documents)} document(s) requested "
+            f"({len(ids)} signal(s) in {settings.signal_table}); they come back through the worker"
+        )
+        unrepairable = sum(len(report.issues[c]) for c in CATEGORIES if c not in REPAIRABLE)
+        if unrepairable:
+            say(f"repair: {report.source}: {unrepairable} extra/resurrected document(s) have no row to snapshot")
+    return asked
+
+
+# -- the command --------------------------------------------------------------------------------
 
 
 def _print_table(reports: list[SourceReport], limit: int) -> None:
-    header = f"{'source':<10}{'rows':>8}{'indexed':>9}{'forgotten':>10}" + "".join(f"{c:>13}" for c in CATEGORIES)
+    header = (
+        f"{'source':<10}{'rows':>8}{'indexed':>9}{'forgotten':>10}{'unverified':>11}"
+        + "".join(f"{c:>13}" for c in CATEGORIES)
+    )
     click.echo(header)
     click.echo("-" * len(header))
     for r in reports:
         counts = "".join(f"{len(r.issues[c]):>13}" for c in CATEGORIES)
-        click.echo(f"{r.source:<10}{r.source_documents:>8}{r.indexed_documents:>9}{r.forgotten:>10}{counts}")
+        click.echo(
+            f"{r.source:<10}{r.source_documents:>8}{r.indexed_documents:>9}{r.forgotten:>10}{r.unverified:>11}{counts}"
+        )
     for r in reports:
         for category in CATEGORIES:
             for issue in r.issues[category][:limit]:
@@ -57,17 +167,30 @@ def _print_table(reports: list[SourceReport], limit: int) -> None:
     help="Seconds to wait before checking again; only drift seen both times is reported (changes in flight settle).",
 )
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Issues listed per category.")
-def verify(as_json: bool, recheck: float, limit: int) -> None:
-    """Compare every source database with the index: missing, stale, extra, resurrected.
+@click.option(
+    "--repair",
+    "repair_drift",
+    is_flag=True,
+    help="Ask Debezium for an incremental snapshot of every missing or stale document (through each source's "
+    "signal table), so the worker re-applies them; run verify again once it has caught up.",
+)
+def verify(as_json: bool, recheck: float, limit: int, repair_drift: bool) -> None:
+    """Compare every source database with the index, content included: missing, stale, extra, resurrected.
 
+    Stale includes a lost update: each part's state stores a hash of the row content it applied,
+    and verify hashes the source rows with the same mapping and compares. Rows are read in pages.
     Exits 1 when anything is off, 0 when the index matches the sources.
 
     \b
     Examples:
       streams verify
       streams verify --json --recheck 5
+      streams verify --repair && sleep 30 && streams verify
     """
     from elasticsearch import ApiError, TransportError
+
+    from streams.clients import elasticsearch_client
+    from streams.sources.connect import SourceUnavailable
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     settings = get_settings()
@@ -78,6 +201,8 @@ def verify(as_json: bool, recheck: float, limit: int) -> None:
         if recheck and not all(r.ok for r in reports):
             time.sleep(recheck)
             reports = persisting(reports, verify_all(settings, client, mappings))
+        if repair_drift and not all(r.ok for r in reports):
+            repair(settings, mappings, reports, say=lambda line: click.echo(line, err=as_json))
     except SourceUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     except (ApiError, TransportError) as exc:

@@ -26,7 +26,9 @@ async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
 @app.agent(changes_topic, concurrency=1)
 async def index_changes(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
-    processor = ChangeProcessor(mappings, runtime.writer, send_dead_letter, runtime.freshness)
+    processor = ChangeProcessor(
+        mappings, runtime.writer, send_dead_letter, runtime.freshness, max_event_bytes=settings.max_event_bytes
+    )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [
             RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)

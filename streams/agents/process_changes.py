@@ -19,8 +19,8 @@ from streams.agents.write_changes import ChangeWriter, WriteResult
 from streams.errors import IndexingError, StreamsError, is_transient
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_record
-from streams.observability.freshness import FreshnessWindow
-from streams.pipeline.decode_change_event import decode_change_event
+from streams.observability.freshness import FreshnessWindow, observe_freshness
+from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES, decode_change_event
 from streams.pipeline.document_mapping import Mappings
 from streams.records import Origin, PartChange
 
@@ -50,12 +50,14 @@ class ChangeProcessor:
         send_dead_letter: SendDeadLetter,
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.mappings = mappings
         self.writer = writer
         self.send_dead_letter = send_dead_letter
         self.freshness = freshness
         self.max_backoff_s = max_backoff_s
+        self.max_event_bytes = max_event_bytes
 
     async def process(self, messages: Sequence[RawMessage]) -> WriteResult:
         started = time.monotonic()
@@ -65,7 +67,8 @@ class ChangeProcessor:
             raw_by_origin[message.origin] = message
             try:
                 event = decode_change_event(
-                    message.topic, message.key, message.value, message.partition, message.offset
+                    message.topic, message.key, message.value, message.partition, message.offset,
+                    max_bytes=self.max_event_bytes,
                 )
                 change = self.mappings.part_change(event) if event is not None else None
             except StreamsError as exc:
@@ -121,12 +124,7 @@ class ChangeProcessor:
     async def _settle(self, result: WriteResult, raw_by_origin: dict[Origin, RawMessage]) -> None:
         searchable_at = result.searchable_at or datetime.now(UTC)
         for change in result.applied:
-            freshness_s = (searchable_at - change.commit_ts).total_seconds()
-            operation = "delete" if change.deleted else "upsert"
-            metrics.FRESHNESS.labels(source=change.source, table=change.table, operation=operation).observe(
-                max(freshness_s, 0.0)
-            )
-            self.freshness.observe(change.source, freshness_s)
+            observe_freshness(self.freshness, change, searchable_at)
             metrics.EVENTS.labels(source=change.source, outcome="applied").inc()
         for change in result.stale:
             metrics.EVENTS.labels(source=change.source, outcome="stale").inc()

@@ -10,6 +10,10 @@ from streams.errors import StreamsError
 from streams.observability.metrics import DEAD_LETTERS
 from streams.records import Origin
 
+# The raw value is kept for replay and diagnosis, but a dead letter must fit the producer's request
+# limit (1 MB by default) however big the refused event was (the size guard refuses large ones).
+MAX_VALUE_BYTES = 256 * 1024
+
 
 def dead_letter_record(
     origin: Origin,
@@ -19,6 +23,10 @@ def dead_letter_record(
     subjects: list[str] | None = None,
 ) -> dict[str, Any]:
     stage = error.stage if isinstance(error, StreamsError) else "unknown"
+    reason = str(error)[:4000]
+    if value is not None and len(value) > MAX_VALUE_BYTES:
+        reason += f" [value truncated: {len(value):,} bytes, the first {MAX_VALUE_BYTES:,} kept]"
+        value = value[:MAX_VALUE_BYTES]
     return {
         "origin_topic": origin.topic,
         "origin_partition": origin.partition,
@@ -27,7 +35,7 @@ def dead_letter_record(
         "value": value,
         "stage": stage,
         "error_type": type(error).__name__,
-        "error": str(error)[:4000],
+        "error": reason,
         "subjects": sorted(subjects or []),
         "failed_at": datetime.now(UTC),
     }

@@ -1,4 +1,13 @@
-"""Freshness over a window, per source: the numbers a freshness report and `streams freshness` show."""
+"""Freshness over a window, per source: the numbers a freshness report and `streams freshness` show.
+
+Freshness is reported in two phases, because they answer different questions:
+- `live`: a change committed while the worker was running and streamed from the log. This is the
+  promise ("searchable within seconds") and the figure shown by default.
+- `snapshot`: a row read by a Debezium snapshot (`op=r`: the initial snapshot, an incremental
+  snapshot such as `streams verify --repair`'s) or a change committed before the worker started (the
+  backlog a starting worker catches up on). Its "freshness" measures how old the source row was when
+  it was read or how long the worker was away, not how fast the pipeline is, so it is shown apart.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +15,27 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from streams.observability import metrics
 from streams.percentiles import percentile
+from streams.records import PartChange
+
+Phase = Literal["live", "snapshot"]
+PHASES: tuple[Phase, ...] = ("live", "snapshot")
+
+
+def freshness_phase(change: PartChange, worker_started_at: datetime) -> Phase:
+    """`snapshot` for a snapshot read or a change committed before the worker started, else `live`."""
+    if change.snapshot or change.commit_ts < worker_started_at:
+        return "snapshot"
+    return "live"
 
 
 @dataclass
 class SourceFigures:
+    """Live figures first (the promise); the snapshot phase's figures apart, prefixed `snapshot_`."""
+
     source: str
     events: int
     p50_s: float | None
@@ -20,50 +43,96 @@ class SourceFigures:
     p99_s: float | None
     max_s: float | None
     oldest_unindexed_age_s: float = 0.0
+    snapshot_events: int = 0
+    snapshot_p50_s: float | None = None
+    snapshot_p95_s: float | None = None
+    snapshot_p99_s: float | None = None
+    snapshot_max_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
-def figures(source: str, values: list[float], oldest_unindexed_age_s: float = 0.0) -> SourceFigures:
+def _percentiles(values: list[float]) -> tuple[int, float | None, float | None, float | None, float | None]:
     ordered = sorted(values)
     if not ordered:
-        return SourceFigures(source, 0, None, None, None, None, oldest_unindexed_age_s)
-    return SourceFigures(
-        source,
+        return 0, None, None, None, None
+    return (
         len(ordered),
         percentile(ordered, 0.50),
         percentile(ordered, 0.95),
         percentile(ordered, 0.99),
         ordered[-1],
-        oldest_unindexed_age_s,
+    )
+
+
+def figures(
+    source: str, values: list[float], oldest_unindexed_age_s: float = 0.0, snapshot_values: list[float] | None = None
+) -> SourceFigures:
+    events, p50, p95, p99, top = _percentiles(values)
+    s_events, s_p50, s_p95, s_p99, s_top = _percentiles(snapshot_values or [])
+    return SourceFigures(
+        source, events, p50, p95, p99, top, oldest_unindexed_age_s, s_events, s_p50, s_p95, s_p99, s_top
     )
 
 
 class FreshnessWindow:
-    """Freshness samples of the current reporting window, plus a longer recent history for the CLI."""
+    """Freshness samples of the current reporting window, plus a longer recent history for the CLI.
 
-    def __init__(self, sources: tuple[str, ...], history: int = 10_000) -> None:
+    `started_at` is the worker's start: changes committed before it are the snapshot phase.
+    """
+
+    def __init__(self, sources: tuple[str, ...], history: int = 10_000, started_at: datetime | None = None) -> None:
         self.sources = sources
+        self.history = history
+        self.started_at = started_at or datetime.now(UTC)
         self._lock = threading.Lock()
-        self._window: dict[str, list[float]] = {source: [] for source in sources}
-        self._recent: dict[str, deque[float]] = {source: deque(maxlen=history) for source in sources}
+        self._window: dict[tuple[str, Phase], list[float]] = {}
+        self._recent: dict[tuple[str, Phase], deque[float]] = {}
         self.window_start = datetime.now(UTC)
 
-    def observe(self, source: str, freshness_s: float) -> None:
+    def observe(self, source: str, freshness_s: float, phase: Phase = "live") -> None:
         with self._lock:
-            self._window.setdefault(source, []).append(freshness_s)
-            self._recent.setdefault(source, deque(maxlen=10_000)).append(freshness_s)
+            self._window.setdefault((source, phase), []).append(freshness_s)
+            self._recent.setdefault((source, phase), deque(maxlen=self.history)).append(freshness_s)
+
+    def _sources(self, samples: dict[tuple[str, Phase], Any]) -> list[str]:
+        return sorted(set(self.sources) | {source for source, _ in samples})
 
     def close_window(self, oldest_age: dict[str, float]) -> tuple[datetime, datetime, list[SourceFigures]]:
         """The figures of the window that ends now; a new window starts."""
         with self._lock:
             start, end = self.window_start, datetime.now(UTC)
-            result = [figures(s, values, oldest_age.get(s, 0.0)) for s, values in sorted(self._window.items())]
-            self._window = {source: [] for source in self._window}
+            window = self._window
+            result = [
+                figures(s, window.get((s, "live"), []), oldest_age.get(s, 0.0), window.get((s, "snapshot"), []))
+                for s in self._sources(window)
+            ]
+            self._window = {}
             self.window_start = end
         return start, end, result
 
     def recent(self, oldest_age: dict[str, float]) -> list[SourceFigures]:
         with self._lock:
-            return [figures(s, list(values), oldest_age.get(s, 0.0)) for s, values in sorted(self._recent.items())]
+            recent = self._recent
+            return [
+                figures(
+                    s,
+                    list(recent.get((s, "live"), ())),
+                    oldest_age.get(s, 0.0),
+                    list(recent.get((s, "snapshot"), ())),
+                )
+                for s in self._sources(recent)
+            ]
+
+
+def observe_freshness(window: FreshnessWindow, change: PartChange, searchable_at: datetime) -> Phase:
+    """Record one applied change's freshness in the histogram and the window, under its phase."""
+    freshness_s = (searchable_at - change.commit_ts).total_seconds()
+    phase = freshness_phase(change, window.started_at)
+    operation = "delete" if change.deleted else "upsert"
+    metrics.FRESHNESS.labels(source=change.source, table=change.table, operation=operation, phase=phase).observe(
+        max(freshness_s, 0.0)
+    )
+    window.observe(change.source, freshness_s, phase)
+    return phase

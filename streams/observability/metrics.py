@@ -13,8 +13,9 @@ FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5
 
 FRESHNESS = Histogram(
     "streams_freshness_seconds",
-    "Source commit to searchable, per indexed or deleted row",
-    ["source", "table", "operation"],
+    "Source commit to searchable, per indexed or deleted row; phase=live for streamed changes, "
+    "phase=snapshot for snapshot reads (op=r) and changes committed before the worker started",
+    ["source", "table", "operation", "phase"],
     buckets=FRESHNESS_BUCKETS,
 )
 OLDEST_UNINDEXED_AGE = Gauge(

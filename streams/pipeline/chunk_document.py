@@ -15,9 +15,14 @@ The scheme here decides every boundary locally:
    cut by content: after a short paragraph whose text hash is 0 mod 4 (a content-defined anchor,
    as in rsync/CDC chunking; never after a lead-in ending with a colon), and, as a last resort,
    where the run would exceed the budget (rare: ~25 short paragraphs in a row without an anchor).
-4. A paragraph longer than the budget is split on sentence boundaries, then on words; only the
-   pieces of that one paragraph overlap (by ``overlap_tokens``), so the overlap never couples
-   neighbouring paragraphs.
+4. A paragraph longer than the budget is split on sentence boundaries (also CJK ones: 。！？),
+   then on words; only the pieces of that one paragraph overlap (by ``overlap_tokens``), so the
+   overlap never couples neighbouring paragraphs.
+5. A "word" that alone is longer than the window (a 100,000-character token, 18,000 characters of
+   CJK text without spaces) is cut into pieces of at most ``MAX_WORD_CHARS`` characters and of at
+   most the budget's tokens. Without this it would become one huge chunk that the model silently
+   truncates to its window (and a WordPiece tokenizer counts a word over 100 characters as a single
+   [UNK], so counting tokens alone would not see it).
 
 So an edit changes the chunk holding the paragraph and, when the paragraph crosses the short/long
 line or its anchor status flips, the neighbouring chunk it merges with or separates from: at most
@@ -45,7 +50,11 @@ SECTION_SEPARATOR = " > "
 ANCHOR_MODULUS = 4
 SHORT_FRACTION = 8
 
-_PIECES = re.compile(r"[^\W\d_]+|\d+|[^\w\s]")
+# BERT-style tokenizers give every CJK ideograph (and kana) a token of its own.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_PIECES = re.compile(rf"[{_CJK}]|[^\W\d_{_CJK}]+|\d+|[^\w\s]")
+# WordPiece's max_input_chars_per_word: a longer word is one [UNK] token to the model.
+MAX_WORD_CHARS = 100
 
 
 def approximate_tokens(text: str) -> int:
@@ -113,7 +122,7 @@ def pack_section(paragraphs: list[str], budget: int, overlap: int, count: CountT
     group_tokens = 0
     for paragraph in paragraphs:
         tokens = count(paragraph)
-        if tokens > budget:
+        if tokens > budget or _has_long_word(paragraph):
             # A short lead-in stays with the paragraph's first piece, as it would with a whole one,
             # so growing a paragraph past the budget does not also orphan its lead-in.
             lead = "\n\n".join(group)
@@ -160,7 +169,8 @@ def split_paragraph(
     units: list[tuple[str, int]] = []
     for sentence in _sentences(paragraph):
         tokens = count(sentence)
-        units.extend([(sentence, tokens)] if tokens <= step else _word_windows(sentence, step, count))
+        fits = tokens <= step and not _has_long_word(sentence)
+        units.extend([(sentence, tokens)] if fits else _word_windows(sentence, step, count))
     pieces: list[str] = []
     current: list[str] = []
     current_tokens = reserved
@@ -179,17 +189,43 @@ def split_paragraph(
     return overlapped
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\s*\n\s*")
 
 
 def _sentences(paragraph: str) -> list[str]:
     return [sentence for sentence in _SENTENCE_END.split(paragraph) if sentence.strip()]
 
 
+_LONG_WORD = re.compile(rf"\S{{{MAX_WORD_CHARS + 1}}}")
+
+
+def _has_long_word(text: str) -> bool:
+    return _LONG_WORD.search(text) is not None
+
+
+def _split_word(word: str, limit: int, count: CountTokens) -> Iterator[str]:
+    """Pieces of one oversized word, each at most MAX_WORD_CHARS characters and `limit` tokens."""
+    start = 0
+    while start < len(word):
+        end = min(start + MAX_WORD_CHARS, len(word))
+        while end - start > 1 and count(word[start:end]) > limit:
+            end = start + (end - start) // 2
+        yield word[start:end]
+        start = end
+
+
+def _words(sentence: str, limit: int, count: CountTokens) -> Iterator[str]:
+    for word in sentence.split():
+        if len(word) > MAX_WORD_CHARS or count(word) > limit:
+            yield from _split_word(word, limit, count)
+        else:
+            yield word
+
+
 def _word_windows(sentence: str, limit: int, count: CountTokens) -> Iterator[tuple[str, int]]:
     window: list[str] = []
     tokens = 0
-    for word in sentence.split():
+    for word in _words(sentence, limit, count):
         cost = count(word)
         if window and tokens + cost > limit:
             yield " ".join(window), tokens
@@ -233,6 +269,8 @@ _HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$")
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _REF = re.compile(r"<ref\b[^>/]*/>|<ref\b[^>]*>.*?</ref\s*>", re.S | re.I)
 _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
+# Script and style content is code, never prose: drop it whole (the tag pass below would keep it).
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.S | re.I)
 _FILE_LINK = re.compile(r"\[\[\s*(?:File|Image|Category|Media)\s*:(?:[^\[\]]|\[\[[^\[\]]*\]\])*\]\]", re.I)
 _LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]")
 _EXTERNAL_LINK = re.compile(r"\[(?:https?|ftp|mailto):[^\s\]]*(?:\s+([^\]]*))?\]")
@@ -266,7 +304,7 @@ def _wikitext_blocks(text: str) -> Iterator[tuple[str, str]]:
 
 def _strip_wikitext_spans(text: str) -> str:
     """Remove what may span lines before the line-by-line pass: comments, refs, nested templates."""
-    text = _REF.sub("", _COMMENT.sub("", text))
+    text = _REF.sub("", _COMMENT.sub("", _SCRIPT.sub("", text)))
     previous = None
     while previous != text:  # innermost templates first, until none are left
         previous, text = text, _TEMPLATE.sub("", text)

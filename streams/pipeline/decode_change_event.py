@@ -9,6 +9,13 @@ Three encodings arrive in practice, and all three end up as the same envelope di
 - Confluent Avro wire format (magic byte 0, 4-byte schema id, Avro body), when the caller supplies a
   schema lookup (a registry client); this module does no I/O itself.
 
+Hostile input is refused here, before anything is built from it: a value over ``max_bytes`` (a
+size guard: a 10 MB row image is an accident or an attack, and would stall a batch), bytes that are
+not UTF-8, text holding lone surrogates (JSON escapes that are not Unicode: Elasticsearch and the
+model would choke on them later), and an event whose table is not the one its topic carries
+(Debezium writes one table per topic, ``<prefix>.<schema>.<table>``; anything else was produced by
+something other than the connector, and no mapping should guess what it means).
+
 Deliberately skipped (None): tombstones (a delete is already carried by the ``op=d`` event before
 it), heartbeats and transaction metadata. Those carry no row state.
 
@@ -54,6 +61,8 @@ ROW_BITS = 8
 _BINLOG_FILE = re.compile(r"^[\w.-]*?\.(\d+)$")
 _AVRO_MAGIC = 0
 _AVRO_HEADER = struct.Struct(">bI")
+DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024  # settings.max_event_bytes; Kafka's default limit is 1 MB
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def decode_change_event(
@@ -64,10 +73,15 @@ def decode_change_event(
     offset: int = 0,
     *,
     avro_schemas: AvroSchemas | None = None,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> ChangeEvent | None:
     """Decode one record; None means "deliberately nothing to do", DecodeError means "bad input"."""
     if is_skipped_topic(topic) or not value:
         return None
+    if len(value) > max_bytes:
+        raise DecodeError(
+            f"value is {len(value):,} bytes, over the {max_bytes:,}-byte limit (STREAMS_MAX_EVENT_BYTES)"
+        )
     envelope = _unwrap(_decode_bytes(value, avro_schemas, what="value"))
     if envelope is None:
         return None
@@ -102,6 +116,8 @@ def _change_event(
     table = source.get("table")
     if not isinstance(table, str) or not table:
         raise DecodeError("source block names no table")
+    if topic.rsplit(".", 1)[-1] != table:
+        raise DecodeError(f"event for table {table!r} arrived on topic {topic!r}, which carries another table")
     before = _image(envelope, "before")
     after = _image(envelope, "after")
     if op is Op.DELETE and before is None:
@@ -127,10 +143,20 @@ def _decode_bytes(raw: bytes, avro_schemas: AvroSchemas | None, *, what: str) ->
     if raw[0] == _AVRO_MAGIC and avro_schemas is not None:
         return _decode_avro(raw, avro_schemas, what=what)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{what} is not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 4]!r})") from exc
+    try:
+        decoded = json.loads(text)
+    except json.JSONDecodeError as exc:
         hint = " (Avro wire format? no schema lookup was given)" if raw[0] == _AVRO_MAGIC else ""
         raise DecodeError(f"{what} is not JSON{hint}: {exc}") from exc
+    if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for a full check
+        try:
+            json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DecodeError(f"{what} holds text that is not Unicode (a lone surrogate escape)") from exc
+    return decoded
 
 
 def _decode_avro(raw: bytes, avro_schemas: AvroSchemas, *, what: str) -> Any:

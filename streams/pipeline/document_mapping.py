@@ -11,9 +11,13 @@ can be applied in any order; the version on each part decides which state wins d
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -239,10 +243,59 @@ class Mappings:
     def part_change(self, event: ChangeEvent) -> PartChange | None:
         """What this event means for the index; None when its table is not searchable."""
         if (root := self._roots.get((event.source, event.table))) is not None:
-            return _root_part(root, event)
-        if (pair := self._children.get((event.source, event.table))) is not None:
-            return _child_part(*pair, event)
+            change = _root_part(root, event)
+        elif (pair := self._children.get((event.source, event.table))) is not None:
+            change = _child_part(*pair, event)
+        else:
+            return None
+        return replace(change, content_hash=content_hash(change))
+
+    def root_table(self, source: str, kind: str) -> DocumentMapping | None:
+        """The mapping whose documents are `<source>/<kind>/<key>`."""
+        for mapping in self.sources:
+            if mapping.source == source:
+                return next((d for d in mapping.documents if d.kind == kind), None)
         return None
+
+
+_ZONED_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$")
+
+
+def _canonical(value: Any) -> Any:
+    """One spelling per value. Debezium writes a timestamptz as an ISO string whose fraction digits
+    vary (`...:04.49Z`, `...:04.490000Z`); the same instant must hash the same however it was spelt."""
+    if isinstance(value, str) and _ZONED_TIMESTAMP.match(value):
+        text = value.replace("Z", "+00:00")
+        whole, _, rest = text.partition(".")
+        if rest:  # Python parses at most 6 fraction digits
+            digits = re.match(r"\d+", rest)
+            assert digits is not None
+            text = f"{whole}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end():]}"
+        try:
+            return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        except ValueError:
+            return value
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return value
+
+
+def content_hash(change: PartChange) -> str:
+    """A hash of every field the mapping turned the row into: what the index shows of the row."""
+    fields = {
+        "text": change.text,
+        "text_format": change.text_format,
+        "title": change.title,
+        "groups": list(change.groups) if change.groups is not None else None,
+        "metadata": _canonical(change.metadata),
+        "subjects": sorted(change.subjects),
+        "link": change.link,
+        "identity": change.identity,
+    }
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _claim(
@@ -252,8 +305,28 @@ def _claim(
         raise MappingError(f"table {where[1]!r} of source {where[0]!r} is mapped twice")
 
 
-def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
+def _checked_row(event: ChangeEvent, columns: set[str]) -> dict[str, Any]:
+    """The row image, with every mapped column present.
+
+    Extra columns (one added to the table mid-stream) are ignored. A mapped column the row lacks
+    (dropped or renamed in the source) is a MappingError that names it: indexing the row without it
+    would silently lose its text, title or groups. A delete needs no content, so there the missing
+    columns are read as empty instead: a delete must never be lost to a schema change.
+    """
     row = event.row
+    missing = sorted(columns - row.keys())
+    if not missing:
+        return row
+    if event.op is Op.DELETE:
+        return {**dict.fromkeys(missing), **row}
+    raise MappingError(
+        f"{event.source}.{event.table} row lacks mapped column(s) {', '.join(missing)} (dropped or renamed in "
+        f"the source?); the row has: {', '.join(sorted(row))}. Update connectors/{event.source}.mapping.yaml"
+    )
+
+
+def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
+    row = _checked_row(event, mapping.columns())
     key = _key_value(event, mapping.key)
     return PartChange(
         source=event.source,
@@ -274,11 +347,12 @@ def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
         identity=mapping.identity,
         mentions=tuple((kind, value) for kind, text in mapping.mentions if (value := text.render(row).strip())),
         origin=event.origin,
+        snapshot=event.snapshot,
     )
 
 
 def _child_part(parent: DocumentMapping, child: ChildMapping, event: ChangeEvent) -> PartChange:
-    row = event.row
+    row = _checked_row(event, child.columns())
     key = _key_value(event, child.key)
     parent_key = row.get(child.parent)
     if parent_key is None or parent_key == "":
@@ -301,6 +375,7 @@ def _child_part(parent: DocumentMapping, child: ChildMapping, event: ChangeEvent
         subjects=_subjects(child.subjects, row),
         order_key=order_key,
         origin=event.origin,
+        snapshot=event.snapshot,
     )
 
 

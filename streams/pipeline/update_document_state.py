@@ -74,6 +74,7 @@ class PartState:
     chunk_hashes: list[str] = field(default_factory=list)
     subjects: list[str] = field(default_factory=list)
     commit_ts: str = ""
+    content_hash: str = ""  # PartChange.content_hash of the row applied (what `streams verify` compares)
 
 
 @dataclass
@@ -218,6 +219,7 @@ def _apply_root(
         for part in state.parts.values():
             part.chunk_hashes = []
             part.subjects = []
+            part.content_hash = ""  # a hash of row content that named the subject
         for part_id in list(new_chunks):
             new_chunks[part_id] = []
         (update.suppressed if suppressed else update.applied).append(change)
@@ -275,6 +277,7 @@ def _store_text(
     """Chunk the change's (redacted) text into `part`: its hashes go into the state, its chunks to the diff."""
     chunks = chunker(redact(change.text), change.text_format) if change.text else []
     part.chunk_hashes = [chunk.text_hash for chunk in chunks]
+    part.content_hash = change.content_hash
     state.parts[part_id] = part
     new_chunks[part_id] = chunks
 
@@ -323,9 +326,11 @@ def forget_in_state(state: DocumentState, identifiers: set[str]) -> DocumentStat
         for part in forgotten.parts.values():
             part.chunk_hashes = []
             part.subjects = []
+            part.content_hash = ""  # a hash of row content that named the subject
         return forgotten
     for part in forgotten.parts.values():
         if identifiers & set(part.subjects):
             part.chunk_hashes = []
             part.subjects = []
+            part.content_hash = ""  # a hash of row content that named the subject
     return forgotten

@@ -40,3 +40,12 @@ CREATE INDEX IF NOT EXISTS notes_contact ON notes (contact_id);
 ALTER TABLE accounts REPLICA IDENTITY FULL;
 ALTER TABLE contacts REPLICA IDENTITY FULL;
 ALTER TABLE notes REPLICA IDENTITY FULL;
+
+-- Debezium's signal table (signal.data.collection in connectors/*.json): `streams verify --repair`
+-- inserts execute-snapshot signals here, and the connector writes its incremental-snapshot
+-- watermarks here. Its rows are never indexed (no mapping names it).
+CREATE TABLE IF NOT EXISTS debezium_signal (
+  id VARCHAR(64) PRIMARY KEY,
+  type VARCHAR(32) NOT NULL,
+  data TEXT NULL
+);

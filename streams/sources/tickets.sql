@@ -44,3 +44,12 @@ ALTER TABLE groups REPLICA IDENTITY FULL;
 ALTER TABLE users REPLICA IDENTITY FULL;
 ALTER TABLE tickets REPLICA IDENTITY FULL;
 ALTER TABLE ticket_comments REPLICA IDENTITY FULL;
+
+-- Debezium's signal table (signal.data.collection in connectors/*.json): `streams verify --repair`
+-- inserts execute-snapshot signals here, and the connector writes its incremental-snapshot
+-- watermarks here. Its rows are never indexed (no mapping names it).
+CREATE TABLE IF NOT EXISTS debezium_signal (
+  id VARCHAR(64) PRIMARY KEY,
+  type VARCHAR(32) NOT NULL,
+  data TEXT NULL
+);

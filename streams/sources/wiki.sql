@@ -34,3 +34,12 @@ CREATE TABLE IF NOT EXISTS revision (
   rev_len INT UNSIGNED NOT NULL DEFAULT 0,
   KEY rev_page_id (rev_page, rev_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Debezium's signal table (signal.data.collection in connectors/wiki.json): `streams verify --repair`
+-- inserts execute-snapshot signals here, and the connector writes its incremental-snapshot
+-- watermarks here. Its rows are never indexed (no mapping names it).
+CREATE TABLE IF NOT EXISTS debezium_signal (
+  id VARCHAR(64) NOT NULL PRIMARY KEY,
+  type VARCHAR(32) NOT NULL,
+  data TEXT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -53,6 +53,10 @@ class Kafka(Server):
                 "auto.create.topics.enable=true",
                 "group.initial.rebalance.delay.ms=0",
                 "log.retention.hours=168",
+                # A row image over 1 MB (a 10 MB ticket body) must reach the worker, whose size guard
+                # dead-letters it (STREAMS_MAX_EVENT_BYTES): at Kafka's 1 MB default it would fail the
+                # Debezium task instead and stall the whole source. See producer.override in connectors/.
+                "message.max.bytes=16777216",
                 "",
             ]
         )

@@ -260,3 +260,18 @@ def test_errors_name_the_field_path_and_only_the_real_problem(change: Any, messa
 def test_a_file_that_is_not_a_mapping_says_so() -> None:
     with pytest.raises(MappingError, match=r"^mapping file: must be a mapping, not list$"):
         parse_source_mapping([])
+def _captured(mappings: Mappings, name: str) -> PartChange:
+    fixture = json.loads((CAPTURED / f"{name}.json").read_text())
+    key, value = (json.dumps(fixture[name]).encode() for name in ("key", "value"))
+    decoded = decode_change_event(fixture["topic"], key, value)
+    assert decoded is not None
+    change = mappings.part_change(decoded)
+    assert change is not None
+    return change
+
+
+@pytest.mark.parametrize("table", ["tickets.public.tickets", "tickets.public.ticket_comments", "wiki.wiki.revision"])
+def test_a_part_knows_whether_a_snapshot_read_it(mappings: Mappings, table: str) -> None:
+    # Freshness reports snapshot reads apart from live changes; the flag must survive the mapping.
+    assert _captured(mappings, f"{table}/snapshot_read").snapshot is True
+    assert _captured(mappings, f"{table}/update").snapshot is False

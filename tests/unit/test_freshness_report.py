@@ -95,3 +95,38 @@ def test_no_worker_is_a_clear_error() -> None:
     assert result.exit_code == 1
     assert "no worker answered at http://127.0.0.1:9/freshness" in result.output
     assert "streams worker" in result.output
+
+
+def test_snapshot_figures_travel_in_the_report() -> None:
+    record = freshness_report_record("w", START, END, [figures("tickets", [1.0], 0.0, [60.0, 90.0])])
+    (decoded,) = decode_freshness_report(encode_freshness_report(record))["sources"]
+    assert (decoded["events"], decoded["p99_s"]) == (1, 1.0)
+    assert (decoded["snapshot_events"], decoded["snapshot_max_s"]) == (2, 90.0)
+
+
+def test_a_report_of_the_previous_schema_still_decodes() -> None:
+    # A topic written by the previous release: read through schema resolution, new fields defaulted.
+    import io
+
+    import fastavro
+
+    old = avro._writer_schemas("freshness_report")
+    (older_fingerprint,) = [fp for fp in old if fp != avro._fingerprint("freshness_report")]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, old[older_fingerprint], {
+        "worker_id": "w", "window_start": START, "window_end": END,
+        "sources": [{"source": "wiki", "events": 1, "p50_s": 1.0, "p95_s": 1.0, "p99_s": 1.0, "max_s": 1.0,
+                     "oldest_unindexed_age_s": 0.0}],
+    })  # fmt: skip
+    decoded = decode_freshness_report(avro.SINGLE_OBJECT_MAGIC + older_fingerprint + body.getvalue())
+    (wiki,) = decoded["sources"]
+    assert (wiki["events"], wiki["snapshot_events"], wiki["snapshot_p99_s"]) == (1, 0, None)
+
+
+def test_the_command_shows_snapshot_figures_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = [figures("tickets", [0.5], 0.0, [13.0, 87.0]).to_json()]
+    monkeypatch.setattr(commands, "read_worker", lambda url, timeout_s: {"worker_id": "w", "sources": sources})
+    lines = CliRunner().invoke(commands.freshness, []).output.splitlines()
+    assert lines[2].split() == ["tickets", "1", "0.500", "0.500", "0.500", "0.500", "0.000"]
+    apart = lines.index(commands.SNAPSHOT_TITLE)
+    assert lines[apart + 2].split() == ["tickets", "2", "13.000", "87.000", "87.000", "87.000"]

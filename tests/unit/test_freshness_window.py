@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from streams.observability.freshness import FreshnessWindow, figures
+from streams.observability import metrics
+from streams.observability.freshness import FreshnessWindow, figures, freshness_phase, observe_freshness
 from streams.percentiles import percentile
+from streams.records import PartChange
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -51,6 +55,11 @@ def test_figures_of_an_idle_source_have_no_percentiles() -> None:
         "p99_s": None,
         "max_s": None,
         "oldest_unindexed_age_s": 0.0,
+        "snapshot_events": 0,
+        "snapshot_p50_s": None,
+        "snapshot_p95_s": None,
+        "snapshot_p99_s": None,
+        "snapshot_max_s": None,
     }
 
 
@@ -87,3 +96,55 @@ def test_an_unknown_source_gets_its_own_figures() -> None:
     window.observe("hr", 1.0)
     _, _, closed = window.close_window({})
     assert {f.source for f in closed} == {"wiki", "hr"}
+
+
+# -- phases: live changes apart from snapshot reads and the backlog ------------------------------
+
+STARTED = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+
+
+def _change(*, snapshot: bool = False, committed: datetime = STARTED + timedelta(seconds=5)) -> PartChange:
+    return PartChange(
+        source="tickets", table="tickets", document_id="tickets/ticket/1", part_id="root", role="root",
+        deleted=False, version=1, commit_ts=committed, snapshot=snapshot,
+    )  # fmt: skip
+
+
+def test_a_streamed_change_after_the_start_is_live() -> None:
+    assert freshness_phase(_change(), STARTED) == "live"
+
+
+def test_a_snapshot_read_is_not_live_whenever_it_was_committed() -> None:
+    assert freshness_phase(_change(snapshot=True), STARTED) == "snapshot"
+
+
+def test_a_change_committed_before_the_worker_started_is_backlog() -> None:
+    assert freshness_phase(_change(committed=STARTED - timedelta(seconds=1)), STARTED) == "snapshot"
+
+
+def test_snapshot_figures_are_kept_apart_from_live_ones() -> None:
+    # The case: an initial snapshot of old rows must not turn the live p99 into minutes.
+    window = FreshnessWindow(("tickets",), started_at=STARTED)
+    for value in (0.4, 0.6, 0.8):
+        window.observe("tickets", value)
+    for value in (87.0, 13.0):
+        window.observe("tickets", value, "snapshot")
+    (closed,) = window.close_window({})[2]
+    assert (closed.events, closed.p99_s, closed.max_s) == (3, 0.8, 0.8)
+    assert (closed.snapshot_events, closed.snapshot_p50_s, closed.snapshot_max_s) == (2, 13.0, 87.0)
+    (recent,) = window.recent({})
+    assert (recent.events, recent.snapshot_events) == (3, 2)
+
+
+def test_observing_a_change_labels_the_histogram_with_its_phase() -> None:
+    window = FreshnessWindow(("unit-phase",), started_at=STARTED)
+    change = PartChange(
+        source="unit-phase", table="t", document_id="unit-phase/t/1", part_id="root", role="root",
+        deleted=False, version=1, commit_ts=STARTED - timedelta(minutes=5), snapshot=True,
+    )  # fmt: skip
+    histogram = metrics.FRESHNESS.labels(source="unit-phase", table="t", operation="upsert", phase="snapshot")
+    before = histogram._sum.get()
+    assert observe_freshness(window, change, STARTED + timedelta(seconds=1)) == "snapshot"
+    assert histogram._sum.get() - before == 301.0
+    (figures_,) = window.recent({})
+    assert (figures_.events, figures_.snapshot_events) == (0, 1)
