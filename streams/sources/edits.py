@@ -113,6 +113,22 @@ def new_wiki_page(title: str, text: str, groups: Sequence[str], author_email: st
         conn.close()
 
 
+def replace_wiki_text(page_id: int, text: str, author_email: str, *, dsn: str | None = None) -> int:
+    """Save a new revision of the page with this whole text; the new rev_id."""
+    conn = _wiki(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT page_latest FROM page WHERE page_id = %s", (page_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise ValueError(f"no wiki page {page_id}")
+            rev_id = _add_revision(cur, page_id, int(row[0]), author_email, "Rewrote page", text)
+        conn.commit()
+        return rev_id
+    finally:
+        conn.close()
+
+
 def set_wiki_page_groups(page_id: int, groups: Sequence[str], *, dsn: str | None = None) -> None:
     conn = _wiki(dsn)
     try:
@@ -208,6 +224,11 @@ def add_ticket_comment(
         assert row is not None
         conn.execute("UPDATE tickets SET updated_at = now() WHERE id = %s", (ticket_id,))
         return int(row[0])
+
+
+def edit_ticket(ticket_id: int, *, description: str, dsn: str | None = None) -> None:
+    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+        conn.execute("UPDATE tickets SET description = %s WHERE id = %s", (description, ticket_id))
 
 
 def edit_ticket_comment(comment_id: int, body: str, *, dsn: str | None = None) -> None:
