@@ -11,9 +11,11 @@ embedding/. This module only runs them in order, with two rules of its own:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from streams.agents.suppression import SuppressionLedger
 from streams.elastic.document_store import DocumentStore
@@ -79,7 +81,11 @@ class ChangeWriter:
     async def _write_round(self, pending: dict[str, list[PartChange]], result: WriteResult) -> set[str]:
         stored = await self.store.load_states(list(pending))
         ledger_version = self.ledger.version
-        plan = planning.plan_batch(stored, pending, self.chunker, self.ledger.names_any, self.ledger.redact)
+        # Planning chunks and redacts every text with the model's tokenizer: seconds for a large batch, so
+        # it runs off the event loop, which must keep serving heartbeats, /health and deletion requests.
+        plan = await asyncio.get_running_loop().run_in_executor(
+            None, partial(planning.plan_batch, stored, pending, self.chunker, self.ledger.names_any, self.ledger.redact)
+        )
         result.failed.extend(plan.failed)
         vectors = await self.store.load_vectors(planning.reusable_chunk_ids(plan, stored))
         embeddings = plan_embeddings(plan.chunks_to_write(), vectors)

@@ -181,7 +181,7 @@ def test_script_in_a_wiki_page_is_not_indexed(worker: Settings) -> None:
     es = es_client(worker)
     marker, hidden = unique(), unique()
     text = f"Runbook {marker}.\n\n<script>{hidden}();</script>\n\nRestart <style>p {{ {hidden}: 1 }}</style> the queue."
-    page_id = edits.new_wiki_page(f"Hostile {marker}", text, [], _email())
+    page_id = edits.new_wiki_page(f"Hostile {marker}", text, ["engineering"], _email())
     doc = f"wiki/page/{page_id}"
     try:
         assert wait_until(lambda: doc in found_documents(es, marker), timeout=300)
