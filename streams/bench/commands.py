@@ -72,6 +72,7 @@ def _print_embedding(e: dict[str, Any]) -> None:
         click.echo(
             f"embedding    {backend:<10} {_fmt(figures['chunks_per_s'])} chunks/s"
             f" (runs {figures.get('chunks_per_s_runs')}), {_fmt(figures.get('vs_torch'))}x torch,"
+            f" {_fmt(figures.get('chunks_per_cpu_s'))} per CPU-second,"
             f" cosine min {figures.get('min_cosine')} mean {figures.get('mean_cosine')}{mark}"
         )
 
@@ -165,13 +166,17 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
         "forget_requests": 3 if quick else 20,
         "backlog": 1_000 if quick else 10_000,
         "embedding_texts": 128 if quick else 256,
+        "embedding_rounds": 3 if quick else 5,
     }
     results: dict[str, dict[str, Any]] = {}
     # Before any worker starts, so the backends have the CPU to themselves.
     for name in STACKLESS:
         if name in chosen:
             results[name] = _run_scenario(
-                name, lambda: embedding.run(settings, _progress, texts=int(sizes["embedding_texts"]))
+                name,
+                lambda: embedding.run(
+                    settings, _progress, texts=int(sizes["embedding_texts"]), rounds=int(sizes["embedding_rounds"])
+                ),
             )
     stack_chosen = [name for name in chosen if name not in STACKLESS]
     warm_up_s, catch_up_s, started = None, None, False

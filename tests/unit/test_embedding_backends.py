@@ -125,3 +125,23 @@ def test_export_refuses_a_model_that_does_not_mean_pool(tmp_path: Path) -> None:
     cls = _fake_model(tmp_path / "cls", {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
     with pytest.raises(EmbeddingError, match="mean Pooling"):
         check_mean_pooled(cls)
+
+
+def test_embedding_scenario_reports_every_backend_against_torch() -> None:
+    from streams.bench.embedding import run
+    from streams.bench.stats import assemble, lookup, missing_keys
+
+    lines: list[str] = []
+    result = run(Settings(embedding_backend="onnx"), lines.append, texts=8, rounds=1)
+
+    for backend in BACKENDS:
+        assert result[backend]["chunks_per_s"] > 0
+        assert len(result[backend]["chunks_per_s_runs"]) == 1
+        assert agrees(result[backend]), result[backend]
+    assert result["torch"]["min_cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert result["configured_backend"] == "onnx"
+    assert result["fastest_agreeing"] in BACKENDS
+    assert any("round 1/1" in line for line in lines)
+    report = assemble({"embedding": result}, {}, {})
+    assert not [key for key in missing_keys(report) if key.startswith("embedding.")]
+    assert lookup(report, "embedding.onnx-int8.min_cosine") == result["onnx-int8"]["min_cosine"]
