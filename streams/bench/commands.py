@@ -11,11 +11,14 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from streams.bench.stats import SCENARIOS, assemble, machine
+from streams.bench.stats import SCENARIOS, STACKLESS, assemble, machine
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 Scenario = Callable[[], dict[str, Any]]
 
@@ -58,9 +61,30 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def _print_summary(report: dict[str, Any]) -> None:
+def _print_embedding(e: dict[str, Any]) -> None:
+    from streams.embedding.embedder import BACKENDS
+
+    for backend in BACKENDS:
+        figures = e.get(backend) or {}
+        if figures.get("chunks_per_s") is None:
+            continue
+        mark = " (configured)" if backend == e.get("configured_backend") else ""
+        click.echo(
+            f"embedding    {backend:<10} {_fmt(figures['chunks_per_s'])} chunks/s"
+            f" (runs {figures.get('chunks_per_s_runs')}), {_fmt(figures.get('vs_torch'))}x torch,"
+            f" {_fmt(figures.get('chunks_per_cpu_s'))} per CPU-second,"
+            f" cosine min {figures.get('min_cosine')} mean {figures.get('mean_cosine')}{mark}"
+        )
+
+
+def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
     m = report["machine"]
     click.echo(f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB")
+    if "embedding" in chosen:
+        _print_embedding(report["embedding"])
+    if all(name in STACKLESS for name in chosen):
+        _print_errors(report, chosen)
+        return
     s = report["steady"]
     f = s.get("freshness_s") or {}
     click.echo(
@@ -69,8 +93,9 @@ def _print_summary(report: dict[str, Any]) -> None:
     )
     b = report["backfill"]
     click.echo(
-        f"backfill     pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, model.encode"
-        f" {_fmt(b.get('encode_chunks_per_s'))} chunks/s, ratio {_fmt(b.get('ratio'))}"
+        f"backfill     pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, raw encode"
+        f" ({b.get('encode_backend') or '-'}) {_fmt(b.get('encode_chunks_per_s'))} chunks/s,"
+        f" ratio {_fmt(b.get('ratio'))}"
     )
     i = report["incremental"]
     i_p50 = (i.get("freshness_s") or {}).get("p50")
@@ -85,8 +110,12 @@ def _print_summary(report: dict[str, Any]) -> None:
         f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} max {_fmt(u.get('max'), 's')};"
         f" behind a backlog p50 {_fmt(ub.get('p50'), 's')} max {_fmt(ub.get('max'), 's')}"
     )
+    _print_errors(report, chosen)
+
+
+def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
     for name in SCENARIOS:
-        if report[name].get("error"):
+        if name in chosen and report[name].get("error"):
             click.echo(f"{name:<12} ERROR {report[name]['error']}")
 
 
@@ -104,21 +133,22 @@ def _print_summary(report: dict[str, Any]) -> None:
 @click.option("--only", default=",".join(SCENARIOS), show_default=True, help="Comma-separated scenarios to run.")
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
 def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
-    """Benchmark the real stack: freshness under steady edits, backfill throughput against raw
-    model.encode, proportional incremental edits, and deletion-request latency (also behind a backlog).
+    """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend
+    (needs no stack), freshness under steady edits, backfill throughput against the configured
+    backend's raw encode, proportional incremental edits, and deletion-request latency (also behind
+    a backlog).
 
-    Starts a worker when none answers at the worker URL (and stops it at the end). Writes real rows
-    into the source databases.
+    Starts a worker when none answers at the worker URL (and stops it at the end), unless only
+    stack-free scenarios (embedding) are chosen. Writes real rows into the source databases.
 
     \b
     Examples:
       streams bench --quick
       streams bench --json bench.json --plot bench.png
       streams bench --only steady,forget --rate 10
+      streams bench --only embedding --json embedding.json
     """
-    from streams.bench import backfill, forget, incremental, steady
-    from streams.bench.probes import running_worker, wait_caught_up
-    from streams.clients import elasticsearch_client
+    from streams.bench import embedding
     from streams.settings import get_settings
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
@@ -130,41 +160,29 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
         )
     settings = get_settings()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    client = elasticsearch_client(settings)
     sizes = {
         "duration_s": 15.0 if quick else 60.0,
         "docs": 60 if quick else 300,
         "edits": 2 if quick else 5,
         "forget_requests": 3 if quick else 20,
         "backlog": 1_000 if quick else 10_000,
-    }
-    plan: dict[str, Scenario] = {
-        "steady": lambda: steady.run(
-            settings, client, _progress, rate=rate, duration_s=sizes["duration_s"], drain_s=60.0 if quick else 120.0
-        ),
-        "backfill": lambda: backfill.run(settings, client, _progress, docs=int(sizes["docs"])),
-        "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
-        "forget": lambda: forget.run(
-            settings, client, _progress, requests=int(sizes["forget_requests"]), backlog=int(sizes["backlog"])
-        ),
+        "embedding_texts": 128 if quick else 256,
+        "embedding_rounds": 3 if quick else 5,
     }
     results: dict[str, dict[str, Any]] = {}
-    warm_up_s: float | None = None
-    catch_up_s: float | None = None
-    try:
-        with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
-            try:
-                catch_up_s = wait_caught_up(settings, _progress)
-                warm_up_s = steady.warm_up(settings, client, _progress)
-            except Exception as exc:  # the scenarios still run and say what they see
-                _progress(f"warm-up failed: {exc}")
-            for name in SCENARIOS:
-                if name in chosen:
-                    results[name] = _run_scenario(name, plan[name])
-    except Exception as exc:
-        for name in chosen:
-            results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
-        started = False
+    # Before any worker starts, so the backends have the CPU to themselves.
+    for name in STACKLESS:
+        if name in chosen:
+            results[name] = _run_scenario(
+                name,
+                lambda: embedding.run(
+                    settings, _progress, texts=int(sizes["embedding_texts"]), rounds=int(sizes["embedding_rounds"])
+                ),
+            )
+    stack_chosen = [name for name in chosen if name not in STACKLESS]
+    warm_up_s, catch_up_s, started = None, None, False
+    if stack_chosen:
+        warm_up_s, catch_up_s, started = _run_stack_scenarios(settings, stack_chosen, sizes, rate, quick, results)
     options = {
         "started_at": started_at,
         "commit": _commit(),
@@ -185,4 +203,43 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
 
         write_plot(report, plot_path)
         _progress(f"plot written to {plot_path}")
-    _print_summary(report)
+    _print_summary(report, chosen)
+
+
+def _run_stack_scenarios(
+    settings: Settings, chosen: list[str], sizes: dict[str, float], rate: float, quick: bool,
+    results: dict[str, dict[str, Any]],
+) -> tuple[float | None, float | None, bool]:  # fmt: skip
+    """The scenarios that need the stack, around one worker; returns (warm-up s, catch-up s, started)."""
+    from streams.bench import backfill, forget, incremental, steady
+    from streams.bench.probes import running_worker, wait_caught_up
+    from streams.clients import elasticsearch_client
+
+    client = elasticsearch_client(settings)
+    plan: dict[str, Scenario] = {
+        "steady": lambda: steady.run(
+            settings, client, _progress, rate=rate, duration_s=sizes["duration_s"], drain_s=60.0 if quick else 120.0
+        ),
+        "backfill": lambda: backfill.run(settings, client, _progress, docs=int(sizes["docs"])),
+        "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
+        "forget": lambda: forget.run(
+            settings, client, _progress, requests=int(sizes["forget_requests"]), backlog=int(sizes["backlog"])
+        ),
+    }
+    warm_up_s: float | None = None
+    catch_up_s: float | None = None
+    try:
+        with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
+            try:
+                catch_up_s = wait_caught_up(settings, _progress)
+                warm_up_s = steady.warm_up(settings, client, _progress)
+            except Exception as exc:  # the scenarios still run and say what they see
+                _progress(f"warm-up failed: {exc}")
+            for name in SCENARIOS:
+                if name in chosen:
+                    results[name] = _run_scenario(name, plan[name])
+    except Exception as exc:
+        for name in chosen:
+            results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
+        started = False
+    return warm_up_s, catch_up_s, started
