@@ -23,6 +23,7 @@ from streams.observability.freshness import FreshnessWindow, observe_freshness
 from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES, decode_change_event
 from streams.pipeline.document_mapping import Mappings
 from streams.records import Origin, PartChange
+from streams.retrying import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,12 @@ class ChangeProcessor:
         return result
 
     async def _write_with_retry(self, changes: list[PartChange]) -> WriteResult:
-        backoff = 0.25
-        while True:
-            try:
-                return await self._write_isolating(changes)
-            except Exception as exc:  # classified just below: only a transient failure is retried here
-                if not is_transient(exc):
-                    raise
-                metrics.RETRIES.labels(stage=getattr(exc, "stage", "index")).inc()
-                log.warning("transient failure, retrying the batch in %.1fs: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+        # Only a transient failure reaches this policy: _write_isolating turns every other one into
+        # failed changes (dead letters), so the batch is retried until Elasticsearch takes it.
+        return await retry_transient(
+            lambda: self._write_isolating(changes), stage="index", what=f"batch of {len(changes)} changes",
+            max_backoff_s=self.max_backoff_s,
+        )  # fmt: skip
 
     async def _write_isolating(self, changes: list[PartChange]) -> WriteResult:
         """Write the batch; if the batch as a whole fails for good, find the culprit one change at a time."""
