@@ -6,7 +6,7 @@ import faust
 
 from streams.pipeline.document_mapping import load_mappings
 from streams.settings import PROJECT_ROOT, get_settings
-from streams.topics import change_topics
+from streams.topics import change_topics, heartbeat_topics
 
 settings = get_settings()
 mappings = load_mappings(PROJECT_ROOT / "connectors")
@@ -36,7 +36,11 @@ app = faust.App(
 
 # Debezium's topics: every mapped table of every source. The agent reads them all, so that the
 # changes to one document (a ticket and its comments) are applied by one loop, in delivery order.
-changes_topic = app.topic(*change_topics(mappings, settings), key_type=bytes, value_type=bytes)
+# The heartbeat tables' topics come through the same loop: a heartbeat measures the whole path,
+# this agent included, and is never indexed (see agents/process_changes.py).
+changes_topic = app.topic(
+    *change_topics(mappings, settings), *heartbeat_topics(mappings, settings), key_type=bytes, value_type=bytes
+)
 deletion_topic = app.topic(settings.deletion_topic, key_type=bytes, value_type=bytes)
 receipts_topic = app.topic(settings.receipts_topic, key_type=bytes, value_type=bytes)
 dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     batch_max_events: int = 256
     batch_within_s: float = 0.05
 
+    # Capture health and self-healing (issue 9). Each connector's heartbeat.action.query upserts
+    # heartbeat_table in its source every few seconds; a source whose newest event (heartbeat
+    # included) is older than capture_age_threshold_s makes /health answer 503.
+    heartbeat_table: str = "streams_heartbeat"
+    capture_age_threshold_s: float = 20.0
+    # `streams connectors watch`: how often it looks, and how long a source may go without any event
+    # before its connector counts as stalled and is restarted (no sooner than restart_backoff_s after
+    # its previous restart, so a restart has time to take).
+    watch_interval_s: float = 5.0
+    watch_stall_s: float = 30.0
+    watch_restart_backoff_s: float = 60.0
+
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:
             return (self.elasticsearch_username, self.elasticsearch_password.get_secret_value())

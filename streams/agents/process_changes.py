@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from streams.elastic.write_documents import DocumentWriter, WriteResult
 from streams.errors import IndexingError, RetryableError, StreamsError
 from streams.observability import metrics
+from streams.observability.capture_health import CaptureClock
 from streams.observability.dead_letters import dead_letter_record
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.decode_change_event import decode_change_event
@@ -50,12 +51,16 @@ class ChangeProcessor:
         send_dead_letter: SendDeadLetter,
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,
+        capture: CaptureClock | None = None,
+        heartbeat_table: str = "streams_heartbeat",
     ) -> None:
         self.mappings = mappings
         self.writer = writer
         self.send_dead_letter = send_dead_letter
         self.freshness = freshness
         self.max_backoff_s = max_backoff_s
+        self.capture = capture
+        self.heartbeat_table = heartbeat_table
 
     async def process(self, messages: Sequence[RawMessage]) -> WriteResult:
         started = time.monotonic()
@@ -70,6 +75,12 @@ class ChangeProcessor:
                 change = self.mappings.part_change(event) if event is not None else None
             except StreamsError as exc:
                 await self._dead_letter(message, exc)
+                continue
+            if event is not None and self.capture is not None:
+                self.capture.received(event.source, event.commit_ts)
+            if event is not None and event.table == self.heartbeat_table:
+                # Capture health only (see observability/capture_health.py): never a document.
+                metrics.EVENTS.labels(source=event.source, outcome="heartbeat").inc()
                 continue
             if change is None:
                 metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()

@@ -40,3 +40,12 @@ CREATE INDEX IF NOT EXISTS notes_contact ON notes (contact_id);
 ALTER TABLE accounts REPLICA IDENTITY FULL;
 ALTER TABLE contacts REPLICA IDENTITY FULL;
 ALTER TABLE notes REPLICA IDENTITY FULL;
+
+-- Capture health: Debezium's heartbeat.action.query (connectors/crm.json) upserts this one row
+-- every heartbeat interval, so a committed change travels the whole path even when nobody edits;
+-- the worker measures capture age from it (a stalled connector stops it). Not a document.
+CREATE TABLE IF NOT EXISTS streams_heartbeat (
+  id INT PRIMARY KEY,
+  beat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+ALTER TABLE streams_heartbeat REPLICA IDENTITY FULL;

@@ -44,3 +44,12 @@ ALTER TABLE groups REPLICA IDENTITY FULL;
 ALTER TABLE users REPLICA IDENTITY FULL;
 ALTER TABLE tickets REPLICA IDENTITY FULL;
 ALTER TABLE ticket_comments REPLICA IDENTITY FULL;
+
+-- Capture health: Debezium's heartbeat.action.query (connectors/tickets.json) upserts this one row
+-- every heartbeat interval, so a committed change travels the whole path even when nobody edits;
+-- the worker measures capture age from it (a stalled connector stops it). Not a document.
+CREATE TABLE IF NOT EXISTS streams_heartbeat (
+  id INT PRIMARY KEY,
+  beat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+ALTER TABLE streams_heartbeat REPLICA IDENTITY FULL;
