@@ -82,7 +82,7 @@ def test_a_paused_connector_turns_health_503_and_back(paused_connector: Settings
 
     seen = wait_until(stalled, timeout=30, interval=1)
     assert seen, f"/health still answers 200 {time.monotonic() - paused_at:.0f} s after {PAUSED} was paused"
-    code, body = seen
+    _, body = seen
     assert any(reason.startswith(f"source {PAUSED}:") for reason in body["reasons"]), body
     assert body["capture_age_s"][PAUSED] > settings.capture_age_threshold_s
     # The other sources keep flowing: only the stalled one is named.
