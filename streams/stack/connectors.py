@@ -157,5 +157,13 @@ def register(
     return statuses
 
 
+def restart(settings: Settings, name: str, *, only_failed: bool) -> None:
+    """Restart a connector and its tasks (only the failed ones, or all of them)."""
+    flag = "true" if only_failed else "false"
+    code, body = _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed={flag}")
+    if code not in (200, 202, 204):
+        raise StackError(f"POST /connectors/{name}/restart answered {code}: {body}")
+
+
 def status_all(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, Any]:
     return {name: connector_status(settings, name) for name in load(settings, directory)}
