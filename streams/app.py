@@ -19,6 +19,10 @@ app = faust.App(
     store="memory://",
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset="earliest",
+    # Static membership: after a crash the restarted worker rejoins as the same member and indexes
+    # again within seconds (see Settings.worker_instance_id).
+    consumer_group_instance_id=settings.group_instance_id(),
+    broker_session_timeout=settings.worker_session_timeout_s,
     broker_commit_interval=1.0,
     producer_acks=-1,
     web_enabled=True,

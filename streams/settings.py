@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     watch_interval_s: float = 5.0
     watch_stall_s: float = 30.0
     watch_restart_backoff_s: float = 60.0
+    # Static group membership (KIP-345): a worker restarted under the same instance id takes its
+    # partitions back at once instead of waiting for the dead member's session to expire (~55 s
+    # measured). Default: derived from worker_id, host and web port (unique per worker on a host,
+    # stable across its restarts). Two live workers must never share one: the newer fences the older.
+    worker_instance_id: str | None = None
+    # How long the group waits for a silent member: a crashed worker's partitions move to the others
+    # (or to its restart under another instance id) after this (faust's default is 60 s).
+    worker_session_timeout_s: float = 15.0
 
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:
@@ -93,6 +101,11 @@ class Settings(BaseSettings):
     def kafka_config(self, **extra: object) -> dict[str, object]:
         """A confluent-kafka client config for the configured bootstrap servers."""
         return {"bootstrap.servers": self.kafka_bootstrap, **extra}
+
+    def group_instance_id(self) -> str:
+        import socket
+
+        return self.worker_instance_id or f"{self.worker_id}@{socket.gethostname()}:{self.worker_web_port}"
 
     def worker_url(self) -> str:
         return f"http://127.0.0.1:{self.worker_web_port}"
