@@ -131,7 +131,12 @@ def register(
         status = connector_status(settings, name)
         if status is not None and _failure(name, status):
             progress(f"connector {name}: was FAILED, restarting")
-            _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+            restart(settings, name, only_failed=True)
+            # The restart is asynchronous: until the task restarts, its status still says FAILED,
+            # which the wait below would report as a failure of the restarted task.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and _failure(name, connector_status(settings, name) or status):
+                time.sleep(0.5)
     deadline = time.monotonic() + timeout_s
     pending = set(connectors)
     statuses: dict[str, dict[str, Any]] = {}
