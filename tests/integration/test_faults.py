@@ -51,8 +51,8 @@ class Size:
 
 
 SIZES = {
-    "ci": Size("ci", changes=3_000, rate_per_s=25.0, worker_kills=1, kill_mid_deletion=False, timeout_s=1500),
-    "full": Size("full", changes=20_000, rate_per_s=30.0, worker_kills=10, kill_mid_deletion=True, timeout_s=3600),
+    "ci": Size("ci", changes=3_000, rate_per_s=12.0, worker_kills=1, kill_mid_deletion=False, timeout_s=1500),
+    "full": Size("full", changes=20_000, rate_per_s=15.0, worker_kills=10, kill_mid_deletion=True, timeout_s=3600),
 }
 SIZE = SIZES[os.environ.get("STREAMS_FAULTS", "ci")]
 ES_DOWN_S = 60.0
