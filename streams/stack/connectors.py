@@ -101,6 +101,16 @@ def connector_status(settings: Settings, name: str) -> dict[str, Any] | None:
     return body  # type: ignore[no-any-return]
 
 
+def connector_config(settings: Settings, name: str) -> dict[str, str] | None:
+    """The connector's live config in Connect (None when not registered)."""
+    code, body = _request(settings, "GET", f"/connectors/{name}/config")
+    if code == 404:
+        return None
+    if code != 200:
+        raise StackError(f"GET /connectors/{name}/config answered {code}: {body}")
+    return body  # type: ignore[no-any-return]
+
+
 def _failure(name: str, status: dict[str, Any]) -> str | None:
     if status["connector"]["state"] == "FAILED":
         return f"connector {name} FAILED:\n{status['connector'].get('trace', '')}"

@@ -73,6 +73,7 @@ class ConnectorWatch:
             )
         )
         self._stalled: set[str] = set()
+        self._no_heartbeats: set[str] = set()
 
     def close(self) -> None:
         self.consumer.close()
@@ -109,15 +110,31 @@ class ConnectorWatch:
             self.progress.blind(watched.source)
             return ConnectorObservation(watched.name, None)
         tasks = status.get("tasks", [])
+        end_offset = self._end_offset(watched.heartbeat_topic) if self._beats(watched) else None
         return ConnectorObservation(
             name=watched.name,
             connector_state=status["connector"]["state"],
             task_states={task["id"]: task["state"] for task in tasks},
             task_traces={task["id"]: task.get("trace", "") for task in tasks},
-            capture_stalled_s=self.progress.observe(watched.source, self._end_offset(watched.heartbeat_topic), now),
+            capture_stalled_s=self.progress.observe(watched.source, end_offset, now),
             uses_replication_slot=watched.slot_name is not None,
             slot_holder_pid=self._slot_holder(watched),
         )
+
+    def _beats(self, watched: Watched) -> bool:
+        """Whether the live connector commits heartbeats: without them an idle source would look stalled."""
+        try:
+            config = connectors.connector_config(self.settings, watched.name) or {}
+        except StackError:
+            return False
+        beats = bool(config.get("heartbeat.action.query"))
+        if not beats and watched.name not in self._no_heartbeats:
+            log.warning(
+                "%s: its live config has no heartbeat.action.query, so a stall cannot be told from an idle source; "
+                "only failures are healed (run `streams connectors register`)", watched.name,
+            )
+        (self._no_heartbeats.discard if beats else self._no_heartbeats.add)(watched.name)
+        return beats
 
     def _end_offset(self, topic: str) -> int | None:
         """The sum of the topic's partitions' end offsets; None when Kafka cannot say."""
