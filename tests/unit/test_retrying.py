@@ -44,3 +44,8 @@ async def test_permanent_failures_get_a_few_attempts_then_give_up(monkeypatch: p
 
 async def _no_sleep(_seconds: float) -> None:
     return None
+
+
+async def test_a_lambda_returning_a_coroutine_is_awaited() -> None:
+    attempt = Flaky()
+    assert await retry_transient(lambda: attempt(), stage="index", what="test") == "done"
