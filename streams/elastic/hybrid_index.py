@@ -134,28 +134,34 @@ def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) ->
     return filters
 
 
-def bm25_query(query: str, filters: list[dict[str, Any]], size: int) -> dict[str, Any]:
-    return {
+BM25_FIELDS = ("text", "title^2", "section")
+HIGHLIGHT = {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}}}
+
+
+def bm25_query(
+    query: str, filters: list[dict[str, Any]], size: int, *, highlight: bool = True,
+    fields: Sequence[str] = BM25_FIELDS,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "size": size,
-        "query": {
-            "bool": {
-                "must": {"multi_match": {"query": query, "fields": ["text", "title^2", "section"]}},
-                "filter": filters,
-            }
-        },
-        "highlight": {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}}},
+        "query": {"bool": {"must": {"multi_match": {"query": query, "fields": list(fields)}}, "filter": filters}},
         "_source": {"excludes": ["vector"]},
     }
+    if highlight:
+        body["highlight"] = HIGHLIGHT
+    return body
 
 
-def knn_query(vector: Sequence[float], filters: list[dict[str, Any]], size: int) -> dict[str, Any]:
+def knn_query(
+    vector: Sequence[float], filters: list[dict[str, Any]], size: int, num_candidates: int | None = None
+) -> dict[str, Any]:
     return {
         "size": size,
         "knn": {
             "field": "vector",
             "query_vector": list(vector),
             "k": size,
-            "num_candidates": max(100, size * 4),
+            "num_candidates": num_candidates or max(100, size * 4),
             "filter": filters,
         },
         "_source": {"excludes": ["vector"]},
@@ -203,12 +209,38 @@ class DocumentHit:
         }
 
 
+@dataclass(frozen=True)
+class SearchTuning:
+    """The knobs of the hybrid query, in one place so that `streams eval` can measure a change to any
+    of them before it becomes the default (every default here was kept because it measured better)."""
+
+    rrf_k: int = RRF_K
+    bm25_weight: float = 1.0
+    knn_weight: float = 1.0
+    chunks_per_k: int = 5  # each retriever fetches k * chunks_per_k chunks (documents have several)
+    num_candidates: int | None = None  # HNSW candidates per shard; None: max(100, 4 * chunks fetched)
+    bm25_fields: tuple[str, ...] = BM25_FIELDS
+
+
+DEFAULT_TUNING = SearchTuning()
+MODES = ("hybrid", "bm25", "knn")  # every ranking the search can return; `streams eval` measures each
+
+
 def fuse(
-    bm25_hits: list[dict[str, Any]], knn_hits: list[dict[str, Any]], k: int, chunks_per_document: int = 3
+    bm25_hits: list[dict[str, Any]],
+    knn_hits: list[dict[str, Any]],
+    k: int,
+    chunks_per_document: int = 3,
+    tuning: SearchTuning = DEFAULT_TUNING,
 ) -> list[DocumentHit]:
-    """Reciprocal rank fusion over chunks, then grouped by document (a document scores its best chunk)."""
+    """Reciprocal rank fusion over chunks, then grouped by document (a document scores its best chunk).
+
+    With one of the two lists empty this is that retriever's own ranking, grouped by document, which is
+    how BM25 alone and kNN alone are served and measured.
+    """
     chunks: dict[str, ChunkHit] = {}
     sources: dict[str, dict[str, Any]] = {}
+    weights = {"bm25": tuning.bm25_weight, "knn": tuning.knn_weight}
     for ranking, hits in (("bm25", bm25_hits), ("knn", knn_hits)):
         for rank, hit in enumerate(hits, start=1):
             source = hit["_source"]
@@ -217,7 +249,7 @@ def fuse(
                 hit["_id"],
                 ChunkHit(hit["_id"], source.get("text", ""), source.get("section", ""), []),
             )
-            chunk.score += 1.0 / (RRF_K + rank)
+            chunk.score += weights[ranking] / (tuning.rrf_k + rank)
             if ranking == "bm25":
                 chunk.bm25_rank = rank
                 chunk.highlights = hit.get("highlight", {}).get("text", [])
@@ -237,6 +269,58 @@ def fuse(
     return sorted(documents.values(), key=lambda d: d.score, reverse=True)[:k]
 
 
+async def search(
+    client: AsyncElasticsearch,
+    alias: str,
+    query: str,
+    vector: Sequence[float] | None,
+    k: int = 10,
+    sources: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    *,
+    mode: str = "hybrid",
+    tuning: SearchTuning = DEFAULT_TUNING,
+    highlight: bool = True,
+) -> list[DocumentHit]:
+    """The search that /search, `streams search` and `streams eval` all run: `mode` picks hybrid,
+    BM25 alone or kNN alone (`vector` may be None for BM25 alone).
+
+    Only the chunks that are returned get highlighted, in a second small query: highlighting every
+    one of the k * 5 BM25 candidates cost more than the search itself at k=100.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}: one of {', '.join(MODES)}")
+    filters = chunk_filter(sources, groups)
+    size = max(k * tuning.chunks_per_k, 20)
+    bm25_hits: list[dict[str, Any]] = []
+    knn_hits: list[dict[str, Any]] = []
+    if mode in ("hybrid", "bm25"):
+        body = bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields)
+        bm25_hits = (await client.search(index=alias, **body))["hits"]["hits"]
+    if mode in ("hybrid", "knn"):
+        if vector is None:
+            raise ValueError(f"search mode {mode} needs the query's vector")
+        body = knn_query(vector, filters, size, tuning.num_candidates)
+        knn_hits = (await client.search(index=alias, **body))["hits"]["hits"]
+    documents = fuse(bm25_hits, knn_hits, k, tuning=tuning)
+    if highlight:
+        await _highlight(client, alias, query, documents, tuning)
+    return documents
+
+
+async def _highlight(
+    client: AsyncElasticsearch, alias: str, query: str, documents: list[DocumentHit], tuning: SearchTuning
+) -> None:
+    matched = {chunk.chunk_id: chunk for d in documents for chunk in d.chunks if chunk.bm25_rank is not None}
+    if not matched:
+        return
+    body = bm25_query(query, [{"ids": {"values": list(matched)}}], len(matched), fields=tuning.bm25_fields)
+    body["_source"] = False
+    response = await client.search(index=alias, **body)
+    for hit in response["hits"]["hits"]:
+        matched[hit["_id"]].highlights = hit.get("highlight", {}).get("text", [])
+
+
 async def hybrid_search(
     client: AsyncElasticsearch,
     alias: str,
@@ -246,8 +330,4 @@ async def hybrid_search(
     sources: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
 ) -> list[DocumentHit]:
-    filters = chunk_filter(sources, groups)
-    size = max(k * 5, 20)
-    bm25 = await client.search(index=alias, **bm25_query(query, filters, size))
-    knn = await client.search(index=alias, **knn_query(vector, filters, size))
-    return fuse(bm25["hits"]["hits"], knn["hits"]["hits"], k)
+    return await search(client, alias, query, vector, k, sources, groups, mode="hybrid")
