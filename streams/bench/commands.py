@@ -85,6 +85,14 @@ def _print_summary(report: dict[str, Any]) -> None:
         f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} max {_fmt(u.get('max'), 's')};"
         f" behind a backlog p50 {_fmt(ub.get('p50'), 's')} max {_fmt(ub.get('max'), 's')}"
     )
+    q = report["search"]
+    for load in ("idle", "edits"):
+        parts = []
+        for k in (10, 100):
+            f = (q.get(f"{load}_k{k}") or {}).get("latency_ms") or {}
+            parts.append(f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')}"
+                         f" p99 {_fmt(f.get('p99'), ' ms')}")  # fmt: skip
+        click.echo(f"search       {q.get('clients')} clients, {load}: " + "; ".join(parts))
     for name in SCENARIOS:
         if report[name].get("error"):
             click.echo(f"{name:<12} ERROR {report[name]['error']}")
@@ -105,7 +113,8 @@ def _print_summary(report: dict[str, Any]) -> None:
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
 def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
     """Benchmark the real stack: freshness under steady edits, backfill throughput against raw
-    model.encode, proportional incremental edits, and deletion-request latency (also behind a backlog).
+    model.encode, proportional incremental edits, deletion-request latency (also behind a backlog), and
+    /search latency with 8 concurrent clients at k=10 and k=100, idle and under the steady edit stream.
 
     Starts a worker when none answers at the worker URL (and stops it at the end). Writes real rows
     into the source databases.
@@ -116,7 +125,7 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
       streams bench --json bench.json --plot bench.png
       streams bench --only steady,forget --rate 10
     """
-    from streams.bench import backfill, forget, incremental, steady
+    from streams.bench import backfill, forget, incremental, search_latency, steady
     from streams.bench.probes import running_worker, wait_caught_up
     from streams.clients import elasticsearch_client
     from streams.settings import get_settings
@@ -146,6 +155,9 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
         "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
         "forget": lambda: forget.run(
             settings, client, _progress, requests=int(sizes["forget_requests"]), backlog=int(sizes["backlog"])
+        ),
+        "search": lambda: search_latency.run(
+            settings, client, _progress, duration_s=10.0 if quick else 30.0, rate=rate
         ),
     }
     results: dict[str, dict[str, Any]] = {}

@@ -29,8 +29,12 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "forget.unsearchable_s.max",
     "forget.backlog_unsearchable_s.p50",
     "forget.backlog_unsearchable_s.max",
+    "search.idle_k10.latency_ms.p95",
+    "search.idle_k100.latency_ms.p95",
+    "search.edits_k10.latency_ms.p95",
+    "search.edits_k100.latency_ms.p95",
 )
-SCENARIOS: tuple[str, ...] = ("steady", "backfill", "incremental", "forget")
+SCENARIOS: tuple[str, ...] = ("steady", "backfill", "incremental", "forget", "search")
 
 
 def summary(values: Sequence[float], digits: int = 3) -> dict[str, float | int | None]:

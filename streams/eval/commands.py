@@ -86,7 +86,7 @@ def eval_(
         save.write_text(json.dumps(report, indent=1), encoding="utf-8")
     click.echo(json.dumps(report, indent=1) if as_json else table(report, per_query))
     if saved is not None:
-        drops = quality_drops(saved, report, max_drop)
+        drops = quality_drops(saved, report, max_drop, modes)
         for drop in drops:
             click.echo(f"quality gate: {drop.describe()}", err=True)
         if drops:
@@ -167,3 +167,34 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
         )
     else:
         click.echo(f"{len(loaded.documents)} documents of {set_dir.name} are searchable in group {group}")
+
+
+@eval_.command("copy-index")
+@click.option("--group", required=True, help="The loaded golden set's access group: its chunks are copied.")
+@click.option("--to", "target", required=True, help="The scratch index to (re)create, e.g. streams-eval-english.")
+@click.option("--analysis", type=click.Choice(["standard", "english"]), default="english", show_default=True,
+              help="How title, section and text are analysed in the copy.")
+@click.option("--embed-title", is_flag=True, help="Re-embed each chunk as 'title / section' + text (slow).")
+def copy_index(group: str, target: str, analysis: str, embed_title: bool) -> None:
+    """Experiments: copy a loaded golden set's chunks from the live index into a scratch index with another
+    mapping (or re-embedded with title and section), then measure it with `streams eval --index TARGET`.
+    The live index is only read. Delete the copy with curl -XDELETE when done."""
+    from streams.agents.runtime import build_embedder
+    from streams.clients import elasticsearch_client
+    from streams.eval.experiment_index import copy_group
+
+    if target == get_settings().index_alias or target.startswith(get_settings().index_alias + "-v"):
+        raise click.ClickException(f"{target} is the live index: copy into a scratch index")
+    settings = get_settings()
+    embedder = build_embedder(settings)
+    es = elasticsearch_client(settings)
+    try:
+        count = copy_group(
+            es, settings.index_alias, group, target, embedder.dimensions, analysis,
+            embedder.encode if embed_title else None,
+            lambda n: click.echo(f"  {n} chunks copied", err=True) if n % 1024 == 0 else None,
+        )  # fmt: skip
+    finally:
+        es.close()
+    click.echo(f"copied {count} chunks of group {group} into {target} ({analysis} analysis"
+               f"{', title and section embedded with the text' if embed_title else ''})")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ class Drop:
         )
 
 
-def quality_drops(baseline: dict[str, Any], current: dict[str, Any], max_drop: float) -> list[Drop]:
-    """Every total metric of every mode that fell more than `max_drop` below the baseline.
+def quality_drops(
+    baseline: dict[str, Any], current: dict[str, Any], max_drop: float, modes: Sequence[str] | None = None
+) -> list[Drop]:
+    """Every total metric of every mode (or of `modes`, when only those were asked for) that fell more
+    than `max_drop` below the baseline.
 
     A mode or metric the baseline has and the current report lacks is a drop too: a gate that passes
     because a ranking stopped being measured cannot fail, and must.
@@ -37,6 +41,8 @@ def quality_drops(baseline: dict[str, Any], current: dict[str, Any], max_drop: f
         raise ValueError("max_drop must be zero or positive")
     drops = []
     for mode, figures in baseline.get("modes", {}).items():
+        if modes and mode not in modes:
+            continue
         now = current.get("modes", {}).get(mode, {}).get("total", {})
         for metric, value in figures.get("total", {}).items():
             if metric not in now:

@@ -36,6 +36,11 @@ def test_gate_fails_when_a_measured_ranking_disappears() -> None:
     assert {(d.mode, d.current) for d in drops} == {("knn", None)}
 
 
+def test_gate_checks_only_the_rankings_asked_for() -> None:
+    assert quality_drops(report("baseline.json"), report("regressed.json"), max_drop=0.02, modes=["bm25"]) == []
+    assert len(quality_drops(report("baseline.json"), report("regressed.json"), 0.02, modes=["hybrid"])) == 1
+
+
 def test_gate_tolerance_is_exact_at_the_boundary() -> None:
     base = report("baseline.json")
     current = json.loads(json.dumps(base))
