@@ -34,12 +34,14 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
 @click.option("--bm25-weight", type=float, default=None, help="Experiment: BM25's weight in the fusion.")
 @click.option("--knn-weight", type=float, default=None, help="Experiment: kNN's weight in the fusion.")
 @click.option("--num-candidates", type=int, default=None, help="Experiment: kNN num_candidates.")
+@click.option("--chunks-per-k", type=int, default=None, help="Experiment: chunks each retriever fetches per result.")
 @click.option("--fields", default=None, help="Experiment: BM25 fields with boosts, comma-separated (text,title^2).")
 @click.pass_context
 def eval_(
     ctx: click.Context, set_dir: Path, group: str | None, as_json: bool, per_query: bool, save: Path | None,
     baseline: Path | None, max_drop: float, modes: tuple[str, ...], index: str | None, rrf_k: int | None,
-    bm25_weight: float | None, knn_weight: float | None, num_candidates: int | None, fields: str | None,
+    bm25_weight: float | None, knn_weight: float | None, num_candidates: int | None, chunks_per_k: int | None,
+    fields: str | None,
 ) -> None:  # fmt: skip
     """Measure retrieval quality: nDCG@10, recall@100, MRR@10 and precision@5 of hybrid search, BM25
     alone and kNN alone over a golden set that `streams eval load` put through the pipeline.
@@ -68,7 +70,7 @@ def eval_(
     settings = get_settings()
     changes: dict[str, Any] = {
         "rrf_k": rrf_k, "bm25_weight": bm25_weight, "knn_weight": knn_weight, "num_candidates": num_candidates,
-        "bm25_fields": tuple(f.strip() for f in fields.split(",")) if fields else None,
+        "chunks_per_k": chunks_per_k, "bm25_fields": tuple(f.strip() for f in fields.split(",")) if fields else None,
     }  # fmt: skip
     tuning = dataclasses.replace(DEFAULT_TUNING, **{k: v for k, v in changes.items() if v is not None})
     try:
