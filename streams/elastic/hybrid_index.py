@@ -13,6 +13,7 @@ fused here with reciprocal rank fusion.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -171,7 +172,9 @@ def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) ->
     return filters
 
 
-BM25_FIELDS = ("text", "title^2", "section")
+# Equal weights: boosting the title (title^2) measured worse on the golden set (BM25 nDCG@10 0.855 -> 0.889
+# without the boost, hybrid 0.904 -> 0.918; English analysis, README "Retrieval quality").
+BM25_FIELDS = ("text", "title", "section")
 HIGHLIGHT = {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}}}
 
 
@@ -198,7 +201,8 @@ def knn_query(
             "field": "vector",
             "query_vector": list(vector),
             "k": size,
-            "num_candidates": num_candidates or max(100, size * 4),
+            # Elasticsearch refuses fewer candidates than k
+            "num_candidates": max(num_candidates, size) if num_candidates else max(100, size * 4),
             "filter": filters,
         },
         "_source": {"excludes": ["vector"]},
@@ -254,11 +258,14 @@ class SearchTuning:
     rrf_k: int = RRF_K
     bm25_weight: float = 1.0
     knn_weight: float = 1.0
-    chunks_per_k: int = 5  # each retriever fetches k * chunks_per_k chunks (documents have several)
+    # Each retriever fetches k * chunks_per_k chunks (a document has several). 2 measured as good as 5 on
+    # the golden set (hybrid nDCG@10 0.907 vs 0.904, recall@100 equal) for 40 % of the work at k=100.
+    chunks_per_k: int = 2
     num_candidates: int | None = None  # HNSW candidates per shard; None: max(100, 4 * chunks fetched)
     bm25_fields: tuple[str, ...] = BM25_FIELDS
 
 
+MIN_CHUNKS = 50  # what k=10 fetched before chunks_per_k went from 5 to 2 (eval measures at k=100)
 DEFAULT_TUNING = SearchTuning()
 MODES = ("hybrid", "bm25", "knn")  # every ranking the search can return; `streams eval` measures each
 
@@ -328,17 +335,20 @@ async def search(
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}: one of {', '.join(MODES)}")
     filters = chunk_filter(sources, groups)
-    size = max(k * tuning.chunks_per_k, 20)
-    bm25_hits: list[dict[str, Any]] = []
-    knn_hits: list[dict[str, Any]] = []
+    size = max(k * tuning.chunks_per_k, MIN_CHUNKS)
+
+    async def hits(body: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return [] if body is None else list((await client.search(index=alias, **body))["hits"]["hits"])
+
+    bm25_body = knn_body = None
     if mode in ("hybrid", "bm25"):
-        body = bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields)
-        bm25_hits = (await client.search(index=alias, **body))["hits"]["hits"]
+        bm25_body = bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields)
     if mode in ("hybrid", "knn"):
         if vector is None:
             raise ValueError(f"search mode {mode} needs the query's vector")
-        body = knn_query(vector, filters, size, tuning.num_candidates)
-        knn_hits = (await client.search(index=alias, **body))["hits"]["hits"]
+        knn_body = knn_query(vector, filters, size, tuning.num_candidates)
+    # The two retrievers are independent: asked together, a query waits for the slower, not for both.
+    bm25_hits, knn_hits = await asyncio.gather(hits(bm25_body), hits(knn_body))
     documents = fuse(bm25_hits, knn_hits, k, tuning=tuning)
     if highlight:
         await _highlight(client, alias, query, documents, tuning)
