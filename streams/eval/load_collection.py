@@ -3,8 +3,9 @@
 index document each collection document became (`loaded-<group>.json` beside the set).
 
 Only the tickets source is supported: a collection document becomes a ticket whose subject is the
-title, whose description is the text, and whose only access group is the chosen group, so that an
-eval restricted to that group sees the collection and nothing else.
+title, whose description is the text, whose product is 'eval' (so the bench's edits leave it alone) and
+whose only access group is the chosen group, so that an eval restricted to that group sees the
+collection and nothing else.
 """
 
 from __future__ import annotations
