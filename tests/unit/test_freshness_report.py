@@ -136,7 +136,8 @@ def test_a_report_of_the_previous_schema_still_decodes() -> None:
 def test_the_command_shows_snapshot_figures_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     sources = [figures("tickets", [0.5], 0.0, [13.0, 87.0]).to_json()]
     monkeypatch.setattr(commands, "read_worker", lambda url, timeout_s: {"worker_id": "w", "sources": sources})
+    monkeypatch.setattr(commands, "read_capture_ages", lambda url, timeout_s: {"tickets": 1.5})
     lines = CliRunner().invoke(commands.freshness, []).output.splitlines()
-    assert lines[2].split() == ["tickets", "1", "0.500", "0.500", "0.500", "0.500", "0.000"]
+    assert lines[2].split() == ["tickets", "1", "0.500", "0.500", "0.500", "0.500", "0.000", "1.500"]
     apart = lines.index(commands.SNAPSHOT_TITLE)
     assert lines[apart + 2].split() == ["tickets", "2", "13.000", "87.000", "87.000", "87.000"]
