@@ -6,7 +6,7 @@ import faust
 
 from streams.pipeline.document_mapping import load_mappings
 from streams.settings import PROJECT_ROOT, get_settings
-from streams.topics import change_topics
+from streams.topics import change_topics, heartbeat_topics
 
 settings = get_settings()
 mappings = load_mappings(PROJECT_ROOT / "connectors")
@@ -20,6 +20,10 @@ app = faust.App(
     store="memory://",
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset="earliest",
+    # Static membership: after a crash the restarted worker rejoins as the same member and indexes
+    # again within seconds (see Settings.worker_instance_id).
+    consumer_group_instance_id=settings.group_instance_id(),
+    broker_session_timeout=settings.worker_session_timeout_s,
     broker_commit_interval=1.0,
     producer_acks=-1,
     web_enabled=True,
@@ -40,7 +44,11 @@ app = faust.App(
 
 # Debezium's topics: every mapped table of every source. The agent reads them all, so that the
 # changes to one document (a ticket and its comments) are applied by one loop, in delivery order.
-changes_topic = app.topic(*change_topics(mappings, settings), key_type=bytes, value_type=bytes)
+# The heartbeat tables' topics come through the same loop: a heartbeat measures the whole path,
+# this agent included, and is never indexed (see agents/process_changes.py).
+changes_topic = app.topic(
+    *change_topics(mappings, settings), *heartbeat_topics(mappings, settings), key_type=bytes, value_type=bytes
+)
 deletion_topic = app.topic(settings.deletion_topic, key_type=bytes, value_type=bytes)
 receipts_topic = app.topic(settings.receipts_topic, key_type=bytes, value_type=bytes)
 dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)

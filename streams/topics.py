@@ -39,9 +39,18 @@ def change_topics(mappings: Mappings, settings: Settings) -> list[str]:
     return topics
 
 
+def heartbeat_topics(mappings: Mappings, settings: Settings) -> list[str]:
+    """Each source's heartbeat table topic: the changes Debezium's heartbeat.action.query commits.
+    The worker reads them to measure capture age; they are never indexed."""
+    return [
+        f"{source.source}.{source_namespace(source.source, settings)}.{settings.heartbeat_table}"
+        for source in mappings.sources
+    ]
+
+
 def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
-    """What the worker's consumer group reads: every change topic and the deletion topic."""
-    return [*change_topics(mappings, settings), settings.deletion_topic]
+    """What the worker's consumer group reads: every change topic, the heartbeat topics and the deletion topic."""
+    return [*change_topics(mappings, settings), *heartbeat_topics(mappings, settings), settings.deletion_topic]
 
 
 def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
@@ -64,7 +73,9 @@ def ensure_topics(settings: Settings, mappings: Mappings) -> None:
     """
     admin = kafka_admin(settings)
     existing = set(admin.list_topics(timeout=30).topics)
-    configs: dict[str, dict[str, str]] = {topic: {} for topic in change_topics(mappings, settings)}
+    configs: dict[str, dict[str, str]] = {
+        topic: {} for topic in [*change_topics(mappings, settings), *heartbeat_topics(mappings, settings)]
+    }
     configs.update(owned_topics(settings))
     wanted = [
         NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=config)

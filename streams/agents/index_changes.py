@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from streams.agents.health import capture_clock
 from streams.agents.process_changes import ChangeProcessor, RawMessage
 from streams.agents.runtime import get_runtime
 from streams.app import app, changes_topic, dead_letter_topic, mappings, settings
@@ -27,7 +28,8 @@ async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
 async def index_changes(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
     processor = ChangeProcessor(
-        mappings, runtime.writer, send_dead_letter, runtime.freshness, max_event_bytes=settings.max_event_bytes
+        mappings, runtime.writer, send_dead_letter, runtime.freshness, max_event_bytes=settings.max_event_bytes,
+        capture=capture_clock, heartbeat_table=settings.heartbeat_table,
     )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from streams.agents.write_changes import ChangeWriter, WriteResult
 from streams.errors import IndexingError, StreamsError, is_transient
 from streams.observability import metrics
+from streams.observability.capture_health import CaptureClock
 from streams.observability.dead_letters import dead_letter_record
 from streams.observability.freshness import FreshnessWindow, observe_freshness
 from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES, decode_change_event
@@ -52,6 +53,8 @@ class ChangeProcessor:
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        capture: CaptureClock | None = None,
+        heartbeat_table: str = "streams_heartbeat",
     ) -> None:
         self.mappings = mappings
         self.writer = writer
@@ -59,6 +62,8 @@ class ChangeProcessor:
         self.freshness = freshness
         self.max_backoff_s = max_backoff_s
         self.max_event_bytes = max_event_bytes
+        self.capture = capture
+        self.heartbeat_table = heartbeat_table
 
     async def process(self, messages: Sequence[RawMessage]) -> WriteResult:
         started = time.monotonic()
@@ -74,6 +79,12 @@ class ChangeProcessor:
                 change = self.mappings.part_change(event) if event is not None else None
             except StreamsError as exc:
                 await self._dead_letter(message, exc)
+                continue
+            if event is not None and self.capture is not None:
+                self.capture.received(event.source, event.commit_ts)
+            if event is not None and event.table == self.heartbeat_table:
+                # Capture health only (see observability/capture_health.py): never a document.
+                metrics.EVENTS.labels(source=event.source, outcome="heartbeat").inc()
                 continue
             if change is None:
                 metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()

@@ -110,6 +110,14 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
         f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} max {_fmt(u.get('max'), 's')};"
         f" behind a backlog p50 {_fmt(ub.get('p50'), 's')} max {_fmt(ub.get('max'), 's')}"
     )
+    q = report.get("search") or {}
+    for load in ("idle", "edits"):
+        parts = []
+        for k in (10, 100):
+            f = (q.get(f"{load}_k{k}") or {}).get("latency_ms") or {}
+            parts.append(f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')}"
+                         f" p99 {_fmt(f.get('p99'), ' ms')}")  # fmt: skip
+        click.echo(f"search       {q.get('clients')} clients, {load}: " + "; ".join(parts))
     _print_errors(report, chosen)
 
 
@@ -135,8 +143,8 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
 def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
     """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend
     (needs no stack), freshness under steady edits, backfill throughput against the configured
-    backend's raw encode, proportional incremental edits, and deletion-request latency (also behind
-    a backlog).
+    backend's raw encode, proportional incremental edits, deletion-request latency (also behind a
+    backlog), and /search latency with 8 concurrent clients at k=10 and k=100, idle and under edits.
 
     Starts a worker when none answers at the worker URL (and stops it at the end), unless only
     stack-free scenarios (embedding) are chosen. Writes real rows into the source databases.
@@ -211,7 +219,7 @@ def _run_stack_scenarios(
     results: dict[str, dict[str, Any]],
 ) -> tuple[float | None, float | None, bool]:  # fmt: skip
     """The scenarios that need the stack, around one worker; returns (warm-up s, catch-up s, started)."""
-    from streams.bench import backfill, forget, incremental, steady
+    from streams.bench import backfill, forget, incremental, search_latency, steady
     from streams.bench.probes import running_worker, wait_caught_up
     from streams.clients import elasticsearch_client
 
@@ -224,6 +232,9 @@ def _run_stack_scenarios(
         "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
         "forget": lambda: forget.run(
             settings, client, _progress, requests=int(sizes["forget_requests"]), backlog=int(sizes["backlog"])
+        ),
+        "search": lambda: search_latency.run(
+            settings, client, _progress, duration_s=10.0 if quick else 30.0, rate=rate
         ),
     }
     warm_up_s: float | None = None

@@ -29,6 +29,10 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "forget.unsearchable_s.max",
     "forget.backlog_unsearchable_s.p50",
     "forget.backlog_unsearchable_s.max",
+    "search.idle_k10.latency_ms.p95",
+    "search.idle_k100.latency_ms.p95",
+    "search.edits_k10.latency_ms.p95",
+    "search.edits_k100.latency_ms.p95",
     "embedding.configured_backend",
     "embedding.fastest_agreeing",
     # One block per backend (streams.embedding.embedder.BACKENDS), named here so that the report's
@@ -40,7 +44,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     ),
 )
 # Scenarios in the order they run; those in STACKLESS need neither the stack nor a worker.
-SCENARIOS: tuple[str, ...] = ("embedding", "steady", "backfill", "incremental", "forget")
+SCENARIOS: tuple[str, ...] = ("embedding", "steady", "backfill", "incremental", "forget", "search")
 STACKLESS: tuple[str, ...] = ("embedding",)
 
 

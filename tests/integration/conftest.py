@@ -11,6 +11,7 @@ import pytest
 from streams.agents.worker_process import running_worker
 from streams.settings import Settings, get_settings
 from streams.stack import connectors, stack
+from streams.stack.watch_connectors import background_watch
 
 
 def _progress(line: str) -> None:
@@ -27,6 +28,14 @@ def local_stack() -> Iterator[Settings]:
     finally:
         if started:
             stack.down(settings, _progress, only=started)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def connectors_watch(local_stack: Settings) -> Iterator[None]:
+    """`streams connectors watch` for the whole session, as `make demo` runs it: a connector that fails
+    or stalls during a test (a broker restart in the fault suite) is healed as in production."""
+    with background_watch(local_stack.stack_home / "watch-tests.log"):
+        yield
 
 
 def restarted_worker_pid_file(settings: Settings) -> Path:
