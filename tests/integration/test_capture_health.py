@@ -46,9 +46,17 @@ def _running(settings: Settings, name: str) -> bool:
     )
 
 
+def _steady(settings: Settings) -> bool:
+    """Every source's capture age well under the threshold: the worker is not busy with a backlog (a
+    long batch delays every source's heartbeats alike, which would hide which source stalled)."""
+    code, body = health(settings)
+    return code == 200 and all(age < settings.capture_age_threshold_s / 2 for age in body["capture_age_s"].values())
+
+
 @pytest.fixture
 def paused_connector(worker: Settings) -> Iterator[Settings]:
     """The crm connector paused for the test, and RUNNING again afterwards whatever happened."""
+    assert wait_until(lambda: _steady(worker), timeout=300, interval=1), f"capture never steady: {health(worker)}"
     _connect(worker, "PUT", f"/connectors/{PAUSED}/pause")
     try:
         yield worker
