@@ -47,7 +47,7 @@ def send_snapshot_signals(settings: Settings, source: str, signals: Sequence[dic
         return []
     table = _identifier(settings.signal_table)
     rows = [(f"streams-repair-{uuid.uuid4().hex}", "execute-snapshot", json.dumps(data)) for data in signals]
-    dsn = getattr(settings, f"{source}_dsn")
+    dsn = settings.dsn(source)
     if dsn.startswith(("mysql", "mariadb")):
         conn = connect_mariadb(dsn, name=source)
         try:

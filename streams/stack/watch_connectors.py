@@ -54,7 +54,7 @@ def watched_connectors(settings: Settings) -> list[Watched]:
                 source=source,
                 heartbeat_topic=f"{source}.{source_namespace(source, settings)}.{settings.heartbeat_table}",
                 slot_name=config.get("slot.name", "debezium") if is_postgres else None,
-                dsn=getattr(settings, f"{source}_dsn", None) if is_postgres else None,
+                dsn=settings.dsn(source) if is_postgres else None,
             )
         )
     return found

@@ -29,7 +29,7 @@ HEARTBEAT_TOPIC = "crm.public.streams_heartbeat"
 
 
 def slot_holder(settings: Settings) -> tuple[int, str] | None:
-    with psycopg.connect(settings.crm_dsn, autocommit=True) as conn:
+    with psycopg.connect(settings.dsn("crm"), autocommit=True) as conn:
         row = conn.execute(
             "SELECT s.active_pid, coalesce(a.application_name, '') FROM pg_replication_slots s "
             "LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = %s AND s.active_pid IS NOT NULL",
@@ -39,7 +39,7 @@ def slot_holder(settings: Settings) -> tuple[int, str] | None:
 
 
 def terminate(settings: Settings, pid: int) -> None:
-    with psycopg.connect(settings.crm_dsn, autocommit=True) as conn:
+    with psycopg.connect(settings.dsn("crm"), autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
@@ -57,7 +57,7 @@ def steal_slot(settings: Settings) -> subprocess.Popen[bytes]:
     """Take the slot from the connector's walsender with a session of our own, frozen as soon as it holds
     the slot. A frozen pg_recvlogical confirms nothing, so the slot keeps every change for Debezium (a
     running one would confirm what it reads, and the connector could never resume from its offset)."""
-    url = urlsplit(settings.crm_dsn)
+    url = urlsplit(settings.dsn("crm"))
     command = [
         str(POSTGRES_BIN / "pg_recvlogical"), "--no-loop", "--start", "--slot", SLOT, "-f", "/dev/null",
         "--status-interval", "3600", "--fsync-interval", "0",
