@@ -67,7 +67,7 @@ def _seed_person(es: Any) -> Person:
     )
     ticket_id = edits.add_ticket(f"Access {w_ticket}", f"Please grant {w_ticket} access.", email, ["support"])
     contact_id = edits.add_contact("Frida", w_contact.title(), email, ["sales"])
-    note_id = edits.add_note(contact_id, "rep.someone@example.com", f"Frida asked about the {w_note} plan.")
+    note_id = edits.add_note(contact_id, f"rep.{unique('r')}@example.com", f"Frida asked about the {w_note} plan.")
     person = Person(
         email,
         {
