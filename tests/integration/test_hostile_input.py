@@ -158,7 +158,12 @@ def test_odd_text_is_indexed_correctly(worker: Settings) -> None:
     }
     docs = {name: f"tickets/ticket/{ticket_id}" for name, ticket_id in tickets.items()}
     try:
-        assert wait_until(lambda: set(docs.values()) <= found_documents(es, marker), timeout=300), "not indexed"
+        # Every chunk carries its ticket's title (which holds the marker): hundreds of them match it, so
+        # ask for enough hits to see all three tickets.
+        def indexed() -> bool:
+            return set(docs.values()) <= found_documents(es, marker, size=1000)
+
+        assert wait_until(indexed, timeout=300), "not indexed"
 
         token_chunks = visible_chunks(es, docs["token"])
         assert len(token_chunks) > 10, "the 100,000-character token became too few chunks"
