@@ -44,6 +44,25 @@ def restarted_worker_pid_file(settings: Settings) -> Path:
     return settings.stack_home / "worker-restarted.pid"
 
 
+def start_detached_worker(settings: Settings, log_name: str) -> None:
+    """Start `streams worker` in its own session (a test killed the running one); the session stops it at
+    the end through the pid file."""
+    import subprocess
+    import sys
+
+    from streams.settings import PROJECT_ROOT
+
+    with open(settings.stack_home / log_name, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+    restarted_worker_pid_file(settings).write_text(str(process.pid))
+
+
 @pytest.fixture(scope="session")
 def worker(local_stack: Settings) -> Iterator[Settings]:
     """A running `streams worker` (started by this session when none answers, and stopped after)."""

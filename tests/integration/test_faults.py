@@ -33,7 +33,7 @@ import pytest
 from streams.settings import PROJECT_ROOT, Settings
 from streams.sources import edits
 from streams.stack import connectors, stack
-from tests.integration.conftest import restarted_worker_pid_file
+from tests.integration.conftest import start_detached_worker
 from tests.integration.fault_stream import ChangeStream, check_content, wait_for
 from tests.integration.helpers import es_client, found_documents, unique, wait_until
 
@@ -92,15 +92,7 @@ def kill_worker() -> None:
 
 
 def start_worker(settings: Settings) -> None:
-    with open(settings.stack_home / "worker-faults.log", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            start_new_session=True,
-        )
-    restarted_worker_pid_file(settings).write_text(str(process.pid))  # the session stops it at the end
+    start_detached_worker(settings, "worker-faults.log")
 
 
 def health(settings: Settings) -> dict[str, Any] | None:
