@@ -96,23 +96,23 @@ def _request(settings: Settings, method: str, path: str, body: Any = None) -> tu
         ) from exc
 
 
-def connector_status(settings: Settings, name: str) -> dict[str, Any] | None:
-    code, body = _request(settings, "GET", f"/connectors/{name}/status")
+def _get(settings: Settings, path: str) -> dict[str, Any] | None:
+    """GET a Connect resource: its JSON, or None when Connect does not know it (404)."""
+    code, body = _request(settings, "GET", path)
     if code == 404:
         return None
     if code != 200:
-        raise StackError(f"GET /connectors/{name}/status answered {code}: {body}")
+        raise StackError(f"GET {path} answered {code}: {body}")
     return body  # type: ignore[no-any-return]
+
+
+def connector_status(settings: Settings, name: str) -> dict[str, Any] | None:
+    return _get(settings, f"/connectors/{name}/status")
 
 
 def connector_config(settings: Settings, name: str) -> dict[str, str] | None:
     """The connector's live config in Connect (None when not registered)."""
-    code, body = _request(settings, "GET", f"/connectors/{name}/config")
-    if code == 404:
-        return None
-    if code != 200:
-        raise StackError(f"GET /connectors/{name}/config answered {code}: {body}")
-    return body  # type: ignore[no-any-return]
+    return _get(settings, f"/connectors/{name}/config")
 
 
 def _failure(name: str, status: dict[str, Any]) -> str | None:
