@@ -23,29 +23,26 @@ class FreshnessUnavailable(click.ClickException):
     """No figures could be read; the message says why and what to do."""
 
 
-def read_worker(url: str, timeout_s: float) -> dict[str, Any]:
-    """The worker's /freshness JSON: {"worker_id": ..., "sources": [SourceFigures ...]}."""
-    endpoint = f"{url.rstrip('/')}/freshness"
+def _get_json(url: str, path: str, timeout_s: float, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+    endpoint = f"{url.rstrip('/')}{path}"
     try:
         response = httpx.get(endpoint, timeout=timeout_s)
     except httpx.TransportError as exc:
         raise FreshnessUnavailable(f"no worker answered at {endpoint} ({exc}): start it with `streams worker`") from exc
-    if response.status_code != 200:
+    if response.status_code not in ok:
         raise FreshnessUnavailable(f"{endpoint} answered HTTP {response.status_code}: {response.text[:200]}")
     body: dict[str, Any] = response.json()
     return body
 
 
+def read_worker(url: str, timeout_s: float) -> dict[str, Any]:
+    """The worker's /freshness JSON: {"worker_id": ..., "sources": [SourceFigures ...]}."""
+    return _get_json(url, "/freshness", timeout_s)
+
+
 def read_capture_ages(url: str, timeout_s: float) -> dict[str, float]:
     """Each source's capture age from the worker's /health (which answers 503 when one is too old)."""
-    endpoint = f"{url.rstrip('/')}/health"
-    try:
-        response = httpx.get(endpoint, timeout=timeout_s)
-    except httpx.TransportError as exc:
-        raise FreshnessUnavailable(f"no worker answered at {endpoint} ({exc}): start it with `streams worker`") from exc
-    if response.status_code not in (200, 503):
-        raise FreshnessUnavailable(f"{endpoint} answered HTTP {response.status_code}: {response.text[:200]}")
-    ages: dict[str, float] = response.json().get("capture_age_s", {})
+    ages: dict[str, float] = _get_json(url, "/health", timeout_s, ok=(200, 503)).get("capture_age_s", {})
     return ages
 
 
