@@ -7,6 +7,7 @@ import os
 import pwd
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -109,6 +110,32 @@ def service_user() -> str | None:
             capture_output=True,
         )
     return SERVICE_USER
+
+
+def check_enterable(path: Path, user: str | None) -> None:
+    """Raise a StackError naming the first directory on the way to `path` that `user` cannot enter.
+
+    The database servers and Elasticsearch run as an unprivileged user (they refuse root); a checkout
+    under a private directory (`mktemp -d` makes mode 700) would otherwise fail later, deep in initdb,
+    with only "Permission denied" to go on.
+    """
+    if user is None or os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(user)
+    for directory in reversed([path.resolve(), *path.resolve().parents]):
+        mode = directory.stat()
+        if mode.st_uid == entry.pw_uid:
+            allowed = mode.st_mode & stat.S_IXUSR
+        elif mode.st_gid == entry.pw_gid:
+            allowed = mode.st_mode & stat.S_IXGRP
+        else:
+            allowed = mode.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise StackError(
+                f"the servers run as user {user!r}, who cannot enter {directory} (mode "
+                f"{stat.filemode(mode.st_mode)}) on the way to the stack's data in {path}: "
+                f"`chmod o+x {directory}`, or set STREAMS_STACK_HOME to a directory {user!r} can reach"
+            )
 
 
 def chown_tree(path: Path, user: str | None) -> None:
