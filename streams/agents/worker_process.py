@@ -3,13 +3,12 @@ else one started here (and stopped when done)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from streams.child_process import streams_command
 from streams.errors import StreamsError
 from streams.polling import poll
 from streams.settings import Settings
@@ -34,11 +33,7 @@ def running_worker(
         yield False
         return
     progress(f"no worker answers at {settings.worker_url()}: starting one (log {log_path})")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        command = [sys.executable, "-m", "streams.cli", "worker"]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with streams_command(["worker"], log_path, stop_timeout_s=30) as process:
 
         def answers_or_exited() -> bool:
             if process.poll() is not None:
@@ -49,11 +44,7 @@ def running_worker(
             message = f"the worker did not answer within {timeout_s:.0f} s; see {log_path}"
             raise StreamsError(message, stage="worker")
         progress("worker started")
-        yield True
-    finally:
-        process.terminate()
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        progress("worker stopped")
+            yield True
+        finally:
+            progress("worker stopped")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from streams.child_process import streams_command
 from streams.settings import Settings
 from streams.stack import connectors
 from streams.stack.heal_decisions import Action, CaptureProgress, ConnectorObservation, decide
@@ -131,7 +131,8 @@ class ConnectorWatch:
         if not beats and watched.name not in self._no_heartbeats:
             log.warning(
                 "%s: its live config has no heartbeat.action.query, so a stall cannot be told from an idle source; "
-                "only failures are healed (run `streams connectors register`)", watched.name,
+                "only failures are healed (run `streams connectors register`)",
+                watched.name,
             )
         (self._no_heartbeats.discard if beats else self._no_heartbeats.add)(watched.name)
         return beats
@@ -219,17 +220,5 @@ def watch(settings: Settings, stop: threading.Event | None = None, rounds: int |
 @contextmanager
 def background_watch(log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`streams connectors watch` as a child process (for `make demo` and the test session), stopped on exit."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "connectors", "watch"], stdout=log_file, stderr=subprocess.STDOUT
-        )
-    try:
+    with streams_command(["connectors", "watch"], log_path, stop_timeout_s=15) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
