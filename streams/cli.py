@@ -35,6 +35,15 @@ class LazyGroup(click.Group):
         command: Any = getattr(importlib.import_module(module_name), attribute)
         return command  # type: ignore[no-any-return]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # A refused Kafka login reads the same in every command: one line naming the user, no traceback.
+        from streams.clients import KafkaAuthenticationFailed
+
+        try:
+            return super().invoke(ctx)
+        except KafkaAuthenticationFailed as exc:
+            raise click.ClickException(str(exc)) from exc
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing commands must not import them: some pull in torch.
         with formatter.section("Commands"):

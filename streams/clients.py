@@ -10,12 +10,14 @@ Nothing joins a consumer group to read: offsets are assigned, never committed.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import cast
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 
@@ -29,6 +31,12 @@ class TopicReadTimeout(StreamsError):
     """A topic was not read to its end before the deadline."""
 
     stage = "read"
+
+
+class KafkaAuthenticationFailed(StreamsError):
+    """Kafka refused the configured SASL credentials. The message names the user, never the password."""
+
+    stage = "kafka"
 
 
 # -- Elasticsearch --------------------------------------------------------------------------------
@@ -50,16 +58,81 @@ def unique_group(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+# Credentials this process has seen Kafka accept (bootstrap, protocol, mechanism, user, password digest).
+_accepted_logins: set[tuple[str, ...]] = set()
+_login_lock = threading.Lock()
+
+
+def _login_key(settings: Settings) -> tuple[str, ...]:
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    return (
+        settings.kafka_bootstrap,
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_sasl_username or "",
+        hashlib.sha256(password.encode()).hexdigest(),
+    )
+
+
+def check_kafka_login(settings: Settings, timeout_s: float = 15.0) -> None:
+    """Raise KafkaAuthenticationFailed when Kafka refuses the configured SASL credentials.
+
+    librdkafka treats a refused login as a transient connection error: it reconnects forever, and a
+    metadata request or a poll just times out ("Broker transport failure"), which reads like a broker
+    that is down. The refusal itself only reaches the error callback. So, once per process and
+    credentials, a small admin client asks for metadata and watches that callback: refused, accepted,
+    or no answer (the broker is down: nothing is decided here, the caller's own calls report that).
+    PLAINTEXT has no login to check.
+    """
+    if not settings.kafka_security_protocol.startswith("SASL_"):
+        return
+    key = _login_key(settings)
+    with _login_lock:
+        if key in _accepted_logins:
+            return
+        refusals: list[str] = []
+        brokers_down = threading.Event()
+
+        def on_error(error: KafkaError) -> None:
+            if error.code() == KafkaError._AUTHENTICATION:
+                refusals.append(error.str())
+            elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+                brokers_down.set()
+
+        # log_level 0: librdkafka would also print every refused attempt to stderr; the error says it once.
+        admin = AdminClient(settings.kafka_config(error_cb=on_error, log_level=0))  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                admin.list_topics(timeout=0.5)
+            except KafkaException:
+                admin.poll(0)  # serves the error callback
+                if refusals:
+                    raise KafkaAuthenticationFailed(
+                        f"Kafka at {settings.kafka_bootstrap} refused SASL user {settings.kafka_sasl_username!r}"
+                        f" ({settings.kafka_sasl_mechanism}): {refusals[0].split(': ', 1)[-1]}. Check"
+                        " STREAMS_KAFKA_SASL_USERNAME, STREAMS_KAFKA_SASL_PASSWORD and STREAMS_KAFKA_SASL_MECHANISM."
+                    ) from None
+                if brokers_down.is_set():
+                    return
+                continue
+            _accepted_logins.add(key)
+            return
+
+
 def kafka_consumer(settings: Settings, group_id: str, **extra: object) -> Consumer:
     """A consumer that never commits unless asked to (`enable.auto.commit` may be overridden)."""
+    check_kafka_login(settings)
     return Consumer(settings.kafka_config(**{"group.id": group_id, "enable.auto.commit": False, **extra}))
 
 
 def kafka_producer(settings: Settings, **extra: object) -> Producer:
+    check_kafka_login(settings)
     return Producer(settings.kafka_config(**extra))
 
 
 def kafka_admin(settings: Settings, **extra: object) -> AdminClient:
+    check_kafka_login(settings)
     config = cast(dict[str, str | int | float | bool], settings.kafka_config(**extra))
     return AdminClient(config)
 
