@@ -8,12 +8,22 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from streams.settings import Settings
 from streams.stack import downloads
 from streams.stack.java import java_command
 from streams.stack.kafka import properties_text, write_private
 from streams.stack.runner import Progress, Server
 
 GROUP_ID = "streams-connect"
+
+
+def worker_security(settings: Settings) -> dict[str, str]:
+    """Kafka security for the Connect worker itself and for the producers, consumers and admin clients it
+    makes for connectors, which read only their own prefixed settings (the project's one Kafka user;
+    {} for PLAINTEXT)."""
+    security = settings.kafka_java_properties()
+    prefixes = ("", "producer.", "consumer.", "admin.")
+    return {f"{prefix}{key}": value for prefix in prefixes for key, value in security.items()}
 
 
 class Connect(Server):
@@ -30,14 +40,6 @@ class Connect(Server):
         plugins = downloads.debezium_plugin_path(self.settings, progress)
         url = urlsplit(self.settings.connect_url)
         self.home.mkdir(parents=True, exist_ok=True)
-        # Kafka security for the worker itself and for the producers, consumers and admin clients it
-        # makes for connectors (the same user as the project's other clients; {} for PLAINTEXT).
-        security = self.settings.kafka_java_properties()
-        client_security = {
-            f"{prefix}{key}": value
-            for prefix in ("", "producer.", "consumer.", "admin.")
-            for key, value in security.items()
-        }
         # Written readable by the owner alone: with SASL it holds the Kafka password.
         settings_lines = "\n".join(
             [
@@ -70,7 +72,7 @@ class Connect(Server):
                 "",
             ]
         )
-        write_private(self.config_file, properties_text(client_security) + settings_lines)
+        write_private(self.config_file, properties_text(worker_security(self.settings)) + settings_lines)
 
     def command(self) -> list[str]:
         return java_command(self._libs, "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file))

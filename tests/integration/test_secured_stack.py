@@ -1,16 +1,18 @@
-"""The pipeline with Kafka SASL/SCRAM on: a change in a source reaches the index through Debezium (Kafka
-Connect, whose worker, clients and MariaDB schema history all log in) and the faust worker, and a client
-with a wrong password is refused with a clear error instead of timing out.
+"""The pipeline on a secured stack: Kafka with SASL/SCRAM-SHA-512 and Elasticsearch with security and TLS.
+
+A change in a source reaches the index through Debezium (Kafka Connect, whose worker, clients and MariaDB
+schema history all log in) and the faust worker, which talks to Kafka with SCRAM and to Elasticsearch over
+https with an API key. A wrong Kafka password and a wrong API key are refused with clear errors, not hangs.
 
 The other integration tests run against the session's plaintext stack, so this module starts a stack of
-its own: SASL_PLAINTEXT with SCRAM-SHA-512, its own stack home (`<stack_home>-sasl`) and every port 1000
-above the session's (the default stack's 19092 becomes 20092), and stops what it started at the end.
-It costs one more stack start (about two minutes here; the data stays for the next run) and runs
-alongside the session's stack, which it never touches.
+its own: its own stack home (`<stack_home>-sasl`) and every port 1000 above the session's (the default
+stack's 19092 becomes 20092), and stops what it started at the end. It costs one more stack start (about
+two minutes here; the data stays for the next run) and runs beside the session's stack, never touching it.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -25,20 +27,25 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from elastic_transport import ConnectionError as ElasticConnectionError
+from elasticsearch import AuthenticationException
 
 from streams.agents.worker_process import worker_answers
 from streams.auth import local_key
-from streams.clients import KafkaAuthenticationFailed, check_kafka_login, kafka_admin
+from streams.clients import KafkaAuthenticationFailed, check_kafka_login, elasticsearch_client, kafka_admin
 from streams.polling import poll
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
 from streams.stack import connectors, stack
+from streams.stack.elasticsearch_security import create_api_key
 from tests.integration.helpers import unique, wait_until
 
 pytestmark = pytest.mark.integration
 
 PORT_OFFSET = 1000
 USER = "streams-sasl-test"
+ES_USER = "streams-es-test"
+ES_PASSWORD = "es test password"
 # A password with the characters that need escaping in a JAAS line and a .properties file.
 PASSWORD = 'scram "test" \\ password'
 WRONG_PASSWORD = "not-the-password"
@@ -48,22 +55,27 @@ def _progress(line: str) -> None:
     print(f"[sasl stack] {line}", flush=True)
 
 
-def _shift_url(url: str) -> str:
+def _shift_url(url: str, scheme: str | None = None) -> str:
     parts = urlsplit(url)
     assert parts.port is not None, url
     netloc = parts.netloc.rsplit(":", 1)[0] + f":{parts.port + PORT_OFFSET}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, scheme=scheme or parts.scheme))
 
 
 def sasl_environment(base: Settings) -> dict[str, str]:
     """STREAMS_* variables for a SASL stack beside `base`'s: other ports, other stack home, SCRAM on."""
     host, port = base.kafka_bootstrap.rsplit(":", 1)
+    home = base.stack_home.with_name(base.stack_home.name + "-sasl")
     return {
-        "STREAMS_STACK_HOME": str(base.stack_home.with_name(base.stack_home.name + "-sasl")),
+        "STREAMS_STACK_HOME": str(home),
         "STREAMS_KAFKA_BOOTSTRAP": f"{host}:{int(port) + PORT_OFFSET}",
         "STREAMS_KAFKA_CONTROLLER_PORT": str(base.kafka_controller_port + PORT_OFFSET),
         "STREAMS_CONNECT_URL": _shift_url(base.connect_url),
-        "STREAMS_ELASTICSEARCH_URL": _shift_url(base.elasticsearch_url),
+        # https and a user: the stack turns security and TLS on, creates the user and a CA for clients to trust.
+        "STREAMS_ELASTICSEARCH_URL": _shift_url(base.elasticsearch_url, "https"),
+        "STREAMS_ELASTICSEARCH_USERNAME": ES_USER,
+        "STREAMS_ELASTICSEARCH_PASSWORD": ES_PASSWORD,
+        "STREAMS_ELASTICSEARCH_CA_CERTS": str(home / "elasticsearch" / "config" / "certs" / "ca.crt"),
         "STREAMS_ELASTICSEARCH_TRANSPORT_PORT": str(base.elasticsearch_transport_port + PORT_OFFSET),
         **{f"STREAMS_{source.upper()}_DSN": _shift_url(base.dsn(source)) for source in ("tickets", "crm", "wiki")},
         "STREAMS_WORKER_WEB_PORT": str(base.worker_web_port + PORT_OFFSET),
@@ -75,8 +87,24 @@ def sasl_environment(base: Settings) -> dict[str, str]:
     }
 
 
+ES_CREDENTIALS = ("STREAMS_ELASTICSEARCH_USERNAME", "STREAMS_ELASTICSEARCH_PASSWORD", "STREAMS_ELASTICSEARCH_API_KEY")
+
+
 def settings_from(environment: dict[str, str]) -> Settings:
     return Settings(**{name.removeprefix("STREAMS_").lower(): value for name, value in environment.items()})  # type: ignore[arg-type]
+
+
+def with_api_key(environment: dict[str, str], key: str) -> dict[str, str]:
+    """The same settings with an API key instead of the user."""
+    return {
+        **{name: value for name, value in environment.items() if name not in ES_CREDENTIALS},
+        "STREAMS_ELASTICSEARCH_API_KEY": key,
+    }
+
+
+def process_environment(environment: dict[str, str]) -> dict[str, str]:
+    """A subprocess's environment: this one without the session's Elasticsearch credentials, plus `environment`."""
+    return {**{k: v for k, v in os.environ.items() if k not in ES_CREDENTIALS}, **environment}
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +128,11 @@ def sasl_stack() -> Iterator[tuple[Settings, dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def sasl_worker(sasl_stack: tuple[Settings, dict[str, str]]) -> Iterator[Settings]:
-    """`streams worker` for the SASL stack (faust/aiokafka with SCRAM), stopped after the module."""
+    """`streams worker` for the secured stack (faust/aiokafka with SCRAM, Elasticsearch with an API key over
+    https), stopped after the module."""
     settings, environment = sasl_stack
+    environment = with_api_key(environment, create_api_key(settings, "streams-worker-sasl-test"))
+    settings = settings_from(environment)
     if worker_answers(settings):
         yield settings
         return
@@ -112,7 +143,7 @@ def sasl_worker(sasl_stack: tuple[Settings, dict[str, str]]) -> Iterator[Setting
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT,
-            env={**os.environ, **environment},
+            env=process_environment(environment),
         )
     try:
 
@@ -142,7 +173,7 @@ def _search(settings: Settings, word: str) -> set[str]:
     return {hit["document_id"] for hit in body["hits"]}
 
 
-def test_changes_reach_the_index_through_sasl_kafka(sasl_worker: Settings) -> None:
+def test_changes_reach_the_index_on_the_secured_stack(sasl_worker: Settings) -> None:
     settings = sasl_worker
     word = unique("sasl")
     ticket_id = edits.add_ticket(
@@ -166,10 +197,10 @@ def test_changes_reach_the_index_through_sasl_kafka(sasl_worker: Settings) -> No
         found = _search(settings, word)
         return found if wanted <= found else None
 
-    assert wait_until(indexed, timeout=120), f"{wanted} not searchable through the SASL stack within 120 s"
+    assert wait_until(indexed, timeout=120), f"{wanted} not searchable through the secured stack within 120 s"
 
 
-def test_a_wrong_password_is_refused_with_a_clear_error(sasl_stack: tuple[Settings, dict[str, str]]) -> None:
+def test_a_wrong_kafka_password_is_refused_with_a_clear_error(sasl_stack: tuple[Settings, dict[str, str]]) -> None:
     settings, environment = sasl_stack
     check_kafka_login(settings)  # the right password passes
 
@@ -186,7 +217,7 @@ def test_a_wrong_password_is_refused_with_a_clear_error(sasl_stack: tuple[Settin
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
-        env={**os.environ, **environment, "STREAMS_KAFKA_SASL_PASSWORD": WRONG_PASSWORD},
+        env=process_environment({**environment, "STREAMS_KAFKA_SASL_PASSWORD": WRONG_PASSWORD}),
         timeout=120,
     )
     assert done.returncode != 0
@@ -197,3 +228,24 @@ def test_a_wrong_password_is_refused_with_a_clear_error(sasl_stack: tuple[Settin
     plaintext = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
     with pytest.raises(KafkaException):
         plaintext.list_topics(timeout=5)
+
+
+def test_elasticsearch_takes_only_valid_credentials_over_tls(sasl_stack: tuple[Settings, dict[str, str]]) -> None:
+    settings, environment = sasl_stack
+    user = elasticsearch_client(settings).security.authenticate()
+    assert user["username"] == ES_USER
+    key = settings_from(with_api_key(environment, create_api_key(settings, "streams-sasl-test-probe")))
+    assert elasticsearch_client(key).security.authenticate()["authentication_type"] == "api_key"
+
+    wrong_key = base64.b64encode(b"not-an-id:not-a-key").decode()
+    anonymous = {name: value for name, value in environment.items() if name not in ES_CREDENTIALS}
+    for refused in (settings_from(with_api_key(environment, wrong_key)), settings_from(anonymous)):
+        with pytest.raises(AuthenticationException) as error:
+            elasticsearch_client(refused).info()
+        assert error.value.status_code == 401
+
+    # The HTTP port speaks TLS only: a plain-http client gets no answer.
+    plain_url = settings.elasticsearch_url.replace("https://", "http://")
+    plain = settings_from({**anonymous, "STREAMS_ELASTICSEARCH_URL": plain_url})
+    with pytest.raises(ElasticConnectionError):
+        elasticsearch_client(plain).options(max_retries=0, request_timeout=10).info()
