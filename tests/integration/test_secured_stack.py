@@ -246,6 +246,7 @@ def test_elasticsearch_takes_only_valid_credentials_over_tls(sasl_stack: tuple[S
 
     # The HTTP port speaks TLS only: a plain-http client gets no answer.
     plain_url = settings.elasticsearch_url.replace("https://", "http://")
-    plain = settings_from({**anonymous, "STREAMS_ELASTICSEARCH_URL": plain_url})
+    plain_environment = {name: value for name, value in anonymous.items() if name != "STREAMS_ELASTICSEARCH_CA_CERTS"}
+    plain = settings_from({**plain_environment, "STREAMS_ELASTICSEARCH_URL": plain_url})
     with pytest.raises(ElasticConnectionError):
         elasticsearch_client(plain).options(max_retries=0, request_timeout=10).info()
