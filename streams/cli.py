@@ -36,12 +36,13 @@ class LazyGroup(click.Group):
         return command  # type: ignore[no-any-return]
 
     def invoke(self, ctx: click.Context) -> Any:
-        # A refused Kafka login reads the same in every command: one line naming the user, no traceback.
-        from streams.clients import KafkaAuthenticationFailed
+        # Refused credentials (Kafka, Elasticsearch) read the same in every command: one line naming the
+        # user or the kind of credential, no traceback.
+        from streams.clients import CredentialsRefused
 
         try:
             return super().invoke(ctx)
-        except KafkaAuthenticationFailed as exc:
+        except CredentialsRefused as exc:
             raise click.ClickException(str(exc)) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

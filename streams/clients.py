@@ -33,10 +33,19 @@ class TopicReadTimeout(StreamsError):
     stage = "read"
 
 
-class KafkaAuthenticationFailed(StreamsError):
-    """Kafka refused the configured SASL credentials. The message names the user, never the password."""
+class CredentialsRefused(StreamsError):
+    """A server refused the configured credentials: not an outage, nothing to retry. Messages name the
+    user or the kind of credential, never the secret."""
 
-    stage = "kafka"
+    stage = "auth"
+
+
+class KafkaAuthenticationFailed(CredentialsRefused):
+    """Kafka refused the configured SASL credentials."""
+
+
+class ElasticsearchAuthenticationFailed(CredentialsRefused):
+    """Elasticsearch answered 401 to the configured user, password or API key."""
 
 
 # -- Elasticsearch --------------------------------------------------------------------------------
@@ -48,6 +57,31 @@ def elasticsearch_client(settings: Settings) -> Elasticsearch:
 
 def async_elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
     return AsyncElasticsearch(**settings.elasticsearch_client_options())
+
+
+def check_elasticsearch_login(settings: Settings) -> None:
+    """Raise ElasticsearchAuthenticationFailed when Elasticsearch answers 401 to the configured credentials.
+
+    The worker's agents would otherwise crash and restart on every batch with a bare 401. An unreachable
+    server decides nothing here: the worker waits out outages as usual.
+    """
+    from elasticsearch import AuthenticationException
+    from elasticsearch import ConnectionError as ElasticConnectionError
+
+    try:
+        elasticsearch_client(settings).options(request_timeout=10, max_retries=0).info()
+    except AuthenticationException as exc:
+        if settings.elasticsearch_api_key is not None:
+            credential = "the API key in STREAMS_ELASTICSEARCH_API_KEY"
+        elif settings.elasticsearch_username:
+            credential = f"user {settings.elasticsearch_username!r} (STREAMS_ELASTICSEARCH_USERNAME/_PASSWORD)"
+        else:
+            credential = "no credentials (set STREAMS_ELASTICSEARCH_API_KEY or _USERNAME/_PASSWORD)"
+        raise ElasticsearchAuthenticationFailed(
+            f"Elasticsearch at {settings.elasticsearch_url} refused {credential}: HTTP {exc.status_code}"
+        ) from None
+    except ElasticConnectionError:
+        return
 
 
 # -- Kafka clients --------------------------------------------------------------------------------

@@ -24,6 +24,10 @@ class Elasticsearch(Server):
         super().__init__(*args, **kwargs)
         self.dist = self.home / f"elasticsearch-{versions.ELASTICSEARCH_VERSION}"
         self.config_dir = self.home / "config"
+        if security.security_enabled(self.settings):
+            # Security adds its own start-up work (the .security index, built-in roles): measured 100 s to
+            # healthy on the shared two-core machine under load, close to the plain limit.
+            self.start_timeout_s = 180.0
 
     def prepare(self, progress: Progress) -> None:
         self.user = service_user()  # Elasticsearch refuses to run as root

@@ -244,6 +244,19 @@ def test_elasticsearch_takes_only_valid_credentials_over_tls(sasl_stack: tuple[S
             elasticsearch_client(refused).info()
         assert error.value.status_code == 401
 
+    # The worker refuses to start with a wrong key, saying which credential (its agents would crash-loop on 401).
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=process_environment(with_api_key(environment, wrong_key)),
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "refused the API key in STREAMS_ELASTICSEARCH_API_KEY: HTTP 401" in done.stderr, done.stderr[-2000:]
+    assert wrong_key not in done.stdout + done.stderr
+
     # The HTTP port speaks TLS only: a plain-http client gets no answer.
     plain_url = settings.elasticsearch_url.replace("https://", "http://")
     plain_environment = {name: value for name, value in anonymous.items() if name != "STREAMS_ELASTICSEARCH_CA_CERTS"}

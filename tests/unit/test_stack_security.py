@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
-from streams.clients import check_kafka_login
+from streams.clients import check_elasticsearch_login, check_kafka_login
 from streams.settings import Settings, jaas_quote
 from streams.stack import connectors
 from streams.stack import elasticsearch_security as es_security
@@ -168,6 +168,10 @@ def test_login_check_decides_nothing_when_no_broker_answers() -> None:
 
 
 # -- Elasticsearch ---------------------------------------------------------------------------------
+
+
+def test_elasticsearch_login_check_decides_nothing_when_the_server_is_away() -> None:
+    check_elasticsearch_login(Settings(elasticsearch_url="http://127.0.0.1:1", elasticsearch_api_key=SecretStr("x")))
 
 
 def test_elasticsearch_security_follows_the_client_settings(tmp_path: Path) -> None:
