@@ -85,6 +85,7 @@ def host_port(address: str) -> tuple[str, int]:
 class Kafka(Server):
     name = "kafka"
     start_timeout_s = 90.0
+    _refused_since: float | None = None  # when the health check's login was first refused
 
     def libs(self, progress: Progress) -> None:
         self._libs = downloads.kafka_libs(self.settings, progress)
@@ -276,7 +277,7 @@ class Kafka(Server):
         except KafkaAuthenticationFailed as exc:
             # A broker that has just opened its port may not have loaded its SCRAM users yet; a refusal
             # that lasts is the wrong password (or storage formatted for another user).
-            self._refused_since = getattr(self, "_refused_since", None) or time.monotonic()
+            self._refused_since = self._refused_since or time.monotonic()
             if time.monotonic() - self._refused_since > AUTH_GRACE_S:
                 raise ServerFailed(self.name, str(exc)) from exc
             return False

@@ -206,3 +206,21 @@ def test_generated_certificates_chain_to_the_ca_and_name_loopback(tmp_path: Path
     before = ca_path.read_bytes()
     es_security.ensure_certificates(settings, tmp_path)
     assert ca_path.read_bytes() == before  # made once: clients keep trusting the same CA
+
+
+def test_a_lasting_refusal_fails_the_broker_health_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.clients
+    import streams.stack.kafka as kafka_module
+    from streams.clients import KafkaAuthenticationFailed
+    from streams.stack.runner import ServerFailed
+
+    def refuse(settings: Settings) -> None:
+        raise KafkaAuthenticationFailed("Kafka at 127.0.0.1:19092 refused SASL user 'streams'")
+
+    monkeypatch.setattr(kafka_module, "port_open", lambda host, port: True)
+    monkeypatch.setattr(streams.clients, "kafka_admin", refuse)
+    kafka = Kafka(sasl_settings(tmp_path))
+    assert kafka.healthy() is False  # a broker that just opened its port may not have loaded its users yet
+    monkeypatch.setattr(kafka_module, "AUTH_GRACE_S", 0.0)
+    with pytest.raises(ServerFailed, match="refused SASL user 'streams'"):
+        kafka.healthy()
