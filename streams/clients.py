@@ -69,7 +69,8 @@ def check_elasticsearch_login(settings: Settings) -> None:
     from elasticsearch import ConnectionError as ElasticConnectionError
 
     try:
-        elasticsearch_client(settings).options(request_timeout=10, max_retries=0).info()
+        # /_cluster/health, not GET /: the integ-test distribution has no rest-root module (GET / answers 405).
+        elasticsearch_client(settings).options(request_timeout=10, max_retries=0).cluster.health()
     except AuthenticationException as exc:
         if settings.elasticsearch_api_key is not None:
             credential = "the API key in STREAMS_ELASTICSEARCH_API_KEY"

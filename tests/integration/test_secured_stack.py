@@ -32,7 +32,13 @@ from elasticsearch import AuthenticationException
 
 from streams.agents.worker_process import worker_answers
 from streams.auth import local_key
-from streams.clients import KafkaAuthenticationFailed, check_kafka_login, elasticsearch_client, kafka_admin
+from streams.clients import (
+    KafkaAuthenticationFailed,
+    check_elasticsearch_login,
+    check_kafka_login,
+    elasticsearch_client,
+    kafka_admin,
+)
 from streams.polling import poll
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
@@ -236,12 +242,13 @@ def test_elasticsearch_takes_only_valid_credentials_over_tls(sasl_stack: tuple[S
     assert user["username"] == ES_USER
     key = settings_from(with_api_key(environment, create_api_key(settings, "streams-sasl-test-probe")))
     assert elasticsearch_client(key).security.authenticate()["authentication_type"] == "api_key"
+    check_elasticsearch_login(key)  # the worker's start-up check passes a good key
 
     wrong_key = base64.b64encode(b"not-an-id:not-a-key").decode()
     anonymous = {name: value for name, value in environment.items() if name not in ES_CREDENTIALS}
     for refused in (settings_from(with_api_key(environment, wrong_key)), settings_from(anonymous)):
         with pytest.raises(AuthenticationException) as error:
-            elasticsearch_client(refused).info()
+            elasticsearch_client(refused).cluster.health()
         assert error.value.status_code == 401
 
     # The worker refuses to start with a wrong key, saying which credential (its agents would crash-loop on 401).
@@ -262,4 +269,4 @@ def test_elasticsearch_takes_only_valid_credentials_over_tls(sasl_stack: tuple[S
     plain_environment = {name: value for name, value in anonymous.items() if name != "STREAMS_ELASTICSEARCH_CA_CERTS"}
     plain = settings_from({**plain_environment, "STREAMS_ELASTICSEARCH_URL": plain_url})
     with pytest.raises(ElasticConnectionError):
-        elasticsearch_client(plain).options(max_retries=0, request_timeout=10).info()
+        elasticsearch_client(plain).options(max_retries=0, request_timeout=10).cluster.health()
