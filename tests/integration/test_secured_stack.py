@@ -123,7 +123,13 @@ def connectors_watch() -> Iterator[None]:
 def sasl_stack() -> Iterator[tuple[Settings, dict[str, str]]]:
     environment = sasl_environment(get_settings())
     settings = settings_from(environment)
-    started = stack.up(settings, _progress)
+    running_before = {name for name, server in stack.servers(settings).items() if server.running()}
+    try:
+        started = stack.up(settings, _progress)
+    except BaseException:
+        # A server that failed to start must not leave the others of this stack running after the module.
+        stack.down(settings, _progress, only=[n for n in stack.servers(settings) if n not in running_before])
+        raise
     try:
         connectors.register(settings, _progress)
         yield settings, environment
