@@ -35,6 +35,16 @@ class LazyGroup(click.Group):
         command: Any = getattr(importlib.import_module(module_name), attribute)
         return command  # type: ignore[no-any-return]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # Refused credentials (Kafka, Elasticsearch) read the same in every command: one line naming the
+        # user or the kind of credential, no traceback.
+        from streams.clients import CredentialsRefused
+
+        try:
+            return super().invoke(ctx)
+        except CredentialsRefused as exc:
+            raise click.ClickException(str(exc)) from exc
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing commands must not import them: some pull in torch.
         with formatter.section("Commands"):

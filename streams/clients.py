@@ -10,12 +10,14 @@ Nothing joins a consumer group to read: offsets are assigned, never committed.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import cast
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 
@@ -31,6 +33,21 @@ class TopicReadTimeout(StreamsError):
     stage = "read"
 
 
+class CredentialsRefused(StreamsError):
+    """A server refused the configured credentials: not an outage, nothing to retry. Messages name the
+    user or the kind of credential, never the secret."""
+
+    stage = "auth"
+
+
+class KafkaAuthenticationFailed(CredentialsRefused):
+    """Kafka refused the configured SASL credentials."""
+
+
+class ElasticsearchAuthenticationFailed(CredentialsRefused):
+    """Elasticsearch answered 401 to the configured user, password or API key."""
+
+
 # -- Elasticsearch --------------------------------------------------------------------------------
 
 
@@ -42,6 +59,32 @@ def async_elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
     return AsyncElasticsearch(**settings.elasticsearch_client_options())
 
 
+def check_elasticsearch_login(settings: Settings) -> None:
+    """Raise ElasticsearchAuthenticationFailed when Elasticsearch answers 401 to the configured credentials.
+
+    The worker's agents would otherwise crash and restart on every batch with a bare 401. An unreachable
+    server decides nothing here: the worker waits out outages as usual.
+    """
+    from elasticsearch import AuthenticationException
+    from elasticsearch import ConnectionError as ElasticConnectionError
+
+    try:
+        # /_cluster/health, not GET /: the integ-test distribution has no rest-root module (GET / answers 405).
+        elasticsearch_client(settings).options(request_timeout=10, max_retries=0).cluster.health()
+    except AuthenticationException as exc:
+        if settings.elasticsearch_api_key is not None:
+            credential = "the API key in STREAMS_ELASTICSEARCH_API_KEY"
+        elif settings.elasticsearch_username:
+            credential = f"user {settings.elasticsearch_username!r} (STREAMS_ELASTICSEARCH_USERNAME/_PASSWORD)"
+        else:
+            credential = "no credentials (set STREAMS_ELASTICSEARCH_API_KEY or _USERNAME/_PASSWORD)"
+        raise ElasticsearchAuthenticationFailed(
+            f"Elasticsearch at {settings.elasticsearch_url} refused {credential}: HTTP {exc.status_code}"
+        ) from None
+    except ElasticConnectionError:
+        return
+
+
 # -- Kafka clients --------------------------------------------------------------------------------
 
 
@@ -50,16 +93,81 @@ def unique_group(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+# Credentials this process has seen Kafka accept (bootstrap, protocol, mechanism, user, password digest).
+_accepted_logins: set[tuple[str, ...]] = set()
+_login_lock = threading.Lock()
+
+
+def _login_key(settings: Settings) -> tuple[str, ...]:
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    return (
+        settings.kafka_bootstrap,
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_sasl_username or "",
+        hashlib.sha256(password.encode()).hexdigest(),
+    )
+
+
+def check_kafka_login(settings: Settings, timeout_s: float = 15.0) -> None:
+    """Raise KafkaAuthenticationFailed when Kafka refuses the configured SASL credentials.
+
+    librdkafka treats a refused login as a transient connection error: it reconnects forever, and a
+    metadata request or a poll just times out ("Broker transport failure"), which reads like a broker
+    that is down. The refusal itself only reaches the error callback. So, once per process and
+    credentials, a small admin client asks for metadata and watches that callback: refused, accepted,
+    or no answer (the broker is down: nothing is decided here, the caller's own calls report that).
+    PLAINTEXT has no login to check.
+    """
+    if not settings.kafka_security_protocol.startswith("SASL_"):
+        return
+    key = _login_key(settings)
+    with _login_lock:
+        if key in _accepted_logins:
+            return
+        refusals: list[str] = []
+        brokers_down = threading.Event()
+
+        def on_error(error: KafkaError) -> None:
+            if error.code() == KafkaError._AUTHENTICATION:
+                refusals.append(error.str())
+            elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+                brokers_down.set()
+
+        # log_level 0: librdkafka would also print every refused attempt to stderr; the error says it once.
+        admin = AdminClient(settings.kafka_config(error_cb=on_error, log_level=0))  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                admin.list_topics(timeout=0.5)
+            except KafkaException:
+                admin.poll(0)  # serves the error callback
+                if refusals:
+                    raise KafkaAuthenticationFailed(
+                        f"Kafka at {settings.kafka_bootstrap} refused SASL user {settings.kafka_sasl_username!r}"
+                        f" ({settings.kafka_sasl_mechanism}): {refusals[0].split(': ', 1)[-1]}. Check"
+                        " STREAMS_KAFKA_SASL_USERNAME, STREAMS_KAFKA_SASL_PASSWORD and STREAMS_KAFKA_SASL_MECHANISM."
+                    ) from None
+                if brokers_down.is_set():
+                    return
+                continue
+            _accepted_logins.add(key)
+            return
+
+
 def kafka_consumer(settings: Settings, group_id: str, **extra: object) -> Consumer:
     """A consumer that never commits unless asked to (`enable.auto.commit` may be overridden)."""
+    check_kafka_login(settings)
     return Consumer(settings.kafka_config(**{"group.id": group_id, "enable.auto.commit": False, **extra}))
 
 
 def kafka_producer(settings: Settings, **extra: object) -> Producer:
+    check_kafka_login(settings)
     return Producer(settings.kafka_config(**extra))
 
 
 def kafka_admin(settings: Settings, **extra: object) -> AdminClient:
+    check_kafka_login(settings)
     config = cast(dict[str, str | int | float | bool], settings.kafka_config(**extra))
     return AdminClient(config)
 

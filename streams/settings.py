@@ -36,6 +36,17 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return parts._replace(netloc=f"{user}:***@{netloc[1]}").geturl()
+
+
+def jaas_quote(value: str) -> str:
+    """A JAAS option value: Kafka's JaasConfig reads a double-quoted string with backslash escapes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def jaas_login(module: str, username: str, password: str) -> str:
+    return f"{module} required username={jaas_quote(username)} password={jaas_quote(password)};"
+
+
 # How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 
@@ -224,6 +235,26 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_cafile is not None:
             config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
         return {**config, **extra}
+
+    def kafka_java_properties(self) -> dict[str, str]:
+        """The same security as kafka_config() for Java Kafka clients (Kafka Connect's worker and the clients
+        it makes, Debezium's schema history), as unprefixed client properties; {} for PLAINTEXT."""
+        properties: dict[str, str] = {}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            properties["security.protocol"] = self.kafka_security_protocol
+        sasl = self._kafka_sasl()
+        if sasl is not None:
+            module = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule"
+                if self.kafka_sasl_mechanism == "PLAIN"
+                else "org.apache.kafka.common.security.scram.ScramLoginModule"
+            )
+            properties["sasl.mechanism"] = self.kafka_sasl_mechanism
+            properties["sasl.jaas.config"] = jaas_login(module, *sasl)
+        if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_cafile is not None:
+            properties["ssl.truststore.type"] = "PEM"
+            properties["ssl.truststore.location"] = str(self.kafka_ssl_cafile)
+        return properties
 
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for faust/aiokafka (None without TLS), verifying against the CA file when given."""

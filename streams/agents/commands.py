@@ -20,9 +20,11 @@ def worker(loglevel: str) -> None:
     from streams.agents import forget_subjects, health, index_changes, publish_freshness, web  # noqa: F401
     from streams.app import app, mappings, settings
     from streams.auth import CredentialsConfigError
+    from streams.clients import check_elasticsearch_login
     from streams.topics import ensure_topics
 
-    ensure_topics(settings, mappings)
+    check_elasticsearch_login(settings)  # a refused credential stops the start, with the reason
+    ensure_topics(settings, mappings)  # builds the first Kafka client: a refused Kafka login stops here
     try:
         web.search_authenticator()  # unreadable search credentials stop the start, with the reason
     except CredentialsConfigError as exc:

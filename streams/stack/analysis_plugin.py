@@ -6,6 +6,10 @@ analyzer: BM25 would match exact word forms only ("vacuuming" would not find "va
 already holds Lucene's analysis-common jar (EnglishAnalyzer), so the plugin is one small class,
 compiled with javac against the distribution's own jars (the exact server it loads into, no download)
 and cached under the settings' cache directory, keyed by its source and the Elasticsearch version.
+
+The same plugin adds the analysis-common parts that Elasticsearch's `.security` index needs (the
+`uax_url_email` tokenizer, the `pattern_capture` and `unique` filters): with security on
+(streams/stack/elasticsearch_security.py) API keys live in that index.
 """
 
 from __future__ import annotations
@@ -71,4 +75,4 @@ def install_plugin(dist: Path, cache_dir: Path, progress: Progress) -> None:
         if not path.name.startswith("."):
             shutil.copy(path, target / path.name)
     marker.write_text(built.name)
-    progress(f"elasticsearch: installed the {PLUGIN_NAME} plugin (the `english` analyzer)")
+    progress(f"elasticsearch: installed the {PLUGIN_NAME} plugin (`english`, and what .security needs)")

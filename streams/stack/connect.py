@@ -8,11 +8,22 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from streams.settings import Settings
 from streams.stack import downloads
 from streams.stack.java import java_command
+from streams.stack.kafka import properties_text, write_private
 from streams.stack.runner import Progress, Server
 
 GROUP_ID = "streams-connect"
+
+
+def worker_security(settings: Settings) -> dict[str, str]:
+    """Kafka security for the Connect worker itself and for the producers, consumers and admin clients it
+    makes for connectors, which read only their own prefixed settings (the project's one Kafka user;
+    {} for PLAINTEXT)."""
+    security = settings.kafka_java_properties()
+    prefixes = ("", "producer.", "consumer.", "admin.")
+    return {f"{prefix}{key}": value for prefix in prefixes for key, value in security.items()}
 
 
 class Connect(Server):
@@ -29,39 +40,39 @@ class Connect(Server):
         plugins = downloads.debezium_plugin_path(self.settings, progress)
         url = urlsplit(self.settings.connect_url)
         self.home.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(
-            "\n".join(
-                [
-                    f"bootstrap.servers={self.settings.kafka_bootstrap}",
-                    f"group.id={GROUP_ID}",
-                    "key.converter=org.apache.kafka.connect.json.JsonConverter",
-                    "value.converter=org.apache.kafka.connect.json.JsonConverter",
-                    "key.converter.schemas.enable=false",
-                    "value.converter.schemas.enable=false",
-                    f"config.storage.topic={GROUP_ID}-configs",
-                    f"offset.storage.topic={GROUP_ID}-offsets",
-                    f"status.storage.topic={GROUP_ID}-status",
-                    "config.storage.replication.factor=1",
-                    "offset.storage.replication.factor=1",
-                    "offset.storage.partitions=5",
-                    "status.storage.replication.factor=1",
-                    "status.storage.partitions=1",
-                    "offset.flush.interval.ms=1000",
-                    f"listeners=http://{url.hostname}:{url.port}",
-                    f"rest.advertised.host.name={url.hostname}",
-                    f"rest.advertised.port={url.port}",
-                    f"plugin.path={plugins}",
-                    "topic.creation.enable=true",
-                    # A broker restart makes Connect stop every task (its coordinator is gone for > 3 s).
-                    # A PostgreSQL task cannot finish stopping until the broker is back; abandoned after
-                    # the default 5 s, it lives on as an orphan that keeps the replication slot and its
-                    # JMX names, and the new task instance streams nothing (issue 9). Waiting as long
-                    # as a broker restart takes lets the old task end for real.
-                    "task.shutdown.graceful.timeout.ms=90000",
-                    "",
-                ]
-            )
+        # Written readable by the owner alone: with SASL it holds the Kafka password.
+        settings_lines = "\n".join(
+            [
+                f"bootstrap.servers={self.settings.kafka_bootstrap}",
+                f"group.id={GROUP_ID}",
+                "key.converter=org.apache.kafka.connect.json.JsonConverter",
+                "value.converter=org.apache.kafka.connect.json.JsonConverter",
+                "key.converter.schemas.enable=false",
+                "value.converter.schemas.enable=false",
+                f"config.storage.topic={GROUP_ID}-configs",
+                f"offset.storage.topic={GROUP_ID}-offsets",
+                f"status.storage.topic={GROUP_ID}-status",
+                "config.storage.replication.factor=1",
+                "offset.storage.replication.factor=1",
+                "offset.storage.partitions=5",
+                "status.storage.replication.factor=1",
+                "status.storage.partitions=1",
+                "offset.flush.interval.ms=1000",
+                f"listeners=http://{url.hostname}:{url.port}",
+                f"rest.advertised.host.name={url.hostname}",
+                f"rest.advertised.port={url.port}",
+                f"plugin.path={plugins}",
+                "topic.creation.enable=true",
+                # A broker restart makes Connect stop every task (its coordinator is gone for > 3 s).
+                # A PostgreSQL task cannot finish stopping until the broker is back; abandoned after
+                # the default 5 s, it lives on as an orphan that keeps the replication slot and its
+                # JMX names, and the new task instance streams nothing (issue 9). Waiting as long
+                # as a broker restart takes lets the old task end for real.
+                "task.shutdown.graceful.timeout.ms=90000",
+                "",
+            ]
         )
+        write_private(self.config_file, properties_text(worker_security(self.settings)) + settings_lines)
 
     def command(self) -> list[str]:
         return java_command(self._libs, "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file))

@@ -64,11 +64,28 @@ def render(config: dict[str, str], settings: Settings) -> dict[str, str]:
     return {key: PLACEHOLDER.sub(substitute, str(value)) for key, value in config.items()}
 
 
+def with_kafka_security(config: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The connector's own Kafka clients get the project's Kafka security: Debezium's schema history
+    (MariaDB keeps table schemas in a topic) opens a producer and a consumer outside Connect's, which
+    inherit nothing from the worker. The JSON files stay free of credentials."""
+    if "schema.history.internal.kafka.bootstrap.servers" not in config:
+        return config
+    security = settings.kafka_java_properties()
+    return {
+        **config,
+        **{
+            f"schema.history.internal.{client}.{key}": value
+            for client in ("producer", "consumer")
+            for key, value in security.items()
+        },
+    }
+
+
 def load(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, dict[str, str]]:
     connectors = {}
     for path in connector_files(directory):
         spec = json.loads(path.read_text())
-        connectors[spec["name"]] = render(spec["config"], settings)
+        connectors[spec["name"]] = with_kafka_security(render(spec["config"], settings), settings)
     return connectors
 
 

@@ -1,14 +1,80 @@
-"""Kafka 4.1: one combined KRaft broker + controller on loopback."""
+"""Kafka 4.1: one combined KRaft broker + controller on loopback.
+
+With `STREAMS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT` (and a SCRAM mechanism, user and password) the
+broker has no unauthenticated port: clients and the broker itself (inter-broker) authenticate with
+SCRAM on the client listener, whose users are created when the storage is formatted (SCRAM credentials
+live in the KRaft metadata log); the controller listener takes SASL/PLAIN from the broker only, because
+KRaft controllers cannot authenticate with SCRAM. The broker's own passwords are generated once and
+kept, readable by the owner alone, in `<stack_home>/kafka/internal-credentials.json`.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import os
+import secrets
+import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
+from streams.settings import Settings, jaas_login, jaas_quote
 from streams.stack import downloads
 from streams.stack.java import java_command
-from streams.stack.runner import Progress, Server, port_open, run
+from streams.stack.runner import Progress, Server, ServerFailed, StackError, port_open, run
+
+BROKER_USER = "streams-broker"  # inter-broker SCRAM user (the node talks to itself)
+CONTROLLER_USER = "streams-controller"  # SASL/PLAIN on the controller listener
+SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+STACK_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+AUTH_GRACE_S = 15.0
+
+
+def properties_text(entries: Mapping[str, str]) -> str:
+    """A Java .properties file: values escaped as java.util.Properties reads them (JAAS lines hold
+    backslashes and quotes)."""
+
+    def escape(value: str) -> str:
+        value = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        return "\\" + value if value.startswith(" ") else value
+
+    return "".join(f"{key}={escape(value)}\n" for key, value in entries.items())
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds passwords: created readable by the owner alone, before any byte is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def sasl_enabled(settings: Settings) -> bool:
+    """Whether the local stack runs Kafka with SASL (what STREAMS_KAFKA_SECURITY_PROTOCOL asks for)."""
+    if settings.kafka_security_protocol not in STACK_PROTOCOLS:
+        raise StackError(
+            f"the local stack runs Kafka without TLS, so it cannot serve STREAMS_KAFKA_SECURITY_PROTOCOL="
+            f"{settings.kafka_security_protocol}: use PLAINTEXT or SASL_PLAINTEXT (TLS needs a broker you provide)"
+        )
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return False
+    if not settings.kafka_sasl_mechanism.startswith("SCRAM-"):
+        raise StackError(
+            f"the local stack creates SCRAM users; STREAMS_KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism}"
+            " is not served by it: use SCRAM-SHA-512 or SCRAM-SHA-256"
+        )
+    if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+        raise StackError(
+            "STREAMS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs STREAMS_KAFKA_SASL_USERNAME and"
+            " STREAMS_KAFKA_SASL_PASSWORD: the local stack creates that SCRAM user"
+        )
+    if settings.kafka_sasl_username in (BROKER_USER, CONTROLLER_USER):
+        raise StackError(f"STREAMS_KAFKA_SASL_USERNAME={settings.kafka_sasl_username} is the broker's own user")
+    return True
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -19,6 +85,7 @@ def host_port(address: str) -> tuple[str, int]:
 class Kafka(Server):
     name = "kafka"
     start_timeout_s = 90.0
+    _refused_since: float | None = None  # when the health check's login was first refused
 
     def libs(self, progress: Progress) -> None:
         self._libs = downloads.kafka_libs(self.settings, progress)
@@ -27,19 +94,95 @@ class Kafka(Server):
     def config_file(self) -> Path:
         return self.home / "server.properties"
 
-    def server_properties(self) -> str:
+    @property
+    def internal_credentials_file(self) -> Path:
+        return self.home / "internal-credentials.json"
+
+    @property
+    def storage_security_file(self) -> Path:
+        return self.home / "storage-security.json"
+
+    def internal_credentials(self) -> dict[str, str]:
+        """The broker's inter-broker (SCRAM) and controller (PLAIN) passwords: generated once, then kept,
+        because the SCRAM one is stored in the formatted metadata log."""
+        try:
+            credentials = json.loads(self.internal_credentials_file.read_text())
+            if isinstance(credentials, dict) and {"broker", "controller"} <= set(credentials):
+                return {name: str(credentials[name]) for name in ("broker", "controller")}
+        except (OSError, ValueError):
+            pass
+        credentials = {"broker": secrets.token_urlsafe(24), "controller": secrets.token_urlsafe(24)}
+        write_private(self.internal_credentials_file, json.dumps(credentials))
+        return credentials
+
+    def scram_users(self) -> dict[str, str]:
+        """SCRAM user -> password, created at storage format: the project's client user and the broker's."""
+        settings = self.settings
+        assert settings.kafka_sasl_username and settings.kafka_sasl_password is not None  # sasl_enabled() checked
+        return {
+            settings.kafka_sasl_username: settings.kafka_sasl_password.get_secret_value(),
+            BROKER_USER: self.internal_credentials()["broker"],
+        }
+
+    def storage_security(self) -> dict[str, object]:
+        """What the storage must have been formatted with for these settings: the mechanism and, per SCRAM
+        user, a digest of the password (never the password), so a changed setting is caught before start."""
+        if not sasl_enabled(self.settings):
+            return {"protocol": "PLAINTEXT"}
+        return {
+            "protocol": "SASL_PLAINTEXT",
+            "mechanism": self.settings.kafka_sasl_mechanism,
+            "users": {
+                user: hashlib.sha256(f"{user}:{password}".encode()).hexdigest()
+                for user, password in sorted(self.scram_users().items())
+            },
+        }
+
+    def listener_properties(self) -> dict[str, str]:
         host, port = host_port(self.settings.kafka_bootstrap)
         controller = f"{host}:{self.settings.kafka_controller_port}"
-        return "\n".join(
+        if not sasl_enabled(self.settings):
+            return {
+                "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+                "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+                "controller.listener.names": "CONTROLLER",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            }
+        mechanism = self.settings.kafka_sasl_mechanism
+        internal = self.internal_credentials()
+        return {
+            "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": mechanism,
+            "sasl.mechanism.inter.broker.protocol": mechanism,
+            f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config": jaas_login(
+                SCRAM_MODULE, BROKER_USER, internal["broker"]
+            ),
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            # The broker logs in as CONTROLLER_USER; the controller accepts exactly that user.
+            "listener.name.controller.plain.sasl.jaas.config": jaas_login(
+                PLAIN_MODULE, CONTROLLER_USER, internal["controller"]
+            ).removesuffix(";")
+            + f" user_{CONTROLLER_USER}={jaas_quote(internal['controller'])};",
+        }
+
+    def server_properties(self) -> str:
+        host, _ = host_port(self.settings.kafka_bootstrap)
+        controller = f"{host}:{self.settings.kafka_controller_port}"
+        return properties_text(
+            {
+                "process.roles": "broker,controller",
+                "node.id": "1",
+                "controller.quorum.bootstrap.servers": controller,
+                **self.listener_properties(),
+            }
+        ) + "\n".join(
             [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers={controller}",
-                f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
-                f"advertised.listeners=PLAINTEXT://{host}:{port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"log.dirs={self.data_dir}",
                 f"num.partitions={self.settings.topic_partitions}",
                 "default.replication.factor=1",
@@ -64,27 +207,60 @@ class Kafka(Server):
     def prepare(self, progress: Progress) -> None:
         self.libs(progress)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(self.server_properties())
+        write_private(self.config_file, self.server_properties())
+        wanted = self.storage_security()
         if (self.data_dir / "meta.properties").exists():
+            self.check_storage_security(wanted)
             return
         cluster_id_file = self.home / "cluster.id"
         if not cluster_id_file.exists():
             cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
-        progress("kafka: formatting KRaft storage")
-        run(
-            java_command(
-                self._libs,
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                cluster_id_file.read_text().strip(),
-                "-c",
-                str(self.config_file),
-                heap="256m",
-            ),
-            what="kafka (storage format)",
-            log=self.log_file,
+        scram: list[str] = []
+        if wanted["protocol"] == "SASL_PLAINTEXT":
+            mechanism = self.settings.kafka_sasl_mechanism
+            for user, password in self.scram_users().items():
+                scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+        progress(f"kafka: formatting KRaft storage ({wanted['protocol']})")
+        command = java_command(
+            self._libs,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id_file.read_text().strip(),
+            "-c",
+            str(self.config_file),
+            *scram,
+            heap="256m",
+        )
+        # The command line holds the SCRAM passwords: neither the log nor an error may show it.
+        shown = [part if not part.startswith("SCRAM-") else "SCRAM-...=[...]" for part in command]
+        try:
+            run(command, what="kafka (storage format)", log=None)
+        except ServerFailed as exc:
+            raise ServerFailed("kafka (storage format)", f"{' '.join(shown)} failed", exc.log_tail) from None
+        write_private(self.storage_security_file, json.dumps(wanted))
+
+    def check_storage_security(self, wanted: dict[str, object]) -> None:
+        try:
+            formatted = json.loads(self.storage_security_file.read_text())
+        except (OSError, ValueError):
+            formatted = {"protocol": "PLAINTEXT"}  # storage formatted before the stack knew SASL
+        if formatted == wanted:
+            return
+
+        def describe(security: dict[str, object]) -> str:
+            if security.get("protocol") != "SASL_PLAINTEXT":
+                return "PLAINTEXT (no SCRAM users)"
+            users = security.get("users")
+            names = sorted(users) if isinstance(users, dict) else users
+            return f"SASL_PLAINTEXT with {security.get('mechanism')} users {names}"
+
+        raise StackError(
+            f"kafka: the storage in {self.data_dir} was formatted for {describe(formatted)}, but the settings ask"
+            f" for {describe(wanted)} (or another password). SCRAM users are created when the storage is"
+            " formatted: use another STREAMS_STACK_HOME, or go back to the settings it was made with"
+            f" (removing {self.data_dir} loses its topics)."
         )
 
     def command(self) -> list[str]:
@@ -94,10 +270,17 @@ class Kafka(Server):
         host, port = host_port(self.settings.kafka_bootstrap)
         if not port_open(host, port):
             return False
-        from streams.clients import kafka_admin
+        from streams.clients import KafkaAuthenticationFailed, kafka_admin
 
         try:
             metadata = kafka_admin(self.settings).list_topics(timeout=2)
+        except KafkaAuthenticationFailed as exc:
+            # A broker that has just opened its port may not have loaded its SCRAM users yet; a refusal
+            # that lasts is the wrong password (or storage formatted for another user).
+            self._refused_since = self._refused_since or time.monotonic()
+            if time.monotonic() - self._refused_since > AUTH_GRACE_S:
+                raise ServerFailed(self.name, str(exc)) from exc
+            return False
         except Exception:  # KafkaException while the broker is still electing its controller
             return False
         return bool(metadata.brokers)
