@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,26 +104,34 @@ def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str,
 async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any]:
     """Forget one subject; returns the receipt (already published)."""
     received_at = datetime.now(UTC)
+    phases = forget_subject.Phases()
+    phases.add("queue", max((received_at - request["requested_at"]).total_seconds(), 0.0))
     validate_deletion_request(request)
     es, alias, key = runtime.es, settings.index_alias, settings.ledger_key_bytes()
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
-    identity = await forget_subject.expand_identities(es, alias, {first})
+    with phases.timed("expand"):
+        identity = await forget_subject.expand_identities(es, alias, {first})
     hashes = pattern_hashes(key, identity.patterns)
     entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
     runtime.ledger.add_patterns(hashes)
-    await _publish_ledger(entries, request["request_id"])
+    with phases.timed("ledger"):
+        await _publish_ledger(entries, request["request_id"])
     redactor = Redactor(key, hashes)
+    asked = time.perf_counter()
     async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
-        outcome = await forget_subject.forget(es, alias, identity, redactor, runtime.embedder.encode_async)
-        verification = await forget_subject.verify_forgotten(
-            es, alias, identity, redactor, runtime.embedder.encode_async
-        )
+        phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
+        outcome = await forget_subject.forget(es, alias, identity, redactor, runtime.embedder.encode_async, phases)
+        with phases.timed("verify"):
+            verification = await forget_subject.verify_forgotten(
+                es, alias, identity, redactor, runtime.embedder.encode_async
+            )
     unsearchable_at = datetime.now(UTC)
     if not verification.clean:
         raise StreamsError(f"subject still found after deletion: {verification}", stage="forget")
-    tombstoned = await asyncio.get_running_loop().run_in_executor(
-        None, tombstone_dead_letters, settings, identity.identifiers, redactor.mentions
-    )
+    with phases.timed("tombstone"):
+        tombstoned = await asyncio.get_running_loop().run_in_executor(
+            None, tombstone_dead_letters, settings, identity.identifiers, redactor.mentions
+        )
     generations = await forget_subject.indices(es, alias)
     receipt = {
         "request_id": request["request_id"],
@@ -147,17 +156,20 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
         "status": "unsearchable",
         "error": None,
     }
-    await _publish_receipt(receipt)
+    with phases.timed("receipt"):
+        await _publish_receipt(receipt)
     requested_at = request["requested_at"]
     metrics.DELETION_SECONDS.observe(max((unsearchable_at - requested_at).total_seconds(), 0.0))
     metrics.DELETION_REQUESTS.labels(status="unsearchable").inc()
+    for phase, seconds in phases.seconds.items():
+        metrics.DELETION_PHASE_SECONDS.labels(phase=phase).inc(seconds)
     log.info(
         "forgot %s (%s; %d mention patterns): %d chunks of %d documents deleted, %d chunks of %d documents "
-        "redacted, %d state records; unsearchable %.2fs after the request",
+        "redacted, %d state records; unsearchable %.2fs after the request (%s)",
         request["subject"], ", ".join(sorted(identity.identifiers)), len(identity.patterns),
         sum(map(len, outcome.removed.values())), sum(map(len, outcome.removed_documents.values())),
         sum(map(len, outcome.redacted.values())), sum(map(len, outcome.redacted_documents.values())),
-        outcome.state_records, (unsearchable_at - requested_at).total_seconds(),
+        outcome.state_records, (unsearchable_at - requested_at).total_seconds(), phases,
     )
     return receipt
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +105,27 @@ async def expand_identities(client: AsyncElasticsearch, alias: str, identifiers:
     return Identity(known, mention_patterns(known, written))
 
 
+class Phases:
+    """Wall seconds one request spends in each phase: where the time to unsearchable goes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.3f}s" for name, seconds in self.seconds.items())
+
+
 @dataclass
 class ForgetOutcome:
     identifiers: list[str]
@@ -122,14 +145,19 @@ class ForgetOutcome:
 
 
 async def forget(
-    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed
-) -> ForgetOutcome:
+    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed,
+    phases: Phases | None = None,
+) -> ForgetOutcome:  # fmt: skip
     """Delete what is about the person, then redact what mentions them, until searches find neither."""
+    phases = phases or Phases()
     outcome = ForgetOutcome(sorted(identity.identifiers))
-    await _scrub_states(client, alias, identity.identifiers, outcome)
-    await _delete_named_chunks(client, alias, identity.identifiers, outcome)
+    with phases.timed("scrub"):
+        await _scrub_states(client, alias, identity.identifiers, outcome)
+    with phases.timed("delete"):
+        await _delete_named_chunks(client, alias, identity.identifiers, outcome)
     if identity.patterns:
-        await _redact_mentions(client, alias, identity.patterns, redactor, embed, outcome)
+        with phases.timed("redact"):
+            await _redact_mentions(client, alias, identity.patterns, redactor, embed, outcome)
     return outcome
 
 
