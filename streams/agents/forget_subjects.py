@@ -77,13 +77,14 @@ async def _publish_ledger(entries: dict[str, str], request_id: str) -> None:
     """Keyed hashes only: the ledger topic is not a list of forgotten people."""
     now = datetime.now(UTC)
     topic = app.topic(settings.ledger_topic, key_type=bytes, value_type=bytes)
+    sent = []
     for digest, kind in sorted(entries.items()):
         entry = {"identifier": None, "pattern_hash": digest, "pattern_kind": kind, "request_id": request_id,
                  "forgotten_at": now}  # fmt: skip
-        future = await topic.send(
+        sent.append(await topic.send(
             key=digest.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
-        )
-        await future
+        ))  # fmt: skip
+    await asyncio.gather(*sent)  # acknowledged together: one round trip to the brokers, not one per entry
 
 
 def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]],
@@ -111,20 +112,28 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
     with phases.timed("expand"):
         identity = await forget_subject.expand_identities(es, alias, {first})
-    hashes = pattern_hashes(key, identity.patterns)
-    entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
-    runtime.ledger.add_patterns(hashes)
-    with phases.timed("ledger"):
-        await _publish_ledger(entries, request["request_id"])
-    redactor = Redactor(key, hashes)
-    asked = time.perf_counter()
-    async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
-        phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
-        outcome = await forget_subject.forget(es, alias, identity, redactor, runtime.embedder.encode_async, phases)
-        with phases.timed("verify"):
-            verification = await forget_subject.verify_forgotten(
-                es, alias, identity, redactor, runtime.embedder.encode_async
-            )
+    embed = runtime.urgent_embedder.encode_async
+    # The verification's kNN and hybrid probes need each pattern's vector: embedded while the ledger
+    # is published and the index is cleaned, not after.
+    patterns = sorted(identity.patterns, key=str)
+    pattern_vectors = asyncio.ensure_future(embed([pattern.phrase() for pattern in patterns]))
+    try:
+        hashes = pattern_hashes(key, identity.patterns)
+        entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
+        runtime.ledger.add_patterns(hashes)
+        with phases.timed("ledger"):
+            await _publish_ledger(entries, request["request_id"])
+        redactor = Redactor(key, hashes)
+        asked = time.perf_counter()
+        async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
+            phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
+            outcome = await forget_subject.forget(es, alias, identity, redactor, embed, phases)
+            with phases.timed("verify"):
+                vectors = await pattern_vectors
+                verification = await forget_subject.verify_forgotten(es, alias, identity, redactor, embed, vectors)
+    finally:
+        if not pattern_vectors.done():  # a failed attempt: the next one embeds again
+            pattern_vectors.cancel()
     unsearchable_at = datetime.now(UTC)
     if not verification.clean:
         raise StreamsError(f"subject still found after deletion: {verification}", stage="forget")

@@ -34,7 +34,7 @@ from streams.sources.connect import connect_postgres
 
 # The phases a request's time is split into (see streams_deletion_phase_seconds_total); the
 # first ones count toward unsearchable_at, tombstone and receipt come after it.
-PHASES = ("queue", "expand", "ledger", "gate", "scrub", "delete", "redact", "verify", "tombstone", "receipt")
+PHASES = ("queue", "expand", "ledger", "gate", "refresh", "scrub", "delete", "redact", "verify", "tombstone", "receipt")
 
 
 @dataclass

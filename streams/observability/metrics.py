@@ -62,7 +62,7 @@ DELETION_SECONDS = Histogram(
 )
 DELETION_PHASE_SECONDS = Counter(
     "streams_deletion_phase_seconds_total",
-    "Wall seconds a deletion request spent in each phase (queue, expand, ledger, gate, scrub, delete, redact, "
+    "Wall seconds a deletion request spent in each phase (queue, expand, ledger, gate, refresh, scrub, delete, redact, "
     "verify count toward unsearchable_at; tombstone, receipt come after it)",
     ["phase"],
 )
