@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from streams import avro
@@ -24,10 +26,11 @@ from streams.errors import DecodeError, InvalidRequest, StreamsError
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, dead_letter_record, encode_dead_letter
 from streams.observability.forget_dead_letters import tombstone_dead_letters
-from streams.pipeline.mentions import Redactor, pattern_hashes
+from streams.pipeline.mentions import Redactor, could_mention, pattern_hashes
 from streams.pipeline.validate_deletion_request import validate_deletion_request
 from streams.records import Origin
 from streams.retrying import retry_transient
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,14 @@ def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str,
     ]
 
 
+def _timed_tombstones(
+    settings: Settings, identifiers: set[str], mentions: Callable[[str], int], prefilter: Callable[[str], bool]
+) -> tuple[int, float]:
+    started = time.perf_counter()
+    count = tombstone_dead_letters(settings, identifiers, mentions, could_mention=prefilter)
+    return count, time.perf_counter() - started
+
+
 async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any]:
     """Forget one subject; returns the receipt (already published)."""
     received_at = datetime.now(UTC)
@@ -117,6 +128,7 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     # is published and the index is cleaned, not after.
     patterns = sorted(identity.patterns, key=str)
     pattern_vectors = asyncio.ensure_future(embed([pattern.phrase() for pattern in patterns]))
+    tombstoning: asyncio.Future[tuple[int, float]] | None = None
     try:
         hashes = pattern_hashes(key, identity.patterns)
         entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
@@ -124,6 +136,11 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
         with phases.timed("ledger"):
             await _publish_ledger(entries, request["request_id"])
         redactor = Redactor(key, hashes)
+        # The dead-letter scan reads a whole topic (seconds): it runs beside the index work, in a
+        # thread, so that the next request does not queue behind it. Only its result waits for it.
+        tombstoning = asyncio.get_running_loop().run_in_executor(None, partial(
+            _timed_tombstones, settings, identity.identifiers, redactor.mentions, could_mention(identity.patterns),
+        ))  # fmt: skip
         asked = time.perf_counter()
         async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
             phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
@@ -131,16 +148,18 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
             with phases.timed("verify"):
                 vectors = await pattern_vectors
                 verification = await forget_subject.verify_forgotten(es, alias, identity, redactor, embed, vectors)
-    finally:
+    except BaseException:
         if not pattern_vectors.done():  # a failed attempt: the next one embeds again
             pattern_vectors.cancel()
+        if tombstoning is not None:  # the next attempt scans again; this scan's outcome is not needed
+            tombstoning.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise
     unsearchable_at = datetime.now(UTC)
     if not verification.clean:
         raise StreamsError(f"subject still found after deletion: {verification}", stage="forget")
-    with phases.timed("tombstone"):
-        tombstoned = await asyncio.get_running_loop().run_in_executor(
-            None, tombstone_dead_letters, settings, identity.identifiers, redactor.mentions
-        )
+    with phases.timed("tombstone"):  # what is left of the scan once the index is clean
+        tombstoned, scan_seconds = await tombstoning
+    phases.add("scan", scan_seconds)  # the whole scan, most of it beside the index work
     generations = await forget_subject.indices(es, alias)
     receipt = {
         "request_id": request["request_id"],

@@ -33,8 +33,12 @@ from streams.sources import edits
 from streams.sources.connect import connect_postgres
 
 # The phases a request's time is split into (see streams_deletion_phase_seconds_total); the
-# first ones count toward unsearchable_at, tombstone and receipt come after it.
-PHASES = ("queue", "expand", "ledger", "gate", "refresh", "scrub", "delete", "redact", "verify", "tombstone", "receipt")
+# first ones count toward unsearchable_at, tombstone and receipt come after it, and scan is the
+# whole dead-letter scan, which runs beside the others.
+PHASES = (
+    "queue", "expand", "ledger", "gate", "refresh", "scrub", "delete", "redact", "verify", "tombstone", "receipt",
+    "scan",
+)  # fmt: skip
 
 
 @dataclass
