@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from streams import avro
@@ -23,10 +26,11 @@ from streams.errors import DecodeError, InvalidRequest, StreamsError
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, dead_letter_record, encode_dead_letter
 from streams.observability.forget_dead_letters import tombstone_dead_letters
-from streams.pipeline.mentions import Redactor, pattern_hashes
+from streams.pipeline.mentions import Redactor, could_mention, pattern_hashes
 from streams.pipeline.validate_deletion_request import validate_deletion_request
 from streams.records import Origin
 from streams.retrying import retry_transient
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +80,14 @@ async def _publish_ledger(entries: dict[str, str], request_id: str) -> None:
     """Keyed hashes only: the ledger topic is not a list of forgotten people."""
     now = datetime.now(UTC)
     topic = app.topic(settings.ledger_topic, key_type=bytes, value_type=bytes)
+    sent = []
     for digest, kind in sorted(entries.items()):
         entry = {"identifier": None, "pattern_hash": digest, "pattern_kind": kind, "request_id": request_id,
                  "forgotten_at": now}  # fmt: skip
-        future = await topic.send(
+        sent.append(await topic.send(
             key=digest.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
-        )
-        await future
+        ))  # fmt: skip
+    await asyncio.gather(*sent)  # acknowledged together: one round trip to the brokers, not one per entry
 
 
 def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]],
@@ -100,29 +105,61 @@ def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str,
     ]
 
 
+def _timed_tombstones(
+    settings: Settings, identifiers: set[str], mentions: Callable[[str], int], prefilter: Callable[[str], bool]
+) -> tuple[int, float]:
+    started = time.perf_counter()
+    count = tombstone_dead_letters(settings, identifiers, mentions, could_mention=prefilter)
+    return count, time.perf_counter() - started
+
+
 async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any]:
     """Forget one subject; returns the receipt (already published)."""
     received_at = datetime.now(UTC)
+    phases = forget_subject.Phases()
+    phases.add("queue", max((received_at - request["requested_at"]).total_seconds(), 0.0))
     validate_deletion_request(request)
     es, alias, key = runtime.es, settings.index_alias, settings.ledger_key_bytes()
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
-    identity = await forget_subject.expand_identities(es, alias, {first})
-    hashes = pattern_hashes(key, identity.patterns)
-    entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
-    runtime.ledger.add_patterns(hashes)
-    await _publish_ledger(entries, request["request_id"])
-    redactor = Redactor(key, hashes)
-    async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
-        outcome = await forget_subject.forget(es, alias, identity, redactor, runtime.embedder.encode_async)
-        verification = await forget_subject.verify_forgotten(
-            es, alias, identity, redactor, runtime.embedder.encode_async
-        )
+    with phases.timed("expand"):
+        identity = await forget_subject.expand_identities(es, alias, {first})
+    embed = runtime.urgent_embedder.encode_async
+    # The verification's kNN and hybrid probes need each pattern's vector: embedded while the ledger
+    # is published and the index is cleaned, not after.
+    patterns = sorted(identity.patterns, key=str)
+    pattern_vectors = asyncio.ensure_future(embed([pattern.phrase() for pattern in patterns]))
+    tombstoning: asyncio.Future[tuple[int, float]] | None = None
+    try:
+        hashes = pattern_hashes(key, identity.patterns)
+        entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
+        runtime.ledger.add_patterns(hashes)
+        with phases.timed("ledger"):
+            await _publish_ledger(entries, request["request_id"])
+        redactor = Redactor(key, hashes)
+        # The dead-letter scan reads a whole topic (seconds): it runs beside the index work, in a
+        # thread, so that the next request does not queue behind it. Only its result waits for it.
+        tombstoning = asyncio.get_running_loop().run_in_executor(None, partial(
+            _timed_tombstones, settings, identity.identifiers, redactor.mentions, could_mention(identity.patterns),
+        ))  # fmt: skip
+        asked = time.perf_counter()
+        async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
+            phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
+            outcome = await forget_subject.forget(es, alias, identity, redactor, embed, phases)
+            with phases.timed("verify"):
+                vectors = await pattern_vectors
+                verification = await forget_subject.verify_forgotten(es, alias, identity, redactor, embed, vectors)
+    except BaseException:
+        if not pattern_vectors.done():  # a failed attempt: the next one embeds again
+            pattern_vectors.cancel()
+        if tombstoning is not None:  # the next attempt scans again; this scan's outcome is not needed
+            tombstoning.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise
     unsearchable_at = datetime.now(UTC)
     if not verification.clean:
         raise StreamsError(f"subject still found after deletion: {verification}", stage="forget")
-    tombstoned = await asyncio.get_running_loop().run_in_executor(
-        None, tombstone_dead_letters, settings, identity.identifiers, redactor.mentions
-    )
+    with phases.timed("tombstone"):  # what is left of the scan once the index is clean
+        tombstoned, scan_seconds = await tombstoning
+    phases.add("scan", scan_seconds)  # the whole scan, most of it beside the index work
     generations = await forget_subject.indices(es, alias)
     receipt = {
         "request_id": request["request_id"],
@@ -147,17 +184,20 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
         "status": "unsearchable",
         "error": None,
     }
-    await _publish_receipt(receipt)
+    with phases.timed("receipt"):
+        await _publish_receipt(receipt)
     requested_at = request["requested_at"]
     metrics.DELETION_SECONDS.observe(max((unsearchable_at - requested_at).total_seconds(), 0.0))
     metrics.DELETION_REQUESTS.labels(status="unsearchable").inc()
+    for phase, seconds in phases.seconds.items():
+        metrics.DELETION_PHASE_SECONDS.labels(phase=phase).inc(seconds)
     log.info(
         "forgot %s (%s; %d mention patterns): %d chunks of %d documents deleted, %d chunks of %d documents "
-        "redacted, %d state records; unsearchable %.2fs after the request",
+        "redacted, %d state records; unsearchable %.2fs after the request (%s)",
         request["subject"], ", ".join(sorted(identity.identifiers)), len(identity.patterns),
         sum(map(len, outcome.removed.values())), sum(map(len, outcome.removed_documents.values())),
         sum(map(len, outcome.redacted.values())), sum(map(len, outcome.redacted_documents.values())),
-        outcome.state_records, (unsearchable_at - requested_at).total_seconds(),
+        outcome.state_records, (unsearchable_at - requested_at).total_seconds(), phases,
     )
     return receipt
 

@@ -52,6 +52,10 @@ class Runtime:
     es: AsyncElasticsearch
     index: str
     embedder: Embedder
+    # A second copy of the model with its own thread, for the deletion lane: a request's few texts
+    # (its patterns, the redacted chunks) must not queue behind a backlog batch in `embedder`'s one
+    # thread (seconds on two cores). The copy costs the model's memory once more (~90 MB for MiniLM).
+    urgent_embedder: Embedder
     ledger: SuppressionLedger
     writer: ChangeWriter
     freshness: FreshnessWindow
@@ -73,6 +77,9 @@ def _build(settings: Settings) -> Runtime:
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
     embedder = build_embedder(settings)
     dims = embedder.dimensions  # loads the model now, not on the first event
+    urgent_embedder = build_embedder(settings)
+    if urgent_embedder.dimensions != dims:  # loaded now too: the first deletion request must not wait for it
+        raise RuntimeError("two loads of one model disagree on its dimensions")
     with elasticsearch_client(settings) as client:
         index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval)
     ledger = SuppressionLedger.load(settings)
@@ -80,4 +87,4 @@ def _build(settings: Settings) -> Runtime:
     store = DocumentStore(es, index, settings.index_write_refresh)
     writer = ChangeWriter(store, embedder, build_chunker(settings, embedder), ledger)
     log.info("worker ready: index %s (%d dims), %d forgotten identifiers", index, dims, len(ledger))
-    return Runtime(settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources))
+    return Runtime(settings, es, index, embedder, urgent_embedder, ledger, writer, FreshnessWindow(settings.sources))

@@ -107,9 +107,14 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
     g = report["forget"]
     u, ub = g.get("unsearchable_s") or {}, g.get("backlog_unsearchable_s") or {}
     click.echo(
-        f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} max {_fmt(u.get('max'), 's')};"
-        f" behind a backlog p50 {_fmt(ub.get('p50'), 's')} max {_fmt(ub.get('max'), 's')}"
+        f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} p99 {_fmt(u.get('p99'), 's')}"
+        f" max {_fmt(u.get('max'), 's')}; behind a backlog p50 {_fmt(ub.get('p50'), 's')}"
+        f" p99 {_fmt(ub.get('p99'), 's')} max {_fmt(ub.get('max'), 's')}"
     )
+    for label, key in (("nothing pending", "phase_mean_s"), ("behind a backlog", "backlog_phase_mean_s")):
+        if g.get(key):
+            phases = ", ".join(f"{phase} {seconds:.3f}" for phase, seconds in g[key].items())
+            click.echo(f"             mean s per request, {label}: {phases}")
     q = report.get("search") or {}
     for load in ("idle", "edits"):
         parts = []

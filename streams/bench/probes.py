@@ -66,11 +66,13 @@ def restarted(before: MetricsSnapshot, after: MetricsSnapshot) -> bool:
     return before.value("process_start_time_seconds") != after.value("process_start_time_seconds")
 
 
-def counter_delta(before: MetricsSnapshot, after: MetricsSnapshot, name: str) -> float:
-    """How much a counter grew; after a worker restart, what the new process counted."""
+def counter_delta(before: MetricsSnapshot, after: MetricsSnapshot, name: str, phase: str | None = None) -> float:
+    """How much a counter grew (its `phase` label's sample only, if given); after a worker restart,
+    what the new process counted."""
+    labels = {} if phase is None else {"phase": phase}
     if restarted(before, after):
-        return after.value(name)
-    return after.value(name) - before.value(name)
+        return after.value(name, **labels)
+    return after.value(name, **labels) - before.value(name, **labels)
 
 
 def bucket_delta(before: MetricsSnapshot, after: MetricsSnapshot, name: str) -> list[tuple[float, float]]:

@@ -22,15 +22,18 @@ force-merges with `only_expunge_deletes`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
 
-from streams.elastic.hybrid_index import hybrid_search, knn_query
+from streams.elastic.hybrid_index import fuse, knn_query, retriever_bodies
 from streams.errors import IndexingError
 from streams.pipeline.mentions import MentionPattern, Redactor
 from streams.pipeline.plan_batch import state_id
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 MAX_ROUNDS = 50
 PROBE_SIZE = 100
+HYBRID_K = PROBE_SIZE // 5  # documents a hybrid probe returns, each with up to 3 chunks
 MENTION_FIELDS = ("text", "title", "section")
 _HIGHLIGHT_TAG = re.compile(r"</?em>")
 
@@ -82,8 +86,8 @@ async def expand_identities(client: AsyncElasticsearch, alias: str, identifiers:
     the ways that record says the person is written."""
     known = set(identifiers)
     written: list[list[str]] = []
+    await client.indices.refresh(index=alias)  # once: the rounds below write nothing
     for _ in range(5):
-        await client.indices.refresh(index=alias)
         response = await client.search(
             index=alias,
             size=PAGE,
@@ -101,6 +105,27 @@ async def expand_identities(client: AsyncElasticsearch, alias: str, identifiers:
             break
         known = found
     return Identity(known, mention_patterns(known, written))
+
+
+class Phases:
+    """Wall seconds one request spends in each phase: where the time to unsearchable goes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.3f}s" for name, seconds in self.seconds.items())
 
 
 @dataclass
@@ -122,21 +147,34 @@ class ForgetOutcome:
 
 
 async def forget(
-    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed
-) -> ForgetOutcome:
-    """Delete what is about the person, then redact what mentions them, until searches find neither."""
+    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed,
+    phases: Phases | None = None,
+) -> ForgetOutcome:  # fmt: skip
+    """Delete what is about the person, then redact what mentions them.
+
+    The writes are not refreshed one by one: `verify_forgotten` refreshes once after them all and
+    searches again, so anything a round here left behind makes the request fail and be retried.
+    A step searches again (after a refresh) only when its page was full or a write conflicted.
+    """
+    phases = phases or Phases()
     outcome = ForgetOutcome(sorted(identity.identifiers))
-    await _scrub_states(client, alias, identity.identifiers, outcome)
-    await _delete_named_chunks(client, alias, identity.identifiers, outcome)
+    with phases.timed("refresh"):  # what the indexer wrote before the gate, searchable now
+        await client.indices.refresh(index=alias)
+    with phases.timed("scrub"):
+        await _scrub_states(client, alias, identity.identifiers, outcome)
+    with phases.timed("delete"):
+        await _delete_named_chunks(client, alias, identity.identifiers, outcome)
     if identity.patterns:
-        await _redact_mentions(client, alias, identity.patterns, redactor, embed, outcome)
+        with phases.timed("redact"):
+            await _redact_mentions(client, alias, identity.patterns, redactor, embed, outcome)
     return outcome
 
 
 async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set[str], outcome: ForgetOutcome) -> None:
     """Empty every state record's parts that name the person, and delete those parts' chunks by id."""
-    for _ in range(MAX_ROUNDS):
-        await client.indices.refresh(index=alias)
+    for round_number in range(MAX_ROUNDS):
+        if round_number:
+            await client.indices.refresh(index=alias)
         response = await client.search(
             index=alias,
             size=PAGE,
@@ -144,28 +182,24 @@ async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set
             seq_no_primary_term=True,
         )
         hits = response["hits"]["hits"]
-        if not hits:
-            return
+        operations: list[dict[str, Any]] = []
         for hit in hits:
             before = DocumentState.from_json(hit["_source"])
             after = forget_in_state(before, identifiers)
             gone = sorted(set(before.chunk_ids()) - set(after.chunk_ids()))
-            key = (hit["_index"], before.source)
-            if gone:
-                await _bulk(client, [{"delete": {"_index": hit["_index"], "_id": chunk}} for chunk in gone])
+            operations.extend({"delete": {"_index": hit["_index"], "_id": chunk}} for chunk in gone)
             for chunk in gone:
-                outcome.note_removed(key, chunk, before.document_id)
-            try:
-                await client.index(
-                    index=hit["_index"],
-                    id=state_id(after.document_id),
-                    document=after.to_json(),
-                    if_seq_no=hit["_seq_no"],
-                    if_primary_term=hit["_primary_term"],
-                )
-                outcome.state_records += 1
-            except ConflictError:
-                log.info("state of %s changed while forgetting; scrubbing it again", after.document_id)
+                outcome.note_removed((hit["_index"], before.source), chunk, before.document_id)
+            # Written only if nobody changed the record since it was read; else scrubbed again.
+            write = {"_index": hit["_index"], "_id": state_id(after.document_id),
+                     "if_seq_no": hit["_seq_no"], "if_primary_term": hit["_primary_term"]}  # fmt: skip
+            operations.extend([{"index": write}, after.to_json()])
+        conflicts = await _bulk(client, operations) if operations else 0
+        outcome.state_records += len(hits) - conflicts
+        if conflicts:
+            log.info("%d state records changed while forgetting; scrubbing them again", conflicts)
+        elif len(hits) < PAGE:
+            return
     raise IndexingError(f"state records naming {sorted(identifiers)} kept appearing", stage="forget")
 
 
@@ -174,8 +208,9 @@ async def _delete_named_chunks(
 ) -> None:
     """Chunks whose `subjects` field names the person (also those written before parts kept their
     authors in the state record only)."""
-    for _ in range(MAX_ROUNDS):
-        await client.indices.refresh(index=alias)
+    for round_number in range(MAX_ROUNDS):
+        if round_number:
+            await client.indices.refresh(index=alias)
         response = await client.search(
             index=alias,
             size=PAGE,
@@ -183,12 +218,13 @@ async def _delete_named_chunks(
             source_includes=["source", "document_id"],
         )
         hits = response["hits"]["hits"]
-        if not hits:
-            return
-        await _bulk(client, [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in hits])
+        if hits:
+            await _bulk(client, [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in hits])
         for hit in hits:
             source = hit["_source"]
             outcome.note_removed((hit["_index"], source.get("source", "")), hit["_id"], source.get("document_id", ""))
+        if len(hits) < PAGE:
+            return
     raise IndexingError(f"chunks naming {sorted(identifiers)} kept appearing after {MAX_ROUNDS} rounds", stage="forget")
 
 
@@ -234,15 +270,16 @@ async def _redact_mentions(
     outcome: ForgetOutcome,
 ) -> None:
     unconfirmed: set[str] = set()  # phrase matches the redactor does not see as a mention (left as they are)
-    for _ in range(MAX_ROUNDS):
-        await client.indices.refresh(index=alias)
+    for round_number in range(MAX_ROUNDS):
+        if round_number:
+            await client.indices.refresh(index=alias)
         query = mention_query(patterns)
-        if unconfirmed:
-            query["bool"]["must_not"] = [{"ids": {"values": sorted(unconfirmed)}}]
+        # Chunks deleted above may still be searchable (no refresh since): rewriting one would bring it back.
+        skip = unconfirmed | {chunk for chunks in outcome.removed.values() for chunk in chunks}
+        if skip:
+            query["bool"]["must_not"] = [{"ids": {"values": sorted(skip)}}]
         response = await client.search(index=alias, size=PAGE, query=query, source_excludes=["vector"])
         hits = response["hits"]["hits"]
-        if not hits:
-            return
         rewrites: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for hit in hits:
             source = hit["_source"]
@@ -251,17 +288,18 @@ async def _redact_mentions(
                 unconfirmed.add(hit["_id"])
                 continue
             rewrites.append((hit, {**source, **redacted, "text_hash": text_hash(redacted["text"])}))
-        if not rewrites:
-            continue
-        # Every rewritten chunk is embedded again from its redacted text.
-        vectors = await embed([new["text"] for _, new in rewrites])
-        operations: list[dict[str, Any]] = []
-        for (hit, new), vector in zip(rewrites, vectors, strict=True):
-            operations.append({"index": {"_index": hit["_index"], "_id": hit["_id"]}})
-            operations.append({**new, "vector": vector})
-            outcome.note_redacted((hit["_index"], new.get("source", "")), hit["_id"], new.get("document_id", ""))
-        await _bulk(client, operations)
-        await _record_redactions(client, [(hit["_index"], new) for hit, new in rewrites], redactor)
+        if rewrites:
+            # Every rewritten chunk is embedded again from its redacted text.
+            vectors = await embed([new["text"] for _, new in rewrites])
+            operations: list[dict[str, Any]] = []
+            for (hit, new), vector in zip(rewrites, vectors, strict=True):
+                operations.append({"index": {"_index": hit["_index"], "_id": hit["_id"]}})
+                operations.append({**new, "vector": vector})
+                outcome.note_redacted((hit["_index"], new.get("source", "")), hit["_id"], new.get("document_id", ""))
+            await _bulk(client, operations)
+            await _record_redactions(client, [(hit["_index"], new) for hit, new in rewrites], redactor)
+        if len(hits) < PAGE:
+            return
     raise IndexingError("mentions kept appearing after redaction", stage="forget")
 
 
@@ -273,40 +311,56 @@ async def _record_redactions(
     by_document: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for index, chunk in rewritten:
         by_document.setdefault((index, chunk["document_id"]), []).append(chunk)
-    for (index, document_id), chunks in by_document.items():
-        for _ in range(MAX_ROUNDS):
-            try:
-                doc = await client.get(index=index, id=state_id(document_id))
-            except NotFoundError:
-                break
-            state = DocumentState.from_json(doc["_source"])
-            for chunk in chunks:
-                part = state.parts.get(chunk["part_id"])
-                number = int(chunk["chunk_number"])
-                if part is not None and number < len(part.chunk_hashes):
-                    part.chunk_hashes[number] = chunk["text_hash"]
-            if state.root is not None:
-                state.root.title = redactor.redact(state.root.title)
-            try:
-                await client.index(
-                    index=index, id=state_id(document_id), document={**doc["_source"], **state.to_json()},
-                    if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"],
-                )  # fmt: skip
-                break
-            except ConflictError:
-                log.info("state of %s changed while redacting; recording it again", document_id)
+    await asyncio.gather(*(
+        _record_document_redactions(client, index, document_id, chunks, redactor)
+        for (index, document_id), chunks in by_document.items()
+    ))  # fmt: skip
 
 
-async def _bulk(client: AsyncElasticsearch, operations: list[dict[str, Any]]) -> None:
-    response = await client.bulk(operations=operations, refresh=True)
-    if response.get("errors"):
-        failures = [
-            item for item in response["items"]
-            for action, result in item.items()
-            if result.get("status", 500) >= 300 and not (action == "delete" and result.get("status") == 404)
-        ]  # fmt: skip
-        if failures:
-            raise IndexingError(f"{len(failures)} forget writes failed, first: {failures[0]}", stage="forget")
+async def _record_document_redactions(
+    client: AsyncElasticsearch, index: str, document_id: str, chunks: list[dict[str, Any]], redactor: Redactor
+) -> None:
+    for _ in range(MAX_ROUNDS):
+        try:
+            doc = await client.get(index=index, id=state_id(document_id))
+        except NotFoundError:
+            break
+        state = DocumentState.from_json(doc["_source"])
+        for chunk in chunks:
+            part = state.parts.get(chunk["part_id"])
+            number = int(chunk["chunk_number"])
+            if part is not None and number < len(part.chunk_hashes):
+                part.chunk_hashes[number] = chunk["text_hash"]
+        if state.root is not None:
+            state.root.title = redactor.redact(state.root.title)
+        try:
+            await client.index(
+                index=index, id=state_id(document_id), document={**doc["_source"], **state.to_json()},
+                if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"],
+            )  # fmt: skip
+            break
+        except ConflictError:
+            log.info("state of %s changed while redacting; recording it again", document_id)
+
+
+async def _bulk(client: AsyncElasticsearch, operations: list[dict[str, Any]]) -> int:
+    """Run `operations` unrefreshed; returns how many conditional writes conflicted (409). A delete of
+    a chunk already gone (404) is what was wanted; any other failure raises."""
+    response = await client.bulk(operations=operations)
+    if not response.get("errors"):
+        return 0
+    conflicts = 0
+    failures = []
+    for item in response["items"]:
+        for action, result in item.items():
+            status = result.get("status", 500)
+            if status == 409:
+                conflicts += 1
+            elif status >= 300 and not (action == "delete" and status == 404):
+                failures.append(item)
+    if failures:
+        raise IndexingError(f"{len(failures)} forget writes failed, first: {failures[0]}", stage="forget")
+    return conflicts
 
 
 @dataclass
@@ -342,34 +396,59 @@ def _mentions(redactor: Redactor, source: dict[str, Any], highlights: Sequence[s
 
 
 async def verify_forgotten(
-    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed
-) -> Verification:
-    """Search for the person the ways a user could, with no subject filter, and scan what comes back."""
+    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed,
+    vectors: Sequence[Sequence[float]] | None = None,
+) -> Verification:  # fmt: skip
+    """Search for the person the ways a user could, with no subject filter, and scan what comes back.
+
+    One refresh makes every write of the request searchable, then every probe goes in one _msearch:
+    the `subjects` count, and per pattern its phrase probe (highlights included), its nearest
+    neighbours, and the two retrievers of the hybrid search users get (fused here exactly as
+    `search` fuses them). `vectors` are the patterns' embeddings in `sorted(patterns, key=str)`
+    order, when the caller computed them beforehand (while the deletions ran); else they are
+    embedded here.
+    """
+    patterns = sorted(identity.patterns, key=str)
+    if vectors is None:
+        vectors = await embed([pattern.phrase() for pattern in patterns]) if patterns else []
+    if len(vectors) != len(patterns):
+        raise IndexingError(f"{len(vectors)} vectors for {len(patterns)} mention patterns", stage="forget")
     await client.indices.refresh(index=alias)
     names = {"terms": {"subjects": sorted(identity.identifiers)}}
-    field_hits = int((await client.count(index=alias, query={"bool": {"filter": [names]}}))["count"])
+    chunks_only = [{"term": {"kind": "chunk"}}]
+    bodies: list[dict[str, Any]] = [{"size": 0, "track_total_hits": True, "query": {"bool": {"filter": [names]}}}]
+    for pattern, vector in zip(patterns, vectors, strict=True):
+        bodies.append({
+            "size": PROBE_SIZE, "query": mention_query({pattern}), "_source": {"excludes": ["vector"]},
+            "highlight": {"fields": {name: {} for name in MENTION_FIELDS}},
+        })  # fmt: skip
+        bodies.append(knn_query(vector, chunks_only, PROBE_SIZE))
+        # The search users get (operator view: every group), typed as they would type it.
+        bm25_body, knn_body = retriever_bodies(pattern.phrase(), vector, HYBRID_K)
+        bodies.extend(body for body in (bm25_body, knn_body) if body is not None)
+    searches: list[dict[str, Any]] = []
+    for body in bodies:
+        searches.extend([{"index": alias}, body])
+    responses = (await client.msearch(searches=searches))["responses"]
+    failed = [response["error"] for response in responses if "error" in response]
+    if failed:
+        raise IndexingError(f"{len(failed)} verification searches failed, first: {failed[0]}", stage="forget")
+    field_hits = int(responses[0]["hits"]["total"]["value"])
     bm25: set[str] = set()
     knn: set[str] = set()
     hybrid: set[str] = set()
-    patterns = sorted(identity.patterns, key=str)
-    vectors = await embed([pattern.phrase() for pattern in patterns]) if patterns else []
-    chunks_only = [{"term": {"kind": "chunk"}}]
-    for pattern, vector in zip(patterns, vectors, strict=True):
-        phrase = await client.search(
-            index=alias, size=PROBE_SIZE, query=mention_query({pattern}), source_excludes=["vector"],
-            highlight={"fields": {name: {} for name in MENTION_FIELDS}},
-        )  # fmt: skip
-        for hit in phrase["hits"]["hits"]:
+    probes = [response["hits"]["hits"] for response in responses[1:]]
+    for number in range(len(patterns)):  # four probes per pattern, in the order they were added
+        phrase, nearest, hybrid_bm25, hybrid_knn = probes[4 * number : 4 * number + 4]
+        for hit in phrase:
             highlights = [text for texts in (hit.get("highlight") or {}).values() for text in texts]
             if _mentions(redactor, hit["_source"], highlights):
                 bm25.add(hit["_id"])
-        nearest = await client.search(index=alias, **knn_query(vector, chunks_only, PROBE_SIZE))
-        knn.update(hit["_id"] for hit in nearest["hits"]["hits"] if _mentions(redactor, hit["_source"]))
-        # The search users get (operator view: every group), typed as they would type it.
-        for document in await hybrid_search(client, alias, pattern.phrase(), vector, PROBE_SIZE // 5):
+        knn.update(hit["_id"] for hit in nearest if _mentions(redactor, hit["_source"]))
+        # Highlights are fragments of the chunk text scanned here, so the search's highlighting pass adds nothing.
+        for document in fuse(hybrid_bm25, hybrid_knn, HYBRID_K):
             for chunk in document.chunks:
-                texts = [chunk.text, chunk.section, document.title, *chunk.highlights]
-                if any(redactor.mentions(_plain(text)) for text in texts):
+                if any(redactor.mentions(text) for text in (chunk.text, chunk.section, document.title)):
                     hybrid.add(chunk.chunk_id)
     return Verification(field_hits, len(bm25), len(knn), len(hybrid))
 

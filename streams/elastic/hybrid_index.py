@@ -313,6 +313,33 @@ def fuse(
     return sorted(documents.values(), key=lambda d: d.score, reverse=True)[:k]
 
 
+def retriever_bodies(
+    query: str,
+    vector: Sequence[float] | None,
+    k: int,
+    sources: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    *,
+    mode: str = "hybrid",
+    tuning: SearchTuning = DEFAULT_TUNING,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The BM25 and kNN request bodies `search` sends for `mode` (None for a retriever it does not use);
+    `fuse` of their hits is the ranking. Also sent in bulk by the forget verification, which must
+    search exactly as users do."""
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}: one of {', '.join(MODES)}")
+    filters = chunk_filter(sources, groups)
+    size = max(k * tuning.chunks_per_k, MIN_CHUNKS)
+    bm25_body = knn_body = None
+    if mode in ("hybrid", "bm25"):
+        bm25_body = bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields)
+    if mode in ("hybrid", "knn"):
+        if vector is None:
+            raise ValueError(f"search mode {mode} needs the query's vector")
+        knn_body = knn_query(vector, filters, size, tuning.num_candidates)
+    return bm25_body, knn_body
+
+
 async def search(
     client: AsyncElasticsearch,
     alias: str,
@@ -332,21 +359,11 @@ async def search(
     Only the chunks that are returned get highlighted, in a second small query: highlighting every
     one of the k * 5 BM25 candidates cost more than the search itself at k=100.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown search mode {mode!r}: one of {', '.join(MODES)}")
-    filters = chunk_filter(sources, groups)
-    size = max(k * tuning.chunks_per_k, MIN_CHUNKS)
+    bm25_body, knn_body = retriever_bodies(query, vector, k, sources, groups, mode=mode, tuning=tuning)
 
     async def hits(body: dict[str, Any] | None) -> list[dict[str, Any]]:
         return [] if body is None else list((await client.search(index=alias, **body))["hits"]["hits"])
 
-    bm25_body = knn_body = None
-    if mode in ("hybrid", "bm25"):
-        bm25_body = bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields)
-    if mode in ("hybrid", "knn"):
-        if vector is None:
-            raise ValueError(f"search mode {mode} needs the query's vector")
-        knn_body = knn_query(vector, filters, size, tuning.num_candidates)
     # The two retrievers are independent: asked together, a query waits for the slower, not for both.
     bm25_hits, knn_hits = await asyncio.gather(hits(bm25_body), hits(knn_body))
     documents = fuse(bm25_hits, knn_hits, k, tuning=tuning)

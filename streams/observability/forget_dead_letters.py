@@ -27,7 +27,11 @@ def tombstone_dead_letters(
     identifiers: set[str],
     mentions: Callable[[str], int] = lambda _text: 0,
     timeout_s: float = 20.0,
+    could_mention: Callable[[str], bool] = lambda _text: True,
 ) -> int:
+    """Tombstone every dead letter whose subjects name `identifiers` or whose raw bytes or error
+    `mentions` a pattern; `could_mention` (mentions.could_mention) skips the full scan of a text
+    that cannot hold one, which is most of them."""
     keys: set[bytes] = set()
     group = f"{settings.worker_id}-forget-dlq"
     for message in read_whole_topic(settings, settings.dead_letter_topic, group, timeout_s):
@@ -40,7 +44,8 @@ def tombstone_dead_letters(
             continue
         raw = b"".join(part or b"" for part in (record.get("key"), record.get("value")))
         named = identifiers & set(record.get("subjects") or [])
-        if named or mentions(raw.decode("utf-8", errors="replace")) or mentions(record.get("error") or ""):
+        texts = (raw.decode("utf-8", errors="replace"), record.get("error") or "")
+        if named or any(could_mention(text) and mentions(text) for text in texts):
             keys.add(key)
     if keys:
         producer = kafka_producer(settings, acks="all")

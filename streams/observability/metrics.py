@@ -60,4 +60,11 @@ DELETION_SECONDS = Histogram(
     "Deletion request received to its subject unsearchable",
     buckets=FRESHNESS_BUCKETS,
 )
+DELETION_PHASE_SECONDS = Counter(
+    "streams_deletion_phase_seconds_total",
+    "Wall seconds a deletion request spent in each phase (queue, expand, ledger, gate, refresh, scrub, delete, redact, "
+    "verify count toward unsearchable_at; tombstone, receipt come after it; scan is the whole dead-letter scan, "
+    "which runs beside the index work)",
+    ["phase"],
+)
 DELETION_REQUESTS = Counter("streams_deletion_requests_total", "Deletion requests completed", ["status"])

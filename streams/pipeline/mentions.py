@@ -208,3 +208,34 @@ class Redactor:
 
     def mentions(self, text: str) -> int:
         return len(self.spans(text))
+
+
+_NOT_DIGIT = re.compile(r"\D+")
+
+
+def could_mention(patterns: Iterable[MentionPattern]) -> Callable[[str], bool]:
+    """A cheap test that is False only where `Redactor.mentions` would find none of `patterns`.
+
+    For a scan of many texts (every dead letter) that pays the redactor's full candidate search only
+    where a mention is possible. Exact for ASCII text, where normalizing is lower-casing: every
+    written variant of an email keeps its local part, a name each of its words, a phone the last seven
+    of its digits in a row once separators are dropped. Other text is always scanned in full
+    (Unicode normalization does not keep substrings), so the test never hides a mention.
+    """
+    usable = [pattern for pattern in patterns if pattern.usable()]
+    # A name's every word is in any text that mentions it: its longest is the rarest to find by chance.
+    words = sorted({p.normalized.split("@", 1)[0] for p in usable if p.kind == "email"}
+                   | {max(p.normalized.split(), key=len) for p in usable if p.kind == "name"})  # fmt: skip
+    digits = sorted({p.normalized[-MIN_PHONE_DIGITS:] for p in usable if p.kind == "phone"})
+
+    def test(text: str) -> bool:
+        if not text or not usable:
+            return False
+        if not text.isascii():
+            return True
+        lowered = text.lower()
+        if any(word in lowered for word in words):
+            return True
+        return bool(digits) and any(run in _NOT_DIGIT.sub("", text) for run in digits)
+
+    return test

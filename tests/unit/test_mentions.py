@@ -80,3 +80,34 @@ def test_hostile_text_is_scanned_in_one_pass() -> None:
     assert redactor().redact(token) == token
     assert redactor().redact(digits) == digits
     assert redactor().redact(f"{token} Priya Park") == f"{token} {MARKER}"
+
+
+VARIANTS = [
+    "Priya Park from our platform team (priya.park@umbrella-health.org) first noticed it",
+    "Please keep PRIYA  PARK (mailto:Priya.Park@Umbrella-Health.org) in copy",
+    "write to priya.park at umbrella-health dot org",
+    "write to priya.park [at] umbrella-health.org",
+    "Priya Park's laptop",
+    "call (555) 555-0123",
+    "or +1 555 555 0123",
+    "or 555.555.0123",
+    "ask Priya\tPark",
+    "Priya Park — façade team",  # not ASCII: always scanned in full
+]
+
+
+@pytest.mark.parametrize("text", VARIANTS)
+def test_the_cheap_prefilter_never_hides_a_mention(text: str) -> None:
+    from streams.pipeline.mentions import could_mention
+
+    assert redactor().mentions(text)
+    assert could_mention(PRIYA)(text)
+
+
+@pytest.mark.parametrize("text", ["a ticket about invoices", "call 555-555-0124", "Park was here"])
+def test_the_cheap_prefilter_skips_text_that_cannot_mention_them(text: str) -> None:
+    """A prefilter that passes everything would be no skip at all."""
+    from streams.pipeline.mentions import could_mention
+
+    assert not redactor().mentions(text)
+    assert not could_mention(PRIYA)(text)
