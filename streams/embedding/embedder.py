@@ -78,7 +78,9 @@ class OnnxModel:
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
         self.max_seq_length = _max_seq_length(model_path, self.tokenizer)
-        self._session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        self._session = onnxruntime.InferenceSession(
+            str(onnx_path), session_options(), providers=["CPUExecutionProvider"]
+        )
         self.dimensions = int(self._session.get_outputs()[0].shape[-1])
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
@@ -97,6 +99,22 @@ class OnnxModel:
             feed = {name: tokens[name].astype(np.int64) for name in ONNX_INPUTS}
             vectors[picked] = self._session.run(None, feed)[0]
         return vectors
+
+
+def session_options() -> Any:
+    """One intra-op thread per physical core, and threads that sleep rather than spin between operators.
+
+    ONNX Runtime's threads spin by default while waiting for the next operator: on the two cores
+    this machine shares with Elasticsearch and Kafka that spinning takes CPU from them (and from
+    the other thread) for no work. Measured side by side on the shared machine (onnx-int8, batch 64):
+    23.3 against 21.9 chunks per CPU-second, 5.6 against 5.3 a second (README, "Embedding backends")."""
+    import onnxruntime
+    import psutil
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = psutil.cpu_count(logical=False) or 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def _max_seq_length(model_path: Path, tokenizer: Any) -> int:

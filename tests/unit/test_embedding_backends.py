@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from streams.bench.embedding import MEAN_COSINE, MIN_COSINE, agreement, agrees, sample_texts
-from streams.embedding.embedder import BACKENDS, Embedder
+from streams.embedding.embedder import BACKENDS, Embedder, session_options
 from streams.embedding.export_onnx import check_mean_pooled, model_digest
 from streams.errors import EmbeddingError
 from streams.settings import Settings
@@ -145,3 +145,16 @@ def test_embedding_scenario_reports_every_backend_against_torch() -> None:
     report = assemble({"embedding": result}, {}, {})
     assert not [key for key in missing_keys(report) if key.startswith("embedding.")]
     assert lookup(report, "embedding.onnx-int8.min_cosine") == result["onnx-int8"]["min_cosine"]
+
+
+def test_onnx_sessions_use_the_physical_cores_and_do_not_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 3 if not logical else 6)
+    options = session_options()
+
+    assert options.intra_op_num_threads == 3
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # An unknown core count (psutil may answer None) still gives a working session.
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: None)
+    assert session_options().intra_op_num_threads == 1
