@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # model's own weights into cache_dir the first time they are used.
     embedding_backend: EmbeddingBackend = "onnx-int8"
     embed_batch_size: int = 64
+    # Vectors of the most recent distinct search queries the worker keeps (0: none); a repeated query
+    # skips the model. `streams bench` reports how many of its queries were answered from it.
+    query_vector_cache_size: int = 1024
     chunk_max_tokens: int = 256
     chunk_overlap_tokens: int = 32
 

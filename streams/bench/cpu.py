@@ -52,3 +52,23 @@ def cpu_seconds(settings: Settings) -> dict[str, float]:
 def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """CPU seconds each part used between two readings (a process that ended in between is lost)."""
     return {role: round(max(after.get(role, 0.0) - before.get(role, 0.0), 0.0), 1) for role in sorted(after)}
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on a local TCP port (the one serving /search), found by the port rather
+    than by its command line: other stacks' workers on the same machine must not be charged."""
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port:
+            return connection.pid
+    return None
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) one process has used so far; 0 when it is gone or unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system

@@ -3,7 +3,13 @@ once with the index idle and once while a steady stream of real edits runs (the 
 scenario, at the same rate, through the whole pipeline).
 
 Each client sends its next query as soon as the last one answered (a closed loop), so the figures are
-what 8 busy search services would see; queries are the golden set's (streams eval), cycled.
+what 8 busy search services would see; queries are the golden set's (streams eval), cycled. Cycled
+queries would soon all come from the server's query-vector cache: each cell reports how many did
+(`cached_queries`), and a run with `STREAMS_QUERY_VECTOR_CACHE_SIZE=0` in the worker measures the model too.
+
+On a machine shared with other work latency moves with the load, so each cell also reports the CPU
+milliseconds per query that Elasticsearch and the search server used (`cpu_ms_per_query`): what a
+change to the query costs, much less disturbed by the neighbours.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from streams.bench.cpu import cpu_seconds, listening_pid, process_cpu_seconds
 from streams.bench.probes import BenchError, Progress
 from streams.bench.stats import summary
 from streams.settings import Settings
@@ -33,6 +40,26 @@ def queries() -> list[str]:
         return [json.loads(line)["text"] for line in QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, ValueError, KeyError):
         return list(FALLBACK_QUERIES)
+
+
+def cached_query_vectors(metrics_text: str) -> tuple[float, float]:
+    """(cached, encoded) query vectors so far, from the search server's /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts = {"cached": 0.0, "encoded": 0.0}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == "streams_query_vectors":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("outcome") in counts:
+                    counts[sample.labels["outcome"]] = sample.value
+    return counts["cached"], counts["encoded"]
+
+
+async def _query_vector_counts(http: httpx.AsyncClient) -> tuple[float, float] | None:
+    try:
+        return cached_query_vectors((await http.get("/metrics")).text)
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 async def _clients(settings: Settings, key: str, texts: list[str], k: int, duration_s: float) -> dict[str, Any]:
@@ -57,10 +84,23 @@ async def _clients(settings: Settings, key: str, texts: list[str], k: int, durat
 
     limits = httpx.Limits(max_connections=CLIENTS)
     headers = {"Authorization": f"Bearer {key}"}
+    server = listening_pid(settings.worker_web_port)
     async with httpx.AsyncClient(base_url=settings.worker_url(), headers=headers, limits=limits, timeout=30) as http:
+        vectors_before = await _query_vector_counts(http)
+        es_before, server_before = cpu_seconds(settings).get("elasticsearch", 0.0), process_cpu_seconds(server)
         await asyncio.gather(*(client(n, http) for n in range(CLIENTS)))
+        es_after, server_after = cpu_seconds(settings).get("elasticsearch", 0.0), process_cpu_seconds(server)
+        vectors_after = await _query_vector_counts(http)
     result: dict[str, Any] = {"latency_ms": summary([x * 1000 for x in latencies], digits=1)}
     result["queries_per_s"] = round(len(latencies) / duration_s, 1)
+    answered = max(len(latencies), 1)
+    result["cpu_ms_per_query"] = {
+        "elasticsearch": round((es_after - es_before) * 1000 / answered, 1),
+        "search_server": round((server_after - server_before) * 1000 / answered, 1) if server else None,
+    }
+    if vectors_before is not None and vectors_after is not None:
+        cached, encoded = (after - before for after, before in zip(vectors_after, vectors_before, strict=True))
+        result["cached_queries"] = round(cached / max(cached + encoded, 1), 3)
     result["errors"] = len(errors)
     result["error_samples"] = errors[:3]
     return result
@@ -115,8 +155,11 @@ def run(settings: Settings, client: Any, progress: Progress, *, duration_s: floa
                 figures = asyncio.run(_clients(settings, key, texts, k, duration_s))
                 result[f"{load}_k{k}"] = figures
                 lat = figures["latency_ms"]
+                cpu = figures["cpu_ms_per_query"]
                 progress(f"search: k={k} {load}: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, "
-                         f"{figures['queries_per_s']} queries/s, {figures['errors']} errors")  # fmt: skip
+                         f"{figures['queries_per_s']} queries/s, {figures['errors']} errors; CPU ms/query: "
+                         f"Elasticsearch {cpu['elasticsearch']}, search server {cpu['search_server']}; "
+                         f"cached query vectors {figures.get('cached_queries')}")  # fmt: skip
         finally:
             stop.set()
             if editor is not None:

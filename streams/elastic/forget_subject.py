@@ -424,7 +424,7 @@ async def verify_forgotten(
         })  # fmt: skip
         bodies.append(knn_query(vector, chunks_only, PROBE_SIZE))
         # The search users get (operator view: every group), typed as they would type it.
-        bm25_body, knn_body = retriever_bodies(pattern.phrase(), vector, HYBRID_K)
+        bm25_body, knn_body = retriever_bodies(pattern.phrase(), vector, HYBRID_K, with_source=True)
         bodies.extend(body for body in (bm25_body, knn_body) if body is not None)
     searches: list[dict[str, Any]] = []
     for body in bodies:
@@ -445,11 +445,11 @@ async def verify_forgotten(
             if _mentions(redactor, hit["_source"], highlights):
                 bm25.add(hit["_id"])
         knn.update(hit["_id"] for hit in nearest if _mentions(redactor, hit["_source"]))
-        # Highlights are fragments of the chunk text scanned here, so the search's highlighting pass adds nothing.
+        # The fused ranking picks the chunks a user would see; their stored text (title, section, text)
+        # is scanned. Highlights are fragments of that text, so the search's details pass adds nothing.
+        stored = {hit["_id"]: hit["_source"] for hit in hybrid_bm25 + hybrid_knn}
         for document in fuse(hybrid_bm25, hybrid_knn, HYBRID_K):
-            for chunk in document.chunks:
-                if any(redactor.mentions(text) for text in (chunk.text, chunk.section, document.title)):
-                    hybrid.add(chunk.chunk_id)
+            hybrid.update(chunk.chunk_id for chunk in document.chunks if _mentions(redactor, stored[chunk.chunk_id]))
     return Verification(field_hits, len(bm25), len(knn), len(hybrid))
 
 

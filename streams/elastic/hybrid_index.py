@@ -53,12 +53,20 @@ MERGE_POLICY = {
 ANALYSIS = "english"
 ANALYSES = ("standard", "english")
 
+# How the HNSW graph stores vectors: `hnsw` keeps float32, `int8_hnsw` searches int8 copies (a quarter
+# of the memory) and keeps the floats on disk. See README, "Retrieval quality", for what each measured.
+VECTOR_INDEX = "hnsw"
+VECTOR_INDEXES = ("hnsw", "int8_hnsw")
+
 
 def index_body(
-    dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None, analysis: str = ANALYSIS
-) -> dict[str, Any]:
+    dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None, analysis: str = ANALYSIS,
+    vectors: str = VECTOR_INDEX,
+) -> dict[str, Any]:  # fmt: skip
     if analysis not in ANALYSES:
         raise ValueError(f"unknown analysis {analysis!r}: one of {', '.join(ANALYSES)}")
+    if vectors not in VECTOR_INDEXES:
+        raise ValueError(f"unknown vector index {vectors!r}: one of {', '.join(VECTOR_INDEXES)}")
     text = {"type": "text", "analyzer": analysis}
     settings: dict[str, Any] = {
         "number_of_shards": 1,  # one shard: bulk items for a document apply in order
@@ -89,7 +97,7 @@ def index_body(
                     "dims": dims,
                     "index": True,
                     "similarity": "cosine",
-                    "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+                    "index_options": {"type": vectors, "m": 16, "ef_construction": 100},
                 },
                 "version": {"type": "long"},
                 "commit_ts": {"type": "date"},
@@ -178,6 +186,13 @@ BM25_FIELDS = ("text", "title", "section")
 HIGHLIGHT = {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}}}
 
 
+# The retrievers return only ids and each chunk's document: fusion needs nothing more, and the text,
+# title and highlights of the few chunks returned come in one request after it (`_details`). Reading
+# `_source` for every candidate made Elasticsearch parse each one's stored vector too.
+RETRIEVED_FIELDS: dict[str, Any] = {"_source": False, "docvalue_fields": ["document_id"]}
+DETAIL_FIELDS = ["document_id", "source", "title", "section", "text", "link"]
+
+
 def bm25_query(
     query: str, filters: list[dict[str, Any]], size: int, *, highlight: bool = True,
     fields: Sequence[str] = BM25_FIELDS,
@@ -207,6 +222,31 @@ def knn_query(
         },
         "_source": {"excludes": ["vector"]},
     }
+
+
+def details_query(
+    query: str, chunk_ids: Sequence[str], filters: list[dict[str, Any]], fields: Sequence[str] = BM25_FIELDS
+) -> dict[str, Any]:
+    """The returned chunks' text and metadata, with the query's words highlighted where they occur
+    (a kNN-only chunk that does not contain them comes back without highlights). The search's filters
+    apply again: a chunk forgotten or hidden since the retrievers ran must not be shown."""
+    return {
+        "size": len(chunk_ids),
+        "query": {
+            "bool": {
+                "filter": [{"ids": {"values": list(chunk_ids)}}, *filters],
+                "should": {"multi_match": {"query": query, "fields": list(fields)}},
+            }
+        },
+        "_source": {"includes": DETAIL_FIELDS},
+        "highlight": HIGHLIGHT,
+    }
+
+
+def _document_id(hit: dict[str, Any]) -> str:
+    """A hit's document: from its doc-values field (the retrievers') or its `_source`."""
+    values = hit.get("fields", {}).get("document_id")
+    return str(values[0]) if values else str(hit["_source"]["document_id"])
 
 
 @dataclass
@@ -283,31 +323,23 @@ def fuse(
     how BM25 alone and kNN alone are served and measured.
     """
     chunks: dict[str, ChunkHit] = {}
-    sources: dict[str, dict[str, Any]] = {}
+    owners: dict[str, str] = {}
     weights = {"bm25": tuning.bm25_weight, "knn": tuning.knn_weight}
     for ranking, hits in (("bm25", bm25_hits), ("knn", knn_hits)):
         for rank, hit in enumerate(hits, start=1):
-            source = hit["_source"]
-            sources[hit["_id"]] = source
-            chunk = chunks.setdefault(
-                hit["_id"],
-                ChunkHit(hit["_id"], source.get("text", ""), source.get("section", ""), []),
-            )
+            owners[hit["_id"]] = _document_id(hit)
+            chunk = chunks.setdefault(hit["_id"], ChunkHit(hit["_id"], "", "", []))
             chunk.score += weights[ranking] / (tuning.rrf_k + rank)
             if ranking == "bm25":
                 chunk.bm25_rank = rank
-                chunk.highlights = hit.get("highlight", {}).get("text", [])
             else:
                 chunk.knn_rank = rank
     documents: dict[str, DocumentHit] = {}
     for chunk in sorted(chunks.values(), key=lambda c: c.score, reverse=True):
-        source = sources[chunk.chunk_id]
-        document = documents.get(source["document_id"])
+        document_id = owners[chunk.chunk_id]
+        document = documents.get(document_id)
         if document is None:
-            document = documents[source["document_id"]] = DocumentHit(
-                source["document_id"], source["source"], source.get("title", ""), source.get("link", ""),
-                chunk.score,
-            )
+            document = documents[document_id] = DocumentHit(document_id, "", "", "", chunk.score)
         if len(document.chunks) < chunks_per_document:
             document.chunks.append(chunk)
     return sorted(documents.values(), key=lambda d: d.score, reverse=True)[:k]
@@ -322,21 +354,24 @@ def retriever_bodies(
     *,
     mode: str = "hybrid",
     tuning: SearchTuning = DEFAULT_TUNING,
+    with_source: bool = False,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The BM25 and kNN request bodies `search` sends for `mode` (None for a retriever it does not use);
-    `fuse` of their hits is the ranking. Also sent in bulk by the forget verification, which must
-    search exactly as users do."""
+    `fuse` of their hits is the ranking. The search asks for ids only (the returned chunks' details
+    come after fusion); the forget verification, which must search exactly as users do and then
+    scan what it found, asks `with_source` for the stored text (the vector left out)."""
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}: one of {', '.join(MODES)}")
     filters = chunk_filter(sources, groups)
     size = max(k * tuning.chunks_per_k, MIN_CHUNKS)
+    returned = {"_source": {"excludes": ["vector"]}} if with_source else RETRIEVED_FIELDS
     bm25_body = knn_body = None
     if mode in ("hybrid", "bm25"):
-        bm25_body = bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields)
+        bm25_body = {**bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields), **returned}
     if mode in ("hybrid", "knn"):
         if vector is None:
             raise ValueError(f"search mode {mode} needs the query's vector")
-        knn_body = knn_query(vector, filters, size, tuning.num_candidates)
+        knn_body = {**knn_query(vector, filters, size, tuning.num_candidates), **returned}
     return bm25_body, knn_body
 
 
@@ -356,10 +391,13 @@ async def search(
     """The search that /search, `streams search` and `streams eval` all run: `mode` picks hybrid,
     BM25 alone or kNN alone (`vector` may be None for BM25 alone).
 
-    Only the chunks that are returned get highlighted, in a second small query: highlighting every
-    one of the k * 5 BM25 candidates cost more than the search itself at k=100.
+    Only the chunks that are returned get their text, metadata and highlights, in one small request
+    after fusion: highlighting every one of the k * 5 BM25 candidates cost more than the search
+    itself at k=100. With `highlight=False` (what `streams eval` needs) that request is not made and
+    the hits carry ids, ranks and scores only.
     """
     bm25_body, knn_body = retriever_bodies(query, vector, k, sources, groups, mode=mode, tuning=tuning)
+    filters = chunk_filter(sources, groups)
 
     async def hits(body: dict[str, Any] | None) -> list[dict[str, Any]]:
         return [] if body is None else list((await client.search(index=alias, **body))["hits"]["hits"])
@@ -368,21 +406,38 @@ async def search(
     bm25_hits, knn_hits = await asyncio.gather(hits(bm25_body), hits(knn_body))
     documents = fuse(bm25_hits, knn_hits, k, tuning=tuning)
     if highlight:
-        await _highlight(client, alias, query, documents, tuning)
+        documents = await _details(client, alias, query, documents, filters, tuning)
     return documents
 
 
-async def _highlight(
-    client: AsyncElasticsearch, alias: str, query: str, documents: list[DocumentHit], tuning: SearchTuning
-) -> None:
-    matched = {chunk.chunk_id: chunk for d in documents for chunk in d.chunks if chunk.bm25_rank is not None}
-    if not matched:
-        return
-    body = bm25_query(query, [{"ids": {"values": list(matched)}}], len(matched), fields=tuning.bm25_fields)
-    body["_source"] = False
+async def _details(
+    client: AsyncElasticsearch,
+    alias: str,
+    query: str,
+    documents: list[DocumentHit],
+    filters: list[dict[str, Any]],
+    tuning: SearchTuning,
+) -> list[DocumentHit]:
+    """The returned chunks with their text, section and highlights and their documents' metadata;
+    a chunk that no longer matches the filters is dropped, and a document left with none."""
+    returned = {chunk.chunk_id: (document, chunk) for document in documents for chunk in document.chunks}
+    if not returned:
+        return documents
+    body = details_query(query, list(returned), filters, tuning.bm25_fields)
     response = await client.search(index=alias, **body)
+    found = set()
     for hit in response["hits"]["hits"]:
-        matched[hit["_id"]].highlights = hit.get("highlight", {}).get("text", [])
+        found.add(hit["_id"])
+        document, chunk = returned[hit["_id"]]
+        source = hit.get("_source", {})
+        chunk.text, chunk.section = source.get("text", ""), source.get("section", "")
+        chunk.highlights = hit.get("highlight", {}).get("text", [])
+        document.source, document.title, document.link = (
+            source.get("source", ""), source.get("title", ""), source.get("link", "")
+        )
+    for document in documents:
+        document.chunks = [chunk for chunk in document.chunks if chunk.chunk_id in found]
+    return [document for document in documents if document.chunks]
 
 
 async def hybrid_search(

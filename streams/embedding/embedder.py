@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol, get_args
 
 import numpy as np
+from cachetools import LRUCache
 
 from streams.errors import EmbeddingError
-from streams.observability.metrics import EMBEDDING_SECONDS, EMBEDDING_THROUGHPUT
+from streams.observability.metrics import EMBEDDING_SECONDS, EMBEDDING_THROUGHPUT, QUERY_VECTORS
 from streams.settings import EmbeddingBackend, Settings
 
 BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
@@ -72,14 +73,14 @@ class TorchModel:
 class OnnxModel:
     """An exported sentence encoder (pooling and normalization inside the graph) in ONNX Runtime."""
 
-    def __init__(self, onnx_path: Path, model_path: Path) -> None:
+    def __init__(self, onnx_path: Path, model_path: Path, threads: int | None = None) -> None:
         import onnxruntime
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
         self.max_seq_length = _max_seq_length(model_path, self.tokenizer)
         self._session = onnxruntime.InferenceSession(
-            str(onnx_path), session_options(), providers=["CPUExecutionProvider"]
+            str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"]
         )
         self.dimensions = int(self._session.get_outputs()[0].shape[-1])
 
@@ -101,8 +102,9 @@ class OnnxModel:
         return vectors
 
 
-def session_options() -> Any:
-    """One intra-op thread per physical core, and threads that sleep rather than spin between operators.
+def session_options(threads: int | None = None) -> Any:
+    """`threads` intra-op threads (default: one per physical core), which sleep rather than spin
+    between operators.
 
     ONNX Runtime's threads spin by default while waiting for the next operator: on the two cores
     this machine shares with Elasticsearch and Kafka that spinning takes CPU from them (and from
@@ -112,7 +114,7 @@ def session_options() -> Any:
     import psutil
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = psutil.cpu_count(logical=False) or 1
+    options.intra_op_num_threads = threads or psutil.cpu_count(logical=False) or 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
@@ -137,6 +139,7 @@ class Embedder:
         *,
         backend: EmbeddingBackend = "torch",
         cache_dir: Path | None = None,
+        query_cache_size: int = 1024,
     ) -> None:
         if backend not in BACKENDS:
             raise EmbeddingError(f"unknown embedding backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -152,6 +155,12 @@ class Embedder:
         self._lock = threading.Lock()
         # One thread: the model is not re-entrant, and torch already uses every core for one batch.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        # Search queries get a model and a thread of their own, so that a query never waits behind an
+        # indexing batch (a 64-chunk batch takes over a second here), and recent queries' vectors.
+        self._query_model: LoadedModel | None = None
+        self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
+        self._query_vectors: LRUCache[str, list[float]] = LRUCache(maxsize=max(query_cache_size, 1))
+        self._query_cache_enabled = query_cache_size > 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
@@ -162,6 +171,7 @@ class Embedder:
             settings.embed_batch_size,
             backend=settings.embedding_backend,
             cache_dir=settings.cache_dir,
+            query_cache_size=settings.query_vector_cache_size,
         )
 
     @property
@@ -171,7 +181,15 @@ class Embedder:
                 self._model = self._load()
             return self._model
 
-    def _load(self) -> LoadedModel:
+    @property
+    def query_model(self) -> LoadedModel:
+        with self._lock:
+            if self._query_model is None:
+                # One ONNX Runtime thread: a query is a dozen tokens, and the indexing model has the cores.
+                self._query_model = self._load(threads=1)
+            return self._query_model
+
+    def _load(self, threads: int | None = None) -> LoadedModel:
         path = Path(self.model_path) if self.model_path else default_model_path(self.model_name)
         if self.backend == "torch":
             log.info("loading embedding model %s from %s on %s (torch)", self.model_name, path, self.device)
@@ -184,7 +202,7 @@ class Embedder:
         try:
             onnx_path = cached_onnx_model(self.backend, self.model_name, path, self.cache_dir)
             log.info("loading embedding model %s from %s (%s)", self.model_name, onnx_path, self.backend)
-            return OnnxModel(onnx_path, path)
+            return OnnxModel(onnx_path, path, threads)
         except EmbeddingError:
             raise
         except Exception as exc:  # export and session creation fail in many ways too
@@ -221,3 +239,28 @@ class Embedder:
     async def encode_async(self, texts: Sequence[str]) -> list[list[float]]:
         """`encode` in the embedding thread, so the event loop keeps serving deletions and metrics."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.encode, list(texts))
+
+    def encode_query(self, text: str) -> list[float]:
+        """One search query's vector, with the query model (safe beside an indexing batch)."""
+        try:
+            vectors = self.query_model.encode([text], batch_size=1)
+        except EmbeddingError:
+            raise
+        except Exception as exc:
+            raise EmbeddingError(f"encoding the query {text[:80]!r} failed: {exc}") from exc
+        return [float(x) for x in vectors[0]]
+
+    async def encode_query_async(self, text: str) -> list[float]:
+        """`encode_query` in the query thread, or the vector of a recent identical query.
+
+        The cache is read and written on the event loop only, so it needs no lock.
+        """
+        if self._query_cache_enabled:
+            cached = self._query_vectors.get(text)
+            QUERY_VECTORS.labels(outcome="cached" if cached is not None else "encoded").inc()
+            if cached is not None:
+                return cached
+        vector = await asyncio.get_running_loop().run_in_executor(self._query_executor, self.encode_query, text)
+        if self._query_cache_enabled:
+            self._query_vectors[text] = vector
+        return vector

@@ -177,7 +177,9 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
 @click.option("--analysis", type=click.Choice(["standard", "english"]), default="english", show_default=True,
               help="How title, section and text are analysed in the copy.")
 @click.option("--embed-title", is_flag=True, help="Re-embed each chunk as 'title / section' + text (slow).")
-def copy_index(group: str, target: str, analysis: str, embed_title: bool) -> None:
+@click.option("--vectors", type=click.Choice(["hnsw", "int8_hnsw"]), default="hnsw", show_default=True,
+              help="How the copy's HNSW graph stores vectors: float32, or int8 (a quarter of the memory).")
+def copy_index(group: str, target: str, analysis: str, embed_title: bool, vectors: str) -> None:
     """Experiments: copy a loaded golden set's chunks from the live index into a scratch index with another
     mapping (or re-embedded with title and section), then measure it with `streams eval --index TARGET`.
     The live index is only read. Delete the copy with curl -XDELETE when done."""
@@ -194,9 +196,9 @@ def copy_index(group: str, target: str, analysis: str, embed_title: bool) -> Non
         count = copy_group(
             es, settings.index_alias, group, target, embedder.dimensions, analysis,
             embedder.encode if embed_title else None,
-            lambda n: click.echo(f"  {n} chunks copied", err=True) if n % 1024 == 0 else None,
+            lambda n: click.echo(f"  {n} chunks copied", err=True) if n % 1024 == 0 else None, vectors=vectors,
         )  # fmt: skip
     finally:
         es.close()
-    click.echo(f"copied {count} chunks of group {group} into {target} ({analysis} analysis"
+    click.echo(f"copied {count} chunks of group {group} into {target} ({analysis} analysis, {vectors} vectors"
                f"{', title and section embedded with the text' if embed_title else ''})")  # fmt: skip

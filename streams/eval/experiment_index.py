@@ -15,7 +15,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 from elasticsearch.helpers import bulk, scan
 
-from streams.elastic.hybrid_index import chunk_filter, index_body
+from streams.elastic.hybrid_index import VECTOR_INDEX, chunk_filter, index_body
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -36,11 +36,12 @@ def copy_group(
     analysis: str,
     encode: Callable[[Sequence[str]], Sequence[Sequence[float]]] | None = None,
     progress: Callable[[int], None] = lambda n: None,
+    vectors: str = VECTOR_INDEX,
 ) -> int:
     """Create `target` with the candidate mapping and copy the group's chunks into it; the count."""
     if es.indices.exists(index=target):
         es.indices.delete(index=target)
-    es.indices.create(index=target, **index_body(dims, "-1", analysis=analysis))
+    es.indices.create(index=target, **index_body(dims, "-1", analysis=analysis, vectors=vectors))
     hits = scan(es, index=alias, query={"query": {"bool": {"filter": chunk_filter(None, [group])}}}, size=500)
     copied = 0
 

@@ -50,6 +50,10 @@ EMBEDDING_SECONDS = Counter("streams_embedding_seconds_total", "Seconds spent in
 EMBEDDING_THROUGHPUT = Gauge(
     "streams_embedding_throughput_chunks_per_second", "Chunks per second of model time in the last batch"
 )
+QUERY_VECTORS = Counter(
+    "streams_query_vectors_total", "Search query vectors by outcome: encoded, or cached (a recent identical query)",
+    ["outcome"],
+)
 BATCH_SECONDS = Histogram(
     "streams_batch_seconds", "Wall time to process one batch of change events", buckets=FRESHNESS_BUCKETS
 )

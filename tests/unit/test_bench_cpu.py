@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -35,3 +36,25 @@ def test_cpu_used_is_the_difference_per_role_and_never_negative() -> None:
     before = {"elasticsearch": 10.0, "worker": 5.0, "other": 3.0}
     after = {"elasticsearch": 12.5, "worker": 9.0, "other": 2.0}
     assert cpu_used(before, after) == {"elasticsearch": 2.5, "other": 0.0, "worker": 4.0}
+
+
+def test_the_process_listening_on_a_port_is_found_and_charged() -> None:
+    import socket
+
+    from streams.bench.cpu import listening_pid, process_cpu_seconds
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        assert listening_pid(port) == os.getpid()
+    finally:
+        server.close()
+    assert listening_pid(port) is None
+    before = process_cpu_seconds(os.getpid())
+    end = time.process_time() + 0.2
+    while time.process_time() < end:
+        pass
+    assert process_cpu_seconds(os.getpid()) - before >= 0.15
+    assert process_cpu_seconds(None) == 0.0

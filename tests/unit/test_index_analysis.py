@@ -34,3 +34,11 @@ def test_the_local_plugin_registers_the_analyzer_the_mapping_names() -> None:
     assert f'new PreBuiltAnalyzerProviderFactory("{ANALYSIS}"' in java
     descriptor = (SOURCE_DIR / "plugin-descriptor.properties").read_text()
     assert "elasticsearch.version=@ELASTICSEARCH_VERSION@" in descriptor
+
+
+def test_the_vector_index_type_is_float_hnsw_unless_int8_is_asked_for() -> None:
+    assert index_body(384)["mappings"]["properties"]["vector"]["index_options"]["type"] == "hnsw"
+    int8 = index_body(384, vectors="int8_hnsw")["mappings"]["properties"]["vector"]["index_options"]
+    assert int8 == {"type": "int8_hnsw", "m": 16, "ef_construction": 100}
+    with pytest.raises(ValueError, match="unknown vector index"):
+        index_body(384, vectors="pq")

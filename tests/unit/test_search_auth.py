@@ -166,11 +166,11 @@ class _FakeWeb:
 async def test_the_search_page_searches_only_the_callers_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     searched: list[Any] = []
 
-    async def fake_encode(texts: list[str]) -> list[list[float]]:
-        return [[0.0]]
+    async def fake_encode_query(text: str) -> list[float]:
+        return [0.0]
 
     async def fake_runtime(settings: Settings) -> Any:
-        return SimpleNamespace(embedder=SimpleNamespace(encode_async=fake_encode), es=None)
+        return SimpleNamespace(embedder=SimpleNamespace(encode_query_async=fake_encode_query), es=None)
 
     async def fake_search(es: Any, alias: str, query: str, vector: Any, k: int, sources: Any, groups: Any) -> list[Any]:
         searched.append(groups)

@@ -12,27 +12,33 @@ from streams.elastic.hybrid_index import SearchTuning, fuse, search
 
 
 def hit(chunk: str, document: str) -> dict[str, Any]:
-    return {"_id": chunk, "_source": {"document_id": document, "source": "tickets", "text": chunk}}
+    """A retriever's hit: the chunk's id and its document, nothing else."""
+    return {"_id": chunk, "fields": {"document_id": [document]}}
 
 
 class FakeElasticsearch:
     """Answers BM25 with chunks a..e (documents A..E) and kNN with e..a; records every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, gone: str = "") -> None:
         self.requests: list[dict[str, Any]] = []
+        self.gone = gone  # chunks forgotten between the retrievers and the details request
 
     async def search(self, index: str, **body: Any) -> dict[str, Any]:
         self.requests.append(body)
         if "knn" in body:
             return {"hits": {"hits": [hit(c, c.upper()) for c in "edcba"][: body["size"]]}}
         ids = body["query"]["bool"]["filter"][0].get("ids", {}).get("values")
-        if ids is not None:  # the highlight request
-            return {"hits": {"hits": [{"_id": i, "highlight": {"text": [f"<em>{i}</em>"]}} for i in ids]}}
+        if ids is not None:  # the details request
+            return {"hits": {"hits": [
+                {"_id": i, "_source": {"document_id": i.upper(), "source": "tickets", "title": f"T{i}", "text": i},
+                 "highlight": {"text": [f"<em>{i}</em>"]}}
+                for i in ids if i not in self.gone
+            ]}}  # fmt: skip
         return {"hits": {"hits": [hit(c, c.upper()) for c in "abcde"][: body["size"]]}}
 
 
-def run_search(**kwargs: Any) -> tuple[list[str], FakeElasticsearch, Any]:
-    client = FakeElasticsearch()
+def run_search(gone: str = "", **kwargs: Any) -> tuple[list[str], FakeElasticsearch, Any]:
+    client = FakeElasticsearch(gone)
     hits = asyncio.run(search(client, "alias", "q", [0.1], **kwargs))  # type: ignore[arg-type]
     return [h.document_id for h in hits], client, hits
 
@@ -51,13 +57,24 @@ def test_a_retriever_weight_moves_the_fused_order() -> None:
     assert next(d.document_id for d in fuse(bm25, knn, 3, tuning=SearchTuning(knn_weight=2.0))) == "C"
 
 
-def test_only_returned_bm25_chunks_are_highlighted() -> None:
-    _ids, client, hits = run_search(k=2, mode="hybrid")
+def test_only_returned_chunks_are_read_and_highlighted() -> None:
+    _ids, client, hits = run_search(k=2, mode="hybrid", groups=["support"])
     assert len(hits) == 2
-    assert all("highlight" not in r for r in client.requests[:2])  # no highlighting of all candidates
-    highlighted = client.requests[2]["query"]["bool"]["filter"][0]["ids"]["values"]
-    assert sorted(highlighted) == sorted(c.chunk_id for h in hits for c in h.chunks)
-    assert hits[0].chunks[0].highlights == [f"<em>{hits[0].chunks[0].chunk_id}</em>"]
+    retrievers, details = client.requests[:2], client.requests[2]
+    assert all("highlight" not in r and r["_source"] is False for r in retrievers)  # ids and documents only
+    assert sorted(details["query"]["bool"]["filter"][0]["ids"]["values"]) == sorted(
+        c.chunk_id for h in hits for c in h.chunks
+    )
+    assert {"terms": {"groups": ["support"]}} in details["query"]["bool"]["filter"]  # the caller's filter again
+    first = hits[0].chunks[0]
+    assert first.highlights == [f"<em>{first.chunk_id}</em>"] and first.text == first.chunk_id
+    assert hits[0].title == f"T{first.chunk_id}" and hits[0].source == "tickets"
+
+
+def test_a_chunk_gone_before_its_details_were_read_is_not_returned() -> None:
+    documents, _, hits = run_search(gone="a", k=3, mode="bm25")
+    assert documents == ["B", "C"]
+    assert all(chunk.text for h in hits for chunk in h.chunks)
 
 
 def test_an_unknown_mode_is_refused() -> None:
