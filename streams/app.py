@@ -38,9 +38,14 @@ app = faust.App(
     stream_buffer_maxsize=settings.batch_max_events * 8,
 )
 
-# Debezium's topics: every mapped table of every source. The agent reads them all, so that the
-# changes to one document (a ticket and its comments) are applied by one loop, in delivery order.
+# Debezium's topics: every mapped table of every source, keyed by row. The routing agent reads them
+# all and forwards each change to the repartition topic keyed by its document id, so that the changes
+# to one document (a ticket and its comments) land in one partition, owned by one worker at a time,
+# and are applied by one loop in delivery order however many workers run.
 changes_topic = app.topic(*change_topics(mappings, settings), key_type=bytes, value_type=bytes)
+routed_topic = app.topic(
+    settings.routed_topic, key_type=bytes, value_type=bytes, partitions=settings.document_partitions
+)
 deletion_topic = app.topic(settings.deletion_topic, key_type=bytes, value_type=bytes)
 receipts_topic = app.topic(settings.receipts_topic, key_type=bytes, value_type=bytes)
 dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)

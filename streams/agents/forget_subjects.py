@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams import avro
+from streams.agents.follow_ledger import wait_applied
 from streams.agents.runtime import Runtime, get_runtime
 from streams.app import app, dead_letter_topic, deletion_topic, receipts_topic, settings
 from streams.elastic import forget_subject
@@ -70,17 +71,21 @@ async def _publish_receipt(receipt: dict[str, Any]) -> None:
     await future
 
 
-async def _publish_ledger(entries: dict[str, str], request_id: str) -> None:
-    """Keyed hashes only: the ledger topic is not a list of forgotten people."""
+async def _publish_ledger(entries: dict[str, str], request_id: str) -> dict[int, int]:
+    """Keyed hashes only: the ledger topic is not a list of forgotten people. Returns, per partition,
+    the offset past the last entry written: what every worker must have applied (follow_ledger.py)."""
     now = datetime.now(UTC)
     topic = app.topic(settings.ledger_topic, key_type=bytes, value_type=bytes)
+    written: dict[int, int] = {}
     for digest, kind in sorted(entries.items()):
         entry = {"identifier": None, "pattern_hash": digest, "pattern_kind": kind, "request_id": request_id,
                  "forgotten_at": now}  # fmt: skip
         future = await topic.send(
             key=digest.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
         )
-        await future
+        metadata = await future
+        written[metadata.partition] = max(written.get(metadata.partition, 0), metadata.offset + 1)
+    return written
 
 
 def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]],
@@ -108,7 +113,10 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     hashes = pattern_hashes(key, identity.patterns)
     entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
     runtime.ledger.add_patterns(hashes)
-    await _publish_ledger(entries, request["request_id"])
+    written = await _publish_ledger(entries, request["request_id"])
+    # Other workers index too: each must apply these entries under its own write gate before the
+    # deletion, or a batch it planned without them could write the subject back after it.
+    await wait_applied(es, written)
     redactor = Redactor(key, hashes)
     async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
         outcome = await forget_subject.forget(es, alias, identity, redactor, runtime.embedder.encode_async)

@@ -1,5 +1,12 @@
-"""The indexing agent: Debezium topics -> the index. One in-flight batch at a time (concurrency 1):
-faust could otherwise commit an offset past a batch still being written (faust issue #606)."""
+"""The indexing lane's two agents, each with one in-flight batch at a time (concurrency 1): faust could
+otherwise commit an offset past a batch still being handled (faust issue #606).
+
+- `route_changes`: Debezium topics (keyed by row) -> the repartition topic keyed by document id
+  (agents/route_changes.py), so every document is written by one worker at a time;
+- `index_changes`: the repartition topic -> the index (agents/process_changes.py). Each routed record
+  carries the Debezium record and its origin, so decoding, freshness (from the source commit time)
+  and dead letters (naming the Debezium topic, partition and offset) are those of the original event.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ import asyncio
 import logging
 
 from streams.agents.process_changes import ChangeProcessor, RawMessage
+from streams.agents.route_changes import ChangeRouter, unwrap_routed
 from streams.agents.runtime import get_runtime
-from streams.app import app, changes_topic, dead_letter_topic, mappings, settings
+from streams.app import app, changes_topic, dead_letter_topic, mappings, routed_topic, settings
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.records import Origin
 
@@ -23,7 +31,31 @@ async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
     await future
 
 
+async def forward(key: bytes, value: bytes):  # type: ignore[no-untyped-def]
+    return await routed_topic.send(key=key, value=value)
+
+
 @app.agent(changes_topic, concurrency=1)
+async def route_changes(stream):  # type: ignore[no-untyped-def]
+    router = ChangeRouter(
+        mappings, forward, send_dead_letter, max_event_bytes=settings.max_event_bytes,
+        registry_url=settings.schema_registry_url,
+    )
+    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+        messages = [
+            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in events
+        ]
+        # As below: a shutdown lets the batch finish, so that take_events never acknowledges it unrouted.
+        task = asyncio.ensure_future(router.route(messages))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+
+@app.agent(routed_topic, concurrency=1)
 async def index_changes(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
     processor = ChangeProcessor(
@@ -31,9 +63,10 @@ async def index_changes(stream):  # type: ignore[no-untyped-def]
     )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [
-            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            unwrap_routed(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                          settings.schema_registry_url)
             for e in events
-        ]
+        ]  # fmt: skip
         # process() handles every failure itself (retrying or dead-lettering): an exception escaping
         # here would let take_events acknowledge the batch unprocessed. For the same reason a
         # shutdown lets the batch finish: take_events acknowledges it on the way out.
@@ -51,4 +84,4 @@ async def index_changes(stream):  # type: ignore[no-untyped-def]
             )
 
 
-__all__ = ["index_changes"]
+__all__ = ["index_changes", "route_changes"]

@@ -17,6 +17,7 @@ from streams.agents.write_changes import ChangeWriter
 from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.document_store import DocumentStore
 from streams.elastic.hybrid_index import ensure_index
+from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.chunk_document import chunk_text
@@ -75,6 +76,7 @@ def _build(settings: Settings) -> Runtime:
     dims = embedder.dimensions  # loads the model now, not on the first event
     with elasticsearch_client(settings) as client:
         index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval)
+        ensure_registry(client, settings.workers_index)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
     store = DocumentStore(es, index, settings.index_write_refresh)
