@@ -9,6 +9,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
@@ -16,11 +17,11 @@ from streams.agents.suppression import SuppressionLedger
 from streams.agents.write_changes import ChangeWriter
 from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.document_store import DocumentStore
-from streams.elastic.hybrid_index import ensure_index
+from streams.elastic.hybrid_index import ensure_index, generation_of
 from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
 from streams.observability.freshness import FreshnessWindow
-from streams.pipeline.chunk_document import chunk_text
+from streams.pipeline.chunk_document import chunk_text, chunker_version
 from streams.records import ChunkText, TextFormat
 from streams.settings import Settings
 
@@ -31,9 +32,22 @@ def build_embedder(settings: Settings) -> Embedder:
     return Embedder(settings.model_name, settings.model_path, settings.embedding_device, settings.embed_batch_size)
 
 
-def build_chunker(settings: Settings, embedder: Embedder):  # type: ignore[no-untyped-def]
+def chunk_max_tokens(settings: Settings, embedder: Embedder) -> int:
     """Chunks bounded by the model's window (its max_seq_length less [CLS] and [SEP])."""
-    max_tokens = min(settings.chunk_max_tokens, embedder.max_tokens - 2)
+    return min(settings.chunk_max_tokens, embedder.max_tokens - 2)
+
+
+def provenance(settings: Settings, embedder: Embedder, index: str) -> dict[str, Any]:
+    """What every chunk this worker writes to `index` says made it."""
+    return {
+        "generation": generation_of(index),
+        "model": settings.model_name,
+        "chunker": chunker_version(chunk_max_tokens(settings, embedder), settings.chunk_overlap_tokens),
+    }
+
+
+def build_chunker(settings: Settings, embedder: Embedder):  # type: ignore[no-untyped-def]
+    max_tokens = chunk_max_tokens(settings, embedder)
 
     def chunker(text: str, text_format: TextFormat) -> list[ChunkText]:
         return chunk_text(
@@ -80,6 +94,7 @@ def _build(settings: Settings) -> Runtime:
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
     store = DocumentStore(es, index, settings.index_write_refresh)
-    writer = ChangeWriter(store, embedder, build_chunker(settings, embedder), ledger)
-    log.info("worker ready: index %s (%d dims), %d forgotten identifiers", index, dims, len(ledger))
+    made_by = provenance(settings, embedder, index)
+    writer = ChangeWriter(store, embedder, build_chunker(settings, embedder), ledger, made_by)
+    log.info("worker ready: index %s (%d dims, %s), %d forgotten identifiers", index, dims, made_by, len(ledger))
     return Runtime(settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources))

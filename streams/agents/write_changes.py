@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from streams.agents.suppression import SuppressionLedger
 from streams.elastic.document_store import DocumentStore
@@ -54,11 +55,19 @@ class WriteResult:
 
 
 class ChangeWriter:
-    def __init__(self, store: DocumentStore, embedder: Embedder, chunker: Chunker, ledger: SuppressionLedger) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        embedder: Embedder,
+        chunker: Chunker,
+        ledger: SuppressionLedger,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.ledger = ledger
+        self.provenance = provenance or {}  # generation, model, chunker: on every chunk written
 
     async def write(self, changes: list[PartChange]) -> WriteResult:
         """Apply `changes` (in delivery order) to the index. Raises RetryableError on transient failure."""
@@ -91,7 +100,7 @@ class ChangeWriter:
         result.chunks_embedded += embeddings.embedded  # the model's work, even if this round is planned again
         result.chunks_reused += embeddings.reused_count
         now = datetime.now(UTC).isoformat()
-        operations = planning.build_operations(plan, stored, vectors, now)
+        operations = planning.build_operations(plan, stored, vectors, now, self.provenance)
         for update in plan.updates.values():
             if not update.changed:
                 result.stale.extend(update.stale)

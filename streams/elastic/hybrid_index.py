@@ -13,6 +13,7 @@ fused here with reciprocal rank fusion.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,23 @@ RRF_K = 60  # the constant from the RRF paper (Cormack et al., 2009)
 
 def index_name(alias: str, generation: int = GENERATION) -> str:
     return f"{alias}-v{generation}"
+
+
+def generation_of(index: str) -> int:
+    """The generation number of a concrete index (`streams-chunks-v2` -> 2)."""
+    match = re.search(r"-v(\d+)$", index)
+    if match is None:
+        raise IndexingError(f"{index} is not a generation of an index alias (<alias>-v<N>)")
+    return int(match.group(1))
+
+
+# Provenance: which generation, model and chunker made a chunk. Added to indices created before these
+# fields existed by put_mapping (the mapping is strict: an unknown field would be refused).
+PROVENANCE_FIELDS: dict[str, Any] = {
+    "generation": {"type": "integer"},
+    "model": {"type": "keyword"},
+    "chunker": {"type": "keyword"},
+}
 
 
 # Merging segments rebuilds their HNSW graphs, the most expensive thing this index does. The worker
@@ -83,6 +101,7 @@ def index_body(dims: int, refresh_interval: str = "1s", gc_deletes: str | None =
                 # state records only:
                 "root": {"type": "object", "enabled": False},
                 "parts": {"type": "object", "enabled": False},
+                **PROVENANCE_FIELDS,
             },
         },
     }
@@ -101,6 +120,7 @@ def ensure_index(
         client.indices.create(index=name, **index_body(dims, refresh_interval, gc_deletes))
     else:  # an index created by an earlier release: the merge policy is a dynamic setting
         client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
+        client.indices.put_mapping(index=name, properties=PROVENANCE_FIELDS)
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]
     existing = mapping["properties"]["vector"]["dims"]
     if existing != dims:
@@ -171,6 +191,12 @@ class ChunkHit:
     bm25_rank: int | None = None
     knn_rank: int | None = None
     score: float = 0.0
+    # Provenance: the concrete index that served the hit, and what made the chunk (None for chunks
+    # written before provenance existed).
+    index: str = ""
+    generation: int | None = None
+    model: str | None = None
+    chunker: str | None = None
 
 
 @dataclass
@@ -197,6 +223,12 @@ class DocumentHit:
                     "text": chunk.text,
                     "bm25_rank": chunk.bm25_rank,
                     "knn_rank": chunk.knn_rank,
+                    "provenance": {
+                        "index": chunk.index,
+                        "generation": chunk.generation,
+                        "model": chunk.model,
+                        "chunker": chunk.chunker,
+                    },
                 }
                 for chunk in self.chunks
             ],
@@ -215,7 +247,10 @@ def fuse(
             sources[hit["_id"]] = source
             chunk = chunks.setdefault(
                 hit["_id"],
-                ChunkHit(hit["_id"], source.get("text", ""), source.get("section", ""), []),
+                ChunkHit(
+                    hit["_id"], source.get("text", ""), source.get("section", ""), [], index=hit.get("_index", ""),
+                    generation=source.get("generation"), model=source.get("model"), chunker=source.get("chunker"),
+                ),
             )
             chunk.score += 1.0 / (RRF_K + rank)
             if ranking == "bm25":
