@@ -20,6 +20,10 @@ from streams.bench.stats import SCENARIOS, assemble, machine
 Scenario = Callable[[], dict[str, Any]]
 
 
+class _NothingToRun(Exception):
+    """Only `workers` was chosen: it starts its own workers, so none is started for the others."""
+
+
 def _progress(line: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {line}", err=True)
 
@@ -85,8 +89,12 @@ def _print_summary(report: dict[str, Any]) -> None:
         f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} max {_fmt(u.get('max'), 's')};"
         f" behind a backlog p50 {_fmt(ub.get('p50'), 's')} max {_fmt(ub.get('max'), 's')}"
     )
-    for name in SCENARIOS:
-        if report[name].get("error"):
+    w = report.get("workers")
+    if w and not w.get("error"):
+        figures = ", ".join(f"{r['workers']}: {r['chunks_per_s']} chunks/s" for r in w["runs"])
+        click.echo(f"workers      {figures} on {w.get('cores')} cores")
+    for name in (*SCENARIOS, "workers"):
+        if (report.get(name) or {}).get("error"):
             click.echo(f"{name:<12} ERROR {report[name]['error']}")
 
 
@@ -115,18 +123,19 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
       streams bench --quick
       streams bench --json bench.json --plot bench.png
       streams bench --only steady,forget --rate 10
+      streams bench --only workers   # throughput with 1, 2 and 3 worker processes (stop your worker first)
     """
-    from streams.bench import backfill, forget, incremental, steady
+    from streams.bench import backfill, forget, incremental, steady, workers
     from streams.bench.probes import running_worker, wait_caught_up
     from streams.clients import elasticsearch_client
     from streams.settings import get_settings
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     chosen = [s.strip() for s in only.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    unknown = [s for s in chosen if s not in (*SCENARIOS, "workers")]
     if unknown:
         raise click.BadParameter(
-            f"unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}", param_hint="--only"
+            f"unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}, workers", param_hint="--only"
         )
     settings = get_settings()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -151,7 +160,10 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
     results: dict[str, dict[str, Any]] = {}
     warm_up_s: float | None = None
     catch_up_s: float | None = None
+    started = False
     try:
+        if not any(name in chosen for name in SCENARIOS):
+            raise _NothingToRun
         with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
             try:
                 catch_up_s = wait_caught_up(settings, _progress)
@@ -161,10 +173,17 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
             for name in SCENARIOS:
                 if name in chosen:
                     results[name] = _run_scenario(name, plan[name])
+    except _NothingToRun:
+        pass
     except Exception as exc:
         for name in chosen:
             results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
         started = False
+    if "workers" in chosen:
+        # Its own worker processes, 1 then 2 then 3, after the single worker above has stopped.
+        results["workers"] = _run_scenario(
+            "workers", lambda: workers.run(settings, client, _progress, docs=30 if quick else 120)
+        )
     options = {
         "started_at": started_at,
         "commit": _commit(),
@@ -176,6 +195,8 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
         "worker_started_by_bench": started,
     }
     report = assemble(results, machine(), options)
+    if "workers" in results:
+        report["workers"] = results["workers"]
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, default=str))
