@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     # worker (heard from within worker_liveness_s) has applied its ledger entries before deleting.
     workers_index: str = "streams-workers"
     worker_heartbeat_s: float = 2.0
-    worker_liveness_s: float = 15.0
+    worker_liveness_s: float = 10.0
     ledger_sync_timeout_s: float = 20.0
     batch_within_s: float = 0.05
 

@@ -61,8 +61,13 @@ async def follow_ledger() -> None:
     last_report = 0.0
     try:
         while True:
-            messages = await loop.run_in_executor(pool, consumer.consume, 500, 0.2)
-            added = await ledger.apply_records(messages)
+            try:
+                messages = await loop.run_in_executor(pool, consumer.consume, 500, 0.2)
+                added = await ledger.apply_records(messages)
+            except Exception as exc:  # this loop must outlive any one failure: it is how the worker learns
+                log.error("following the suppression ledger failed, going on in 1s: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
             if added:
                 log.info("suppression ledger: %d entries from another worker's deletion request", added)
             if messages or time.monotonic() - last_report >= settings.worker_heartbeat_s:

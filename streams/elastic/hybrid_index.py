@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch, NotFoundError
 
 from streams.errors import IndexingError
 
@@ -116,9 +116,15 @@ def ensure_index(
     that names both numbers: silently mixing vector spaces would corrupt kNN search.
     """
     name = index_name(alias)
+    created = False
     if not client.indices.exists(index=name):
-        client.indices.create(index=name, **index_body(dims, refresh_interval, gc_deletes))
-    else:  # an index created by an earlier release: the merge policy is a dynamic setting
+        try:
+            client.indices.create(index=name, **index_body(dims, refresh_interval, gc_deletes))
+            created = True
+        except BadRequestError as exc:  # several workers starting together: another one created it
+            if exc.error != "resource_already_exists_exception":
+                raise
+    if not created:  # an index created by an earlier release: the merge policy is a dynamic setting
         client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
         client.indices.put_mapping(index=name, properties=PROVENANCE_FIELDS)
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, Elasticsearch
+from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch
 
 MAPPING: dict[str, Any] = {
     "dynamic": "strict",
@@ -30,10 +30,15 @@ MAPPING: dict[str, Any] = {
 
 
 def ensure_registry(client: Elasticsearch, index: str) -> None:
-    if not client.indices.exists(index=index):
+    if client.indices.exists(index=index):
+        return
+    try:
         client.indices.create(
             index=index, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=MAPPING
         )
+    except BadRequestError as exc:  # workers starting together: another one created it a moment ago
+        if exc.error != "resource_already_exists_exception":
+            raise
 
 
 async def report(
