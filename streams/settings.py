@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     # every worker_heartbeat_s; a deletion request waits up to ledger_sync_timeout_s until every live
     # worker (heard from within worker_liveness_s) has applied its ledger entries before deleting.
     workers_index: str = "streams-workers"
+    # The record of a running index migration (`streams migrate`): the generations every worker writes.
+    migrations_index: str = "streams-migrations"
     worker_heartbeat_s: float = 2.0
     worker_liveness_s: float = 10.0
     ledger_sync_timeout_s: float = 20.0

@@ -1,4 +1,5 @@
 """Every worker follows the suppression ledger live, and a deletion request waits for all of them.
+(The same loop follows the migration record, elastic/generations.py: the index generations written.)
 
 The ledger is read whole when a worker starts (agents/suppression.py); after that, entries published
 by a deletion request on another worker arrive here: a consumer outside the group (every worker reads
@@ -39,8 +40,9 @@ INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 STARTED_AT = datetime.now(UTC)
 
 
-def registry_record() -> dict[str, Any]:
+def registry_record(migration_version: int) -> dict[str, Any]:
     return {
+        "migration_version": migration_version,
         "instance": INSTANCE,
         "worker_id": settings.worker_id,
         "web_port": settings.worker_web_port,
@@ -72,7 +74,11 @@ async def follow_ledger() -> None:
                 log.info("suppression ledger: %d entries from another worker's deletion request", added)
             if messages or time.monotonic() - last_report >= settings.worker_heartbeat_s:
                 try:
-                    await worker_registry.report(runtime.es, settings.workers_index, registry_record(), ledger.offsets)
+                    # The migration record too: a migration step waits until every worker applied it.
+                    await runtime.sync_generations()
+                    await worker_registry.report(
+                        runtime.es, settings.workers_index, registry_record(runtime.migration_version), ledger.offsets
+                    )
                     last_report = time.monotonic()
                 except Exception as exc:  # Elasticsearch away: deletion requests wait for it anyway
                     log.warning("could not report to the worker registry: %s", exc)

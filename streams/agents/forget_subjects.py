@@ -50,7 +50,8 @@ class PurgeScheduler:
         receipts, self.pending = self.pending, []
         while True:
             try:
-                await forget_subject.purge(self.runtime.es, settings.index_alias)
+                targets = ",".join(expression for expression, _ in self.runtime.forget_groups())
+                await forget_subject.purge(self.runtime.es, targets)
                 break
             except Exception as exc:  # the cluster may be briefly away: the purge must still happen
                 log.warning("purge failed, retrying in 5s: %s", exc)
@@ -107,7 +108,10 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     """Forget one subject; returns the receipt (already published)."""
     received_at = datetime.now(UTC)
     validate_deletion_request(request)
-    es, alias, key = runtime.es, settings.index_alias, settings.ledger_key_bytes()
+    es, key = runtime.es, settings.ledger_key_bytes()
+    # Every generation behind the alias, and those a migration builds beside it, each with its own model.
+    groups = runtime.forget_groups()
+    alias = ",".join(expression for expression, _ in groups)
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
     identity = await forget_subject.expand_identities(es, alias, {first})
     hashes = pattern_hashes(key, identity.patterns)
@@ -119,10 +123,13 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     await wait_applied(es, written)
     redactor = Redactor(key, hashes)
     async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
-        outcome = await forget_subject.forget(es, alias, identity, redactor, runtime.embedder.encode_async)
-        verification = await forget_subject.verify_forgotten(
-            es, alias, identity, redactor, runtime.embedder.encode_async
-        )
+        outcome, verification = None, None
+        for expression, embedder in groups:
+            part = await forget_subject.forget(es, expression, identity, redactor, embedder.encode_async)
+            checked = await forget_subject.verify_forgotten(es, expression, identity, redactor, embedder.encode_async)
+            outcome = part if outcome is None else outcome.merged(part)
+            verification = checked if verification is None else verification.merged(checked)
+        assert outcome is not None and verification is not None  # forget_groups always names the serving one
     unsearchable_at = datetime.now(UTC)
     if not verification.clean:
         raise StreamsError(f"subject still found after deletion: {verification}", stage="forget")

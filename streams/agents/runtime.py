@@ -14,12 +14,22 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from streams.agents.suppression import SuppressionLedger
-from streams.agents.write_changes import ChangeWriter
+from streams.agents.write_changes import ChangeWriter, GenerationsWriter
 from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.document_store import DocumentStore
+from streams.elastic.generations import (
+    GenerationConfig,
+    Migration,
+    ensure_migrations_index,
+    read_config,
+    read_migration,
+    read_migration_async,
+    serving_index,
+)
 from streams.elastic.hybrid_index import ensure_index, generation_of
 from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
+from streams.errors import IndexingError
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.chunk_document import chunk_text, chunker_version
 from streams.records import ChunkText, TextFormat
@@ -61,6 +71,35 @@ def build_chunker(settings: Settings, embedder: Embedder):  # type: ignore[no-un
     return chunker
 
 
+def settings_config(settings: Settings) -> GenerationConfig:
+    """How this worker's settings would build a new generation."""
+    return GenerationConfig(
+        settings.model_name, settings.model_path, settings.chunk_max_tokens, settings.chunk_overlap_tokens
+    )
+
+
+def generation_settings(settings: Settings, config: GenerationConfig) -> Settings:
+    return settings.model_copy(update={
+        "model_name": config.model_name, "model_path": config.model_path,
+        "chunk_max_tokens": config.chunk_max_tokens, "chunk_overlap_tokens": config.chunk_overlap_tokens,
+    })  # fmt: skip
+
+
+class Embedders:
+    """One Embedder per model, shared by the generations that use it (a chunk-size migration loads no
+    second model)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_model: dict[tuple[str, str | None], Embedder] = {}
+
+    def get(self, config: GenerationConfig) -> Embedder:
+        key = (config.model_name, config.model_path)
+        if key not in self._by_model:
+            self._by_model[key] = build_embedder(generation_settings(self.settings, config))
+        return self._by_model[key]
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -68,8 +107,39 @@ class Runtime:
     index: str
     embedder: Embedder
     ledger: SuppressionLedger
-    writer: ChangeWriter
+    writer: GenerationsWriter
     freshness: FreshnessWindow
+    embedders: Embedders
+    migration_version: int = 0
+
+    def forget_groups(self) -> list[tuple[str, Embedder]]:
+        """Where a deletion request must act, as (index expression, the embedder of those indices): the
+        alias, plus every generation a migration writes, grouped by model (a redacted chunk is
+        re-embedded with the model of its own generation)."""
+        groups: dict[int, tuple[list[str], Embedder]] = {}
+        for index, writer in sorted(self.writer.writers.items()):
+            indices, _ = groups.setdefault(id(writer.embedder), ([], writer.embedder))
+            indices.append(index)
+        serving = self.writer.writers[self.writer.serving].embedder
+        result = []
+        for indices, embedder in groups.values():
+            names = [self.settings.index_alias, *indices] if embedder is serving else indices
+            result.append((",".join(names), embedder))
+        return result
+
+    async def sync_generations(self) -> bool:
+        """Follow the migration record: rebuild the writers when it changed. Returns whether it did."""
+        migration = await read_migration_async(self.es, self.settings.migrations_index, self.settings.index_alias)
+        version = migration.version if migration else 0
+        if version == self.migration_version:
+            return False
+        writers, serving = await asyncio.get_running_loop().run_in_executor(
+            None, partial(_generation_writers, self.settings, self.es, self.ledger, self.embedders, migration)
+        )
+        self.writer.writers, self.writer.serving = writers, serving  # between batches: a batch reads both once
+        self.migration_version = version
+        log.info("index generations written: %s (serving %s)", ", ".join(sorted(writers)), serving)
+        return True
 
 
 _runtime: Runtime | None = None
@@ -84,17 +154,57 @@ async def get_runtime(settings: Settings) -> Runtime:
         return _runtime
 
 
+def _generation_writers(
+    settings: Settings, es: AsyncElasticsearch, ledger: SuppressionLedger, embedders: Embedders,
+    migration: Migration | None,
+) -> tuple[dict[str, ChangeWriter], str]:  # fmt: skip
+    with elasticsearch_client(settings) as client:
+        serving = serving_index(client, settings.index_alias)
+        if serving is None:
+            raise IndexingError(f"the alias {settings.index_alias} points at no index")
+        indices = migration.generations if migration else [serving]
+        configs = {index: read_config(client, index) or settings_config(settings) for index in indices}
+    writers: dict[str, ChangeWriter] = {}
+    for index, config in configs.items():
+        embedder = embedders.get(config)
+        same_model = [
+            other for other, c in configs.items()
+            if other != index and (c.model_name, c.model_path) == (config.model_name, config.model_path)
+        ]  # fmt: skip
+        store = DocumentStore(es, index, settings.index_write_refresh, reuse_from=same_model[0] if same_model else None)
+        gen_settings = generation_settings(settings, config)
+        writers[index] = ChangeWriter(
+            store, embedder, build_chunker(gen_settings, embedder), ledger, provenance(gen_settings, embedder, index)
+        )
+    return writers, serving
+
+
 def _build(settings: Settings) -> Runtime:
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
-    embedder = build_embedder(settings)
-    dims = embedder.dimensions  # loads the model now, not on the first event
+    embedders = Embedders(settings)
     with elasticsearch_client(settings) as client:
-        index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval)
+        serving = serving_index(client, settings.index_alias)
+        config = (read_config(client, serving) if serving else None) or settings_config(settings)
+        if config != settings_config(settings):
+            log.warning(
+                "the index %s was built with %s; the settings say %s: the index wins (`streams migrate start`"
+                " builds a new generation)", serving, config, settings_config(settings),
+            )
+        embedder = embedders.get(config)
+        dims = embedder.dimensions  # loads the model now, not on the first event
+        index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval, meta=config.to_meta())
         ensure_registry(client, settings.workers_index)
+        ensure_migrations_index(client, settings.migrations_index)
+        migration = read_migration(client, settings.migrations_index, settings.index_alias)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
-    store = DocumentStore(es, index, settings.index_write_refresh)
-    made_by = provenance(settings, embedder, index)
-    writer = ChangeWriter(store, embedder, build_chunker(settings, embedder), ledger, made_by)
-    log.info("worker ready: index %s (%d dims, %s), %d forgotten identifiers", index, dims, made_by, len(ledger))
-    return Runtime(settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources))
+    writers, serving = _generation_writers(settings, es, ledger, embedders, migration)
+    writer = GenerationsWriter(writers, serving)
+    made_by = {index: w.provenance for index, w in writers.items()}
+    log.info(
+        "worker ready: index %s (%d dims), writing %s, %d forgotten identifiers", index, dims, made_by, len(ledger)
+    )
+    return Runtime(
+        settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources), embedders,
+        migration.version if migration else 0,
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from streams.agents.suppression import SuppressionLedger
 from streams.elastic.document_store import DocumentStore
@@ -91,6 +91,9 @@ class ChangeWriter:
         plan = planning.plan_batch(stored, pending, self.chunker, self.ledger.names_any, self.ledger.redact)
         result.failed.extend(plan.failed)
         vectors = await self.store.load_vectors(planning.reusable_chunk_ids(plan, stored))
+        missing = [chunk.text_hash for chunk in plan.chunks_to_write() if chunk.text_hash not in vectors]
+        if missing and self.store.reuse_from:
+            vectors.update(await self.store.vectors_by_hash(missing))
         embeddings = plan_embeddings(plan.chunks_to_write(), vectors)
         if embeddings.to_embed:
             embedded = await self.embedder.encode_async(embeddings.texts)
@@ -129,3 +132,37 @@ class ChangeWriter:
         if outcome.conflicts:
             log.info("state of %d documents changed under this batch; planning them again", len(outcome.conflicts))
         return outcome.conflicts
+
+
+class Writer(Protocol):
+    async def write(self, changes: list[PartChange]) -> WriteResult: ...
+
+
+class GenerationsWriter:
+    """Writes every batch to each index generation a migration lists (one ChangeWriter per generation,
+    each with its generation's model and chunker), the serving generation first.
+
+    The serving generation's result is the batch's result (freshness, dead letters): it is what search
+    sees. A change another generation refuses for good is logged, not dead-lettered twice; a transient
+    failure anywhere retries the whole batch (every write is idempotent). `writers` is replaced as a
+    whole when a migration step changes the set, so a batch uses one set from start to end.
+    """
+
+    def __init__(self, writers: dict[str, ChangeWriter], serving: str) -> None:
+        self.writers = writers
+        self.serving = serving
+
+    async def write(self, changes: list[PartChange]) -> WriteResult:
+        writers, serving = self.writers, self.serving
+        result = await writers[serving].write(changes)
+        for index, writer in writers.items():
+            if index == serving:
+                continue
+            other = await writer.write(changes)
+            for change, error in other.failed:
+                log.error("generation %s refused %s: %s", index, change.document_id, error)
+            result.chunks_embedded += other.chunks_embedded
+            result.chunks_reused += other.chunks_reused
+            result.chunks_written += other.chunks_written
+            result.chunks_deleted += other.chunks_deleted
+        return result

@@ -108,18 +108,28 @@ def index_body(dims: int, refresh_interval: str = "1s", gc_deletes: str | None =
 
 
 def ensure_index(
-    client: Elasticsearch, alias: str, dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None
+    client: Elasticsearch,
+    alias: str,
+    dims: int,
+    refresh_interval: str = "1s",
+    gc_deletes: str | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> str:
-    """Create the current generation behind `alias` if missing; check its vector dimensions.
+    """The serving generation behind `alias`, created (as generation 1) when the alias does not exist.
 
-    Returns the concrete write index. A mismatch between the model and an existing index is an error
-    that names both numbers: silently mixing vector spaces would corrupt kNN search.
+    Returns the concrete write index. `meta` (how chunks are made: elastic/generations.py) is stored in
+    a new index's mapping, and in an existing index's that has none yet. A mismatch between the model
+    and an existing index is an error that names both numbers: silently mixing vector spaces would
+    corrupt kNN search.
     """
-    name = index_name(alias)
+    name = _alias_write_index(client, alias) or index_name(alias)
     created = False
     if not client.indices.exists(index=name):
+        body = index_body(dims, refresh_interval, gc_deletes)
+        if meta:
+            body["mappings"]["_meta"] = meta
         try:
-            client.indices.create(index=name, **index_body(dims, refresh_interval, gc_deletes))
+            client.indices.create(index=name, **body)
             created = True
         except BadRequestError as exc:  # several workers starting together: another one created it
             if exc.error != "resource_already_exists_exception":
@@ -128,6 +138,8 @@ def ensure_index(
         client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
         client.indices.put_mapping(index=name, properties=PROVENANCE_FIELDS)
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]
+    if meta and not mapping.get("_meta"):
+        client.indices.put_mapping(index=name, meta=meta)
     existing = mapping["properties"]["vector"]["dims"]
     if existing != dims:
         raise IndexingError(
@@ -137,6 +149,15 @@ def ensure_index(
     if not client.indices.exists_alias(name=alias, index=name):
         client.indices.put_alias(index=name, name=alias, is_write_index=True)
     return name
+
+
+def _alias_write_index(client: Elasticsearch, alias: str) -> str | None:
+    try:
+        found = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        return None
+    writers = [index for index, body in found.items() if body.get("aliases", {}).get(alias, {}).get("is_write_index")]
+    return writers[0] if len(writers) == 1 else (next(iter(found)) if len(found) == 1 else None)
 
 
 def generations(client: Elasticsearch, alias: str) -> list[str]:

@@ -25,12 +25,14 @@ MAPPING: dict[str, Any] = {
         "heartbeat_at": {"type": "date"},
         "started_at": {"type": "date"},
         "ledger_offsets": {"type": "object", "enabled": False},
+        "migration_version": {"type": "long"},
     },
 }
 
 
 def ensure_registry(client: Elasticsearch, index: str) -> None:
     if client.indices.exists(index=index):
+        client.indices.put_mapping(index=index, properties={"migration_version": {"type": "long"}})
         return
     try:
         client.indices.create(
@@ -51,6 +53,17 @@ async def report(
 
 async def remove(client: AsyncElasticsearch, index: str, instance: str) -> None:
     await client.delete(index=index, id=instance, refresh=True, ignore_status=404)  # type: ignore[call-arg]
+
+
+def workers_behind_migration(client: Elasticsearch, index: str, since: datetime, version: int) -> list[str]:
+    """Live workers (heartbeat newer than `since`) that have not yet applied migration record `version`."""
+    response = client.search(
+        index=index, size=1000, query={"range": {"heartbeat_at": {"gte": since.isoformat()}}}, ignore_unavailable=True
+    )
+    return sorted(
+        hit["_source"]["instance"] for hit in response["hits"]["hits"]
+        if int(hit["_source"].get("migration_version") or 0) < version
+    )  # fmt: skip
 
 
 async def live_workers(client: AsyncElasticsearch, index: str, since: datetime) -> dict[str, dict[int, int]]:
