@@ -136,7 +136,7 @@ class Runtime:
         writers, serving = await asyncio.get_running_loop().run_in_executor(
             None, partial(_generation_writers, self.settings, self.es, self.ledger, self.embedders, migration)
         )
-        self.writer.writers, self.writer.serving = writers, serving  # between batches: a batch reads both once
+        await self.writer.replace(writers, serving)  # only reported once no batch writes the old set
         self.migration_version = version
         log.info("index generations written: %s (serving %s)", ", ".join(sorted(writers)), serving)
         return True

@@ -11,6 +11,7 @@ embedding/. This module only runs them in order, with two rules of its own:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -151,8 +152,19 @@ class GenerationsWriter:
     def __init__(self, writers: dict[str, ChangeWriter], serving: str) -> None:
         self.writers = writers
         self.serving = serving
+        self.writing = asyncio.Lock()  # held for a whole batch: `settle` waits for the batch in flight
+
+    async def replace(self, writers: dict[str, ChangeWriter], serving: str) -> None:
+        """Use another set of generations from the next batch on; returns once no batch writes the old set."""
+        self.writers, self.serving = writers, serving
+        async with self.writing:
+            pass
 
     async def write(self, changes: list[PartChange]) -> WriteResult:
+        async with self.writing:
+            return await self._write(changes)
+
+    async def _write(self, changes: list[PartChange]) -> WriteResult:
         writers, serving = self.writers, self.serving
         result = await writers[serving].write(changes)
         for index, writer in writers.items():

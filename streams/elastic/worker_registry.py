@@ -55,15 +55,20 @@ async def remove(client: AsyncElasticsearch, index: str, instance: str) -> None:
     await client.delete(index=index, id=instance, refresh=True, ignore_status=404)  # type: ignore[call-arg]
 
 
-def workers_behind_migration(client: Elasticsearch, index: str, since: datetime, version: int) -> list[str]:
-    """Live workers (heartbeat newer than `since`) that have not yet applied migration record `version`."""
+def live_workers_sync(client: Elasticsearch, index: str, since: datetime) -> dict[str, int]:
+    """instance -> the migration record version it applied (0: none), of every live worker."""
     response = client.search(
         index=index, size=1000, query={"range": {"heartbeat_at": {"gte": since.isoformat()}}}, ignore_unavailable=True
     )
-    return sorted(
-        hit["_source"]["instance"] for hit in response["hits"]["hits"]
-        if int(hit["_source"].get("migration_version") or 0) < version
-    )  # fmt: skip
+    return {
+        hit["_source"]["instance"]: int(hit["_source"].get("migration_version") or 0)
+        for hit in response["hits"]["hits"]
+    }
+
+
+def behind_migration(workers: Mapping[str, int], version: int) -> list[str]:
+    """The workers that have not applied migration record `version` (0: the record was deleted)."""
+    return sorted(instance for instance, applied in workers.items() if applied != version)
 
 
 async def live_workers(client: AsyncElasticsearch, index: str, since: datetime) -> dict[str, dict[int, int]]:
