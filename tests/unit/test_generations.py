@@ -105,8 +105,8 @@ def test_a_deletion_request_covers_the_alias_and_every_generation_once_per_model
     from streams.settings import Settings
 
     minilm, other = object(), object()
-    writers = {name: SimpleNamespace(embedder=e) for name, e in
-               (("streams-chunks-v1", minilm), ("streams-chunks-v2", minilm), ("streams-chunks-v3", other))}  # fmt: skip
+    made_by = (("streams-chunks-v1", minilm), ("streams-chunks-v2", minilm), ("streams-chunks-v3", other))
+    writers = {name: SimpleNamespace(embedder=embedder) for name, embedder in made_by}
     runtime = Runtime(
         Settings(), None, "streams-chunks-v1", minilm, None, GenerationsWriter(writers, "streams-chunks-v1"),  # type: ignore[arg-type]
         None, None,  # type: ignore[arg-type]
