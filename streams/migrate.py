@@ -160,11 +160,16 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
 
 
 def _counts(client: Any, index: str) -> dict[str, int]:
+    """Searchable documents (distinct documents with a visible chunk; state records also remember deleted
+    documents, which a snapshot does not bring back) and visible chunks."""
     client.indices.refresh(index=index)
-    states = client.count(index=index, query={"term": {"kind": "state"}})["count"]
-    chunks = client.count(index=index, query={"bool": {"filter": [{"term": {"kind": "chunk"}},
-                                                                  {"term": {"visible": True}}]}})["count"]  # fmt: skip
-    return {"documents": int(states), "chunks": int(chunks)}
+    response = client.search(
+        index=index, size=0, track_total_hits=True,
+        query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}]}},
+        aggs={"documents": {"cardinality": {"field": "document_id", "precision_threshold": 40000}}},
+    )  # fmt: skip
+    return {"documents": int(response["aggregations"]["documents"]["value"]),
+            "chunks": int(response["hits"]["total"]["value"])}  # fmt: skip
 
 
 def _lag(settings: Settings) -> int | None:
