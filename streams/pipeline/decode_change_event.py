@@ -229,10 +229,30 @@ def source_version(source: Mapping[str, Any]) -> int:
 
 
 def _postgres_version(source: Mapping[str, Any]) -> int:
-    lsn = _int(source.get("lsn"), "source.lsn")
+    raw = source.get("lsn")
+    if raw is None and source.get("snapshot") == "incremental":
+        # An incremental snapshot read (a repair, a new index generation) carries no lsn of its own:
+        # `sequence` holds [last commit lsn, current lsn] of the stream when the chunk was read, the
+        # position its watermark window closed at, after every change to the row before the read.
+        raw = _sequence_lsn(source.get("sequence"))
+    lsn = _int(raw, "source.lsn")
     if not 0 <= lsn < 1 << 63:
         raise DecodeError(f"source.lsn {lsn} is out of range")
     return lsn
+
+
+def _sequence_lsn(sequence: Any) -> Any:
+    """The newest lsn in Debezium's `source.sequence` (a JSON list of lsn strings, some null), or None."""
+    if not isinstance(sequence, str):
+        return None
+    try:
+        positions = json.loads(sequence)
+    except ValueError as exc:
+        raise DecodeError(f"source.sequence is not JSON: {sequence[:80]!r}") from exc
+    if not isinstance(positions, list):
+        raise DecodeError(f"source.sequence is not a list: {sequence[:80]!r}")
+    known = [p for p in positions if p is not None]
+    return known[-1] if known else None
 
 
 def binlog_version(file: Any, pos: Any, row: Any) -> int:

@@ -142,3 +142,23 @@ def test_the_indexer_dead_letters_a_routed_change_with_the_debezium_origin_and_k
 def test_routed_records_round_trip_without_a_value() -> None:
     message = RawMessage("tickets.public.tickets", 0, 3, None, None)
     assert decode_routed(encode_routed(message)) == message
+
+
+def test_a_postgres_incremental_snapshot_read_takes_its_version_from_the_sequence(mappings: Mappings) -> None:
+    """Debezium 3.3's incremental snapshot reads (migrate start, verify --repair) carry `lsn: null` and
+    `sequence: ["<last commit lsn>", "<current lsn>"]`, as captured on the stack."""
+    from streams.errors import DecodeError
+    from streams.pipeline.decode_change_event import decode_change_event
+
+    message = raw("tickets.public.tickets/snapshot_read")
+    value = json.loads(message.value or b"{}")
+    envelope = value.get("payload", value)
+    envelope["source"].update(snapshot="incremental", lsn=None, txId=None, sequence='["46084472","46085408"]')
+    event = decode_change_event(message.topic, message.key, json.dumps(value).encode())
+    assert event is not None and event.version == 46085408 and event.snapshot
+    envelope["source"]["sequence"] = "[null,null]"
+    with pytest.raises(DecodeError, match=r"source\.lsn"):
+        decode_change_event(message.topic, message.key, json.dumps(value).encode())
+    envelope["source"].update(snapshot="false", sequence='["1","2"]')  # a live change must carry its lsn
+    with pytest.raises(DecodeError, match=r"source\.lsn"):
+        decode_change_event(message.topic, message.key, json.dumps(value).encode())
