@@ -350,6 +350,7 @@ def finish(yes: bool) -> None:
     drop = [index for index in migration.generations if index != serving]
     if not yes:
         click.confirm(f"drop {', '.join(drop)} (serving: {serving})?", abort=True)
+    _wait_for_workers(settings, client, migration.version)  # every worker is there to take the next step
     delete_migration(client, settings.migrations_index, settings.index_alias)
     _wait_for_workers(settings, client, 0)  # no worker writes the dropped generations any more
     for index in drop:

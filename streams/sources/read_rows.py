@@ -58,9 +58,7 @@ class SourceRows:
     """One source database, read-only, for the duration of a verify run (a context manager)."""
 
     def __init__(self, settings: Settings, source: str, page_rows: int = PAGE_ROWS) -> None:
-        dsn = getattr(settings, f"{source}_dsn", None)
-        if not isinstance(dsn, str):
-            raise ValueError(f"no DSN setting for source {source!r} (STREAMS_{source.upper()}_DSN)")
+        dsn = settings.dsn(source)  # a SettingsError names the setting when the source has none
         self.source = source
         self.page_rows = page_rows
         self._mariadb = dsn.startswith(("mysql", "mariadb"))
