@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -109,7 +110,14 @@ def _one_count(settings: Settings, client: Any, progress: Progress, count: int, 
         _stop(processes)
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # Python's default for SIGTERM ends the process without running `finally`: the workers this
+    # scenario started would outlive it (and stay in the consumer group).
+    raise SystemExit(128 + signum)
+
+
 def run(settings: Settings, client: Any, progress: Progress, *, docs: int, counts: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:  # noqa: E501
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if worker_answers(settings):
         raise BenchError(
             f"a worker answers at {settings.worker_url()}: it would join the group; stop it to measure 1, 2, 3 workers"
