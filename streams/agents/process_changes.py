@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from streams.agents.write_changes import Writer, WriteResult
 from streams.errors import IndexingError, StreamsError, is_transient
 from streams.observability import metrics
+from streams.observability.capture_health import CaptureClock
 from streams.observability.dead_letters import dead_letter_record
 from streams.observability.freshness import FreshnessWindow, observe_freshness
 from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES, decode_change_event
 from streams.pipeline.document_mapping import Mappings
 from streams.records import Origin, PartChange
+from streams.retrying import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class ChangeProcessor:
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        capture: CaptureClock | None = None,
+        heartbeat_table: str = "streams_heartbeat",
     ) -> None:
         self.mappings = mappings
         self.writer = writer
@@ -58,6 +62,8 @@ class ChangeProcessor:
         self.freshness = freshness
         self.max_backoff_s = max_backoff_s
         self.max_event_bytes = max_event_bytes
+        self.capture = capture
+        self.heartbeat_table = heartbeat_table
 
     async def process(self, messages: Sequence[RawMessage]) -> WriteResult:
         started = time.monotonic()
@@ -73,6 +79,12 @@ class ChangeProcessor:
                 change = self.mappings.part_change(event) if event is not None else None
             except StreamsError as exc:
                 await self._dead_letter(message, exc)
+                continue
+            if event is not None and self.capture is not None:
+                self.capture.received(event.source, event.commit_ts)
+            if event is not None and event.table == self.heartbeat_table:
+                # Capture health only (see observability/capture_health.py): never a document.
+                metrics.EVENTS.labels(source=event.source, outcome="heartbeat").inc()
                 continue
             if change is None:
                 metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()
@@ -91,17 +103,12 @@ class ChangeProcessor:
         return result
 
     async def _write_with_retry(self, changes: list[PartChange]) -> WriteResult:
-        backoff = 0.25
-        while True:
-            try:
-                return await self._write_isolating(changes)
-            except Exception as exc:  # classified just below: only a transient failure is retried here
-                if not is_transient(exc):
-                    raise
-                metrics.RETRIES.labels(stage=getattr(exc, "stage", "index")).inc()
-                log.warning("transient failure, retrying the batch in %.1fs: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+        # Only a transient failure reaches this policy: _write_isolating turns every other one into
+        # failed changes (dead letters), so the batch is retried until Elasticsearch takes it.
+        return await retry_transient(
+            lambda: self._write_isolating(changes), stage="index", what=f"batch of {len(changes)} changes",
+            max_backoff_s=self.max_backoff_s,
+        )  # fmt: skip
 
     async def _write_isolating(self, changes: list[PartChange]) -> WriteResult:
         """Write the batch; if the batch as a whole fails for good, find the culprit one change at a time."""

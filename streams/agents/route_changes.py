@@ -6,9 +6,14 @@ agent decodes and maps each change only to learn its document id, and forwards t
 unchanged and with its origin, to `settings.routed_topic` under that key: every change to a document
 then lands in one partition, which one worker of the group owns (index_changes.py).
 
+A change to a source's heartbeat table (observability/capture_health.py) is no document: it is sent
+to every partition of the repartition topic, so every worker's indexing loop receives each source's
+heartbeats and its capture age (`/health`) measures the whole path, this agent included, whichever
+partitions it owns.
+
 What it cannot route it handles here, where the origin is the Debezium record itself: an event that
 does not decode or map becomes a dead letter naming its topic, partition and offset; a skipped event
-(a tombstone, a heartbeat, an unmapped table) is counted. Forwards are awaited to the broker's
+(a tombstone, an unmapped table) is counted. Forwards are awaited to the broker's
 acknowledgement before the batch is acknowledged, so a crash replays the batch (a duplicate on the
 repartition topic is harmless: every write is idempotent and ordered by version).
 """
@@ -30,8 +35,8 @@ from streams.pipeline.document_mapping import Mappings
 
 log = logging.getLogger(__name__)
 
-# (key, value) -> an awaitable that completes once the broker has the record.
-Forward = Callable[[bytes, bytes], Awaitable[Awaitable[object]]]
+# (key, value, partition or None for the key's) -> an awaitable that completes once the broker has the record.
+Forward = Callable[[bytes, bytes, int | None], Awaitable[Awaitable[object]]]
 
 
 def encode_routed(message: RawMessage, registry_url: str | None = None) -> bytes:
@@ -59,6 +64,7 @@ def decode_routed(value: bytes, registry_url: str | None = None) -> RawMessage:
 @dataclass
 class RouteResult:
     forwarded: int = 0
+    heartbeats: int = 0
     skipped: int = 0
     dead_lettered: int = 0
 
@@ -71,28 +77,38 @@ class ChangeRouter:
         send_dead_letter: SendDeadLetter,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         registry_url: str | None = None,
+        heartbeat_table: str = "streams_heartbeat",
+        partitions: int = 1,
     ) -> None:
         self.mappings = mappings
         self.forward = forward
         self.send_dead_letter = send_dead_letter
         self.max_event_bytes = max_event_bytes
         self.registry_url = registry_url
+        self.heartbeat_table = heartbeat_table
+        self.partitions = partitions  # of the repartition topic: a heartbeat goes to each
 
     def document_key(self, message: RawMessage) -> bytes | None:
         """The document id a Debezium record changes (None: nothing to index). Raises StreamsError."""
+        return self._route_key(message)[1]
+
+    def _route_key(self, message: RawMessage) -> tuple[bool, bytes | None]:
+        """(is a heartbeat, the key to route under); the key is None when there is nothing to route."""
         event = decode_change_event(
             message.topic, message.key, message.value, message.partition, message.offset,
             max_bytes=self.max_event_bytes,
         )
+        if event is not None and event.table == self.heartbeat_table:
+            return True, f"heartbeat:{event.source}".encode()
         change = self.mappings.part_change(event) if event is not None else None
-        return change.document_id.encode() if change is not None else None
+        return False, change.document_id.encode() if change is not None else None
 
     async def route(self, messages: Sequence[RawMessage]) -> RouteResult:
         result = RouteResult()
         pending: list[Awaitable[object]] = []
         for message in messages:
             try:
-                key = self.document_key(message)
+                heartbeat, key = self._route_key(message)
             except StreamsError as exc:
                 log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
                 await self.send_dead_letter(message.origin, dead_letter_record(
@@ -104,8 +120,14 @@ class ChangeRouter:
                 metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()
                 result.skipped += 1
                 continue
+            routed = encode_routed(message, self.registry_url)
+            if heartbeat:
+                for partition in range(self.partitions):
+                    pending.append(await self.forward(key, routed, partition))
+                result.heartbeats += 1
+                continue
             # Sent in order, awaited together: the producer keeps a partition's records in send order.
-            pending.append(await self.forward(key, encode_routed(message, self.registry_url)))
+            pending.append(await self.forward(key, routed, None))
             result.forwarded += 1
         if pending:
             await asyncio.gather(*pending)

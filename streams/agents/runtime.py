@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def build_embedder(settings: Settings) -> Embedder:
-    return Embedder(settings.model_name, settings.model_path, settings.embedding_device, settings.embed_batch_size)
+    return Embedder.from_settings(settings)  # the backend (torch, onnx, onnx-int8) is STREAMS_EMBEDDING_BACKEND
 
 
 def chunk_max_tokens(settings: Settings, embedder: Embedder) -> int:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from streams.agents.suppression import SuppressionLedger
@@ -89,7 +90,11 @@ class ChangeWriter:
     async def _write_round(self, pending: dict[str, list[PartChange]], result: WriteResult) -> set[str]:
         stored = await self.store.load_states(list(pending))
         ledger_version = self.ledger.version
-        plan = planning.plan_batch(stored, pending, self.chunker, self.ledger.names_any, self.ledger.redact)
+        # Planning chunks and redacts every text with the model's tokenizer: seconds for a large batch, so
+        # it runs off the event loop, which must keep serving heartbeats, /health and deletion requests.
+        plan = await asyncio.get_running_loop().run_in_executor(
+            None, partial(planning.plan_batch, stored, pending, self.chunker, self.ledger.names_any, self.ledger.redact)
+        )
         result.failed.extend(plan.failed)
         vectors = await self.store.load_vectors(planning.reusable_chunk_ids(plan, stored))
         missing = [chunk.text_hash for chunk in plan.chunks_to_write() if chunk.text_hash not in vectors]

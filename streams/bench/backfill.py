@@ -1,5 +1,6 @@
 """Backfill: a burst of new documents through the pipeline (chunks embedded per second of wall
-time), against the raw `model.encode` rate on the same chunk texts in this process.
+time), against the raw encode rate of the configured embedding backend (STREAMS_EMBEDDING_BACKEND,
+as the worker uses) on the same chunk texts in this process.
 
 The burst: `streams seed` of tickets and CRM into the existing databases (a new --seed), plus copies
 of existing wiki pages under new titles (the wiki seed would reuse titles that already exist)."""
@@ -163,9 +164,9 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     pipeline = embedded_delta / wall
     texts = [c["text"] for c in chunks]
     progress(f"backfill: pipeline {pipeline:.1f} chunks/s; now encoding the same {len(texts)} texts here")
-    from streams.agents.runtime import build_embedder
+    from streams.embedding.embedder import Embedder
 
-    embedder = build_embedder(settings)
+    embedder = Embedder.from_settings(settings)  # the backend the worker runs, so the ratio is like for like
     embedder.encode(texts[:8])  # load the model and warm up outside the timing
     cpu_before = cpu_seconds(settings)
     t0 = time.perf_counter()
@@ -184,11 +185,13 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
         "pipeline_chunks_per_s": round(pipeline, 2),
         "encode_chunks_per_s": round(encode_rate, 2),
         "encode_batch_size": settings.embed_batch_size,
+        "encode_backend": settings.embedding_backend,
         "ratio": ratio(pipeline, encode_rate),
         "encode_s": round(encode_s, 1),
         "cpu_s": {"pipeline": cpu_pipeline, "encode": cpu_encode, "cores": os.cpu_count()},
         "method": (
             "pipeline: streams_chunks_embedded_total delta / (last new chunk indexed_at - first source commit);"
-            " encode: build_embedder(settings).encode on the new chunks' texts after the pipeline finished"
+            " encode: Embedder.from_settings(settings).encode (the configured backend) on the new chunks' texts"
+            " after the pipeline finished"
         ),
     }

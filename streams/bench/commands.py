@@ -11,17 +11,20 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from streams.bench.stats import SCENARIOS, assemble, machine
+from streams.bench.stats import SCENARIOS, STACKLESS, assemble, machine
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 Scenario = Callable[[], dict[str, Any]]
 
-
-class _NothingToRun(Exception):
-    """Only `workers` was chosen: it starts its own workers, so none is started for the others."""
+# Opt-in: never in the default run. It starts its own worker processes (1, then 2, then 3), so no
+# other worker may be running, and it takes minutes.
+OPT_IN: tuple[str, ...] = ("workers",)
 
 
 def _progress(line: str) -> None:
@@ -62,9 +65,31 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def _print_summary(report: dict[str, Any]) -> None:
+def _print_embedding(e: dict[str, Any]) -> None:
+    from streams.embedding.embedder import BACKENDS
+
+    for backend in BACKENDS:
+        figures = e.get(backend) or {}
+        if figures.get("chunks_per_s") is None:
+            continue
+        mark = " (configured)" if backend == e.get("configured_backend") else ""
+        click.echo(
+            f"embedding    {backend:<10} {_fmt(figures['chunks_per_s'])} chunks/s"
+            f" (runs {figures.get('chunks_per_s_runs')}), {_fmt(figures.get('vs_torch'))}x torch,"
+            f" {_fmt(figures.get('chunks_per_cpu_s'))} per CPU-second,"
+            f" cosine min {figures.get('min_cosine')} mean {figures.get('mean_cosine')}{mark}"
+        )
+
+
+def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
     m = report["machine"]
     click.echo(f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB")
+    if "embedding" in chosen:
+        _print_embedding(report["embedding"])
+    if all(name in STACKLESS or name in OPT_IN for name in chosen):
+        _print_workers(report, chosen)
+        _print_errors(report, chosen)
+        return
     s = report["steady"]
     f = s.get("freshness_s") or {}
     click.echo(
@@ -73,8 +98,9 @@ def _print_summary(report: dict[str, Any]) -> None:
     )
     b = report["backfill"]
     click.echo(
-        f"backfill     pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, model.encode"
-        f" {_fmt(b.get('encode_chunks_per_s'))} chunks/s, ratio {_fmt(b.get('ratio'))}"
+        f"backfill     pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, raw encode"
+        f" ({b.get('encode_backend') or '-'}) {_fmt(b.get('encode_chunks_per_s'))} chunks/s,"
+        f" ratio {_fmt(b.get('ratio'))}"
     )
     i = report["incremental"]
     i_p50 = (i.get("freshness_s") or {}).get("p50")
@@ -89,12 +115,28 @@ def _print_summary(report: dict[str, Any]) -> None:
         f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} max {_fmt(u.get('max'), 's')};"
         f" behind a backlog p50 {_fmt(ub.get('p50'), 's')} max {_fmt(ub.get('max'), 's')}"
     )
+    q = report.get("search") or {}
+    for load in ("idle", "edits"):
+        parts = []
+        for k in (10, 100):
+            f = (q.get(f"{load}_k{k}") or {}).get("latency_ms") or {}
+            parts.append(f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')}"
+                         f" p99 {_fmt(f.get('p99'), ' ms')}")  # fmt: skip
+        click.echo(f"search       {q.get('clients')} clients, {load}: " + "; ".join(parts))
+    _print_workers(report, chosen)
+    _print_errors(report, chosen)
+
+
+def _print_workers(report: dict[str, Any], chosen: list[str]) -> None:
     w = report.get("workers")
-    if w and not w.get("error"):
+    if "workers" in chosen and w and not w.get("error"):
         figures = ", ".join(f"{r['workers']}: {r['chunks_per_s']} chunks/s" for r in w["runs"])
         click.echo(f"workers      {figures} on {w.get('cores')} cores")
-    for name in (*SCENARIOS, "workers"):
-        if (report.get(name) or {}).get("error"):
+
+
+def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
+    for name in (*SCENARIOS, *OPT_IN):
+        if name in chosen and (report.get(name) or {}).get("error"):
             click.echo(f"{name:<12} ERROR {report[name]['error']}")
 
 
@@ -109,78 +151,69 @@ def _print_summary(report: dict[str, Any]) -> None:
     help="Write a PNG of freshness and throughput here.",
 )
 @click.option("--quick", is_flag=True, help="Short runs (15 s steady load, 60 documents, 2 edits, 3 forget requests).")
-@click.option("--only", default=",".join(SCENARIOS), show_default=True, help="Comma-separated scenarios to run.")
+@click.option(
+    "--only", default=",".join(SCENARIOS), show_default=True,
+    help="Comma-separated scenarios to run; `workers` (1, 2, 3 worker processes) only when named.",
+)
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
 def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
-    """Benchmark the real stack: freshness under steady edits, backfill throughput against raw
-    model.encode, proportional incremental edits, and deletion-request latency (also behind a backlog).
+    """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend
+    (needs no stack), freshness under steady edits, backfill throughput against the configured
+    backend's raw encode, proportional incremental edits, deletion-request latency (also behind a
+    backlog), and /search latency with 8 concurrent clients at k=10 and k=100, idle and under edits.
 
-    Starts a worker when none answers at the worker URL (and stops it at the end). Writes real rows
-    into the source databases.
+    Starts a worker when none answers at the worker URL (and stops it at the end), unless only
+    stack-free scenarios (embedding) are chosen. Writes real rows into the source databases.
 
     \b
     Examples:
       streams bench --quick
       streams bench --json bench.json --plot bench.png
       streams bench --only steady,forget --rate 10
+      streams bench --only embedding --json embedding.json
       streams bench --only workers   # throughput with 1, 2 and 3 worker processes (stop your worker first)
     """
-    from streams.bench import backfill, forget, incremental, steady, workers
-    from streams.bench.probes import running_worker, wait_caught_up
-    from streams.clients import elasticsearch_client
+    from streams.bench import embedding
     from streams.settings import get_settings
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     chosen = [s.strip() for s in only.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in (*SCENARIOS, "workers")]
+    unknown = [s for s in chosen if s not in (*SCENARIOS, *OPT_IN)]
     if unknown:
         raise click.BadParameter(
-            f"unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}, workers", param_hint="--only"
+            f"unknown {', '.join(unknown)}; choose from {', '.join((*SCENARIOS, *OPT_IN))}", param_hint="--only"
         )
     settings = get_settings()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    client = elasticsearch_client(settings)
     sizes = {
         "duration_s": 15.0 if quick else 60.0,
         "docs": 60 if quick else 300,
         "edits": 2 if quick else 5,
         "forget_requests": 3 if quick else 20,
         "backlog": 1_000 if quick else 10_000,
-    }
-    plan: dict[str, Scenario] = {
-        "steady": lambda: steady.run(
-            settings, client, _progress, rate=rate, duration_s=sizes["duration_s"], drain_s=60.0 if quick else 120.0
-        ),
-        "backfill": lambda: backfill.run(settings, client, _progress, docs=int(sizes["docs"])),
-        "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
-        "forget": lambda: forget.run(
-            settings, client, _progress, requests=int(sizes["forget_requests"]), backlog=int(sizes["backlog"])
-        ),
+        "embedding_texts": 128 if quick else 256,
+        "embedding_rounds": 3 if quick else 5,
     }
     results: dict[str, dict[str, Any]] = {}
-    warm_up_s: float | None = None
-    catch_up_s: float | None = None
-    started = False
-    try:
-        if not any(name in chosen for name in SCENARIOS):
-            raise _NothingToRun
-        with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
-            try:
-                catch_up_s = wait_caught_up(settings, _progress)
-                warm_up_s = steady.warm_up(settings, client, _progress)
-            except Exception as exc:  # the scenarios still run and say what they see
-                _progress(f"warm-up failed: {exc}")
-            for name in SCENARIOS:
-                if name in chosen:
-                    results[name] = _run_scenario(name, plan[name])
-    except _NothingToRun:
-        pass
-    except Exception as exc:
-        for name in chosen:
-            results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
-        started = False
+    # Before any worker starts, so the backends have the CPU to themselves.
+    for name in STACKLESS:
+        if name in chosen:
+            results[name] = _run_scenario(
+                name,
+                lambda: embedding.run(
+                    settings, _progress, texts=int(sizes["embedding_texts"]), rounds=int(sizes["embedding_rounds"])
+                ),
+            )
+    stack_chosen = [name for name in chosen if name not in STACKLESS and name not in OPT_IN]
+    warm_up_s, catch_up_s, started = None, None, False
+    if stack_chosen:
+        warm_up_s, catch_up_s, started = _run_stack_scenarios(settings, stack_chosen, sizes, rate, quick, results)
     if "workers" in chosen:
         # Its own worker processes, 1 then 2 then 3, after the single worker above has stopped.
+        from streams.bench import workers
+        from streams.clients import elasticsearch_client
+
+        client = elasticsearch_client(settings)
         results["workers"] = _run_scenario(
             "workers", lambda: workers.run(settings, client, _progress, docs=30 if quick else 120)
         )
@@ -206,4 +239,46 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
 
         write_plot(report, plot_path)
         _progress(f"plot written to {plot_path}")
-    _print_summary(report)
+    _print_summary(report, chosen)
+
+
+def _run_stack_scenarios(
+    settings: Settings, chosen: list[str], sizes: dict[str, float], rate: float, quick: bool,
+    results: dict[str, dict[str, Any]],
+) -> tuple[float | None, float | None, bool]:  # fmt: skip
+    """The scenarios that need the stack, around one worker; returns (warm-up s, catch-up s, started)."""
+    from streams.bench import backfill, forget, incremental, search_latency, steady
+    from streams.bench.probes import running_worker, wait_caught_up
+    from streams.clients import elasticsearch_client
+
+    client = elasticsearch_client(settings)
+    plan: dict[str, Scenario] = {
+        "steady": lambda: steady.run(
+            settings, client, _progress, rate=rate, duration_s=sizes["duration_s"], drain_s=60.0 if quick else 120.0
+        ),
+        "backfill": lambda: backfill.run(settings, client, _progress, docs=int(sizes["docs"])),
+        "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
+        "forget": lambda: forget.run(
+            settings, client, _progress, requests=int(sizes["forget_requests"]), backlog=int(sizes["backlog"])
+        ),
+        "search": lambda: search_latency.run(
+            settings, client, _progress, duration_s=10.0 if quick else 30.0, rate=rate
+        ),
+    }
+    warm_up_s: float | None = None
+    catch_up_s: float | None = None
+    try:
+        with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
+            try:
+                catch_up_s = wait_caught_up(settings, _progress)
+                warm_up_s = steady.warm_up(settings, client, _progress)
+            except Exception as exc:  # the scenarios still run and say what they see
+                _progress(f"warm-up failed: {exc}")
+            for name in SCENARIOS:
+                if name in chosen:
+                    results[name] = _run_scenario(name, plan[name])
+    except Exception as exc:
+        for name in chosen:
+            results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
+        started = False
+    return warm_up_s, catch_up_s, started

@@ -29,8 +29,23 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "forget.unsearchable_s.max",
     "forget.backlog_unsearchable_s.p50",
     "forget.backlog_unsearchable_s.max",
+    "search.idle_k10.latency_ms.p95",
+    "search.idle_k100.latency_ms.p95",
+    "search.edits_k10.latency_ms.p95",
+    "search.edits_k100.latency_ms.p95",
+    "embedding.configured_backend",
+    "embedding.fastest_agreeing",
+    # One block per backend (streams.embedding.embedder.BACKENDS), named here so that the report's
+    # shape does not depend on importing the model stack.
+    *(
+        f"embedding.{backend}.{figure}"
+        for backend in ("torch", "onnx", "onnx-int8")
+        for figure in ("chunks_per_s", "min_cosine", "mean_cosine")
+    ),
 )
-SCENARIOS: tuple[str, ...] = ("steady", "backfill", "incremental", "forget")
+# Scenarios in the order they run; those in STACKLESS need neither the stack nor a worker.
+SCENARIOS: tuple[str, ...] = ("embedding", "steady", "backfill", "incremental", "forget", "search")
+STACKLESS: tuple[str, ...] = ("embedding",)
 
 
 def summary(values: Sequence[float], digits: int = 3) -> dict[str, float | int | None]:

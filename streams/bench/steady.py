@@ -39,7 +39,9 @@ def _ids(settings: Settings) -> tuple[list[int], list[int], list[int]]:
     finally:
         conn.close()
     with connect_postgres(settings.tickets_dsn) as pg:
-        tickets = [int(r[0]) for r in pg.execute("SELECT id FROM tickets ORDER BY id DESC LIMIT 200").fetchall()]
+        # Not the tickets of a golden set (`streams eval load` marks them product 'eval'): edits would change it.
+        query = "SELECT id FROM tickets WHERE product <> 'eval' ORDER BY id DESC LIMIT 200"
+        tickets = [int(r[0]) for r in pg.execute(query).fetchall()]
     with connect_postgres(settings.crm_dsn) as pg:
         contacts = [int(r[0]) for r in pg.execute("SELECT id FROM contacts ORDER BY id DESC LIMIT 200").fetchall()]
     if not (pages and tickets and contacts):

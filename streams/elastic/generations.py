@@ -69,7 +69,9 @@ def read_config(client: Elasticsearch, index: str) -> GenerationConfig | None:
 
 
 def write_config(client: Elasticsearch, index: str, config: GenerationConfig) -> None:
-    client.indices.put_mapping(index=index, meta=config.to_meta())
+    # put_mapping replaces _meta whole: the index's other entries (its text analysis) must stay.
+    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta") or {}
+    client.indices.put_mapping(index=index, meta={**meta, **config.to_meta()})
 
 
 def serving_index(client: Elasticsearch, alias: str) -> str | None:

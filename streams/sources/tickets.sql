@@ -53,3 +53,11 @@ CREATE TABLE IF NOT EXISTS debezium_signal (
   type VARCHAR(32) NOT NULL,
   data TEXT NULL
 );
+-- Capture health: Debezium's heartbeat.action.query (connectors/tickets.json) upserts this one row
+-- every heartbeat interval, so a committed change travels the whole path even when nobody edits;
+-- the worker measures capture age from it (a stalled connector stops it). Not a document.
+CREATE TABLE IF NOT EXISTS streams_heartbeat (
+  id INT PRIMARY KEY,
+  beat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+ALTER TABLE streams_heartbeat REPLICA IDENTITY FULL;

@@ -43,3 +43,10 @@ CREATE TABLE IF NOT EXISTS debezium_signal (
   type VARCHAR(32) NOT NULL,
   data TEXT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+-- Capture health: Debezium's heartbeat.action.query (connectors/wiki.json) upserts this one row
+-- every heartbeat interval, so a committed change travels the whole path even when nobody edits;
+-- the worker measures capture age from it (a stalled connector stops it). Not a document.
+CREATE TABLE IF NOT EXISTS streams_heartbeat (
+  id INT UNSIGNED NOT NULL PRIMARY KEY,
+  beat_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+) ENGINE=InnoDB;

@@ -117,3 +117,42 @@ def connectors_status(as_json: bool) -> None:
                 + ", ".join(f"{t['id']}={t['state']}" for t in tasks)
             )
     sys.exit(0 if ok else 1)
+
+
+@connectors.command("watch")
+@click.option(
+    "--interval", type=float, default=None, help="Seconds between looks. [default: settings.watch_interval_s]"
+)
+@click.option(
+    "--stall", type=float, default=None,
+    help="Seconds without a captured event (heartbeats included) before a connector counts as stalled "
+    "and is restarted. [default: settings.watch_stall_s]",
+)
+@click.option("--rounds", type=int, default=None, help="Stop after this many looks (default: run until stopped).")
+def watch_command(interval: float | None, stall: float | None, rounds: int | None) -> None:
+    """Supervise the connectors until stopped: restart failed tasks, and stalled ones (whose source's
+    heartbeats stopped arriving in Kafka, whatever Connect says), ending first the stale PostgreSQL
+    session that still holds a stalled connector's replication slot. Every action is logged with its reason.
+    """
+    import logging
+    import signal
+    import threading
+
+    from streams.stack.watch_connectors import watch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    overrides: dict[str, float] = {}
+    if interval is not None:
+        overrides["watch_interval_s"] = interval
+    if stall is not None:
+        overrides["watch_stall_s"] = stall
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    stop = threading.Event()
+    # SIGTERM (how the demo and the test session stop it) ends the current round cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        watch(settings, stop=stop, rounds=rounds)
+    except KeyboardInterrupt:
+        pass

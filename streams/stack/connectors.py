@@ -96,13 +96,23 @@ def _request(settings: Settings, method: str, path: str, body: Any = None) -> tu
         ) from exc
 
 
-def connector_status(settings: Settings, name: str) -> dict[str, Any] | None:
-    code, body = _request(settings, "GET", f"/connectors/{name}/status")
+def _get(settings: Settings, path: str) -> dict[str, Any] | None:
+    """GET a Connect resource: its JSON, or None when Connect does not know it (404)."""
+    code, body = _request(settings, "GET", path)
     if code == 404:
         return None
     if code != 200:
-        raise StackError(f"GET /connectors/{name}/status answered {code}: {body}")
+        raise StackError(f"GET {path} answered {code}: {body}")
     return body  # type: ignore[no-any-return]
+
+
+def connector_status(settings: Settings, name: str) -> dict[str, Any] | None:
+    return _get(settings, f"/connectors/{name}/status")
+
+
+def connector_config(settings: Settings, name: str) -> dict[str, str] | None:
+    """The connector's live config in Connect (None when not registered)."""
+    return _get(settings, f"/connectors/{name}/config")
 
 
 def _failure(name: str, status: dict[str, Any]) -> str | None:
@@ -135,7 +145,10 @@ def register(
         status = connector_status(settings, name)
         if status is not None and _failure(name, status):
             progress(f"connector {name}: was FAILED, restarting")
-            _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+            restart(settings, name, only_failed=True)
+            # The restart is asynchronous: until the task restarts, its status still says FAILED,
+            # which the wait below would report as a failure of the restarted task.
+            poll(lambda n=name, st=status: not _failure(n, connector_status(settings, n) or st), 15, 0.5)  # type: ignore[misc]
     pending = set(connectors)
     statuses: dict[str, dict[str, Any]] = {}
 
@@ -159,6 +172,14 @@ def register(
             + ", ".join(f"{n}: {statuses.get(n)}" for n in sorted(pending))
         )
     return statuses
+
+
+def restart(settings: Settings, name: str, *, only_failed: bool) -> None:
+    """Restart a connector and its tasks (only the failed ones, or all of them)."""
+    flag = "true" if only_failed else "false"
+    code, body = _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed={flag}")
+    if code not in (200, 202, 204):
+        raise StackError(f"POST /connectors/{name}/restart answered {code}: {body}")
 
 
 def status_all(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import urllib.request
 from urllib.parse import urlsplit
 
 from streams.stack import downloads, versions
+from streams.stack.analysis_plugin import install_plugin
 from streams.stack.java import java_home
 from streams.stack.runner import Progress, Server, run, service_user
 
@@ -32,6 +33,7 @@ class Elasticsearch(Server):
             # Unpacked under stack_home, not the cache: the unprivileged user cannot read /root.
             run(["unzip", "-q", "-o", str(archive), "-d", str(self.home)], what="elasticsearch (unzip)")
             (self.dist / ".complete").touch()
+        install_plugin(self.dist, self.settings.cache_dir, progress)
         self.config_dir.mkdir(parents=True, exist_ok=True)
         for name in ("jvm.options", "log4j2.properties"):
             if not (self.config_dir / name).exists():

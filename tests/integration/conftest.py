@@ -11,6 +11,7 @@ import pytest
 from streams.agents.worker_process import running_worker
 from streams.settings import Settings, get_settings
 from streams.stack import connectors, stack
+from streams.stack.watch_connectors import background_watch
 
 
 def _progress(line: str) -> None:
@@ -29,10 +30,37 @@ def local_stack() -> Iterator[Settings]:
             stack.down(settings, _progress, only=started)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def connectors_watch(local_stack: Settings) -> Iterator[None]:
+    """`streams connectors watch` for the whole session, as `make demo` runs it: a connector that fails
+    or stalls during a test (a broker restart in the fault suite) is healed as in production."""
+    with background_watch(local_stack.stack_home / "watch-tests.log"):
+        yield
+
+
 def restarted_worker_pid_file(settings: Settings) -> Path:
     """Where a test that kills the worker and starts another writes the new one's pid, so that the
     session stops it with the worker it started (a file, because pytest may import this module twice)."""
     return settings.stack_home / "worker-restarted.pid"
+
+
+def start_detached_worker(settings: Settings, log_name: str) -> None:
+    """Start `streams worker` in its own session (a test killed the running one); the session stops it at
+    the end through the pid file."""
+    import subprocess
+    import sys
+
+    from streams.settings import PROJECT_ROOT
+
+    with open(settings.stack_home / log_name, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+    restarted_worker_pid_file(settings).write_text(str(process.pid))
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -144,6 +145,17 @@ def hybrid_document_ids(query: str, groups: Sequence[str] | None = None, k: int 
 def metrics_text() -> str:
     with urllib.request.urlopen(f"{get_settings().worker_url()}/metrics", timeout=30) as response:
         return str(response.read().decode())
+
+
+def wait_until_embedding_is_quiet(quiet_s: float = 3.0, timeout_s: float = 300.0) -> None:
+    """Wait until the worker has embedded nothing for `quiet_s` (earlier writes, e.g. a seed, are done)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = metrics_value("streams_chunks_embedded_total"), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(0.5)
+        now = metrics_value("streams_chunks_embedded_total")
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:

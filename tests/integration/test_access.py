@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     unique,
     visible_chunks,
     wait_until,
+    wait_until_embedding_is_quiet,
 )
 
 pytestmark = pytest.mark.integration
@@ -173,16 +174,6 @@ def test_a_support_token_sees_only_support_in_every_source(worker: Settings) -> 
 # -- a removed group disappears within the freshness wait, and re-embeds nothing ----------------------
 
 
-def _wait_until_embedding_is_quiet(quiet_s: float = 3.0, timeout_s: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    last, since = metrics_value("streams_chunks_embedded_total"), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
-        time.sleep(0.5)
-        now = metrics_value("streams_chunks_embedded_total")
-        if now != last:
-            last, since = now, time.monotonic()
-
-
 @pytest.mark.parametrize("source", ["tickets", "note", "contact", "wiki"])
 def test_a_removed_group_disappears_and_embeds_nothing(worker: Settings, source: str) -> None:
     es = es_client(worker)
@@ -195,7 +186,7 @@ def test_a_removed_group_disappears_and_embeds_nothing(worker: Settings, source:
     deltas = []
     for attempt, groups in enumerate((["billing"], ["support", "billing"], ["billing"])):
         # Other writers may share the worker: measure again when something else was embedding meanwhile.
-        _wait_until_embedding_is_quiet()
+        wait_until_embedding_is_quiet()
         embedded_before = metrics_value("streams_chunks_embedded_total")
         changed_at = time.monotonic()
         planted.set_groups(groups)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from streams.bench.cpu import is_worker
 from streams.settings import PROJECT_ROOT, Settings
 from streams.sources import edits
 from streams.sources.connect import connect_postgres
-from tests.integration.conftest import restarted_worker_pid_file
+from tests.integration.conftest import start_detached_worker
 from tests.integration.helpers import (
     document_chunks,
     es_client,
@@ -67,7 +65,7 @@ def _seed_person(es: Any) -> Person:
     )
     ticket_id = edits.add_ticket(f"Access {w_ticket}", f"Please grant {w_ticket} access.", email, ["support"])
     contact_id = edits.add_contact("Frida", w_contact.title(), email, ["sales"])
-    note_id = edits.add_note(contact_id, "rep.someone@example.com", f"Frida asked about the {w_note} plan.")
+    note_id = edits.add_note(contact_id, f"rep.{unique('r')}@example.com", f"Frida asked about the {w_note} plan.")
     person = Person(
         email,
         {
@@ -308,15 +306,7 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
     wait_until(lambda: not set(_worker_pids()) & set(pids), timeout=30)
 
     log_path = worker.stack_home / "worker-restarted.log"
-    with open(log_path, "ab") as log:
-        restarted = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            start_new_session=True,
-        )
-    restarted_worker_pid_file(worker).write_text(str(restarted.pid))  # the session stops it at the end
+    start_detached_worker(worker, "worker-restarted.log")
 
     receipt = _receipt(worker, request_id, start, timeout=400)
     assert receipt["verification"]["subject_field_hits"] == 0

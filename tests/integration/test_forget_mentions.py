@@ -61,7 +61,7 @@ def _seed(es: Any) -> Named:
     )  # fmt: skip
     note = edits.add_note(
         edits.add_contact("Omar", unique("om").title(), f"omar.{unique('o')}@example.com", ["sales"]),
-        "rep.someone@example.com", f"Omar says {name} ({phone}) signed off the {words[1]} renewal.",
+        f"rep.{unique('r')}@example.com", f"Omar says {name} ({phone}) signed off the {words[1]} renewal.",
     )  # fmt: skip
     page = edits.new_wiki_page(
         f"Runbook {unique('t')}", f"== Contacts ==\n\nEscalate {words[2]} incidents to mailto:{email}.",

@@ -158,7 +158,12 @@ def test_odd_text_is_indexed_correctly(worker: Settings) -> None:
     }
     docs = {name: f"tickets/ticket/{ticket_id}" for name, ticket_id in tickets.items()}
     try:
-        assert wait_until(lambda: set(docs.values()) <= found_documents(es, marker), timeout=300), "not indexed"
+        # Every chunk carries its ticket's title (which holds the marker): hundreds of them match it, so
+        # ask for enough hits to see all three tickets.
+        def indexed() -> bool:
+            return set(docs.values()) <= found_documents(es, marker, size=1000)
+
+        assert wait_until(indexed, timeout=300), "not indexed"
 
         token_chunks = visible_chunks(es, docs["token"])
         assert len(token_chunks) > 10, "the 100,000-character token became too few chunks"
@@ -181,7 +186,7 @@ def test_script_in_a_wiki_page_is_not_indexed(worker: Settings) -> None:
     es = es_client(worker)
     marker, hidden = unique(), unique()
     text = f"Runbook {marker}.\n\n<script>{hidden}();</script>\n\nRestart <style>p {{ {hidden}: 1 }}</style> the queue."
-    page_id = edits.new_wiki_page(f"Hostile {marker}", text, [], _email())
+    page_id = edits.new_wiki_page(f"Hostile {marker}", text, ["engineering"], _email())
     doc = f"wiki/page/{page_id}"
     try:
         assert wait_until(lambda: doc in found_documents(es, marker), timeout=300)

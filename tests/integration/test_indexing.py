@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     visible_chunks,
     wait_processed,
     wait_until,
+    wait_until_embedding_is_quiet,
 )
 
 pytestmark = pytest.mark.integration
@@ -182,17 +183,6 @@ def _revision_order_key(es: Any, doc: str) -> int | None:
     return part.get("order_key")
 
 
-def _wait_until_embedding_is_quiet(quiet_s: float = 3.0, timeout_s: float = 300.0) -> None:
-    """Wait until the worker has embedded nothing for `quiet_s` (earlier writes, e.g. a seed, are done)."""
-    deadline = time.monotonic() + timeout_s
-    last, since = metrics_value("streams_chunks_embedded_total"), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
-        time.sleep(0.5)
-        now = metrics_value("streams_chunks_embedded_total")
-        if now != last:
-            last, since = now, time.monotonic()
-
-
 def _long_page() -> int:
     """A page of 50-odd chunks or more; on a fresh stack, seed the wiki (its longest pages come first)."""
     page_id = edits.long_wiki_page()
@@ -210,12 +200,12 @@ def test_one_paragraph_edit_of_a_long_page_embeds_at_most_two_chunks(worker: Set
     rng = random.Random()
     # The counter is the worker's, not this document's: measure between two quiet moments (earlier
     # writes, such as a seed, done before; this edit's batch counted after), with nothing else writing.
-    _wait_until_embedding_is_quiet()
+    wait_until_embedding_is_quiet()
     hashes_before = {c["text_hash"] for c in visible_chunks(es, doc)}
     embedded_before = metrics_value("streams_chunks_embedded_total")
     rev_id = edits.edit_wiki_paragraph(page_id, rng)
     assert wait_until(lambda: _revision_order_key(es, doc) == rev_id, timeout=60), f"revision {rev_id} never indexed"
-    _wait_until_embedding_is_quiet()  # the batch's counter moves just after its write is searchable
+    wait_until_embedding_is_quiet()  # the batch's counter moves just after its write is searchable
     delta = metrics_value("streams_chunks_embedded_total") - embedded_before
     # Texts that are new to the page: chunks that merely moved (renumbered) keep their text and vector.
     changed = len({c["text_hash"] for c in visible_chunks(es, doc)} - hashes_before)
@@ -230,12 +220,12 @@ def test_groups_only_change_embeds_nothing(worker: Settings) -> None:
     doc = f"tickets/ticket/{ticket_id}"
     wait_until(lambda: _found(es, word, doc))
     groups = ["billing", "exec"]
-    _wait_until_embedding_is_quiet()  # the ticket's own embedding, and anything before it, is counted
+    wait_until_embedding_is_quiet()  # the ticket's own embedding, and anything before it, is counted
     hashes_before = {c["_id"]: c["text_hash"] for c in visible_chunks(es, doc)}
     embedded_before = metrics_value("streams_chunks_embedded_total")
     edits.set_ticket_groups(ticket_id, groups)
     wait_until(lambda: all(sorted(c["groups"]) == sorted(groups) for c in visible_chunks(es, doc)))
-    _wait_until_embedding_is_quiet()
+    wait_until_embedding_is_quiet()
     chunks = visible_chunks(es, doc)
     assert chunks and all(sorted(c["groups"]) == sorted(groups) for c in chunks), chunks
     assert {c["_id"]: c["text_hash"] for c in chunks} == hashes_before

@@ -103,6 +103,7 @@ def test_the_dashboard_covers_the_freshness_story() -> None:
         "streams_embedding_throughput_chunks_per_second",
         "streams_dead_letters_total",
         "streams_deletion_request_seconds_bucket",
+        "streams_source_capture_age_seconds",
     ):
         assert name in used, f"no panel shows {name}"
 

@@ -302,3 +302,20 @@ def test_schema_history_topic_is_skipped() -> None:
         "ddl": "CREATE TABLE page",
     }
     assert decode_change_event("wiki.schema-history", None, encode(history)) is None
+
+
+def test_a_postgres_incremental_snapshot_read_takes_its_version_from_the_sequence() -> None:
+    """Debezium 3.3's incremental snapshot reads (verify --repair) carry `lsn: null` and
+    `sequence: ["<last commit lsn>", "<current lsn>"]`; a live change must still carry its lsn."""
+    fixture = load(CAPTURED / "tickets.public.tickets" / "snapshot_read.json")
+    value = fixture["value"]
+    envelope = value.get("payload", value)
+    envelope["source"].update(snapshot="incremental", lsn=None, txId=None, sequence='["46084472","46085408"]')
+    event = decode_change_event(fixture["topic"], encode(fixture["key"]), encode(value))
+    assert event is not None and event.version == 46085408 and event.snapshot
+    envelope["source"]["sequence"] = "[null,null]"
+    with pytest.raises(DecodeError, match=r"source\.lsn"):
+        decode_change_event(fixture["topic"], encode(fixture["key"]), encode(value))
+    envelope["source"].update(snapshot="false", sequence='["1","2"]')
+    with pytest.raises(DecodeError, match=r"source\.lsn"):
+        decode_change_event(fixture["topic"], encode(fixture["key"]), encode(value))

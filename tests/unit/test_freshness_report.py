@@ -71,8 +71,8 @@ def test_oldest_ages_come_from_the_gauge() -> None:
 def test_the_table_shows_every_source() -> None:
     table = commands.render_table(_record()["sources"]).splitlines()
     assert table[0].split()[:2] == ["source", "events"]
-    assert table[1].split() == ["tickets", "0", "-", "-", "-", "-", "0.000"]
-    assert table[2].split() == ["wiki", "3", "1.200", "3.500", "3.500", "3.500", "2.000"]
+    assert table[1].split() == ["tickets", "0", "-", "-", "-", "-", "0.000", "-"]
+    assert table[2].split() == ["wiki", "3", "1.200", "3.500", "3.500", "3.500", "2.000", "-"]
 
 
 def test_the_command_reads_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,11 +83,21 @@ def test_the_command_reads_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(url)
         return body
 
+    def fake_capture(url: str, timeout_s: float) -> dict[str, float]:
+        seen.append(url)
+        return {"tickets": 4.5, "wiki": 61.0}
+
     monkeypatch.setattr(commands, "read_worker", fake_read)
+    monkeypatch.setattr(commands, "read_capture_ages", fake_capture)
     result = CliRunner().invoke(commands.freshness, ["--json", "--url", "http://worker:1"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == body
-    assert seen == ["http://worker:1"]
+    shown = json.loads(result.output)
+    assert shown["capture_age_s"] == {"tickets": 4.5, "wiki": 61.0}
+    assert [(s["source"], s["capture_age_s"]) for s in shown["sources"]] == [("tickets", 4.5), ("wiki", 61.0)]
+    assert seen == ["http://worker:1", "http://worker:1"]
+    table = CliRunner().invoke(commands.freshness, ["--url", "http://worker:1"]).output.splitlines()
+    assert "capture age s" in table[1]
+    assert table[3].split()[-1] == "61.000"
 
 
 def test_no_worker_is_a_clear_error() -> None:
@@ -126,7 +136,8 @@ def test_a_report_of_the_previous_schema_still_decodes() -> None:
 def test_the_command_shows_snapshot_figures_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     sources = [figures("tickets", [0.5], 0.0, [13.0, 87.0]).to_json()]
     monkeypatch.setattr(commands, "read_worker", lambda url, timeout_s: {"worker_id": "w", "sources": sources})
+    monkeypatch.setattr(commands, "read_capture_ages", lambda url, timeout_s: {"tickets": 1.5})
     lines = CliRunner().invoke(commands.freshness, []).output.splitlines()
-    assert lines[2].split() == ["tickets", "1", "0.500", "0.500", "0.500", "0.500", "0.000"]
+    assert lines[2].split() == ["tickets", "1", "0.500", "0.500", "0.500", "0.500", "0.000", "1.500"]
     apart = lines.index(commands.SNAPSHOT_TITLE)
     assert lines[apart + 2].split() == ["tickets", "2", "13.000", "87.000", "87.000", "87.000"]

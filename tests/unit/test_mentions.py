@@ -70,3 +70,13 @@ def test_an_empty_redactor_changes_nothing() -> None:
     assert Redactor(KEY).redact("Priya Park, priya.park@umbrella-health.org") == (
         "Priya Park, priya.park@umbrella-health.org"
     )
+
+
+def test_hostile_text_is_scanned_in_one_pass() -> None:
+    """A 100,000-character token and long digit runs (hostile input) come back unchanged; an unbounded
+    pattern used to backtrack over them from every position (hours on one event)."""
+    token = "a" * 100_000
+    digits = "5" * 100_000
+    assert redactor().redact(token) == token
+    assert redactor().redact(digits) == digits
+    assert redactor().redact(f"{token} Priya Park") == f"{token} {MARKER}"

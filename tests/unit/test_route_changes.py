@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from streams.agents.process_changes import ChangeProcessor, RawMessage
 from streams.agents.route_changes import ChangeRouter, decode_routed, encode_routed, unwrap_routed
 from streams.agents.write_changes import WriteResult
 from streams.errors import IndexingError
+from streams.observability.capture_health import CaptureClock
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.document_mapping import Mappings, load_mappings
 from streams.records import Origin, PartChange
@@ -42,11 +44,13 @@ def raw(name: str, offset: int = 7, partition: int = 1, **after: Any) -> RawMess
 class Recorder:
     def __init__(self) -> None:
         self.forwarded: list[tuple[bytes, bytes]] = []
+        self.partitions: list[int | None] = []
         self.dead: list[tuple[Origin, dict[str, object]]] = []
         self.acknowledged = 0
 
-    async def forward(self, key: bytes, value: bytes) -> Any:
+    async def forward(self, key: bytes, value: bytes, partition: int | None) -> Any:
         self.forwarded.append((key, value))
+        self.partitions.append(partition)
 
         async def broker_ack() -> None:
             self.acknowledged += 1
@@ -57,9 +61,9 @@ class Recorder:
         self.dead.append((origin, record))
 
 
-def route(mappings: Mappings, messages: list[RawMessage]) -> Recorder:
+def route(mappings: Mappings, messages: list[RawMessage], partitions: int = 1) -> Recorder:
     recorder = Recorder()
-    router = ChangeRouter(mappings, recorder.forward, recorder.dead_letter)
+    router = ChangeRouter(mappings, recorder.forward, recorder.dead_letter, partitions=partitions)
     asyncio.run(router.route(messages))
     return recorder
 
@@ -96,9 +100,34 @@ def test_undecodable_and_unmappable_events_are_dead_lettered_with_the_debezium_o
     assert len(recorder.forwarded) == 1  # the good event behind them flows on
 
 
-def test_tombstones_and_heartbeats_are_not_forwarded(mappings: Mappings) -> None:
+def test_tombstones_and_debezium_heartbeats_are_not_forwarded(mappings: Mappings) -> None:
     recorder = route(mappings, [raw("tickets.public.tickets/tombstone"), raw("__debezium-heartbeat.tickets/heartbeat")])
     assert recorder.forwarded == [] and recorder.dead == []
+
+
+def test_a_heartbeat_table_change_reaches_every_partition_and_each_indexer_counts_it(mappings: Mappings) -> None:
+    """Every worker owns some partitions: each must see every source's heartbeats, or its /health
+    would report a live source as stalled."""
+    message = raw("tickets.public.streams_heartbeat/update")
+    recorder = route(mappings, [message, raw("tickets.public.tickets/update")], partitions=4)
+    assert recorder.partitions == [0, 1, 2, 3, None]  # the heartbeat to each partition, the change by its key
+    assert {key for key, _ in recorder.forwarded[:4]} == {b"heartbeat:tickets"}
+    assert recorder.acknowledged == 5
+
+    class NoWrites:
+        async def write(self, changes: list[PartChange]) -> WriteResult:
+            raise AssertionError(f"a heartbeat was indexed: {changes}")
+
+    commit = datetime.fromtimestamp(json.loads(message.value or b"{}")["source"]["ts_ms"] / 1000, UTC)
+    capture = CaptureClock(["tickets"], clock=lambda: commit + timedelta(seconds=100))  # started 100 s after it
+    processor = ChangeProcessor(
+        mappings, NoWrites(), recorder.dead_letter, FreshnessWindow(("tickets",)), capture=capture,  # type: ignore[arg-type]
+    )
+    _, value = recorder.forwarded[2]
+    asyncio.run(processor.process([unwrap_routed(value, "streams.changes.by-document", 2, 9)]))
+    # counted from the heartbeat's commit, not from the start (0)
+    assert capture.age_s("tickets") == pytest.approx(100.0, abs=0.01)
+    assert recorder.dead == []
 
 
 def test_a_record_on_the_routed_topic_that_is_not_routed_is_dead_lettered_with_its_own_origin(

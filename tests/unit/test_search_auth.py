@@ -46,7 +46,9 @@ def _authenticator(jwt_options: JwtOptions | None = None) -> Authenticator:
 
 
 def _jwt(claims: dict[str, Any], secret: str = JWT_SECRET, algorithm: str = "HS256") -> str:
-    return jwt.encode({"sub": "agent-7", "exp": int(time.time()) + 300, **claims}, secret, algorithm=algorithm)
+    # Tokens in parametrize lists are minted at collection time, and the whole tree (integration tests
+    # first) runs for longer than minutes before they are checked: a day keeps them valid.
+    return jwt.encode({"sub": "agent-7", "exp": int(time.time()) + 86400, **claims}, secret, algorithm=algorithm)
 
 
 def _plan(authorization: str | None, **query: str) -> web.SearchRequest | web.Rejection:
@@ -74,7 +76,7 @@ def test_no_bearer_token_is_401_with_a_challenge(header: str | None) -> None:
         _jwt({"groups": ["support"]}, secret="another-secret-" + "y" * 64),
         _jwt({"groups": ["support"], "exp": int(time.time()) - 3600}),
         _jwt({"groups": ["support"]}, algorithm="HS512"),
-        jwt.encode({"sub": "x", "exp": int(time.time()) + 300, "groups": ["support"]}, "", algorithm="none"),
+        jwt.encode({"sub": "x", "exp": int(time.time()) + 86400, "groups": ["support"]}, "", algorithm="none"),
         _jwt({}),  # no groups claim
         _jwt({"groups": "support"}),  # not a list
     ],

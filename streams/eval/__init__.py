@@ -1,0 +1,1 @@
+"""Retrieval quality: golden sets in the BEIR layout, loaded through the pipeline and measured."""

@@ -1,0 +1,202 @@
+"""`streams eval`: retrieval quality on a golden set, the quality gate, and loading a set."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streams.settings import get_settings
+
+DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--set", "set_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_SET, show_default=True,
+    help="The golden set: a BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv), loaded with `eval load`.",
+)
+@click.option("--group", default=None, help="The access group it was loaded into (default: the only one loaded).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (totals and every query).")
+@click.option("--per-query", is_flag=True, help="Also print each query's nDCG@10 in the table.")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
+@click.option("--baseline", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A saved `--json` report: exit 1 if any metric fell more than --max-drop below it.")
+@click.option("--max-drop", type=float, default=0.02, show_default=True, help="Largest allowed fall per metric.")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["hybrid", "bm25", "knn"]),
+              help="Only these rankings (repeatable; default: all).")
+@click.option("--index", default=None, help="Search this index or alias instead of the live alias (experiments).")
+@click.option("--rrf-k", type=int, default=None, help="Experiment: RRF's k.")
+@click.option("--bm25-weight", type=float, default=None, help="Experiment: BM25's weight in the fusion.")
+@click.option("--knn-weight", type=float, default=None, help="Experiment: kNN's weight in the fusion.")
+@click.option("--num-candidates", type=int, default=None, help="Experiment: kNN num_candidates.")
+@click.option("--chunks-per-k", type=int, default=None, help="Experiment: chunks each retriever fetches per result.")
+@click.option("--fields", default=None, help="Experiment: BM25 fields with boosts, comma-separated (text,title^2).")
+@click.pass_context
+def eval_(
+    ctx: click.Context, set_dir: Path, group: str | None, as_json: bool, per_query: bool, save: Path | None,
+    baseline: Path | None, max_drop: float, modes: tuple[str, ...], index: str | None, rrf_k: int | None,
+    bm25_weight: float | None, knn_weight: float | None, num_candidates: int | None, chunks_per_k: int | None,
+    fields: str | None,
+) -> None:  # fmt: skip
+    """Measure retrieval quality: nDCG@10, recall@100, MRR@10 and precision@5 of hybrid search, BM25
+    alone and kNN alone over a golden set that `streams eval load` put through the pipeline.
+
+    Every query goes through the same search function as /search, restricted to the set's access group.
+    With --baseline it is a quality gate: it exits 1 and names each metric that fell more than
+    --max-drop below the saved report.
+
+    \b
+    streams eval load eval/streams-golden --group eval-golden
+    streams eval --save before.json
+    streams eval --baseline before.json --max-drop 0.02
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import dataclasses
+
+    from streams.agents.runtime import build_embedder
+    from streams.clients import async_elasticsearch_client
+    from streams.elastic.hybrid_index import DEFAULT_TUNING, MODES
+    from streams.eval.golden_set import GoldenSetError, read_golden_set
+    from streams.eval.load_collection import LoadedCollection
+    from streams.eval.report import quality_drops, read_report, table
+    from streams.eval.run_eval import evaluate_set
+
+    settings = get_settings()
+    changes: dict[str, Any] = {
+        "rrf_k": rrf_k, "bm25_weight": bm25_weight, "knn_weight": knn_weight, "num_candidates": num_candidates,
+        "chunks_per_k": chunks_per_k, "bm25_fields": tuple(f.strip() for f in fields.split(",")) if fields else None,
+    }  # fmt: skip
+    tuning = dataclasses.replace(DEFAULT_TUNING, **{k: v for k, v in changes.items() if v is not None})
+    try:
+        golden = read_golden_set(set_dir)
+        loaded = LoadedCollection.read(set_dir, group)
+        saved = read_report(baseline) if baseline else None
+    except GoldenSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    embedder = build_embedder(settings)
+    report = evaluate_set(
+        lambda: async_elasticsearch_client(settings), embedder.encode, index or settings.index_alias,
+        golden, loaded, modes or MODES, tuning,
+    )  # fmt: skip
+    if save:
+        save.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    click.echo(json.dumps(report, indent=1) if as_json else table(report, per_query))
+    if saved is not None:
+        drops = quality_drops(saved, report, max_drop, modes)
+        for drop in drops:
+            click.echo(f"quality gate: {drop.describe()}", err=True)
+        if drops:
+            sys.exit(1)
+        click.echo(f"quality gate: no metric fell more than {max_drop} below {baseline}", err=True)
+
+
+@eval_.command("load")
+@click.argument("set_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--source", type=click.Choice(["tickets"]), default="tickets", show_default=True,
+              help="The source database the documents go into.")
+@click.option("--group", required=True, help="The access group the documents get (and eval searches).")
+@click.option("--replace", is_flag=True, help="Delete an earlier load into this group and load again.")
+@click.option("--stall", type=float, default=180.0, show_default=True,
+              help="Give up when no document became searchable for this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as_json: bool) -> None:
+    """Insert a BEIR collection's documents into a source database, so that they travel the real path
+    (Debezium, Kafka, the worker), wait with progress until every one is searchable, and record which
+    document each became in SET_DIR/loaded-GROUP.json. Reports the backfill throughput it saw.
+
+    Loading the same collection into the same group again does nothing unless --replace. The worker
+    must be running (`streams worker`) and the connectors registered.
+    """
+    from streams.clients import elasticsearch_client
+    from streams.eval import load_collection as loading
+    from streams.eval.golden_set import GoldenSetError, read_corpus
+    from streams.sources.connect import connect_postgres
+
+    settings = get_settings()
+    try:
+        loading.check_group(group)
+        corpus = list(read_corpus(set_dir))
+    except GoldenSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not corpus:
+        raise click.ClickException(f"{set_dir}/corpus.jsonl has no documents")
+    es = elasticsearch_client(settings)
+    with connect_postgres(settings.dsn(source), name=source) as conn:
+        loaded = None if replace else loading.existing_load(conn, set_dir, group, corpus)
+        inserted = 0
+        started = time.monotonic()
+        if loaded is None:
+            removed = loading.delete_group(conn, group)
+            if removed:
+                click.echo(f"deleted {removed} tickets of an earlier load into {group}", err=True)
+            started = time.monotonic()
+            documents = loading.insert_tickets(
+                conn, corpus, group,
+                lambda n: click.echo(f"inserted {n} tickets", err=True) if n else None,
+            )  # fmt: skip
+            inserted = len(documents)
+            loaded = loading.LoadedCollection(group, source, documents)
+            loaded.save(set_dir)
+        else:
+            click.echo(f"{set_dir.name} is already loaded into {group}: checking that it is indexed", err=True)
+
+    def progress(done: int, total: int, chunks: int) -> None:
+        elapsed = time.monotonic() - started
+        click.echo(f"  {done}/{total} documents searchable ({chunks} chunks) after {elapsed:.0f} s", err=True)
+
+    try:
+        _, chunks = loading.wait_until_indexed(
+            es, settings.index_alias, group, list(loaded.documents.values()), progress, stall_s=stall
+        )
+    except GoldenSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        es.close()
+    result = loading.LoadResult(loaded, inserted, inserted == 0, time.monotonic() - started, chunks)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+    elif inserted:
+        figures = result.to_json()
+        click.echo(
+            f"loaded {inserted} documents ({chunks} chunks) into {group} in {result.seconds:.1f} s: "
+            f"{figures['documents_per_s']} documents/s, {figures['chunks_per_s']} chunks/s through the pipeline"
+        )
+    else:
+        click.echo(f"{len(loaded.documents)} documents of {set_dir.name} are searchable in group {group}")
+
+
+@eval_.command("copy-index")
+@click.option("--group", required=True, help="The loaded golden set's access group: its chunks are copied.")
+@click.option("--to", "target", required=True, help="The scratch index to (re)create, e.g. streams-eval-english.")
+@click.option("--analysis", type=click.Choice(["standard", "english"]), default="english", show_default=True,
+              help="How title, section and text are analysed in the copy.")
+@click.option("--embed-title", is_flag=True, help="Re-embed each chunk as 'title / section' + text (slow).")
+def copy_index(group: str, target: str, analysis: str, embed_title: bool) -> None:
+    """Experiments: copy a loaded golden set's chunks from the live index into a scratch index with another
+    mapping (or re-embedded with title and section), then measure it with `streams eval --index TARGET`.
+    The live index is only read. Delete the copy with curl -XDELETE when done."""
+    from streams.agents.runtime import build_embedder
+    from streams.clients import elasticsearch_client
+    from streams.eval.experiment_index import copy_group
+
+    if target == get_settings().index_alias or target.startswith(get_settings().index_alias + "-v"):
+        raise click.ClickException(f"{target} is the live index: copy into a scratch index")
+    settings = get_settings()
+    embedder = build_embedder(settings)
+    es = elasticsearch_client(settings)
+    try:
+        count = copy_group(
+            es, settings.index_alias, group, target, embedder.dimensions, analysis,
+            embedder.encode if embed_title else None,
+            lambda n: click.echo(f"  {n} chunks copied", err=True) if n % 1024 == 0 else None,
+        )  # fmt: skip
+    finally:
+        es.close()
+    click.echo(f"copied {count} chunks of group {group} into {target} ({analysis} analysis"
+               f"{', title and section embedded with the text' if embed_title else ''})")  # fmt: skip
