@@ -85,6 +85,15 @@ def generation_settings(settings: Settings, config: GenerationConfig) -> Setting
     })  # fmt: skip
 
 
+def embedder_for(settings: Settings, client: Any, index: str) -> Embedder:
+    """The embedder that made `index`'s vectors (an alias: its serving generation's), so a query vector
+    lives in the index's space after a switch to another model. An index that records no model (a
+    scratch copy, an index from before generations) gets the settings' model."""
+    concrete = serving_index(client, index) or index
+    config = read_config(client, concrete) if client.indices.exists(index=concrete) else None
+    return build_embedder(generation_settings(settings, config) if config else settings)
+
+
 class Embedders:
     """One Embedder per model, shared by the generations that use it (a chunk-size migration loads no
     second model)."""

@@ -67,7 +67,7 @@ def test_eval_command_exits_non_zero_on_a_regression(monkeypatch: pytest.MonkeyP
         (set_dir / name).write_text((FIXTURES / "tiny" / name).read_text())
     LoadedCollection("eval-tiny", "tickets", {"d1": "tickets/ticket/1"}).save(set_dir)
     fake_embedder = type("FakeEmbedder", (), {"encode": lambda self, texts: [[0.0] for _ in texts]})()
-    monkeypatch.setattr("streams.agents.runtime.build_embedder", lambda settings: fake_embedder)
+    monkeypatch.setattr("streams.agents.runtime.embedder_for", lambda settings, es, index: fake_embedder)
     monkeypatch.setattr(run_eval, "evaluate_set", lambda *args, **kwargs: report("regressed.json"))
     runner = CliRunner()
     args = ["--set", str(set_dir), "--baseline"]
