@@ -103,6 +103,15 @@ def test_metrics_come_from_ranx_per_query_and_in_total() -> None:
     assert total["precision@5"] == pytest.approx(0.1)
 
 
+def test_a_run_that_found_nothing_at_all_scores_zero() -> None:
+    """An index generation not filled yet answers nothing: the comparison must score it, not crash."""
+    from streams.eval.metrics import METRICS, score_run
+
+    total, per_query = score_run({"q1": {"d1": 1}, "q2": {"d2": 1}}, {"q1": {}, "q2": {}})
+    assert total == {metric: 0.0 for metric in METRICS}
+    assert per_query["q2"] == {metric: 0.0 for metric in METRICS}
+
+
 def test_table_lists_every_mode() -> None:
     text = table(report("baseline.json") | {"query_texts": {}})
     assert "| hybrid | 0.700 | 0.950 | 0.720 | 0.300 |" in text
