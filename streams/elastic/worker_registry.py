@@ -52,7 +52,7 @@ async def report(
 
 
 async def remove(client: AsyncElasticsearch, index: str, instance: str) -> None:
-    await client.delete(index=index, id=instance, refresh=True, ignore_status=404)  # type: ignore[call-arg]
+    await client.options(ignore_status=404).delete(index=index, id=instance, refresh=True)
 
 
 def live_workers_sync(client: Elasticsearch, index: str, since: datetime) -> dict[str, int]:
