@@ -42,12 +42,18 @@ app = faust.App(
     stream_buffer_maxsize=settings.batch_max_events * 8,
 )
 
-# Debezium's topics: every mapped table of every source. The agent reads them all, so that the
-# changes to one document (a ticket and its comments) are applied by one loop, in delivery order.
-# The heartbeat tables' topics come through the same loop: a heartbeat measures the whole path,
-# this agent included, and is never indexed (see agents/process_changes.py).
+# Debezium's topics: every mapped table of every source, keyed by row, and each source's heartbeat
+# table. The routing agent reads them all and forwards each change to the repartition topic keyed by
+# its document id, so that the changes to one document (a ticket and its comments) land in one
+# partition, owned by one worker at a time, and are applied by one loop in delivery order however
+# many workers run. A heartbeat is forwarded to every partition: each worker's indexing loop sees it,
+# so its capture age measures the whole path, both agents included, and it is never indexed
+# (see agents/route_changes.py and agents/process_changes.py).
 changes_topic = app.topic(
     *change_topics(mappings, settings), *heartbeat_topics(mappings, settings), key_type=bytes, value_type=bytes
+)
+routed_topic = app.topic(
+    settings.routed_topic, key_type=bytes, value_type=bytes, partitions=settings.document_partitions
 )
 deletion_topic = app.topic(settings.deletion_topic, key_type=bytes, value_type=bytes)
 receipts_topic = app.topic(settings.receipts_topic, key_type=bytes, value_type=bytes)

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("streams.verify:verify", "Compare the source databases with the index."),
     "freshness": ("streams.observability.commands:freshness", "Freshness percentiles per source."),
     "bench": ("streams.bench.commands:bench", "Run the benchmark suite through the real stack."),
+    "migrate": ("streams.migrate:migrate", "Build a new index generation (model, chunking) and switch to it."),
     "eval": ("streams.eval.commands:eval_", "Retrieval quality on a golden set; load a set through the pipeline."),
 }
 

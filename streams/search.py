@@ -30,12 +30,13 @@ def search(query: str, k: int, source: str | None, groups: str | None, as_json: 
     credentials, so it sees every document unless --groups narrows the view. Search services call the
     worker's authenticated /search endpoint instead (README, "Who may search").
     """
-    from streams.agents.runtime import build_embedder
-    from streams.clients import async_elasticsearch_client
+    from streams.agents.runtime import embedder_for
+    from streams.clients import async_elasticsearch_client, elasticsearch_client
     from streams.elastic.hybrid_index import hybrid_search
 
     settings = get_settings()
-    embedder = build_embedder(settings)
+    with elasticsearch_client(settings) as es:  # the serving generation's model, whatever the settings say
+        embedder = embedder_for(settings, es, settings.index_alias)
     vector = embedder.encode([query])[0]
 
     async def run() -> list[dict[str, object]]:

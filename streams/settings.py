@@ -94,7 +94,16 @@ class Settings(BaseSettings):
 
     # Topics the project owns. Debezium topics are named <source>.<schema>.<table>.
     sources: tuple[str, ...] = ("wiki", "tickets", "crm")
+    # Partitions of the topics the worker creates: Debezium's change topics (when they do not exist yet)
+    # and the project's own. A consumer group spreads partitions over workers, so a topic with P
+    # partitions keeps at most P workers busy.
     topic_partitions: int = 2
+    # The indexing lane's repartition topic: every change keyed by its document id, so that one
+    # document is written by one worker at a time. Its partition count bounds how many workers index
+    # in parallel: size it for the most workers you expect (adding partitions later moves documents
+    # between partitions; ordering still holds by version, but plan it, see README "Several workers").
+    routed_topic: str = "streams.changes.by-document"
+    document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"
     receipts_topic: str = "streams.forget.receipts"
     ledger_topic: str = "streams.forget.ledger"
@@ -132,12 +141,23 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = 32
 
     # The worker.
+    # The faust app id, and so the Kafka consumer group: every worker of one deployment shares it
+    # (each process needs its own worker_web_port on one host).
     worker_id: str = "streams-worker"
     worker_web_port: int = 16066
     # The address the worker's HTTP server listens on. Loopback by default: /metrics and /freshness are
     # unauthenticated, so exposing them (for example "0.0.0.0" behind a firewall) is an explicit choice.
     worker_web_bind: str = "127.0.0.1"
     batch_max_events: int = 256
+    # Every worker reports here (an Elasticsearch index) how far it has applied the suppression ledger,
+    # every worker_heartbeat_s; a deletion request waits up to ledger_sync_timeout_s until every live
+    # worker (heard from within worker_liveness_s) has applied its ledger entries before deleting.
+    workers_index: str = "streams-workers"
+    # The record of a running index migration (`streams migrate`): the generations every worker writes.
+    migrations_index: str = "streams-migrations"
+    worker_heartbeat_s: float = 2.0
+    worker_liveness_s: float = 10.0
+    ledger_sync_timeout_s: float = 20.0
     batch_within_s: float = 0.05
 
     # Who may call the worker's /search (see streams/auth.py and the README's "Who may search").

@@ -49,8 +49,12 @@ def heartbeat_topics(mappings: Mappings, settings: Settings) -> list[str]:
 
 
 def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
-    """What the worker's consumer group reads: every change topic, the heartbeat topics and the deletion topic."""
-    return [*change_topics(mappings, settings), *heartbeat_topics(mappings, settings), settings.deletion_topic]
+    """What the worker's consumer group reads: every change topic, the heartbeat topics, the repartition
+    topic the changes are routed through (keyed by document), and the deletion topic."""
+    return [
+        *change_topics(mappings, settings), *heartbeat_topics(mappings, settings), settings.routed_topic,
+        settings.deletion_topic,
+    ]
 
 
 def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
@@ -61,7 +65,13 @@ def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
         settings.ledger_topic: {"cleanup.policy": "compact"},
         settings.dead_letter_topic: {"cleanup.policy": "compact,delete", "retention.ms": str(14 * 86400 * 1000)},
         settings.freshness_topic: {"retention.ms": str(7 * 86400 * 1000)},
+        settings.routed_topic: {"retention.ms": str(7 * 86400 * 1000)},
     }
+
+
+def topic_partition_count(settings: Settings, topic: str) -> int:
+    """How many partitions `ensure_topics` gives `topic`: the repartition topic has its own setting."""
+    return settings.document_partitions if topic == settings.routed_topic else settings.topic_partitions
 
 
 def ensure_topics(settings: Settings, mappings: Mappings) -> None:
@@ -72,13 +82,21 @@ def ensure_topics(settings: Settings, mappings: Mappings) -> None:
     the partition count Debezium would use) makes start-up order irrelevant.
     """
     admin = kafka_admin(settings)
-    existing = set(admin.list_topics(timeout=30).topics)
+    metadata = admin.list_topics(timeout=30).topics
+    existing = set(metadata)
+    routed = metadata.get(settings.routed_topic)
+    if routed is not None and len(routed.partitions) != settings.document_partitions:
+        # Not changed here: adding partitions moves documents between workers, an operator's decision.
+        log.warning(
+            "%s has %d partitions, STREAMS_DOCUMENT_PARTITIONS says %d: at most %d workers index in parallel",
+            settings.routed_topic, len(routed.partitions), settings.document_partitions, len(routed.partitions),
+        )
     configs: dict[str, dict[str, str]] = {
         topic: {} for topic in [*change_topics(mappings, settings), *heartbeat_topics(mappings, settings)]
     }
     configs.update(owned_topics(settings))
     wanted = [
-        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1, config=config)
+        NewTopic(name, num_partitions=topic_partition_count(settings, name), replication_factor=1, config=config)
         for name, config in configs.items()
         if name not in existing
     ]

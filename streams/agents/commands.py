@@ -17,7 +17,14 @@ def worker(loglevel: str) -> None:
     import faust
 
     # Importing the agent modules registers their agents, timers and pages on the app.
-    from streams.agents import forget_subjects, health, index_changes, publish_freshness, web  # noqa: F401
+    from streams.agents import (  # noqa: F401
+        follow_ledger,
+        forget_subjects,
+        health,
+        index_changes,
+        publish_freshness,
+        web,
+    )
     from streams.app import app, mappings, settings
     from streams.auth import CredentialsConfigError
     from streams.clients import check_elasticsearch_login

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from streams import avro
+from streams.agents.follow_ledger import wait_applied
 from streams.agents.runtime import Runtime, get_runtime
 from streams.app import app, dead_letter_topic, deletion_topic, receipts_topic, settings
 from streams.elastic import forget_subject
@@ -53,10 +54,14 @@ class PurgeScheduler:
         await asyncio.sleep(settings.purge_window_s)
         receipts, self.pending = self.pending, []
         try:  # the cluster may be briefly away: the purge waits for it
+            # Every generation a deletion reaches (during a migration, the old and the new one), read
+            # at each attempt: a migration may start or finish while the purge waits.
             await retry_transient(
-                lambda: forget_subject.purge(self.runtime.es, settings.index_alias), stage="purge",
-                what="the purge force merge", permanent_attempts=5,
-            )  # fmt: skip
+                lambda: forget_subject.purge(
+                    self.runtime.es, ",".join(expression for expression, _ in self.runtime.forget_groups())
+                ),
+                stage="purge", what="the purge force merge", permanent_attempts=5,
+            )
         except Exception as exc:  # not transient, five times: the receipts stay "unsearchable", purged_at null
             log.error("purge for %d deletion requests failed for good: %s", len(receipts), exc)
             return
@@ -76,10 +81,12 @@ async def _publish_receipt(receipt: dict[str, Any]) -> None:
     await future
 
 
-async def _publish_ledger(entries: dict[str, str], request_id: str) -> None:
-    """Keyed hashes only: the ledger topic is not a list of forgotten people."""
+async def _publish_ledger(entries: dict[str, str], request_id: str) -> dict[int, int]:
+    """Keyed hashes only: the ledger topic is not a list of forgotten people. Returns, per partition,
+    the offset past the last entry written: what every worker must have applied (follow_ledger.py)."""
     now = datetime.now(UTC)
     topic = app.topic(settings.ledger_topic, key_type=bytes, value_type=bytes)
+    written: dict[int, int] = {}
     sent = []
     for digest, kind in sorted(entries.items()):
         entry = {"identifier": None, "pattern_hash": digest, "pattern_kind": kind, "request_id": request_id,
@@ -87,7 +94,10 @@ async def _publish_ledger(entries: dict[str, str], request_id: str) -> None:
         sent.append(await topic.send(
             key=digest.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
         ))  # fmt: skip
-    await asyncio.gather(*sent)  # acknowledged together: one round trip to the brokers, not one per entry
+    # Acknowledged together: one round trip to the brokers, not one per entry.
+    for metadata in await asyncio.gather(*sent):
+        written[metadata.partition] = max(written.get(metadata.partition, 0), metadata.offset + 1)
+    return written
 
 
 def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]],
@@ -119,22 +129,30 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     phases = forget_subject.Phases()
     phases.add("queue", max((received_at - request["requested_at"]).total_seconds(), 0.0))
     validate_deletion_request(request)
-    es, alias, key = runtime.es, settings.index_alias, settings.ledger_key_bytes()
+    es, key = runtime.es, settings.ledger_key_bytes()
+    # Every generation behind the alias, and those a migration builds beside it, each with its own model.
+    groups = runtime.forget_groups()
+    alias = ",".join(expression for expression, _ in groups)
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
     with phases.timed("expand"):
         identity = await forget_subject.expand_identities(es, alias, {first})
-    embed = runtime.urgent_embedder.encode_async
-    # The verification's kNN and hybrid probes need each pattern's vector: embedded while the ledger
-    # is published and the index is cleaned, not after.
+    # The verification's kNN and hybrid probes need each pattern's vector in each model's space:
+    # embedded while the ledger is published and the index is cleaned, not after.
     patterns = sorted(identity.patterns, key=str)
-    pattern_vectors = asyncio.ensure_future(embed([pattern.phrase() for pattern in patterns]))
+    pattern_vectors = [
+        asyncio.ensure_future(embedder.encode_async([pattern.phrase() for pattern in patterns]))
+        for _, embedder in groups
+    ]
     tombstoning: asyncio.Future[tuple[int, float]] | None = None
     try:
         hashes = pattern_hashes(key, identity.patterns)
         entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
         runtime.ledger.add_patterns(hashes)
         with phases.timed("ledger"):
-            await _publish_ledger(entries, request["request_id"])
+            written = await _publish_ledger(entries, request["request_id"])
+            # Other workers index too: each must apply these entries under its own write gate before
+            # the deletion, or a batch it planned without them could write the subject back after it.
+            await wait_applied(es, written)
         redactor = Redactor(key, hashes)
         # The dead-letter scan reads a whole topic (seconds): it runs beside the index work, in a
         # thread, so that the next request does not queue behind it. Only its result waits for it.
@@ -144,13 +162,21 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
         asked = time.perf_counter()
         async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
             phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
-            outcome = await forget_subject.forget(es, alias, identity, redactor, embed, phases)
-            with phases.timed("verify"):
-                vectors = await pattern_vectors
-                verification = await forget_subject.verify_forgotten(es, alias, identity, redactor, embed, vectors)
+            outcome, verification = None, None
+            for (expression, embedder), vectors in zip(groups, pattern_vectors, strict=True):
+                embed = embedder.encode_async
+                part = await forget_subject.forget(es, expression, identity, redactor, embed, phases)
+                with phases.timed("verify"):
+                    checked = await forget_subject.verify_forgotten(
+                        es, expression, identity, redactor, embed, await vectors
+                    )
+                outcome = part if outcome is None else outcome.merged(part)
+                verification = checked if verification is None else verification.merged(checked)
+            assert outcome is not None and verification is not None  # forget_groups always names the serving one
     except BaseException:
-        if not pattern_vectors.done():  # a failed attempt: the next one embeds again
-            pattern_vectors.cancel()
+        for future in pattern_vectors:  # a failed attempt: the next one embeds again
+            if not future.done():
+                future.cancel()
         if tombstoning is not None:  # the next attempt scans again; this scan's outcome is not needed
             tombstoning.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise

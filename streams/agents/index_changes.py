@@ -1,5 +1,12 @@
-"""The indexing agent: Debezium topics -> the index. One in-flight batch at a time (concurrency 1):
-faust could otherwise commit an offset past a batch still being written (faust issue #606)."""
+"""The indexing lane's two agents, each with one in-flight batch at a time (concurrency 1): faust could
+otherwise commit an offset past a batch still being handled (faust issue #606).
+
+- `route_changes`: Debezium topics (keyed by row) -> the repartition topic keyed by document id
+  (agents/route_changes.py), so every document is written by one worker at a time;
+- `index_changes`: the repartition topic -> the index (agents/process_changes.py). Each routed record
+  carries the Debezium record and its origin, so decoding, freshness (from the source commit time)
+  and dead letters (naming the Debezium topic, partition and offset) are those of the original event.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ import logging
 
 from streams.agents.health import capture_clock
 from streams.agents.process_changes import ChangeProcessor, RawMessage
+from streams.agents.route_changes import ChangeRouter, unwrap_routed
 from streams.agents.runtime import get_runtime
-from streams.app import app, changes_topic, dead_letter_topic, mappings, settings
+from streams.app import app, changes_topic, dead_letter_topic, mappings, routed_topic, settings
+from streams.clients import kafka_admin
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.records import Origin
 
@@ -24,7 +33,40 @@ async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
     await future
 
 
+async def forward(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
+    return await routed_topic.send(key=key, value=value, partition=partition)
+
+
+def routed_partitions() -> int:
+    """The repartition topic's partition count as the broker has it (ensure_topics created it, or
+    warned that it differs from STREAMS_DOCUMENT_PARTITIONS): each heartbeat goes to every one."""
+    topic = kafka_admin(settings).list_topics(settings.routed_topic, timeout=30).topics.get(settings.routed_topic)
+    count = len(topic.partitions) if topic is not None and topic.partitions else settings.document_partitions
+    return count
+
+
 @app.agent(changes_topic, concurrency=1)
+async def route_changes(stream):  # type: ignore[no-untyped-def]
+    partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions)
+    router = ChangeRouter(
+        mappings, forward, send_dead_letter, max_event_bytes=settings.max_event_bytes,
+        registry_url=settings.schema_registry_url, heartbeat_table=settings.heartbeat_table, partitions=partitions,
+    )
+    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+        messages = [
+            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in events
+        ]
+        # As below: a shutdown lets the batch finish, so that take_events never acknowledges it unrouted.
+        task = asyncio.ensure_future(router.route(messages))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+
+@app.agent(routed_topic, concurrency=1)
 async def index_changes(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
     processor = ChangeProcessor(
@@ -33,9 +75,10 @@ async def index_changes(stream):  # type: ignore[no-untyped-def]
     )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [
-            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            unwrap_routed(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                          settings.schema_registry_url)
             for e in events
-        ]
+        ]  # fmt: skip
         # process() handles every failure itself (retrying or dead-lettering): an exception escaping
         # here would let take_events acknowledge the batch unprocessed. For the same reason a
         # shutdown lets the batch finish: take_events acknowledges it on the way out.
@@ -53,4 +96,4 @@ async def index_changes(stream):  # type: ignore[no-untyped-def]
             )
 
 
-__all__ = ["index_changes"]
+__all__ = ["index_changes", "route_changes"]

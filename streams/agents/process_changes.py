@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streams.agents.write_changes import ChangeWriter, WriteResult
+from streams.agents.write_changes import Writer, WriteResult
 from streams.errors import IndexingError, StreamsError, is_transient
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock
@@ -48,7 +48,7 @@ class ChangeProcessor:
     def __init__(
         self,
         mappings: Mappings,
-        writer: ChangeWriter,
+        writer: Writer,
         send_dead_letter: SendDeadLetter,
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,

@@ -9,17 +9,29 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
 from streams.agents.suppression import SuppressionLedger
-from streams.agents.write_changes import ChangeWriter
+from streams.agents.write_changes import ChangeWriter, GenerationsWriter
 from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.document_store import DocumentStore
-from streams.elastic.hybrid_index import ensure_index
+from streams.elastic.generations import (
+    GenerationConfig,
+    Migration,
+    ensure_migrations_index,
+    read_config,
+    read_migration,
+    read_migration_async,
+    serving_index,
+)
+from streams.elastic.hybrid_index import ensure_index, generation_of
+from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
+from streams.errors import IndexingError
 from streams.observability.freshness import FreshnessWindow
-from streams.pipeline.chunk_document import chunk_text
+from streams.pipeline.chunk_document import chunk_text, chunker_version
 from streams.records import ChunkText, TextFormat
 from streams.settings import Settings
 
@@ -30,9 +42,22 @@ def build_embedder(settings: Settings) -> Embedder:
     return Embedder.from_settings(settings)  # the backend (torch, onnx, onnx-int8) is STREAMS_EMBEDDING_BACKEND
 
 
-def build_chunker(settings: Settings, embedder: Embedder):  # type: ignore[no-untyped-def]
+def chunk_max_tokens(settings: Settings, embedder: Embedder) -> int:
     """Chunks bounded by the model's window (its max_seq_length less [CLS] and [SEP])."""
-    max_tokens = min(settings.chunk_max_tokens, embedder.max_tokens - 2)
+    return min(settings.chunk_max_tokens, embedder.max_tokens - 2)
+
+
+def provenance(settings: Settings, embedder: Embedder, index: str) -> dict[str, Any]:
+    """What every chunk this worker writes to `index` says made it."""
+    return {
+        "generation": generation_of(index),
+        "model": settings.model_name,
+        "chunker": chunker_version(chunk_max_tokens(settings, embedder), settings.chunk_overlap_tokens),
+    }
+
+
+def build_chunker(settings: Settings, embedder: Embedder):  # type: ignore[no-untyped-def]
+    max_tokens = chunk_max_tokens(settings, embedder)
 
     def chunker(text: str, text_format: TextFormat) -> list[ChunkText]:
         return chunk_text(
@@ -46,19 +71,107 @@ def build_chunker(settings: Settings, embedder: Embedder):  # type: ignore[no-un
     return chunker
 
 
+def settings_config(settings: Settings) -> GenerationConfig:
+    """How this worker's settings would build a new generation."""
+    return GenerationConfig(
+        settings.model_name, settings.model_path, settings.chunk_max_tokens, settings.chunk_overlap_tokens
+    )
+
+
+def generation_settings(settings: Settings, config: GenerationConfig) -> Settings:
+    return settings.model_copy(update={
+        "model_name": config.model_name, "model_path": config.model_path,
+        "chunk_max_tokens": config.chunk_max_tokens, "chunk_overlap_tokens": config.chunk_overlap_tokens,
+    })  # fmt: skip
+
+
+def embedder_for(settings: Settings, client: Any, index: str) -> Embedder:
+    """The embedder that made `index`'s vectors (an alias: its serving generation's), so a query vector
+    lives in the index's space after a switch to another model. An index that records no model (a
+    scratch copy, an index from before generations) gets the settings' model."""
+    concrete = serving_index(client, index) or index
+    config = read_config(client, concrete) if client.indices.exists(index=concrete) else None
+    return build_embedder(generation_settings(settings, config) if config else settings)
+
+
+class Embedders:
+    """One Embedder per model, shared by the generations that use it (a chunk-size migration loads no
+    second model)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_model: dict[tuple[str, str | None], Embedder] = {}
+        self._urgent: dict[int, Embedder] = {}
+        self._configs: dict[int, GenerationConfig] = {}
+
+    def get(self, config: GenerationConfig) -> Embedder:
+        key = (config.model_name, config.model_path)
+        if key not in self._by_model:
+            self._by_model[key] = build_embedder(generation_settings(self.settings, config))
+            self._configs[id(self._by_model[key])] = config
+        return self._by_model[key]
+
+    def urgent(self, embedder: Embedder) -> Embedder:
+        """A second copy of `embedder`'s model with its own thread, for the deletion lane: a request's
+        few texts (its patterns, the redacted chunks) must not queue behind a backlog batch in the
+        indexing copy's one thread (seconds on two cores). It costs the model's memory once more
+        (~90 MB for MiniLM)."""
+        if id(embedder) not in self._urgent:
+            config = self._configs[id(embedder)]
+            self._urgent[id(embedder)] = build_embedder(generation_settings(self.settings, config))
+        return self._urgent[id(embedder)]
+
+
 @dataclass
 class Runtime:
     settings: Settings
     es: AsyncElasticsearch
     index: str
     embedder: Embedder
-    # A second copy of the model with its own thread, for the deletion lane: a request's few texts
-    # (its patterns, the redacted chunks) must not queue behind a backlog batch in `embedder`'s one
-    # thread (seconds on two cores). The copy costs the model's memory once more (~90 MB for MiniLM).
-    urgent_embedder: Embedder
     ledger: SuppressionLedger
-    writer: ChangeWriter
+    writer: GenerationsWriter
     freshness: FreshnessWindow
+    embedders: Embedders
+    migration_version: int = 0
+
+    def forget_groups(self) -> list[tuple[str, Embedder]]:
+        """Where a deletion request must act, as (index expression, the deletion lane's copy of those
+        indices' model): the alias, plus every generation a migration writes, grouped by model (a
+        redacted chunk is re-embedded with the model of its own generation)."""
+        groups: dict[int, tuple[list[str], Embedder]] = {}
+        for index, writer in sorted(self.writer.writers.items()):
+            indices, _ = groups.setdefault(id(writer.embedder), ([], writer.embedder))
+            indices.append(index)
+        serving = self.writer.writers[self.writer.serving].embedder
+        result = []
+        for indices, embedder in groups.values():
+            names = [self.settings.index_alias, *indices] if embedder is serving else indices
+            result.append((",".join(names), self.embedders.urgent(embedder)))
+        return result
+
+    async def search_target(self) -> tuple[str, Embedder]:
+        """The concrete index the alias serves now, and the embedder of its model. A query is embedded
+        with the model of the index it searches: resolving the alias per query keeps the two together
+        through `streams migrate switch` to a generation of another model."""
+        found = await self.es.indices.get_alias(name=self.settings.index_alias)
+        writers = [i for i, body in found.items() if body["aliases"][self.settings.index_alias].get("is_write_index")]
+        index = writers[0] if len(writers) == 1 else sorted(found)[-1]
+        writer = self.writer.writers.get(index)
+        return index, writer.embedder if writer is not None else self.embedder
+
+    async def sync_generations(self) -> bool:
+        """Follow the migration record: rebuild the writers when it changed. Returns whether it did."""
+        migration = await read_migration_async(self.es, self.settings.migrations_index, self.settings.index_alias)
+        version = migration.version if migration else 0
+        if version == self.migration_version:
+            return False
+        writers, serving = await asyncio.get_running_loop().run_in_executor(
+            None, partial(_generation_writers, self.settings, self.es, self.ledger, self.embedders, migration)
+        )
+        await self.writer.replace(writers, serving)  # only reported once no batch writes the old set
+        self.migration_version = version
+        log.info("index generations written: %s (serving %s)", ", ".join(sorted(writers)), serving)
+        return True
 
 
 _runtime: Runtime | None = None
@@ -73,18 +186,59 @@ async def get_runtime(settings: Settings) -> Runtime:
         return _runtime
 
 
+def _generation_writers(
+    settings: Settings, es: AsyncElasticsearch, ledger: SuppressionLedger, embedders: Embedders,
+    migration: Migration | None,
+) -> tuple[dict[str, ChangeWriter], str]:  # fmt: skip
+    with elasticsearch_client(settings) as client:
+        serving = serving_index(client, settings.index_alias)
+        if serving is None:
+            raise IndexingError(f"the alias {settings.index_alias} points at no index")
+        indices = migration.generations if migration else [serving]
+        configs = {index: read_config(client, index) or settings_config(settings) for index in indices}
+    writers: dict[str, ChangeWriter] = {}
+    for index, config in configs.items():
+        embedder = embedders.get(config)
+        same_model = [
+            other for other, c in configs.items()
+            if other != index and (c.model_name, c.model_path) == (config.model_name, config.model_path)
+        ]  # fmt: skip
+        store = DocumentStore(es, index, settings.index_write_refresh, reuse_from=same_model[0] if same_model else None)
+        gen_settings = generation_settings(settings, config)
+        writers[index] = ChangeWriter(
+            store, embedder, build_chunker(gen_settings, embedder), ledger, provenance(gen_settings, embedder, index)
+        )
+    return writers, serving
+
+
 def _build(settings: Settings) -> Runtime:
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
-    embedder = build_embedder(settings)
-    dims = embedder.dimensions  # loads the model now, not on the first event
-    urgent_embedder = build_embedder(settings)
-    if urgent_embedder.dimensions != dims:  # loaded now too: the first deletion request must not wait for it
-        raise RuntimeError("two loads of one model disagree on its dimensions")
+    embedders = Embedders(settings)
     with elasticsearch_client(settings) as client:
-        index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval)
+        serving = serving_index(client, settings.index_alias)
+        config = (read_config(client, serving) if serving else None) or settings_config(settings)
+        if config != settings_config(settings):
+            log.warning(
+                "the index %s was built with %s; the settings say %s: the index wins (`streams migrate start`"
+                " builds a new generation)", serving, config, settings_config(settings),
+            )
+        embedder = embedders.get(config)
+        dims = embedder.dimensions  # loads the model now, not on the first event
+        if embedders.urgent(embedder).dimensions != dims:  # loaded now too: a first deletion must not wait
+            raise RuntimeError("two loads of one model disagree on its dimensions")
+        index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval, meta=config.to_meta())
+        ensure_registry(client, settings.workers_index)
+        ensure_migrations_index(client, settings.migrations_index)
+        migration = read_migration(client, settings.migrations_index, settings.index_alias)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
-    store = DocumentStore(es, index, settings.index_write_refresh)
-    writer = ChangeWriter(store, embedder, build_chunker(settings, embedder), ledger)
-    log.info("worker ready: index %s (%d dims), %d forgotten identifiers", index, dims, len(ledger))
-    return Runtime(settings, es, index, embedder, urgent_embedder, ledger, writer, FreshnessWindow(settings.sources))
+    writers, serving = _generation_writers(settings, es, ledger, embedders, migration)
+    writer = GenerationsWriter(writers, serving)
+    made_by = {index: w.provenance for index, w in writers.items()}
+    log.info(
+        "worker ready: index %s (%d dims), writing %s, %d forgotten identifiers", index, dims, made_by, len(ledger)
+    )
+    return Runtime(
+        settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources), embedders,
+        migration.version if migration else 0,
+    )

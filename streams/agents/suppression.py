@@ -20,8 +20,10 @@ import logging
 from collections.abc import Iterable
 from typing import cast
 
+from confluent_kafka import Message
+
 from streams import avro
-from streams.clients import read_whole_topic
+from streams.clients import end_offsets, read_whole_topic
 from streams.errors import DecodeError
 from streams.pipeline.mentions import MentionKind, Redactor, keyed_hash
 from streams.settings import Settings
@@ -42,6 +44,8 @@ class SuppressionLedger:
         self._redactor = Redactor(key)
         self.version = 0  # grows with every entry added: a planned batch checks it under the gate
         self.gate = asyncio.Lock()
+        # partition -> next offset of the ledger topic applied here (agents/follow_ledger.py goes on from it)
+        self.offsets: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._identifiers) + len(self._redactor.hashes)
@@ -61,6 +65,28 @@ class SuppressionLedger:
     def add_patterns(self, hashes: dict[str, MentionKind]) -> None:
         self._add(dict(hashes))
 
+    async def apply_records(self, messages: Iterable[Message]) -> int:
+        """Apply ledger topic records read live (agents/follow_ledger.py) under the write gate, and advance
+        the offsets; returns how many entries were new."""
+        entries: dict[str, str] = {}
+        offsets: dict[int, int] = {}
+        for message in messages:
+            if message.error():
+                log.warning("ledger topic: %s", message.error())
+                continue
+            entries.update(ledger_entry(self.key, message))
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None:
+                offsets[partition] = max(offsets.get(partition, 0), offset + 1)
+        if not offsets:
+            return 0
+        before = len(self)
+        async with self.gate:  # after a batch being written; before any batch planned without these entries
+            self._add(entries)
+            for partition, offset in offsets.items():
+                self.offsets[partition] = max(self.offsets.get(partition, 0), offset)
+        return len(self) - before
+
     def _add(self, hashes: dict[str, str]) -> None:
         identifiers = {h for h, kind in hashes.items() if kind == IDENTIFIER}
         patterns = {h: cast(MentionKind, kind) for h, kind in hashes.items() if kind != IDENTIFIER}
@@ -73,23 +99,32 @@ class SuppressionLedger:
     def load(cls, settings: Settings, timeout_s: float = 30.0) -> SuppressionLedger:
         """Read the compacted ledger topic from the beginning to its end."""
         ledger = cls(settings.ledger_key_bytes())
+        # The ends are taken before reading: the follower goes on from them, so an entry published while
+        # this reads is applied once or twice (harmless), never missed.
+        ledger.offsets = end_offsets(settings, settings.ledger_topic, timeout_s)
         entries: dict[str, str] = {}
         for message in read_whole_topic(settings, settings.ledger_topic, f"{settings.worker_id}-ledger", timeout_s):
-            value = message.value()
-            if value is None or message.key() is None:
-                continue
-            try:
-                entry = avro.decode("forget_ledger_entry", value)
-            except DecodeError as exc:
-                log.error("unreadable ledger entry at offset %d: %s", message.offset(), exc)
-                continue
-            if entry.get("pattern_hash"):
-                entries[entry["pattern_hash"]] = entry.get("pattern_kind") or IDENTIFIER
-            elif entry.get("identifier"):  # written before the ledger held hashes only
-                entries[identifier_hash(ledger.key, entry["identifier"])] = IDENTIFIER
+            entries.update(ledger_entry(ledger.key, message))
         ledger._add(entries)
         log.info(
             "suppression ledger: %d forgotten identifiers, %d mention patterns",
             len(ledger._identifiers), len(ledger._redactor.hashes),
         )
         return ledger
+
+
+def ledger_entry(key: bytes, message: Message) -> dict[str, str]:
+    """hash -> kind of one ledger topic record ({} for a tombstone or an unreadable record)."""
+    value = message.value()
+    if value is None or message.key() is None:
+        return {}
+    try:
+        entry = avro.decode("forget_ledger_entry", value)
+    except DecodeError as exc:
+        log.error("unreadable ledger entry at offset %d: %s", message.offset(), exc)
+        return {}
+    if entry.get("pattern_hash"):
+        return {entry["pattern_hash"]: entry.get("pattern_kind") or IDENTIFIER}
+    if entry.get("identifier"):  # written before the ledger held hashes only
+        return {identifier_hash(key, entry["identifier"]): IDENTIFIER}
+    return {}

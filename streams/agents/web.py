@@ -97,8 +97,9 @@ async def answer_search(web: Any, request: Any) -> Any:
             log.info("/search refused: %s", plan.body["error_description"])
         return web.json(plan.body, status=plan.status, headers=plan.headers)
     runtime = await get_runtime(settings)
-    vector = await runtime.embedder.encode_query_async(plan.query)
-    hits = await hybrid_search(runtime.es, settings.index_alias, plan.query, vector, plan.k, plan.sources, plan.groups)
+    index, embedder = await runtime.search_target()  # the index the alias serves, and its model
+    vector = await embedder.encode_query_async(plan.query)
+    hits = await hybrid_search(runtime.es, index, plan.query, vector, plan.k, plan.sources, plan.groups)
     return web.json(
         {"query": plan.query, "caller": plan.caller.name, "groups": plan.groups, "hits": [h.to_json() for h in hits]}
     )

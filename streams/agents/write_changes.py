@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any, Protocol
 
 from streams.agents.suppression import SuppressionLedger
 from streams.elastic.document_store import DocumentStore
@@ -56,11 +57,19 @@ class WriteResult:
 
 
 class ChangeWriter:
-    def __init__(self, store: DocumentStore, embedder: Embedder, chunker: Chunker, ledger: SuppressionLedger) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        embedder: Embedder,
+        chunker: Chunker,
+        ledger: SuppressionLedger,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.ledger = ledger
+        self.provenance = provenance or {}  # generation, model, chunker: on every chunk written
 
     async def write(self, changes: list[PartChange]) -> WriteResult:
         """Apply `changes` (in delivery order) to the index. Raises RetryableError on transient failure."""
@@ -88,6 +97,9 @@ class ChangeWriter:
         )
         result.failed.extend(plan.failed)
         vectors = await self.store.load_vectors(planning.reusable_chunk_ids(plan, stored))
+        missing = [chunk.text_hash for chunk in plan.chunks_to_write() if chunk.text_hash not in vectors]
+        if missing and self.store.reuse_from:
+            vectors.update(await self.store.vectors_by_hash(missing))
         embeddings = plan_embeddings(plan.chunks_to_write(), vectors)
         if embeddings.to_embed:
             embedded = await self.embedder.encode_async(embeddings.texts)
@@ -97,7 +109,7 @@ class ChangeWriter:
         result.chunks_embedded += embeddings.embedded  # the model's work, even if this round is planned again
         result.chunks_reused += embeddings.reused_count
         now = datetime.now(UTC).isoformat()
-        operations = planning.build_operations(plan, stored, vectors, now)
+        operations = planning.build_operations(plan, stored, vectors, now, self.provenance)
         for update in plan.updates.values():
             if not update.changed:
                 result.stale.extend(update.stale)
@@ -126,3 +138,48 @@ class ChangeWriter:
         if outcome.conflicts:
             log.info("state of %d documents changed under this batch; planning them again", len(outcome.conflicts))
         return outcome.conflicts
+
+
+class Writer(Protocol):
+    async def write(self, changes: list[PartChange]) -> WriteResult: ...
+
+
+class GenerationsWriter:
+    """Writes every batch to each index generation a migration lists (one ChangeWriter per generation,
+    each with its generation's model and chunker), the serving generation first.
+
+    The serving generation's result is the batch's result (freshness, dead letters): it is what search
+    sees. A change another generation refuses for good is logged, not dead-lettered twice; a transient
+    failure anywhere retries the whole batch (every write is idempotent). `writers` is replaced as a
+    whole when a migration step changes the set, so a batch uses one set from start to end.
+    """
+
+    def __init__(self, writers: dict[str, ChangeWriter], serving: str) -> None:
+        self.writers = writers
+        self.serving = serving
+        self.writing = asyncio.Lock()  # held for a whole batch: `settle` waits for the batch in flight
+
+    async def replace(self, writers: dict[str, ChangeWriter], serving: str) -> None:
+        """Use another set of generations from the next batch on; returns once no batch writes the old set."""
+        self.writers, self.serving = writers, serving
+        async with self.writing:
+            pass
+
+    async def write(self, changes: list[PartChange]) -> WriteResult:
+        async with self.writing:
+            return await self._write(changes)
+
+    async def _write(self, changes: list[PartChange]) -> WriteResult:
+        writers, serving = self.writers, self.serving
+        result = await writers[serving].write(changes)
+        for index, writer in writers.items():
+            if index == serving:
+                continue
+            other = await writer.write(changes)
+            for change, error in other.failed:
+                log.error("generation %s refused %s: %s", index, change.document_id, error)
+            result.chunks_embedded += other.chunks_embedded
+            result.chunks_reused += other.chunks_reused
+            result.chunks_written += other.chunks_written
+            result.chunks_deleted += other.chunks_deleted
+        return result

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 Scenario = Callable[[], dict[str, Any]]
 
+# Opt-in: never in the default run. It starts its own worker processes (1, then 2, then 3), so no
+# other worker may be running, and it takes minutes.
+OPT_IN: tuple[str, ...] = ("workers",)
+
 
 def _progress(line: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {line}", err=True)
@@ -82,7 +86,8 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
     click.echo(f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB")
     if "embedding" in chosen:
         _print_embedding(report["embedding"])
-    if all(name in STACKLESS for name in chosen):
+    if all(name in STACKLESS or name in OPT_IN for name in chosen):
+        _print_workers(report, chosen)
         _print_errors(report, chosen)
         return
     s = report["steady"]
@@ -123,12 +128,20 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
             parts.append(f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')}"
                          f" p99 {_fmt(f.get('p99'), ' ms')}")  # fmt: skip
         click.echo(f"search       {q.get('clients')} clients, {load}: " + "; ".join(parts))
+    _print_workers(report, chosen)
     _print_errors(report, chosen)
 
 
+def _print_workers(report: dict[str, Any], chosen: list[str]) -> None:
+    w = report.get("workers")
+    if "workers" in chosen and w and not w.get("error"):
+        figures = ", ".join(f"{r['workers']}: {r['chunks_per_s']} chunks/s" for r in w["runs"])
+        click.echo(f"workers      {figures} on {w.get('cores')} cores")
+
+
 def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
-    for name in SCENARIOS:
-        if name in chosen and report[name].get("error"):
+    for name in (*SCENARIOS, *OPT_IN):
+        if name in chosen and (report.get(name) or {}).get("error"):
             click.echo(f"{name:<12} ERROR {report[name]['error']}")
 
 
@@ -143,7 +156,10 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
     help="Write a PNG of freshness and throughput here.",
 )
 @click.option("--quick", is_flag=True, help="Short runs (15 s steady load, 60 documents, 2 edits, 3 forget requests).")
-@click.option("--only", default=",".join(SCENARIOS), show_default=True, help="Comma-separated scenarios to run.")
+@click.option(
+    "--only", default=",".join(SCENARIOS), show_default=True,
+    help="Comma-separated scenarios to run; `workers` (1, 2, 3 worker processes) only when named.",
+)
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
 def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
     """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend
@@ -160,16 +176,17 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
       streams bench --json bench.json --plot bench.png
       streams bench --only steady,forget --rate 10
       streams bench --only embedding --json embedding.json
+      streams bench --only workers   # throughput with 1, 2 and 3 worker processes (stop your worker first)
     """
     from streams.bench import embedding
     from streams.settings import get_settings
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     chosen = [s.strip() for s in only.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    unknown = [s for s in chosen if s not in (*SCENARIOS, *OPT_IN)]
     if unknown:
         raise click.BadParameter(
-            f"unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}", param_hint="--only"
+            f"unknown {', '.join(unknown)}; choose from {', '.join((*SCENARIOS, *OPT_IN))}", param_hint="--only"
         )
     settings = get_settings()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -192,10 +209,19 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
                     settings, _progress, texts=int(sizes["embedding_texts"]), rounds=int(sizes["embedding_rounds"])
                 ),
             )
-    stack_chosen = [name for name in chosen if name not in STACKLESS]
+    stack_chosen = [name for name in chosen if name not in STACKLESS and name not in OPT_IN]
     warm_up_s, catch_up_s, started = None, None, False
     if stack_chosen:
         warm_up_s, catch_up_s, started = _run_stack_scenarios(settings, stack_chosen, sizes, rate, quick, results)
+    if "workers" in chosen:
+        # Its own worker processes, 1 then 2 then 3, after the single worker above has stopped.
+        from streams.bench import workers
+        from streams.clients import elasticsearch_client
+
+        client = elasticsearch_client(settings)
+        results["workers"] = _run_scenario(
+            "workers", lambda: workers.run(settings, client, _progress, docs=30 if quick else 120)
+        )
     options = {
         "started_at": started_at,
         "commit": _commit(),
@@ -207,6 +233,8 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
         "worker_started_by_bench": started,
     }
     report = assemble(results, machine(), options)
+    if "workers" in results:
+        report["workers"] = results["workers"]
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, default=str))

@@ -23,13 +23,19 @@ T = TypeVar("T")
 # bulk request. Requests go one after another, so a document's chunks still land before its state record.
 BULK_MAX_ACTIONS = 2000
 BULK_MAX_BYTES = 16 * 1024 * 1024
+REUSE_PAGE = 1000  # text hashes per lookup in another generation
 
 
 class DocumentStore:
-    def __init__(self, client: AsyncElasticsearch, index: str, refresh: str = "true") -> None:
+    def __init__(
+        self, client: AsyncElasticsearch, index: str, refresh: str = "true", reuse_from: str | None = None
+    ) -> None:
         self.client = client
         self.index = index
         self.refresh = refresh
+        # Another generation made by the same model (a migration that changes only the chunking): a
+        # text it already holds keeps its vector here instead of going to the model again.
+        self.reuse_from = reuse_from
 
     async def load_states(self, document_ids: Sequence[str]) -> dict[str, StoredState]:
         """Each document's state record, by real-time GET (no refresh needed)."""
@@ -55,6 +61,25 @@ class DocumentStore:
             source = doc.get("_source") if doc.get("found") else None
             if source and source.get("vector"):
                 vectors[source["text_hash"]] = source["vector"]
+        return vectors
+
+    async def vectors_by_hash(self, text_hashes: Sequence[str]) -> dict[str, Vector]:
+        """text hash -> vector of chunks with those texts in `reuse_from` ({} without one)."""
+        if not self.reuse_from or not text_hashes:
+            return {}
+        vectors: dict[str, Vector] = {}
+        wanted = sorted(set(text_hashes))
+        for start in range(0, len(wanted), REUSE_PAGE):
+            page = wanted[start : start + REUSE_PAGE]
+            response = await _call(self.client.search(
+                index=self.reuse_from, size=len(page), source_includes=["text_hash", "vector"],
+                query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"terms": {"text_hash": page}}]}},
+                collapse={"field": "text_hash"},
+            ))  # fmt: skip
+            for hit in response["hits"]["hits"]:
+                source = hit.get("_source") or {}
+                if source.get("vector"):
+                    vectors[source["text_hash"]] = source["vector"]
         return vectors
 
     async def bulk(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:

@@ -78,7 +78,8 @@ def mention_patterns(identifiers: set[str], written: Sequence[Sequence[str]] = (
 
 
 async def indices(client: AsyncElasticsearch, alias: str) -> list[str]:
-    return sorted(await client.indices.get_alias(name=alias))
+    """The concrete indices of an alias or an index expression ("streams-chunks,streams-chunks-v2")."""
+    return sorted(await client.indices.get_alias(index=alias))
 
 
 async def expand_identities(client: AsyncElasticsearch, alias: str, identifiers: set[str]) -> Identity:
@@ -136,6 +137,19 @@ class ForgetOutcome:
     redacted: dict[Key, set[str]] = field(default_factory=dict)  # chunk ids rewritten without the mention
     redacted_documents: dict[Key, set[str]] = field(default_factory=dict)
     state_records: int = 0
+
+    def merged(self, other: ForgetOutcome) -> ForgetOutcome:
+        """This outcome and another's (a request over generations with different models runs once per model)."""
+
+        def union(a: dict[Key, set[str]], b: dict[Key, set[str]]) -> dict[Key, set[str]]:
+            return {key: a.get(key, set()) | b.get(key, set()) for key in a.keys() | b.keys()}
+
+        return ForgetOutcome(
+            sorted(set(self.identifiers) | set(other.identifiers)),
+            union(self.removed, other.removed), union(self.removed_documents, other.removed_documents),
+            union(self.redacted, other.redacted), union(self.redacted_documents, other.redacted_documents),
+            self.state_records + other.state_records,
+        )  # fmt: skip
 
     def note_removed(self, key: Key, chunk: str, document_id: str) -> None:
         self.removed.setdefault(key, set()).add(chunk)
@@ -384,6 +398,12 @@ class Verification:
     @property
     def clean(self) -> bool:
         return not (self.subject_field_hits or self.bm25_hits or self.knn_hits or self.hybrid_hits)
+
+    def merged(self, other: Verification) -> Verification:
+        return Verification(
+            self.subject_field_hits + other.subject_field_hits, self.bm25_hits + other.bm25_hits,
+            self.knn_hits + other.knn_hits, self.hybrid_hits + other.hybrid_hits,
+        )  # fmt: skip
 
 
 def _plain(highlight: str) -> str:

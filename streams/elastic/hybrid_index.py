@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,23 @@ RRF_K = 60  # the constant from the RRF paper (Cormack et al., 2009)
 
 def index_name(alias: str, generation: int = GENERATION) -> str:
     return f"{alias}-v{generation}"
+
+
+def generation_of(index: str) -> int:
+    """The generation number of a concrete index (`streams-chunks-v2` -> 2)."""
+    match = re.search(r"-v(\d+)$", index)
+    if match is None:
+        raise IndexingError(f"{index} is not a generation of an index alias (<alias>-v<N>)")
+    return int(match.group(1))
+
+
+# Provenance: which generation, model and chunker made a chunk. Added to indices created before these
+# fields existed by put_mapping (the mapping is strict: an unknown field would be refused).
+PROVENANCE_FIELDS: dict[str, Any] = {
+    "generation": {"type": "integer"},
+    "model": {"type": "keyword"},
+    "chunker": {"type": "keyword"},
+}
 
 
 # Merging segments rebuilds their HNSW graphs, the most expensive thing this index does. The worker
@@ -110,38 +128,57 @@ def index_body(
                 # state records only:
                 "root": {"type": "object", "enabled": False},
                 "parts": {"type": "object", "enabled": False},
+                **PROVENANCE_FIELDS,
             },
         },
     }
 
 
 def ensure_index(
-    client: Elasticsearch, alias: str, dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None
+    client: Elasticsearch,
+    alias: str,
+    dims: int,
+    refresh_interval: str = "1s",
+    gc_deletes: str | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> str:
-    """Create the current generation behind `alias` if missing; check its vector dimensions.
+    """The serving generation behind `alias`, created (as generation 1) when the alias does not exist.
 
-    Returns the concrete write index. A mismatch between the model and an existing index is an error
-    that names both numbers: silently mixing vector spaces would corrupt kNN search.
+    Returns the concrete write index. `meta` (how chunks are made: elastic/generations.py) is stored in
+    a new index's mapping, and in an existing index's that has none yet. A mismatch between the model
+    and an existing index is an error that names both numbers: silently mixing vector spaces would
+    corrupt kNN search.
     """
-    name = index_name(alias)
+    name = _alias_write_index(client, alias) or index_name(alias)
+    created = False
     if not client.indices.exists(index=name):
+        body = index_body(dims, refresh_interval, gc_deletes)
+        if meta:
+            body["mappings"]["_meta"].update(meta)  # beside the analysis index_body records
         try:
-            client.indices.create(index=name, **index_body(dims, refresh_interval, gc_deletes))
+            client.indices.create(index=name, **body)
+            created = True
         except BadRequestError as exc:
             if "analyzer" in str(exc) and ANALYSIS in str(exc):
                 raise IndexingError(
                     f"Elasticsearch has no `{ANALYSIS}` analyzer for {name}: the local stack installs it as a "
                     f"plugin when Elasticsearch starts (`streams stack down` then `streams stack up`)"
                 ) from exc
-            raise
-    else:  # an index created by an earlier release: the merge policy is a dynamic setting
+            if exc.error != "resource_already_exists_exception":  # several workers starting together
+                raise
+    if not created:  # an index created by an earlier release: the merge policy is a dynamic setting
         client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
+        client.indices.put_mapping(index=name, properties=PROVENANCE_FIELDS)
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]
+    existing_meta = mapping.get("_meta") or {}
+    if meta and any(key not in existing_meta for key in meta):
+        # put_mapping replaces _meta whole: keep what is there (the analysis) beside what is added.
+        client.indices.put_mapping(index=name, meta={**meta, **existing_meta})
     analysis = index_analysis(mapping)
     if analysis != ANALYSIS:
         log.warning(
             "index %s analyses text with `%s`, new indices with `%s`: it keeps its analysis until a new index "
-            "generation replaces it", name, analysis, ANALYSIS,
+            "generation replaces it (`streams migrate`)", name, analysis, ANALYSIS,
         )  # fmt: skip
     existing = mapping["properties"]["vector"]["dims"]
     if existing != dims:
@@ -152,6 +189,15 @@ def ensure_index(
     if not client.indices.exists_alias(name=alias, index=name):
         client.indices.put_alias(index=name, name=alias, is_write_index=True)
     return name
+
+
+def _alias_write_index(client: Elasticsearch, alias: str) -> str | None:
+    try:
+        found = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        return None
+    writers = [index for index, body in found.items() if body.get("aliases", {}).get(alias, {}).get("is_write_index")]
+    return writers[0] if len(writers) == 1 else (next(iter(found)) if len(found) == 1 else None)
 
 
 def index_analysis(mapping: dict[str, Any]) -> str:
@@ -190,7 +236,7 @@ HIGHLIGHT = {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}
 # title and highlights of the few chunks returned come in one request after it (`_details`). Reading
 # `_source` for every candidate made Elasticsearch parse each one's stored vector too.
 RETRIEVED_FIELDS: dict[str, Any] = {"_source": False, "docvalue_fields": ["document_id"]}
-DETAIL_FIELDS = ["document_id", "source", "title", "section", "text", "link"]
+DETAIL_FIELDS = ["document_id", "source", "title", "section", "text", "link", "generation", "model", "chunker"]
 
 
 def bm25_query(
@@ -258,6 +304,12 @@ class ChunkHit:
     bm25_rank: int | None = None
     knn_rank: int | None = None
     score: float = 0.0
+    # Provenance: the concrete index that served the hit, and what made the chunk (None for chunks
+    # written before provenance existed).
+    index: str = ""
+    generation: int | None = None
+    model: str | None = None
+    chunker: str | None = None
 
 
 @dataclass
@@ -284,6 +336,12 @@ class DocumentHit:
                     "text": chunk.text,
                     "bm25_rank": chunk.bm25_rank,
                     "knn_rank": chunk.knn_rank,
+                    "provenance": {
+                        "index": chunk.index,
+                        "generation": chunk.generation,
+                        "model": chunk.model,
+                        "chunker": chunk.chunker,
+                    },
                 }
                 for chunk in self.chunks
             ],
@@ -328,7 +386,7 @@ def fuse(
     for ranking, hits in (("bm25", bm25_hits), ("knn", knn_hits)):
         for rank, hit in enumerate(hits, start=1):
             owners[hit["_id"]] = _document_id(hit)
-            chunk = chunks.setdefault(hit["_id"], ChunkHit(hit["_id"], "", "", []))
+            chunk = chunks.setdefault(hit["_id"], ChunkHit(hit["_id"], "", "", [], index=hit.get("_index", "")))
             chunk.score += weights[ranking] / (tuning.rrf_k + rank)
             if ranking == "bm25":
                 chunk.bm25_rank = rank
@@ -432,6 +490,9 @@ async def _details(
         source = hit.get("_source", {})
         chunk.text, chunk.section = source.get("text", ""), source.get("section", "")
         chunk.highlights = hit.get("highlight", {}).get("text", [])
+        chunk.index = hit.get("_index", chunk.index)
+        chunk.generation, chunk.model = source.get("generation"), source.get("model")
+        chunk.chunker = source.get("chunker")
         document.source, document.title, document.link = (
             source.get("source", ""), source.get("title", ""), source.get("link", "")
         )

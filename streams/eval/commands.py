@@ -59,8 +59,8 @@ def eval_(
         return
     import dataclasses
 
-    from streams.agents.runtime import build_embedder
-    from streams.clients import async_elasticsearch_client
+    from streams.agents.runtime import embedder_for
+    from streams.clients import async_elasticsearch_client, elasticsearch_client
     from streams.elastic.hybrid_index import DEFAULT_TUNING, MODES
     from streams.eval.golden_set import GoldenSetError, read_golden_set
     from streams.eval.load_collection import LoadedCollection
@@ -79,7 +79,8 @@ def eval_(
         saved = read_report(baseline) if baseline else None
     except GoldenSetError as exc:
         raise click.ClickException(str(exc)) from exc
-    embedder = build_embedder(settings)
+    with elasticsearch_client(settings) as es:  # queries embedded by the model that built the index searched
+        embedder = embedder_for(settings, es, index or settings.index_alias)
     report = evaluate_set(
         lambda: async_elasticsearch_client(settings), embedder.encode, index or settings.index_alias,
         golden, loaded, modes or MODES, tuning,

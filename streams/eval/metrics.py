@@ -16,6 +16,11 @@ def score_run(
     from ranx import Qrels, Run, evaluate  # imported here: numba compiles for seconds on first use
 
     complete = {qid: run.get(qid, {}) for qid in qrels}
+    if not any(complete.values()):
+        # ranx cannot build a run with no result at all (a new index generation not filled yet): every
+        # metric of every query is 0 then.
+        zero = {metric: 0.0 for metric in METRICS}
+        return dict(zero), {qid: dict(zero) for qid in qrels}
     ranx_run = Run(complete)
     with warnings.catch_warnings():  # numba's type-safety chatter on every call, not ours to fix
         warnings.simplefilter("ignore")

@@ -46,7 +46,15 @@ from streams.errors import ChunkingError
 from streams.records import ChunkText, TextFormat
 
 CountTokens = Callable[[str], int]
+# Names how chunks are cut: bump it when a change to this module cuts the same text differently, so
+# every chunk's provenance (`chunker` in the index) says which cut made it.
+CHUNKER_ALGORITHM = "sections-1"
 SECTION_SEPARATOR = " > "
+
+
+def chunker_version(max_tokens: int, overlap_tokens: int) -> str:
+    """The chunker's algorithm and parameters, e.g. ``sections-1/max254/overlap32``."""
+    return f"{CHUNKER_ALGORITHM}/max{max_tokens}/overlap{overlap_tokens}"
 ANCHOR_MODULUS = 4
 SHORT_FRACTION = 8
 

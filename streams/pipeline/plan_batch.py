@@ -104,21 +104,27 @@ class Operation:
 
 
 def build_operations(
-    plan: BatchPlan, stored: Mapping[str, StoredState], vectors: Mapping[str, Vector], now: str
+    plan: BatchPlan,
+    stored: Mapping[str, StoredState],
+    vectors: Mapping[str, Vector],
+    now: str,
+    provenance: Mapping[str, Any] | None = None,
 ) -> list[Operation]:
-    """Every bulk action of the batch, a document's chunks before its state record."""
+    """Every bulk action of the batch, a document's chunks before its state record. `provenance`
+    (generation, model, chunker) goes on every chunk written, so a search hit names what made it."""
     operations: list[Operation] = []
     for document_id, update in plan.updates.items():
         if update.changed:
             operations.extend(
                 Operation(document_id, action)
-                for action in _document_actions(update, stored[document_id], vectors, now)
+                for action in _document_actions(update, stored[document_id], vectors, now, provenance or {})
             )
     return operations
 
 
 def _document_actions(
-    update: DocumentUpdate, stored: StoredState, vectors: Mapping[str, Vector], now: str
+    update: DocumentUpdate, stored: StoredState, vectors: Mapping[str, Vector], now: str,
+    provenance: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     state = update.state
     actions: list[dict[str, Any]] = []
@@ -127,7 +133,7 @@ def _document_actions(
             actions.append({
                 "_op_type": "index",
                 "_id": chunk_id(state.document_id, part_id, chunk.number),
-                "_source": chunk_source(state, part_id, chunk, vectors[chunk.text_hash], now),
+                "_source": {**chunk_source(state, part_id, chunk, vectors[chunk.text_hash], now), **provenance},
             })
     for part_id in update.refresh_parts:
         part = state.parts[part_id]

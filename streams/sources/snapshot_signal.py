@@ -41,13 +41,22 @@ def snapshot_signal(collection: str, column: str, keys: Sequence[Any]) -> dict[s
     }
 
 
-def send_snapshot_signals(settings: Settings, source: str, signals: Sequence[dict[str, Any]]) -> list[str]:
+def table_snapshot_signal(collections: Sequence[str]) -> dict[str, Any]:
+    """The `data` of an execute-snapshot signal for every row of `collections` (a new index generation)."""
+    if not collections:
+        raise ValueError("a snapshot signal needs at least one table")
+    return {"data-collections": list(collections), "type": "incremental"}
+
+
+def send_snapshot_signals(
+    settings: Settings, source: str, signals: Sequence[dict[str, Any]], purpose: str = "repair"
+) -> list[str]:
     """Insert each signal into the source's signal table, in one transaction; returns the signal ids."""
     if not signals:
         return []
     table = _identifier(settings.signal_table)
-    rows = [(f"streams-repair-{uuid.uuid4().hex}", "execute-snapshot", json.dumps(data)) for data in signals]
-    dsn = settings.dsn(source)
+    rows = [(f"streams-{purpose}-{uuid.uuid4().hex}", "execute-snapshot", json.dumps(data)) for data in signals]
+    dsn = settings.dsn(source)  # the password is needed to connect: never printed
     if dsn.startswith(("mysql", "mariadb")):
         conn = connect_mariadb(dsn, name=source)
         try:

@@ -237,10 +237,12 @@ def messages_after(topic: str, start: dict[int, int], timeout_s: float = 10.0) -
 
 
 def wait_processed(topic: str, delivered: Iterable[tuple[int, int]], timeout: float = DEADLINE_S) -> bool:
-    """Wait until the worker's consumer group has committed past every (partition, offset) in `delivered`.
+    """Wait until the worker's consumer group has committed past every (partition, offset) in `delivered`,
+    and then past everything on the repartition topic at that moment.
 
-    The indexing agent handles one batch at a time and its offsets are committed only after the batch
-    was written (or dead-lettered), so once they are committed whatever the worker did with those
+    The routing agent commits a Debezium record once it is forwarded (keyed by document) to the
+    repartition topic; the indexing agent handles one batch at a time and commits only after the batch
+    was written (or dead-lettered). So once both are committed, whatever the worker did with those
     records is in the index: the condition to wait for before asserting that nothing changed."""
     settings = get_settings()
     wanted: dict[int, int] = {}
@@ -252,11 +254,14 @@ def wait_processed(topic: str, delivered: Iterable[tuple[int, int]], timeout: fl
     consumer = kafka_consumer(settings, settings.worker_id)
     try:
 
-        def committed() -> bool:
-            offsets = consumer.committed([TopicPartition(topic, p) for p in wanted], timeout=10)
-            return all((tp.offset or -1) >= wanted[tp.partition] for tp in offsets)
+        def committed(on: str, past: dict[int, int]) -> bool:
+            offsets = consumer.committed([TopicPartition(on, p) for p in past], timeout=10)
+            return all((tp.offset or -1) >= past[tp.partition] for tp in offsets)
 
-        return bool(wait_until(committed, timeout=timeout, interval=0.5))
+        if not wait_until(lambda: committed(topic, wanted), timeout=timeout, interval=0.5):
+            return False
+        routed = {p: end for p, end in end_offsets(settings, settings.routed_topic).items() if end > 0}
+        return not routed or bool(wait_until(lambda: committed(settings.routed_topic, routed), timeout=timeout))
     finally:
         consumer.close()
 

@@ -67,7 +67,7 @@ def test_eval_command_exits_non_zero_on_a_regression(monkeypatch: pytest.MonkeyP
         (set_dir / name).write_text((FIXTURES / "tiny" / name).read_text())
     LoadedCollection("eval-tiny", "tickets", {"d1": "tickets/ticket/1"}).save(set_dir)
     fake_embedder = type("FakeEmbedder", (), {"encode": lambda self, texts: [[0.0] for _ in texts]})()
-    monkeypatch.setattr("streams.agents.runtime.build_embedder", lambda settings: fake_embedder)
+    monkeypatch.setattr("streams.agents.runtime.embedder_for", lambda settings, es, index: fake_embedder)
     monkeypatch.setattr(run_eval, "evaluate_set", lambda *args, **kwargs: report("regressed.json"))
     runner = CliRunner()
     args = ["--set", str(set_dir), "--baseline"]
@@ -101,6 +101,15 @@ def test_metrics_come_from_ranx_per_query_and_in_total() -> None:
     assert per_query["q2"]["recall@100"] == 0.0
     assert total["mrr@10"] == pytest.approx(0.25)
     assert total["precision@5"] == pytest.approx(0.1)
+
+
+def test_a_run_that_found_nothing_at_all_scores_zero() -> None:
+    """An index generation not filled yet answers nothing: the comparison must score it, not crash."""
+    from streams.eval.metrics import METRICS, score_run
+
+    total, per_query = score_run({"q1": {"d1": 1}, "q2": {"d2": 1}}, {"q1": {}, "q2": {}})
+    assert total == {metric: 0.0 for metric in METRICS}
+    assert per_query["q2"] == {metric: 0.0 for metric in METRICS}
 
 
 def test_table_lists_every_mode() -> None:

@@ -169,8 +169,11 @@ async def test_the_search_page_searches_only_the_callers_groups(monkeypatch: pyt
     async def fake_encode_query(text: str) -> list[float]:
         return [0.0]
 
+    async def fake_search_target() -> tuple[str, Any]:
+        return "streams-chunks-v1", SimpleNamespace(encode_query_async=fake_encode_query)
+
     async def fake_runtime(settings: Settings) -> Any:
-        return SimpleNamespace(embedder=SimpleNamespace(encode_query_async=fake_encode_query), es=None)
+        return SimpleNamespace(search_target=fake_search_target, es=None)
 
     async def fake_search(es: Any, alias: str, query: str, vector: Any, k: int, sources: Any, groups: Any) -> list[Any]:
         searched.append(groups)

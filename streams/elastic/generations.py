@@ -1,0 +1,133 @@
+"""Index generations: how each one was built, which one the alias serves, and the migration record.
+
+Every generation is a concrete index `<alias>-v<N>`. An index remembers how it was built in its
+mapping's `_meta` (model name or path, chunk size and overlap), so a worker writes each generation
+with the model and chunker that made it, whatever its own settings say. The alias points at one
+generation, the serving one, which is also its write index.
+
+A migration (`streams migrate`) builds generation N+1 beside the serving one. While it runs, one
+record in `settings.migrations_index` (id: the alias) lists the generations that every worker writes
+(each change goes to all of them) and that every deletion request covers. The record's `version`
+changes with every step; workers report the version they applied in the worker registry, so a
+step that needs every worker to have seen it can wait for them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch, NotFoundError
+
+from streams.elastic.hybrid_index import generation_of
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How a generation's chunks are made: what `_meta` of its mapping says."""
+
+    model_name: str
+    model_path: str | None
+    chunk_max_tokens: int
+    chunk_overlap_tokens: int
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"streams": asdict(self)}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None) -> GenerationConfig | None:
+        data = (meta or {}).get("streams")
+        return cls(**data) if data else None
+
+
+@dataclass
+class Migration:
+    """The migration record: the generations written, the one serving, the steps taken."""
+
+    alias: str
+    serving: str  # the index the alias points at
+    target: str  # the generation being built (or, after a switch, the one now serving)
+    previous: str  # the generation serving when the migration started
+    state: str = "filling"  # filling -> switched (-> rolled-back -> switched ...) ; finish deletes the record
+    version: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    started_at: str = ""
+    signals: dict[str, list[str]] = field(default_factory=dict)  # source -> snapshot signal ids
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def generations(self) -> list[str]:
+        return sorted({self.previous, self.target}, key=generation_of)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_config(client: Elasticsearch, index: str) -> GenerationConfig | None:
+    mapping = client.indices.get_mapping(index=index)[index]["mappings"]
+    return GenerationConfig.from_meta(mapping.get("_meta"))
+
+
+def write_config(client: Elasticsearch, index: str, config: GenerationConfig) -> None:
+    # put_mapping replaces _meta whole: the index's other entries (its text analysis) must stay.
+    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta") or {}
+    client.indices.put_mapping(index=index, meta={**meta, **config.to_meta()})
+
+
+def serving_index(client: Elasticsearch, alias: str) -> str | None:
+    """The alias's write index (the serving generation), or None when the alias does not exist."""
+    try:
+        found = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        return None
+    writers = [index for index, body in found.items() if body["aliases"][alias].get("is_write_index")]
+    if len(writers) == 1:
+        return writers[0]
+    return sorted(found, key=generation_of)[-1] if len(found) == 1 else None
+
+
+def switch_alias(client: Elasticsearch, alias: str, to: str) -> None:
+    """Point `alias` at `to` only, in one atomic request: a search sees one generation or the other."""
+    current = list(client.indices.get_alias(name=alias)) if client.indices.exists_alias(name=alias) else []
+    actions: list[dict[str, Any]] = [{"remove": {"index": index, "alias": alias}} for index in current if index != to]
+    actions.append({"add": {"index": to, "alias": alias, "is_write_index": True}})
+    client.indices.update_aliases(actions=actions)
+
+
+MIGRATIONS_MAPPING: dict[str, Any] = {"dynamic": False, "properties": {"alias": {"type": "keyword"}}}
+
+
+def ensure_migrations_index(client: Elasticsearch, index: str) -> None:
+    if client.indices.exists(index=index):
+        return
+    try:
+        client.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0},
+                              mappings=MIGRATIONS_MAPPING)  # fmt: skip
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+
+
+def read_migration(client: Elasticsearch, index: str, alias: str) -> Migration | None:
+    try:
+        doc = client.get(index=index, id=alias)
+    except NotFoundError:
+        return None
+    return Migration(**doc["_source"])
+
+
+async def read_migration_async(client: AsyncElasticsearch, index: str, alias: str) -> Migration | None:
+    try:
+        doc = await client.get(index=index, id=alias)
+    except NotFoundError:
+        return None
+    return Migration(**doc["_source"])
+
+
+def write_migration(client: Elasticsearch, index: str, migration: Migration) -> None:
+    migration.version = max(time.time_ns() // 1_000_000, migration.version + 1)
+    client.index(index=index, id=migration.alias, document=migration.to_json(), refresh=True)
+
+
+def delete_migration(client: Elasticsearch, index: str, alias: str) -> None:
+    client.options(ignore_status=404).delete(index=index, id=alias, refresh=True)

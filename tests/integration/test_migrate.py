@@ -1,0 +1,201 @@
+"""A migration on the real stack: `streams migrate start` builds the next generation (another chunk size)
+beside the serving one while the worker writes every live change to both; `compare` runs a small BEIR
+set through `streams eval` on both and its gate refuses a switch while the new generation lacks the
+set's documents, then passes once an incremental snapshot (the fill's own mechanism) brought them;
+a deletion request during the migration reaches both generations and its receipt arrives; `switch`
+and `rollback` move the alias while a search loop runs, and not one search fails; `finish` after the
+rollback drops the new generation, leaving the stack as it was.
+
+The fill of a whole seeded corpus is a measurement (README, "Changing the model or the chunking"), not
+this test: the migration starts with --no-snapshot and only the test's rows are re-read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.eval.load_collection import LoadedCollection, delete_group
+from streams.settings import PROJECT_ROOT, Settings
+from streams.sources import edits
+from streams.sources.connect import connect_postgres
+from streams.sources.snapshot_signal import send_snapshot_signals, snapshot_signal
+from tests.integration.helpers import es_client, hybrid, search_api, search_key, unique, wait_until
+from tests.integration.test_forget import _receipt, _request_forget
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+        timeout=timeout,
+    )  # fmt: skip
+    if check:
+        assert done.returncode == 0, f"streams {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def status() -> dict[str, Any]:
+    return dict(json.loads(cli("migrate", "status", "--json").stdout))
+
+
+def write_set(directory: Path, words: list[str]) -> None:
+    """A BEIR set of four tickets, each named by a word only it contains, and a query for each."""
+    (directory / "qrels").mkdir(parents=True)
+    with open(directory / "corpus.jsonl", "w") as corpus, open(directory / "queries.jsonl", "w") as queries:
+        for n, word in enumerate(words):
+            corpus.write(json.dumps({"_id": f"d{n}", "title": f"Case {word}",
+                                     "text": f"The {word} gateway drops sessions after an hour."}) + "\n")  # fmt: skip
+            queries.write(json.dumps({"_id": f"q{n}", "text": f"{word} gateway"}) + "\n")
+    rows = "".join(f"q{n}\td{n}\t1\n" for n in range(len(words)))
+    (directory / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
+
+
+def index_count(es: Any, index: str, query: dict[str, Any]) -> int:
+    es.indices.refresh(index=index)
+    return int(es.count(index=index, query=query)["count"])
+
+
+class SearchLoop:
+    """/search for one word, as fast as one client asks, until stopped: every answer must be a 200 that
+    finds the word's document; the indices that served the hits are recorded (provenance)."""
+
+    def __init__(self, word: str, document_id: str) -> None:
+        self.word, self.document_id = word, document_id
+        self.searches = 0
+        self.failures: list[str] = []
+        self.indices: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._key = search_key()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                code, _, body = search_api({"q": self.word, "k": "10"}, f"Bearer {self._key}")
+            except Exception as exc:  # a refused connection or a timeout is a failed search too
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self.searches += 1
+            hits = body.get("hits", []) if code == 200 else []
+            ours = [hit for hit in hits if hit["document_id"] == self.document_id]
+            if code != 200 or not ours:
+                self.failures.append(f"{code}: {str(body)[:200]}")
+                continue
+            self.indices.update(chunk["provenance"]["index"] for chunk in ours[0]["chunks"])
+
+    def __enter__(self) -> SearchLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
+@pytest.fixture
+def migration(worker: Settings) -> Iterator[Settings]:
+    before = status()
+    assert before["state"] == "none", f"a migration is already running: {before}"
+    try:
+        yield worker
+    finally:
+        now = status()
+        if now["state"] != "none":
+            if now["serving"] != before["serving"]:
+                cli("migrate", "rollback", check=False)
+            cli("migrate", "finish", "--yes", check=False)
+
+
+def test_migration_forget_reaches_both_generations_and_switch_rollback_fail_no_search(
+    migration: Settings, tmp_path: Path
+) -> None:
+    settings = migration
+    es = es_client(settings)
+    words = [unique("mg") for _ in range(4)]
+    group = f"migrate-{unique('g')}"
+    write_set(tmp_path, words)
+    cli("eval", "load", str(tmp_path), "--group", group)  # indexed in the serving generation only
+    loaded = LoadedCollection.read(tmp_path, group)
+    try:
+        _migrate(settings, es, tmp_path, group, words, loaded)
+    finally:
+        with connect_postgres(settings.dsn("tickets"), name="tickets") as conn:
+            delete_group(conn, group)
+
+
+def _migrate(
+    settings: Settings, es: Any, set_dir: Path, group: str, words: list[str], loaded: LoadedCollection
+) -> None:
+    old = status()["serving"]
+    cli("migrate", "start", "--chunk-max-tokens", "96", "--chunk-overlap-tokens", "16", "--no-snapshot")
+    started = status()
+    new = started["target"]
+    assert started["state"] == "filling" and new != old and started["serving"] == old
+    assert started["generations"][new]["config"]["chunk_max_tokens"] == 96
+
+    # The gate must be able to fail: the new generation has none of the set's documents yet.
+    compared = json.loads(cli("migrate", "compare", "--set", str(set_dir), "--group", group, "--json").stdout)
+    assert not compared["passed"] and compared["sets"][0]["drops"], compared
+    refused = cli("migrate", "switch", "--set", str(set_dir), "--group", group, check=False)
+    assert refused.returncode != 0 and "quality gate failed" in refused.stderr
+    assert status()["serving"] == old
+
+    # Live changes reach both generations, each chunked its own way.
+    email = f"migrate.{unique('p')}@example.com"
+    secret = unique("mw")
+    ticket = edits.add_ticket(f"Badge {secret}", f"The {secret} badge reader rejects {email}.", email, ["support"])
+    contact = edits.add_contact("Ines", unique("n").title(), email, ["sales"])
+    edits.add_note(contact, f"rep.{unique('r')}@example.com", f"Ines asked about the {secret} badge.")
+    in_text = {"match": {"text": secret}}
+    for index in (old, new):
+        assert wait_until(lambda i=index: index_count(es, i, in_text) >= 2, timeout=120), f"{secret} not in {index}"
+    provenance = es.search(index=new, size=1, query={"bool": {"filter": [{"term": {"kind": "chunk"}}, in_text]}})
+    assert provenance["hits"]["hits"][0]["_source"]["generation"] == int(new.rsplit("-v", 1)[1])
+
+    # The fill's mechanism (an incremental snapshot through the signal table) brings the set's rows over.
+    ids = [int(document.rsplit("/", 1)[1]) for document in loaded.documents.values()]
+    namespace = "public"
+    send_snapshot_signals(settings, "tickets", [snapshot_signal(f"{namespace}.tickets", "id", ids)], purpose="test")
+    by_group = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"groups": group}}]}}
+    assert wait_until(lambda: index_count(es, new, by_group) >= len(words), timeout=180), "the snapshot never arrived"
+    compared = json.loads(cli("migrate", "compare", "--set", str(set_dir), "--group", group, "--json").stdout)
+    assert compared["passed"], compared
+    assert set(compared["sets"][0]["totals"]) == {old, new}
+
+    # A deletion request during the migration reaches both generations, and its receipt says so.
+    request_id, start = _request_forget(settings, email)
+    receipt = _receipt(settings, request_id, start, timeout=180)
+    assert receipt["status"] == "unsearchable" and receipt["error"] is None, receipt
+    removed = {row["index"] for row in receipt["removed"] if row["chunks"]}
+    assert {old, new} <= removed, receipt["removed"]
+    for index in (old, new):
+        assert index_count(es, index, {"term": {"subjects": f"email:{email}"}}) == 0, index
+        assert index_count(es, index, {"match_phrase": {"text": email}}) == 0, index
+    assert not {hit["document_id"] for hit in hybrid(secret, k=20)["hits"]} & {f"tickets/ticket/{ticket}"}
+
+    # Switch and roll back with a client searching all the while.
+    corpus_id = next(iter(loaded.documents))
+    with SearchLoop(words[int(corpus_id[1:])], loaded.documents[corpus_id]) as loop:
+        time.sleep(2)
+        cli("migrate", "switch", "--set", str(set_dir), "--group", group)
+        assert status()["serving"] == new
+        assert wait_until(lambda: new in loop.indices, timeout=30), loop.indices
+        cli("migrate", "rollback")
+        assert status()["serving"] == old
+        served_new = new in loop.indices
+        loop.indices.clear()
+        assert wait_until(lambda: old in loop.indices, timeout=30), loop.indices
+    assert served_new and loop.searches >= 10 and loop.failures == [], (loop.searches, loop.failures[:5])
+
+    cli("migrate", "finish", "--yes")
+    assert status()["state"] == "none" and status()["serving"] == old
+    assert not es.indices.exists(index=new)
