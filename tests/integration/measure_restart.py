@@ -3,7 +3,7 @@
     python -m tests.integration.measure_restart [--runs 3]
 
 Run from the project root with the stack up and a worker of this checkout running (or none: one is
-started). Each run: kill -9 the worker, start a new one at once, commit a probe change right away and
+started, and killed at the end). Each run: kill -9 the worker, start a new one at once, commit a probe change right away and
 time until search finds it, beside the time until the new worker's HTTP server answers (model and
 index set up). The new workers inherit this process's environment, so
 
@@ -51,8 +51,11 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     ticket = edits.add_ticket("Restart probe", "probe", "restart.probe@example.com", ["support"])
+    was_running = bool(worker_pids())
     warm_up = restart_once(ticket)
     runs = [restart_once(ticket) for _ in range(args.runs)]
+    if not was_running:
+        kill_worker()  # leave no worker behind that this run started
     indexed = [r["indexes_s"] for r in runs if r["indexes_s"] is not None]
     print(
         json.dumps(
