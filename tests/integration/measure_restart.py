@@ -3,9 +3,9 @@
     python -m tests.integration.measure_restart [--runs 3]
 
 Run from the project root with the stack up and a worker of this checkout running (or none: one is
-started, and killed at the end). Each run: kill -9 the worker, start a new one at once, commit a probe change right away and
-time until search finds it, beside the time until the new worker's HTTP server answers (model and
-index set up). The new workers inherit this process's environment, so
+started, and killed at the end). Each run: kill -9 the worker, start a new one at once, commit a
+probe change right away and time until search finds it, beside the time until the new worker's HTTP
+server answers (model and index set up). The new workers inherit this process's environment, so
 
     STREAMS_WORKER_STATIC_MEMBERSHIP=false python -m tests.integration.measure_restart
 
