@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     # measured). Default: derived from worker_id, host and web port (unique per worker on a host,
     # stable across its restarts). Two live workers must never share one: the newer fences the older.
     worker_instance_id: str | None = None
+    # false: join as a dynamic member (no group.instance.id), as before static membership; kept to
+    # measure the difference (README, "Fast recovery after a crash") and for brokers that refuse it.
+    worker_static_membership: bool = True
     # How long the group waits for a silent member: a crashed worker's partitions move to the others
     # (or to its restart under another instance id) after this (faust's default is 60 s).
     worker_session_timeout_s: float = 15.0
@@ -307,9 +310,11 @@ class Settings(BaseSettings):
             return "127.0.0.1"
         return f"[{self.worker_web_bind}]" if ":" in self.worker_web_bind else self.worker_web_bind
 
-    def group_instance_id(self) -> str:
+    def group_instance_id(self) -> str | None:
         import socket
 
+        if not self.worker_static_membership:
+            return None
         return self.worker_instance_id or f"{self.worker_id}@{socket.gethostname()}:{self.worker_web_port}"
 
     def worker_url(self) -> str:

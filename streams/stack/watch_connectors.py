@@ -66,6 +66,7 @@ class ConnectorWatch:
         self.clock = clock
         self.watched = watched_connectors(settings)
         self.progress = CaptureProgress()
+        # When each connector last started afresh: restarted by the watch, or by Connect coming back.
         self.last_restart: dict[str, float] = {}
         self.consumer = Consumer(
             settings.kafka_config(
@@ -74,6 +75,7 @@ class ConnectorWatch:
         )
         self._stalled: set[str] = set()
         self._no_heartbeats: set[str] = set()
+        self._connect_unreachable: set[str] = set()
 
     def close(self) -> None:
         self.consumer.close()
@@ -104,8 +106,22 @@ class ConnectorWatch:
         try:
             status = connectors.connector_status(self.settings, watched.name)
         except StackError as exc:
-            log.info("%s: Connect not reachable (%s)", watched.name, exc)
+            if watched.name not in self._connect_unreachable:
+                log.info("%s: Connect not reachable (%s)", watched.name, exc)
+            self._connect_unreachable.add(watched.name)
             status = None
+        else:
+            if watched.name in self._connect_unreachable:
+                # Connect came back (restarted): its tasks are as fresh as after our own restart, and a
+                # fresh task can need more than stall_s to stream (measured: a MariaDB task 32 s from
+                # start to binlog on the loaded 2-core machine, restarted needlessly at 30 s).
+                log.info(
+                    "%s: Connect answers again; its task gets %.0f s to start streaming before a stall counts",
+                    watched.name,
+                    self.settings.watch_restart_backoff_s,
+                )
+                self.last_restart[watched.name] = now
+            self._connect_unreachable.discard(watched.name)
         if status is None:
             self.progress.blind(watched.source)
             return ConnectorObservation(watched.name, None)

@@ -8,6 +8,7 @@ from streams.settings import Settings
 
 def test_the_instance_id_is_stable_and_distinct_per_worker_on_a_host() -> None:
     first = Settings(worker_web_port=16066).group_instance_id()
+    assert first is not None
     assert first == Settings(worker_web_port=16066).group_instance_id()
     assert first != Settings(worker_web_port=16067).group_instance_id()
     assert first.startswith("streams-worker@")
@@ -18,3 +19,7 @@ def test_the_app_joins_as_a_static_member_with_a_short_session() -> None:
     assert app.conf.consumer_group_instance_id == Settings().group_instance_id()
     assert app.conf.broker_session_timeout == Settings().worker_session_timeout_s
     assert app.conf.broker_heartbeat_interval * 3 <= app.conf.broker_session_timeout
+
+
+def test_static_membership_can_be_switched_off() -> None:
+    assert Settings(worker_static_membership=False, worker_instance_id="indexer-a").group_instance_id() is None
