@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 MP = default_model_path("all-MiniLM-L6-v2")
 TOK = AutoTokenizer.from_pretrained(str(MP))
 CACHE = Path.home()/".cache/streams/models/all-MiniLM-L6-v2-e6eaedd7faf5"
-OUT = Path("/tmp/exp/models"); OUT.mkdir(exist_ok=True)
+OUT = Path("/tmp/exp/models"); OUT.mkdir(parents=True, exist_ok=True)
 
 def batches(texts, bs, sort=True):
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i])) if sort else list(range(len(texts)))
