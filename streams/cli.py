@@ -60,6 +60,11 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # One line per HTTP request is noise in a command's output (`streams freshness` printed two);
+        # their failures still come through as warnings and errors.
+        for chatty in ("httpx", "elastic_transport"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":
