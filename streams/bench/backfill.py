@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,6 +79,28 @@ def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> list
         page = edits.new_wiki_page(f"Bench copy {tag} {n}", text, ["engineering"], "bench.author@example.com")
         documents.append(f"wiki/page/{page}")
     return documents
+
+
+@dataclass(frozen=True)
+class Burst:
+    """The chunks a burst of new documents put in the index, and the wall time it took: from its first
+    source commit (or the moment the burst started, if a commit predates it) to its last chunk indexed."""
+
+    chunks: list[dict[str, Any]]
+    first_indexed: float
+    last_indexed: float
+    wall_s: float
+
+
+def indexed_burst(client: Any, alias: str, since: str, started: float) -> Burst:
+    client.indices.refresh(index=alias)
+    chunks = _new_chunks(client, alias, since)
+    if not chunks:
+        raise BenchError("no new chunks reached the index")
+    first_commit = min(_ts(c["commit_ts"]) for c in chunks if c.get("commit_ts"))
+    first_indexed = min(_ts(c["indexed_at"]) for c in chunks)
+    last_indexed = max(_ts(c["indexed_at"]) for c in chunks)
+    return Burst(chunks, first_indexed, last_indexed, max(last_indexed - max(first_commit, started - 1), 1e-6))
 
 
 def _new_chunks(client: Any, alias: str, since: str) -> list[dict[str, Any]]:
@@ -153,14 +176,8 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
             raise BenchError("the worker was still embedding after 900 s")
     embedded_delta = last
     cpu_pipeline = cpu_used(cpu_before, cpu_seconds(settings))
-    client.indices.refresh(index=settings.index_alias)
-    chunks = _new_chunks(client, settings.index_alias, since)
-    if not chunks:
-        raise BenchError("no new chunks reached the index")
-    first_commit = min(_ts(c["commit_ts"]) for c in chunks if c.get("commit_ts"))
-    first_indexed = min(_ts(c["indexed_at"]) for c in chunks)
-    last_indexed = max(_ts(c["indexed_at"]) for c in chunks)
-    wall = max(last_indexed - max(first_commit, started - 1), 1e-6)
+    burst = indexed_burst(client, settings.index_alias, since, started)
+    chunks, first_indexed, last_indexed, wall = burst.chunks, burst.first_indexed, burst.last_indexed, burst.wall_s
     pipeline = embedded_delta / wall
     texts = [c["text"] for c in chunks]
     progress(f"backfill: pipeline {pipeline:.1f} chunks/s; now encoding the same {len(texts)} texts here")

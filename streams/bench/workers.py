@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.agents.worker_process import worker_answers
-from streams.bench.backfill import _max_ids, _new_chunks, _new_documents, _ts
+from streams.bench.backfill import _max_ids, _new_documents, indexed_burst
 from streams.bench.cpu import cpu_seconds, cpu_used
 from streams.bench.probes import BenchError, Progress, WorkerLag, states
 from streams.settings import Settings
@@ -89,13 +89,8 @@ def _one_count(settings: Settings, client: Any, progress: Progress, count: int, 
                     raise BenchError(f"{count} workers: {indexed}/{len(documents)} indexed after 900 s")
                 time.sleep(1)
             cpu = cpu_used(cpu_before, cpu_seconds(settings))
-        client.indices.refresh(index=settings.index_alias)
-        chunks = _new_chunks(client, settings.index_alias, since)
-        if not chunks:
-            raise BenchError("no new chunks reached the index")
-        first_commit = min(_ts(c["commit_ts"]) for c in chunks if c.get("commit_ts"))
-        last_indexed = max(_ts(c["indexed_at"]) for c in chunks)
-        wall = max(last_indexed - max(first_commit, started - 1), 1e-6)
+        burst = indexed_burst(client, settings.index_alias, since, started)
+        chunks, wall = burst.chunks, burst.wall_s
         result = {
             "workers": count,
             "documents": len(documents),
