@@ -127,7 +127,7 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
             f = (q.get(f"{load}_k{k}") or {}).get("latency_ms") or {}
             parts.append(f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')}"
                          f" p99 {_fmt(f.get('p99'), ' ms')}")  # fmt: skip
-        click.echo(f"search       {q.get('clients')} clients, {load}: " + "; ".join(parts))
+        click.echo(f"search       {_fmt(q.get('clients'))} clients, {load}: " + "; ".join(parts))
     _print_workers(report, chosen)
     _print_errors(report, chosen)
 
