@@ -76,6 +76,7 @@ class ConnectorWatch:
         self._stalled: set[str] = set()
         self._no_heartbeats: set[str] = set()
         self._connect_unreachable: set[str] = set()
+        self._kafka_blind: set[str] = set()  # connectors whose heartbeat topic Kafka could not report
 
     def close(self) -> None:
         self.consumer.close()
@@ -126,7 +127,21 @@ class ConnectorWatch:
             self.progress.blind(watched.source)
             return ConnectorObservation(watched.name, None)
         tasks = status.get("tasks", [])
-        end_offset = self._end_offset(watched.heartbeat_topic) if self._beats(watched) else None
+        beats = self._beats(watched)
+        end_offset = self._end_offset(watched.heartbeat_topic) if beats else None
+        if beats and end_offset is None:
+            self._kafka_blind.add(watched.name)
+        elif end_offset is not None and watched.name in self._kafka_blind:
+            # The broker came back: Connect lost its group while it was away and restarts its tasks now,
+            # as fresh as after Connect's own restart (a fault run restarted a task 7 s after the broker
+            # returned, 5 s before it streamed). The same grace.
+            log.info(
+                "%s: Kafka answers again; the task gets %.0f s to start streaming before a stall counts",
+                watched.name,
+                self.settings.watch_restart_backoff_s,
+            )
+            self.last_restart[watched.name] = now
+            self._kafka_blind.discard(watched.name)
         return ConnectorObservation(
             name=watched.name,
             connector_state=status["connector"]["state"],

@@ -43,3 +43,32 @@ def test_a_connect_restart_gets_the_restart_grace_before_a_stall_counts(monkeypa
         assert all(a.kind == "restart" and not a.only_failed for a in actions)
     finally:
         watch.close()
+
+
+def test_a_broker_restart_gets_the_restart_grace_before_a_stall_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(watch_stall_s=30.0, watch_restart_backoff_s=60.0)
+    now = [0.0]
+    broker_up = [False]
+    watch = ConnectorWatch(settings, clock=lambda: now[0])
+    applied: list[Action] = []
+
+    def connector_status(_: Settings, name: str) -> dict[str, Any]:  # Connect itself stays up throughout
+        return {"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": "RUNNING"}]}
+
+    monkeypatch.setattr(connectors, "connector_status", connector_status)
+    monkeypatch.setattr(watch, "_beats", lambda _: True)
+    monkeypatch.setattr(watch, "_end_offset", lambda _: 7 if broker_up[0] else None)  # never grows once back
+    monkeypatch.setattr(watch, "_slot_holder", lambda _: None)
+    monkeypatch.setattr(watch, "_apply", applied.append)
+    try:
+        assert watch.round() == []  # the broker is down: capture cannot be seen, nothing done
+        now[0], broker_up[0] = 10.0, True
+        assert watch.round() == []  # back: counted afresh
+        now[0] = 45.0  # 35 s without a heartbeat (> stall_s), but only 35 s since the broker came back
+        assert watch.round() == [], "a task Connect is restarting after the broker's return was restarted"
+        now[0] = 71.0  # past the grace and still nothing captured: a real stall
+        actions = watch.round()
+        assert {a.connector for a in actions} == {w.name for w in watch.watched}
+        assert all(a.kind == "restart" and not a.only_failed for a in actions)
+    finally:
+        watch.close()
