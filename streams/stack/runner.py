@@ -112,30 +112,39 @@ def service_user() -> str | None:
     return SERVICE_USER
 
 
-def check_enterable(path: Path, user: str | None) -> None:
-    """Raise a StackError naming the first directory on the way to `path` that `user` cannot enter.
+def open_the_way(path: Path, user: str | None, progress: Progress) -> None:
+    """Let `user` enter every directory on the way to `path`.
 
-    The database servers and Elasticsearch run as an unprivileged user (they refuse root); a checkout
-    under a private directory (`mktemp -d` makes mode 700) would otherwise fail later, deep in initdb,
-    with only "Permission denied" to go on.
+    The database servers and Elasticsearch run as an unprivileged user (they refuse root). A checkout
+    under a private directory (`mktemp -d` makes mode 700) would make them fail later, deep in initdb,
+    with only "Permission denied" to go on. A directory this process owns gets others' traverse bit
+    (o+x: enter, not list), said in the progress; one it does not own is a StackError naming it.
     """
     if user is None or os.geteuid() != 0:
         return
     entry = pwd.getpwnam(user)
+    _open_the_way(path, entry.pw_uid, entry.pw_gid, progress)
+
+
+def _open_the_way(path: Path, uid: int, gid: int, progress: Progress) -> None:
     for directory in reversed([path.resolve(), *path.resolve().parents]):
         mode = directory.stat()
-        if mode.st_uid == entry.pw_uid:
+        if mode.st_uid == uid:
             allowed = mode.st_mode & stat.S_IXUSR
-        elif mode.st_gid == entry.pw_gid:
+        elif mode.st_gid == gid:
             allowed = mode.st_mode & stat.S_IXGRP
         else:
             allowed = mode.st_mode & stat.S_IXOTH
-        if not allowed:
+        if allowed:
+            continue
+        if mode.st_uid != os.geteuid():
             raise StackError(
-                f"the servers run as user {user!r}, who cannot enter {directory} (mode "
-                f"{stat.filemode(mode.st_mode)}) on the way to the stack's data in {path}: "
-                f"`chmod o+x {directory}`, or set STREAMS_STACK_HOME to a directory {user!r} can reach"
+                f"the servers' user (uid {uid}) cannot enter {directory} (mode {stat.filemode(mode.st_mode)}),"
+                f" on the way to the stack's data in {path}, and it is not ours to change: `chmod o+x"
+                f" {directory}`, or set STREAMS_STACK_HOME to a directory that user can reach"
             )
+        directory.chmod(stat.S_IMODE(mode.st_mode) | stat.S_IXOTH)
+        progress(f"{directory}: others may now enter it (o+x, not list it): the servers' user must reach {path}")
 
 
 def chown_tree(path: Path, user: str | None) -> None:

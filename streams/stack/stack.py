@@ -20,7 +20,7 @@ from streams.stack.elasticsearch import Elasticsearch
 from streams.stack.kafka import Kafka
 from streams.stack.mariadb import MariaDB
 from streams.stack.postgres import Postgres
-from streams.stack.runner import Progress, Server, ServerFailed, StackError, check_enterable, service_user
+from streams.stack.runner import Progress, Server, ServerFailed, StackError, open_the_way, service_user
 
 SERVER_TYPES: tuple[type[Server], ...] = (Postgres, MariaDB, Elasticsearch, Kafka, Connect)
 
@@ -53,7 +53,7 @@ def _up(settings: Settings, progress: Progress) -> list[str]:
     all_servers = servers(settings)
     settings.stack_home.mkdir(parents=True, exist_ok=True)
     ensure_local_keys(settings)  # the worker's /search needs a credential; the tests and the demo use these
-    check_enterable(settings.stack_home, service_user())
+    open_the_way(settings.stack_home, service_user(), progress)
     healthy = {name: threading.Event() for name in all_servers}
     failed = threading.Event()
     started: list[str] = []

@@ -9,6 +9,8 @@ import pytest
 from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_mariadb, connect_postgres
+from streams.sources.corpus import ensure_corpus, load_corpus
+from streams.sources.edits import editable_paragraphs
 from streams.sources.seed import run_seed
 
 pytestmark = pytest.mark.integration
@@ -103,3 +105,12 @@ def _latest_text(settings: Settings, page_id: int, expected_rev: int | None = No
     if expected_rev is not None:
         assert latest == expected_rev
     return str(text)
+
+
+def test_the_manual_has_long_pages() -> None:
+    # The wiki's corpus, installed the way `streams seed` installs it (apt-get), never skipped.
+    pages = load_corpus(ensure_corpus())
+
+    assert len(pages) > 1000
+    assert len({p.title for p in pages}) == len(pages)
+    assert sum(1 for p in pages if len(editable_paragraphs(p.text)) >= 50) >= 5

@@ -5,9 +5,6 @@ from __future__ import annotations
 import random
 import re
 
-import pytest
-
-from streams.sources.corpus import DOC_DIR, load_corpus
 from streams.sources.edits import editable_paragraphs
 from streams.sources.html_to_wikitext import WikiPage, html_to_wikitext
 from streams.sources.people import STAFF_DOMAIN, make_people
@@ -126,12 +123,3 @@ def test_wiki_pages_have_groups_revisions_and_staff_authors() -> None:
 def test_editable_paragraphs_skip_headings_lists_and_code() -> None:
     text = "== Head ==\n\nProse one.\n\n* item\n* item\n\n<pre>\ncode\n</pre>\n\nProse two."
     assert editable_paragraphs(text) == [1, 4]
-
-
-@pytest.mark.skipif(not DOC_DIR.is_dir(), reason="postgresql-doc-15 is not installed")
-def test_the_manual_has_long_pages() -> None:
-    pages = load_corpus(DOC_DIR)
-
-    assert len(pages) > 1000
-    assert len({p.title for p in pages}) == len(pages)
-    assert sum(1 for p in pages if len(editable_paragraphs(p.text)) >= 50) >= 5

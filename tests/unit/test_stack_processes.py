@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from streams.polling import poll
-from streams.stack.runner import StackError, check_enterable, pid_alive, pid_cmdline, service_user, wait_ended
+from streams.stack.runner import StackError, _open_the_way, pid_alive, pid_cmdline, wait_ended
 
 
 def test_a_process_is_alive_until_it_is_killed() -> None:
@@ -39,19 +39,28 @@ def test_a_zombie_counts_as_ended() -> None:
     process.wait()
 
 
-def test_a_stack_home_the_service_user_cannot_enter_is_refused_with_the_directory_named() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the servers run as a service user only when the stack is started as root")
-    user = service_user()
-    assert user is not None
-    # Not pytest's tmp_path: its own base directory is private (mode 700) too.
-    with tempfile.TemporaryDirectory() as base:
-        Path(base).chmod(0o755)
-        private = Path(base) / "private"  # what `mktemp -d` makes for a fresh clone: mode 700
-        home = private / "checkout" / ".stack"
-        home.mkdir(parents=True)
-        private.chmod(0o700)
-        with pytest.raises(StackError, match=f"cannot enter {private} .*chmod o\\+x {private}"):
-            check_enterable(home, user)
-        private.chmod(0o755)
-        check_enterable(home, user)  # every directory on the way can be entered now
+def test_a_private_directory_on_the_way_is_opened_for_the_servers_user_and_said(tmp_path: Path) -> None:
+    private = tmp_path / "private"  # what `mktemp -d` makes for a fresh clone: mode 700
+    home = private / "checkout" / ".stack"
+    home.mkdir(parents=True)
+    for directory in (tmp_path, *tmp_path.parents):  # pytest's own base is private too; only `private` is asserted
+        if directory.stat().st_uid == os.geteuid():
+            directory.chmod(stat.S_IMODE(directory.stat().st_mode) | stat.S_IXOTH)
+    private.chmod(0o700)
+    said: list[str] = []
+    someone_else = os.geteuid() + 4242
+    _open_the_way(home, someone_else, someone_else, said.append)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o701  # enter, not list
+    assert [line for line in said if line.startswith(f"{private}:")]
+
+
+def test_a_directory_that_is_not_ours_is_refused_with_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private = tmp_path / "private"
+    home = private / ".stack"
+    home.mkdir(parents=True)
+    private.chmod(0o700)
+    someone_else = os.geteuid() + 4242
+    monkeypatch.setattr(os, "geteuid", lambda: someone_else + 1)  # as if another user owned every directory
+    with pytest.raises(StackError, match=f"cannot enter .* {private}"):
+        _open_the_way(home, someone_else, someone_else, lambda _line: None)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # left as it was
