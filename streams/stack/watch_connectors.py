@@ -75,8 +75,8 @@ class ConnectorWatch:
         )
         self._stalled: set[str] = set()
         self._no_heartbeats: set[str] = set()
-        self._connect_unreachable: set[str] = set()
-        self._kafka_blind: set[str] = set()  # connectors whose heartbeat topic Kafka could not report
+        # The connectors for which each server (Connect, or Kafka for the heartbeat topic) did not answer.
+        self._away: dict[str, set[str]] = {"Connect": set(), "Kafka": set()}
 
     def close(self) -> None:
         self.consumer.close()
@@ -107,41 +107,20 @@ class ConnectorWatch:
         try:
             status = connectors.connector_status(self.settings, watched.name)
         except StackError as exc:
-            if watched.name not in self._connect_unreachable:
+            if watched.name not in self._away["Connect"]:
                 log.info("%s: Connect not reachable (%s)", watched.name, exc)
-            self._connect_unreachable.add(watched.name)
+            self._answers(watched.name, "Connect", False, now)
             status = None
         else:
-            if watched.name in self._connect_unreachable:
-                # Connect came back (restarted): its tasks are as fresh as after our own restart, and a
-                # fresh task can need more than stall_s to stream (measured: a MariaDB task 32 s from
-                # start to binlog on the loaded 2-core machine, restarted needlessly at 30 s).
-                log.info(
-                    "%s: Connect answers again; its task gets %.0f s to start streaming before a stall counts",
-                    watched.name,
-                    self.settings.watch_restart_backoff_s,
-                )
-                self.last_restart[watched.name] = now
-            self._connect_unreachable.discard(watched.name)
-        if status is None:
+            self._answers(watched.name, "Connect", True, now)
+        if status is None:  # Connect away, or the connector not registered
             self.progress.blind(watched.source)
             return ConnectorObservation(watched.name, None)
         tasks = status.get("tasks", [])
         beats = self._beats(watched)
         end_offset = self._end_offset(watched.heartbeat_topic) if beats else None
-        if beats and end_offset is None:
-            self._kafka_blind.add(watched.name)
-        elif end_offset is not None and watched.name in self._kafka_blind:
-            # The broker came back: Connect lost its group while it was away and restarts its tasks now,
-            # as fresh as after Connect's own restart (a fault run restarted a task 7 s after the broker
-            # returned, 5 s before it streamed). The same grace.
-            log.info(
-                "%s: Kafka answers again; the task gets %.0f s to start streaming before a stall counts",
-                watched.name,
-                self.settings.watch_restart_backoff_s,
-            )
-            self.last_restart[watched.name] = now
-            self._kafka_blind.discard(watched.name)
+        if beats:
+            self._answers(watched.name, "Kafka", end_offset is not None, now)
         return ConnectorObservation(
             name=watched.name,
             connector_state=status["connector"]["state"],
@@ -151,6 +130,23 @@ class ConnectorWatch:
             uses_replication_slot=watched.slot_name is not None,
             slot_holder_pid=self._slot_holder(watched),
         )
+
+    def _answers(self, name: str, server: str, answered: bool, now: float) -> None:
+        """Note whether `server` answered about connector `name`. When it answers again after an absence
+        (Connect restarted, or the broker back, which makes Connect rejoin its group), Connect restarts
+        the tasks, as fresh as after our own restart, and a fresh task can need more than stall_s to
+        stream (measured: a MariaDB task 32 s from start to binlog on the loaded 2-core machine,
+        restarted needlessly at 30 s): it gets the same grace before a stall counts."""
+        away = self._away[server]
+        if not answered:
+            away.add(name)
+        elif name in away:
+            away.discard(name)
+            log.info(
+                "%s: %s answers again; the task gets %.0f s to start streaming before a stall counts",
+                name, server, self.settings.watch_restart_backoff_s,
+            )  # fmt: skip
+            self.last_restart[name] = now
 
     def _beats(self, watched: Watched) -> bool:
         """Whether the live connector commits heartbeats: without them an idle source would look stalled."""
