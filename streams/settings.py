@@ -171,18 +171,6 @@ class Settings(BaseSettings):
     search_jwt_audience: str | None = None
     search_jwt_issuer: str | None = None
 
-    def search_api_keys_path(self) -> Path:
-        return self.search_api_keys_file or self.stack_home / "search-keys.json"
-
-    def dsn(self, source: str) -> str:
-        """The source database's DSN, password included: only for opening a connection."""
-        if source not in SOURCE_DSNS:
-            raise SettingsError(f"no DSN setting for source {source!r} (one of {', '.join(SOURCE_DSNS)})")
-        secret: SecretStr = getattr(self, f"{source}_dsn")
-        return secret.get_secret_value()
-
-    def redacted_dsn(self, source: str) -> str:
-        return redact_url(self.dsn(source))
     # Verification and hostile input (issue 9, items 4 and 7).
     # The table in each source database that Debezium reads signals from (`signal.data.collection`
     # in connectors/*.json): `streams verify --repair` asks it for incremental snapshots there.
@@ -212,6 +200,19 @@ class Settings(BaseSettings):
     # How long the group waits for a silent member: a crashed worker's partitions move to the others
     # (or to its restart under another instance id) after this (faust's default is 60 s).
     worker_session_timeout_s: float = 15.0
+
+    def search_api_keys_path(self) -> Path:
+        return self.search_api_keys_file or self.stack_home / "search-keys.json"
+
+    def dsn(self, source: str) -> str:
+        """The source database's DSN, password included: only for opening a connection."""
+        if source not in SOURCE_DSNS:
+            raise SettingsError(f"no DSN setting for source {source!r} (one of {', '.join(SOURCE_DSNS)})")
+        secret: SecretStr = getattr(self, f"{source}_dsn")
+        return secret.get_secret_value()
+
+    def redacted_dsn(self, source: str) -> str:
+        return redact_url(self.dsn(source))
 
     def elasticsearch_auth(self) -> tuple[str, str] | None:
         if self.elasticsearch_username and self.elasticsearch_password:
