@@ -149,15 +149,15 @@ class Runtime:
             result.append((",".join(names), self.embedders.urgent(embedder)))
         return result
 
-    async def search_target(self) -> tuple[str, Embedder]:
-        """The concrete index the alias serves now, and the embedder of its model. A query is embedded
-        with the model of the index it searches: resolving the alias per query keeps the two together
-        through `streams migrate switch` to a generation of another model."""
-        found = await self.es.indices.get_alias(name=self.settings.index_alias)
-        writers = [i for i, body in found.items() if body["aliases"][self.settings.index_alias].get("is_write_index")]
-        index = writers[0] if len(writers) == 1 else sorted(found)[-1]
-        writer = self.writer.writers.get(index)
-        return index, writer.embedder if writer is not None else self.embedder
+    def search_target(self) -> tuple[str, Embedder]:
+        """The concrete index the alias serves, and the embedder of its model: a query is embedded with
+        the model of the index it searches, through `streams migrate switch` to another model too.
+
+        Known without a request per query: every migration step rewrites the migration record, the
+        worker follows it (`sync_generations`, every worker_heartbeat_s), and `streams migrate finish`
+        drops a generation only once every worker has applied the step that stopped serving it."""
+        serving = self.writer.serving
+        return serving, self.writer.writers[serving].embedder
 
     async def sync_generations(self) -> bool:
         """Follow the migration record: rebuild the writers when it changed. Returns whether it did."""

@@ -97,7 +97,7 @@ async def answer_search(web: Any, request: Any) -> Any:
             log.info("/search refused: %s", plan.body["error_description"])
         return web.json(plan.body, status=plan.status, headers=plan.headers)
     runtime = await get_runtime(settings)
-    index, embedder = await runtime.search_target()  # the index the alias serves, and its model
+    index, embedder = runtime.search_target()  # the index the alias serves, and its model
     vector = await embedder.encode_query_async(plan.query)
     hits = await hybrid_search(runtime.es, index, plan.query, vector, plan.k, plan.sources, plan.groups)
     return web.json(

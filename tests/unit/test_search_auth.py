@@ -169,7 +169,7 @@ async def test_the_search_page_searches_only_the_callers_groups(monkeypatch: pyt
     async def fake_encode_query(text: str) -> list[float]:
         return [0.0]
 
-    async def fake_search_target() -> tuple[str, Any]:
+    def fake_search_target() -> tuple[str, Any]:
         return "streams-chunks-v1", SimpleNamespace(encode_query_async=fake_encode_query)
 
     async def fake_runtime(settings: Settings) -> Any:
