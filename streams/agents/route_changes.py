@@ -88,10 +88,6 @@ class ChangeRouter:
         self.heartbeat_table = heartbeat_table
         self.partitions = partitions  # of the repartition topic: a heartbeat goes to each
 
-    def document_key(self, message: RawMessage) -> bytes | None:
-        """The document id a Debezium record changes (None: nothing to index). Raises StreamsError."""
-        return self._route_key(message)[1]
-
     def _route_key(self, message: RawMessage) -> tuple[bool, bytes | None]:
         """(is a heartbeat, the key to route under); the key is None when there is nothing to route."""
         event = decode_change_event(

@@ -68,12 +68,6 @@ def read_config(client: Elasticsearch, index: str) -> GenerationConfig | None:
     return GenerationConfig.from_meta(mapping.get("_meta"))
 
 
-def write_config(client: Elasticsearch, index: str, config: GenerationConfig) -> None:
-    # put_mapping replaces _meta whole: the index's other entries (its text analysis) must stay.
-    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta") or {}
-    client.indices.put_mapping(index=index, meta={**meta, **config.to_meta()})
-
-
 def serving_index(client: Elasticsearch, alias: str) -> str | None:
     """The alias's write index (the serving generation), or None when the alias does not exist."""
     try:
