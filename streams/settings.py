@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     workers_index: str = "streams-workers"
     # The record of a running index migration (`streams migrate`): the generations every worker writes.
     migrations_index: str = "streams-migrations"
+    # What each deletion request in flight has removed so far (deleted once its receipt is published).
+    forget_progress_index: str = "streams-forget-progress"
     worker_heartbeat_s: float = 2.0
     worker_liveness_s: float = 10.0
     ledger_sync_timeout_s: float = 20.0

@@ -11,6 +11,7 @@ deleted documents physically, and a second receipt records when.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from streams.agents.follow_ledger import wait_applied
 from streams.agents.runtime import Runtime, get_runtime
 from streams.app import app, dead_letter_topic, deletion_topic, receipts_topic, settings
 from streams.elastic import forget_subject
+from streams.elastic.forget_progress import ForgetProgress
+from streams.elastic.forget_subject import ForgetOutcome
 from streams.errors import DecodeError, InvalidRequest, StreamsError
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, dead_letter_record, encode_dead_letter
@@ -123,8 +126,13 @@ def _timed_tombstones(
     return count, time.perf_counter() - started
 
 
-async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any]:
-    """Forget one subject; returns the receipt (already published)."""
+async def handle_request(
+    runtime: Runtime, request: dict[str, Any], outcome: ForgetOutcome | None = None,
+    progress: ForgetProgress | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Forget one subject; returns the receipt (already published). `outcome` is the request's, kept
+    over its attempts, and `progress` saves it in Elasticsearch before each write: what an attempt
+    that failed, or a worker that died, deleted or redacted is in the receipt too."""
     received_at = datetime.now(UTC)
     phases = forget_subject.Phases()
     phases.add("queue", max((received_at - request["requested_at"]).total_seconds(), 0.0))
@@ -134,8 +142,12 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     groups = runtime.forget_groups()
     alias = ",".join(expression for expression, _ in groups)
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
-    with phases.timed("expand"):
-        identity = await forget_subject.expand_identities(es, alias, {first})
+    outcome = ForgetOutcome([]) if outcome is None else outcome
+    with phases.timed("expand"):  # and what earlier attempts (any worker's) removed
+        identity, _ = await asyncio.gather(
+            forget_subject.expand_identities(es, alias, {first}), progress.load(outcome) if progress else _none()
+        )
+    save = progress.save if progress else None
     # The verification's kNN and hybrid probes need each pattern's vector in each model's space:
     # embedded while the ledger is published and the index is cleaned, not after.
     patterns = sorted(identity.patterns, key=str)
@@ -162,17 +174,16 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
         asked = time.perf_counter()
         async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
             phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
-            outcome, verification = None, None
+            verification = None
             for (expression, embedder), vectors in zip(groups, pattern_vectors, strict=True):
                 embed = embedder.encode_async
-                part = await forget_subject.forget(es, expression, identity, redactor, embed, phases)
+                await forget_subject.forget(es, expression, identity, redactor, embed, phases, outcome, save)
                 with phases.timed("verify"):
                     checked = await forget_subject.verify_forgotten(
                         es, expression, identity, redactor, embed, await vectors
                     )
-                outcome = part if outcome is None else outcome.merged(part)
                 verification = checked if verification is None else verification.merged(checked)
-            assert outcome is not None and verification is not None  # forget_groups always names the serving one
+            assert verification is not None  # forget_groups always names the serving one
     except BaseException:
         for future in pattern_vectors:  # a failed attempt: the next one embeds again
             if not future.done():
@@ -212,6 +223,8 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
     }
     with phases.timed("receipt"):
         await _publish_receipt(receipt)
+    if progress is not None:  # the receipt holds it now (a worker dying here handles the request again)
+        await progress.clear()
     requested_at = request["requested_at"]
     metrics.DELETION_SECONDS.observe(max((unsearchable_at - requested_at).total_seconds(), 0.0))
     metrics.DELETION_REQUESTS.labels(status="unsearchable").inc()
@@ -226,6 +239,10 @@ async def handle_request(runtime: Runtime, request: dict[str, Any]) -> dict[str,
         outcome.state_records, (unsearchable_at - requested_at).total_seconds(), phases,
     )
     return receipt
+
+
+async def _none() -> None:
+    return None
 
 
 async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsError, status: str) -> None:
@@ -287,11 +304,15 @@ async def _handle_with_retries(runtime: Runtime, request: dict[str, Any]) -> dic
     """An outage is retried for as long as it lasts: a deletion request is never dropped for one. Any
     other failure is retried a few times (a concurrent write can make a verification fail once), then
     the request is given up: it must not block the lane."""
+    outcome = ForgetOutcome([])  # one for every attempt: a retry finds gone what the last one did
+    progress = ForgetProgress(runtime.es, settings.forget_progress_index, request["request_id"])
     try:
         return await retry_transient(
-            lambda: handle_request(runtime, request), stage="forget",
+            lambda: handle_request(runtime, request, outcome, progress), stage="forget",
             what=f"deletion request {request['request_id']}", permanent_attempts=settings.forget_max_attempts,
         )  # fmt: skip
     except Exception as exc:  # not transient, and failed every attempt: given up, with the reason
         reason = f"gave up after {settings.forget_max_attempts} failed attempts; last: {exc}"
+        with contextlib.suppress(Exception):  # the failed receipt says why; no partial note is kept
+            await progress.clear()
         return StreamsError(reason, stage="forget")

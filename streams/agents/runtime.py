@@ -17,6 +17,7 @@ from streams.agents.suppression import SuppressionLedger
 from streams.agents.write_changes import ChangeWriter, GenerationsWriter
 from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.document_store import DocumentStore
+from streams.elastic.forget_progress import ensure_progress_index
 from streams.elastic.generations import (
     GenerationConfig,
     Migration,
@@ -229,6 +230,7 @@ def _build(settings: Settings) -> Runtime:
         index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval, meta=config.to_meta())
         ensure_registry(client, settings.workers_index)
         ensure_migrations_index(client, settings.migrations_index)
+        ensure_progress_index(client, settings.forget_progress_index)
         migration = read_migration(client, settings.migrations_index, settings.index_alias)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)

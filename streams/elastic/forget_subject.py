@@ -50,6 +50,7 @@ MENTION_FIELDS = ("text", "title", "section")
 _HIGHLIGHT_TAG = re.compile(r"</?em>")
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+BeforeWrite = Callable[["ForgetOutcome"], Awaitable[None]]  # saves what a step noted before it writes
 Key = tuple[str, str]  # (index, source)
 
 
@@ -138,19 +139,6 @@ class ForgetOutcome:
     redacted_documents: dict[Key, set[str]] = field(default_factory=dict)
     state_records: int = 0
 
-    def merged(self, other: ForgetOutcome) -> ForgetOutcome:
-        """This outcome and another's (a request over generations with different models runs once per model)."""
-
-        def union(a: dict[Key, set[str]], b: dict[Key, set[str]]) -> dict[Key, set[str]]:
-            return {key: a.get(key, set()) | b.get(key, set()) for key in a.keys() | b.keys()}
-
-        return ForgetOutcome(
-            sorted(set(self.identifiers) | set(other.identifiers)),
-            union(self.removed, other.removed), union(self.removed_documents, other.removed_documents),
-            union(self.redacted, other.redacted), union(self.redacted_documents, other.redacted_documents),
-            self.state_records + other.state_records,
-        )  # fmt: skip
-
     def note_removed(self, key: Key, chunk: str, document_id: str) -> None:
         self.removed.setdefault(key, set()).add(chunk)
         self.removed_documents.setdefault(key, set()).add(document_id)
@@ -162,29 +150,45 @@ class ForgetOutcome:
 
 async def forget(
     client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed,
-    phases: Phases | None = None,
+    phases: Phases | None = None, outcome: ForgetOutcome | None = None, before_write: BeforeWrite | None = None,
 ) -> ForgetOutcome:  # fmt: skip
     """Delete what is about the person, then redact what mentions them.
+
+    `outcome` collects what was removed and redacted: the deletion lane passes one per request, kept
+    over its attempts, so that a receipt after a failed attempt still lists what that attempt did
+    (the next attempt finds it gone and would otherwise certify "nothing removed"). Each step notes
+    what it is about to write in it and calls `before_write` (which saves it, forget_progress.py)
+    before writing: a worker killed midway leaves the note for the next one.
 
     The writes are not refreshed one by one: `verify_forgotten` refreshes once after them all and
     searches again, so anything a round here left behind makes the request fail and be retried.
     A step searches again (after a refresh) only when its page was full or a write conflicted.
     """
     phases = phases or Phases()
-    outcome = ForgetOutcome(sorted(identity.identifiers))
+    if outcome is None:
+        outcome = ForgetOutcome(sorted(identity.identifiers))
+    else:
+        outcome.identifiers = sorted(set(outcome.identifiers) | identity.identifiers)
+    saved = before_write or _nothing
     with phases.timed("refresh"):  # what the indexer wrote before the gate, searchable now
         await client.indices.refresh(index=alias)
     with phases.timed("scrub"):
-        await _scrub_states(client, alias, identity.identifiers, outcome)
+        await _scrub_states(client, alias, identity.identifiers, outcome, saved)
     with phases.timed("delete"):
-        await _delete_named_chunks(client, alias, identity.identifiers, outcome)
+        await _delete_named_chunks(client, alias, identity.identifiers, outcome, saved)
     if identity.patterns:
         with phases.timed("redact"):
-            await _redact_mentions(client, alias, identity.patterns, redactor, embed, outcome)
+            await _redact_mentions(client, alias, identity.patterns, redactor, embed, outcome, saved)
     return outcome
 
 
-async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set[str], outcome: ForgetOutcome) -> None:
+async def _nothing(outcome: ForgetOutcome) -> None:
+    return None
+
+
+async def _scrub_states(
+    client: AsyncElasticsearch, alias: str, identifiers: set[str], outcome: ForgetOutcome, before_write: BeforeWrite
+) -> None:
     """Empty every state record's parts that name the person, and delete those parts' chunks by id."""
     for round_number in range(MAX_ROUNDS):
         if round_number:
@@ -208,7 +212,10 @@ async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set
             write = {"_index": hit["_index"], "_id": state_id(after.document_id),
                      "if_seq_no": hit["_seq_no"], "if_primary_term": hit["_primary_term"]}  # fmt: skip
             operations.extend([{"index": write}, after.to_json()])
-        conflicts = await _bulk(client, operations) if operations else 0
+        conflicts = 0
+        if operations:
+            await before_write(outcome)
+            conflicts = await _bulk(client, operations)
         outcome.state_records += len(hits) - conflicts
         if conflicts:
             log.info("%d state records changed while forgetting; scrubbing them again", conflicts)
@@ -218,7 +225,7 @@ async def _scrub_states(client: AsyncElasticsearch, alias: str, identifiers: set
 
 
 async def _delete_named_chunks(
-    client: AsyncElasticsearch, alias: str, identifiers: set[str], outcome: ForgetOutcome
+    client: AsyncElasticsearch, alias: str, identifiers: set[str], outcome: ForgetOutcome, before_write: BeforeWrite
 ) -> None:
     """Chunks whose `subjects` field names the person (also those written before parts kept their
     authors in the state record only)."""
@@ -232,11 +239,12 @@ async def _delete_named_chunks(
             source_includes=["source", "document_id"],
         )
         hits = response["hits"]["hits"]
-        if hits:
-            await _bulk(client, [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in hits])
-        for hit in hits:
+        for hit in hits:  # noted first: a write that fails midway leaves them noted for the next attempt
             source = hit["_source"]
             outcome.note_removed((hit["_index"], source.get("source", "")), hit["_id"], source.get("document_id", ""))
+        if hits:
+            await before_write(outcome)
+            await _bulk(client, [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in hits])
         if len(hits) < PAGE:
             return
     raise IndexingError(f"chunks naming {sorted(identifiers)} kept appearing after {MAX_ROUNDS} rounds", stage="forget")
@@ -282,6 +290,7 @@ async def _redact_mentions(
     redactor: Redactor,
     embed: Embed,
     outcome: ForgetOutcome,
+    before_write: BeforeWrite,
 ) -> None:
     unconfirmed: set[str] = set()  # phrase matches the redactor does not see as a mention (left as they are)
     for round_number in range(MAX_ROUNDS):
@@ -310,6 +319,7 @@ async def _redact_mentions(
                 operations.append({"index": {"_index": hit["_index"], "_id": hit["_id"]}})
                 operations.append({**new, "vector": vector})
                 outcome.note_redacted((hit["_index"], new.get("source", "")), hit["_id"], new.get("document_id", ""))
+            await before_write(outcome)
             await _bulk(client, operations)
             await _record_redactions(client, [(hit["_index"], new) for hit, new in rewrites], redactor)
         if len(hits) < PAGE:

@@ -97,6 +97,8 @@ def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker
     named = _seed(es)
     request_id, start = _request_forget(worker, named.email)
     receipt = _receipt(worker, request_id, start)
+    # What the request noted while in flight (forget_progress.py) goes once its receipt is out.
+    assert wait_until(lambda: not es.exists(index=worker.forget_progress_index, id=request_id), timeout=30)
 
     deleted = {doc for r in receipt["removed"] for doc in r["document_ids"]}
     redacted = {doc for r in receipt["redacted"] for doc in r["document_ids"]}

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from streams.agents.write_changes import GenerationsWriter, WriteResult
-from streams.elastic.forget_subject import ForgetOutcome, Verification
+from streams.elastic.forget_subject import Verification
 from streams.elastic.generations import GenerationConfig, Migration
 from streams.elastic.worker_registry import behind_migration
 from streams.errors import IndexingError
@@ -81,12 +81,8 @@ def test_a_migration_step_waits_for_every_worker_not_on_its_record() -> None:
     assert behind_migration({"a": 5}, 0) == ["a"]
 
 
-def test_forget_outcomes_and_verifications_of_two_models_add_up() -> None:
-    one = ForgetOutcome(["email:a@x"], removed={("v1", "crm"): {"c1"}}, state_records=1)
-    two = ForgetOutcome(["email:a@x"], removed={("v1", "crm"): {"c2"}, ("v2", "crm"): {"c1"}}, state_records=2)
-    merged = one.merged(two)
-    assert merged.removed == {("v1", "crm"): {"c1", "c2"}, ("v2", "crm"): {"c1"}}
-    assert merged.state_records == 3
+def test_verifications_of_two_models_add_up() -> None:
+    assert Verification(0, 0, 0, 0).merged(Verification(0, 0, 0, 0)).clean
     assert not Verification(0, 0, 0, 0).merged(Verification(0, 1, 0, 0)).clean
 
 

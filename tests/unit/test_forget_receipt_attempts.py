@@ -1,0 +1,128 @@
+"""A deletion request retried after an attempt that failed late (its verification, a timeout) gets a
+receipt that lists what the failed attempt deleted: the next attempt finds it gone, and a receipt
+built from that attempt alone would certify "nothing removed" (a CI run once saw exactly that). The
+same after a worker dies midway: what it noted is saved in Elasticsearch before it writes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.agents import forget_subjects
+from streams.elastic.forget_progress import ForgetProgress
+from streams.elastic.forget_subject import ForgetOutcome, Identity, forget
+from streams.errors import StreamsError
+from streams.pipeline.mentions import Redactor
+
+SUBJECT = "email:ann@example.com"
+
+
+class FakeIndices:
+    async def refresh(self, index: str) -> None:
+        return None
+
+
+class Died(Exception):
+    """The worker, killed -9 in the middle of a bulk request (after Elasticsearch applied it)."""
+
+
+class OneChunkIndex:
+    """An index holding one chunk whose `subjects` names the person, and a progress index."""
+
+    def __init__(self, die_after_bulk: bool = False) -> None:
+        self.indices = FakeIndices()
+        self.chunks = {"crm/contact/7#root#0": {"source": "crm", "document_id": "crm/contact/7"}}
+        self.progress: dict[str, dict[str, Any]] = {}
+        self.die_after_bulk = die_after_bulk
+
+    async def get(self, index: str, id: str) -> dict[str, Any]:
+        from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+        from elasticsearch import NotFoundError
+
+        if id not in self.progress:
+            meta = ApiResponseMeta(404, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "localhost", 9200))
+            raise NotFoundError("not found", meta, {})
+        return {"_source": self.progress[id]}
+
+    async def index(self, index: str, id: str, document: dict[str, Any]) -> None:
+        self.progress[id] = document
+
+    def options(self, **_: Any) -> OneChunkIndex:
+        return self
+
+    async def delete(self, index: str, id: str) -> None:
+        self.progress.pop(id, None)
+
+    async def search(self, index: str, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+        kind = query["bool"]["filter"][0]["term"]["kind"]
+        hits = [{"_index": "v1", "_id": chunk, "_source": source} for chunk, source in self.chunks.items()]
+        return {"hits": {"hits": hits if kind == "chunk" else []}}
+
+    async def bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        for operation in operations:
+            self.chunks.pop(operation["delete"]["_id"], None)
+        if self.die_after_bulk:
+            raise Died
+        return {"errors": False, "items": []}
+
+
+async def _no_embedding(texts: list[str]) -> list[list[float]]:
+    raise AssertionError("nothing to redact")
+
+
+def _forget(
+    client: OneChunkIndex, outcome: ForgetOutcome | None, progress: ForgetProgress | None = None
+) -> ForgetOutcome:
+    identity = Identity({SUBJECT})  # no mention patterns: deletion only
+    save = progress.save if progress else None
+    return asyncio.run(forget(client, "v1", identity, Redactor(b"k" * 32, {}), _no_embedding,  # type: ignore[arg-type]
+                              outcome=outcome, before_write=save))  # fmt: skip
+
+
+def test_an_outcome_kept_over_attempts_lists_what_an_earlier_attempt_deleted() -> None:
+    client = OneChunkIndex()
+    outcome = ForgetOutcome([])
+    _forget(client, outcome)  # the first attempt deletes the chunk (and then, say, its verification fails)
+    assert client.chunks == {}
+    again = _forget(client, outcome)  # the retry finds nothing left to delete
+    assert again is outcome
+    assert again.removed_documents == {("v1", "crm"): {"crm/contact/7"}}
+    assert again.identifiers == [SUBJECT]
+    assert _forget(client, None).removed == {}  # what a fresh outcome per attempt would have certified
+
+
+def test_the_lane_gives_every_attempt_of_a_request_the_same_outcome(monkeypatch: Any) -> None:
+    seen: list[ForgetOutcome] = []
+
+    async def attempt(runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any) -> dict[str, Any]:
+        seen.append(outcome)
+        if len(seen) == 1:
+            outcome.note_removed(("v1", "crm"), "crm/contact/7#root#0", "crm/contact/7")
+            raise StreamsError("subject still found after deletion", stage="forget")
+        return {"removed": sorted(doc for docs in outcome.removed_documents.values() for doc in docs)}
+
+    monkeypatch.setattr(forget_subjects, "handle_request", attempt)
+    three = forget_subjects.settings.model_copy(update={"forget_max_attempts": 3})
+    monkeypatch.setattr(forget_subjects, "settings", three)
+    runtime = type("Runtime", (), {"es": OneChunkIndex()})()
+    receipt = asyncio.run(forget_subjects._handle_with_retries(runtime, {"request_id": "r1"}))
+    assert receipt == {"removed": ["crm/contact/7"]}
+    assert len(seen) == 2 and seen[0] is seen[1]
+
+
+def test_a_worker_dying_after_its_delete_leaves_the_note_for_the_next_worker() -> None:
+    client = OneChunkIndex(die_after_bulk=True)
+    with pytest.raises(Died):
+        _forget(client, ForgetOutcome([]), ForgetProgress(client, "progress", "r1"))  # type: ignore[arg-type]
+    assert client.chunks == {}  # deleted, and the worker gone before any receipt
+    client.die_after_bulk = False
+    progress = ForgetProgress(client, "progress", "r1")  # type: ignore[arg-type]
+    outcome = asyncio.run(progress.load(ForgetOutcome([])))  # a new worker, a new attempt
+    _forget(client, outcome, progress)
+    assert outcome.removed == {("v1", "crm"): {"crm/contact/7#root#0"}}
+    assert outcome.removed_documents == {("v1", "crm"): {"crm/contact/7"}}
+    assert SUBJECT not in str(client.progress), "the saved note holds ids, never the identifier"
+    asyncio.run(progress.clear())
+    assert client.progress == {}
