@@ -93,6 +93,19 @@ def _publish(target: Path, make: Callable[[Path], None], what: str) -> None:
     log.info("%s done in %.1f s", what, time.monotonic() - started)
 
 
+def pooling_modes(pooling: dict[str, Any]) -> list[str]:
+    """The pooling a model's 1_Pooling/config.json asks for, in either format sentence-transformers
+    writes: `"pooling_mode": "mean"` (the 6.x installed here) or one flag per mode
+    (`"pooling_mode_mean_tokens": true`: older versions, and most published models)."""
+    mode = pooling.get("pooling_mode")
+    if mode is not None:
+        return [mode] if isinstance(mode, str) else list(mode)
+    flags = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+             "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens":
+             "weightedmean", "pooling_mode_lasttoken": "lasttoken"}  # fmt: skip
+    return [flags.get(key, key) for key, on in pooling.items() if key.startswith("pooling_mode_") and on]
+
+
 def check_mean_pooled(model_path: Path) -> None:
     """The exported graph bakes in mean pooling and normalization: refuse a model that pools otherwise."""
     pooling_file = model_path / "1_Pooling" / "config.json"
@@ -102,8 +115,8 @@ def check_mean_pooled(model_path: Path) -> None:
         modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads(modules_file.read_text())]
     except (OSError, ValueError, KeyError) as exc:
         raise EmbeddingError(f"cannot read the model's modules in {model_path}: {exc}") from exc
-    modes = [key for key, on in pooling.items() if key.startswith("pooling_mode_") and on]
-    if modes != ["pooling_mode_mean_tokens"] or modules[:2] != ["Transformer", "Pooling"] or len(modules) > 3:
+    modes = pooling_modes(pooling)
+    if modes != ["mean"] or modules[:2] != ["Transformer", "Pooling"] or len(modules) > 3:
         raise EmbeddingError(
             f"the ONNX backends export Transformer + mean Pooling (+ Normalize) models only; {model_path}"
             f" has modules {modules} and pooling {modes}: use STREAMS_EMBEDDING_BACKEND=torch"

@@ -4,7 +4,10 @@ set through `streams eval` on both and its gate refuses a switch while the new g
 set's documents, then passes once an incremental snapshot (the fill's own mechanism) brought them;
 a deletion request during the migration reaches both generations and its receipt arrives; `switch`
 and `rollback` move the alias while a search loop runs, and not one search fails; `finish` after the
-rollback drops the new generation, leaving the stack as it was.
+rollback drops the new generation, leaving the stack as it was. A second test migrates to another
+model (a three-layer cut of the bundled MiniLM, built by the test): the new generation holds that
+model's vectors, a deletion request embeds its probes with each generation's own model and reaches
+both, and after the switch `/search` embeds queries with the new model.
 
 The fill of a whole seeded corpus is a measurement (README, "Changing the model or the chunking"), not
 this test: the migration starts with --no-snapshot and only the test's rows are re-read."""
@@ -22,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from streams.embedding.embedder import default_model_path
 from streams.eval.load_collection import LoadedCollection, delete_group
 from streams.settings import PROJECT_ROOT, Settings
 from streams.sources import edits
@@ -196,6 +200,77 @@ def _migrate(
         assert wait_until(lambda: old in loop.indices, timeout=30), loop.indices
     assert served_new and loop.searches >= 10 and loop.failures == [], (loop.searches, loop.failures[:5])
 
+    cli("migrate", "finish", "--yes")
+    assert status()["state"] == "none" and status()["serving"] == old
+    assert not es.indices.exists(index=new)
+
+
+@pytest.fixture(scope="session")
+def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another sentence encoder, made here (nothing can be downloaded): the bundled MiniLM cut to its
+    first three layers, with the same tokenizer, mean pooling and normalization (so every backend,
+    ONNX included, can run it). Its vectors differ from the full model's."""
+    from sentence_transformers import SentenceTransformer
+
+    target = tmp_path_factory.mktemp("models") / "minilm-l3"
+    model = SentenceTransformer(str(default_model_path("all-MiniLM-L6-v2")), device="cpu")
+    bert: Any = model[0].auto_model
+    bert.encoder.layer = bert.encoder.layer[:3]
+    bert.config.num_hidden_layers = 3
+    model.save(str(target))
+    return target
+
+
+def _chunk_vectors(es: Any, index: str, document_id: str) -> dict[str, list[float]]:
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=100, query={"bool": {"filter": [
+        {"term": {"kind": "chunk"}}, {"term": {"document_id": document_id}}]}})["hits"]["hits"]  # fmt: skip
+    return {hit["_source"]["text_hash"]: hit["_source"]["vector"] for hit in hits}
+
+
+def test_migration_to_another_model_embeds_with_it_and_forgets_in_both(
+    migration: Settings, second_model: Path
+) -> None:
+    settings = migration
+    es = es_client(settings)
+    old = status()["serving"]
+    cli("migrate", "start", "--model", str(second_model), "--no-snapshot")
+    started = status()
+    new = started["target"]
+    assert started["generations"][new]["config"]["model_path"] == str(second_model.resolve())
+
+    # A live change is written to both generations, each with its own model's vectors.
+    email = f"model.{unique('p')}@example.com"
+    secret = unique("mm")
+    ticket = edits.add_ticket(f"Printer {secret}", f"The {secret} printer jams for {email}.", email, ["support"])
+    document = f"tickets/ticket/{ticket}"
+    assert wait_until(lambda: all(_chunk_vectors(es, i, document) for i in (old, new)), timeout=180)
+    before, after = _chunk_vectors(es, old, document), _chunk_vectors(es, new, document)
+    assert before.keys() == after.keys()  # same chunking, other model: no vector reused
+    for text in before:
+        cosine = sum(a * b for a, b in zip(before[text], after[text], strict=True))
+        assert cosine < 0.99, f"chunk {text} has the old model's vector in {new} (cosine {cosine:.4f})"
+
+    # A deletion request reaches both generations, each verified with its own model's probes.
+    request_id, start = _request_forget(settings, email)
+    receipt = _receipt(settings, request_id, start, timeout=240)
+    assert receipt["status"] == "unsearchable" and receipt["error"] is None, receipt
+    assert {old, new} <= {row["index"] for row in receipt["removed"] if row["chunks"]}, receipt["removed"]
+    for index in (old, new):
+        assert index_count(es, index, {"match_phrase": {"text": email}}) == 0, index
+
+    # After the switch, /search embeds the query with the new model and finds a new ticket there.
+    word = unique("ms")
+    requester = f"x.{unique()}@example.com"
+    scanner = edits.add_ticket(f"Scanner {word}", f"The {word} scanner is offline.", requester, ["support"])
+    other = f"tickets/ticket/{scanner}"
+    assert wait_until(lambda: all(_chunk_vectors(es, i, other) for i in (old, new)), timeout=180)
+    cli("migrate", "switch", "--force")
+    assert status()["serving"] == new
+    with SearchLoop(word, other) as loop:
+        assert wait_until(lambda: loop.searches >= 5, timeout=60), loop.failures[:5]
+    assert loop.failures == [] and loop.indices == {new}, (loop.indices, loop.failures[:5])
+    cli("migrate", "rollback")
     cli("migrate", "finish", "--yes")
     assert status()["state"] == "none" and status()["serving"] == old
     assert not es.indices.exists(index=new)

@@ -122,9 +122,13 @@ def test_cache_key_follows_the_weights(tmp_path: Path) -> None:
 
 def test_export_refuses_a_model_that_does_not_mean_pool(tmp_path: Path) -> None:
     check_mean_pooled(_fake_model(tmp_path / "mean", {"pooling_mode_mean_tokens": True}))
+    # The format the installed sentence-transformers writes (a model saved here for `migrate --model`).
+    check_mean_pooled(_fake_model(tmp_path / "mean-new", {"embedding_dimension": 384, "pooling_mode": "mean"}))
     cls = _fake_model(tmp_path / "cls", {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
-    with pytest.raises(EmbeddingError, match="mean Pooling"):
-        check_mean_pooled(cls)
+    for model in (cls, _fake_model(tmp_path / "cls-new", {"pooling_mode": "cls"}),
+                  _fake_model(tmp_path / "two", {"pooling_mode": ["mean", "max"]})):  # fmt: skip
+        with pytest.raises(EmbeddingError, match="mean Pooling"):
+            check_mean_pooled(model)
 
 
 def test_embedding_scenario_reports_every_backend_against_torch() -> None:
