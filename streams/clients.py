@@ -44,6 +44,11 @@ class KafkaAuthenticationFailed(CredentialsRefused):
     """Kafka refused the configured SASL credentials."""
 
 
+class KafkaTlsFailed(CredentialsRefused):
+    """The TLS handshake with Kafka failed: its certificate is not trusted (STREAMS_KAFKA_SSL_CAFILE) or
+    does not name the host."""
+
+
 class ElasticsearchAuthenticationFailed(CredentialsRefused):
     """Elasticsearch answered 401 to the configured user, password or API key."""
 
@@ -106,31 +111,36 @@ def _login_key(settings: Settings) -> tuple[str, ...]:
         settings.kafka_sasl_mechanism,
         settings.kafka_sasl_username or "",
         hashlib.sha256(password.encode()).hexdigest(),
+        str(settings.kafka_ssl_cafile or ""),
     )
 
 
 def check_kafka_login(settings: Settings, timeout_s: float = 15.0) -> None:
-    """Raise KafkaAuthenticationFailed when Kafka refuses the configured SASL credentials.
+    """Raise KafkaAuthenticationFailed when Kafka refuses the configured SASL credentials, KafkaTlsFailed
+    when the TLS handshake fails (a certificate the configured CA does not vouch for).
 
     librdkafka treats a refused login as a transient connection error: it reconnects forever, and a
     metadata request or a poll just times out ("Broker transport failure"), which reads like a broker
     that is down. The refusal itself only reaches the error callback. So, once per process and
     credentials, a small admin client asks for metadata and watches that callback: refused, accepted,
     or no answer (the broker is down: nothing is decided here, the caller's own calls report that).
-    PLAINTEXT has no login to check.
+    PLAINTEXT has no login or handshake to check.
     """
-    if not settings.kafka_security_protocol.startswith("SASL_"):
+    if settings.kafka_security_protocol == "PLAINTEXT":
         return
     key = _login_key(settings)
     with _login_lock:
         if key in _accepted_logins:
             return
         refusals: list[str] = []
+        tls_failures: list[str] = []
         brokers_down = threading.Event()
 
         def on_error(error: KafkaError) -> None:
             if error.code() == KafkaError._AUTHENTICATION:
                 refusals.append(error.str())
+            elif error.code() == KafkaError._SSL:
+                tls_failures.append(error.str())
             elif error.code() == KafkaError._ALL_BROKERS_DOWN:
                 brokers_down.set()
 
@@ -147,6 +157,12 @@ def check_kafka_login(settings: Settings, timeout_s: float = 15.0) -> None:
                         f"Kafka at {settings.kafka_bootstrap} refused SASL user {settings.kafka_sasl_username!r}"
                         f" ({settings.kafka_sasl_mechanism}): {refusals[0].split(': ', 1)[-1]}. Check"
                         " STREAMS_KAFKA_SASL_USERNAME, STREAMS_KAFKA_SASL_PASSWORD and STREAMS_KAFKA_SASL_MECHANISM."
+                    ) from None
+                if tls_failures:
+                    trusted = settings.kafka_ssl_cafile or "the system's trust store"
+                    raise KafkaTlsFailed(
+                        f"TLS with Kafka at {settings.kafka_bootstrap} failed: {tls_failures[0].split(': ', 1)[-1]}."
+                        f" Check STREAMS_KAFKA_SSL_CAFILE (the CA trusted now: {trusted})."
                     ) from None
                 if brokers_down.is_set():
                     return

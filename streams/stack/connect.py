@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 from streams.settings import Settings
 from streams.stack import downloads
 from streams.stack.java import java_command
-from streams.stack.kafka import properties_text, write_private
-from streams.stack.runner import Progress, Server
+from streams.stack.kafka import properties_text
+from streams.stack.runner import Progress, Server, write_private
 
 GROUP_ID = "streams-connect"
 

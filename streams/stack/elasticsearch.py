@@ -12,8 +12,7 @@ from streams.stack import downloads, versions
 from streams.stack import elasticsearch_security as security
 from streams.stack.analysis_plugin import install_plugin
 from streams.stack.java import java_home
-from streams.stack.kafka import write_private
-from streams.stack.runner import Progress, Server, ServerFailed, run, service_user, tail
+from streams.stack.runner import Progress, Server, ServerFailed, run, service_user, tail, write_private
 
 
 class Elasticsearch(Server):

@@ -16,8 +16,6 @@ as streams-admin), then set `STREAMS_ELASTICSEARCH_API_KEY`.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import secrets
 import ssl
@@ -27,7 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from streams.settings import Settings
-from streams.stack.kafka import write_private
+from streams.stack import certificates
+from streams.stack.runner import write_private
 
 ADMIN_USER = "streams-admin"
 
@@ -90,61 +89,8 @@ def yml_lines(settings: Settings) -> list[str]:
 
 def ensure_certificates(settings: Settings, config_dir: Path) -> Path:
     """A CA and a node certificate for the URL's host (and 127.0.0.1, localhost), made once; the CA's path."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory = certs_dir(config_dir)
-    ca_path, cert_path, key_path = directory / "ca.crt", directory / "node.crt", directory / "node.key"
     host = urlsplit(settings.elasticsearch_url).hostname or "127.0.0.1"
-    if ca_path.exists() and cert_path.exists() and key_path.exists() and (directory / f"host-{host}").exists():
-        return ca_path
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    valid = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=3650))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "streams local stack CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    try:
-        names.append(x509.IPAddress(ipaddress.ip_address(host)))
-    except ValueError:
-        names.append(x509.DNSName(host))
-    node_key = ec.generate_private_key(ec.SECP256R1())
-    node = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "streams-local-1")]))
-        .issuer_name(ca_name)
-        .public_key(node_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(x509.SubjectAlternativeName(list(dict.fromkeys(names))), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    write_private(
-        key_path,
-        node_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
-    )
-    cert_path.write_bytes(node.public_bytes(pem))
-    ca_path.write_bytes(ca.public_bytes(pem))
-    (directory / f"host-{host}").touch()
-    return ca_path
+    return certificates.ensure(certs_dir(config_dir), host).ca
 
 
 def admin_request(settings: Settings, home: Path, config_dir: Path, method: str, path: str, body: Any = None) -> Any:

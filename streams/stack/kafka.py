@@ -1,11 +1,13 @@
 """Kafka 4.1: one combined KRaft broker + controller on loopback.
 
-With `STREAMS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT` (and a SCRAM mechanism, user and password) the
-broker has no unauthenticated port: clients and the broker itself (inter-broker) authenticate with
+With `STREAMS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT` or `SASL_SSL` (and a SCRAM mechanism, user and
+password) the broker has no unauthenticated port: clients and the broker itself (inter-broker) authenticate with
 SCRAM on the client listener, whose users are created when the storage is formatted (SCRAM credentials
 live in the KRaft metadata log); the controller listener takes SASL/PLAIN from the broker only, because
 KRaft controllers cannot authenticate with SCRAM. The broker's own passwords are generated once and
-kept, readable by the owner alone, in `<stack_home>/kafka/internal-credentials.json`.
+kept, readable by the owner alone, in `<stack_home>/kafka/internal-credentials.json`. With `SASL_SSL`
+the client listener also speaks TLS only, with a certificate from a CA made once under
+`<stack_home>/kafka/certs/` (certificates.py): clients trust `ca.crt` through `STREAMS_KAFKA_SSL_CAFILE`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import time
 import uuid
@@ -21,15 +22,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from streams.settings import Settings, jaas_login, jaas_quote
-from streams.stack import downloads
+from streams.stack import certificates, downloads
 from streams.stack.java import java_command
-from streams.stack.runner import Progress, Server, ServerFailed, StackError, port_open, run
+from streams.stack.runner import Progress, Server, ServerFailed, StackError, port_open, run, write_private
 
 BROKER_USER = "streams-broker"  # inter-broker SCRAM user (the node talks to itself)
 CONTROLLER_USER = "streams-controller"  # SASL/PLAIN on the controller listener
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
-STACK_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+STACK_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
 AUTH_GRACE_S = 15.0
 
 
@@ -44,21 +45,12 @@ def properties_text(entries: Mapping[str, str]) -> str:
     return "".join(f"{key}={escape(value)}\n" for key, value in entries.items())
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file that holds passwords: created readable by the owner alone, before any byte is written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-
-
 def sasl_enabled(settings: Settings) -> bool:
     """Whether the local stack runs Kafka with SASL (what STREAMS_KAFKA_SECURITY_PROTOCOL asks for)."""
     if settings.kafka_security_protocol not in STACK_PROTOCOLS:
         raise StackError(
-            f"the local stack runs Kafka without TLS, so it cannot serve STREAMS_KAFKA_SECURITY_PROTOCOL="
-            f"{settings.kafka_security_protocol}: use PLAINTEXT or SASL_PLAINTEXT (TLS needs a broker you provide)"
+            f"the local stack cannot serve STREAMS_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}: use"
+            " PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (TLS without SASL needs a broker you provide)"
         )
     if settings.kafka_security_protocol == "PLAINTEXT":
         return False
@@ -69,12 +61,31 @@ def sasl_enabled(settings: Settings) -> bool:
         )
     if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
         raise StackError(
-            "STREAMS_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs STREAMS_KAFKA_SASL_USERNAME and"
-            " STREAMS_KAFKA_SASL_PASSWORD: the local stack creates that SCRAM user"
+            f"STREAMS_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs STREAMS_KAFKA_SASL_USERNAME"
+            " and STREAMS_KAFKA_SASL_PASSWORD: the local stack creates that SCRAM user"
+        )
+    if settings.kafka_security_protocol == "SASL_SSL" and settings.kafka_ssl_cafile is None:
+        raise StackError(
+            "STREAMS_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs STREAMS_KAFKA_SSL_CAFILE: the local stack makes its CA"
+            f" at {certificates_dir(settings) / 'ca.crt'} (its clients must trust it)"
         )
     if settings.kafka_sasl_username in (BROKER_USER, CONTROLLER_USER):
         raise StackError(f"STREAMS_KAFKA_SASL_USERNAME={settings.kafka_sasl_username} is the broker's own user")
     return True
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64, never starting with "-" (as Kafka's own
+    `random-uuid` ensures): the storage tool would read such an id as an option and refuse to format,
+    which once failed a fresh stack in CI (one id in 64 starts with "-")."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def certificates_dir(settings: Settings) -> Path:
+    return settings.stack_home / "kafka" / "certs"
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -129,7 +140,7 @@ class Kafka(Server):
         user, a digest of the password (never the password), so a changed setting is caught before start."""
         if not sasl_enabled(self.settings):
             return {"protocol": "PLAINTEXT"}
-        return {
+        return {  # the SCRAM users the storage holds; TLS (SASL_SSL) is the listener's, free to change
             "protocol": "SASL_PLAINTEXT",
             "mechanism": self.settings.kafka_sasl_mechanism,
             "users": {
@@ -151,17 +162,21 @@ class Kafka(Server):
             }
         mechanism = self.settings.kafka_sasl_mechanism
         internal = self.internal_credentials()
+        listener = self.settings.kafka_security_protocol  # SASL_PLAINTEXT or SASL_SSL: the listener's name too
+        name = listener.lower()
         return {
-            "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
-            "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
+            "listeners": f"{listener}://{host}:{port},CONTROLLER://{controller}",
+            "advertised.listeners": f"{listener}://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "SASL_PLAINTEXT",
-            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
-            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": mechanism,
+            "inter.broker.listener.name": listener,
+            # The controller listener stays SASL without TLS: loopback, and the broker is its only client.
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:SASL_PLAINTEXT",
+            f"listener.name.{name}.sasl.enabled.mechanisms": mechanism,
             "sasl.mechanism.inter.broker.protocol": mechanism,
-            f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config": jaas_login(
+            f"listener.name.{name}.{mechanism.lower()}.sasl.jaas.config": jaas_login(
                 SCRAM_MODULE, BROKER_USER, internal["broker"]
             ),
+            **self.tls_properties(),
             "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
             "sasl.mechanism.controller.protocol": "PLAIN",
             # The broker logs in as CONTROLLER_USER; the controller accepts exactly that user.
@@ -169,6 +184,20 @@ class Kafka(Server):
                 PLAIN_MODULE, CONTROLLER_USER, internal["controller"]
             ).removesuffix(";")
             + f" user_{CONTROLLER_USER}={jaas_quote(internal['controller'])};",
+        }
+
+    def tls_properties(self) -> dict[str, str]:
+        """The SASL_SSL listener's key store (key and chain in one PEM file) and the trust store the broker
+        uses as a client of itself; nothing without TLS."""
+        if self.settings.kafka_security_protocol != "SASL_SSL":
+            return {}
+        host, _ = host_port(self.settings.kafka_bootstrap)
+        made = certificates.ensure(certificates_dir(self.settings), host)
+        return {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(made.key_and_chain),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(made.ca),
         }
 
     def server_properties(self) -> str:
@@ -213,8 +242,8 @@ class Kafka(Server):
             self.check_storage_security(wanted)
             return
         cluster_id_file = self.home / "cluster.id"
-        if not cluster_id_file.exists():
-            cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
+        if not cluster_id_file.exists() or cluster_id_file.read_text().startswith("-"):
+            cluster_id_file.write_text(new_cluster_id())  # not formatted yet: a bad id may still be replaced
         scram: list[str] = []
         if wanted["protocol"] == "SASL_PLAINTEXT":
             mechanism = self.settings.kafka_sasl_mechanism
@@ -270,11 +299,11 @@ class Kafka(Server):
         host, port = host_port(self.settings.kafka_bootstrap)
         if not port_open(host, port):
             return False
-        from streams.clients import KafkaAuthenticationFailed, kafka_admin
+        from streams.clients import CredentialsRefused, kafka_admin
 
         try:
             metadata = kafka_admin(self.settings).list_topics(timeout=2)
-        except KafkaAuthenticationFailed as exc:
+        except CredentialsRefused as exc:  # a refused login or a TLS handshake that fails
             # A broker that has just opened its port may not have loaded its SCRAM users yet; a refusal
             # that lasts is the wrong password (or storage formatted for another user).
             self._refused_since = self._refused_since or time.monotonic()

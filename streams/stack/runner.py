@@ -338,3 +338,12 @@ class Printer:
 
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds passwords: created readable by the owner alone, before any byte is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

@@ -1,8 +1,10 @@
-"""The pipeline on a secured stack: Kafka with SASL/SCRAM-SHA-512 and Elasticsearch with security and TLS.
+"""The pipeline on a secured stack: Kafka with SASL/SCRAM-SHA-512 over TLS (SASL_SSL) and Elasticsearch
+with security and TLS.
 
 A change in a source reaches the index through Debezium (Kafka Connect, whose worker, clients and MariaDB
 schema history all log in) and the faust worker, which talks to Kafka with SCRAM and to Elasticsearch over
-https with an API key. A wrong Kafka password and a wrong API key are refused with clear errors, not hangs.
+https with an API key. A wrong Kafka password, a Kafka client that does not trust the stack's CA and a
+wrong API key are refused with clear errors, not hangs.
 
 The other integration tests run against the session's plaintext stack, so this module starts a stack of
 its own: its own stack home (`<stack_home>-sasl`) and every port 1000 above the session's (the default
@@ -21,6 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +37,7 @@ from streams.agents.worker_process import worker_answers
 from streams.auth import local_key
 from streams.clients import (
     KafkaAuthenticationFailed,
+    KafkaTlsFailed,
     check_elasticsearch_login,
     check_kafka_login,
     elasticsearch_client,
@@ -86,7 +90,8 @@ def sasl_environment(base: Settings) -> dict[str, str]:
         **{f"STREAMS_{source.upper()}_DSN": _shift_url(base.dsn(source)) for source in ("tickets", "crm", "wiki")},
         "STREAMS_WORKER_WEB_PORT": str(base.worker_web_port + PORT_OFFSET),
         "STREAMS_WORKER_ID": "streams-worker-sasl",
-        "STREAMS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "STREAMS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "STREAMS_KAFKA_SSL_CAFILE": str(home / "kafka" / "certs" / "ca.crt"),
         "STREAMS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "STREAMS_KAFKA_SASL_USERNAME": USER,
         "STREAMS_KAFKA_SASL_PASSWORD": PASSWORD,
@@ -240,6 +245,40 @@ def test_a_wrong_kafka_password_is_refused_with_a_clear_error(sasl_stack: tuple[
     plaintext = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
     with pytest.raises(KafkaException):
         plaintext.list_topics(timeout=5)
+
+    # Nor without TLS: the right user and password over SASL_PLAINTEXT get no metadata from the TLS listener.
+    no_tls = AdminClient({**settings.kafka_config(), "security.protocol": "SASL_PLAINTEXT", "log_level": 0})
+    with pytest.raises(KafkaException):
+        no_tls.list_topics(timeout=5)
+
+
+def test_kafka_speaks_tls_and_a_client_that_does_not_trust_its_ca_is_refused(
+    sasl_stack: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """A check that can fail: the same user and password with another CA (a stranger's, made here) end in
+    a TLS error that names the setting, and the worker refuses to start the same way."""
+    from streams.stack import certificates
+
+    settings, environment = sasl_stack
+    check_kafka_login(settings)  # the stack's CA: the handshake and the login pass
+    stranger = certificates.ensure(tmp_path / "stranger", "127.0.0.1").ca
+    untrusting = {**environment, "STREAMS_KAFKA_SSL_CAFILE": str(stranger)}
+    with pytest.raises(KafkaTlsFailed) as refused:
+        kafka_admin(settings_from(untrusting))
+    message = str(refused.value)
+    assert "TLS with Kafka" in message and "STREAMS_KAFKA_SSL_CAFILE" in message and str(stranger) in message, message
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=process_environment(untrusting),
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "TLS with Kafka" in done.stderr, done.stderr[-2000:]
+    assert PASSWORD not in done.stdout + done.stderr
 
 
 def test_elasticsearch_takes_only_valid_credentials_over_tls(sasl_stack: tuple[Settings, dict[str, str]]) -> None:

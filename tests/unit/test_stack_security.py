@@ -72,8 +72,8 @@ def test_broker_passwords_are_generated_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"kafka_security_protocol": "SASL_SSL"}, "without TLS"),
-        ({"kafka_security_protocol": "SSL"}, "without TLS"),
+        ({"kafka_security_protocol": "SASL_SSL"}, "needs STREAMS_KAFKA_SSL_CAFILE: the local stack makes its CA"),
+        ({"kafka_security_protocol": "SSL"}, "TLS without SASL needs a broker you provide"),
         ({"kafka_sasl_mechanism": "PLAIN"}, "SCRAM-SHA-512 or SCRAM-SHA-256"),
         ({"kafka_sasl_password": None}, "STREAMS_KAFKA_SASL_PASSWORD"),
         ({"kafka_sasl_username": BROKER_USER}, "the broker's own user"),
@@ -88,6 +88,23 @@ def test_what_the_local_broker_cannot_serve_is_refused(
 
 def test_plaintext_needs_nothing(tmp_path: Path) -> None:
     assert sasl_enabled(Settings(stack_home=tmp_path)) is False
+
+
+def test_sasl_ssl_listener_speaks_tls_with_the_stacks_own_certificate(tmp_path: Path) -> None:
+    settings = sasl_settings(tmp_path, kafka_security_protocol="SASL_SSL",
+                             kafka_ssl_cafile=tmp_path / "kafka" / "certs" / "ca.crt")  # fmt: skip
+    kafka = Kafka(settings)
+    properties = kafka.server_properties()
+    assert "listeners=SASL_SSL://127.0.0.1:" in properties and "CONTROLLER:SASL_PLAINTEXT" in properties
+    assert "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config" in properties
+    key_store = tmp_path / "kafka" / "certs" / "node.pem"
+    assert f"ssl.keystore.location={key_store}" in properties and "ssl.keystore.type=PEM" in properties
+    pem = key_store.read_text()
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----") and pem.count("BEGIN CERTIFICATE") == 2  # key, node, CA
+    assert stat.S_IMODE(key_store.stat().st_mode) == 0o600
+    assert settings.kafka_ssl_cafile is not None and settings.kafka_ssl_cafile.exists()
+    # The storage holds the SCRAM users whatever the listener speaks: no reformat to turn TLS on or off.
+    assert kafka.storage_security() == Kafka(sasl_settings(tmp_path)).storage_security()
 
 
 def test_storage_formatted_for_other_users_is_refused_before_start(tmp_path: Path) -> None:
@@ -224,3 +241,15 @@ def test_a_lasting_refusal_fails_the_broker_health_check(tmp_path: Path, monkeyp
     monkeypatch.setattr(kafka_module, "AUTH_GRACE_S", 0.0)
     with pytest.raises(ServerFailed, match="refused SASL user 'streams'"):
         kafka.healthy()
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The storage tool reads "-0JnQ..." as an option: a fresh stack failed in CI on such an id."""
+    import uuid
+
+    from streams.stack import kafka as kafka_module
+
+    dashed = uuid.UUID(bytes=b"\xf8" + b"\x00" * 15)  # base64 "-AAAA...": the id CI drew began with "-"
+    drawn = iter([dashed, uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka_module.uuid, "uuid4", lambda: next(drawn))
+    assert not kafka_module.new_cluster_id().startswith("-")
