@@ -97,19 +97,17 @@ def embedder_for(settings: Settings, client: Any, index: str) -> Embedder:
 
 class Embedders:
     """One Embedder per model, shared by the generations that use it (a chunk-size migration loads no
-    second model)."""
+    second model), and on demand a second copy of it for the deletion lane (`urgent`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._by_model: dict[tuple[str, str | None], Embedder] = {}
-        self._urgent: dict[int, Embedder] = {}
-        self._configs: dict[int, GenerationConfig] = {}
+        self._urgent: dict[tuple[str, str | None], Embedder] = {}
 
     def get(self, config: GenerationConfig) -> Embedder:
         key = (config.model_name, config.model_path)
         if key not in self._by_model:
             self._by_model[key] = build_embedder(generation_settings(self.settings, config))
-            self._configs[id(self._by_model[key])] = config
         return self._by_model[key]
 
     def urgent(self, embedder: Embedder) -> Embedder:
@@ -117,10 +115,11 @@ class Embedders:
         few texts (its patterns, the redacted chunks) must not queue behind a backlog batch in the
         indexing copy's one thread (seconds on two cores). It costs the model's memory once more
         (~90 MB for MiniLM)."""
-        if id(embedder) not in self._urgent:
-            config = self._configs[id(embedder)]
-            self._urgent[id(embedder)] = build_embedder(generation_settings(self.settings, config))
-        return self._urgent[id(embedder)]
+        key = (embedder.model_name, embedder.model_path)
+        if key not in self._urgent:
+            model = {"model_name": embedder.model_name, "model_path": embedder.model_path}
+            self._urgent[key] = build_embedder(self.settings.model_copy(update=model))
+        return self._urgent[key]
 
 
 @dataclass

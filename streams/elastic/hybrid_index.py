@@ -407,8 +407,7 @@ def retriever_bodies(
     query: str,
     vector: Sequence[float] | None,
     k: int,
-    sources: Sequence[str] | None = None,
-    groups: Sequence[str] | None = None,
+    filters: list[dict[str, Any]] | None = None,
     *,
     mode: str = "hybrid",
     tuning: SearchTuning = DEFAULT_TUNING,
@@ -417,10 +416,11 @@ def retriever_bodies(
     """The BM25 and kNN request bodies `search` sends for `mode` (None for a retriever it does not use);
     `fuse` of their hits is the ranking. The search asks for ids only (the returned chunks' details
     come after fusion); the forget verification, which must search exactly as users do and then
-    scan what it found, asks `with_source` for the stored text (the vector left out)."""
+    scan what it found, asks `with_source` for the stored text (the vector left out). `filters`:
+    `chunk_filter`'s (every visible chunk when None)."""
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}: one of {', '.join(MODES)}")
-    filters = chunk_filter(sources, groups)
+    filters = chunk_filter(None, None) if filters is None else filters
     size = max(k * tuning.chunks_per_k, MIN_CHUNKS)
     returned = {"_source": {"excludes": ["vector"]}} if with_source else RETRIEVED_FIELDS
     bm25_body = knn_body = None
@@ -454,8 +454,8 @@ async def search(
     itself at k=100. With `highlight=False` (what `streams eval` needs) that request is not made and
     the hits carry ids, ranks and scores only.
     """
-    bm25_body, knn_body = retriever_bodies(query, vector, k, sources, groups, mode=mode, tuning=tuning)
-    filters = chunk_filter(sources, groups)
+    filters = chunk_filter(sources, groups)  # the retrievers' and, again, the details request's
+    bm25_body, knn_body = retriever_bodies(query, vector, k, filters, mode=mode, tuning=tuning)
 
     async def hits(body: dict[str, Any] | None) -> list[dict[str, Any]]:
         return [] if body is None else list((await client.search(index=alias, **body))["hits"]["hits"])

@@ -114,3 +114,17 @@ def test_a_deletion_request_covers_the_alias_and_every_generation_once_per_model
         ("streams-chunks,streams-chunks-v1,streams-chunks-v2", "minilm's copy"),
         ("streams-chunks-v3", "other's copy"),
     ]
+
+
+def test_one_model_copy_per_model_for_indexing_and_one_for_the_deletion_lane() -> None:
+    from streams.agents.runtime import Embedders
+    from streams.settings import Settings
+
+    embedders = Embedders(Settings())
+    minilm = embedders.get(GenerationConfig("all-MiniLM-L6-v2", None, 256, 32))
+    assert embedders.get(GenerationConfig("all-MiniLM-L6-v2", None, 96, 16)) is minilm  # a chunking change
+    urgent = embedders.urgent(minilm)
+    assert urgent is not minilm and embedders.urgent(minilm) is urgent
+    assert (urgent.model_name, urgent.model_path) == (minilm.model_name, minilm.model_path)
+    other = embedders.get(GenerationConfig("minilm-l3", "/models/minilm-l3", 256, 32))
+    assert other is not minilm and embedders.urgent(other).model_path == "/models/minilm-l3"
