@@ -178,8 +178,11 @@ def kafka_consumer(settings: Settings, group_id: str, **extra: object) -> Consum
 
 
 def kafka_producer(settings: Settings, **extra: object) -> Producer:
+    """A producer that puts a key in the partition the Java clients and faust/aiokafka put it in
+    (murmur2; librdkafka's own default, CRC32, picks another): a tombstone must land beside the record
+    it deletes, or compaction never removes that record."""
     check_kafka_login(settings)
-    return Producer(settings.kafka_config(**extra))
+    return Producer(settings.kafka_config(**{"partitioner": "murmur2_random", **extra}))
 
 
 def kafka_admin(settings: Settings, **extra: object) -> AdminClient:

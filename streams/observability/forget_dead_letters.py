@@ -32,7 +32,7 @@ def tombstone_dead_letters(
     """Tombstone every dead letter whose subjects name `identifiers` or whose raw bytes or error
     `mentions` a pattern; `could_mention` (mentions.could_mention) skips the full scan of a text
     that cannot hold one, which is most of them."""
-    keys: set[bytes] = set()
+    keys: dict[bytes, int] = {}  # key -> the partition its dead letter is in
     group = f"{settings.worker_id}-forget-dlq"
     for message in read_whole_topic(settings, settings.dead_letter_topic, group, timeout_s):
         key, value = message.key(), message.value()
@@ -46,11 +46,13 @@ def tombstone_dead_letters(
         named = identifiers & set(record.get("subjects") or [])
         texts = (raw.decode("utf-8", errors="replace"), record.get("error") or "")
         if named or any(could_mention(text) and mentions(text) for text in texts):
-            keys.add(key)
+            partition = message.partition()
+            assert partition is not None  # a consumed record always has one
+            keys[key] = partition
     if keys:
         producer = kafka_producer(settings, acks="all")
-        for key in keys:
-            producer.produce(settings.dead_letter_topic, key=key, value=None)
+        for key, partition in keys.items():  # in the record's own partition: compaction removes it there
+            producer.produce(settings.dead_letter_topic, key=key, value=None, partition=partition)
         if producer.flush(timeout_s) > 0:
             raise KafkaException("tombstones for forgotten dead letters were not all delivered")
         log.info("tombstoned %d dead letters naming a forgotten subject", len(keys))

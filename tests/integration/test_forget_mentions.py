@@ -1,6 +1,7 @@
 """Forgetting a person who is named in other people's documents: documents about them go, mentions
 of them (email, full name, phone) are redacted and re-embedded, the write path keeps redacting
-afterwards, and the verification finds a mention planted behind the pipeline's back."""
+afterwards, the verification finds a mention planted behind the pipeline's back, and dead letters
+whose raw bytes mention them are tombstoned."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from elasticsearch import AsyncElasticsearch
 
 from streams.elastic.forget_subject import Identity, mention_patterns, verify_forgotten
+from streams.observability.dead_letters import dead_letter_key
 from streams.pipeline.mentions import MentionPattern, Redactor, pattern_hashes
+from streams.records import Origin
 from streams.settings import Settings
 from streams.sources import edits
 from tests.integration.helpers import (
@@ -22,8 +25,10 @@ from tests.integration.helpers import (
     es_client,
     found_documents,
     hybrid,
+    messages_after,
     produce,
     row_events,
+    topic_end_offsets,
     unique,
     wait_until,
 )
@@ -164,3 +169,44 @@ def test_the_verification_finds_a_mention_planted_behind_the_pipeline(worker: Se
     finally:
         es.delete(index="streams-chunks", id=planted_id, refresh=True)
     assert MentionPattern("email", email).usable()
+
+
+def test_a_forget_request_tombstones_the_dead_letters_that_mention_them(worker: Settings) -> None:
+    """Dead letters from the decode stage carry no subjects: the person is only in their raw bytes (by
+    email, or by name in another case). The request tombstones those two and leaves a third, about
+    someone else, alone (a check that can fail both ways)."""
+    es = es_client(worker)
+    last = unique("dl").title()
+    name, email = f"Dana {last}", f"dana.{last.lower()}@example.com"
+    contact = edits.add_contact("Dana", last, email, ["sales"])  # the identity record: her name is a pattern
+    assert wait_until(lambda: f"crm/contact/{contact}" in found_documents(es, email), timeout=120)
+    topic = "tickets.public.tickets"
+    dead_start = topic_end_offsets(worker.dead_letter_topic)
+    bad = {  # malformed JSON and a non-envelope: dead-lettered at decode, before any mapping
+        "email": f'{{"op": "c", "after": {{"description": "mail {email} about it"'.encode(),
+        "name": f'{{"hello": "{name.upper()} wrote this"}}'.encode(),
+        "someone else": f'{{"op": "c", "after": {{"description": "mail keep.{unique()}@example.com"'.encode(),
+    }
+    origins = dict(zip(bad, produce(topic, [(b'{"id": 1}', value) for value in bad.values()], worker), strict=True))
+    keys = {case: dead_letter_key(Origin(topic, *origin)) for case, origin in origins.items()}
+
+    def records() -> dict[bytes, list[tuple[int, bytes | None]]]:
+        """Per key, (partition, value) of each of its records in offset order within a partition."""
+        found: dict[bytes, list[tuple[int, bytes | None]]] = {}
+        messages = messages_after(worker.dead_letter_topic, dead_start)
+        for m in sorted(messages, key=lambda m: (m.partition(), m.offset())):
+            found.setdefault(m.key(), []).append((m.partition(), m.value()))
+        return found
+
+    def survives(key: bytes) -> bool:
+        """Whether compaction keeps the dead letter: no tombstone after it *in its own partition*."""
+        (partition, _), *later = records()[key]
+        return not any(p == partition and value is None for p, value in later)
+
+    dead_lettered = wait_until(lambda: set(keys.values()) <= set(records()), timeout=120)
+    assert dead_lettered, "the bad events were not dead-lettered"
+    request_id, start = _request_forget(worker, email)
+    receipt = _receipt(worker, request_id, start)
+    assert receipt["dead_letters_tombstoned"] >= 2, receipt
+    assert not survives(keys["email"]) and not survives(keys["name"]), "a dead letter naming her survives compaction"
+    assert survives(keys["someone else"]), "a dead letter about someone else was tombstoned"
