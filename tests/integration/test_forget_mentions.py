@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from elasticsearch import AsyncElasticsearch
 
+from streams import avro
 from streams.elastic.forget_subject import Identity, mention_patterns, verify_forgotten
 from streams.observability.dead_letters import dead_letter_key
 from streams.pipeline.mentions import MentionPattern, Redactor, pattern_hashes
@@ -135,6 +136,25 @@ def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker
     assert all(named.name not in c["text"] and named.email not in c["text"] for c in document_chunks(es, late_doc))
     assert "[redacted]" in json.dumps(document_chunks(es, late_doc))
     _assert_no_result_contains_them(es, named)
+
+    # The second receipt: the force merge that expunges the deleted documents ran (within the purge window).
+    purged = _purged_receipt(worker, request_id, start, timeout=worker.purge_window_s + 120)
+    assert purged["purged_at"] is not None and purged["purged_at"] >= purged["unsearchable_at"], purged
+    assert purged["removed"] == receipt["removed"] and purged["redacted"] == receipt["redacted"]
+
+
+def _purged_receipt(settings: Settings, request_id: str, start: dict[int, int], timeout: float) -> dict[str, Any]:
+    def look() -> dict[str, Any] | None:
+        for message in messages_after(settings.receipts_topic, start):
+            if message.key() == request_id.encode():
+                receipt = avro.decode("deletion_receipt", message.value(), settings.schema_registry_url)
+                if receipt["status"] == "purged":
+                    return dict(receipt)
+        return None
+
+    found = wait_until(look, timeout=timeout, interval=2.0)
+    assert found, f"no purged receipt for {request_id} within {timeout:.0f}s"
+    return found
 
 
 def test_the_verification_finds_a_mention_planted_behind_the_pipeline(worker: Settings) -> None:
