@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     found_documents,
     hybrid,
     knn_documents,
+    messages_after,
     metrics_value,
     produce,
     row_events,
@@ -279,6 +280,38 @@ def _worker_pids() -> list[int]:
         and process.info["cwd"]
         and Path(process.info["cwd"]).resolve() == PROJECT_ROOT
     ]
+
+
+def test_bad_deletion_requests_are_refused_with_the_reason_and_do_not_block_the_lane(worker: Settings) -> None:
+    """Bytes that are not a request and a request with a blank subject, queued ahead of a good request in
+    the same partition: each gets a dead letter with the reason (the blank one a `rejected` receipt
+    too), and the good request behind them is carried out."""
+    es = es_client(worker)
+    person = _seed_person(es)
+    good_id, blank_id = f"test-{uuid.uuid4()}", f"test-{uuid.uuid4()}"
+
+    def request(request_id: str, subject: str) -> bytes:
+        body = {"request_id": request_id, "subject": subject, "subject_kind": "email",
+                "requested_by": "integration-tests", "requested_at": datetime.now(UTC), "reason": "test"}  # fmt: skip
+        return avro.encode("deletion_request", body, worker.schema_registry_url)
+
+    start = topic_end_offsets(worker.receipts_topic)
+    dead_start = topic_end_offsets(worker.dead_letter_topic)
+    key = good_id.encode()  # one key: one partition, in this order
+    produce(worker.deletion_topic, [(key, b"not an Avro request"), (key, request(blank_id, "   ")),
+                                    (key, request(good_id, person.email))])  # fmt: skip
+
+    rejected = _receipt(worker, blank_id, start)
+    assert rejected["status"] == "rejected" and "names no subject" in (rejected["error"] or ""), rejected
+    receipt = _receipt(worker, good_id, start)
+    assert receipt["status"] == "unsearchable" and receipt["error"] is None, receipt
+    assert set(person.documents) <= {doc for r in receipt["removed"] for doc in r["document_ids"]}
+
+    dead = [avro.decode("dead_letter", m.value()) for m in messages_after(worker.dead_letter_topic, dead_start)
+            if m.value() is not None and m.key() is not None]  # fmt: skip
+    ours = [r for r in dead if r["origin_topic"] == worker.deletion_topic and r["key"] == key]
+    assert len(ours) == 2 and {r["stage"] for r in ours} == {"forget"}, ours
+    assert any("names no subject" in r["error"] for r in ours)
 
 
 def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> None:

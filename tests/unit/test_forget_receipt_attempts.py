@@ -126,3 +126,23 @@ def test_a_worker_dying_after_its_delete_leaves_the_note_for_the_next_worker() -
     assert SUBJECT not in str(client.progress), "the saved note holds ids, never the identifier"
     asyncio.run(progress.clear())
     assert client.progress == {}
+
+
+def test_a_request_that_fails_every_time_is_given_up_after_the_set_attempts(monkeypatch: Any) -> None:
+    """The lane is never blocked by one request: after forget_max_attempts failures it returns the
+    error (a dead letter and a `failed` receipt follow), and the request's saved note is cleared."""
+    attempts: list[int] = []
+
+    async def attempt(runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any) -> dict[str, Any]:
+        attempts.append(1)
+        raise StreamsError("subject still found after deletion", stage="forget")
+
+    monkeypatch.setattr(forget_subjects, "handle_request", attempt)
+    two = forget_subjects.settings.model_copy(update={"forget_max_attempts": 2})
+    monkeypatch.setattr(forget_subjects, "settings", two)
+    client = OneChunkIndex()
+    client.progress["r1"] = {"request_id": "r1", "entries": []}
+    runtime = type("Runtime", (), {"es": client})()
+    result = asyncio.run(forget_subjects._handle_with_retries(runtime, {"request_id": "r1"}))
+    assert isinstance(result, StreamsError) and "gave up after 2 failed attempts" in str(result)
+    assert len(attempts) == 2 and client.progress == {}
