@@ -188,11 +188,16 @@ def wait_until_indexed(
     group: str,
     document_ids: list[str],
     progress: Callable[[int, int, int], None],
-    stall_s: float = 180.0,
+    stall_s: float = 600.0,
     poll_s: float = 2.0,
 ) -> tuple[float, int]:
     """Poll until every document is searchable; (seconds waited, chunks). Raises when the count has not
-    moved for `stall_s` (the worker is not running, or some documents cannot be indexed)."""
+    moved for `stall_s` (the worker is not running, or some documents cannot be indexed).
+
+    The count moves by whole batches: a batch of up to STREAMS_BATCH_MAX_EVENTS long documents becomes
+    searchable only once all its chunks are embedded and written. A CI run saw one batch of 256 golden-set
+    documents carry 5,193 chunks, about three minutes of embedding on two busy cores with nothing
+    searchable meanwhile; 180 s called that a stall. Ten minutes without a batch is one."""
     started = last_move = time.monotonic()
     last = -1
     while True:
