@@ -23,7 +23,7 @@ from streams import avro
 from streams.agents.follow_ledger import wait_applied
 from streams.agents.runtime import Runtime, get_runtime
 from streams.app import app, dead_letter_topic, deletion_topic, receipts_topic, settings
-from streams.elastic import forget_subject
+from streams.elastic import forget_progress, forget_subject
 from streams.elastic.forget_progress import ForgetProgress
 from streams.elastic.forget_subject import ForgetOutcome
 from streams.errors import DecodeError, InvalidRequest, StreamsError
@@ -71,7 +71,16 @@ class PurgeScheduler:
         purged_at = datetime.now(UTC)
         for receipt in receipts:
             await _publish_receipt({**receipt, "purged_at": purged_at, "status": "purged"})
+            await ForgetProgress(self.runtime.es, settings.forget_progress_index, receipt["request_id"]).clear()
         log.info("purged deleted documents for %d deletion requests", len(receipts))
+
+    async def resume(self) -> None:
+        """Schedule the purges a worker that died left pending (their receipts saved, forget_progress.py)."""
+        receipts = await forget_progress.pending_purges(self.runtime.es, settings.forget_progress_index)
+        for receipt in receipts:
+            self.schedule(receipt)
+        if receipts:
+            log.info("%d purges left pending by a stopped worker: scheduled", len(receipts))
 
 
 _scheduler: PurgeScheduler | None = None
@@ -223,8 +232,8 @@ async def handle_request(
     }
     with phases.timed("receipt"):
         await _publish_receipt(receipt)
-    if progress is not None:  # the receipt holds it now (a worker dying here handles the request again)
-        await progress.clear()
+    if progress is not None:  # the receipt holds it now; kept until the purge (a worker dying here redoes it)
+        await progress.await_purge(receipt)
     requested_at = request["requested_at"]
     metrics.DELETION_SECONDS.observe(max((unsearchable_at - requested_at).total_seconds(), 0.0))
     metrics.DELETION_REQUESTS.labels(status="unsearchable").inc()
@@ -280,7 +289,9 @@ async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsE
 async def forget_subjects(stream):  # type: ignore[no-untyped-def]
     global _scheduler
     runtime = await get_runtime(settings)
-    _scheduler = _scheduler or PurgeScheduler(runtime)
+    if _scheduler is None:
+        _scheduler = PurgeScheduler(runtime)
+        await _scheduler.resume()
     async for event in stream.events():
         message = event.message
         try:

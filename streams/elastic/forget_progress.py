@@ -1,31 +1,44 @@
-"""What a deletion request has removed and redacted so far, kept until its receipt is on Kafka.
+"""What a deletion request has removed and redacted so far, kept until its receipt is on Kafka; then
+its receipt, kept until the purge that expunges the deleted documents has run.
 
 A request is handled again when an attempt fails late (its verification, a timeout) or when the
 worker dies before the request's offset moves. The next attempt finds gone what the last one
 deleted, so a receipt built from that attempt alone would certify "nothing removed". Each step of
 `forget_subject.forget` notes what it is about to delete or rewrite and saves the note here
-*before* writing; the next attempt (in this worker or another) starts from the saved note, and the
-record is deleted once the receipt is published.
+*before* writing; the next attempt (in this worker or another) starts from the saved note.
+
+Once the receipt is published the record holds the receipt instead (`awaiting_purge`): the purge
+runs up to `purge_window_s` later, and a worker that dies in between would lose it, so a starting
+worker schedules every purge still pending (`pending_purges`). The record is deleted after the purge
+and its "purged" receipt.
 
 One small record per request in its own index (`settings.forget_progress_index`, not behind the
-chunks alias): chunk and document ids per index generation and source, never an identifier or a
-pattern (those are recomputed from the request at each attempt).
+chunks alias): while the request is handled, chunk and document ids per index generation and source,
+never an identifier or a pattern (those are recomputed from the request at each attempt); while the
+purge is pending, the receipt (which names the subject, as the receipts topic does).
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch, NotFoundError
 
+from streams import avro
 from streams.elastic.forget_subject import ForgetOutcome
 
-MAPPING: dict[str, Any] = {"dynamic": False, "properties": {"request_id": {"type": "keyword"}}}
+AWAITING_PURGE = "awaiting_purge"
+MAPPING: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {"request_id": {"type": "keyword"}, "state": {"type": "keyword"}},
+}
 _SETS = ("removed", "removed_documents", "redacted", "redacted_documents")
 
 
 def ensure_progress_index(client: Elasticsearch, index: str) -> None:
     if client.indices.exists(index=index):
+        client.indices.put_mapping(index=index, properties=MAPPING["properties"])
         return
     try:
         client.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=MAPPING)
@@ -39,7 +52,8 @@ def to_json(request_id: str, outcome: ForgetOutcome) -> dict[str, Any]:
     for name in _SETS:
         for (index, source), ids in getattr(outcome, name).items():
             entries.setdefault((index, source), {"index": index, "source": source})[name] = sorted(ids)
-    return {"request_id": request_id, "state_records": outcome.state_records, "entries": list(entries.values())}
+    return {"request_id": request_id, "state": "forgetting", "state_records": outcome.state_records,
+            "entries": list(entries.values())}  # fmt: skip
 
 
 def from_json(body: dict[str, Any], identifiers: list[str]) -> ForgetOutcome:
@@ -76,5 +90,19 @@ class ForgetProgress:
     async def save(self, outcome: ForgetOutcome) -> None:
         await self.client.index(index=self.index, id=self.request_id, document=to_json(self.request_id, outcome))
 
+    async def await_purge(self, receipt: dict[str, Any]) -> None:
+        """The receipt is out: keep it (not the note) until the purge has run and said so."""
+        encoded = base64.b64encode(avro.encode("deletion_receipt", receipt)).decode()
+        body = {"request_id": self.request_id, "state": AWAITING_PURGE, "receipt": encoded}
+        await self.client.index(index=self.index, id=self.request_id, document=body)
+
     async def clear(self) -> None:
         await self.client.options(ignore_status=404).delete(index=self.index, id=self.request_id)
+
+
+async def pending_purges(client: AsyncElasticsearch, index: str, size: int = 10_000) -> list[dict[str, Any]]:
+    """The receipts of every request whose purge has not run (a worker died in the window)."""
+    await client.indices.refresh(index=index)
+    response = await client.search(index=index, size=size, query={"term": {"state": AWAITING_PURGE}})
+    return [avro.decode("deletion_receipt", base64.b64decode(hit["_source"]["receipt"]))
+            for hit in response["hits"]["hits"]]  # fmt: skip

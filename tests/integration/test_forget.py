@@ -118,6 +118,20 @@ def _receipt(settings: Settings, request_id: str, start: dict[int, int], timeout
     return avro.decode("deletion_receipt", message.value(), settings.schema_registry_url)
 
 
+def purged_receipt(settings: Settings, request_id: str, start: dict[int, int], timeout: float) -> dict[str, Any]:
+    def look() -> dict[str, Any] | None:
+        for message in messages_after(settings.receipts_topic, start):
+            if message.key() == request_id.encode():
+                receipt = avro.decode("deletion_receipt", message.value(), settings.schema_registry_url)
+                if receipt["status"] == "purged":
+                    return dict(receipt)
+        return None
+
+    found = wait_until(look, timeout=timeout, interval=2.0)
+    assert found, f"no purged receipt for {request_id} within {timeout:.0f}s"
+    return found
+
+
 def _assert_forgotten(es: Any, person: Person, vectors: list[list[float]]) -> None:
     es.indices.refresh(index="streams-chunks")
     for doc, word in person.words.items():
@@ -318,8 +332,10 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
     """Crash safety of the deletion lane: publish a request, SIGKILL the running worker at once (whoever
     started it: it is this checkout's `streams worker`), start a new worker (`python -m streams.cli
     worker`, log in <stack_home>/worker-restarted.log), and expect the receipt and zero hits: the
-    request's offset had not moved, so the new worker handles it again. The new worker is left running
-    (start_new_session) so that later tests and the developer still have one."""
+    request's offset had not moved, so the new worker handles it again. Then SIGKILL that worker inside
+    the purge window and expect the next one to run the pending purge and publish the purged receipt.
+    The last worker is left running (start_new_session) so that later tests and the developer still
+    have one."""
     es = es_client(worker)
     person = _seed_person(es)
     vectors = _vectors(es, person)
@@ -358,5 +374,17 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
         except OSError:
             return False
 
+    # Killed again inside the purge window, before the force merge: the next worker finds the purge
+    # pending (the receipt kept in streams-forget-progress), runs it and publishes the purged receipt.
+    pending = wait_until(lambda: es.exists(index=worker.forget_progress_index, id=request_id), timeout=30)
+    assert pending, "no pending purge was kept"
+    pids = _worker_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not set(_worker_pids()) & set(pids), timeout=30)
+    start_detached_worker(worker, "worker-restarted.log")
+
     assert wait_until(worker_answers, timeout=180), f"the restarted worker does not answer; see {log_path}"
     _assert_forgotten(es, person, vectors)
+    purged = purged_receipt(worker, request_id, start, timeout=worker.purge_window_s + 300)
+    assert purged["purged_at"] is not None and purged["removed"] == receipt["removed"]

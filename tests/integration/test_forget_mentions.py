@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from streams import avro
 from streams.elastic.forget_subject import Identity, mention_patterns, verify_forgotten
 from streams.observability.dead_letters import dead_letter_key
 from streams.pipeline.mentions import MentionPattern, Redactor, pattern_hashes
@@ -33,7 +32,7 @@ from tests.integration.helpers import (
     unique,
     wait_until,
 )
-from tests.integration.test_forget import _receipt, _request_forget
+from tests.integration.test_forget import _receipt, _request_forget, purged_receipt
 
 pytestmark = pytest.mark.integration
 
@@ -103,8 +102,6 @@ def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker
     named = _seed(es)
     request_id, start = _request_forget(worker, named.email)
     receipt = _receipt(worker, request_id, start)
-    # What the request noted while in flight (forget_progress.py) goes once its receipt is out.
-    assert wait_until(lambda: not es.exists(index=worker.forget_progress_index, id=request_id), timeout=30)
 
     deleted = {doc for r in receipt["removed"] for doc in r["document_ids"]}
     redacted = {doc for r in receipt["redacted"] for doc in r["document_ids"]}
@@ -138,23 +135,11 @@ def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker
     _assert_no_result_contains_them(es, named)
 
     # The second receipt: the force merge that expunges the deleted documents ran (within the purge window).
-    purged = _purged_receipt(worker, request_id, start, timeout=worker.purge_window_s + 120)
+    purged = purged_receipt(worker, request_id, start, timeout=worker.purge_window_s + 120)
     assert purged["purged_at"] is not None and purged["purged_at"] >= purged["unsearchable_at"], purged
     assert purged["removed"] == receipt["removed"] and purged["redacted"] == receipt["redacted"]
-
-
-def _purged_receipt(settings: Settings, request_id: str, start: dict[int, int], timeout: float) -> dict[str, Any]:
-    def look() -> dict[str, Any] | None:
-        for message in messages_after(settings.receipts_topic, start):
-            if message.key() == request_id.encode():
-                receipt = avro.decode("deletion_receipt", message.value(), settings.schema_registry_url)
-                if receipt["status"] == "purged":
-                    return dict(receipt)
-        return None
-
-    found = wait_until(look, timeout=timeout, interval=2.0)
-    assert found, f"no purged receipt for {request_id} within {timeout:.0f}s"
-    return found
+    # What the request kept while in flight and until its purge (forget_progress.py) is gone now.
+    assert wait_until(lambda: not es.exists(index=worker.forget_progress_index, id=request_id), timeout=30)
 
 
 def test_the_verification_finds_a_mention_planted_behind_the_pipeline(worker: Settings) -> None:

@@ -146,3 +146,36 @@ def test_a_request_that_fails_every_time_is_given_up_after_the_set_attempts(monk
     result = asyncio.run(forget_subjects._handle_with_retries(runtime, {"request_id": "r1"}))
     assert isinstance(result, StreamsError) and "gave up after 2 failed attempts" in str(result)
     assert len(attempts) == 2 and client.progress == {}
+
+
+class ProgressIndex(OneChunkIndex):
+    async def search(self, index: str, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "term" in query and "state" in query["term"]:
+            wanted = query["term"]["state"]
+            hits = [{"_source": body} for body in self.progress.values() if body.get("state") == wanted]
+            return {"hits": {"hits": hits}}
+        return await super().search(index, query)
+
+
+def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
+    from datetime import UTC, datetime
+
+    from streams.elastic.forget_progress import pending_purges
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    receipt = {
+        "request_id": "r1", "subject": "ann@example.com", "subject_kind": "email", "identifiers": [SUBJECT],
+        "pattern_hashes": [], "removed": [], "redacted": [], "state_records_removed": 1,
+        "dead_letters_tombstoned": 0, "received_at": now, "unsearchable_at": now, "purged_at": None,
+        "verification": {"subject_field_hits": 0, "bm25_hits": 0, "knn_hits": 0, "hybrid_hits": 0, "verified_at": now},
+        "status": "unsearchable", "error": None,
+    }  # fmt: skip
+    client = ProgressIndex()
+    progress = ForgetProgress(client, "progress", "r1")  # type: ignore[arg-type]
+    asyncio.run(progress.save(ForgetOutcome([SUBJECT])))
+    assert asyncio.run(pending_purges(client, "progress")) == []  # still being handled: not a purge
+    asyncio.run(progress.await_purge(receipt))
+    (pending,) = asyncio.run(pending_purges(client, "progress"))  # type: ignore[arg-type]
+    assert pending["request_id"] == "r1" and pending["status"] == "unsearchable" and pending["unsearchable_at"] == now
+    asyncio.run(progress.clear())
+    assert asyncio.run(pending_purges(client, "progress")) == []  # type: ignore[arg-type]
