@@ -75,8 +75,16 @@ class PurgeScheduler:
         log.info("purged deleted documents for %d deletion requests", len(receipts))
 
     async def resume(self) -> None:
-        """Schedule the purges a worker that died left pending (their receipts saved, forget_progress.py)."""
-        receipts = await forget_progress.pending_purges(self.runtime.es, settings.forget_progress_index)
+        """Schedule the purges a worker that died left pending (their receipts saved, forget_progress.py).
+        Runs beside the lane, never in its way: an outage is waited out, any other failure is logged."""
+        try:
+            receipts = await retry_transient(
+                lambda: forget_progress.pending_purges(self.runtime.es, settings.forget_progress_index),
+                stage="purge", what="reading the purges left pending",
+            )
+        except Exception as exc:
+            log.error("could not read the purges a stopped worker left pending (next start tries again): %s", exc)
+            return
         for receipt in receipts:
             self.schedule(receipt)
         if receipts:
@@ -84,6 +92,7 @@ class PurgeScheduler:
 
 
 _scheduler: PurgeScheduler | None = None
+_resuming: list[asyncio.Task[None]] = []
 
 
 async def _publish_receipt(receipt: dict[str, Any]) -> None:
@@ -291,7 +300,7 @@ async def forget_subjects(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
     if _scheduler is None:
         _scheduler = PurgeScheduler(runtime)
-        await _scheduler.resume()
+        _resuming.append(asyncio.create_task(_scheduler.resume()))  # kept: a task nobody holds may vanish
     async for event in stream.events():
         message = event.message
         try:

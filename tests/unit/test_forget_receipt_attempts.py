@@ -179,3 +179,23 @@ def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
     assert pending["request_id"] == "r1" and pending["status"] == "unsearchable" and pending["unsearchable_at"] == now
     asyncio.run(progress.clear())
     assert asyncio.run(pending_purges(client, "progress")) == []  # type: ignore[arg-type]
+
+
+def test_resuming_pending_purges_never_stops_the_lane(monkeypatch: Any) -> None:
+    """A pending purge is scheduled; a failure to read them is logged, not raised into the lane."""
+    scheduled: list[str] = []
+
+    async def pending(client: Any, index: str) -> list[dict[str, Any]]:
+        return [{"request_id": "r1"}]
+
+    async def broken(client: Any, index: str) -> list[dict[str, Any]]:
+        raise ValueError("mapping conflict")
+
+    scheduler = forget_subjects.PurgeScheduler(type("Runtime", (), {"es": None})())  # type: ignore[arg-type]
+    monkeypatch.setattr(scheduler, "schedule", lambda receipt: scheduled.append(receipt["request_id"]))
+    monkeypatch.setattr(forget_subjects.forget_progress, "pending_purges", pending)
+    asyncio.run(scheduler.resume())
+    assert scheduled == ["r1"]
+    monkeypatch.setattr(forget_subjects.forget_progress, "pending_purges", broken)
+    asyncio.run(scheduler.resume())  # logged, and the lane goes on
+    assert scheduled == ["r1"]
