@@ -23,10 +23,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
 
 from streams import avro
 from streams.elastic.forget_subject import ForgetOutcome
+from streams.elastic.record_index import ensure_record_index
 
 AWAITING_PURGE = "awaiting_purge"
 MAPPING: dict[str, Any] = {
@@ -37,14 +38,7 @@ _SETS = ("removed", "removed_documents", "redacted", "redacted_documents")
 
 
 def ensure_progress_index(client: Elasticsearch, index: str) -> None:
-    if client.indices.exists(index=index):
-        client.indices.put_mapping(index=index, properties=MAPPING["properties"])
-        return
-    try:
-        client.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=MAPPING)
-    except BadRequestError as exc:  # workers starting together: another one created it a moment ago
-        if exc.error != "resource_already_exists_exception":
-            raise
+    ensure_record_index(client, index, MAPPING)
 
 
 def to_json(request_id: str, outcome: ForgetOutcome) -> dict[str, Any]:

@@ -18,9 +18,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
 
 from streams.elastic.hybrid_index import generation_of
+from streams.elastic.record_index import ensure_record_index
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,7 @@ MIGRATIONS_MAPPING: dict[str, Any] = {"dynamic": False, "properties": {"alias": 
 
 
 def ensure_migrations_index(client: Elasticsearch, index: str) -> None:
-    if client.indices.exists(index=index):
-        return
-    try:
-        client.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0},
-                              mappings=MIGRATIONS_MAPPING)  # fmt: skip
-    except BadRequestError as exc:
-        if exc.error != "resource_already_exists_exception":
-            raise
+    ensure_record_index(client, index, MIGRATIONS_MAPPING)
 
 
 def read_migration(client: Elasticsearch, index: str, alias: str) -> Migration | None:

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch
+from elasticsearch import AsyncElasticsearch, Elasticsearch
+
+from streams.elastic.record_index import ensure_record_index
 
 MAPPING: dict[str, Any] = {
     "dynamic": "strict",
@@ -31,16 +33,7 @@ MAPPING: dict[str, Any] = {
 
 
 def ensure_registry(client: Elasticsearch, index: str) -> None:
-    if client.indices.exists(index=index):
-        client.indices.put_mapping(index=index, properties={"migration_version": {"type": "long"}})
-        return
-    try:
-        client.indices.create(
-            index=index, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=MAPPING
-        )
-    except BadRequestError as exc:  # workers starting together: another one created it a moment ago
-        if exc.error != "resource_already_exists_exception":
-            raise
+    ensure_record_index(client, index, MAPPING)
 
 
 async def report(
