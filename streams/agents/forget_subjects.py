@@ -145,9 +145,8 @@ def _timed_tombstones(
 
 
 async def handle_request(
-    runtime: Runtime, request: dict[str, Any], outcome: ForgetOutcome | None = None,
-    progress: ForgetProgress | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    runtime: Runtime, request: dict[str, Any], outcome: ForgetOutcome, progress: ForgetProgress
+) -> dict[str, Any]:
     """Forget one subject; returns the receipt (already published). `outcome` is the request's, kept
     over its attempts, and `progress` saves it in Elasticsearch before each write: what an attempt
     that failed, or a worker that died, deleted or redacted is in the receipt too."""
@@ -160,12 +159,8 @@ async def handle_request(
     groups = runtime.forget_groups()
     alias = ",".join(expression for expression, _ in groups)
     first = forget_subject.identifier(request["subject_kind"], request["subject"])
-    outcome = ForgetOutcome([]) if outcome is None else outcome
     with phases.timed("expand"):  # and what earlier attempts (any worker's) removed
-        identity, _ = await asyncio.gather(
-            forget_subject.expand_identities(es, alias, {first}), progress.load(outcome) if progress else _none()
-        )
-    save = progress.save if progress else None
+        identity, _ = await asyncio.gather(forget_subject.expand_identities(es, alias, {first}), progress.load(outcome))
     # The verification's kNN and hybrid probes need each pattern's vector in each model's space:
     # embedded while the ledger is published and the index is cleaned, not after.
     patterns = sorted(identity.patterns, key=str)
@@ -195,7 +190,7 @@ async def handle_request(
             verification = None
             for (expression, embedder), vectors in zip(groups, pattern_vectors, strict=True):
                 embed = embedder.encode_async
-                await forget_subject.forget(es, expression, identity, redactor, embed, phases, outcome, save)
+                await forget_subject.forget(es, expression, identity, redactor, embed, phases, outcome, progress.save)
                 with phases.timed("verify"):
                     checked = await forget_subject.verify_forgotten(
                         es, expression, identity, redactor, embed, await vectors
@@ -241,8 +236,7 @@ async def handle_request(
     }
     with phases.timed("receipt"):
         await _publish_receipt(receipt)
-    if progress is not None:  # the receipt holds it now; kept until the purge (a worker dying here redoes it)
-        await progress.await_purge(receipt)
+    await progress.await_purge(receipt)  # kept until the purge (a worker dying before it redoes the purge)
     requested_at = request["requested_at"]
     metrics.DELETION_SECONDS.observe(max((unsearchable_at - requested_at).total_seconds(), 0.0))
     metrics.DELETION_REQUESTS.labels(status="unsearchable").inc()
@@ -257,10 +251,6 @@ async def handle_request(
         outcome.state_records, (unsearchable_at - requested_at).total_seconds(), phases,
     )
     return receipt
-
-
-async def _none() -> None:
-    return None
 
 
 async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsError, status: str) -> None:
