@@ -53,8 +53,15 @@ def hits(es: Elasticsearch, settings: Settings, query: dict[str, Any]) -> int:
 
 
 def visible_with(document_id: str, phrase: str) -> dict[str, Any]:
-    return {"bool": {"filter": [{"term": {"document_id": document_id}}, {"term": {"visible": True}},
-                                {"match_phrase": {"text": phrase}}]}}
+    return {
+        "bool": {
+            "filter": [
+                {"term": {"document_id": document_id}},
+                {"term": {"visible": True}},
+                {"match_phrase": {"text": phrase}},
+            ]
+        }
+    }
 
 
 def change_consumer(settings: Settings) -> Consumer:
@@ -114,8 +121,10 @@ def main() -> None:
         running_worker(settings, lambda line: print(f"   {line}"), settings.stack_home / "worker-demo.log"),
     ):
         print(f"   watch log: {watch_log}")
-        print(f"   worker at {settings.worker_url()} (metrics: /metrics, health: /health, search: /search?q=... with"
-              f" 'Authorization: Bearer <key>', keys in {settings.search_api_keys_path()})")
+        print(
+            f"   worker at {settings.worker_url()} (metrics: /metrics, health: /health, search: /search?q=... with"
+            f" 'Authorization: Bearer <key>', keys in {settings.search_api_keys_path()})"
+        )
         show_the_loop(settings)
     say("done: the stack is still running (`.venv/bin/streams stack down` stops it)")
 
@@ -123,8 +132,9 @@ def main() -> None:
 def show_the_loop(settings: Settings) -> None:
     es = elasticsearch_client(settings)
     try:
-        wait_until("the initial snapshot to be indexed",
-                   lambda: hits(es, settings, {"term": {"kind": "state"}}) >= 300, 900)
+        wait_until(
+            "the initial snapshot to be indexed", lambda: hits(es, settings, {"term": {"kind": "state"}}) >= 300, 900
+        )
         print(f"   {hits(es, settings, {'term': {'kind': 'chunk'}})} chunks indexed")
         say("5. search: 'deadlock detected'")
         run("search", "deadlock detected", "--k", "3")
@@ -134,13 +144,16 @@ def show_the_loop(settings: Settings) -> None:
         consumer = change_consumer(settings)
         rng = random.Random()
         marker = f"zebra{uuid.uuid4().hex[:6]}"
-        page_id = edits.new_wiki_page(f"Demo page {marker}", f"== Intro ==\n\nA page about {marker}.",
-                                      ["engineering"], "demo@example.com")
-        ticket_id = edits.add_ticket(f"Printer on fire {marker}", f"The printer reports {marker}.",
-                                     "demo.customer@acme.example", ["support"])
+        page_id = edits.new_wiki_page(
+            f"Demo page {marker}", f"== Intro ==\n\nA page about {marker}.", ["engineering"], "demo@example.com"
+        )
+        ticket_id = edits.add_ticket(
+            f"Printer on fire {marker}", f"The printer reports {marker}.", "demo.customer@acme.example", ["support"]
+        )
         contact_id = edits.add_contact("Dana", "Demo", f"dana.{marker}@acme.example")
         note_id = edits.add_note(contact_id, "seller@example.com", f"Call about {marker} renewal.")
         for document_id in (f"wiki/page/{page_id}", f"tickets/ticket/{ticket_id}", f"crm/note/{note_id}"):
+
             def searchable(d: str = document_id) -> bool:
                 return hits(es, settings, visible_with(d, marker)) > 0
 
@@ -149,8 +162,9 @@ def show_the_loop(settings: Settings) -> None:
         edits.edit_wiki_paragraph(page_id, rng)
         edits.close_ticket(ticket_id)
         edits.delete_note(note_id)
-        took = wait_until("the note to disappear",
-                          lambda: hits(es, settings, visible_with(f"crm/note/{note_id}", marker)) == 0)
+        took = wait_until(
+            "the note to disappear", lambda: hits(es, settings, visible_with(f"crm/note/{note_id}", marker)) == 0
+        )
         print(f"   crm/note/{note_id} deleted: unsearchable after {took:.2f}s")
         show_events(consumer, 3.0)
         consumer.close()

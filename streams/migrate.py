@@ -32,13 +32,25 @@ from streams.settings import Settings, get_settings
 
 # Queries over the seeded corpus (PostgreSQL manual wiki pages, support tickets, CRM notes).
 COMPARE_QUERIES = (
-    "how to vacuum a table", "create an index concurrently", "streaming replication standby",
-    "password reset does not arrive", "refund for a duplicate charge", "printer driver error",
-    "invoice shows the wrong amount", "login fails after upgrade", "backup and restore with pg_dump",
-    "contract renewal call", "timeout when exporting a report", "transaction isolation levels",
-    "foreign key constraint", "the app crashes on start", "discount for a multi-year deal",
-    "configure autovacuum", "slow query explain analyze", "two-factor authentication",
-)  # fmt: skip
+    "how to vacuum a table",
+    "create an index concurrently",
+    "streaming replication standby",
+    "password reset does not arrive",
+    "refund for a duplicate charge",
+    "printer driver error",
+    "invoice shows the wrong amount",
+    "login fails after upgrade",
+    "backup and restore with pg_dump",
+    "contract renewal call",
+    "timeout when exporting a report",
+    "transaction isolation levels",
+    "foreign key constraint",
+    "the app crashes on start",
+    "discount for a multi-year deal",
+    "configure autovacuum",
+    "slow query explain analyze",
+    "two-factor authentication",
+)
 
 
 def _client(settings: Settings) -> Any:
@@ -105,7 +117,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
         read_migration,
         serving_index,
         write_migration,
-    )  # fmt: skip
+    )
     from streams.elastic.hybrid_index import generation_of, index_body, index_name
     from streams.pipeline.document_mapping import load_mappings
     from streams.settings import PROJECT_ROOT
@@ -164,12 +176,16 @@ def _counts(client: Any, index: str) -> dict[str, int]:
     documents, which a snapshot does not bring back) and visible chunks."""
     client.indices.refresh(index=index)
     response = client.search(
-        index=index, size=0, track_total_hits=True,
+        index=index,
+        size=0,
+        track_total_hits=True,
         query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}]}},
         aggs={"documents": {"cardinality": {"field": "document_id", "precision_threshold": 40000}}},
-    )  # fmt: skip
-    return {"documents": int(response["aggregations"]["documents"]["value"]),
-            "chunks": int(response["hits"]["total"]["value"])}  # fmt: skip
+    )
+    return {
+        "documents": int(response["aggregations"]["documents"]["value"]),
+        "chunks": int(response["hits"]["total"]["value"]),
+    }
 
 
 def _lag(settings: Settings) -> int | None:
@@ -195,15 +211,28 @@ def migration_status(settings: Settings, client: Any) -> dict[str, Any]:
     generations: dict[str, dict[str, Any]] = {}
     for index in indices:
         config = read_config(client, index)
-        generations[index] = {**_counts(client, index), "serving": index == serving,
-                              "config": dataclasses.asdict(config) if config else None}  # fmt: skip
-    status: dict[str, Any] = {"alias": settings.index_alias, "serving": serving, "generations": generations,
-                              "consumer_lag_messages": _lag(settings)}  # fmt: skip
+        generations[index] = {
+            **_counts(client, index),
+            "serving": index == serving,
+            "config": dataclasses.asdict(config) if config else None,
+        }
+    status: dict[str, Any] = {
+        "alias": settings.index_alias,
+        "serving": serving,
+        "generations": generations,
+        "consumer_lag_messages": _lag(settings),
+    }
     if migration:
         base = generations[migration.previous]["documents"] or 1
-        status.update(state=migration.state, target=migration.target, previous=migration.previous,
-                      started_at=migration.started_at, signals=migration.signals, history=migration.history,
-                      progress=round(generations[migration.target]["documents"] / base, 4))  # fmt: skip
+        status.update(
+            state=migration.state,
+            target=migration.target,
+            previous=migration.previous,
+            started_at=migration.started_at,
+            signals=migration.signals,
+            history=migration.history,
+            progress=round(generations[migration.target]["documents"] / base, 4),
+        )
     else:
         status["state"] = "none"
     return status
@@ -294,17 +323,27 @@ def compare_generations(
             for index in (old, new)
         }
         drops = quality_drops(reports[old], reports[new], max_drop)
-        results.append({
-            "set": golden.name, "directory": str(set_dir), "group": loaded.group, "queries": len(golden.queries),
-            "totals": {index: {mode: figures["total"] for mode, figures in report["modes"].items()}
-                       for index, report in reports.items()},
-            "drops": [drop.describe() for drop in drops],
-        })  # fmt: skip
+        results.append(
+            {
+                "set": golden.name,
+                "directory": str(set_dir),
+                "group": loaded.group,
+                "queries": len(golden.queries),
+                "totals": {
+                    index: {mode: figures["total"] for mode, figures in report["modes"].items()}
+                    for index, report in reports.items()
+                },
+                "drops": [drop.describe() for drop in drops],
+            }
+        )
     return {
-        "old": old, "new": new, "max_drop": max_drop, "sets": results,
+        "old": old,
+        "new": new,
+        "max_drop": max_drop,
+        "sets": results,
         "passed": bool(results) and all(not result["drops"] for result in results),
         "overlap": _overlap(settings, (old, models[old]), (new, models[new]), k),
-    }  # fmt: skip
+    }
 
 
 def _print_comparison(report: dict[str, Any]) -> None:
@@ -332,14 +371,23 @@ def _print_comparison(report: dict[str, Any]) -> None:
 
 _SET_OPTIONS = [
     click.option(
-        "--set", "set_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+        "--set",
+        "set_dirs",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
         help="A golden set in BEIR layout, loaded with `streams eval load` (repeatable; default: the project's).",
     ),
-    click.option("--group", default=None,
-                 help="The access group the sets were loaded into (default: each one's only)."),
-    click.option("--max-drop", type=float, default=0.02, show_default=True,
-                 help="The gate: the largest fall of any metric, new generation against old."),
-]  # fmt: skip
+    click.option(
+        "--group", default=None, help="The access group the sets were loaded into (default: each one's only)."
+    ),
+    click.option(
+        "--max-drop",
+        type=float,
+        default=0.02,
+        show_default=True,
+        help="The gate: the largest fall of any metric, new generation against old.",
+    ),
+]
 
 
 def _set_options(command: Any) -> Any:
@@ -409,8 +457,9 @@ def switch(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, force
         raise click.ClickException("the quality gate failed: not switched (--force to switch anyway)")
     switch_alias(client, settings.index_alias, migration.target)
     migration.serving, migration.state = migration.target, "switched"
-    migration.history.append({"step": "switch", "at": datetime.now(UTC).isoformat(), "gate": gate,
-                              "forced": not passed})  # fmt: skip
+    migration.history.append(
+        {"step": "switch", "at": datetime.now(UTC).isoformat(), "gate": gate, "forced": not passed}
+    )
     write_migration(client, settings.migrations_index, migration)
     _say(f"{settings.index_alias} -> {migration.target}; both generations are still written (rollback, finish)")
 

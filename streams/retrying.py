@@ -51,6 +51,7 @@ async def retry_transient(
         before_sleep=before_sleep,
         reraise=True,
     )
+
     async def call() -> T:  # tenacity awaits only what it sees as a coroutine function (not a lambda)
         return await attempt()
 

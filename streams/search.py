@@ -19,7 +19,8 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--k", "k", default=10, show_default=True, help="Documents to return.")
 @click.option("--source", "source", default=None, help="Only these sources (comma-separated: wiki,tickets,crm).")
 @click.option(
-    "--groups", default=None,
+    "--groups",
+    default=None,
     help="Show only what these access groups may see (comma-separated). Without it: everything.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -41,9 +42,7 @@ def search(query: str, k: int, source: str | None, groups: str | None, as_json: 
 
     async def run() -> list[dict[str, object]]:
         async with async_elasticsearch_client(settings) as client:
-            hits = await hybrid_search(
-                client, settings.index_alias, query, vector, k, _split(source), _split(groups)
-            )
+            hits = await hybrid_search(client, settings.index_alias, query, vector, k, _split(source), _split(groups))
         return [hit.to_json() for hit in hits]
 
     hits = asyncio.run(run())

@@ -52,7 +52,9 @@ def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
     """What the worker's consumer group reads: every change topic, the heartbeat topics, the repartition
     topic the changes are routed through (keyed by document), and the deletion topic."""
     return [
-        *change_topics(mappings, settings), *heartbeat_topics(mappings, settings), settings.routed_topic,
+        *change_topics(mappings, settings),
+        *heartbeat_topics(mappings, settings),
+        settings.routed_topic,
         settings.deletion_topic,
     ]
 
@@ -89,7 +91,10 @@ def ensure_topics(settings: Settings, mappings: Mappings) -> None:
         # Not changed here: adding partitions moves documents between workers, an operator's decision.
         log.warning(
             "%s has %d partitions, STREAMS_DOCUMENT_PARTITIONS says %d: at most %d workers index in parallel",
-            settings.routed_topic, len(routed.partitions), settings.document_partitions, len(routed.partitions),
+            settings.routed_topic,
+            len(routed.partitions),
+            settings.document_partitions,
+            len(routed.partitions),
         )
     configs: dict[str, dict[str, str]] = {
         topic: {} for topic in [*change_topics(mappings, settings), *heartbeat_topics(mappings, settings)]

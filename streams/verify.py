@@ -37,9 +37,7 @@ from streams.topics import source_namespace
 log = logging.getLogger(__name__)
 
 
-def verify_source(
-    settings: Settings, client: Any, mappings: Mappings, source: str, page: int = PAGE
-) -> SourceReport:
+def verify_source(settings: Settings, client: Any, mappings: Mappings, source: str, page: int = PAGE) -> SourceReport:
     """One source against the index, a page at a time (see the module docstring)."""
 
     mapping = next(m for m in mappings.sources if m.source == source)
@@ -71,7 +69,6 @@ def verify_source(
 def verify_all(settings: Settings, client: Any, mappings: Mappings) -> list[SourceReport]:
     client.indices.refresh(index=settings.index_alias)
     return [verify_source(settings, client, mappings, mapping.source) for mapping in mappings.sources]
-
 
 
 # -- repairing: incremental snapshots of the drifted rows --------------------------------------------
@@ -136,9 +133,8 @@ def repair(
 
 
 def _print_table(reports: list[SourceReport], limit: int) -> None:
-    header = (
-        f"{'source':<10}{'rows':>8}{'indexed':>9}{'forgotten':>10}{'unverified':>11}"
-        + "".join(f"{c:>13}" for c in CATEGORIES)
+    header = f"{'source':<10}{'rows':>8}{'indexed':>9}{'forgotten':>10}{'unverified':>11}" + "".join(
+        f"{c:>13}" for c in CATEGORIES
     )
     click.echo(header)
     click.echo("-" * len(header))

@@ -106,7 +106,8 @@ async def wait_applied(es: AsyncElasticsearch, wanted: Mapping[int, int]) -> lis
         if time.monotonic() > deadline:
             log.warning(
                 "workers %s did not apply the ledger entries within %.0fs; going on (the verification still searches)",
-                ", ".join(behind), settings.ledger_sync_timeout_s,
+                ", ".join(behind),
+                settings.ledger_sync_timeout_s,
             )
             return behind
         await asyncio.sleep(0.1)

@@ -80,8 +80,9 @@ def _jsonable(value: Any) -> Any:
 
 @click.command()
 @click.argument("subject")
-@click.option("--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True,
-              help="What SUBJECT identifies.")
+@click.option(
+    "--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True, help="What SUBJECT identifies."
+)
 @click.option("--requested-by", default="compliance", show_default=True, help="Who asked.")
 @click.option("--reason", default="GDPR Art. 17 request", show_default=True, help="Why.")
 @click.option("--wait", is_flag=True, help="Wait for the receipt and print it.")
@@ -125,12 +126,18 @@ def forget(
     for label, counts in (("deleted", receipt["removed"]), ("redacted", receipt.get("redacted") or [])):
         for count in counts:
             if count["chunks"]:
-                click.echo(f"  {label}: {count['index']} / {count['source']}: {count['chunks']} chunks of "
-                           f"{count['documents']} documents ({', '.join(count.get('document_ids') or [])})")
+                click.echo(
+                    f"  {label}: {count['index']} / {count['source']}: {count['chunks']} chunks of "
+                    f"{count['documents']} documents ({', '.join(count.get('document_ids') or [])})"
+                )
     click.echo(f"  mention patterns used (keyed hashes): {len(receipt.get('pattern_hashes') or [])}")
-    click.echo(f"  state records scrubbed: {receipt['state_records_removed']}, "
-               f"dead letters tombstoned: {receipt['dead_letters_tombstoned']}")
+    click.echo(
+        f"  state records scrubbed: {receipt['state_records_removed']}, "
+        f"dead letters tombstoned: {receipt['dead_letters_tombstoned']}"
+    )
     v = receipt["verification"]
-    click.echo(f"  verification (no subject filter): subject-field {v['subject_field_hits']}, BM25 {v['bm25_hits']}, "
-               f"kNN {v['knn_hits']}, hybrid {v['hybrid_hits']} hits")
+    click.echo(
+        f"  verification (no subject filter): subject-field {v['subject_field_hits']}, BM25 {v['bm25_hits']}, "
+        f"kNN {v['knn_hits']}, hybrid {v['hybrid_hits']} hits"
+    )
     click.echo(f"  unsearchable {seconds:.2f}s after the request; purged at {receipt['purged_at'] or 'pending'}")

@@ -39,7 +39,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-
 class PurgeScheduler:
     """Coalesces purges: one force merge per window covers every request received in it."""
 
@@ -63,7 +62,9 @@ class PurgeScheduler:
                 lambda: forget_subject.purge(
                     self.runtime.es, ",".join(expression for expression, _ in self.runtime.forget_groups())
                 ),
-                stage="purge", what="the purge force merge", permanent_attempts=5,
+                stage="purge",
+                what="the purge force merge",
+                permanent_attempts=5,
             )
         except Exception as exc:  # not transient, five times: the receipts stay "unsearchable", purged_at null
             log.error("purge for %d deletion requests failed for good: %s", len(receipts), exc)
@@ -80,7 +81,8 @@ class PurgeScheduler:
         try:
             receipts = await retry_transient(
                 lambda: forget_progress.pending_purges(self.runtime.es, settings.forget_progress_index),
-                stage="purge", what="reading the purges left pending",
+                stage="purge",
+                what="reading the purges left pending",
             )
         except Exception as exc:
             log.error("could not read the purges a stopped worker left pending (next start tries again): %s", exc)
@@ -110,19 +112,27 @@ async def _publish_ledger(entries: dict[str, str], request_id: str) -> dict[int,
     written: dict[int, int] = {}
     sent = []
     for digest, kind in sorted(entries.items()):
-        entry = {"identifier": None, "pattern_hash": digest, "pattern_kind": kind, "request_id": request_id,
-                 "forgotten_at": now}  # fmt: skip
-        sent.append(await topic.send(
-            key=digest.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
-        ))  # fmt: skip
+        entry = {
+            "identifier": None,
+            "pattern_hash": digest,
+            "pattern_kind": kind,
+            "request_id": request_id,
+            "forgotten_at": now,
+        }
+        sent.append(
+            await topic.send(
+                key=digest.encode(), value=avro.encode("forget_ledger_entry", entry, settings.schema_registry_url)
+            )
+        )
     # Acknowledged together: one round trip to the brokers, not one per entry.
     for metadata in await asyncio.gather(*sent):
         written[metadata.partition] = max(written.get(metadata.partition, 0), metadata.offset + 1)
     return written
 
 
-def _counts(per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]],
-            generations: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+def _counts(
+    per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]], generations: list[str]
+) -> list[dict[str, Any]]:
     return [
         {
             "index": index,
@@ -181,9 +191,16 @@ async def handle_request(
         redactor = Redactor(key, hashes)
         # The dead-letter scan reads a whole topic (seconds): it runs beside the index work, in a
         # thread, so that the next request does not queue behind it. Only its result waits for it.
-        tombstoning = asyncio.get_running_loop().run_in_executor(None, partial(
-            _timed_tombstones, settings, identity.identifiers, redactor.mentions, could_mention(identity.patterns),
-        ))  # fmt: skip
+        tombstoning = asyncio.get_running_loop().run_in_executor(
+            None,
+            partial(
+                _timed_tombstones,
+                settings,
+                identity.identifiers,
+                redactor.mentions,
+                could_mention(identity.patterns),
+            ),
+        )
         asked = time.perf_counter()
         async with runtime.ledger.gate:  # no batch planned before the ledger update can land after this
             phases.add("gate", time.perf_counter() - asked)  # a batch's bulk write in flight
@@ -245,10 +262,16 @@ async def handle_request(
     log.info(
         "forgot %s (%s; %d mention patterns): %d chunks of %d documents deleted, %d chunks of %d documents "
         "redacted, %d state records; unsearchable %.2fs after the request (%s)",
-        request["subject"], ", ".join(sorted(identity.identifiers)), len(identity.patterns),
-        sum(map(len, outcome.removed.values())), sum(map(len, outcome.removed_documents.values())),
-        sum(map(len, outcome.redacted.values())), sum(map(len, outcome.redacted_documents.values())),
-        outcome.state_records, (unsearchable_at - requested_at).total_seconds(), phases,
+        request["subject"],
+        ", ".join(sorted(identity.identifiers)),
+        len(identity.patterns),
+        sum(map(len, outcome.removed.values())),
+        sum(map(len, outcome.removed_documents.values())),
+        sum(map(len, outcome.redacted.values())),
+        sum(map(len, outcome.redacted_documents.values())),
+        outcome.state_records,
+        (unsearchable_at - requested_at).total_seconds(),
+        phases,
     )
     return receipt
 
@@ -267,20 +290,27 @@ async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsE
     if request is None:
         return
     now = datetime.now(UTC)
-    await _publish_receipt({
-        "request_id": request.get("request_id") or f"{origin.topic}/{origin.partition}/{origin.offset}",
-        "subject": request.get("subject") or "",
-        "subject_kind": request.get("subject_kind") or "",
-        "identifiers": [],
-        "removed": [],
-        "state_records_removed": 0,
-        "verification": {"subject_field_hits": 0, "bm25_hits": 0, "knn_hits": 0, "hybrid_hits": 0,
-                         "verified_at": now},
-        "received_at": now,
-        "unsearchable_at": now,
-        "status": status,
-        "error": error.reason,
-    })  # fmt: skip
+    await _publish_receipt(
+        {
+            "request_id": request.get("request_id") or f"{origin.topic}/{origin.partition}/{origin.offset}",
+            "subject": request.get("subject") or "",
+            "subject_kind": request.get("subject_kind") or "",
+            "identifiers": [],
+            "removed": [],
+            "state_records_removed": 0,
+            "verification": {
+                "subject_field_hits": 0,
+                "bm25_hits": 0,
+                "knn_hits": 0,
+                "hybrid_hits": 0,
+                "verified_at": now,
+            },
+            "received_at": now,
+            "unsearchable_at": now,
+            "status": status,
+            "error": error.reason,
+        }
+    )
     log.error("deletion request %s %s: %s", request.get("request_id"), status, error.reason)
 
 
@@ -318,9 +348,11 @@ async def _handle_with_retries(runtime: Runtime, request: dict[str, Any]) -> dic
     progress = ForgetProgress(runtime.es, settings.forget_progress_index, request["request_id"])
     try:
         return await retry_transient(
-            lambda: handle_request(runtime, request, outcome, progress), stage="forget",
-            what=f"deletion request {request['request_id']}", permanent_attempts=settings.forget_max_attempts,
-        )  # fmt: skip
+            lambda: handle_request(runtime, request, outcome, progress),
+            stage="forget",
+            what=f"deletion request {request['request_id']}",
+            permanent_attempts=settings.forget_max_attempts,
+        )
     except Exception as exc:  # not transient, and failed every attempt: given up, with the reason
         reason = f"gave up after {settings.forget_max_attempts} failed attempts; last: {exc}"
         with contextlib.suppress(Exception):  # the failed receipt says why; no partial note is kept

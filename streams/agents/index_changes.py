@@ -49,8 +49,13 @@ def routed_partitions() -> int:
 async def route_changes(stream):  # type: ignore[no-untyped-def]
     partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions)
     router = ChangeRouter(
-        mappings, forward, send_dead_letter, max_event_bytes=settings.max_event_bytes,
-        registry_url=settings.schema_registry_url, heartbeat_table=settings.heartbeat_table, partitions=partitions,
+        mappings,
+        forward,
+        send_dead_letter,
+        max_event_bytes=settings.max_event_bytes,
+        registry_url=settings.schema_registry_url,
+        heartbeat_table=settings.heartbeat_table,
+        partitions=partitions,
     )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [
@@ -70,15 +75,21 @@ async def route_changes(stream):  # type: ignore[no-untyped-def]
 async def index_changes(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
     processor = ChangeProcessor(
-        mappings, runtime.writer, send_dead_letter, runtime.freshness, max_event_bytes=settings.max_event_bytes,
-        capture=capture_clock, heartbeat_table=settings.heartbeat_table,
+        mappings,
+        runtime.writer,
+        send_dead_letter,
+        runtime.freshness,
+        max_event_bytes=settings.max_event_bytes,
+        capture=capture_clock,
+        heartbeat_table=settings.heartbeat_table,
     )
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
         messages = [
-            unwrap_routed(e.message.value, e.message.topic, e.message.partition, e.message.offset,
-                          settings.schema_registry_url)
+            unwrap_routed(
+                e.message.value, e.message.topic, e.message.partition, e.message.offset, settings.schema_registry_url
+            )
             for e in events
-        ]  # fmt: skip
+        ]
         # process() handles every failure itself (retrying or dead-lettering): an exception escaping
         # here would let take_events acknowledge the batch unprocessed. For the same reason a
         # shutdown lets the batch finish: take_events acknowledges it on the way out.
@@ -91,8 +102,13 @@ async def index_changes(stream):  # type: ignore[no-untyped-def]
         if result.applied or result.failed:
             log.info(
                 "batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
-                len(messages), len(result.applied), len(result.stale), len(result.suppressed),
-                len(result.failed), result.chunks_embedded, result.chunks_reused,
+                len(messages),
+                len(result.applied),
+                len(result.stale),
+                len(result.suppressed),
+                len(result.failed),
+                result.chunks_embedded,
+                result.chunks_reused,
             )
 
 

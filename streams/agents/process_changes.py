@@ -73,7 +73,11 @@ class ChangeProcessor:
             raw_by_origin[message.origin] = message
             try:
                 event = decode_change_event(
-                    message.topic, message.key, message.value, message.partition, message.offset,
+                    message.topic,
+                    message.key,
+                    message.value,
+                    message.partition,
+                    message.offset,
                     max_bytes=self.max_event_bytes,
                 )
                 change = self.mappings.part_change(event) if event is not None else None
@@ -106,9 +110,11 @@ class ChangeProcessor:
         # Only a transient failure reaches this policy: _write_isolating turns every other one into
         # failed changes (dead letters), so the batch is retried until Elasticsearch takes it.
         return await retry_transient(
-            lambda: self._write_isolating(changes), stage="index", what=f"batch of {len(changes)} changes",
+            lambda: self._write_isolating(changes),
+            stage="index",
+            what=f"batch of {len(changes)} changes",
             max_backoff_s=self.max_backoff_s,
-        )  # fmt: skip
+        )
 
     async def _write_isolating(self, changes: list[PartChange]) -> WriteResult:
         """Write the batch; if the batch as a whole fails for good, find the culprit one change at a time."""
@@ -149,12 +155,8 @@ class ChangeProcessor:
                 continue
             await self._dead_letter(raw, error, sorted(change.subjects))
 
-    async def _dead_letter(
-        self, message: RawMessage, error: BaseException, subjects: list[str] | None = None
-    ) -> None:
-        log.warning(
-            "dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, error
-        )
+    async def _dead_letter(self, message: RawMessage, error: BaseException, subjects: list[str] | None = None) -> None:
+        log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
         record = dead_letter_record(message.origin, message.key, message.value, error, subjects)
         await self.send_dead_letter(message.origin, record)
 

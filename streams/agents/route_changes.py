@@ -91,7 +91,11 @@ class ChangeRouter:
     def _route_key(self, message: RawMessage) -> tuple[bool, bytes | None]:
         """(is a heartbeat, the key to route under); the key is None when there is nothing to route."""
         event = decode_change_event(
-            message.topic, message.key, message.value, message.partition, message.offset,
+            message.topic,
+            message.key,
+            message.value,
+            message.partition,
+            message.offset,
             max_bytes=self.max_event_bytes,
         )
         if event is not None and event.table == self.heartbeat_table:
@@ -107,9 +111,9 @@ class ChangeRouter:
                 heartbeat, key = self._route_key(message)
             except StreamsError as exc:
                 log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
-                await self.send_dead_letter(message.origin, dead_letter_record(
-                    message.origin, message.key, message.value, exc
-                ))
+                await self.send_dead_letter(
+                    message.origin, dead_letter_record(message.origin, message.key, message.value, exc)
+                )
                 result.dead_lettered += 1
                 continue
             if key is None:
@@ -130,8 +134,9 @@ class ChangeRouter:
         return result
 
 
-def unwrap_routed(value: bytes | None, topic: str, partition: int, offset: int,
-                  registry_url: str | None = None) -> RawMessage:  # fmt: skip
+def unwrap_routed(
+    value: bytes | None, topic: str, partition: int, offset: int, registry_url: str | None = None
+) -> RawMessage:
     """The Debezium record inside a routed record; a routed record that is not one (written by
     something else) is passed on as it is, so the indexer dead-letters it with its own origin."""
     if value is not None:

@@ -80,10 +80,14 @@ def settings_config(settings: Settings) -> GenerationConfig:
 
 
 def generation_settings(settings: Settings, config: GenerationConfig) -> Settings:
-    return settings.model_copy(update={
-        "model_name": config.model_name, "model_path": config.model_path,
-        "chunk_max_tokens": config.chunk_max_tokens, "chunk_overlap_tokens": config.chunk_overlap_tokens,
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "model_name": config.model_name,
+            "model_path": config.model_path,
+            "chunk_max_tokens": config.chunk_max_tokens,
+            "chunk_overlap_tokens": config.chunk_overlap_tokens,
+        }
+    )
 
 
 def embedder_for(settings: Settings, client: Any, index: str) -> Embedder:
@@ -187,9 +191,12 @@ async def get_runtime(settings: Settings) -> Runtime:
 
 
 def _generation_writers(
-    settings: Settings, es: AsyncElasticsearch, ledger: SuppressionLedger, embedders: Embedders,
+    settings: Settings,
+    es: AsyncElasticsearch,
+    ledger: SuppressionLedger,
+    embedders: Embedders,
     migration: Migration | None,
-) -> tuple[dict[str, ChangeWriter], str]:  # fmt: skip
+) -> tuple[dict[str, ChangeWriter], str]:
     with elasticsearch_client(settings) as client:
         serving = serving_index(client, settings.index_alias)
         if serving is None:
@@ -200,9 +207,10 @@ def _generation_writers(
     for index, config in configs.items():
         embedder = embedders.get(config)
         same_model = [
-            other for other, c in configs.items()
+            other
+            for other, c in configs.items()
             if other != index and (c.model_name, c.model_path) == (config.model_name, config.model_path)
-        ]  # fmt: skip
+        ]
         store = DocumentStore(es, index, settings.index_write_refresh, reuse_from=same_model[0] if same_model else None)
         gen_settings = generation_settings(settings, config)
         writers[index] = ChangeWriter(
@@ -220,7 +228,10 @@ def _build(settings: Settings) -> Runtime:
         if config != settings_config(settings):
             log.warning(
                 "the index %s was built with %s; the settings say %s: the index wins (`streams migrate start`"
-                " builds a new generation)", serving, config, settings_config(settings),
+                " builds a new generation)",
+                serving,
+                config,
+                settings_config(settings),
             )
         embedder = embedders.get(config)
         dims = embedder.dimensions  # loads the model now, not on the first event
@@ -240,6 +251,13 @@ def _build(settings: Settings) -> Runtime:
         "worker ready: index %s (%d dims), writing %s, %d forgotten identifiers", index, dims, made_by, len(ledger)
     )
     return Runtime(
-        settings, es, index, embedder, ledger, writer, FreshnessWindow(settings.sources), embedders,
+        settings,
+        es,
+        index,
+        embedder,
+        ledger,
+        writer,
+        FreshnessWindow(settings.sources),
+        embedders,
         migration.version if migration else 0,
     )

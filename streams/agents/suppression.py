@@ -108,7 +108,8 @@ class SuppressionLedger:
         ledger._add(entries)
         log.info(
             "suppression ledger: %d forgotten identifiers, %d mention patterns",
-            len(ledger._identifiers), len(ledger._redactor.hashes),
+            len(ledger._identifiers),
+            len(ledger._redactor.hashes),
         )
         return ledger
 

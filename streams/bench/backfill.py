@@ -109,9 +109,12 @@ def _new_chunks(client: Any, alias: str, since: str) -> list[dict[str, Any]]:
     after: list[Any] | None = None
     while True:
         kwargs: dict[str, Any] = {
-            "index": alias, "size": 2000, "query": query, "sort": ["document_id", "part_id", "chunk_number"],
+            "index": alias,
+            "size": 2000,
+            "query": query,
+            "sort": ["document_id", "part_id", "chunk_number"],
             "_source": ["text", "indexed_at", "commit_ts"],
-        }  # fmt: skip
+        }
         if after is not None:
             kwargs["search_after"] = after
         page = client.search(**kwargs)["hits"]["hits"]
@@ -136,10 +139,22 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     other_docs = max(2, docs - wiki_docs)
     progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
     seed = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "seed", "--docs", str(other_docs), "--seed", str(rng.randrange(10**6)),
-         "--source", "tickets,crm"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "seed",
+            "--docs",
+            str(other_docs),
+            "--seed",
+            str(rng.randrange(10**6)),
+            "--source",
+            "tickets,crm",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if seed.returncode != 0:
         raise BenchError(f"streams seed failed: {(seed.stderr or seed.stdout)[-500:]}")
     documents = _copy_wiki_pages(settings, wiki_docs, rng) + _new_documents(settings, ids_before)

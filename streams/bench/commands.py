@@ -125,8 +125,9 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
         parts = []
         for k in (10, 100):
             f = (q.get(f"{load}_k{k}") or {}).get("latency_ms") or {}
-            parts.append(f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')}"
-                         f" p99 {_fmt(f.get('p99'), ' ms')}")  # fmt: skip
+            parts.append(
+                f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')} p99 {_fmt(f.get('p99'), ' ms')}"
+            )
         click.echo(f"search       {_fmt(q.get('clients'))} clients, {load}: " + "; ".join(parts))
     _print_workers(report, chosen)
     _print_errors(report, chosen)
@@ -157,7 +158,9 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
 )
 @click.option("--quick", is_flag=True, help="Short runs (15 s steady load, 60 documents, 2 edits, 3 forget requests).")
 @click.option(
-    "--only", default=",".join(SCENARIOS), show_default=True,
+    "--only",
+    default=",".join(SCENARIOS),
+    show_default=True,
     help="Comma-separated scenarios to run; `workers` (1, 2, 3 worker processes) only when named.",
 )
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
@@ -248,9 +251,13 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
 
 
 def _run_stack_scenarios(
-    settings: Settings, chosen: list[str], sizes: dict[str, float], rate: float, quick: bool,
+    settings: Settings,
+    chosen: list[str],
+    sizes: dict[str, float],
+    rate: float,
+    quick: bool,
     results: dict[str, dict[str, Any]],
-) -> tuple[float | None, float | None, bool]:  # fmt: skip
+) -> tuple[float | None, float | None, bool]:
     """The scenarios that need the stack, around one worker; returns (warm-up s, catch-up s, started)."""
     from streams.bench import backfill, forget, incremental, search_latency, steady
     from streams.bench.probes import running_worker, wait_caught_up

@@ -69,9 +69,13 @@ def run(
     result: dict[str, Any] = {}
     for backend in backends:
         embedder = Embedder(
-            settings.model_name, settings.model_path, "cpu", settings.embed_batch_size,
-            backend=backend, cache_dir=settings.cache_dir,
-        )  # fmt: skip
+            settings.model_name,
+            settings.model_path,
+            "cpu",
+            settings.embed_batch_size,
+            backend=backend,
+            cache_dir=settings.cache_dir,
+        )
         started = time.perf_counter()
         try:
             embedder.encode(sample[:8])  # load (and export, the first time) outside the timing
@@ -81,8 +85,10 @@ def run(
             continue
         embedders[backend] = embedder
         result[backend] = {
-            "load_s": round(time.perf_counter() - started, 1), "chunks_per_s_runs": [], "chunks_per_cpu_s_runs": [],
-        }  # fmt: skip
+            "load_s": round(time.perf_counter() - started, 1),
+            "chunks_per_s_runs": [],
+            "chunks_per_cpu_s_runs": [],
+        }
     if REFERENCE not in embedders:
         raise RuntimeError(f"the {REFERENCE} backend, the reference for agreement, did not load")
     vectors: dict[str, list[list[float]]] = {}

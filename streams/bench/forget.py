@@ -36,9 +36,19 @@ from streams.sources.connect import connect_postgres
 # first ones count toward unsearchable_at, tombstone and receipt come after it, and scan is the
 # whole dead-letter scan, which runs beside the others.
 PHASES = (
-    "queue", "expand", "ledger", "gate", "refresh", "scrub", "delete", "redact", "verify", "tombstone", "receipt",
+    "queue",
+    "expand",
+    "ledger",
+    "gate",
+    "refresh",
+    "scrub",
+    "delete",
+    "redact",
+    "verify",
+    "tombstone",
+    "receipt",
     "scan",
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -82,8 +92,13 @@ def make_person(tag: str, n: int) -> Person:
 def mention_chunk_count(client: Any, alias: str, phrases: list[str]) -> int:
     """Visible chunks whose text, title or section holds any of `phrases` (no subject filter)."""
     should = [{"multi_match": {"query": p, "type": "phrase", "fields": ["text", "title", "section"]}} for p in phrases]
-    query = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}],
-                      "should": should, "minimum_should_match": 1}}  # fmt: skip
+    query = {
+        "bool": {
+            "filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}],
+            "should": should,
+            "minimum_should_match": 1,
+        }
+    }
     return int(client.count(index=alias, query=query)["count"])
 
 
@@ -138,9 +153,7 @@ class Receipts:
         self._consumer.close()
 
 
-def _count_is(
-    client: Any, alias: str, person: Person, done: Callable[[tuple[int, int]], bool]
-) -> Callable[[], bool]:
+def _count_is(client: Any, alias: str, person: Person, done: Callable[[tuple[int, int]], bool]) -> Callable[[], bool]:
     return lambda: done(_searchable(client, alias, person))
 
 
@@ -148,9 +161,13 @@ def _publish(producer: Any, settings: Settings, person: Person) -> tuple[str, da
     request_id = f"bench-{uuid.uuid4().hex}"
     requested_at = datetime.now(UTC)
     record = {
-        "request_id": request_id, "subject": person.email, "subject_kind": "email",
-        "requested_by": "streams bench", "requested_at": requested_at, "reason": "benchmark",
-    }  # fmt: skip
+        "request_id": request_id,
+        "subject": person.email,
+        "subject_kind": "email",
+        "requested_by": "streams bench",
+        "requested_at": requested_at,
+        "reason": "benchmark",
+    }
     producer.produce(
         settings.deletion_topic,
         key=request_id.encode(),

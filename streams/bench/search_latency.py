@@ -156,10 +156,12 @@ def run(settings: Settings, client: Any, progress: Progress, *, duration_s: floa
                 result[f"{load}_k{k}"] = figures
                 lat = figures["latency_ms"]
                 cpu = figures["cpu_ms_per_query"]
-                progress(f"search: k={k} {load}: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, "
-                         f"{figures['queries_per_s']} queries/s, {figures['errors']} errors; CPU ms/query: "
-                         f"Elasticsearch {cpu['elasticsearch']}, search server {cpu['search_server']}; "
-                         f"cached query vectors {figures.get('cached_queries')}")  # fmt: skip
+                progress(
+                    f"search: k={k} {load}: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, "
+                    f"{figures['queries_per_s']} queries/s, {figures['errors']} errors; CPU ms/query: "
+                    f"Elasticsearch {cpu['elasticsearch']}, search server {cpu['search_server']}; "
+                    f"cached query vectors {figures.get('cached_queries')}"
+                )
         finally:
             stop.set()
             if editor is not None:

@@ -53,8 +53,13 @@ def _live(
     client: Any, alias: str, pages: list[int], tickets: list[int], contacts: list[int]
 ) -> tuple[list[int], list[int], list[int]]:
     """Only documents the index shows (a forgotten subject's document never comes back, by design)."""
-    found = states(client, alias, [f"wiki/page/{p}" for p in pages] + [f"tickets/ticket/{t}" for t in tickets]
-                   + [f"crm/contact/{c}" for c in contacts])  # fmt: skip
+    found = states(
+        client,
+        alias,
+        [f"wiki/page/{p}" for p in pages]
+        + [f"tickets/ticket/{t}" for t in tickets]
+        + [f"crm/contact/{c}" for c in contacts],
+    )
 
     def keep(prefix: str, ids: list[int]) -> list[int]:
         return [i for i in ids if _root_live(found.get(f"{prefix}/{i}"))]

@@ -38,9 +38,11 @@ def _start(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
     for n in range(count):
         env = {**os.environ, "STREAMS_WORKER_WEB_PORT": str(FIRST_PORT + n)}
         with open(settings.stack_home / f"worker-bench-{FIRST_PORT + n}.log", "ab") as log:
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env
-            ))  # fmt: skip
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env
+                )
+            )
     deadline = time.monotonic() + 300
     for n, process in enumerate(processes):
         port_settings = settings.model_copy(update={"worker_web_port": FIRST_PORT + n})
@@ -73,10 +75,22 @@ def _one_count(settings: Settings, client: Any, progress: Progress, count: int, 
             cpu_before = cpu_seconds(settings)
             ids_before = _max_ids(settings)
             seed = subprocess.run(
-                [sys.executable, "-m", "streams.cli", "seed", "--docs", str(docs), "--seed",
-                 str(random.randrange(10**6)), "--source", "tickets,crm"],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "seed",
+                    "--docs",
+                    str(docs),
+                    "--seed",
+                    str(random.randrange(10**6)),
+                    "--source",
+                    "tickets,crm",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if seed.returncode != 0:
                 raise BenchError(f"streams seed failed: {(seed.stderr or seed.stdout)[-500:]}")
             documents = _new_documents(settings, ids_before)
@@ -111,7 +125,9 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def run(settings: Settings, client: Any, progress: Progress, *, docs: int, counts: tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:  # noqa: E501
+def run(
+    settings: Settings, client: Any, progress: Progress, *, docs: int, counts: tuple[int, ...] = (1, 2, 3)
+) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if worker_answers(settings):
         raise BenchError(

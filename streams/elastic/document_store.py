@@ -71,11 +71,15 @@ class DocumentStore:
         wanted = sorted(set(text_hashes))
         for start in range(0, len(wanted), REUSE_PAGE):
             page = wanted[start : start + REUSE_PAGE]
-            response = await _call(self.client.search(
-                index=self.reuse_from, size=len(page), source_includes=["text_hash", "vector"],
-                query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"terms": {"text_hash": page}}]}},
-                collapse={"field": "text_hash"},
-            ))  # fmt: skip
+            response = await _call(
+                self.client.search(
+                    index=self.reuse_from,
+                    size=len(page),
+                    source_includes=["text_hash", "vector"],
+                    query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"terms": {"text_hash": page}}]}},
+                    collapse={"field": "text_hash"},
+                )
+            )
             for hit in response["hits"]["hits"]:
                 source = hit.get("_source") or {}
                 if source.get("vector"):

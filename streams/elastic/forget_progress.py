@@ -46,8 +46,12 @@ def to_json(request_id: str, outcome: ForgetOutcome) -> dict[str, Any]:
     for name in _SETS:
         for (index, source), ids in getattr(outcome, name).items():
             entries.setdefault((index, source), {"index": index, "source": source})[name] = sorted(ids)
-    return {"request_id": request_id, "state": "forgetting", "state_records": outcome.state_records,
-            "entries": list(entries.values())}  # fmt: skip
+    return {
+        "request_id": request_id,
+        "state": "forgetting",
+        "state_records": outcome.state_records,
+        "entries": list(entries.values()),
+    }
 
 
 def from_json(body: dict[str, Any], identifiers: list[str]) -> ForgetOutcome:
@@ -98,5 +102,6 @@ async def pending_purges(client: AsyncElasticsearch, index: str, size: int = 10_
     """The receipts of every request whose purge has not run (a worker died in the window)."""
     await client.indices.refresh(index=index)
     response = await client.search(index=index, size=size, query={"term": {"state": AWAITING_PURGE}})
-    return [avro.decode("deletion_receipt", base64.b64decode(hit["_source"]["receipt"]))
-            for hit in response["hits"]["hits"]]  # fmt: skip
+    return [
+        avro.decode("deletion_receipt", base64.b64decode(hit["_source"]["receipt"])) for hit in response["hits"]["hits"]
+    ]

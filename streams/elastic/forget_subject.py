@@ -149,9 +149,15 @@ class ForgetOutcome:
 
 
 async def forget(
-    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed,
-    phases: Phases | None = None, outcome: ForgetOutcome | None = None, before_write: BeforeWrite | None = None,
-) -> ForgetOutcome:  # fmt: skip
+    client: AsyncElasticsearch,
+    alias: str,
+    identity: Identity,
+    redactor: Redactor,
+    embed: Embed,
+    phases: Phases | None = None,
+    outcome: ForgetOutcome | None = None,
+    before_write: BeforeWrite | None = None,
+) -> ForgetOutcome:
     """Delete what is about the person, then redact what mentions them.
 
     `outcome` collects what was removed and redacted: the deletion lane passes one per request, kept
@@ -209,8 +215,12 @@ async def _scrub_states(
             for chunk in gone:
                 outcome.note_removed((hit["_index"], before.source), chunk, before.document_id)
             # Written only if nobody changed the record since it was read; else scrubbed again.
-            write = {"_index": hit["_index"], "_id": state_id(after.document_id),
-                     "if_seq_no": hit["_seq_no"], "if_primary_term": hit["_primary_term"]}  # fmt: skip
+            write = {
+                "_index": hit["_index"],
+                "_id": state_id(after.document_id),
+                "if_seq_no": hit["_seq_no"],
+                "if_primary_term": hit["_primary_term"],
+            }
             operations.extend([{"index": write}, after.to_json()])
         conflicts = 0
         if operations:
@@ -263,9 +273,15 @@ def _candidates(pattern: MentionPattern, field_name: str) -> list[dict[str, Any]
         local = form.split("@", 1)[0]
         queries.append({"wildcard": {field_name: {"value": f"*{local}*", "case_insensitive": True}}})
     elif pattern.kind == "name":
-        queries.append({"bool": {"filter": [
-            {"prefix": {field_name: {"value": word, "case_insensitive": True}}} for word in form.split()
-        ]}})  # fmt: skip
+        queries.append(
+            {
+                "bool": {
+                    "filter": [
+                        {"prefix": {field_name: {"value": word, "case_insensitive": True}}} for word in form.split()
+                    ]
+                }
+            }
+        )
     elif pattern.kind == "phone":
         last10 = form[-10:]
         queries.append({"match_phrase": {field_name: {"query": f"{last10[:3]} {last10[3:6]} {last10[6:]}"}}})
@@ -277,9 +293,11 @@ def _candidates(pattern: MentionPattern, field_name: str) -> list[dict[str, Any]
 def mention_query(patterns: set[MentionPattern]) -> dict[str, Any]:
     """Chunks whose text, title or section may contain any pattern (no subject filter)."""
     should = [
-        query for pattern in sorted(patterns, key=str) for name in MENTION_FIELDS
+        query
+        for pattern in sorted(patterns, key=str)
+        for name in MENTION_FIELDS
         for query in _candidates(pattern, name)
-    ]  # fmt: skip
+    ]
     return {"bool": {"filter": [{"term": {"kind": "chunk"}}], "should": should, "minimum_should_match": 1}}
 
 
@@ -335,10 +353,12 @@ async def _record_redactions(
     by_document: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for index, chunk in rewritten:
         by_document.setdefault((index, chunk["document_id"]), []).append(chunk)
-    await asyncio.gather(*(
-        _record_document_redactions(client, index, document_id, chunks, redactor)
-        for (index, document_id), chunks in by_document.items()
-    ))  # fmt: skip
+    await asyncio.gather(
+        *(
+            _record_document_redactions(client, index, document_id, chunks, redactor)
+            for (index, document_id), chunks in by_document.items()
+        )
+    )
 
 
 async def _record_document_redactions(
@@ -359,9 +379,12 @@ async def _record_document_redactions(
             state.root.title = redactor.redact(state.root.title)
         try:
             await client.index(
-                index=index, id=state_id(document_id), document={**doc["_source"], **state.to_json()},
-                if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"],
-            )  # fmt: skip
+                index=index,
+                id=state_id(document_id),
+                document={**doc["_source"], **state.to_json()},
+                if_seq_no=doc["_seq_no"],
+                if_primary_term=doc["_primary_term"],
+            )
             break
         except ConflictError:
             log.info("state of %s changed while redacting; recording it again", document_id)
@@ -411,9 +434,11 @@ class Verification:
 
     def merged(self, other: Verification) -> Verification:
         return Verification(
-            self.subject_field_hits + other.subject_field_hits, self.bm25_hits + other.bm25_hits,
-            self.knn_hits + other.knn_hits, self.hybrid_hits + other.hybrid_hits,
-        )  # fmt: skip
+            self.subject_field_hits + other.subject_field_hits,
+            self.bm25_hits + other.bm25_hits,
+            self.knn_hits + other.knn_hits,
+            self.hybrid_hits + other.hybrid_hits,
+        )
 
 
 def _plain(highlight: str) -> str:
@@ -426,9 +451,13 @@ def _mentions(redactor: Redactor, source: dict[str, Any], highlights: Sequence[s
 
 
 async def verify_forgotten(
-    client: AsyncElasticsearch, alias: str, identity: Identity, redactor: Redactor, embed: Embed,
+    client: AsyncElasticsearch,
+    alias: str,
+    identity: Identity,
+    redactor: Redactor,
+    embed: Embed,
     vectors: Sequence[Sequence[float]] | None = None,
-) -> Verification:  # fmt: skip
+) -> Verification:
     """Search for the person the ways a user could, with no subject filter, and scan what comes back.
 
     One refresh makes every write of the request searchable, then every probe goes in one _msearch:
@@ -448,10 +477,14 @@ async def verify_forgotten(
     chunks_only = [{"term": {"kind": "chunk"}}]
     bodies: list[dict[str, Any]] = [{"size": 0, "track_total_hits": True, "query": {"bool": {"filter": [names]}}}]
     for pattern, vector in zip(patterns, vectors, strict=True):
-        bodies.append({
-            "size": PROBE_SIZE, "query": mention_query({pattern}), "_source": {"excludes": ["vector"]},
-            "highlight": {"fields": {name: {} for name in MENTION_FIELDS}},
-        })  # fmt: skip
+        bodies.append(
+            {
+                "size": PROBE_SIZE,
+                "query": mention_query({pattern}),
+                "_source": {"excludes": ["vector"]},
+                "highlight": {"fields": {name: {} for name in MENTION_FIELDS}},
+            }
+        )
         bodies.append(knn_query(vector, chunks_only, PROBE_SIZE))
         # The search users get (operator view: every group), typed as they would type it.
         bm25_body, knn_body = retriever_bodies(pattern.phrase(), vector, HYBRID_K, with_source=True)
@@ -486,4 +519,3 @@ async def verify_forgotten(
 async def purge(client: AsyncElasticsearch, alias: str) -> None:
     """Expunge deleted documents from every generation's segments (the physical purge)."""
     await client.indices.forcemerge(index=alias, only_expunge_deletes=True, wait_for_completion=True)
-

@@ -78,9 +78,12 @@ VECTOR_INDEXES = ("hnsw", "int8_hnsw")
 
 
 def index_body(
-    dims: int, refresh_interval: str = "1s", gc_deletes: str | None = None, analysis: str = ANALYSIS,
+    dims: int,
+    refresh_interval: str = "1s",
+    gc_deletes: str | None = None,
+    analysis: str = ANALYSIS,
     vectors: str = VECTOR_INDEX,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     if analysis not in ANALYSES:
         raise ValueError(f"unknown analysis {analysis!r}: one of {', '.join(ANALYSES)}")
     if vectors not in VECTOR_INDEXES:
@@ -178,8 +181,11 @@ def ensure_index(
     if analysis != ANALYSIS:
         log.warning(
             "index %s analyses text with `%s`, new indices with `%s`: it keeps its analysis until a new index "
-            "generation replaces it (`streams migrate`)", name, analysis, ANALYSIS,
-        )  # fmt: skip
+            "generation replaces it (`streams migrate`)",
+            name,
+            analysis,
+            ANALYSIS,
+        )
     existing = mapping["properties"]["vector"]["dims"]
     if existing != dims:
         raise IndexingError(
@@ -240,7 +246,11 @@ DETAIL_FIELDS = ["document_id", "source", "title", "section", "text", "link", "g
 
 
 def bm25_query(
-    query: str, filters: list[dict[str, Any]], size: int, *, highlight: bool = True,
+    query: str,
+    filters: list[dict[str, Any]],
+    size: int,
+    *,
+    highlight: bool = True,
     fields: Sequence[str] = BM25_FIELDS,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -494,7 +504,9 @@ async def _details(
         chunk.generation, chunk.model = source.get("generation"), source.get("model")
         chunk.chunker = source.get("chunker")
         document.source, document.title, document.link = (
-            source.get("source", ""), source.get("title", ""), source.get("link", "")
+            source.get("source", ""),
+            source.get("title", ""),
+            source.get("link", ""),
         )
     for document in documents:
         document.chunks = [chunk for chunk in document.chunks if chunk.chunk_id in found]

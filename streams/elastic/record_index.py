@@ -14,9 +14,7 @@ def ensure_record_index(client: Elasticsearch, index: str, mappings: dict[str, A
         client.indices.put_mapping(index=index, properties=mappings["properties"])
         return
     try:
-        client.indices.create(
-            index=index, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=mappings
-        )
+        client.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0}, mappings=mappings)
     except BadRequestError as exc:  # workers starting together: another one created it a moment ago
         if exc.error != "resource_already_exists_exception":
             raise

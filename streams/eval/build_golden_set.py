@@ -73,7 +73,7 @@ class _BookIndex(HTMLParser):
         elif tag == "dt" and self._in_dt:
             self._in_dt = False
             term = " ".join(self._text.split()).strip(" ,")
-            del self._stack[max(self._depth - 1, 0):]
+            del self._stack[max(self._depth - 1, 0) :]
             full = ", ".join([*self._stack, term]) if self._depth > 1 else term
             self._stack.append(term)
             if self._pages and term:
@@ -105,19 +105,23 @@ def wiki_part(rng: random.Random, cache_dir: Path | None) -> Part:
     parser = _BookIndex()
     parser.feed((DOC_DIR / "bookindex.html").read_text(encoding="utf-8", errors="replace"))
     usable = [
-        e for e in parser.entries
+        e
+        for e in parser.entries
         if 1 <= len(e.pages) <= MAX_PAGES_PER_ENTRY and all(titles.get(p) in pages for p in e.pages)
-    ]  # fmt: skip
+    ]
     chosen = rng.sample(usable, WIKI_QUERIES)
     relevant = sorted({p for e in chosen for p in e.pages})
     others = sorted(set(titles) - set(relevant))
     others = [p for p in others if titles[p] in pages]
     documents = relevant + rng.sample(others, max(WIKI_DOCUMENTS - len(relevant), 0))
-    corpus = [{"_id": f"wiki:{p.removesuffix('.html')}", "title": titles[p], "text": pages[titles[p]]}
-              for p in sorted(documents)]  # fmt: skip
+    corpus = [
+        {"_id": f"wiki:{p.removesuffix('.html')}", "title": titles[p], "text": pages[titles[p]]}
+        for p in sorted(documents)
+    ]
     queries = [{"_id": f"wiki-q{n:02}", "text": e.term} for n, e in enumerate(chosen, start=1)]
-    qrels = [(f"wiki-q{n:02}", f"wiki:{p.removesuffix('.html')}") for n, e in enumerate(chosen, start=1)
-             for p in e.pages]  # fmt: skip
+    qrels = [
+        (f"wiki-q{n:02}", f"wiki:{p.removesuffix('.html')}") for n, e in enumerate(chosen, start=1) for p in e.pages
+    ]
     return corpus, queries, qrels
 
 
@@ -156,8 +160,10 @@ def build(out: Path, cache_dir: Path | None = None) -> None:
         f.write("query-id\tcorpus-id\tscore\n")
         for qid, doc_id in wiki_qrels + ticket_qrels:
             f.write(f"{qid}\t{doc_id}\t1\n")
-    print(f"{out}: {len(wiki_corpus) + len(ticket_corpus)} documents, "
-          f"{len(wiki_queries) + len(ticket_queries)} queries, {len(wiki_qrels) + len(ticket_qrels)} judgements")
+    print(
+        f"{out}: {len(wiki_corpus) + len(ticket_corpus)} documents, "
+        f"{len(wiki_queries) + len(ticket_queries)} queries, {len(wiki_qrels) + len(ticket_qrels)} judgements"
+    )
 
 
 if __name__ == "__main__":

@@ -17,18 +17,30 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
 
 @click.group(invoke_without_command=True)
 @click.option(
-    "--set", "set_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_SET, show_default=True,
+    "--set",
+    "set_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SET,
+    show_default=True,
     help="The golden set: a BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv), loaded with `eval load`.",
 )
 @click.option("--group", default=None, help="The access group it was loaded into (default: the only one loaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (totals and every query).")
 @click.option("--per-query", is_flag=True, help="Also print each query's nDCG@10 in the table.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report here.")
-@click.option("--baseline", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="A saved `--json` report: exit 1 if any metric fell more than --max-drop below it.")
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A saved `--json` report: exit 1 if any metric fell more than --max-drop below it.",
+)
 @click.option("--max-drop", type=float, default=0.02, show_default=True, help="Largest allowed fall per metric.")
-@click.option("--mode", "modes", multiple=True, type=click.Choice(["hybrid", "bm25", "knn"]),
-              help="Only these rankings (repeatable; default: all).")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(["hybrid", "bm25", "knn"]),
+    help="Only these rankings (repeatable; default: all).",
+)
 @click.option("--index", default=None, help="Search this index or alias instead of the live alias (experiments).")
 @click.option("--rrf-k", type=int, default=None, help="Experiment: RRF's k.")
 @click.option("--bm25-weight", type=float, default=None, help="Experiment: BM25's weight in the fusion.")
@@ -38,11 +50,23 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
 @click.option("--fields", default=None, help="Experiment: BM25 fields with boosts, comma-separated (text,title^2).")
 @click.pass_context
 def eval_(
-    ctx: click.Context, set_dir: Path, group: str | None, as_json: bool, per_query: bool, save: Path | None,
-    baseline: Path | None, max_drop: float, modes: tuple[str, ...], index: str | None, rrf_k: int | None,
-    bm25_weight: float | None, knn_weight: float | None, num_candidates: int | None, chunks_per_k: int | None,
+    ctx: click.Context,
+    set_dir: Path,
+    group: str | None,
+    as_json: bool,
+    per_query: bool,
+    save: Path | None,
+    baseline: Path | None,
+    max_drop: float,
+    modes: tuple[str, ...],
+    index: str | None,
+    rrf_k: int | None,
+    bm25_weight: float | None,
+    knn_weight: float | None,
+    num_candidates: int | None,
+    chunks_per_k: int | None,
     fields: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Measure retrieval quality: nDCG@10, recall@100, MRR@10 and precision@5 of hybrid search, BM25
     alone and kNN alone over a golden set that `streams eval load` put through the pipeline.
 
@@ -69,9 +93,13 @@ def eval_(
 
     settings = get_settings()
     changes: dict[str, Any] = {
-        "rrf_k": rrf_k, "bm25_weight": bm25_weight, "knn_weight": knn_weight, "num_candidates": num_candidates,
-        "chunks_per_k": chunks_per_k, "bm25_fields": tuple(f.strip() for f in fields.split(",")) if fields else None,
-    }  # fmt: skip
+        "rrf_k": rrf_k,
+        "bm25_weight": bm25_weight,
+        "knn_weight": knn_weight,
+        "num_candidates": num_candidates,
+        "chunks_per_k": chunks_per_k,
+        "bm25_fields": tuple(f.strip() for f in fields.split(",")) if fields else None,
+    }
     tuning = dataclasses.replace(DEFAULT_TUNING, **{k: v for k, v in changes.items() if v is not None})
     try:
         golden = read_golden_set(set_dir)
@@ -82,9 +110,14 @@ def eval_(
     with elasticsearch_client(settings) as es:  # queries embedded by the model that built the index searched
         embedder = embedder_for(settings, es, index or settings.index_alias)
     report = evaluate_set(
-        lambda: async_elasticsearch_client(settings), embedder.encode, index or settings.index_alias,
-        golden, loaded, modes or MODES, tuning,
-    )  # fmt: skip
+        lambda: async_elasticsearch_client(settings),
+        embedder.encode,
+        index or settings.index_alias,
+        golden,
+        loaded,
+        modes or MODES,
+        tuning,
+    )
     if save:
         save.write_text(json.dumps(report, indent=1), encoding="utf-8")
     click.echo(json.dumps(report, indent=1) if as_json else table(report, per_query))
@@ -99,12 +132,22 @@ def eval_(
 
 @eval_.command("load")
 @click.argument("set_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--source", type=click.Choice(["tickets"]), default="tickets", show_default=True,
-              help="The source database the documents go into.")
+@click.option(
+    "--source",
+    type=click.Choice(["tickets"]),
+    default="tickets",
+    show_default=True,
+    help="The source database the documents go into.",
+)
 @click.option("--group", required=True, help="The access group the documents get (and eval searches).")
 @click.option("--replace", is_flag=True, help="Delete an earlier load into this group and load again.")
-@click.option("--stall", type=float, default=180.0, show_default=True,
-              help="Give up when no document became searchable for this many seconds.")
+@click.option(
+    "--stall",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="Give up when no document became searchable for this many seconds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as_json: bool) -> None:
     """Insert a BEIR collection's documents into a source database, so that they travel the real path
@@ -138,9 +181,11 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
                 click.echo(f"deleted {removed} tickets of an earlier load into {group}", err=True)
             started = time.monotonic()
             documents = loading.insert_tickets(
-                conn, corpus, group,
+                conn,
+                corpus,
+                group,
                 lambda n: click.echo(f"inserted {n} tickets", err=True) if n else None,
-            )  # fmt: skip
+            )
             inserted = len(documents)
             loaded = loading.LoadedCollection(group, source, documents)
             loaded.save(set_dir)
@@ -175,11 +220,21 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
 @eval_.command("copy-index")
 @click.option("--group", required=True, help="The loaded golden set's access group: its chunks are copied.")
 @click.option("--to", "target", required=True, help="The scratch index to (re)create, e.g. streams-eval-english.")
-@click.option("--analysis", type=click.Choice(["standard", "english"]), default="english", show_default=True,
-              help="How title, section and text are analysed in the copy.")
+@click.option(
+    "--analysis",
+    type=click.Choice(["standard", "english"]),
+    default="english",
+    show_default=True,
+    help="How title, section and text are analysed in the copy.",
+)
 @click.option("--embed-title", is_flag=True, help="Re-embed each chunk as 'title / section' + text (slow).")
-@click.option("--vectors", type=click.Choice(["hnsw", "int8_hnsw"]), default="hnsw", show_default=True,
-              help="How the copy's HNSW graph stores vectors: float32, or int8 (a quarter of the memory).")
+@click.option(
+    "--vectors",
+    type=click.Choice(["hnsw", "int8_hnsw"]),
+    default="hnsw",
+    show_default=True,
+    help="How the copy's HNSW graph stores vectors: float32, or int8 (a quarter of the memory).",
+)
 def copy_index(group: str, target: str, analysis: str, embed_title: bool, vectors: str) -> None:
     """Experiments: copy a loaded golden set's chunks from the live index into a scratch index with another
     mapping (or re-embedded with title and section), then measure it with `streams eval --index TARGET`.
@@ -195,11 +250,19 @@ def copy_index(group: str, target: str, analysis: str, embed_title: bool, vector
     es = elasticsearch_client(settings)
     try:
         count = copy_group(
-            es, settings.index_alias, group, target, embedder.dimensions, analysis,
+            es,
+            settings.index_alias,
+            group,
+            target,
+            embedder.dimensions,
+            analysis,
             embedder.encode if embed_title else None,
-            lambda n: click.echo(f"  {n} chunks copied", err=True) if n % 1024 == 0 else None, vectors=vectors,
-        )  # fmt: skip
+            lambda n: click.echo(f"  {n} chunks copied", err=True) if n % 1024 == 0 else None,
+            vectors=vectors,
+        )
     finally:
         es.close()
-    click.echo(f"copied {count} chunks of group {group} into {target} ({analysis} analysis, {vectors} vectors"
-               f"{', title and section embedded with the text' if embed_title else ''})")  # fmt: skip
+    click.echo(
+        f"copied {count} chunks of group {group} into {target} ({analysis} analysis, {vectors} vectors"
+        f"{', title and section embedded with the text' if embed_title else ''})"
+    )

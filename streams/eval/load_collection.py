@@ -157,12 +157,16 @@ def insert_tickets(
     documents: dict[str, str] = {}
     for batch in batches(corpus, BATCH_ROWS):
         ids = reserve_ids(conn, "tickets", len(batch))
-        with conn.cursor() as cur, cur.copy(
-            "COPY tickets (id, subject, description, status, priority, product, access_groups) FROM STDIN"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY tickets (id, subject, description, status, priority, product, access_groups) FROM STDIN"
+            ) as copy,
+        ):
             for ticket_id, doc in zip(ids, batch, strict=True):
-                copy.write_row((ticket_id, _subject(doc.title, doc.doc_id), doc.text, "closed", "normal",
-                                "eval", [group]))  # fmt: skip
+                copy.write_row(
+                    (ticket_id, _subject(doc.title, doc.doc_id), doc.text, "closed", "normal", "eval", [group])
+                )
                 documents[doc.doc_id] = f"{_TICKET_KIND}{ticket_id}"
         conn.commit()
         advance(len(batch))

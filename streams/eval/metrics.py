@@ -25,9 +25,7 @@ def score_run(
     with warnings.catch_warnings():  # numba's type-safety chatter on every call, not ours to fix
         warnings.simplefilter("ignore")
         means = evaluate(Qrels(qrels), ranx_run, list(METRICS), make_comparable=True)
-    per_query = {
-        qid: {metric: float(ranx_run.scores[metric][qid]) for metric in METRICS} for qid in qrels
-    }
+    per_query = {qid: {metric: float(ranx_run.scores[metric][qid]) for metric in METRICS} for qid in qrels}
     return {metric: float(means[metric]) for metric in METRICS}, per_query
 
 

@@ -36,9 +36,17 @@ async def rankings(
     async def one(mode: str, qid: str) -> tuple[str, str, list[str]]:
         async with limit:
             hits = await search(
-                client, index, golden.queries[qid], vectors[qid], DEPTH, None, [loaded.group],
-                mode=mode, tuning=tuning, highlight=False,
-            )  # fmt: skip
+                client,
+                index,
+                golden.queries[qid],
+                vectors[qid],
+                DEPTH,
+                None,
+                [loaded.group],
+                mode=mode,
+                tuning=tuning,
+                highlight=False,
+            )
         return mode, qid, [corpus_ids[h.document_id] for h in hits if h.document_id in corpus_ids]
 
     results: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}

@@ -51,7 +51,8 @@ EMBEDDING_THROUGHPUT = Gauge(
     "streams_embedding_throughput_chunks_per_second", "Chunks per second of model time in the last batch"
 )
 QUERY_VECTORS = Counter(
-    "streams_query_vectors_total", "Search query vectors by outcome: encoded, or cached (a recent identical query)",
+    "streams_query_vectors_total",
+    "Search query vectors by outcome: encoded, or cached (a recent identical query)",
     ["outcome"],
 )
 BATCH_SECONDS = Histogram(

@@ -55,6 +55,8 @@ SECTION_SEPARATOR = " > "
 def chunker_version(max_tokens: int, overlap_tokens: int) -> str:
     """The chunker's algorithm and parameters, e.g. ``sections-1/max254/overlap32``."""
     return f"{CHUNKER_ALGORITHM}/max{max_tokens}/overlap{overlap_tokens}"
+
+
 ANCHOR_MODULUS = 4
 SHORT_FRACTION = 8
 
@@ -166,9 +168,7 @@ def _is_anchor(paragraph: str) -> bool:
     return hashlib.sha256(paragraph.encode("utf-8")).digest()[0] % ANCHOR_MODULUS == 0
 
 
-def split_paragraph(
-    paragraph: str, budget: int, overlap: int, count: CountTokens, *, reserved: int = 0
-) -> list[str]:
+def split_paragraph(paragraph: str, budget: int, overlap: int, count: CountTokens, *, reserved: int = 0) -> list[str]:
     """Pieces of one oversized paragraph: sentences packed up to the budget, each piece after the
     first opening with the previous piece's last ``overlap`` tokens of words. ``reserved`` tokens of
     the first piece belong to a lead-in the caller prepends (the first piece may then be empty)."""

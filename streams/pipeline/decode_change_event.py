@@ -79,9 +79,7 @@ def decode_change_event(
     if is_skipped_topic(topic) or not value:
         return None
     if len(value) > max_bytes:
-        raise DecodeError(
-            f"value is {len(value):,} bytes, over the {max_bytes:,}-byte limit (STREAMS_MAX_EVENT_BYTES)"
-        )
+        raise DecodeError(f"value is {len(value):,} bytes, over the {max_bytes:,}-byte limit (STREAMS_MAX_EVENT_BYTES)")
     envelope = _unwrap(_decode_bytes(value, avro_schemas, what="value"))
     if envelope is None:
         return None
@@ -145,7 +143,7 @@ def _decode_bytes(raw: bytes, avro_schemas: AvroSchemas | None, *, what: str) ->
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DecodeError(f"{what} is not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 4]!r})") from exc
+        raise DecodeError(f"{what} is not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 4]!r})") from exc
     try:
         decoded = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -270,7 +270,7 @@ def _canonical(value: Any) -> Any:
         if rest:  # Python parses at most 6 fraction digits
             digits = re.match(r"\d+", rest)
             assert digits is not None
-            text = f"{whole}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end():]}"
+            text = f"{whole}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end() :]}"
         try:
             return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         except ValueError:
@@ -391,9 +391,7 @@ def _order_key(key: Any, child: ChildMapping) -> int:
     try:
         return int(key)
     except (TypeError, ValueError) as exc:
-        raise MappingError(
-            f"{child.table}.{child.key} {key!r} is not an integer; mode latest needs one"
-        ) from exc
+        raise MappingError(f"{child.table}.{child.key} {key!r} is not an integer; mode latest needs one") from exc
 
 
 def _subjects(subjects: Iterable[Subject], row: Mapping[str, Any]) -> frozenset[str]:

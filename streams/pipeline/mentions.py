@@ -224,8 +224,10 @@ def could_mention(patterns: Iterable[MentionPattern]) -> Callable[[str], bool]:
     """
     usable = [pattern for pattern in patterns if pattern.usable()]
     # A name's every word is in any text that mentions it: its longest is the rarest to find by chance.
-    words = sorted({p.normalized.split("@", 1)[0] for p in usable if p.kind == "email"}
-                   | {max(p.normalized.split(), key=len) for p in usable if p.kind == "name"})  # fmt: skip
+    words = sorted(
+        {p.normalized.split("@", 1)[0] for p in usable if p.kind == "email"}
+        | {max(p.normalized.split(), key=len) for p in usable if p.kind == "name"}
+    )
     digits = sorted({p.normalized[-MIN_PHONE_DIGITS:] for p in usable if p.kind == "phone"})
 
     def test(text: str) -> bool:

@@ -65,9 +65,7 @@ def plan_batch(
     plan = BatchPlan()
     for document_id, changes in pending.items():
         try:
-            plan.updates[document_id] = apply_changes(
-                stored[document_id].state, changes, chunker, is_forgotten, redact
-            )
+            plan.updates[document_id] = apply_changes(stored[document_id].state, changes, chunker, is_forgotten, redact)
         except StreamsError as exc:
             plan.failed.extend((change, exc) for change in changes)
         except Exception as exc:  # odd data in one document (a chunker bug) must not stop the others
@@ -123,18 +121,23 @@ def build_operations(
 
 
 def _document_actions(
-    update: DocumentUpdate, stored: StoredState, vectors: Mapping[str, Vector], now: str,
+    update: DocumentUpdate,
+    stored: StoredState,
+    vectors: Mapping[str, Vector],
+    now: str,
     provenance: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     state = update.state
     actions: list[dict[str, Any]] = []
     for part_id, chunks in update.write_parts.items():
         for chunk in chunks:
-            actions.append({
-                "_op_type": "index",
-                "_id": chunk_id(state.document_id, part_id, chunk.number),
-                "_source": {**chunk_source(state, part_id, chunk, vectors[chunk.text_hash], now), **provenance},
-            })
+            actions.append(
+                {
+                    "_op_type": "index",
+                    "_id": chunk_id(state.document_id, part_id, chunk.number),
+                    "_source": {**chunk_source(state, part_id, chunk, vectors[chunk.text_hash], now), **provenance},
+                }
+            )
     for part_id in update.refresh_parts:
         part = state.parts[part_id]
         partial = {

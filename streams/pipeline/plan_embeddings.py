@@ -41,9 +41,7 @@ class EmbeddingPlan:
         if len(embedded) != len(self.to_embed):
             raise EmbeddingError(f"asked for {len(self.to_embed)} vectors, got {len(embedded)}")
         by_hash = dict(self.reused)
-        by_hash.update(
-            (chunk.text_hash, vector) for chunk, vector in zip(self.to_embed, embedded, strict=True)
-        )
+        by_hash.update((chunk.text_hash, vector) for chunk, vector in zip(self.to_embed, embedded, strict=True))
         return [by_hash[chunk.text_hash] for chunk in self.chunks]
 
 

@@ -302,9 +302,10 @@ def _diff(
                 # Only the chunks whose text changed at their position: the others are already in
                 # the index, identical. (A chunk's version is that of the row that last changed it.)
                 update.write_parts[part_id] = [
-                    chunk for chunk in new_chunks[part_id]
+                    chunk
+                    for chunk in new_chunks[part_id]
                     if chunk.number >= len(old_hashes) or old_hashes[chunk.number] != chunk.text_hash
-                ]  # fmt: skip
+                ]
         elif part.chunk_hashes and doc_fields_changed:
             update.refresh_parts.append(part_id)
     kept = set(after.chunk_ids())

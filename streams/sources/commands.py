@@ -43,7 +43,7 @@ from streams.sources.seed import SOURCES, Advance, SeedSummary, run_seed
     show_default=True,
     help="HTML pages that become wiki pages (installed with apt-get when missing).",
 )
-def seed(docs: int, seed: int, sources: str, reset: bool, corpus_dir: Path) -> None:  # fmt: skip
+def seed(docs: int, seed: int, sources: str, reset: bool, corpus_dir: Path) -> None:
     """Seed the wiki (MariaDB), tickets and CRM (PostgreSQL) with realistic documents.
 
     Wiki pages are the PostgreSQL 15 manual converted to wikitext, with 1-3 revisions each;

@@ -206,9 +206,19 @@ def add_ticket(
             " assignee_email, group_id, access_groups)"
             " VALUES (%s, %s, %s, %s, %s, (SELECT id FROM users WHERE email = %s), %s, %s,"
             " (SELECT id FROM groups WHERE name = %s), %s) RETURNING id",
-            (subject, description, status, priority, product, requester_email, requester_email,
-             assignee_email, groups[0] if groups else None, list(groups)),
-        ).fetchone()  # fmt: skip
+            (
+                subject,
+                description,
+                status,
+                priority,
+                product,
+                requester_email,
+                requester_email,
+                assignee_email,
+                groups[0] if groups else None,
+                list(groups),
+            ),
+        ).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -250,9 +260,7 @@ def close_ticket(ticket_id: int, *, status: str = "solved", dsn: str | None = No
 
 def set_ticket_description(ticket_id: int, description: str, *, dsn: str | None = None) -> None:
     with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
-        conn.execute(
-            "UPDATE tickets SET description = %s, updated_at = now() WHERE id = %s", (description, ticket_id)
-        )
+        conn.execute("UPDATE tickets SET description = %s, updated_at = now() WHERE id = %s", (description, ticket_id))
 
 
 def set_ticket_groups(ticket_id: int, groups: Sequence[str], *, dsn: str | None = None) -> None:
@@ -319,9 +327,16 @@ def add_note(
         row = conn.execute(
             "INSERT INTO notes (account_id, contact_id, author_email, kind, title, body, access_groups)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (contact[0], contact_id, author_email, kind, title, body,
-             list(groups) if groups is not None else contact[1]),
-        ).fetchone()  # fmt: skip
+            (
+                contact[0],
+                contact_id,
+                author_email,
+                kind,
+                title,
+                body,
+                list(groups) if groups is not None else contact[1],
+            ),
+        ).fetchone()
         assert row is not None
         return int(row[0])
 

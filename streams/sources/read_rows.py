@@ -62,9 +62,7 @@ class SourceRows:
         self.source = source
         self.page_rows = page_rows
         self._mariadb = dsn.startswith(("mysql", "mariadb"))
-        self._conn: Any = (
-            connect_mariadb(dsn, name=source) if self._mariadb else connect_postgres(dsn, name=source)
-        )
+        self._conn: Any = connect_mariadb(dsn, name=source) if self._mariadb else connect_postgres(dsn, name=source)
         if not self._mariadb:
             self._conn.autocommit = True
 
@@ -124,8 +122,7 @@ class SourceRows:
             return []
         t, k, p = self._q(table), self._q(key), self._q(parent)
         sql = (
-            f"SELECT * FROM {t} WHERE {k} IN "
-            f"(SELECT MAX({k}) FROM {t} WHERE {p} IN ({self._in(parents)}) GROUP BY {p})"
+            f"SELECT * FROM {t} WHERE {k} IN (SELECT MAX({k}) FROM {t} WHERE {p} IN ({self._in(parents)}) GROUP BY {p})"
         )
         return self._rows(sql, parents)
 

@@ -12,9 +12,17 @@ from streams.sources.people import People, Person
 from streams.sources.timeline import EPOCH
 
 PRODUCTS = (
-    "Streams Cloud", "Ingest Gateway", "Analytics API", "Billing Portal", "Mobile SDK",
-    "SSO Connector", "Data Export", "Managed PostgreSQL", "Search Console", "Webhooks",
-)  # fmt: skip
+    "Streams Cloud",
+    "Ingest Gateway",
+    "Analytics API",
+    "Billing Portal",
+    "Mobile SDK",
+    "SSO Connector",
+    "Data Export",
+    "Managed PostgreSQL",
+    "Search Console",
+    "Webhooks",
+)
 STATUSES = ("new", "open", "pending", "solved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -179,8 +187,12 @@ _SUBJECTS = (
     "Cannot {action}: {error}",
 )
 _OPENINGS = (
-    "Hi team,", "Hello support,", "Hi,", "Good morning,", "Hi there,",
-)  # fmt: skip
+    "Hi team,",
+    "Hello support,",
+    "Hi,",
+    "Good morning,",
+    "Hi there,",
+)
 _PROBLEMS = (
     'Since {day} {product} has been failing with "{error}" whenever we {action}.',
     'We see "{error}" from {product} about {count} times an hour, mostly when we {action}.',
@@ -197,10 +209,12 @@ _DETAILS = (
     "occurrence was at {time} UTC.",
 )
 _IMPACTS = (
-    "This blocks our month-end reporting.", "Our customers are seeing failed checkouts.",
+    "This blocks our month-end reporting.",
+    "Our customers are seeing failed checkouts.",
     "It is not urgent, but the noise in our alerts is painful.",
-    "The on-call engineer has been paged four times tonight.", "Our launch on Monday depends on this.",
-)  # fmt: skip
+    "The on-call engineer has been paged four times tonight.",
+    "Our launch on Monday depends on this.",
+)
 _COLLEAGUES = (
     "My colleague {name} ({email}) can share more logs if needed.",
     "Please keep {name} ({email}) in copy; they run this system with me.",

@@ -25,10 +25,15 @@ PAGE_GROUPS: tuple[tuple[tuple[str, ...], int], ...] = (
 )
 LONGEST_FIRST = 5
 REVISION_COMMENTS = (
-    "Imported from the PostgreSQL 15 manual", "Expanded the examples", "Fixed typos",
-    "Clarified wording after a support case", "Added a section", "Updated for our clusters",
-    "Reworded the introduction", "Added page owners",
-)  # fmt: skip
+    "Imported from the PostgreSQL 15 manual",
+    "Expanded the examples",
+    "Fixed typos",
+    "Clarified wording after a support case",
+    "Added a section",
+    "Updated for our clusters",
+    "Reworded the introduction",
+    "Added page owners",
+)
 
 
 @dataclass(frozen=True)

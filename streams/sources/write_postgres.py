@@ -45,8 +45,9 @@ def ensure_ticket_users(conn: Conn, people: People) -> dict[str, int]:
         cur.executemany(
             "INSERT INTO users (name, email, role) VALUES (%s, %s, %s) ON CONFLICT (email) DO NOTHING", rows
         )
-        cur.executemany("INSERT INTO groups (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
-                        [(team,) for team in STAFF_TEAMS])  # fmt: skip
+        cur.executemany(
+            "INSERT INTO groups (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", [(team,) for team in STAFF_TEAMS]
+        )
     conn.commit()
     return {email: int(i) for email, i in conn.execute("SELECT email, id FROM users").fetchall()}
 
@@ -56,8 +57,11 @@ def write_tickets(
 ) -> dict[str, int]:
     users = ensure_ticket_users(conn, people)
     groups = {name: int(i) for name, i in conn.execute("SELECT name, id FROM groups").fetchall()}
-    counts = {"tickets.users": len(people.staff) + len(people.customers), "tickets.tickets": 0,
-              "tickets.ticket_comments": 0}  # fmt: skip
+    counts = {
+        "tickets.users": len(people.staff) + len(people.customers),
+        "tickets.tickets": 0,
+        "tickets.ticket_comments": 0,
+    }
     for batch in batches(tickets, BATCH_ROWS):
         ids = reserve_ids(conn, "tickets", len(batch))
         comments = 0
@@ -69,11 +73,22 @@ def write_tickets(
             ) as copy:
                 for ticket_id, t in zip(ids, batch, strict=True):
                     copy.write_row(
-                        (ticket_id, t.subject, t.description, t.status, t.priority, t.product,
-                         users.get(t.requester.email), t.requester.email,
-                         t.assignee.email if t.assignee else "", groups.get(t.group), list(t.groups),
-                         t.created_at, t.updated_at)
-                    )  # fmt: skip
+                        (
+                            ticket_id,
+                            t.subject,
+                            t.description,
+                            t.status,
+                            t.priority,
+                            t.product,
+                            users.get(t.requester.email),
+                            t.requester.email,
+                            t.assignee.email if t.assignee else "",
+                            groups.get(t.group),
+                            list(t.groups),
+                            t.created_at,
+                            t.updated_at,
+                        )
+                    )
             with cur.copy(
                 "COPY ticket_comments (ticket_id, author_email, body, public, created_at) FROM STDIN"
             ) as copy:
@@ -104,9 +119,20 @@ def write_crm(conn: Conn, crm: CrmSeed, notes: Iterable[NoteSeed], advance: Call
             for contact_id, c in zip(ids, batch, strict=True):
                 p = c.person
                 copy.write_row(
-                    (contact_id, accounts.get(p.domain), p.first_name, p.last_name, p.email, p.phone,
-                     p.title, c.lifecycle_stage, list(c.groups), c.created_at, c.created_at)
-                )  # fmt: skip
+                    (
+                        contact_id,
+                        accounts.get(p.domain),
+                        p.first_name,
+                        p.last_name,
+                        p.email,
+                        p.phone,
+                        p.title,
+                        c.lifecycle_stage,
+                        list(c.groups),
+                        c.created_at,
+                        c.created_at,
+                    )
+                )
         conn.commit()
         contact_ids += ids
         counts["crm.contacts"] += len(batch)
@@ -122,9 +148,17 @@ def write_crm(conn: Conn, crm: CrmSeed, notes: Iterable[NoteSeed], advance: Call
             for n in note_batch:
                 contact = crm.contacts[n.contact_index]
                 copy.write_row(
-                    (accounts.get(contact.person.domain), contact_ids[n.contact_index], n.author.email,
-                     n.kind, n.title, n.body, list(n.groups), n.created_at)
-                )  # fmt: skip
+                    (
+                        accounts.get(contact.person.domain),
+                        contact_ids[n.contact_index],
+                        n.author.email,
+                        n.kind,
+                        n.title,
+                        n.body,
+                        list(n.groups),
+                        n.created_at,
+                    )
+                )
         conn.commit()
         counts["crm.notes"] += len(note_batch)
         advance(len(note_batch))

@@ -53,16 +53,33 @@ def write_wiki(
             for revision in page.revisions:
                 text_len = len(revision.text.encode("utf-8"))
                 revision_rows.append(
-                    (next_rev, next_page, parent, users[revision.author.email], revision.author.email,
-                     _naive(revision.timestamp), revision.comment, revision.text, text_len)
-                )  # fmt: skip
+                    (
+                        next_rev,
+                        next_page,
+                        parent,
+                        users[revision.author.email],
+                        revision.author.email,
+                        _naive(revision.timestamp),
+                        revision.comment,
+                        revision.text,
+                        text_len,
+                    )
+                )
                 parent = next_rev
                 next_rev += 1
             latest = page.revisions[-1]
             page_rows.append(
-                (next_page, 0, title, page.restrictions, 0, parent, _naive(latest.timestamp),
-                 len(latest.text.encode("utf-8")))
-            )  # fmt: skip
+                (
+                    next_page,
+                    0,
+                    title,
+                    page.restrictions,
+                    0,
+                    parent,
+                    _naive(latest.timestamp),
+                    len(latest.text.encode("utf-8")),
+                )
+            )
             next_page += 1
         with conn.cursor() as cur:
             cur.executemany(

@@ -50,10 +50,14 @@ def build_plugin(dist: Path, cache_dir: Path, progress: Progress) -> Path:
     built.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
         sources = [str(p) for p in sorted((SOURCE_DIR / "src").rglob("*.java"))]
-        run([str(javac), "--release", "17", "-cp", f"{dist / 'lib'}/*", "-d", tmp, *sources],
-            what=f"{PLUGIN_NAME} (javac)")  # fmt: skip
-        run([str(java_home() / "bin" / "jar"), "cf", str(built / f"{PLUGIN_NAME}.jar"), "-C", tmp, "."],
-            what=f"{PLUGIN_NAME} (jar)")  # fmt: skip
+        run(
+            [str(javac), "--release", "17", "-cp", f"{dist / 'lib'}/*", "-d", tmp, *sources],
+            what=f"{PLUGIN_NAME} (javac)",
+        )
+        run(
+            [str(java_home() / "bin" / "jar"), "cf", str(built / f"{PLUGIN_NAME}.jar"), "-C", tmp, "."],
+            what=f"{PLUGIN_NAME} (jar)",
+        )
     descriptor = (SOURCE_DIR / "plugin-descriptor.properties").read_text(encoding="utf-8")
     (built / "plugin-descriptor.properties").write_text(
         descriptor.replace("@ELASTICSEARCH_VERSION@", versions.ELASTICSEARCH_VERSION), encoding="utf-8"

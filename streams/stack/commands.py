@@ -124,7 +124,9 @@ def connectors_status(as_json: bool) -> None:
     "--interval", type=float, default=None, help="Seconds between looks. [default: settings.watch_interval_s]"
 )
 @click.option(
-    "--stall", type=float, default=None,
+    "--stall",
+    type=float,
+    default=None,
     help="Seconds without a captured event (heartbeats included) before a connector counts as stalled "
     "and is restarted. [default: settings.watch_stall_s]",
 )

@@ -144,8 +144,10 @@ class ConnectorWatch:
             away.discard(name)
             log.info(
                 "%s: %s answers again; the task gets %.0f s to start streaming before a stall counts",
-                name, server, self.settings.watch_restart_backoff_s,
-            )  # fmt: skip
+                name,
+                server,
+                self.settings.watch_restart_backoff_s,
+            )
             self.last_restart[name] = now
 
     def _beats(self, watched: Watched) -> bool:

@@ -69,8 +69,9 @@ def test_a_crm_note(worker: Settings) -> None:
 
 def test_a_wiki_page(worker: Settings) -> None:
     _insert_update_delete(
-        lambda w: edits.new_wiki_page(f"E2E {unique('t')}", f"== Notes ==\n\nThe {w} cache.", ["engineering"],
-                                      "e2e.w@example.com"),
+        lambda w: edits.new_wiki_page(
+            f"E2E {unique('t')}", f"== Notes ==\n\nThe {w} cache.", ["engineering"], "e2e.w@example.com"
+        ),
         lambda key, w: edits.replace_wiki_text(key, f"== Notes ==\n\nThe {w} cache, tuned.", "e2e.w@example.com"),
         edits.delete_wiki_page,
         "wiki/page",

@@ -161,12 +161,15 @@ def wait_until_embedding_is_quiet(quiet_s: float = 3.0, timeout_s: float = 300.0
 def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:
     """The sum of a metric's samples (those matching `labels`) from the worker's /metrics."""
     wanted = (labels or {}).items()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(metrics_text())
-        for sample in family.samples
-        if sample.name == name and wanted <= sample.labels.items()
-    ) + 0.0
+    return (
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics_text())
+            for sample in family.samples
+            if sample.name == name and wanted <= sample.labels.items()
+        )
+        + 0.0
+    )
 
 
 # -- Kafka ----------------------------------------------------------------------------------------

@@ -46,9 +46,7 @@ def terminate(settings: Settings, pid: int) -> None:
 def heartbeat_end(settings: Settings) -> int:
     consumer = Consumer(settings.kafka_config(**{"group.id": "streams-test-watch", "log_level": 2}))
     try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(HEARTBEAT_TOPIC, p), timeout=10)[1] for p in (0, 1)
-        )
+        return sum(consumer.get_watermark_offsets(TopicPartition(HEARTBEAT_TOPIC, p), timeout=10)[1] for p in (0, 1))
     finally:
         consumer.close()
 
@@ -59,10 +57,23 @@ def steal_slot(settings: Settings) -> subprocess.Popen[bytes]:
     running one would confirm what it reads, and the connector could never resume from its offset)."""
     url = urlsplit(settings.dsn("crm"))
     command = [
-        str(POSTGRES_BIN / "pg_recvlogical"), "--no-loop", "--start", "--slot", SLOT, "-f", "/dev/null",
-        "--status-interval", "3600", "--fsync-interval", "0",
-        "-o", "proto_version=1", "-o", f"publication_names={SLOT}",
-        "-d", f"host={url.hostname} port={url.port} user={url.username} dbname={url.path.lstrip('/')}",
+        str(POSTGRES_BIN / "pg_recvlogical"),
+        "--no-loop",
+        "--start",
+        "--slot",
+        SLOT,
+        "-f",
+        "/dev/null",
+        "--status-interval",
+        "3600",
+        "--fsync-interval",
+        "0",
+        "-o",
+        "proto_version=1",
+        "-o",
+        f"publication_names={SLOT}",
+        "-d",
+        f"host={url.hostname} port={url.port} user={url.username} dbname={url.path.lstrip('/')}",
     ]
     env = {"PGPASSWORD": url.password or ""}
     for _ in range(20):
@@ -70,8 +81,9 @@ def steal_slot(settings: Settings) -> subprocess.Popen[bytes]:
         if holder is not None and holder[1] != "pg_recvlogical":
             terminate(settings, holder[0])
         thief = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if wait_until(lambda: (h := slot_holder(settings)) is not None and h[1] == "pg_recvlogical",
-                      timeout=5, interval=0.02):
+        if wait_until(
+            lambda: (h := slot_holder(settings)) is not None and h[1] == "pg_recvlogical", timeout=5, interval=0.02
+        ):
             os.kill(thief.pid, signal.SIGSTOP)
             return thief
         thief.kill()

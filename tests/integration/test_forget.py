@@ -176,8 +176,12 @@ def test_forget_a_person_across_all_sources(worker: Settings) -> None:
     assert sum(r["documents"] for r in receipt["removed"]) >= 4
     assert receipt["state_records_removed"] > 0
     verification = receipt["verification"]
-    assert (verification["subject_field_hits"], verification["bm25_hits"], verification["knn_hits"],
-            verification["hybrid_hits"]) == (0, 0, 0, 0)  # fmt: skip
+    assert (
+        verification["subject_field_hits"],
+        verification["bm25_hits"],
+        verification["knn_hits"],
+        verification["hybrid_hits"],
+    ) == (0, 0, 0, 0)
     assert receipt["unsearchable_at"] >= receipt["received_at"]
 
     _assert_forgotten(es, person, vectors)
@@ -222,9 +226,7 @@ def test_replays_and_a_resnapshot_do_not_bring_a_forgotten_person_back(worker: S
         "crm.public.notes": row_events("crm.public.notes", {"id": person.note_id}),
         "wiki.wiki.page": row_events("wiki.wiki.page", {"page_id": person.page_id}),
     }
-    revision_events = [
-        e for e in row_events_by_parent("wiki.wiki.revision", "rev_page", person.page_id)
-    ]
+    revision_events = [e for e in row_events_by_parent("wiki.wiki.revision", "rev_page", person.page_id)]
     replays["wiki.wiki.revision"] = revision_events
     assert all(replays.values()), {t: len(e) for t, e in replays.items()}
 
@@ -245,8 +247,12 @@ def test_replays_and_a_resnapshot_do_not_bring_a_forgotten_person_back(worker: S
         for column in ("created_at", "updated_at"):  # keep Debezium's encoding of timestamps
             if column in envelope["after"]:
                 after[column] = envelope["after"][column]
-        source = {**envelope["source"], "snapshot": "true", "lsn": _pg_current_lsn(dsn),
-                  "ts_ms": int(time.time() * 1000)}  # fmt: skip
+        source = {
+            **envelope["source"],
+            "snapshot": "true",
+            "lsn": _pg_current_lsn(dsn),
+            "ts_ms": int(time.time() * 1000),
+        }
         for precise in ("ts_us", "ts_ns"):
             source.pop(precise, None)
         snapshot_event = {**envelope, "op": "r", "before": None, "after": after, "source": source}
@@ -305,15 +311,23 @@ def test_bad_deletion_requests_are_refused_with_the_reason_and_do_not_block_the_
     good_id, blank_id = f"test-{uuid.uuid4()}", f"test-{uuid.uuid4()}"
 
     def request(request_id: str, subject: str) -> bytes:
-        body = {"request_id": request_id, "subject": subject, "subject_kind": "email",
-                "requested_by": "integration-tests", "requested_at": datetime.now(UTC), "reason": "test"}  # fmt: skip
+        body = {
+            "request_id": request_id,
+            "subject": subject,
+            "subject_kind": "email",
+            "requested_by": "integration-tests",
+            "requested_at": datetime.now(UTC),
+            "reason": "test",
+        }
         return avro.encode("deletion_request", body, worker.schema_registry_url)
 
     start = topic_end_offsets(worker.receipts_topic)
     dead_start = topic_end_offsets(worker.dead_letter_topic)
     key = good_id.encode()  # one key: one partition, in this order
-    produce(worker.deletion_topic, [(key, b"not an Avro request"), (key, request(blank_id, "   ")),
-                                    (key, request(good_id, person.email))])  # fmt: skip
+    produce(
+        worker.deletion_topic,
+        [(key, b"not an Avro request"), (key, request(blank_id, "   ")), (key, request(good_id, person.email))],
+    )
 
     rejected = _receipt(worker, blank_id, start)
     assert rejected["status"] == "rejected" and "names no subject" in (rejected["error"] or ""), rejected
@@ -321,8 +335,11 @@ def test_bad_deletion_requests_are_refused_with_the_reason_and_do_not_block_the_
     assert receipt["status"] == "unsearchable" and receipt["error"] is None, receipt
     assert set(person.documents) <= {doc for r in receipt["removed"] for doc in r["document_ids"]}
 
-    dead = [avro.decode("dead_letter", m.value()) for m in messages_after(worker.dead_letter_topic, dead_start)
-            if m.value() is not None and m.key() is not None]  # fmt: skip
+    dead = [
+        avro.decode("dead_letter", m.value())
+        for m in messages_after(worker.dead_letter_topic, dead_start)
+        if m.value() is not None and m.key() is not None
+    ]
     ours = [r for r in dead if r["origin_topic"] == worker.deletion_topic and r["key"] == key]
     assert len(ours) == 2 and {r["stage"] for r in ours} == {"forget"}, ours
     assert any("names no subject" in r["error"] for r in ours)
@@ -344,8 +361,13 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
     # Every chunk the request may remove: those naming the person, and every chunk of their documents.
     es.indices.refresh(index=worker.index_alias)
     identifiers = [f"email:{person.email}", f"contact_id:{person.contact_id}"]
-    theirs = {"bool": {"filter": [{"term": {"kind": "chunk"}}], "minimum_should_match": 1, "should": [
-        {"terms": {"subjects": identifiers}}, {"terms": {"document_id": person.documents}}]}}  # fmt: skip
+    theirs = {
+        "bool": {
+            "filter": [{"term": {"kind": "chunk"}}],
+            "minimum_should_match": 1,
+            "should": [{"terms": {"subjects": identifiers}}, {"terms": {"document_id": person.documents}}],
+        }
+    }
     naming = es.count(index=worker.index_alias, query=theirs)["count"]
     assert naming >= len(person.documents)
 

@@ -62,20 +62,28 @@ def _seed(es: Any) -> Named:
         f"Outage {words[0]}",
         f"{name} from our platform team ({email}) first noticed the {words[0]} outage.\n\n"
         f"Please keep {name.upper()} in copy, or call her at {phone.replace('-', ' ')}.",
-        f"other.{unique('o')}@example.com", ["support"],
-    )  # fmt: skip
+        f"other.{unique('o')}@example.com",
+        ["support"],
+    )
     note = edits.add_note(
         edits.add_contact("Omar", unique("om").title(), f"omar.{unique('o')}@example.com", ["sales"]),
-        f"rep.{unique('r')}@example.com", f"Omar says {name} ({phone}) signed off the {words[1]} renewal.",
-    )  # fmt: skip
+        f"rep.{unique('r')}@example.com",
+        f"Omar says {name} ({phone}) signed off the {words[1]} renewal.",
+    )
     page = edits.new_wiki_page(
-        f"Runbook {unique('t')}", f"== Contacts ==\n\nEscalate {words[2]} incidents to mailto:{email}.",
-        ["engineering"], f"wiki.{unique('w')}@example.com",
-    )  # fmt: skip
+        f"Runbook {unique('t')}",
+        f"== Contacts ==\n\nEscalate {words[2]} incidents to mailto:{email}.",
+        ["engineering"],
+        f"wiki.{unique('w')}@example.com",
+    )
     named = Named(
-        email, name, phone, f"crm/contact/{contact_id}", f"tickets/ticket/{own}",
+        email,
+        name,
+        phone,
+        f"crm/contact/{contact_id}",
+        f"tickets/ticket/{own}",
         {f"tickets/ticket/{other}": words[0], f"crm/note/{note}": words[1], f"wiki/page/{page}": words[2]},
-    )  # fmt: skip
+    )
     for doc, word in [*named.mentions.items(), (named.own_ticket, own_word)]:
         assert wait_until(lambda: doc in found_documents(es, word), timeout=120), f"{doc} was never indexed"  # noqa: B023
     assert wait_until(lambda: named.contact_doc in found_documents(es, email), timeout=60)
@@ -90,8 +98,11 @@ def _texts_naming(named: Named, hits: list[dict[str, Any]]) -> list[str]:
 def _assert_no_result_contains_them(es: Any, named: Named) -> None:
     es.indices.refresh(index="streams-chunks")
     for pattern in named.patterns():
-        bm25 = es.search(index="streams-chunks", size=50, query={"multi_match": {
-            "query": pattern, "type": "phrase", "fields": ["text", "title", "section"]}})["hits"]["hits"]  # fmt: skip
+        bm25 = es.search(
+            index="streams-chunks",
+            size=50,
+            query={"multi_match": {"query": pattern, "type": "phrase", "fields": ["text", "title", "section"]}},
+        )["hits"]["hits"]
         assert bm25 == [], f"BM25 phrase search for {pattern!r} finds {[h['_id'] for h in bm25]}"
         hits = hybrid(pattern, k=50)["hits"]
         assert not _texts_naming(named, hits), f"hybrid search for {pattern!r} returns text naming them"
@@ -111,8 +122,12 @@ def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker
     assert len(receipt["pattern_hashes"]) >= 3  # email, name, phone (and the phone without +1)
     assert not any(named.name.lower() in h or named.email in h for h in receipt["pattern_hashes"])
     verification = receipt["verification"]
-    assert (verification["subject_field_hits"], verification["bm25_hits"], verification["knn_hits"],
-            verification["hybrid_hits"]) == (0, 0, 0, 0)  # fmt: skip
+    assert (
+        verification["subject_field_hits"],
+        verification["bm25_hits"],
+        verification["knn_hits"],
+        verification["hybrid_hits"],
+    ) == (0, 0, 0, 0)
 
     _assert_no_result_contains_them(es, named)
     for doc, word in named.mentions.items():  # the rest of each document stays searchable, redacted
@@ -125,9 +140,11 @@ def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker
     produce("tickets.public.tickets", row_events("tickets.public.tickets", {"id": int(other_ticket.split("/")[-1])}))
     late_word = unique()
     late = edits.add_ticket(
-        f"Follow-up {late_word}", f"{named.name} ({named.email}) asked about {late_word} again.",
-        f"third.{unique('t')}@example.com", ["support"],
-    )  # fmt: skip
+        f"Follow-up {late_word}",
+        f"{named.name} ({named.email}) asked about {late_word} again.",
+        f"third.{unique('t')}@example.com",
+        ["support"],
+    )
     late_doc = f"tickets/ticket/{late}"
     assert wait_until(lambda: late_doc in found_documents(es, late_word), timeout=120)
     assert all(named.name not in c["text"] and named.email not in c["text"] for c in document_chunks(es, late_doc))
@@ -149,11 +166,24 @@ def test_the_verification_finds_a_mention_planted_behind_the_pipeline(worker: Se
     last = unique("pl").title()
     email = f"planted.{last.lower()}@example.com"
     planted_id = f"tickets/ticket/planted-{last}#root#0"
-    es.index(index="streams-chunks", id=planted_id, refresh=True, document={
-        "kind": "chunk", "document_id": f"tickets/ticket/planted-{last}", "part_id": "root", "source": "tickets",
-        "chunk_number": 0, "text": f"Please keep Tom {last} ({email}) in copy.", "title": "Planted",
-        "visible": True, "groups": ["support"], "subjects": [], "vector": [0.05] * 384,
-    })  # fmt: skip
+    es.index(
+        index="streams-chunks",
+        id=planted_id,
+        refresh=True,
+        document={
+            "kind": "chunk",
+            "document_id": f"tickets/ticket/planted-{last}",
+            "part_id": "root",
+            "source": "tickets",
+            "chunk_number": 0,
+            "text": f"Please keep Tom {last} ({email}) in copy.",
+            "title": "Planted",
+            "visible": True,
+            "groups": ["support"],
+            "subjects": [],
+            "vector": [0.05] * 384,
+        },
+    )
     patterns = mention_patterns({f"email:{email}"}, [["name", f"Tom {last}"]])
     key = worker.ledger_key_bytes()
     redactor = Redactor(key, pattern_hashes(key, patterns))
@@ -163,8 +193,9 @@ def test_the_verification_finds_a_mention_planted_behind_the_pipeline(worker: Se
 
     async def verify() -> Any:
         async with AsyncElasticsearch(worker.elasticsearch_url, basic_auth=worker.elasticsearch_auth()) as client:
-            return await verify_forgotten(client, worker.index_alias, Identity({f"email:{email}"}, patterns),
-                                          redactor, embed)  # fmt: skip
+            return await verify_forgotten(
+                client, worker.index_alias, Identity({f"email:{email}"}, patterns), redactor, embed
+            )
 
     try:
         verification = asyncio.run(verify())

@@ -213,16 +213,18 @@ def test_columns_added_dropped_and_renamed_mid_stream(worker: Settings) -> None:
         _comment_sql(
             worker,
             "INSERT INTO ticket_comments (ticket_id, body, hostile_extra) VALUES (%s, %s, 'x') RETURNING id",
-            ticket_id, f"With an added column {added}.",
-        )  # fmt: skip
+            ticket_id,
+            f"With an added column {added}.",
+        )
         assert wait_until(lambda: doc in found_documents(es, added), timeout=180), "extra column broke indexing"
 
         _comment_sql(worker, "ALTER TABLE ticket_comments RENAME COLUMN body TO body_renamed")
         bad = _comment_sql(
             worker,
             "INSERT INTO ticket_comments (ticket_id, body_renamed) VALUES (%s, %s) RETURNING id",
-            ticket_id, f"Under a renamed column {renamed}.",
-        )  # fmt: skip
+            ticket_id,
+            f"Under a renamed column {renamed}.",
+        )
         _comment_sql(worker, "ALTER TABLE ticket_comments RENAME COLUMN body_renamed TO body")
         _comment_sql(worker, "ALTER TABLE ticket_comments DROP COLUMN IF EXISTS hostile_extra")
         edits.add_ticket_comment(ticket_id, _email(), f"After the schema changes {restored}.")
@@ -240,9 +242,12 @@ def test_columns_added_dropped_and_renamed_mid_stream(worker: Settings) -> None:
         assert doc not in found_documents(es, renamed)
     finally:
         with connect_postgres(worker.tickets_dsn, name="tickets") as conn:
-            columns = {r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'ticket_comments'"
-            ).fetchall()}  # fmt: skip
+            columns = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'ticket_comments'"
+                ).fetchall()
+            }
             if "body_renamed" in columns:
                 conn.execute("ALTER TABLE ticket_comments RENAME COLUMN body_renamed TO body")
             conn.execute("ALTER TABLE ticket_comments DROP COLUMN IF EXISTS hostile_extra")
@@ -263,8 +268,9 @@ def test_one_transaction_touching_many_rows_flows_in_bounded_batches(worker: Set
 
     def indexed() -> int:
         es.indices.refresh(index=worker.index_alias)
-        query = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}},
-                                     {"match": {"text": marker}}]}}  # fmt: skip
+        query = {
+            "bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"visible": True}}, {"match": {"text": marker}}]}
+        }
         return int(es.count(index=worker.index_alias, query=query)["count"])
 
     try:

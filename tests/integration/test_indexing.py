@@ -367,5 +367,5 @@ def test_access_groups_filter_hybrid_search(worker: Settings) -> None:
     support = hybrid(word, ["support"], k=50)
     assert doc not in {hit["document_id"] for hit in support["hits"]}
     text = json.dumps(support["hits"])
-    assert word not in text and f"/tickets/{ticket_id}\"" not in text
+    assert word not in text and f'/tickets/{ticket_id}"' not in text
     assert doc not in {h["document_id"] for h in hybrid(word, [], k=50)["hits"]}

@@ -39,9 +39,12 @@ pytestmark = pytest.mark.integration
 
 def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
         timeout=timeout,
-    )  # fmt: skip
+    )
     if check:
         assert done.returncode == 0, f"streams {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done
@@ -56,8 +59,16 @@ def write_set(directory: Path, words: list[str]) -> None:
     (directory / "qrels").mkdir(parents=True)
     with open(directory / "corpus.jsonl", "w") as corpus, open(directory / "queries.jsonl", "w") as queries:
         for n, word in enumerate(words):
-            corpus.write(json.dumps({"_id": f"d{n}", "title": f"Case {word}",
-                                     "text": f"The {word} gateway drops sessions after an hour."}) + "\n")  # fmt: skip
+            corpus.write(
+                json.dumps(
+                    {
+                        "_id": f"d{n}",
+                        "title": f"Case {word}",
+                        "text": f"The {word} gateway drops sessions after an hour.",
+                    }
+                )
+                + "\n"
+            )
             queries.write(json.dumps({"_id": f"q{n}", "text": f"{word} gateway"}) + "\n")
     rows = "".join(f"q{n}\td{n}\t1\n" for n in range(len(words)))
     (directory / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
@@ -223,14 +234,15 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _chunk_vectors(es: Any, index: str, document_id: str) -> dict[str, list[float]]:
     es.indices.refresh(index=index)
-    hits = es.search(index=index, size=100, query={"bool": {"filter": [
-        {"term": {"kind": "chunk"}}, {"term": {"document_id": document_id}}]}})["hits"]["hits"]  # fmt: skip
+    hits = es.search(
+        index=index,
+        size=100,
+        query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"document_id": document_id}}]}},
+    )["hits"]["hits"]
     return {hit["_source"]["text_hash"]: hit["_source"]["vector"] for hit in hits}
 
 
-def test_migration_to_another_model_embeds_with_it_and_forgets_in_both(
-    migration: Settings, second_model: Path
-) -> None:
+def test_migration_to_another_model_embeds_with_it_and_forgets_in_both(migration: Settings, second_model: Path) -> None:
     settings = migration
     es = es_client(settings)
     old = status()["serving"]

@@ -69,8 +69,13 @@ def test_edit_wiki_paragraph_changes_one_paragraph(local_stack: Settings) -> Non
 
 
 def test_ticket_and_note_edits_round_trip(local_stack: Settings) -> None:
-    ticket = edits.add_ticket("Seed test: HTTP 502", "Gateway fails.", "seed.test@acme-logistics.com",
-                              ["support", "engineering"], product="Webhooks")  # fmt: skip
+    ticket = edits.add_ticket(
+        "Seed test: HTTP 502",
+        "Gateway fails.",
+        "seed.test@acme-logistics.com",
+        ["support", "engineering"],
+        product="Webhooks",
+    )
     comment = edits.add_ticket_comment(ticket, "agent@example.com", "Looking into it.")
     edits.set_ticket_groups(ticket, ["support"])
     edits.close_ticket(ticket)

@@ -42,7 +42,10 @@ class Workers:
         env = {**os.environ, "STREAMS_WORKER_WEB_PORT": str(port)}
         with open(self.log_dir / f"worker-{port}.log", "ab") as log:
             self.processes[port] = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                [sys.executable, "-m", "streams.cli", "worker"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
                 cwd=PROJECT_ROOT,
             )
 
@@ -90,9 +93,11 @@ def _exact_chunks(es: Elasticsearch, settings: Settings, document_id: str) -> st
             expected[f"{document_id}#{part_id}#{number}"] = text_hash
     es.indices.refresh(index=settings.index_alias)
     response = es.search(
-        index=settings.index_alias, size=2000, source_includes=["text_hash"],
+        index=settings.index_alias,
+        size=2000,
+        source_includes=["text_hash"],
         query={"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"document_id": document_id}}]}},
-    )  # fmt: skip
+    )
     found = {hit["_id"]: hit["_source"]["text_hash"] for hit in response["hits"]["hits"]}
     if len(response["hits"]["hits"]) != len(found):
         return "a chunk id twice"
@@ -128,18 +133,27 @@ def test_three_workers_one_killed_one_added_end_consistent(workers: Workers) -> 
     documents.add(f"crm/contact/{contact}")
 
     def stream_round(n: int) -> None:
-        ticket = edits.add_ticket(f"Printer {marker} {n}", f"Jams on tray {n} ({marker}).", f"{marker}@example.com",
-                                  ["support"])  # fmt: skip
+        ticket = edits.add_ticket(
+            f"Printer {marker} {n}", f"Jams on tray {n} ({marker}).", f"{marker}@example.com", ["support"]
+        )
         first = edits.add_ticket_comment(ticket, "agent@example.com", f"Tried the driver for {marker} {n}.")
         second = edits.add_ticket_comment(ticket, "agent@example.com", f"Escalated {marker} {n}.")
         edits.edit_ticket(ticket, description=f"Jams on tray {n} after the firmware update ({marker}).")
         edits.edit_ticket_comment(first, f"Reinstalled the driver for {marker} {n}; no change.")
         if n % 2:
             edits.delete_ticket_comment(second)
-        page = edits.new_wiki_page(f"Runbook {marker} {n}", f"== Steps ==\nRestart the {marker} service {n}.",
-                                   ["engineering"], "writer@example.com")  # fmt: skip
-        edits.replace_wiki_text(page, f"== Steps ==\nDrain, then restart the {marker} service {n}.\n\n"
-                                f"== Checks ==\nLook at the {marker} dashboard.", "editor@example.com")  # fmt: skip
+        page = edits.new_wiki_page(
+            f"Runbook {marker} {n}",
+            f"== Steps ==\nRestart the {marker} service {n}.",
+            ["engineering"],
+            "writer@example.com",
+        )
+        edits.replace_wiki_text(
+            page,
+            f"== Steps ==\nDrain, then restart the {marker} service {n}.\n\n"
+            f"== Checks ==\nLook at the {marker} dashboard.",
+            "editor@example.com",
+        )
         note = edits.add_note(contact, "rep@example.com", f"Call about {marker} renewal {n}.", title=f"Call {n}")
         edits.update_note(note, body=f"Call about {marker} renewal {n}: agreed on terms.")
         documents.update({f"tickets/ticket/{ticket}", f"wiki/page/{page}", f"crm/note/{note}"})

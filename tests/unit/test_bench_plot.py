@@ -14,7 +14,10 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
         {
             "steady": {"events": 5, "freshness_s": summary(samples), "freshness_samples_s": samples},
             "backfill": {
-                "pipeline_chunks_per_s": 40.0, "encode_chunks_per_s": 80.0, "ratio": 0.5, "wall_s": 100.0,
+                "pipeline_chunks_per_s": 40.0,
+                "encode_chunks_per_s": 80.0,
+                "ratio": 0.5,
+                "wall_s": 100.0,
                 "cpu_s": {"pipeline": {"worker": 150.0, "elasticsearch": 30.0, "kafka": 4.0}, "cores": 2},
             },
         },

@@ -94,8 +94,11 @@ class RecordingWriter:
 def _message(path: Path) -> RawMessage:
     fixture: dict[str, Any] = json.loads(path.read_text())
     return RawMessage(
-        fixture["topic"], fixture["partition"], fixture["offset"],
-        json.dumps(fixture["key"]).encode(), json.dumps(fixture["value"]).encode(),
+        fixture["topic"],
+        fixture["partition"],
+        fixture["offset"],
+        json.dumps(fixture["key"]).encode(),
+        json.dumps(fixture["value"]).encode(),
     )
 
 
@@ -109,8 +112,11 @@ def test_heartbeats_advance_capture_age_and_are_never_indexed() -> None:
     clock = FakeClock()
     capture = CaptureClock(["wiki", "tickets", "crm"], clock)
     processor = ChangeProcessor(
-        load_mappings(PROJECT_ROOT / "connectors"), writer, send_dead_letter,  # type: ignore[arg-type]
-        FreshnessWindow(("wiki", "tickets", "crm")), capture=capture,
+        load_mappings(PROJECT_ROOT / "connectors"),
+        writer,
+        send_dead_letter,  # type: ignore[arg-type]
+        FreshnessWindow(("wiki", "tickets", "crm")),
+        capture=capture,
     )
     heartbeats = [
         _message(CAPTURED / "wiki.wiki.streams_heartbeat" / "update.json"),

@@ -158,9 +158,7 @@ def test_a_sentence_longer_than_the_budget_splits_on_words() -> None:
 
 def test_heading_prefix_spends_budget() -> None:
     text = "== " + " ".join(["Heading"] * 10) + " ==\n\n" + " ".join(["w"] * 100)
-    chunks = chunk_text(
-        text, "wikitext", max_tokens=64, overlap_tokens=0, count_tokens=lambda s: len(s.split())
-    )
+    chunks = chunk_text(text, "wikitext", max_tokens=64, overlap_tokens=0, count_tokens=lambda s: len(s.split()))
     assert all(len(c.text.split()) <= 64 for c in chunks)
 
 

@@ -44,14 +44,10 @@ def with_schema(payload: Any) -> dict[str, Any]:
 
 
 def all_fixtures() -> list[Path]:
-    return sorted(HANDMADE.glob("*/*.json")) + (
-        sorted(CAPTURED.glob("*/*.json")) if CAPTURED.is_dir() else []
-    )
+    return sorted(HANDMADE.glob("*/*.json")) + (sorted(CAPTURED.glob("*/*.json")) if CAPTURED.is_dir() else [])
 
 
-@pytest.mark.parametrize(
-    "path", all_fixtures(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}"
-)
+@pytest.mark.parametrize("path", all_fixtures(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}")
 def test_every_fixture_decodes_or_is_deliberately_skipped(path: Path) -> None:
     fixture = load(path)
     event = decode_change_event(fixture["topic"], encode(fixture["key"]), encode(fixture["value"]))
@@ -145,10 +141,7 @@ def test_schema_wrapped_key_and_value_decode_like_bare_ones() -> None:
 
 
 def test_schema_wrapped_null_payload_is_a_tombstone() -> None:
-    assert (
-        decode_change_event("crm.public.notes", b'{"id": 9}', encode({"schema": None, "payload": None}))
-        is None
-    )
+    assert decode_change_event("crm.public.notes", b'{"id": 9}', encode({"schema": None, "payload": None})) is None
 
 
 def test_source_name_falls_back_to_the_topic_prefix() -> None:
@@ -277,13 +270,9 @@ def test_confluent_avro_wire_format_decodes_with_a_schema_lookup() -> None:
         "lsn": 24024232,
     }
     after = {"id": 42, "subject": "VPN drops", "access_groups": ["support"]}
-    value = confluent_avro(
-        2, ENVELOPE, {"before": None, "after": after, "source": source, "op": "c", "ts_ms": 1}
-    )
+    value = confluent_avro(2, ENVELOPE, {"before": None, "after": after, "source": source, "op": "c", "ts_ms": 1})
     key = confluent_avro(1, KEY, {"id": 42})
-    event = decode_change_event(
-        "tickets.public.tickets", key, value, avro_schemas={1: KEY, 2: ENVELOPE}.__getitem__
-    )
+    event = decode_change_event("tickets.public.tickets", key, value, avro_schemas={1: KEY, 2: ENVELOPE}.__getitem__)
     assert event is not None
     assert (event.key, event.after, event.version) == ({"id": 42}, after, 24024232)
     assert event.commit_ts == datetime(2025, 10, 31, 8, 40, 0, 123000, tzinfo=UTC)

@@ -92,11 +92,7 @@ def test_comment_is_a_part_of_its_ticket(mappings: Mappings) -> None:
 
 def test_deleted_comment_uses_the_before_image(mappings: Mappings) -> None:
     change = part(mappings, "tickets.public.ticket_comments/delete")
-    assert (
-        change.deleted
-        and change.document_id == "tickets/ticket/42"
-        and change.part_id == "ticket_comments/17"
-    )
+    assert change.deleted and change.document_id == "tickets/ticket/42" and change.part_id == "ticket_comments/17"
     assert change.text == "Please try the 5.2 client."
 
 
@@ -214,19 +210,13 @@ CAPTURED = Path(__file__).parent / "fixtures" / "debezium"
 
 
 def fixture_paths() -> list[Path]:
-    return sorted(HANDMADE.glob("*/*.json")) + (
-        sorted(CAPTURED.glob("*/*.json")) if CAPTURED.is_dir() else []
-    )
+    return sorted(HANDMADE.glob("*/*.json")) + (sorted(CAPTURED.glob("*/*.json")) if CAPTURED.is_dir() else [])
 
 
-@pytest.mark.parametrize(
-    "path", fixture_paths(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}"
-)
+@pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}")
 def test_every_fixture_maps_and_chunks(mappings: Mappings, path: Path) -> None:
     fixture = json.loads(path.read_text())
-    key, value = (
-        None if obj is None else json.dumps(obj).encode() for obj in (fixture["key"], fixture["value"])
-    )
+    key, value = (None if obj is None else json.dumps(obj).encode() for obj in (fixture["key"], fixture["value"]))
     decoded = decode_change_event(fixture["topic"], key, value)
     if decoded is None:
         return  # deliberately skipped (tombstone, heartbeat, transaction)
@@ -260,6 +250,8 @@ def test_errors_name_the_field_path_and_only_the_real_problem(change: Any, messa
 def test_a_file_that_is_not_a_mapping_says_so() -> None:
     with pytest.raises(MappingError, match=r"^mapping file: must be a mapping, not list$"):
         parse_source_mapping([])
+
+
 def _captured(mappings: Mappings, name: str) -> PartChange:
     fixture = json.loads((CAPTURED / f"{name}.json").read_text())
     key, value = (json.dumps(fixture[name]).encode() for name in ("key", "value"))

@@ -125,8 +125,11 @@ def test_export_refuses_a_model_that_does_not_mean_pool(tmp_path: Path) -> None:
     # The format the installed sentence-transformers writes (a model saved here for `migrate --model`).
     check_mean_pooled(_fake_model(tmp_path / "mean-new", {"embedding_dimension": 384, "pooling_mode": "mean"}))
     cls = _fake_model(tmp_path / "cls", {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
-    for model in (cls, _fake_model(tmp_path / "cls-new", {"pooling_mode": "cls"}),
-                  _fake_model(tmp_path / "two", {"pooling_mode": ["mean", "max"]})):  # fmt: skip
+    for model in (
+        cls,
+        _fake_model(tmp_path / "cls-new", {"pooling_mode": "cls"}),
+        _fake_model(tmp_path / "two", {"pooling_mode": ["mean", "max"]}),
+    ):
         with pytest.raises(EmbeddingError, match="mean Pooling"):
             check_mean_pooled(model)
 

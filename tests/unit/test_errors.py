@@ -20,8 +20,18 @@ from streams.sources.corpus import CorpusUnavailable
 from streams.stack.connectors import ConnectorFailed
 from streams.stack.runner import ServerFailed, StackError
 
-PERMANENT = [DecodeError, MappingError, ChunkingError, EmbeddingError, IndexingError, StackError, ConnectorFailed,
-             SourceUnavailable, CorpusUnavailable, BenchError]  # fmt: skip
+PERMANENT = [
+    DecodeError,
+    MappingError,
+    ChunkingError,
+    EmbeddingError,
+    IndexingError,
+    StackError,
+    ConnectorFailed,
+    SourceUnavailable,
+    CorpusUnavailable,
+    BenchError,
+]
 
 
 @pytest.mark.parametrize("error", PERMANENT)

@@ -77,8 +77,17 @@ def _forget(
 ) -> ForgetOutcome:
     identity = Identity({SUBJECT})  # no mention patterns: deletion only
     save = progress.save if progress else None
-    return asyncio.run(forget(client, "v1", identity, Redactor(b"k" * 32, {}), _no_embedding,  # type: ignore[arg-type]
-                              outcome=outcome, before_write=save))  # fmt: skip
+    return asyncio.run(
+        forget(
+            client,
+            "v1",
+            identity,
+            Redactor(b"k" * 32, {}),
+            _no_embedding,  # type: ignore[arg-type]
+            outcome=outcome,
+            before_write=save,
+        )
+    )
 
 
 def test_an_outcome_kept_over_attempts_lists_what_an_earlier_attempt_deleted() -> None:
@@ -164,12 +173,22 @@ def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
 
     now = datetime.now(UTC).replace(microsecond=0)
     receipt = {
-        "request_id": "r1", "subject": "ann@example.com", "subject_kind": "email", "identifiers": [SUBJECT],
-        "pattern_hashes": [], "removed": [], "redacted": [], "state_records_removed": 1,
-        "dead_letters_tombstoned": 0, "received_at": now, "unsearchable_at": now, "purged_at": None,
+        "request_id": "r1",
+        "subject": "ann@example.com",
+        "subject_kind": "email",
+        "identifiers": [SUBJECT],
+        "pattern_hashes": [],
+        "removed": [],
+        "redacted": [],
+        "state_records_removed": 1,
+        "dead_letters_tombstoned": 0,
+        "received_at": now,
+        "unsearchable_at": now,
+        "purged_at": None,
         "verification": {"subject_field_hits": 0, "bm25_hits": 0, "knn_hits": 0, "hybrid_hits": 0, "verified_at": now},
-        "status": "unsearchable", "error": None,
-    }  # fmt: skip
+        "status": "unsearchable",
+        "error": None,
+    }
     client = ProgressIndex()
     progress = ForgetProgress(client, "progress", "r1")  # type: ignore[arg-type]
     asyncio.run(progress.save(ForgetOutcome([SUBJECT])))

@@ -20,8 +20,16 @@ REDACTOR = Redactor(KEY, pattern_hashes(KEY, PATTERNS))
 
 
 def _hit(chunk_id: str, text: str) -> dict[str, Any]:
-    return {"_id": chunk_id, "_source": {"document_id": chunk_id.split("#")[0], "source": "tickets", "text": text,
-                                         "title": "t", "section": ""}}  # fmt: skip
+    return {
+        "_id": chunk_id,
+        "_source": {
+            "document_id": chunk_id.split("#")[0],
+            "source": "tickets",
+            "text": text,
+            "title": "t",
+            "section": "",
+        },
+    }
 
 
 class FakeIndices:
@@ -35,8 +43,14 @@ class FakeIndices:
 class FakeElasticsearch:
     """Answers each probe of the msearch by its kind (count, knn, bm25) with canned hits."""
 
-    def __init__(self, *, phrase: list[dict[str, Any]] = (), knn: list[dict[str, Any]] = (),  # type: ignore[assignment]
-                 hybrid: list[dict[str, Any]] = (), fail: bool = False) -> None:  # type: ignore[assignment]  # fmt: skip
+    def __init__(
+        self,
+        *,
+        phrase: list[dict[str, Any]] = (),
+        knn: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        hybrid: list[dict[str, Any]] = (),
+        fail: bool = False,
+    ) -> None:  # type: ignore[assignment]
         self.indices = FakeIndices()
         self.phrase, self.knn, self.hybrid, self.fail = list(phrase), list(knn), list(hybrid), fail
         self.calls = 0
@@ -66,13 +80,22 @@ async def _no_embedding(texts: list[str]) -> list[list[float]]:
 
 def _verify(client: FakeElasticsearch) -> Any:
     vectors = [[0.1] * 4 for _ in PATTERNS]
-    return asyncio.run(verify_forgotten(client, "streams-chunks", Identity({f"email:{EMAIL}"}, PATTERNS),  # type: ignore[arg-type]
-                                        REDACTOR, _no_embedding, vectors))  # fmt: skip
+    return asyncio.run(
+        verify_forgotten(
+            client,
+            "streams-chunks",
+            Identity({f"email:{EMAIL}"}, PATTERNS),  # type: ignore[arg-type]
+            REDACTOR,
+            _no_embedding,
+            vectors,
+        )
+    )
 
 
 def test_a_clean_index_passes_with_one_refresh_and_one_msearch() -> None:
-    client = FakeElasticsearch(phrase=[_hit("a#root#0", "Please keep [redacted] in copy.")],
-                               knn=[_hit("b#root#0", "Nothing about anyone.")])  # fmt: skip
+    client = FakeElasticsearch(
+        phrase=[_hit("a#root#0", "Please keep [redacted] in copy.")], knn=[_hit("b#root#0", "Nothing about anyone.")]
+    )
     verification = _verify(client)
     assert verification.clean
     assert (client.indices.refreshed, client.calls) == (1, 1)

@@ -123,11 +123,26 @@ def test_a_report_of_the_previous_schema_still_decodes() -> None:
     old = avro._writer_schemas("freshness_report")
     (older_fingerprint,) = [fp for fp in old if fp != avro._fingerprint("freshness_report")]
     body = io.BytesIO()
-    fastavro.schemaless_writer(body, old[older_fingerprint], {
-        "worker_id": "w", "window_start": START, "window_end": END,
-        "sources": [{"source": "wiki", "events": 1, "p50_s": 1.0, "p95_s": 1.0, "p99_s": 1.0, "max_s": 1.0,
-                     "oldest_unindexed_age_s": 0.0}],
-    })  # fmt: skip
+    fastavro.schemaless_writer(
+        body,
+        old[older_fingerprint],
+        {
+            "worker_id": "w",
+            "window_start": START,
+            "window_end": END,
+            "sources": [
+                {
+                    "source": "wiki",
+                    "events": 1,
+                    "p50_s": 1.0,
+                    "p95_s": 1.0,
+                    "p99_s": 1.0,
+                    "max_s": 1.0,
+                    "oldest_unindexed_age_s": 0.0,
+                }
+            ],
+        },
+    )
     decoded = decode_freshness_report(avro.SINGLE_OBJECT_MAGIC + older_fingerprint + body.getvalue())
     (wiki,) = decoded["sources"]
     assert (wiki["events"], wiki["snapshot_events"], wiki["snapshot_p99_s"]) == (1, 0, None)

@@ -105,9 +105,16 @@ STARTED = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 def _change(*, snapshot: bool = False, committed: datetime = STARTED + timedelta(seconds=5)) -> PartChange:
     return PartChange(
-        source="tickets", table="tickets", document_id="tickets/ticket/1", part_id="root", role="root",
-        deleted=False, version=1, commit_ts=committed, snapshot=snapshot,
-    )  # fmt: skip
+        source="tickets",
+        table="tickets",
+        document_id="tickets/ticket/1",
+        part_id="root",
+        role="root",
+        deleted=False,
+        version=1,
+        commit_ts=committed,
+        snapshot=snapshot,
+    )
 
 
 def test_a_streamed_change_after_the_start_is_live() -> None:
@@ -139,9 +146,16 @@ def test_snapshot_figures_are_kept_apart_from_live_ones() -> None:
 def test_observing_a_change_labels_the_histogram_with_its_phase() -> None:
     window = FreshnessWindow(("unit-phase",), started_at=STARTED)
     change = PartChange(
-        source="unit-phase", table="t", document_id="unit-phase/t/1", part_id="root", role="root",
-        deleted=False, version=1, commit_ts=STARTED - timedelta(minutes=5), snapshot=True,
-    )  # fmt: skip
+        source="unit-phase",
+        table="t",
+        document_id="unit-phase/t/1",
+        part_id="root",
+        role="root",
+        deleted=False,
+        version=1,
+        commit_ts=STARTED - timedelta(minutes=5),
+        snapshot=True,
+    )
     histogram = metrics.FRESHNESS.labels(source="unit-phase", table="t", operation="upsert", phase="snapshot")
     before = histogram._sum.get()
     assert observe_freshness(window, change, STARTED + timedelta(seconds=1)) == "snapshot"

@@ -46,7 +46,8 @@ class FakeWriter:
 def test_the_serving_generation_is_written_first_and_decides_the_result() -> None:
     order: list[str] = []
     writer = GenerationsWriter(
-        {"v2": FakeWriter("v2", order, fail=True, embedded=3), "v1": FakeWriter("v1", order)}, "v1"  # type: ignore[dict-item]
+        {"v2": FakeWriter("v2", order, fail=True, embedded=3), "v1": FakeWriter("v1", order)},
+        "v1",  # type: ignore[dict-item]
     )
     result = asyncio.run(writer.write([page(1)]))
     assert order == ["v1", "v2"]
@@ -107,8 +108,14 @@ def test_a_deletion_request_covers_the_alias_and_every_generation_once_per_model
     copies = {id(minilm): "minilm's copy", id(other): "other's copy"}
     embedders = SimpleNamespace(urgent=lambda embedder: copies[id(embedder)])
     runtime = Runtime(
-        Settings(), None, "streams-chunks-v1", minilm, None, GenerationsWriter(writers, "streams-chunks-v1"),  # type: ignore[arg-type]
-        None, embedders,  # type: ignore[arg-type]
+        Settings(),
+        None,
+        "streams-chunks-v1",
+        minilm,
+        None,
+        GenerationsWriter(writers, "streams-chunks-v1"),  # type: ignore[arg-type]
+        None,
+        embedders,  # type: ignore[arg-type]
     )
     assert runtime.forget_groups() == [
         ("streams-chunks,streams-chunks-v1,streams-chunks-v2", "minilm's copy"),

@@ -144,6 +144,7 @@ def test_a_100000_character_token_is_split_into_window_sized_chunks(count: Any) 
     pieces = list(dict.fromkeys(w for c in chunks for w in c.text.split() if w not in ("Before.", "After.")))
     assert "".join(pieces) == token
 
+
 def test_18000_characters_of_cjk_without_spaces_are_split_by_token_count() -> None:
     text = "".join(chr(0x4E00 + (i * 31) % 20000) for i in range(18_000))
     chunks = chunk_text(text, "plain", max_tokens=256, overlap_tokens=32)
@@ -172,7 +173,7 @@ def test_script_and_style_are_never_indexed_from_html() -> None:
     html = (
         "<h1>Runbook</h1><p>Restart the <b>queue</b> first.</p>"
         "<script>stealCookies('zqscript')</script><style>.x{content:'zqstyle'}</style>"
-        "<p onclick=\"zqattr()\">Then check the logs.</p><noscript>zqnoscript</noscript>"
+        '<p onclick="zqattr()">Then check the logs.</p><noscript>zqnoscript</noscript>'
         "<SCRIPT type='text/javascript'>zqupper()</SCRIPT><p>Done.</p><script>zqunclosed("
     )
     text = " ".join(c.text for c in chunk_text(html, "html"))

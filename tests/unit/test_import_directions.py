@@ -70,8 +70,6 @@ def violations(
     return found
 
 
-
-
 def test_pipeline_imports_only_records_and_errors() -> None:
     assert violations("pipeline", PIPELINE_MAY_IMPORT, ()) == []
 
@@ -108,4 +106,3 @@ def test_the_reader_sees_lazy_relative_and_package_imports(tmp_path: Path) -> No
         "streams/elastic/bad.py:6 imports streams.embedding.embedder",
         "streams/elastic/bad.py:7 imports streams.stack.runner",
     ]
-

@@ -38,8 +38,13 @@ class FakeMessage:
 
 
 def entry(partition: int, offset: int, digest: str, kind: str = "identifier") -> FakeMessage:
-    record = {"identifier": None, "pattern_hash": digest, "pattern_kind": kind, "request_id": "r1",
-              "forgotten_at": datetime.now(UTC)}  # fmt: skip
+    record = {
+        "identifier": None,
+        "pattern_hash": digest,
+        "pattern_kind": kind,
+        "request_id": "r1",
+        "forgotten_at": datetime.now(UTC),
+    }
     return FakeMessage(partition, offset, digest.encode(), avro.encode("forget_ledger_entry", record))
 
 

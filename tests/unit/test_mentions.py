@@ -21,17 +21,20 @@ def redactor(patterns: list[MentionPattern] = PRIYA) -> Redactor:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Priya Park from our platform team (priya.park@umbrella-health.org) first noticed it",
-         f"{MARKER} from our platform team ({MARKER}) first noticed it"),
-        ("Please keep PRIYA  PARK (mailto:Priya.Park@Umbrella-Health.org) in copy",
-         f"Please keep {MARKER} ({MARKER}) in copy"),
+        (
+            "Priya Park from our platform team (priya.park@umbrella-health.org) first noticed it",
+            f"{MARKER} from our platform team ({MARKER}) first noticed it",
+        ),
+        (
+            "Please keep PRIYA  PARK (mailto:Priya.Park@Umbrella-Health.org) in copy",
+            f"Please keep {MARKER} ({MARKER}) in copy",
+        ),
         ("write to priya.park at umbrella-health dot org", f"write to {MARKER}"),
         ("write to priya.park [at] umbrella-health.org", f"write to {MARKER}"),
         ("Priya Park's laptop", f"{MARKER} laptop"),
-        ("call (555) 555-0123 or +1 555 555 0123 or 555.555.0123",
-         f"call {MARKER} or {MARKER} or {MARKER}"),
+        ("call (555) 555-0123 or +1 555 555 0123 or 555.555.0123", f"call {MARKER} or {MARKER} or {MARKER}"),
     ],
-)  # fmt: skip
+)
 def test_written_variants_are_redacted(text: str, expected: str) -> None:
     assert redactor().redact(text) == expected
 

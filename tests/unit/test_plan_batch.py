@@ -32,19 +32,38 @@ def nobody(subjects: Iterable[str]) -> bool:
 
 def page(version: int) -> PartChange:
     return PartChange(
-        source="wiki", table="page", document_id=PAGE, part_id="root", role="root", deleted=False,
-        version=version, commit_ts=T0, title="Vacuum", groups=("engineering",),
-    )  # fmt: skip
+        source="wiki",
+        table="page",
+        document_id=PAGE,
+        part_id="root",
+        role="root",
+        deleted=False,
+        version=version,
+        commit_ts=T0,
+        title="Vacuum",
+        groups=("engineering",),
+    )
 
 
 def revision(version: int, rev_id: int, text: str, author: str) -> PartChange:
     return PartChange(
-        source="wiki", table="revision", document_id=PAGE, part_id="revision", role="child", deleted=False,
-        version=version, commit_ts=T0, text=text, subjects=frozenset({f"email:{author}"}), order_key=rev_id,
-    )  # fmt: skip
+        source="wiki",
+        table="revision",
+        document_id=PAGE,
+        part_id="revision",
+        role="child",
+        deleted=False,
+        version=version,
+        commit_ts=T0,
+        text=text,
+        subjects=frozenset({f"email:{author}"}),
+        order_key=rev_id,
+    )
 
 
-def plan_and_vectors(stored: dict[str, StoredState], changes: list[PartChange], **kw) -> tuple[BatchPlan, list[Operation]]:  # noqa: E501
+def plan_and_vectors(
+    stored: dict[str, StoredState], changes: list[PartChange], **kw
+) -> tuple[BatchPlan, list[Operation]]:
     plan = plan_batch(stored, {PAGE: changes}, chunker, kw.pop("is_forgotten", nobody), **kw)
     vectors = {chunk.text_hash: [0.1, 0.2] for chunk in plan.chunks_to_write()}
     return plan, build_operations(plan, stored, vectors, NOW)

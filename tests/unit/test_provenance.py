@@ -58,10 +58,14 @@ class _TwoGenerations:
         if ids is None:
             return {"hits": {"hits": [_retrieved("d1#root#0", "streams-chunks-v2")]}}
         stored = {"document_id": "d1", "source": "wiki", "text": "t", "section": ""}
-        return {"hits": {"hits": [
-            {"_id": "d1#root#0", "_index": "streams-chunks-v2", "_source": {**stored, **MADE_BY}},
-            {"_id": "d1#root#1", "_index": "streams-chunks-v1", "_source": stored},
-        ]}}  # fmt: skip
+        return {
+            "hits": {
+                "hits": [
+                    {"_id": "d1#root#0", "_index": "streams-chunks-v2", "_source": {**stored, **MADE_BY}},
+                    {"_id": "d1#root#1", "_index": "streams-chunks-v1", "_source": stored},
+                ]
+            }
+        }
 
 
 def test_search_hits_name_the_index_and_what_made_the_chunk() -> None:

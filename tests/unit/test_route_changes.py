@@ -94,7 +94,8 @@ def test_undecodable_and_unmappable_events_are_dead_lettered_with_the_debezium_o
     missing = RawMessage(unmapped_column.topic, 1, 13, unmapped_column.key, json.dumps(broken).encode())
     recorder = route(mappings, [garbage, missing, raw("crm.public.notes/create", offset=14)])
     assert [origin for origin, _ in recorder.dead] == [
-        Origin("tickets.public.tickets", 1, 12), Origin("tickets.public.tickets", 1, 13)
+        Origin("tickets.public.tickets", 1, 12),
+        Origin("tickets.public.tickets", 1, 13),
     ]
     assert recorder.dead[0][1]["value"] == b"{not json" and recorder.dead[0][1]["stage"] == "decode"
     assert len(recorder.forwarded) == 1  # the good event behind them flows on
@@ -121,7 +122,11 @@ def test_a_heartbeat_table_change_reaches_every_partition_and_each_indexer_count
     commit = datetime.fromtimestamp(json.loads(message.value or b"{}")["source"]["ts_ms"] / 1000, UTC)
     capture = CaptureClock(["tickets"], clock=lambda: commit + timedelta(seconds=100))  # started 100 s after it
     processor = ChangeProcessor(
-        mappings, NoWrites(), recorder.dead_letter, FreshnessWindow(("tickets",)), capture=capture,  # type: ignore[arg-type]
+        mappings,
+        NoWrites(),
+        recorder.dead_letter,
+        FreshnessWindow(("tickets",)),
+        capture=capture,  # type: ignore[arg-type]
     )
     _, value = recorder.forwarded[2]
     asyncio.run(processor.process([unwrap_routed(value, "streams.changes.by-document", 2, 9)]))
@@ -163,7 +168,9 @@ def test_the_indexer_dead_letters_a_routed_change_with_the_debezium_origin_and_k
     [(origin, record)] = recorder.dead
     assert origin == Origin("crm.public.contacts", 1, 88)
     assert (record["origin_topic"], record["origin_partition"], record["origin_offset"]) == (
-        "crm.public.contacts", 1, 88
+        "crm.public.contacts",
+        1,
+        88,
     )
     assert record["value"] == message.value
 

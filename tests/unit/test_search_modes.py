@@ -29,11 +29,19 @@ class FakeElasticsearch:
             return {"hits": {"hits": [hit(c, c.upper()) for c in "edcba"][: body["size"]]}}
         ids = body["query"]["bool"]["filter"][0].get("ids", {}).get("values")
         if ids is not None:  # the details request
-            return {"hits": {"hits": [
-                {"_id": i, "_source": {"document_id": i.upper(), "source": "tickets", "title": f"T{i}", "text": i},
-                 "highlight": {"text": [f"<em>{i}</em>"]}}
-                for i in ids if i not in self.gone
-            ]}}  # fmt: skip
+            return {
+                "hits": {
+                    "hits": [
+                        {
+                            "_id": i,
+                            "_source": {"document_id": i.upper(), "source": "tickets", "title": f"T{i}", "text": i},
+                            "highlight": {"text": [f"<em>{i}</em>"]},
+                        }
+                        for i in ids
+                        if i not in self.gone
+                    ]
+                }
+            }
         return {"hits": {"hits": [hit(c, c.upper()) for c in "abcde"][: body["size"]]}}
 
 

@@ -59,7 +59,7 @@ def test_sasl_broker_has_no_unauthenticated_listener(tmp_path: Path) -> None:
     broker_login = server["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
     assert f'username="{BROKER_USER}"' in broker_login
     # The client user's password is a SCRAM credential in the metadata log, never in the broker's config.
-    assert PASSWORD not in kafka.server_properties() and "pa\\\\\"ss" not in kafka.server_properties()
+    assert PASSWORD not in kafka.server_properties() and 'pa\\\\"ss' not in kafka.server_properties()
     assert set(kafka.scram_users()) == {"streams", BROKER_USER}
     assert stat.S_IMODE(kafka.internal_credentials_file.stat().st_mode) == 0o600
 
@@ -91,8 +91,9 @@ def test_plaintext_needs_nothing(tmp_path: Path) -> None:
 
 
 def test_sasl_ssl_listener_speaks_tls_with_the_stacks_own_certificate(tmp_path: Path) -> None:
-    settings = sasl_settings(tmp_path, kafka_security_protocol="SASL_SSL",
-                             kafka_ssl_cafile=tmp_path / "kafka" / "certs" / "ca.crt")  # fmt: skip
+    settings = sasl_settings(
+        tmp_path, kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=tmp_path / "kafka" / "certs" / "ca.crt"
+    )
     kafka = Kafka(settings)
     properties = kafka.server_properties()
     assert "listeners=SASL_SSL://127.0.0.1:" in properties and "CONTROLLER:SASL_PLAINTEXT" in properties

@@ -22,16 +22,33 @@ def nobody_forgotten(subjects: Iterable[str]) -> bool:
 
 def root(version: int, text: str = "a\n\nb", deleted: bool = False, groups=("support",), **kw) -> PartChange:
     return PartChange(
-        source="tickets", table="tickets", document_id=DOC, part_id="root", role="root", deleted=deleted,
-        version=version, commit_ts=T0, text=text, title="Printer on fire", groups=groups,
-        subjects=frozenset({"email:alice@example.com"}), **kw,
+        source="tickets",
+        table="tickets",
+        document_id=DOC,
+        part_id="root",
+        role="root",
+        deleted=deleted,
+        version=version,
+        commit_ts=T0,
+        text=text,
+        title="Printer on fire",
+        groups=groups,
+        subjects=frozenset({"email:alice@example.com"}),
+        **kw,
     )
 
 
 def comment(version: int, cid: int = 7, text: str = "c", deleted: bool = False) -> PartChange:
     return PartChange(
-        source="tickets", table="ticket_comments", document_id=DOC, part_id=f"ticket_comments/{cid}",
-        role="child", deleted=deleted, version=version, commit_ts=T0, text=text,
+        source="tickets",
+        table="ticket_comments",
+        document_id=DOC,
+        part_id=f"ticket_comments/{cid}",
+        role="child",
+        deleted=deleted,
+        version=version,
+        commit_ts=T0,
+        text=text,
         subjects=frozenset({"email:bob@example.com"}),
     )
 
@@ -113,8 +130,16 @@ def test_child_before_root_is_invisible_until_root_arrives():
 def test_latest_revision_wins_whatever_the_order():
     def revision(rev_id: int, version: int) -> PartChange:
         return PartChange(
-            source="wiki", table="revision", document_id="wiki/page/1", part_id="revision", role="child",
-            deleted=False, version=version, commit_ts=T0, text=f"rev {rev_id}", order_key=rev_id,
+            source="wiki",
+            table="revision",
+            document_id="wiki/page/1",
+            part_id="revision",
+            role="child",
+            deleted=False,
+            version=version,
+            commit_ts=T0,
+            text=f"rev {rev_id}",
+            order_key=rev_id,
         )
 
     state = apply_changes(None, [revision(5, 50)], chunker, nobody_forgotten).state

@@ -138,8 +138,10 @@ def run_compare(mappings: Mappings, row: SourceDocument, parts: dict[str, dict[s
 
 def test_matching_content_is_consistent(mappings: Mappings) -> None:
     row = SourceDocument(parts={"ticket_comments/3"}, hashes={"root": "aaa", "ticket_comments/3": "ccc"})
-    parts = {"root": {"chunk_hashes": ["x"], "content_hash": "aaa"},
-             "ticket_comments/3": {"chunk_hashes": ["y"], "content_hash": "ccc"}}  # fmt: skip
+    parts = {
+        "root": {"chunk_hashes": ["x"], "content_hash": "aaa"},
+        "ticket_comments/3": {"chunk_hashes": ["y"], "content_hash": "ccc"},
+    }
     report = run_compare(mappings, row, parts)
     assert report.ok and report.indexed_documents == 1 and report.unverified == 0
 
@@ -147,8 +149,10 @@ def test_matching_content_is_consistent(mappings: Mappings) -> None:
 def test_a_lost_update_is_stale(mappings: Mappings) -> None:
     # The comment was edited in the source; its event never reached the index: same keys, old content.
     row = SourceDocument(parts={"ticket_comments/3"}, hashes={"root": "aaa", "ticket_comments/3": "new"})
-    parts = {"root": {"chunk_hashes": ["x"], "content_hash": "aaa"},
-             "ticket_comments/3": {"chunk_hashes": ["y"], "content_hash": "old"}}  # fmt: skip
+    parts = {
+        "root": {"chunk_hashes": ["x"], "content_hash": "aaa"},
+        "ticket_comments/3": {"chunk_hashes": ["y"], "content_hash": "old"},
+    }
     report = run_compare(mappings, row, parts)
     (issue,) = report.issues["stale"]
     assert issue.document_id == DOC
@@ -187,14 +191,16 @@ class FakeRows:
 def wiki_rows() -> FakeRows:
     page = {"page_namespace": 0, "page_restrictions": "", "page_is_redirect": 0}
     revision = {"rev_user_text": "erin@example.com"}
-    return FakeRows({
-        "page": [{**page, "page_id": i, "page_title": f"P{i}"} for i in (1, 2, 3)],
-        "revision": [
-            {**revision, "rev_id": 10, "rev_page": 1, "rev_text": "old"},
-            {**revision, "rev_id": 11, "rev_page": 1, "rev_text": "new"},
-            {**revision, "rev_id": 12, "rev_page": 3, "rev_text": "three"},
-        ],
-    })  # fmt: skip
+    return FakeRows(
+        {
+            "page": [{**page, "page_id": i, "page_title": f"P{i}"} for i in (1, 2, 3)],
+            "revision": [
+                {**revision, "rev_id": 10, "rev_page": 1, "rev_text": "old"},
+                {**revision, "rev_id": 11, "rev_page": 1, "rev_text": "new"},
+                {**revision, "rev_id": 12, "rev_page": 3, "rev_text": "three"},
+            ],
+        }
+    )
 
 
 def test_source_pages_hash_every_part_page_by_page(mappings: Mappings) -> None:
