@@ -13,9 +13,8 @@ from confluent_kafka import Consumer, KafkaException
 
 from streams import avro
 from streams.clients import consumer_at_end, kafka_producer
+from streams.records import SUBJECT_KINDS
 from streams.settings import Settings, get_settings
-
-SUBJECT_KINDS = ("email", "contact_id", "user_id")
 
 
 def deletion_request(subject: str, kind: str, requested_by: str, reason: str) -> dict[str, Any]:
