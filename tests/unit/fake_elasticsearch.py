@@ -6,8 +6,9 @@ clauses the lane sends (bool, term, terms, ids, match_phrase, multi_match, wildc
 stored sources. A kNN search finds nothing: the fake has no vectors to compare.
 
 `refuse` lets a test answer chosen bulk items with a status (a 429, say) instead of applying them, so
-the real `async_streaming_bulk` retry path runs, and `after_bulk` lets it fail a bulk request after
-applying it (a worker cut short after Elasticsearch did the work).
+the real `async_streaming_bulk` retry path runs; `after_bulk` lets it fail a bulk request after
+applying it (a worker cut short after Elasticsearch did the work); `observe` sees each request come
+in (the fake runs in the test's event loop, so it can look at the lane's state as it does).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class FakeElasticsearch:
     docs: dict[tuple[str, str], Stored] = field(default_factory=dict)
     refuse: Refuse = lambda action, index, doc_id: None
     after_bulk: int | None = None  # a status to answer a bulk request with once it is applied
+    observe: Callable[[str], None] = lambda endpoint: None  # called with "_bulk", "_msearch", ... as each arrives
     bulk_items: list[tuple[str, str, int]] = field(default_factory=list)  # (action, id, status) answered
     _seq: int = 0
 
@@ -145,6 +147,7 @@ class FakeElasticsearch:
         parts = [unquote(part) for part in request.raw_path.split("?", 1)[0].split("/") if part]
         raw = await request.read()
         method = request.method
+        self.observe(parts[-1] if parts else "")
         if parts[-1] == "_bulk":
             answer = self.bulk([json.loads(line) for line in raw.splitlines() if line.strip()])
             if self.after_bulk is not None:

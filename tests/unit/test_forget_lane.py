@@ -162,10 +162,12 @@ def test_a_deletion_request_survives_429s_on_its_writes_and_ends_unsearchable() 
     )
     receipts: list[Receipt] = []
     dead: list[Any] = []
+    gate_held: dict[str, set[bool]] = {}
 
     async def scenario() -> Receipt | Exception:
         async with serving(fake) as es:
             runtime = Runtime(es, settings)
+            fake.observe = lambda endpoint: gate_held.setdefault(endpoint, set()).add(runtime.ledger.gate.locked())
             return await _lane(settings, runtime, receipts, dead).handle_with_retries(request)
 
     receipt = asyncio.run(scenario())
@@ -179,6 +181,8 @@ def test_a_deletion_request_survives_429s_on_its_writes_and_ends_unsearchable() 
     assert [count.document_ids for count in receipt.redacted if count.documents] == [["tickets/ticket/4"]]
     assert set(receipt.identifiers) == {"email:ann@example.com", "contact_id:7"}
     assert receipt.state_records_removed == 2  # her contact's and the ticket she commented on
+    # The erase writes under the indexer's write gate; the verification (one _msearch) runs without it.
+    assert gate_held["_bulk"] == {True} and gate_held["_msearch"] == {False}
 
     chunks = {doc_id: fake.source(INDEX, doc_id) for doc_id in fake.ids(INDEX) if not doc_id.startswith("state:")}
     assert set(chunks) == {"tickets/ticket/3#root#0", "tickets/ticket/4#root#0"}
@@ -187,3 +191,46 @@ def test_a_deletion_request_survives_429s_on_its_writes_and_ends_unsearchable() 
     assert redacted["vector"] == VECTOR  # embedded again from the redacted text
     ticket = DocumentState.from_json(fake.source(INDEX, state_id("tickets/ticket/4")) or {})
     assert ticket.parts["root"].chunk_hashes == [text_hash(redacted["text"])]
+
+
+class Store:
+    """The indexer's document store, empty, recording every bulk write."""
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+        self.reuse_from = None
+
+    async def load_states(self, document_ids: Sequence[str]) -> dict[str, Any]:
+        from streams.pipeline.plan_batch import StoredState
+
+        return {document_id: StoredState(None) for document_id in document_ids}
+
+    async def load_vectors(self, chunk_ids: Sequence[str]) -> dict[str, Any]:
+        return {}
+
+    async def bulk(self, operations: Sequence[Any]) -> list[dict[str, Any]]:
+        self.written += [operation.action for operation in operations]
+        return [{"index": {"_id": operation.action["_id"], "status": 201}} for operation in operations]
+
+
+def test_a_batch_planned_before_the_request_is_planned_again_and_writes_nothing_of_the_subject() -> None:
+    """Why the lane may verify without the gate: a batch embedded while the request added its ledger
+    entries finds the ledger's version moved at the gate, and is planned again with them."""
+    from streams.agents.write_changes import ChangeWriter
+    from tests.unit.test_plan_batch import chunker, revision
+
+    ledger = SuppressionLedger(b"k" * 32)
+    store = Store()
+
+    class ArrivingRequest:
+        """The model, slow enough for a deletion request to add its entries meanwhile."""
+
+        async def encode_async(self, texts: list[str]) -> list[list[float]]:
+            ledger.add_identifiers({"email:ann@example.com"})
+            return [list(VECTOR) for _ in texts]
+
+    writer = ChangeWriter(store, ArrivingRequest(), chunker, ledger)  # type: ignore[arg-type]
+    result = asyncio.run(writer.write([revision(11, 100, "Ann's notes", "ann@example.com")]))
+    assert [change.version for change in result.suppressed] == [11] and result.applied == []
+    assert [action["_id"] for action in store.written] == ["state:wiki/page/1"]  # no chunk of hers
+    assert "email:ann@example.com" not in str(store.written)
