@@ -17,13 +17,15 @@ live beside their code and derive from `StreamsError` too: `StackError` (stack/r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
 
 from confluent_kafka import KafkaException
-from elastic_transport import ConnectionError as ElasticConnectionError
-from elastic_transport import ConnectionTimeout as ElasticTimeout
+from elastic_transport import SerializationError, TransportError
 from elasticsearch import ApiError
 
-# HTTP answers that mean "later": a timeout, overload, a node restarting.
+# HTTP answers that mean "later": a timeout, overload (429: the write pool is full), a node restarting.
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -92,19 +94,54 @@ class RetryableError(StreamsError):
         super().__init__(message, stage=stage)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """The one retry-or-dead-letter rule both lanes use: True when waiting can fix `exc`.
+class Outcome(StrEnum):
+    """What an Elasticsearch answer means to the lane that got it."""
 
-    Our own errors say so themselves (``retryable``); from the libraries, an unreachable or overloaded
-    Elasticsearch, a retriable Kafka error and a timeout are transient; anything else is not.
+    DONE = "done"  # written, or (a delete or an update of a document already gone) as good as written
+    CONFLICT = "conflict"  # a conditional write lost to a concurrent one (409): read again, plan again
+    TRANSIENT = "transient"  # waiting fixes it: back off and retry, never give up
+    PERMANENT = "permanent"  # retrying the same write will not help: dead-letter it, or give the request up
+
+
+def classify_status(status: int, action: str = "index") -> Outcome:
+    """The one rule for an HTTP status from Elasticsearch, for a whole call or one bulk item."""
+    if status < 300 or (status == 404 and action in {"delete", "update"}):
+        return Outcome.DONE
+    if status == 409:
+        return Outcome.CONFLICT
+    if status in RETRYABLE_STATUS:
+        return Outcome.TRANSIENT
+    return Outcome.PERMANENT
+
+
+def classify_item(item: Mapping[str, Any]) -> Outcome:
+    """One bulk result item, ``{action: {"status": ..., "_id": ..., "error": ...}}``."""
+    action, result = next(iter(item.items()))
+    return classify_status(int(result.get("status", 500)), action)
+
+
+def classify(exc: BaseException) -> Outcome:
+    """An exception from a client call, by the same rule as a bulk item's status.
+
+    Our own errors say so themselves (``retryable``); from the libraries, an unreachable Elasticsearch
+    (any transport failure: connection, timeout, TLS), a status `classify_status` calls transient, a
+    retriable Kafka error and a timeout are transient; anything else is permanent (a body the client
+    cannot serialize stays so however long one waits).
     """
     if isinstance(exc, StreamsError):
-        return exc.retryable
-    if isinstance(exc, ElasticConnectionError | ElasticTimeout | asyncio.TimeoutError | ConnectionError):
-        return True
+        return Outcome.TRANSIENT if exc.retryable else Outcome.PERMANENT
+    if isinstance(exc, SerializationError):
+        return Outcome.PERMANENT
+    if isinstance(exc, TransportError | asyncio.TimeoutError | ConnectionError):
+        return Outcome.TRANSIENT
     if isinstance(exc, ApiError):
-        return exc.meta.status in RETRYABLE_STATUS
+        return classify_status(exc.meta.status)
     if isinstance(exc, KafkaException):
         error = exc.args[0] if exc.args else None
-        return bool(getattr(error, "retriable", lambda: False)())
-    return False
+        return Outcome.TRANSIENT if getattr(error, "retriable", lambda: False)() else Outcome.PERMANENT
+    return Outcome.PERMANENT
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The one retry-or-dead-letter rule both lanes use: True when waiting can fix `exc`."""
+    return classify(exc) is Outcome.TRANSIENT

@@ -104,6 +104,23 @@ class ChunkText:
         return text_hash(self.text)
 
 
+# What a subject can be: the kinds the document mappings extract, and the kinds a deletion request names.
+SUBJECT_KINDS = ("email", "contact_id", "user_id")
+
+
+def normalize_email(address: str) -> str:
+    """The one canonical form of an email address: emails are matched case-insensitively, so a
+    deletion request finds every spelling a source stored (mentions.normalize folds written
+    variants, ``mailto:`` and ``name [at] domain``, onto this same form)."""
+    return address.strip().lower()
+
+
+def subject_identifier(kind: str, value: str) -> str:
+    """A subject as the index stores it in `subjects` (``email:ann@example.com``, ``contact_id:17``)."""
+    text = value.strip()
+    return f"{kind}:{normalize_email(text) if kind == 'email' else text}"
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 

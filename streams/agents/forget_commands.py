@@ -13,20 +13,14 @@ from confluent_kafka import Consumer, KafkaException
 
 from streams import avro
 from streams.clients import consumer_at_end, kafka_producer
+from streams.forget.request import DeletionRequest
+from streams.records import SUBJECT_KINDS
 from streams.settings import Settings, get_settings
-
-SUBJECT_KINDS = ("email", "contact_id", "user_id")
 
 
 def deletion_request(subject: str, kind: str, requested_by: str, reason: str) -> dict[str, Any]:
-    return {
-        "request_id": str(uuid.uuid4()),
-        "subject": subject,
-        "subject_kind": kind,
-        "requested_by": requested_by,
-        "requested_at": datetime.now(UTC),
-        "reason": reason,
-    }
+    """A new request, as the record the deletion topic takes."""
+    return DeletionRequest(str(uuid.uuid4()), subject, kind, requested_by, datetime.now(UTC), reason).to_dict()
 
 
 def receipts_consumer(settings: Settings) -> Consumer:

@@ -17,7 +17,6 @@ from streams.agents.suppression import SuppressionLedger
 from streams.agents.write_changes import ChangeWriter, GenerationsWriter
 from streams.clients import async_elasticsearch_client, elasticsearch_client
 from streams.elastic.document_store import DocumentStore
-from streams.elastic.forget_progress import ensure_progress_index
 from streams.elastic.generations import (
     GenerationConfig,
     Migration,
@@ -31,6 +30,7 @@ from streams.elastic.hybrid_index import ensure_index, generation_of
 from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
 from streams.errors import IndexingError
+from streams.forget.progress import ensure_progress_index
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.chunk_document import chunk_text, chunker_version
 from streams.records import ChunkText, TextFormat

@@ -9,8 +9,9 @@ redacted; see pipeline/mentions.py). Both are stored and held as keyed hashes (t
 Ledger entries written before hashing (clear ``identifier``) are hashed as they are loaded.
 
 `gate` orders the two lanes: the indexer holds it while it re-checks the ledger's `version` and
-writes a batch, and a deletion request passes through it after adding its entries. So no batch
-planned before a request can land after the request has deleted or redacted the subject's chunks.
+writes a batch, and a deletion request takes it after adding its entries, so no batch planned before
+the request can land after it. The request holds it through each generation's erase and releases it
+before verifying (streams/forget/lane.py says why).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def identifier_hash(key: bytes, identifier: str) -> str:
 
 
 class SuppressionLedger:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, registry_url: str | None = None) -> None:
         self.key = key
+        self.registry_url = registry_url  # entries framed by the Confluent serializer are read with their schema
         self._identifiers: set[str] = set()  # keyed hashes of forgotten identifiers
         self._redactor = Redactor(key)
         self.version = 0  # grows with every entry added: a planned batch checks it under the gate
@@ -74,7 +76,7 @@ class SuppressionLedger:
             if message.error():
                 log.warning("ledger topic: %s", message.error())
                 continue
-            entries.update(ledger_entry(self.key, message))
+            entries.update(ledger_entry(self.key, message, self.registry_url))
             partition, offset = message.partition(), message.offset()
             if partition is not None and offset is not None:
                 offsets[partition] = max(offsets.get(partition, 0), offset + 1)
@@ -98,13 +100,13 @@ class SuppressionLedger:
     @classmethod
     def load(cls, settings: Settings, timeout_s: float = 30.0) -> SuppressionLedger:
         """Read the compacted ledger topic from the beginning to its end."""
-        ledger = cls(settings.ledger_key_bytes())
+        ledger = cls(settings.ledger_key_bytes(), settings.schema_registry_url)
         # The ends are taken before reading: the follower goes on from them, so an entry published while
         # this reads is applied once or twice (harmless), never missed.
         ledger.offsets = end_offsets(settings, settings.ledger_topic, timeout_s)
         entries: dict[str, str] = {}
         for message in read_whole_topic(settings, settings.ledger_topic, f"{settings.worker_id}-ledger", timeout_s):
-            entries.update(ledger_entry(ledger.key, message))
+            entries.update(ledger_entry(ledger.key, message, ledger.registry_url))
         ledger._add(entries)
         log.info(
             "suppression ledger: %d forgotten identifiers, %d mention patterns",
@@ -114,13 +116,13 @@ class SuppressionLedger:
         return ledger
 
 
-def ledger_entry(key: bytes, message: Message) -> dict[str, str]:
+def ledger_entry(key: bytes, message: Message, registry_url: str | None = None) -> dict[str, str]:
     """hash -> kind of one ledger topic record ({} for a tombstone or an unreadable record)."""
     value = message.value()
     if value is None or message.key() is None:
         return {}
     try:
-        entry = avro.decode("forget_ledger_entry", value)
+        entry = avro.decode("forget_ledger_entry", value, registry_url)
     except DecodeError as exc:
         log.error("unreadable ledger entry at offset %d: %s", message.offset(), exc)
         return {}

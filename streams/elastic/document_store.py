@@ -1,8 +1,8 @@
 """Reading and writing the documents' records in the index: state records, old vectors, bulk writes.
 
-Only I/O lives here; what to write is planned in pipeline/plan_batch.py. Every call turns connection
-trouble and overload into RetryableError (the caller backs off and retries the whole batch: every
-write is idempotent) and any other refusal into IndexingError.
+Only I/O lives here; what to write is planned in pipeline/plan_batch.py. Every call goes through
+elastic/bulk.py, which turns connection trouble and overload into RetryableError (the caller backs off
+and retries the whole batch: every write is idempotent) and any other refusal into IndexingError.
 """
 
 from __future__ import annotations
@@ -10,19 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from elasticsearch import ApiError, AsyncElasticsearch, ConnectionError, ConnectionTimeout, TransportError
-from elasticsearch.helpers import async_streaming_bulk
+from elasticsearch import AsyncElasticsearch
 
-from streams.errors import RETRYABLE_STATUS, IndexingError, RetryableError
+from streams.elastic import bulk
 from streams.pipeline.plan_batch import Operation, StoredState, Vector, state_id
 from streams.pipeline.update_document_state import DocumentState
 
 T = TypeVar("T")
 
-# A batch of 256 events can plan thousands of chunks (384 floats each, about 8 KB as JSON): bound each
-# bulk request. Requests go one after another, so a document's chunks still land before its state record.
-BULK_MAX_ACTIONS = 2000
-BULK_MAX_BYTES = 16 * 1024 * 1024
 REUSE_PAGE = 1000  # text hashes per lookup in another generation
 
 
@@ -87,37 +82,16 @@ class DocumentStore:
         return vectors
 
     async def bulk(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:
-        """Send the operations in order; one result item (``{action: {...}}``) per operation."""
-        items: list[Mapping[str, Any]] = []
-
-        async def send() -> None:
-            stream = async_streaming_bulk(
-                self.client,
-                [{"_index": self.index, **operation.action} for operation in operations],
-                chunk_size=BULK_MAX_ACTIONS,
-                max_chunk_bytes=BULK_MAX_BYTES,
-                raise_on_error=False,  # every item is classified by its owner (plan_batch.read_bulk_items)
-                refresh=self.refresh,
-            )
-            async for _ok, item in stream:
-                items.append(item)
-
-        await _call(send())
-        return items
+        """Send the operations, bounded (elastic/bulk.py); one result item (``{action: {...}}``) per
+        operation, read by `_id` (plan_batch.read_bulk_items). Requests go one after another, so a
+        document's chunks land before its state record, except a chunk the helper sends again after a
+        429: until that lands, the state record claims a chunk the index does not hold yet."""
+        actions = [{"_index": self.index, **operation.action} for operation in operations]
+        return list(await bulk.bulk(self.client, actions, stage="index", refresh=self.refresh))
 
 
 async def _call(awaitable: Awaitable[T]) -> T:
-    """Await a client call; connection trouble and overload become RetryableError."""
-    try:
-        return await awaitable
-    except (ConnectionError, ConnectionTimeout) as exc:
-        raise RetryableError(f"Elasticsearch unreachable: {exc}", stage="index") from exc
-    except ApiError as exc:
-        if exc.meta.status in RETRYABLE_STATUS:
-            raise RetryableError(f"Elasticsearch answered {exc.meta.status}: {exc}", stage="index") from exc
-        raise IndexingError(f"Elasticsearch rejected the request: {exc}") from exc
-    except TransportError as exc:
-        raise RetryableError(f"Elasticsearch transport error: {exc}", stage="index") from exc
+    return await bulk.call(awaitable, stage="index")
 
 
 __all__ = ["DocumentStore"]

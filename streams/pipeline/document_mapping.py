@@ -37,7 +37,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from streams.errors import MappingError
-from streams.records import ChangeEvent, Op, PartChange, TextFormat
+from streams.pipeline.mentions import MENTION_KINDS
+from streams.records import ChangeEvent, Op, PartChange, TextFormat, subject_identifier
 
 ChildMode = Literal["each", "latest"]
 _FORMATTER = string.Formatter()
@@ -89,9 +90,6 @@ class Text(_Node):
         return {name for _, name, _, _ in _FORMATTER.parse(self.template) if name is not None}
 
 
-MENTION_KINDS = ("email", "name", "phone")
-
-
 def _mentions(raw: Any) -> Any:
     if not isinstance(raw, dict):
         return raw
@@ -138,10 +136,7 @@ class Subject(_Node):
         if raw is None:
             return None
         text = str(raw).strip()
-        if self.kind == "email":
-            # Emails are matched case-insensitively, so a forget request finds every spelling.
-            text = text.lower()
-        return f"{self.kind}:{text}" if text else None
+        return subject_identifier(self.kind, text) if text else None
 
 
 class Groups(_Node):

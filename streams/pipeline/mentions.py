@@ -26,9 +26,12 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
+
+from streams.records import normalize_email
 
 MentionKind = Literal["email", "name", "phone"]
+MENTION_KINDS: tuple[MentionKind, ...] = get_args(MentionKind)  # the mappings' `mentions` keys too
 MARKER = "[redacted]"
 
 # Bounded and anchored at a boundary: an unbounded `[\w.]+` before a missing '@' backtracks over the
@@ -51,7 +54,7 @@ FIRST_WORD = "first:"
 def normalize(kind: MentionKind, value: str) -> str:
     """The canonical form hashed for a pattern and for every candidate found in text."""
     if kind == "email":
-        value = value.strip().lower().removeprefix("mailto:")
+        value = normalize_email(value).removeprefix("mailto:")
         value = _EMAIL_DOT.sub(".", _EMAIL_AT.sub("@", value))
         return value
     if kind == "phone":

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.errors import RETRYABLE_STATUS, IndexingError, StreamsError
+from streams.errors import IndexingError, Outcome, StreamsError, classify_item
 from streams.pipeline.update_document_state import (
     Chunker,
     DocumentState,
@@ -191,21 +191,25 @@ class BulkOutcome:
 
 
 def read_bulk_items(operations: Sequence[Operation], items: Sequence[Mapping[str, Any]]) -> BulkOutcome:
-    """Classify each bulk item's result (``{action: {status, _id, error}}``) against its document."""
+    """Classify each bulk item's result (``{action: {status, _id, error}}``, errors.classify_item)
+    against its document. Items are matched to operations by `_id`, not by position: the bulk helper
+    returns an item it sent again after a 429 after the others (every id belongs to one document)."""
+    owners = {str(operation.action.get("_id", "")): operation.owner for operation in operations}
     outcome = BulkOutcome()
-    for operation, item in zip(operations, items, strict=True):
-        action, result = next(iter(item.items()))
-        status = result.get("status", 500)
+    for item in items:
+        _action, result = next(iter(item.items()))
         item_id = str(result.get("_id", ""))
-        if status < 300 or (action in {"delete", "update"} and status == 404):
+        kind = classify_item(item)
+        if kind is Outcome.DONE:
             continue  # a chunk already gone is as good as deleted; a missing one needs no field refresh
-        if status == 409 and item_id.startswith("state:"):
-            outcome.conflicts.add(operation.owner)
-        elif status in RETRYABLE_STATUS:
-            outcome.transient = outcome.transient or f"Elasticsearch answered {status} for {item_id}"
+        if kind is Outcome.CONFLICT and item_id.startswith("state:"):
+            outcome.conflicts.add(owners[item_id])
+        elif kind is Outcome.TRANSIENT:
+            outcome.transient = outcome.transient or f"Elasticsearch answered {result.get('status')} for {item_id}"
         else:
             reason = result.get("error") or {}
             outcome.rejected.setdefault(
-                operation.owner, IndexingError(f"{status} {reason.get('type')}: {reason.get('reason')}")
+                owners[item_id],
+                IndexingError(f"{result.get('status', 500)} {reason.get('type')}: {reason.get('reason')}"),
             )
     return outcome

@@ -382,7 +382,7 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
     receipt = _receipt(worker, request_id, start, timeout=400)
     assert receipt["verification"]["subject_field_hits"] == 0
     # The killed attempt may have removed some or all of the chunks already; it saved what it was about
-    # to delete before writing (forget_progress.py), so the receipt still lists every document of theirs.
+    # to delete before writing (streams/forget/progress.py), so the receipt still lists every document of theirs.
     removed = sum(r["chunks"] for r in receipt["removed"])
     assert removed <= naming, f"the receipt counts {removed} chunks removed; the person had {naming}"
     listed = {doc for r in receipt["removed"] for doc in r["document_ids"]}

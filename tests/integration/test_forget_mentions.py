@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from streams.elastic.forget_subject import Identity, mention_patterns, verify_forgotten
+from streams.forget.expand import Identity, mention_patterns
+from streams.forget.verify import verify_forgotten
 from streams.observability.dead_letters import dead_letter_key
 from streams.pipeline.mentions import MentionPattern, Redactor, pattern_hashes
 from streams.records import Origin
@@ -155,7 +156,7 @@ def test_forget_deletes_what_is_about_them_and_redacts_what_mentions_them(worker
     purged = purged_receipt(worker, request_id, start, timeout=worker.purge_window_s + 120)
     assert purged["purged_at"] is not None and purged["purged_at"] >= purged["unsearchable_at"], purged
     assert purged["removed"] == receipt["removed"] and purged["redacted"] == receipt["redacted"]
-    # What the request kept while in flight and until its purge (forget_progress.py) is gone now.
+    # What the request kept while in flight and until its purge (streams/forget/progress.py) is gone now.
     assert wait_until(lambda: not es.exists(index=worker.forget_progress_index, id=request_id), timeout=30)
 
 

@@ -7,7 +7,7 @@ from elastic_transport import ApiResponseMeta, ConnectionError, HttpHeaders, Nod
 from elasticsearch import ApiError
 
 from streams.errors import IndexingError, InvalidRequest, RetryableError, StreamsError, is_transient
-from streams.pipeline.validate_deletion_request import validate_deletion_request
+from streams.forget.request import validate_deletion_request
 
 GOOD = {"request_id": "r1", "subject": "ann@example.com", "subject_kind": "email"}
 

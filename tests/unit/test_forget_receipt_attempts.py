@@ -6,215 +6,227 @@ same after a worker dies midway: what it noted is saved in Elasticsearch before 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import pytest
+from elasticsearch import AsyncElasticsearch
 
-from streams.agents import forget_subjects
-from streams.elastic.forget_progress import ForgetProgress
-from streams.elastic.forget_subject import ForgetOutcome, Identity, forget
-from streams.errors import StreamsError
+from streams.elastic.bulk import BulkLimits
+from streams.errors import IndexingError, StreamsError
+from streams.forget import purge
+from streams.forget.erase import erase
+from streams.forget.expand import Identity
+from streams.forget.lane import ForgetLane, LaneIO
+from streams.forget.outcome import ForgetOutcome
+from streams.forget.progress import ForgetProgress, pending_purges
+from streams.forget.purge import PurgeScheduler
+from streams.forget.receipt import Receipt, RemovedCount, VerificationRecord
+from streams.forget.request import DeletionRequest
 from streams.pipeline.mentions import Redactor
+from streams.settings import Settings
+from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
 
 SUBJECT = "email:ann@example.com"
+CHUNK = "crm/contact/7#root#0"
+PROGRESS = "progress"
+T = TypeVar("T")
 
 
-class FakeIndices:
-    async def refresh(self, index: str) -> None:
-        return None
+def one_chunk_index() -> FakeElasticsearch:
+    """An index holding one chunk whose `subjects` names the person, and an empty progress index."""
+    fake = FakeElasticsearch(aliases={"chunks": ["v1"]})
+    fake.put("v1", CHUNK, {"kind": "chunk", "source": "crm", "document_id": "crm/contact/7", "subjects": [SUBJECT]})
+    return fake
 
 
-class Died(Exception):
-    """The worker, killed -9 in the middle of a bulk request (after Elasticsearch applied it)."""
+def run(fake: FakeElasticsearch, scenario: Callable[[AsyncElasticsearch], Awaitable[T]]) -> T:
+    async def served() -> T:
+        async with serving(fake) as es:
+            return await scenario(es)
 
-
-class OneChunkIndex:
-    """An index holding one chunk whose `subjects` names the person, and a progress index."""
-
-    def __init__(self, die_after_bulk: bool = False) -> None:
-        self.indices = FakeIndices()
-        self.chunks = {"crm/contact/7#root#0": {"source": "crm", "document_id": "crm/contact/7"}}
-        self.progress: dict[str, dict[str, Any]] = {}
-        self.die_after_bulk = die_after_bulk
-
-    async def get(self, index: str, id: str) -> dict[str, Any]:
-        from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
-        from elasticsearch import NotFoundError
-
-        if id not in self.progress:
-            meta = ApiResponseMeta(404, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "localhost", 9200))
-            raise NotFoundError("not found", meta, {})
-        return {"_source": self.progress[id]}
-
-    async def index(self, index: str, id: str, document: dict[str, Any]) -> None:
-        self.progress[id] = document
-
-    def options(self, **_: Any) -> OneChunkIndex:
-        return self
-
-    async def delete(self, index: str, id: str) -> None:
-        self.progress.pop(id, None)
-
-    async def search(self, index: str, query: dict[str, Any], **_: Any) -> dict[str, Any]:
-        kind = query["bool"]["filter"][0]["term"]["kind"]
-        hits = [{"_index": "v1", "_id": chunk, "_source": source} for chunk, source in self.chunks.items()]
-        return {"hits": {"hits": hits if kind == "chunk" else []}}
-
-    async def bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
-        for operation in operations:
-            self.chunks.pop(operation["delete"]["_id"], None)
-        if self.die_after_bulk:
-            raise Died
-        return {"errors": False, "items": []}
+    return asyncio.run(served())
 
 
 async def _no_embedding(texts: list[str]) -> list[list[float]]:
     raise AssertionError("nothing to redact")
 
 
-def _forget(
-    client: OneChunkIndex, outcome: ForgetOutcome | None, progress: ForgetProgress | None = None
-) -> ForgetOutcome:
+async def _erase(es: AsyncElasticsearch, outcome: ForgetOutcome | None, progress: ForgetProgress | None = None) -> Any:
     identity = Identity({SUBJECT})  # no mention patterns: deletion only
     save = progress.save if progress else None
-    return asyncio.run(
-        forget(
-            client,
-            "v1",
-            identity,
-            Redactor(b"k" * 32, {}),
-            _no_embedding,  # type: ignore[arg-type]
-            outcome=outcome,
-            before_write=save,
-        )
+    return await erase(
+        es,
+        "chunks",
+        identity,
+        Redactor(b"k" * 32, {}),
+        _no_embedding,
+        outcome=outcome,
+        before_write=save,
+        limits=BulkLimits(retries=0),
     )
 
 
 def test_an_outcome_kept_over_attempts_lists_what_an_earlier_attempt_deleted() -> None:
-    client = OneChunkIndex()
+    fake = one_chunk_index()
     outcome = ForgetOutcome([])
-    _forget(client, outcome)  # the first attempt deletes the chunk (and then, say, its verification fails)
-    assert client.chunks == {}
-    again = _forget(client, outcome)  # the retry finds nothing left to delete
+
+    async def scenario(es: AsyncElasticsearch) -> tuple[ForgetOutcome, ForgetOutcome]:
+        await _erase(es, outcome)  # the first attempt deletes the chunk (and then, say, its verification fails)
+        assert fake.ids("v1") == set()
+        again = await _erase(es, outcome)  # the retry finds nothing left to delete
+        return again, await _erase(es, None)
+
+    again, fresh = run(fake, scenario)
     assert again is outcome
     assert again.removed_documents == {("v1", "crm"): {"crm/contact/7"}}
     assert again.identifiers == [SUBJECT]
-    assert _forget(client, None).removed == {}  # what a fresh outcome per attempt would have certified
+    assert fresh.removed == {}  # what a fresh outcome per attempt would have certified
 
 
-def test_the_lane_gives_every_attempt_of_a_request_the_same_outcome(monkeypatch: Any) -> None:
+def test_a_worker_cut_short_after_its_delete_leaves_the_note_for_the_next_worker() -> None:
+    fake = one_chunk_index()
+    # Elasticsearch applies the bulk request, and the attempt fails before it learns so (a status the
+    # client does not retry itself, as it would a 503).
+    fake.after_bulk = 400
+
+    async def scenario(es: AsyncElasticsearch) -> ForgetOutcome:
+        with pytest.raises(IndexingError):
+            await _erase(es, ForgetOutcome([]), ForgetProgress(es, PROGRESS, "r1"))
+        assert fake.ids("v1") == set()  # deleted, and the attempt gone before any receipt
+        progress = ForgetProgress(es, PROGRESS, "r1")  # a new worker, a new attempt
+        outcome = await progress.load(ForgetOutcome([]))
+        await _erase(es, outcome, progress)
+        assert SUBJECT not in str(fake.source(PROGRESS, "r1")), "the saved note holds ids, never the identifier"
+        await progress.clear()
+        return outcome
+
+    outcome = run(fake, scenario)
+    assert outcome.removed == {("v1", "crm"): {CHUNK}}
+    assert outcome.removed_documents == {("v1", "crm"): {"crm/contact/7"}}
+    assert fake.ids(PROGRESS) == set()
+
+
+REQUEST = DeletionRequest("r1", "ann@example.com", "email", "compliance", datetime.now(UTC))
+
+
+class Attempts(ForgetLane):
+    """The lane, its attempts replaced by `attempt` (what `handle_with_retries` does around them is tested)."""
+
+    def __init__(self, es: AsyncElasticsearch, max_attempts: int, attempt: Callable[..., Awaitable[Any]]) -> None:
+        settings = Settings(forget_max_attempts=max_attempts, forget_progress_index=PROGRESS)
+        runtime = type("Runtime", (), {"es": es})()
+        super().__init__(settings, runtime, LaneIO(*([None] * 5)))  # type: ignore[arg-type]
+        self.attempt = attempt
+
+    async def handle(self, request: DeletionRequest, outcome: ForgetOutcome, progress: ForgetProgress) -> Receipt:
+        return await self.attempt(outcome)  # type: ignore[no-any-return]
+
+
+def test_the_lane_gives_every_attempt_of_a_request_the_same_outcome() -> None:
     seen: list[ForgetOutcome] = []
 
-    async def attempt(runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any) -> dict[str, Any]:
+    async def attempt(outcome: ForgetOutcome) -> list[str]:
         seen.append(outcome)
         if len(seen) == 1:
-            outcome.note_removed(("v1", "crm"), "crm/contact/7#root#0", "crm/contact/7")
+            outcome.note_removed(("v1", "crm"), CHUNK, "crm/contact/7")
             raise StreamsError("subject still found after deletion", stage="forget")
-        return {"removed": sorted(doc for docs in outcome.removed_documents.values() for doc in docs)}
+        return sorted(doc for docs in outcome.removed_documents.values() for doc in docs)
 
-    monkeypatch.setattr(forget_subjects, "handle_request", attempt)
-    three = forget_subjects.settings.model_copy(update={"forget_max_attempts": 3})
-    monkeypatch.setattr(forget_subjects, "settings", three)
-    runtime = type("Runtime", (), {"es": OneChunkIndex()})()
-    receipt = asyncio.run(forget_subjects._handle_with_retries(runtime, {"request_id": "r1"}))
-    assert receipt == {"removed": ["crm/contact/7"]}
+    result = run(one_chunk_index(), lambda es: Attempts(es, 3, attempt).handle_with_retries(REQUEST))
+    assert result == ["crm/contact/7"]
     assert len(seen) == 2 and seen[0] is seen[1]
 
 
-def test_a_worker_dying_after_its_delete_leaves_the_note_for_the_next_worker() -> None:
-    client = OneChunkIndex(die_after_bulk=True)
-    with pytest.raises(Died):
-        _forget(client, ForgetOutcome([]), ForgetProgress(client, "progress", "r1"))  # type: ignore[arg-type]
-    assert client.chunks == {}  # deleted, and the worker gone before any receipt
-    client.die_after_bulk = False
-    progress = ForgetProgress(client, "progress", "r1")  # type: ignore[arg-type]
-    outcome = asyncio.run(progress.load(ForgetOutcome([])))  # a new worker, a new attempt
-    _forget(client, outcome, progress)
-    assert outcome.removed == {("v1", "crm"): {"crm/contact/7#root#0"}}
-    assert outcome.removed_documents == {("v1", "crm"): {"crm/contact/7"}}
-    assert SUBJECT not in str(client.progress), "the saved note holds ids, never the identifier"
-    asyncio.run(progress.clear())
-    assert client.progress == {}
-
-
-def test_a_request_that_fails_every_time_is_given_up_after_the_set_attempts(monkeypatch: Any) -> None:
+def test_a_request_that_fails_every_time_is_given_up_after_the_set_attempts() -> None:
     """The lane is never blocked by one request: after forget_max_attempts failures it returns the
     error (a dead letter and a `failed` receipt follow), and the request's saved note is cleared."""
     attempts: list[int] = []
 
-    async def attempt(runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any) -> dict[str, Any]:
+    async def attempt(outcome: ForgetOutcome) -> None:
         attempts.append(1)
         raise StreamsError("subject still found after deletion", stage="forget")
 
-    monkeypatch.setattr(forget_subjects, "handle_request", attempt)
-    two = forget_subjects.settings.model_copy(update={"forget_max_attempts": 2})
-    monkeypatch.setattr(forget_subjects, "settings", two)
-    client = OneChunkIndex()
-    client.progress["r1"] = {"request_id": "r1", "entries": []}
-    runtime = type("Runtime", (), {"es": client})()
-    result = asyncio.run(forget_subjects._handle_with_retries(runtime, {"request_id": "r1"}))
+    fake = one_chunk_index()
+    fake.put(PROGRESS, "r1", {"request_id": "r1", "entries": []})
+    result = run(fake, lambda es: Attempts(es, 2, attempt).handle_with_retries(REQUEST))
     assert isinstance(result, StreamsError) and "gave up after 2 failed attempts" in str(result)
-    assert len(attempts) == 2 and client.progress == {}
+    assert len(attempts) == 2 and fake.ids(PROGRESS) == set()
 
 
-class ProgressIndex(OneChunkIndex):
-    async def search(self, index: str, query: dict[str, Any], **_: Any) -> dict[str, Any]:
-        if "term" in query and "state" in query["term"]:
-            wanted = query["term"]["state"]
-            hits = [{"_source": body} for body in self.progress.values() if body.get("state") == wanted]
-            return {"hits": {"hits": hits}}
-        return await super().search(index, query)
+def _receipt(now: datetime) -> Receipt:
+    return Receipt(
+        request_id="r1",
+        subject="ann@example.com",
+        subject_kind="email",
+        identifiers=[SUBJECT],
+        pattern_hashes=[],
+        removed=[RemovedCount("v1", "crm", 1, 1, ["crm/contact/7"])],
+        redacted=[],
+        state_records_removed=1,
+        dead_letters_tombstoned=0,
+        verification=VerificationRecord(0, 0, 0, 0, now),
+        received_at=now,
+        unsearchable_at=now,
+        purged_at=None,
+        status="unsearchable",
+        error=None,
+    )
 
 
 def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
-    from datetime import UTC, datetime
+    now = datetime.now(UTC).replace(microsecond=0)
+    receipt = _receipt(now)
 
-    from streams.elastic.forget_progress import pending_purges
+    async def scenario(es: AsyncElasticsearch) -> None:
+        progress = ForgetProgress(es, PROGRESS, "r1")
+        await progress.save(ForgetOutcome([SUBJECT]))
+        assert await pending_purges(es, PROGRESS) == []  # still being handled: not a purge
+        await progress.await_purge(receipt)
+        assert await pending_purges(es, PROGRESS) == [receipt]  # the same typed receipt, read back
+        await progress.clear()
+        assert await pending_purges(es, PROGRESS) == []
+
+    run(FakeElasticsearch(), scenario)
+
+
+def test_every_receipt_carries_every_field_of_its_schema() -> None:
+    """The `rejected` and `failed` receipts used to leave half their fields to Avro defaults."""
+    from streams import avro
 
     now = datetime.now(UTC).replace(microsecond=0)
-    receipt = {
-        "request_id": "r1",
-        "subject": "ann@example.com",
-        "subject_kind": "email",
-        "identifiers": [SUBJECT],
-        "pattern_hashes": [],
-        "removed": [],
-        "redacted": [],
-        "state_records_removed": 1,
-        "dead_letters_tombstoned": 0,
-        "received_at": now,
-        "unsearchable_at": now,
-        "purged_at": None,
-        "verification": {"subject_field_hits": 0, "bm25_hits": 0, "knn_hits": 0, "hybrid_hits": 0, "verified_at": now},
-        "status": "unsearchable",
-        "error": None,
-    }
-    client = ProgressIndex()
-    progress = ForgetProgress(client, "progress", "r1")  # type: ignore[arg-type]
-    asyncio.run(progress.save(ForgetOutcome([SUBJECT])))
-    assert asyncio.run(pending_purges(client, "progress")) == []  # still being handled: not a purge
-    asyncio.run(progress.await_purge(receipt))
-    (pending,) = asyncio.run(pending_purges(client, "progress"))  # type: ignore[arg-type]
-    assert pending["request_id"] == "r1" and pending["status"] == "unsearchable" and pending["unsearchable_at"] == now
-    asyncio.run(progress.clear())
-    assert asyncio.run(pending_purges(client, "progress")) == []  # type: ignore[arg-type]
+    fields = {field["name"] for field in avro.load_schema("deletion_receipt")["fields"]}
+    rejected = Receipt.rejected("r2", {"subject": "x"}, "InvalidRequest: unknown subject kind", now)
+    failed = Receipt.failed(REQUEST, "gave up", now)
+    for receipt in (_receipt(now), rejected, failed, _receipt(now).purged(now)):
+        assert set(receipt.to_dict()) == fields
+        assert (
+            Receipt.from_dict(avro.decode("deletion_receipt", avro.encode("deletion_receipt", receipt.to_dict())))
+            == receipt
+        )
+    assert (rejected.status, failed.status, _receipt(now).purged(now).status) == ("rejected", "failed", "purged")
 
 
 def test_resuming_pending_purges_never_stops_the_lane(monkeypatch: Any) -> None:
     """A pending purge is scheduled; a failure to read them is logged, not raised into the lane."""
     scheduled: list[str] = []
+    receipt = _receipt(datetime.now(UTC))
 
-    async def pending(client: Any, index: str) -> list[dict[str, Any]]:
-        return [{"request_id": "r1"}]
+    async def pending(client: Any, index: str) -> list[Receipt]:
+        return [receipt]
 
-    async def broken(client: Any, index: str) -> list[dict[str, Any]]:
+    async def broken(client: Any, index: str) -> list[Receipt]:
         raise ValueError("mapping conflict")
 
-    scheduler = forget_subjects.PurgeScheduler(type("Runtime", (), {"es": None})())  # type: ignore[arg-type]
-    monkeypatch.setattr(scheduler, "schedule", lambda receipt: scheduled.append(receipt["request_id"]))
-    monkeypatch.setattr(forget_subjects.forget_progress, "pending_purges", pending)
+    async def unused(receipt: Receipt) -> None:
+        raise AssertionError("no purge runs in this test")
+
+    scheduler = PurgeScheduler(None, lambda: "", window_s=0, progress_index=PROGRESS, send_receipt=unused)  # type: ignore[arg-type]
+    monkeypatch.setattr(scheduler, "schedule", lambda receipt: scheduled.append(receipt.request_id))
+    monkeypatch.setattr(purge, "pending_purges", pending)
     asyncio.run(scheduler.resume())
     assert scheduled == ["r1"]
-    monkeypatch.setattr(forget_subjects.forget_progress, "pending_purges", broken)
+    monkeypatch.setattr(purge, "pending_purges", broken)
     asyncio.run(scheduler.resume())  # logged, and the lane goes on
     assert scheduled == ["r1"]

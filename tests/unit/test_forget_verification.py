@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from streams.elastic.forget_subject import Identity, mention_patterns, verify_forgotten
 from streams.errors import IndexingError
+from streams.forget.expand import Identity, mention_patterns
+from streams.forget.verify import verify_forgotten
 from streams.pipeline.mentions import Redactor, pattern_hashes
 
 KEY = b"k" * 32

@@ -9,10 +9,10 @@ import asyncio
 import pytest
 
 from streams.agents.write_changes import GenerationsWriter, WriteResult
-from streams.elastic.forget_subject import Verification
 from streams.elastic.generations import GenerationConfig, Migration
 from streams.elastic.worker_registry import behind_migration
 from streams.errors import IndexingError
+from streams.forget.verify import Verification
 from streams.migrate import _model_config
 from streams.records import PartChange
 from tests.unit.test_plan_batch import page

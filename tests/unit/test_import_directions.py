@@ -3,7 +3,9 @@
 - streams/pipeline/ is pure: besides the standard library and third-party packages it imports only
   streams.records, streams.errors and itself.
 - streams/elastic/ only reads and writes the index: it imports nothing from the agents, the sources,
-  the bench, the CLI, the local stack or the embedder.
+  the bench, the CLI, the local stack or the embedder, and no Kafka client.
+- streams/forget/ is the deletion lane's logic: the agent (streams/agents/) calls it, never the
+  other way round, so it imports no agent.
 
 Imports are read with `ast` (every `import` and `from ... import`, at any depth, including those
 inside functions), so a lazy import cannot hide a wrong direction.
@@ -78,6 +80,32 @@ def test_elastic_imports_nothing_above_it() -> None:
     assert violations("elastic", None, ELASTIC_MUST_NOT_IMPORT) == []
 
 
+def test_elastic_holds_no_kafka() -> None:
+    assert third_party_imports("elastic", KAFKA) == []
+
+
+def test_forget_imports_no_agent() -> None:
+    assert violations("forget", None, ("streams.agents", "streams.app")) == []
+
+
+KAFKA = ("confluent_kafka", "faust", "aiokafka")
+
+
+def third_party_imports(directory: str, forbidden: tuple[str, ...], package: Path = PACKAGE) -> list[str]:
+    found = []
+    for path in sorted((package / directory).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            found += [
+                f"{path.relative_to(package.parent)}:{node.lineno} imports {name}"
+                for name in names
+                if _within(name, forbidden)
+            ]
+    return found
+
+
 # The checks themselves, made to fail on purpose.
 
 
@@ -93,6 +121,11 @@ def test_the_reader_sees_lazy_relative_and_package_imports(tmp_path: Path) -> No
         "    from streams.embedding.embedder import Embedder\n"
         "    import streams.stack.runner\n"
     )
+    (package / "elastic" / "kafka.py").write_text("from confluent_kafka import Producer\nimport faust\n")
+    assert third_party_imports("elastic", KAFKA, package) == [
+        "streams/elastic/kafka.py:1 imports confluent_kafka",
+        "streams/elastic/kafka.py:2 imports faust",
+    ]
     found = violations("elastic", None, ELASTIC_MUST_NOT_IMPORT, package)
     pure = violations("elastic", PIPELINE_MAY_IMPORT, (), package)
     assert found == [

@@ -137,13 +137,14 @@ def test_vectors_of_unchanged_texts_are_read_back_not_embedded() -> None:
 
 
 def test_bulk_items_are_classified_by_their_document() -> None:
-    operations = [Operation("a", {}), Operation("a", {}), Operation("b", {}), Operation("c", {}), Operation("d", {})]
-    items = [
-        {"index": {"_id": "a#root#0", "status": 201}},
-        {"index": {"_id": "state:a", "status": 409}},
-        {"delete": {"_id": "b#root#3", "status": 404}},
-        {"index": {"_id": "c#root#0", "status": 400, "error": {"type": "mapper_parsing_exception", "reason": "bad"}}},
+    ids = {"a#root#0": "a", "state:a": "a", "b#root#3": "b", "c#root#0": "c", "d#root#0": "d"}
+    operations = [Operation(owner, {"_id": item_id}) for item_id, owner in ids.items()]
+    items = [  # in another order than the operations: the helper returns an item it sent again last
         {"index": {"_id": "d#root#0", "status": 429}},
+        {"index": {"_id": "state:a", "status": 409}},
+        {"index": {"_id": "c#root#0", "status": 400, "error": {"type": "mapper_parsing_exception", "reason": "bad"}}},
+        {"delete": {"_id": "b#root#3", "status": 404}},
+        {"index": {"_id": "a#root#0", "status": 201}},
     ]
     outcome = read_bulk_items(operations, items)
     assert outcome.conflicts == {"a"}

@@ -4,7 +4,7 @@ its receipt, kept until the purge that expunges the deleted documents has run.
 A request is handled again when an attempt fails late (its verification, a timeout) or when the
 worker dies before the request's offset moves. The next attempt finds gone what the last one
 deleted, so a receipt built from that attempt alone would certify "nothing removed". Each step of
-`forget_subject.forget` notes what it is about to delete or rewrite and saves the note here
+`erase.erase` notes what it is about to delete or rewrite and saves the note here
 *before* writing; the next attempt (in this worker or another) starts from the saved note.
 
 Once the receipt is published the record holds the receipt instead (`awaiting_purge`): the purge
@@ -26,8 +26,9 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
 
 from streams import avro
-from streams.elastic.forget_subject import ForgetOutcome
 from streams.elastic.record_index import ensure_record_index
+from streams.forget.outcome import ForgetOutcome
+from streams.forget.receipt import Receipt
 
 AWAITING_PURGE = "awaiting_purge"
 MAPPING: dict[str, Any] = {
@@ -88,9 +89,9 @@ class ForgetProgress:
     async def save(self, outcome: ForgetOutcome) -> None:
         await self.client.index(index=self.index, id=self.request_id, document=to_json(self.request_id, outcome))
 
-    async def await_purge(self, receipt: dict[str, Any]) -> None:
+    async def await_purge(self, receipt: Receipt) -> None:
         """The receipt is out: keep it (not the note) until the purge has run and said so."""
-        encoded = base64.b64encode(avro.encode("deletion_receipt", receipt)).decode()
+        encoded = base64.b64encode(avro.encode("deletion_receipt", receipt.to_dict())).decode()
         body = {"request_id": self.request_id, "state": AWAITING_PURGE, "receipt": encoded}
         await self.client.index(index=self.index, id=self.request_id, document=body)
 
@@ -98,10 +99,11 @@ class ForgetProgress:
         await self.client.options(ignore_status=404).delete(index=self.index, id=self.request_id)
 
 
-async def pending_purges(client: AsyncElasticsearch, index: str, size: int = 10_000) -> list[dict[str, Any]]:
+async def pending_purges(client: AsyncElasticsearch, index: str, size: int = 10_000) -> list[Receipt]:
     """The receipts of every request whose purge has not run (a worker died in the window)."""
     await client.indices.refresh(index=index)
     response = await client.search(index=index, size=size, query={"term": {"state": AWAITING_PURGE}})
     return [
-        avro.decode("deletion_receipt", base64.b64decode(hit["_source"]["receipt"])) for hit in response["hits"]["hits"]
+        Receipt.from_dict(avro.decode("deletion_receipt", base64.b64decode(hit["_source"]["receipt"])))
+        for hit in response["hits"]["hits"]
     ]

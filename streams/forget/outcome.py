@@ -1,0 +1,63 @@
+"""The bookkeeping of one request: what it removed and redacted (kept over its attempts, the
+receipt's figures), and where its time went."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from streams.pipeline.mentions import MentionPattern
+
+Key = tuple[str, str]  # (index, source)
+
+
+@dataclass
+class ForgetOutcome:
+    """What a request removed and redacted, per index generation and source.
+
+    The lane keeps one per request over its attempts: the next attempt finds gone what the last one
+    deleted, and a receipt built from that attempt alone would certify "nothing removed"."""
+
+    identifiers: list[str]
+    removed: dict[Key, set[str]] = field(default_factory=dict)  # chunk ids deleted
+    removed_documents: dict[Key, set[str]] = field(default_factory=dict)
+    redacted: dict[Key, set[str]] = field(default_factory=dict)  # chunk ids rewritten without the mention
+    redacted_documents: dict[Key, set[str]] = field(default_factory=dict)
+    state_records: int = 0
+    # How the person is written, as earlier attempts found it: in memory only, never in the saved
+    # note (progress.py). An attempt that scrubbed the identity record cannot find it again.
+    patterns: set[MentionPattern] = field(default_factory=set)
+
+    def note_removed(self, key: Key, chunk: str, document_id: str) -> None:
+        self.removed.setdefault(key, set()).add(chunk)
+        self.removed_documents.setdefault(key, set()).add(document_id)
+
+    def note_redacted(self, key: Key, chunk: str, document_id: str) -> None:
+        self.redacted.setdefault(key, set()).add(chunk)
+        self.redacted_documents.setdefault(key, set()).add(document_id)
+
+    def removed_chunk_ids(self) -> set[str]:
+        return {chunk for chunks in self.removed.values() for chunk in chunks}
+
+
+class Phases:
+    """Wall seconds one request spends in each phase: where the time to unsearchable goes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.3f}s" for name, seconds in self.seconds.items())
