@@ -6,6 +6,9 @@ every trace from the index, verify by searching, tombstone the subject's dead le
 receipt. The request's offset moves only after the receipt is safe on Kafka: a worker killed midway
 handles the request again after restart (every step is idempotent). A force merge then purges the
 deleted documents physically, and a second receipt records when.
+
+`register` adds the agent to the worker's App; the worker service (agents/service.py) owns the purge
+scheduler and resumes, at start, the purges a stopped worker left pending.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.types import TopicT
 
 from streams import avro
 from streams.agents.follow_ledger import wait_applied
-from streams.agents.runtime import Runtime, get_runtime
-from streams.app import app, dead_letter_topic, deletion_topic, receipts_topic, settings
+from streams.agents.runtime import Runtime
 from streams.elastic import forget_progress, forget_subject
 from streams.elastic.forget_progress import ForgetProgress
 from streams.elastic.forget_subject import ForgetOutcome
@@ -36,14 +42,28 @@ from streams.records import Origin
 from streams.retrying import retry_transient
 from streams.settings import Settings
 
+if TYPE_CHECKING:
+    from streams.agents.service import WorkerService
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeletionLane:
+    """What the lane's functions need from their worker: its settings and the topics they write."""
+
+    settings: Settings
+    receipts: TopicT
+    ledger: TopicT
+    dead_letters: TopicT
 
 
 class PurgeScheduler:
     """Coalesces purges: one force merge per window covers every request received in it."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, lane: DeletionLane, runtime: Callable[[], Awaitable[Runtime]]) -> None:
+        self.lane = lane
+        self.runtime = runtime  # the worker's, once built
         self.pending: list[dict[str, Any]] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -53,14 +73,16 @@ class PurgeScheduler:
             self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        settings = self.lane.settings
         await asyncio.sleep(settings.purge_window_s)
         receipts, self.pending = self.pending, []
+        runtime = await self.runtime()
         try:  # the cluster may be briefly away: the purge waits for it
             # Every generation a deletion reaches (during a migration, the old and the new one), read
             # at each attempt: a migration may start or finish while the purge waits.
             await retry_transient(
                 lambda: forget_subject.purge(
-                    self.runtime.es, ",".join(expression for expression, _ in self.runtime.forget_groups())
+                    runtime.es, ",".join(expression for expression, _ in runtime.forget_groups())
                 ),
                 stage="purge",
                 what="the purge force merge",
@@ -71,16 +93,17 @@ class PurgeScheduler:
             return
         purged_at = datetime.now(UTC)
         for receipt in receipts:
-            await _publish_receipt({**receipt, "purged_at": purged_at, "status": "purged"})
-            await ForgetProgress(self.runtime.es, settings.forget_progress_index, receipt["request_id"]).clear()
+            await _publish_receipt(self.lane, {**receipt, "purged_at": purged_at, "status": "purged"})
+            await ForgetProgress(runtime.es, settings.forget_progress_index, receipt["request_id"]).clear()
         log.info("purged deleted documents for %d deletion requests", len(receipts))
 
     async def resume(self) -> None:
         """Schedule the purges a worker that died left pending (their receipts saved, forget_progress.py).
         Runs beside the lane, never in its way: an outage is waited out, any other failure is logged."""
+        runtime = await self.runtime()
         try:
             receipts = await retry_transient(
-                lambda: forget_progress.pending_purges(self.runtime.es, settings.forget_progress_index),
+                lambda: forget_progress.pending_purges(runtime.es, self.lane.settings.forget_progress_index),
                 stage="purge",
                 what="reading the purges left pending",
             )
@@ -93,22 +116,17 @@ class PurgeScheduler:
             log.info("%d purges left pending by a stopped worker: scheduled", len(receipts))
 
 
-_scheduler: PurgeScheduler | None = None
-_resuming: list[asyncio.Task[None]] = []
-
-
-async def _publish_receipt(receipt: dict[str, Any]) -> None:
-    future = await receipts_topic.send(
-        key=receipt["request_id"].encode(), value=avro.encode("deletion_receipt", receipt, settings.schema_registry_url)
-    )
+async def _publish_receipt(lane: DeletionLane, receipt: dict[str, Any]) -> None:
+    value = avro.encode("deletion_receipt", receipt, lane.settings.schema_registry_url)
+    future = await lane.receipts.send(key=receipt["request_id"].encode(), value=value)
     await future
 
 
-async def _publish_ledger(entries: dict[str, str], request_id: str) -> dict[int, int]:
+async def _publish_ledger(lane: DeletionLane, entries: dict[str, str], request_id: str) -> dict[int, int]:
     """Keyed hashes only: the ledger topic is not a list of forgotten people. Returns, per partition,
     the offset past the last entry written: what every worker must have applied (follow_ledger.py)."""
     now = datetime.now(UTC)
-    topic = app.topic(settings.ledger_topic, key_type=bytes, value_type=bytes)
+    settings, topic = lane.settings, lane.ledger
     written: dict[int, int] = {}
     sent = []
     for digest, kind in sorted(entries.items()):
@@ -131,7 +149,10 @@ async def _publish_ledger(entries: dict[str, str], request_id: str) -> dict[int,
 
 
 def _counts(
-    per_key: dict[tuple[str, str], set[str]], documents: dict[tuple[str, str], set[str]], generations: list[str]
+    sources: tuple[str, ...],
+    per_key: dict[tuple[str, str], set[str]],
+    documents: dict[tuple[str, str], set[str]],
+    generations: list[str],
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -142,7 +163,7 @@ def _counts(
             "document_ids": sorted(documents.get((index, source), set())),
         }
         for index in generations
-        for source in settings.sources
+        for source in sources
     ]
 
 
@@ -155,11 +176,12 @@ def _timed_tombstones(
 
 
 async def handle_request(
-    runtime: Runtime, request: dict[str, Any], outcome: ForgetOutcome, progress: ForgetProgress
+    lane: DeletionLane, runtime: Runtime, request: dict[str, Any], outcome: ForgetOutcome, progress: ForgetProgress
 ) -> dict[str, Any]:
     """Forget one subject; returns the receipt (already published). `outcome` is the request's, kept
     over its attempts, and `progress` saves it in Elasticsearch before each write: what an attempt
     that failed, or a worker that died, deleted or redacted is in the receipt too."""
+    settings = lane.settings
     received_at = datetime.now(UTC)
     phases = forget_subject.Phases()
     phases.add("queue", max((received_at - request["requested_at"]).total_seconds(), 0.0))
@@ -184,10 +206,10 @@ async def handle_request(
         entries: dict[str, str] = {**runtime.ledger.add_identifiers(identity.identifiers), **hashes}
         runtime.ledger.add_patterns(hashes)
         with phases.timed("ledger"):
-            written = await _publish_ledger(entries, request["request_id"])
+            written = await _publish_ledger(lane, entries, request["request_id"])
             # Other workers index too: each must apply these entries under its own write gate before
             # the deletion, or a batch it planned without them could write the subject back after it.
-            await wait_applied(es, written)
+            await wait_applied(es, written, settings)
         redactor = Redactor(key, hashes)
         # The dead-letter scan reads a whole topic (seconds): it runs beside the index work, in a
         # thread, so that the next request does not queue behind it. Only its result waits for it.
@@ -234,8 +256,8 @@ async def handle_request(
         "subject_kind": request["subject_kind"],
         "identifiers": sorted(identity.identifiers),
         "pattern_hashes": sorted(hashes),
-        "removed": _counts(outcome.removed, outcome.removed_documents, generations),
-        "redacted": _counts(outcome.redacted, outcome.redacted_documents, generations),
+        "removed": _counts(settings.sources, outcome.removed, outcome.removed_documents, generations),
+        "redacted": _counts(settings.sources, outcome.redacted, outcome.redacted_documents, generations),
         "state_records_removed": outcome.state_records,
         "dead_letters_tombstoned": tombstoned,
         "verification": {
@@ -252,7 +274,7 @@ async def handle_request(
         "error": None,
     }
     with phases.timed("receipt"):
-        await _publish_receipt(receipt)
+        await _publish_receipt(lane, receipt)
     await progress.await_purge(receipt)  # kept until the purge (a worker dying before it redoes the purge)
     requested_at = request["requested_at"]
     metrics.DELETION_SECONDS.observe(max((unsearchable_at - requested_at).total_seconds(), 0.0))
@@ -276,14 +298,16 @@ async def handle_request(
     return receipt
 
 
-async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsError, status: str) -> None:
+async def _give_up(
+    lane: DeletionLane, message: Any, request: dict[str, Any] | None, error: StreamsError, status: str
+) -> None:
     """A request that cannot be carried out: a dead letter with the reason, and a receipt that says so,
     so compliance never waits on a request that will not happen."""
     origin = Origin(message.topic, message.partition, message.offset)
     record = dead_letter_record(origin, message.key, message.value, error)
     record["stage"] = "forget"
-    future = await dead_letter_topic.send(
-        key=dead_letter_key(origin), value=encode_dead_letter(record, settings.schema_registry_url)
+    future = await lane.dead_letters.send(
+        key=dead_letter_key(origin), value=encode_dead_letter(record, lane.settings.schema_registry_url)
     )
     await future
     metrics.DELETION_REQUESTS.labels(status=status).inc()
@@ -291,6 +315,7 @@ async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsE
         return
     now = datetime.now(UTC)
     await _publish_receipt(
+        lane,
         {
             "request_id": request.get("request_id") or f"{origin.topic}/{origin.partition}/{origin.offset}",
             "subject": request.get("subject") or "",
@@ -309,46 +334,53 @@ async def _give_up(message: Any, request: dict[str, Any] | None, error: StreamsE
             "unsearchable_at": now,
             "status": status,
             "error": error.reason,
-        }
+        },
     )
     log.error("deletion request %s %s: %s", request.get("request_id"), status, error.reason)
 
 
-@app.agent(deletion_topic, concurrency=1)
-async def forget_subjects(stream):  # type: ignore[no-untyped-def]
-    global _scheduler
-    runtime = await get_runtime(settings)
-    if _scheduler is None:
-        _scheduler = PurgeScheduler(runtime)
-        _resuming.append(asyncio.create_task(_scheduler.resume()))  # kept: a task nobody holds may vanish
-    async for event in stream.events():
-        message = event.message
-        try:
-            request = avro.decode("deletion_request", message.value)
-        except DecodeError as exc:
-            await _give_up(message, None, exc, "rejected")
-            continue
-        try:
-            validate_deletion_request(request)
-        except InvalidRequest as exc:
-            await _give_up(message, request, exc, "rejected")
-            continue
-        receipt = await _handle_with_retries(runtime, request)
-        if isinstance(receipt, StreamsError):
-            await _give_up(message, request, receipt, "failed")
-            continue
-        _scheduler.schedule(receipt)
+def register(app: faust.App, service: WorkerService) -> None:
+    """The deletion lane's agent, on the deletion topic: one request at a time, in order."""
+    lane = service.lane
+
+    @app.agent(service.topics.deletion, name=f"{__name__}.forget_subjects", concurrency=1)
+    async def forget_subjects(stream):  # type: ignore[no-untyped-def]
+        runtime = await service.runtime()
+        async for event in stream.events():
+            message = event.message
+            try:
+                request = avro.decode("deletion_request", message.value)
+            except DecodeError as exc:
+                await _give_up(lane, message, None, exc, "rejected")
+                continue
+            try:
+                validate_deletion_request(request)
+            except InvalidRequest as exc:
+                await _give_up(lane, message, request, exc, "rejected")
+                continue
+            receipt = await _handle_with_retries(lane, runtime, request)
+            if isinstance(receipt, StreamsError):
+                await _give_up(lane, message, request, receipt, "failed")
+                continue
+            service.purges.schedule(receipt)
 
 
-async def _handle_with_retries(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any] | StreamsError:
+# One attempt at a request: handle_request, or a test's stand-in.
+Attempt = Callable[[DeletionLane, Runtime, dict[str, Any], ForgetOutcome, ForgetProgress], Awaitable[dict[str, Any]]]
+
+
+async def _handle_with_retries(
+    lane: DeletionLane, runtime: Runtime, request: dict[str, Any], attempt: Attempt = handle_request
+) -> dict[str, Any] | StreamsError:
     """An outage is retried for as long as it lasts: a deletion request is never dropped for one. Any
     other failure is retried a few times (a concurrent write can make a verification fail once), then
     the request is given up: it must not block the lane."""
+    settings = lane.settings
     outcome = ForgetOutcome([])  # one for every attempt: a retry finds gone what the last one did
     progress = ForgetProgress(runtime.es, settings.forget_progress_index, request["request_id"])
     try:
         return await retry_transient(
-            lambda: handle_request(runtime, request, outcome, progress),
+            lambda: attempt(lane, runtime, request, outcome, progress),
             stage="forget",
             what=f"deletion request {request['request_id']}",
             permanent_attempts=settings.forget_max_attempts,

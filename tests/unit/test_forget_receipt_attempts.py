@@ -6,15 +6,17 @@ same after a worker dies midway: what it noted is saved in Elasticsearch before 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from streams.agents import forget_subjects
-from streams.elastic.forget_progress import ForgetProgress
+from streams.elastic.forget_progress import ForgetProgress, pending_purges
 from streams.elastic.forget_subject import ForgetOutcome, Identity, forget
 from streams.errors import StreamsError
 from streams.pipeline.mentions import Redactor
+from streams.settings import Settings
 
 SUBJECT = "email:ann@example.com"
 
@@ -68,6 +70,12 @@ class OneChunkIndex:
         return {"errors": False, "items": []}
 
 
+def _lane(**settings: Any) -> forget_subjects.DeletionLane:
+    """A lane whose topics nothing here writes to."""
+    unused: Any = None
+    return forget_subjects.DeletionLane(Settings(**settings), unused, unused, unused)
+
+
 async def _no_embedding(texts: list[str]) -> list[list[float]]:
     raise AssertionError("nothing to redact")
 
@@ -102,21 +110,21 @@ def test_an_outcome_kept_over_attempts_lists_what_an_earlier_attempt_deleted() -
     assert _forget(client, None).removed == {}  # what a fresh outcome per attempt would have certified
 
 
-def test_the_lane_gives_every_attempt_of_a_request_the_same_outcome(monkeypatch: Any) -> None:
+def test_the_lane_gives_every_attempt_of_a_request_the_same_outcome() -> None:
     seen: list[ForgetOutcome] = []
 
-    async def attempt(runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any) -> dict[str, Any]:
+    async def attempt(
+        lane: Any, runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any
+    ) -> dict[str, Any]:
         seen.append(outcome)
         if len(seen) == 1:
             outcome.note_removed(("v1", "crm"), "crm/contact/7#root#0", "crm/contact/7")
             raise StreamsError("subject still found after deletion", stage="forget")
         return {"removed": sorted(doc for docs in outcome.removed_documents.values() for doc in docs)}
 
-    monkeypatch.setattr(forget_subjects, "handle_request", attempt)
-    three = forget_subjects.settings.model_copy(update={"forget_max_attempts": 3})
-    monkeypatch.setattr(forget_subjects, "settings", three)
-    runtime = type("Runtime", (), {"es": OneChunkIndex()})()
-    receipt = asyncio.run(forget_subjects._handle_with_retries(runtime, {"request_id": "r1"}))
+    runtime: Any = type("Runtime", (), {"es": OneChunkIndex()})()
+    lane = _lane(forget_max_attempts=3)
+    receipt = asyncio.run(forget_subjects._handle_with_retries(lane, runtime, {"request_id": "r1"}, attempt))
     assert receipt == {"removed": ["crm/contact/7"]}
     assert len(seen) == 2 and seen[0] is seen[1]
 
@@ -137,22 +145,23 @@ def test_a_worker_dying_after_its_delete_leaves_the_note_for_the_next_worker() -
     assert client.progress == {}
 
 
-def test_a_request_that_fails_every_time_is_given_up_after_the_set_attempts(monkeypatch: Any) -> None:
+def test_a_request_that_fails_every_time_is_given_up_after_the_set_attempts() -> None:
     """The lane is never blocked by one request: after forget_max_attempts failures it returns the
     error (a dead letter and a `failed` receipt follow), and the request's saved note is cleared."""
     attempts: list[int] = []
 
-    async def attempt(runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any) -> dict[str, Any]:
+    async def attempt(
+        lane: Any, runtime: Any, request: dict[str, Any], outcome: ForgetOutcome, progress: Any
+    ) -> dict[str, Any]:
         attempts.append(1)
         raise StreamsError("subject still found after deletion", stage="forget")
 
-    monkeypatch.setattr(forget_subjects, "handle_request", attempt)
-    two = forget_subjects.settings.model_copy(update={"forget_max_attempts": 2})
-    monkeypatch.setattr(forget_subjects, "settings", two)
     client = OneChunkIndex()
     client.progress["r1"] = {"request_id": "r1", "entries": []}
-    runtime = type("Runtime", (), {"es": client})()
-    result = asyncio.run(forget_subjects._handle_with_retries(runtime, {"request_id": "r1"}))
+    runtime: Any = type("Runtime", (), {"es": client})()
+    result = asyncio.run(
+        forget_subjects._handle_with_retries(_lane(forget_max_attempts=2), runtime, {"request_id": "r1"}, attempt)
+    )
     assert isinstance(result, StreamsError) and "gave up after 2 failed attempts" in str(result)
     assert len(attempts) == 2 and client.progress == {}
 
@@ -166,14 +175,10 @@ class ProgressIndex(OneChunkIndex):
         return await super().search(index, query)
 
 
-def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
-    from datetime import UTC, datetime
-
-    from streams.elastic.forget_progress import pending_purges
-
-    now = datetime.now(UTC).replace(microsecond=0)
-    receipt = {
-        "request_id": "r1",
+def _receipt(request_id: str, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    return {
+        "request_id": request_id,
         "subject": "ann@example.com",
         "subject_kind": "email",
         "identifiers": [SUBJECT],
@@ -189,6 +194,11 @@ def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
         "status": "unsearchable",
         "error": None,
     }
+
+
+def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    receipt = _receipt("r1", now)
     client = ProgressIndex()
     progress = ForgetProgress(client, "progress", "r1")  # type: ignore[arg-type]
     asyncio.run(progress.save(ForgetOutcome([SUBJECT])))
@@ -200,21 +210,26 @@ def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
     assert asyncio.run(pending_purges(client, "progress")) == []  # type: ignore[arg-type]
 
 
-def test_resuming_pending_purges_never_stops_the_lane(monkeypatch: Any) -> None:
+def test_resuming_pending_purges_never_stops_the_lane() -> None:
     """A pending purge is scheduled; a failure to read them is logged, not raised into the lane."""
-    scheduled: list[str] = []
 
-    async def pending(client: Any, index: str) -> list[dict[str, Any]]:
-        return [{"request_id": "r1"}]
+    class Unreadable(ProgressIndex):
+        async def search(self, index: str, query: dict[str, Any], **_: Any) -> dict[str, Any]:
+            raise ValueError("mapping conflict")
 
-    async def broken(client: Any, index: str) -> list[dict[str, Any]]:
-        raise ValueError("mapping conflict")
+    async def resume(client: ProgressIndex) -> list[dict[str, Any]]:
+        async def runtime() -> Any:
+            return type("Runtime", (), {"es": client})()
 
-    scheduler = forget_subjects.PurgeScheduler(type("Runtime", (), {"es": None})())  # type: ignore[arg-type]
-    monkeypatch.setattr(scheduler, "schedule", lambda receipt: scheduled.append(receipt["request_id"]))
-    monkeypatch.setattr(forget_subjects.forget_progress, "pending_purges", pending)
-    asyncio.run(scheduler.resume())
-    assert scheduled == ["r1"]
-    monkeypatch.setattr(forget_subjects.forget_progress, "pending_purges", broken)
-    asyncio.run(scheduler.resume())  # logged, and the lane goes on
-    assert scheduled == ["r1"]
+        scheduler = forget_subjects.PurgeScheduler(_lane(), runtime)
+        await scheduler.resume()
+        pending = list(scheduler.pending)
+        if scheduler.task is not None:  # the purge itself waits out its window: not this test's
+            scheduler.task.cancel()
+        return pending
+
+    client = ProgressIndex()
+    progress = ForgetProgress(client, "streams-forget-progress", "r1")  # type: ignore[arg-type]
+    asyncio.run(progress.await_purge(_receipt("r1")))
+    assert [receipt["request_id"] for receipt in asyncio.run(resume(client))] == ["r1"]
+    assert asyncio.run(resume(Unreadable())) == []  # logged, and the lane goes on
