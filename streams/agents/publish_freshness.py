@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 def register(app: faust.App, service: WorkerService) -> None:
     settings = service.settings
+    lagging = consumed_topics(service.mappings, settings)  # read from the connector definitions once
 
     @app.timer(interval=settings.freshness_interval_s, name=f"{__name__}.publish_freshness")  # type: ignore[untyped-decorator]
     async def publish_freshness() -> None:
@@ -33,7 +34,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             await publish_report(service)
         except Exception:
             log.exception("freshness report not published; retrying in %.0f s", settings.freshness_interval_s)
-        await update_consumer_lag(service)
+        await update_consumer_lag(service, lagging)
 
 
 async def publish_report(service: WorkerService) -> None:
@@ -46,11 +47,11 @@ async def publish_report(service: WorkerService) -> None:
     await delivery  # the report is on the topic (acks=all) before the next window closes
 
 
-async def update_consumer_lag(service: WorkerService) -> None:
+async def update_consumer_lag(service: WorkerService, topics: list[str]) -> None:
     """Lag is best effort: a broker hiccup must not stop freshness reports."""
 
     def read() -> dict[tuple[str, int], int]:
-        return service.lag_reader().lag(consumed_topics(service.mappings, service.settings))
+        return service.lag_reader().lag(topics)
 
     try:
         lag = await asyncio.get_running_loop().run_in_executor(None, read)

@@ -136,7 +136,8 @@ INVALID = {"STREAMS_WORKER_WEB_PORT": "not-a-port", "STREAMS_TOPIC_PARTITIONS": 
 
 
 def _import_probe(after: str = "") -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **INVALID}
+    # No bytecode written: a stale .pyc rewritten by the import would read as a file opened.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", **INVALID}
     code = PROBE.format(after=after, root=str(ROOT))
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
