@@ -38,6 +38,8 @@ def test_two_workers_in_one_process_share_no_state() -> None:
     assert a.worker is not b.worker and a.worker.settings.worker_id == "indexer-a"
     assert a.worker.topics.ledger.app is a and b.worker.topics.ledger.app is b
     assert a.worker.lane.settings is a.worker.settings and a.worker.purges is not b.worker.purges
+    lanes = {"forget_subjects.forget_subjects", "index_changes.route_changes", "index_changes.index_changes"}
+    assert set(a.agents) == set(b.agents) == {f"streams.agents.{lane}" for lane in lanes}
     assert {a.agents[name].app for name in a.agents} == {a}
     assert a.worker.instance != b.worker.instance
     assert a.worker.registry_record(3)["worker_id"] == "indexer-a"
