@@ -18,25 +18,24 @@ from __future__ import annotations
 import io
 import json
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from streams.errors import DecodeError
+from streams.resources import schemas_dir
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 
 
 @cache
 def schema_text(name: str) -> str:
-    return (SCHEMA_DIR / f"{name}.avsc").read_text()
+    return (schemas_dir() / f"{name}.avsc").read_text()
 
 
 @cache
@@ -60,7 +59,7 @@ def _writer_schemas(name: str) -> dict[bytes, Any]:
     """fingerprint -> schema for the current schema and every earlier version (schemas/history/),
     so records written before a compatible change (a field added with a default) still decode."""
     schemas = {_fingerprint(name): load_schema(name)}
-    for path in sorted((SCHEMA_DIR / "history").glob(f"{name}.*.avsc")):
+    for path in sorted((schemas_dir() / "history").glob(f"{name}.*.avsc")):
         schema = parse_schema(json.loads(path.read_text()))
         schemas[_schema_fingerprint(schema)] = schema
     return schemas

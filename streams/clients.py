@@ -98,7 +98,9 @@ def unique_group(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-# Credentials this process has seen Kafka accept (bootstrap, protocol, mechanism, user, password digest).
+# Credentials this process has seen Kafka accept (bootstrap, protocol, mechanism, user, password digest,
+# CA): a memo of the broker's answer, not a worker's state. Keyed by everything that decides the answer,
+# so two workers (or tests) with other settings in one process never take each other's.
 _accepted_logins: set[tuple[str, ...]] = set()
 _login_lock = threading.Lock()
 

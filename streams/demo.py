@@ -27,7 +27,8 @@ from streams.auth import local_key
 from streams.clients import consumer_at_end, elasticsearch_client
 from streams.pipeline.document_mapping import load_mappings
 from streams.polling import poll
-from streams.settings import PROJECT_ROOT, Settings, get_settings
+from streams.resources import connectors_dir
+from streams.settings import Settings, get_settings
 from streams.sources import edits
 from streams.stack.watch_connectors import background_watch
 from streams.topics import change_topics
@@ -65,7 +66,7 @@ def visible_with(document_id: str, phrase: str) -> dict[str, Any]:
 
 
 def change_consumer(settings: Settings) -> Consumer:
-    return consumer_at_end(settings, change_topics(load_mappings(PROJECT_ROOT / "connectors"), settings), "demo")
+    return consumer_at_end(settings, change_topics(load_mappings(connectors_dir(settings)), settings), "demo")
 
 
 def show_events(consumer: Consumer, seconds: float) -> None:

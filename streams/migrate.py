@@ -120,7 +120,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     )
     from streams.elastic.hybrid_index import generation_of, index_body, index_name
     from streams.pipeline.document_mapping import load_mappings
-    from streams.settings import PROJECT_ROOT
+    from streams.resources import connectors_dir
     from streams.sources.snapshot_signal import send_snapshot_signals, table_snapshot_signal
     from streams.topics import source_namespace
 
@@ -155,7 +155,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     _wait_for_workers(settings, client, migration.version)
     if no_snapshot:
         return
-    mappings = load_mappings(PROJECT_ROOT / "connectors")
+    mappings = load_mappings(connectors_dir(settings))
     for source in mappings.sources:
         namespace = source_namespace(source.source, settings)
         collections = [
@@ -191,11 +191,12 @@ def _counts(client: Any, index: str) -> dict[str, int]:
 def _lag(settings: Settings) -> int | None:
     from streams.observability.consumer_lag import ConsumerLagReader
     from streams.pipeline.document_mapping import load_mappings
-    from streams.topics import CONNECTORS_DIR, consumed_topics
+    from streams.resources import connectors_dir
+    from streams.topics import consumed_topics
 
     reader = ConsumerLagReader(settings, settings.worker_id)
     try:
-        return sum(reader.lag(consumed_topics(load_mappings(CONNECTORS_DIR), settings)).values())
+        return sum(reader.lag(consumed_topics(load_mappings(connectors_dir(settings)), settings)).values())
     except Exception:  # Kafka away: the rest of the status still says something
         return None
     finally:

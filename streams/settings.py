@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # (docker-compose: {"tickets": "postgres", "crm": "postgres", "wiki": "mariadb"}).
     connector_hosts: dict[str, str] = {}
 
+    # The Debezium connector definitions (<source>.json) and document mappings (<source>.mapping.yaml)
+    # to run with; default: the ones the package ships (connectors/ in the repository).
+    connectors_dir: Path | None = None
+
     # Topics the project owns. Debezium topics are named <source>.<schema>.<table>.
     sources: tuple[str, ...] = ("wiki", "tickets", "crm")
     # Partitions of the topics the worker creates: Debezium's change topics (when they do not exist yet)

@@ -1,7 +1,7 @@
 """Every topic the worker reads or writes, named once.
 
 Debezium names its topics <topic.prefix>.<schema or database>.<table>; the prefix is the source's
-name, the namespace comes from the connector config in connectors/<source>.json.
+name, the namespace comes from the connector config in <connectors_dir>/<source>.json.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from confluent_kafka.admin import NewTopic
 
 from streams.clients import kafka_admin
 from streams.pipeline.document_mapping import Mappings
-from streams.settings import PROJECT_ROOT, Settings
+from streams.resources import connectors_dir
+from streams.settings import Settings
 
-CONNECTORS_DIR = PROJECT_ROOT / "connectors"
 log = logging.getLogger(__name__)
 
 
-def source_namespace(source: str, settings: Settings, connectors_dir: Path = CONNECTORS_DIR) -> str:
-    config = json.loads((connectors_dir / f"{source}.json").read_text())["config"]
+def source_namespace(source: str, settings: Settings, directory: Path | None = None) -> str:
+    path = (directory or connectors_dir(settings)) / f"{source}.json"
+    config = json.loads(path.read_text())["config"]
     if "schema.include.list" in config:
         return str(config["schema.include.list"])
     return urlparse(settings.dsn(source)).path.lstrip("/")

@@ -29,7 +29,8 @@ from streams.elastic.verify_index import (
     source_pages,
 )
 from streams.pipeline.document_mapping import Mappings, load_mappings
-from streams.settings import PROJECT_ROOT, Settings, get_settings
+from streams.resources import connectors_dir
+from streams.settings import Settings, get_settings
 from streams.sources.read_rows import SourceRows, typed_key
 from streams.sources.snapshot_signal import send_snapshot_signals, snapshot_signal
 from streams.topics import source_namespace
@@ -190,7 +191,7 @@ def verify(as_json: bool, recheck: float, limit: int, repair_drift: bool) -> Non
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     settings = get_settings()
-    mappings = load_mappings(PROJECT_ROOT / "connectors")
+    mappings = load_mappings(connectors_dir(settings))
     client = elasticsearch_client(settings)
     try:
         reports = verify_all(settings, client, mappings)

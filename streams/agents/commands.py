@@ -16,24 +16,18 @@ def worker(loglevel: str) -> None:
     """
     import faust
 
-    # Importing the agent modules registers their agents, timers and pages on the app.
-    from streams.agents import (  # noqa: F401
-        follow_ledger,
-        forget_subjects,
-        health,
-        index_changes,
-        publish_freshness,
-        web,
-    )
-    from streams.app import app, mappings, settings
+    from streams.app import create_app
     from streams.auth import CredentialsConfigError
     from streams.clients import check_elasticsearch_login
+    from streams.settings import get_settings
     from streams.topics import ensure_topics
 
+    settings = get_settings()
     check_elasticsearch_login(settings)  # a refused credential stops the start, with the reason
-    ensure_topics(settings, mappings)  # builds the first Kafka client: a refused Kafka login stops here
+    app = create_app(settings)
+    ensure_topics(settings, app.worker.mappings)  # builds the first Kafka client: a refused Kafka login stops here
     try:
-        web.search_authenticator()  # unreadable search credentials stop the start, with the reason
+        app.worker.search_authenticator()  # unreadable search credentials stop the start, with the reason
     except CredentialsConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -5,7 +5,9 @@ The ledger is read whole when a worker starts (agents/suppression.py); after tha
 by a deletion request on another worker arrive here: a consumer outside the group (every worker reads
 every partition) applies them under the write gate, so a batch planned without them is planned again
 (agents/write_changes.py), and a batch already being written finishes first. Then the worker reports
-its ledger offsets in the worker registry (elastic/worker_registry.py), with a heartbeat.
+its ledger offsets in the worker registry (elastic/worker_registry.py), with a heartbeat. The loop
+runs as a task of the worker service (agents/service.py), which also removes the worker's registry
+entry when it stops.
 
 `wait_applied` is the other half: the worker that handles a deletion request, after publishing its
 entries, waits until every live worker's offsets cover them, so that no worker can write a chunk about
@@ -18,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,31 +29,30 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from elasticsearch import AsyncElasticsearch
 
-from streams.agents.runtime import get_runtime
-from streams.app import app, settings
+from streams.agents.runtime import Runtime
 from streams.clients import kafka_consumer, unique_group
 from streams.elastic import worker_registry
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
-STARTED_AT = datetime.now(UTC)
+# The migration version this worker applied -> its registry record, heartbeat included.
+RegistryRecord = Callable[[int], dict[str, Any]]
 
 
-def registry_record(migration_version: int) -> dict[str, Any]:
+def registry_record(settings: Settings, instance: str, started_at: datetime, migration_version: int) -> dict[str, Any]:
     return {
         "migration_version": migration_version,
-        "instance": INSTANCE,
+        "instance": instance,
         "worker_id": settings.worker_id,
         "web_port": settings.worker_web_port,
-        "started_at": STARTED_AT.isoformat(),
+        "started_at": started_at.isoformat(),
         "heartbeat_at": datetime.now(UTC).isoformat(),
     }
 
 
-@app.task
-async def follow_ledger() -> None:
-    runtime = await get_runtime(settings)
+async def follow_ledger(settings: Settings, runtime: Runtime, record: RegistryRecord) -> None:
+    """Apply the ledger entries other workers publish and report to the registry, until cancelled."""
     ledger = runtime.ledger
     consumer = kafka_consumer(settings, unique_group(f"{settings.worker_id}-ledger-follower"))
     consumer.assign([TopicPartition(settings.ledger_topic, p, o) for p, o in sorted(ledger.offsets.items())])
@@ -77,7 +76,7 @@ async def follow_ledger() -> None:
                     # The migration record too: a migration step waits until every worker applied it.
                     await runtime.sync_generations()
                     await worker_registry.report(
-                        runtime.es, settings.workers_index, registry_record(runtime.migration_version), ledger.offsets
+                        runtime.es, settings.workers_index, record(runtime.migration_version), ledger.offsets
                     )
                     last_report = time.monotonic()
                 except Exception as exc:  # Elasticsearch away: deletion requests wait for it anyway
@@ -85,13 +84,9 @@ async def follow_ledger() -> None:
     finally:
         await loop.run_in_executor(pool, consumer.close)
         pool.shutdown(wait=False)
-        try:
-            await worker_registry.remove(runtime.es, settings.workers_index, INSTANCE)
-        except Exception as exc:  # a stale record ages out after worker_liveness_s anyway
-            log.warning("could not remove this worker from the registry: %s", exc)
 
 
-async def wait_applied(es: AsyncElasticsearch, wanted: Mapping[int, int]) -> list[str]:
+async def wait_applied(es: AsyncElasticsearch, wanted: Mapping[int, int], settings: Settings) -> list[str]:
     """Wait until every live worker applied the ledger up to `wanted`; returns the workers still behind."""
     deadline = time.monotonic() + settings.ledger_sync_timeout_s
     started = time.monotonic()

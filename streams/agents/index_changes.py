@@ -6,38 +6,33 @@ otherwise commit an offset past a batch still being handled (faust issue #606).
 - `index_changes`: the repartition topic -> the index (agents/process_changes.py). Each routed record
   carries the Debezium record and its origin, so decoding, freshness (from the source commit time)
   and dead letters (naming the Debezium topic, partition and offset) are those of the original event.
+
+`register` adds both to the worker's App, with the worker service's settings, mappings, capture clock
+and runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from streams.agents.health import capture_clock
+import faust
+
 from streams.agents.process_changes import ChangeProcessor, RawMessage
 from streams.agents.route_changes import ChangeRouter, unwrap_routed
-from streams.agents.runtime import get_runtime
-from streams.app import app, changes_topic, dead_letter_topic, mappings, routed_topic, settings
 from streams.clients import kafka_admin
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.records import Origin
+from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.agents.service import WorkerService
 
 log = logging.getLogger(__name__)
 
 
-async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
-    # Awaited to the broker's acknowledgement: the event's offset must not move before its dead letter is safe.
-    future = await dead_letter_topic.send(
-        key=dead_letter_key(origin), value=encode_dead_letter(record, settings.schema_registry_url)
-    )
-    await future
-
-
-async def forward(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
-    return await routed_topic.send(key=key, value=value, partition=partition)
-
-
-def routed_partitions() -> int:
+def routed_partitions(settings: Settings) -> int:
     """The repartition topic's partition count as the broker has it (ensure_topics created it, or
     warned that it differs from STREAMS_DOCUMENT_PARTITIONS): each heartbeat goes to every one."""
     topic = kafka_admin(settings).list_topics(settings.routed_topic, timeout=30).topics.get(settings.routed_topic)
@@ -45,71 +40,84 @@ def routed_partitions() -> int:
     return count
 
 
-@app.agent(changes_topic, concurrency=1)
-async def route_changes(stream):  # type: ignore[no-untyped-def]
-    partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions)
-    router = ChangeRouter(
-        mappings,
-        forward,
-        send_dead_letter,
-        max_event_bytes=settings.max_event_bytes,
-        registry_url=settings.schema_registry_url,
-        heartbeat_table=settings.heartbeat_table,
-        partitions=partitions,
-    )
-    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-        messages = [
-            RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-            for e in events
-        ]
-        # As below: a shutdown lets the batch finish, so that take_events never acknowledges it unrouted.
-        task = asyncio.ensure_future(router.route(messages))
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await task
-            raise
+def register(app: faust.App, service: WorkerService) -> None:
+    settings, topics = service.settings, service.topics
 
+    async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
+        # Awaited to the broker's acknowledgement: the event's offset must not move before its dead letter is safe.
+        future = await topics.dead_letters.send(
+            key=dead_letter_key(origin), value=encode_dead_letter(record, settings.schema_registry_url)
+        )
+        await future
 
-@app.agent(routed_topic, concurrency=1)
-async def index_changes(stream):  # type: ignore[no-untyped-def]
-    runtime = await get_runtime(settings)
-    processor = ChangeProcessor(
-        mappings,
-        runtime.writer,
-        send_dead_letter,
-        runtime.freshness,
-        max_event_bytes=settings.max_event_bytes,
-        capture=capture_clock,
-        heartbeat_table=settings.heartbeat_table,
-    )
-    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-        messages = [
-            unwrap_routed(
-                e.message.value, e.message.topic, e.message.partition, e.message.offset, settings.schema_registry_url
-            )
-            for e in events
-        ]
-        # process() handles every failure itself (retrying or dead-lettering): an exception escaping
-        # here would let take_events acknowledge the batch unprocessed. For the same reason a
-        # shutdown lets the batch finish: take_events acknowledges it on the way out.
-        task = asyncio.ensure_future(processor.process(messages))
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await task
-            raise
-        if result.applied or result.failed:
-            log.info(
-                "batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
-                len(messages),
-                len(result.applied),
-                len(result.stale),
-                len(result.suppressed),
-                len(result.failed),
-                result.chunks_embedded,
-                result.chunks_reused,
-            )
+    async def forward(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
+        return await topics.routed.send(key=key, value=value, partition=partition)
 
+    @app.agent(topics.changes, name=f"{__name__}.route_changes", concurrency=1)
+    async def route_changes(stream):  # type: ignore[no-untyped-def]
+        partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions, settings)
+        router = ChangeRouter(
+            service.mappings,
+            forward,
+            send_dead_letter,
+            max_event_bytes=settings.max_event_bytes,
+            registry_url=settings.schema_registry_url,
+            heartbeat_table=settings.heartbeat_table,
+            partitions=partitions,
+        )
+        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+            messages = [
+                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in events
+            ]
+            # As below: a shutdown lets the batch finish, so that take_events never acknowledges it unrouted.
+            task = asyncio.ensure_future(router.route(messages))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await task
+                raise
 
-__all__ = ["index_changes", "route_changes"]
+    @app.agent(topics.routed, name=f"{__name__}.index_changes", concurrency=1)
+    async def index_changes(stream):  # type: ignore[no-untyped-def]
+        runtime = await service.runtime()
+        processor = ChangeProcessor(
+            service.mappings,
+            runtime.writer,
+            send_dead_letter,
+            runtime.freshness,
+            max_event_bytes=settings.max_event_bytes,
+            capture=service.capture_clock,
+            heartbeat_table=settings.heartbeat_table,
+        )
+        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+            messages = [
+                unwrap_routed(
+                    e.message.value,
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    settings.schema_registry_url,
+                )
+                for e in events
+            ]
+            # process() handles every failure itself (retrying or dead-lettering): an exception escaping
+            # here would let take_events acknowledge the batch unprocessed. For the same reason a
+            # shutdown lets the batch finish: take_events acknowledges it on the way out.
+            task = asyncio.ensure_future(processor.process(messages))
+            try:
+                result = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await task
+                raise
+            if result.applied or result.failed:
+                log.info(
+                    "batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
+                    len(messages),
+                    len(result.applied),
+                    len(result.stale),
+                    len(result.suppressed),
+                    len(result.failed),
+                    result.chunks_embedded,
+                    result.chunks_reused,
+                )

@@ -1,6 +1,7 @@
 """What the agents share inside one worker process: clients, the model, the ledger, the freshness window.
 
-Built once, on the worker's event loop, the first time an agent asks for it.
+Built once per worker by `build_runtime`, which the worker service (agents/service.py) runs in a
+thread when it starts; the agents and pages wait for it there.
 """
 
 from __future__ import annotations
@@ -178,18 +179,6 @@ class Runtime:
         return True
 
 
-_runtime: Runtime | None = None
-_lock = asyncio.Lock()
-
-
-async def get_runtime(settings: Settings) -> Runtime:
-    global _runtime
-    async with _lock:
-        if _runtime is None:
-            _runtime = await asyncio.get_running_loop().run_in_executor(None, partial(_build, settings))
-        return _runtime
-
-
 def _generation_writers(
     settings: Settings,
     es: AsyncElasticsearch,
@@ -219,7 +208,8 @@ def _generation_writers(
     return writers, serving
 
 
-def _build(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings) -> Runtime:
+    """Blocking (it loads the model and reads the whole ledger): run it in a thread."""
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
     embedders = Embedders(settings)
     with elasticsearch_client(settings) as client:

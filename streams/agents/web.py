@@ -2,47 +2,51 @@
 
 /metrics and /freshness are open (the server listens on loopback unless STREAMS_WORKER_WEB_BIND says
 otherwise); /search needs a bearer credential and searches only the groups it grants (streams/auth.py).
+`register` adds them to the worker's App; the runtime and the authenticator are the worker service's.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.agents.runtime import get_runtime
-from streams.app import app, settings
+from streams.agents.runtime import Runtime
 from streams.auth import Authenticator, Caller, Unauthorized
 from streams.elastic.hybrid_index import hybrid_search
 from streams.observability import metrics
 
+if TYPE_CHECKING:
+    from streams.agents.service import WorkerService
+
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=1)
-def search_authenticator() -> Authenticator:
-    """Built once; `streams worker` calls it before starting so that bad credentials stop the start."""
-    return Authenticator.from_settings(settings)
+def _oldest_ages(sources: tuple[str, ...]) -> dict[str, float]:
+    return {source: metrics.OLDEST_UNINDEXED_AGE.labels(source=source)._value.get() for source in sources}
 
 
-def _oldest_ages() -> dict[str, float]:
-    return {source: metrics.OLDEST_UNINDEXED_AGE.labels(source=source)._value.get() for source in settings.sources}
+def register(app: faust.App, service: WorkerService) -> None:
+    settings = service.settings
 
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-@app.page("/metrics")
-async def metrics_page(web: Any, request: Any) -> Any:
-    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    @app.page("/freshness")
+    async def freshness_page(web: Any, request: Any) -> Any:
+        """Answers only once the runtime is built: `worker_answers` (worker_process.py) reads that as ready."""
+        runtime = await service.runtime()
+        figures = runtime.freshness.recent(_oldest_ages(settings.sources))
+        return web.json({"worker_id": settings.worker_id, "sources": [f.to_json() for f in figures]})
 
-
-@app.page("/freshness")
-async def freshness_page(web: Any, request: Any) -> Any:
-    runtime = await get_runtime(settings)
-    figures = runtime.freshness.recent(_oldest_ages())
-    return web.json({"worker_id": settings.worker_id, "sources": [f.to_json() for f in figures]})
+    @app.page("/search")
+    async def search_page(web: Any, request: Any) -> Any:
+        return await answer_search(web, request, service.search_authenticator(), service.runtime)
 
 
 @dataclass(frozen=True)
@@ -85,21 +89,25 @@ def plan_search(
     return SearchRequest(caller, text, k, sources, caller.search_groups(requested))
 
 
-@app.page("/search")
-async def search_page(web: Any, request: Any) -> Any:
-    return await answer_search(web, request)
+Search = Callable[..., Awaitable[list[Any]]]
 
 
-async def answer_search(web: Any, request: Any) -> Any:
-    plan = plan_search(search_authenticator(), request.headers.get("Authorization"), request.query)
+async def answer_search(
+    web: Any,
+    request: Any,
+    authenticator: Authenticator,
+    runtime_ready: Callable[[], Awaitable[Runtime]],
+    search: Search = hybrid_search,
+) -> Any:
+    plan = plan_search(authenticator, request.headers.get("Authorization"), request.query)
     if isinstance(plan, Rejection):
         if plan.status == 401:
             log.info("/search refused: %s", plan.body["error_description"])
         return web.json(plan.body, status=plan.status, headers=plan.headers)
-    runtime = await get_runtime(settings)
+    runtime = await runtime_ready()
     index, embedder = runtime.search_target()  # the index the alias serves, and its model
     vector = await embedder.encode_query_async(plan.query)
-    hits = await hybrid_search(runtime.es, index, plan.query, vector, plan.k, plan.sources, plan.groups)
+    hits = await search(runtime.es, index, plan.query, vector, plan.k, plan.sources, plan.groups)
     return web.json(
         {"query": plan.query, "caller": plan.caller.name, "groups": plan.groups, "hits": [h.to_json() for h in hits]}
     )

@@ -18,10 +18,10 @@ from urllib.parse import unquote, urlsplit
 from pydantic import SecretStr
 
 from streams.polling import poll
-from streams.settings import PROJECT_ROOT, Settings
+from streams.resources import connectors_dir
+from streams.settings import Settings
 from streams.stack.runner import Progress, StackError
 
-CONNECTORS_DIR = PROJECT_ROOT / "connectors"
 PLACEHOLDER = re.compile(r"\$\{([a-z_]+)(?:\.([a-z]+))?\}")
 
 
@@ -29,7 +29,7 @@ class ConnectorFailed(StackError):
     """A connector or one of its tasks is FAILED, or never reached RUNNING."""
 
 
-def connector_files(directory: Path = CONNECTORS_DIR) -> list[Path]:
+def connector_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.json"))
 
 
@@ -81,9 +81,10 @@ def with_kafka_security(config: dict[str, str], settings: Settings) -> dict[str,
     }
 
 
-def load(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, dict[str, str]]:
+def load(settings: Settings, directory: Path | None = None) -> dict[str, dict[str, str]]:
+    """Every connector config of `directory` (default: the settings' connectors_dir), rendered."""
     connectors = {}
-    for path in connector_files(directory):
+    for path in connector_files(directory or connectors_dir(settings)):
         spec = json.loads(path.read_text())
         connectors[spec["name"]] = with_kafka_security(render(spec["config"], settings), settings)
     return connectors
@@ -147,7 +148,7 @@ def _running(status: dict[str, Any]) -> bool:
 
 
 def register(
-    settings: Settings, progress: Progress, timeout_s: float = 120.0, directory: Path = CONNECTORS_DIR
+    settings: Settings, progress: Progress, timeout_s: float = 120.0, directory: Path | None = None
 ) -> dict[str, dict[str, Any]]:
     """Create or update every connector (PUT is idempotent), restart failed ones, and wait until every
     connector and task is RUNNING. Raises ConnectorFailed with the task's trace otherwise."""
@@ -199,5 +200,5 @@ def restart(settings: Settings, name: str, *, only_failed: bool) -> None:
         raise StackError(f"POST /connectors/{name}/restart answered {code}: {body}")
 
 
-def status_all(settings: Settings, directory: Path = CONNECTORS_DIR) -> dict[str, Any]:
+def status_all(settings: Settings, directory: Path | None = None) -> dict[str, Any]:
     return {name: connector_status(settings, name) for name in load(settings, directory)}

@@ -8,21 +8,25 @@ poll brings more records than the room left above the mark.
 
 from __future__ import annotations
 
+import faust
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from streams.app import app, settings
+from streams.app import create_app
+from streams.settings import Settings
 
 
-def _buffer() -> ThrowableQueue:
+def _buffer(app: faust.App) -> ThrowableQueue:
     return ThrowableQueue(maxsize=app.conf.stream_buffer_maxsize, flow_control=FlowControlEvent())
 
 
 def test_one_poll_fits_in_the_room_above_the_high_water_mark() -> None:
-    buffer = _buffer()
+    app = create_app(Settings())
+    buffer = _buffer(app)
     room = buffer.maxsize - buffer.pressure_high_size
     assert app.conf.broker_max_poll_records is not None
     assert app.conf.broker_max_poll_records <= room
 
 
 def test_a_full_batch_fits_in_the_buffer() -> None:
-    assert settings.batch_max_events <= _buffer().pressure_high_size
+    settings = Settings()
+    assert settings.batch_max_events <= _buffer(create_app(settings)).pressure_high_size

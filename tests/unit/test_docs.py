@@ -23,7 +23,7 @@ README_MAX_LINES = 250
 FORBIDDEN = re.compile(r"this session|this branch|issue [0-9]|issue #|main at", re.IGNORECASE)
 # Environment variables the pages name that are not settings fields: the fault suite's size, and the
 # folder of connector definitions and mappings, which the pages describe before it is a field.
-NOT_SETTINGS = {"STREAMS_FAULTS", "STREAMS_CONNECTORS_DIR"}
+NOT_SETTINGS = {"STREAMS_FAULTS"}
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*$", re.MULTILINE)

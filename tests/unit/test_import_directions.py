@@ -6,6 +6,10 @@
   the bench, the CLI, the local stack or the embedder, and no Kafka client.
 - streams/forget/ is the deletion lane's logic: the agent (streams/agents/) calls it, never the
   other way round, so it imports no agent.
+- streams/app.py builds the worker (`create_app`) and only the `streams worker` command imports it: an
+  agent reaches the settings and the worker's state through the service it is registered with.
+- streams/resources.py, which every layer asks where the schemas and connectors are, imports only the
+  settings (for their type).
 
 Imports are read with `ast` (every `import` and `from ... import`, at any depth, including those
 inside functions), so a lazy import cannot hide a wrong direction.
@@ -106,6 +110,24 @@ def third_party_imports(directory: str, forbidden: tuple[str, ...], package: Pat
     return found
 
 
+def importers(module: str, package: Path = PACKAGE) -> list[str]:
+    """The files of `package` that import `module`."""
+    return sorted(
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if any(_within(name, (module,)) for _, name in project_imports(path, package))
+    )
+
+
+def test_only_the_worker_command_imports_the_app() -> None:
+    assert importers("streams.app") == ["streams/agents/commands.py"]
+
+
+def test_resources_import_only_the_settings() -> None:
+    imported = {name for _, name in project_imports(PACKAGE / "resources.py")}
+    assert imported <= {"streams.settings"}
+
+
 # The checks themselves, made to fail on purpose.
 
 
@@ -133,6 +155,9 @@ def test_the_reader_sees_lazy_relative_and_package_imports(tmp_path: Path) -> No
         "streams/elastic/bad.py:6 imports streams.embedding.embedder",
         "streams/elastic/bad.py:7 imports streams.stack.runner",
     ]
+    (package / "agents").mkdir()
+    (package / "agents" / "health.py").write_text("from streams.app import settings\n")
+    assert importers("streams.app", package) == ["streams/agents/health.py"]
     assert pure == [
         "streams/elastic/bad.py:3 imports streams.avro",
         "streams/elastic/bad.py:4 imports streams.agents",

@@ -163,7 +163,7 @@ class _FakeWeb:
         return SimpleNamespace(body=value, status=status, headers=headers or {})
 
 
-async def test_the_search_page_searches_only_the_callers_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_search_page_searches_only_the_callers_groups() -> None:
     searched: list[Any] = []
 
     async def fake_encode_query(text: str) -> list[float]:
@@ -172,25 +172,24 @@ async def test_the_search_page_searches_only_the_callers_groups(monkeypatch: pyt
     def fake_search_target() -> tuple[str, Any]:
         return "streams-chunks-v1", SimpleNamespace(encode_query_async=fake_encode_query)
 
-    async def fake_runtime(settings: Settings) -> Any:
+    async def fake_runtime() -> Any:
         return SimpleNamespace(search_target=fake_search_target, es=None)
 
     async def fake_search(es: Any, alias: str, query: str, vector: Any, k: int, sources: Any, groups: Any) -> list[Any]:
         searched.append(groups)
         return []
 
-    monkeypatch.setattr(web, "search_authenticator", _authenticator)
-    monkeypatch.setattr(web, "get_runtime", fake_runtime)
-    monkeypatch.setattr(web, "hybrid_search", fake_search)
-
     def request(authorization: str | None, **query: str) -> Any:
         return SimpleNamespace(headers={"Authorization": authorization} if authorization else {}, query=query)
 
-    refused = await web.answer_search(_FakeWeb(), request(None, q="printer"))
+    async def answer(authorization: str | None, **query: str) -> Any:
+        return await web.answer_search(
+            _FakeWeb(), request(authorization, **query), _authenticator(), fake_runtime, fake_search
+        )
+
+    refused = await answer(None, q="printer")
     assert refused.status == 401 and "WWW-Authenticate" in refused.headers and searched == []
-    answer = await web.answer_search(
-        _FakeWeb(), request(f"Bearer {SUPPORT_KEY}", q="printer", groups="support,billing")
-    )
+    answer = await answer(f"Bearer {SUPPORT_KEY}", q="printer", groups="support,billing")
     assert answer.status == 200 and answer.body["groups"] == ["support"] and answer.body["caller"] == "helpdesk"
     assert searched == [["support"]]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.app import app
+from streams.app import create_app
 from streams.settings import Settings
 
 
@@ -16,6 +16,7 @@ def test_the_instance_id_is_stable_and_distinct_per_worker_on_a_host() -> None:
 
 
 def test_the_app_joins_as_a_static_member_with_a_short_session() -> None:
+    app = create_app(Settings())
     assert app.conf.consumer_group_instance_id == Settings().group_instance_id()
     assert app.conf.broker_session_timeout == Settings().worker_session_timeout_s
     assert app.conf.broker_heartbeat_interval * 3 <= app.conf.broker_session_timeout

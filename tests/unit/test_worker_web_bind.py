@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from streams.app import app
+from streams.app import create_app
 from streams.settings import Settings
 
 
 def test_the_worker_listens_on_loopback_by_default() -> None:
     assert Settings().worker_web_bind == "127.0.0.1"
-    assert app.conf.web_bind == "127.0.0.1"
+    assert create_app(Settings()).conf.web_bind == "127.0.0.1"
 
 
 def test_a_setting_exposes_the_server(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,157 @@
+"""The worker's long-lived state and background work, owned by one faust (mode) Service.
+
+`create_app` (streams/app.py) builds one per App and makes it a dependency of the App, so that it
+starts before the App's consumer and agents and stops after them. It owns:
+- the Runtime (clients, models, ledger, writers; agents/runtime.py), built in a thread when the
+  service starts: loading the model takes seconds, and /health must answer meanwhile. Agents and
+  pages `await service.runtime()`;
+- the ledger follower (agents/follow_ledger.py), and this worker's entry in the worker registry,
+  removed when the worker stops;
+- the purge scheduler of the deletion lane, and at start the purges a stopped worker left pending;
+- the capture clock behind /health and the capture-age gauge, the consumer-lag reader and the
+  search authenticator.
+None of it is a module global: two services in one process (two workers, two tests) share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from faust.types import TopicT
+from mode import Service
+
+from streams.agents.follow_ledger import follow_ledger, registry_record
+from streams.agents.forget_subjects import DeletionTopics, build_scheduler
+from streams.agents.runtime import Runtime, build_runtime
+from streams.auth import Authenticator
+from streams.elastic import worker_registry
+from streams.forget.purge import PurgeScheduler
+from streams.observability import metrics
+from streams.observability.capture_health import CaptureClock
+from streams.observability.consumer_lag import ConsumerLagReader
+from streams.pipeline.document_mapping import Mappings
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How long the service waits before building the runtime again after a failure (Elasticsearch or
+# Kafka not reachable yet, say): the agents wait for it meanwhile.
+RUNTIME_RETRY_S = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerTopics:
+    """Every topic the worker reads or writes, declared once on its App (streams/app.py)."""
+
+    changes: TopicT  # every Debezium change and heartbeat topic
+    routed: TopicT  # the repartition topic, keyed by document id
+    deletion: TopicT
+    receipts: TopicT
+    ledger: TopicT
+    dead_letters: TopicT
+    freshness: TopicT
+
+
+class WorkerService(Service):
+    def __init__(
+        self,
+        settings: Settings,
+        mappings: Mappings,
+        topics: WorkerTopics,
+        build: Callable[[Settings], Runtime] = build_runtime,
+        retry_s: float = RUNTIME_RETRY_S,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.mappings = mappings
+        self.topics = topics
+        self._build = build
+        self._retry_s = retry_s
+        self._runtime: Runtime | None = None
+        self._runtime_ready = asyncio.Event()
+        # host:pid names the process; the web port, which each live worker binds alone, tells apart
+        # two workers of one process.
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{settings.worker_web_port}"
+        self.started_at = datetime.now(UTC)
+        # Built with the service, not with the runtime: /health must answer while the model loads,
+        # and a source silent since the start is a stall too.
+        self.capture_clock = CaptureClock(settings.sources)
+        self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters)
+        self._purges: PurgeScheduler | None = None
+        self._lag_reader: ConsumerLagReader | None = None
+        self._authenticator: Authenticator | None = None
+
+    async def runtime(self) -> Runtime:
+        """The runtime, once built (at once after that)."""
+        await self._runtime_ready.wait()
+        assert self._runtime is not None
+        return self._runtime
+
+    async def purges(self) -> PurgeScheduler:
+        """The deletion lane's purge scheduler, once the runtime (its Elasticsearch client) is built."""
+        runtime = await self.runtime()
+        if self._purges is None:
+            self._purges = build_scheduler(self.deletion, runtime)
+        return self._purges
+
+    def registry_record(self, migration_version: int) -> dict[str, Any]:
+        return registry_record(self.settings, self.instance, self.started_at, migration_version)
+
+    def search_authenticator(self) -> Authenticator:
+        """Built once; `streams worker` asks for it before starting, so bad credentials stop the start."""
+        if self._authenticator is None:
+            self._authenticator = Authenticator.from_settings(self.settings)
+        return self._authenticator
+
+    def lag_reader(self) -> ConsumerLagReader:
+        """Built on first use (it opens a Kafka client): the committed offsets of this worker's group."""
+        if self._lag_reader is None:
+            self._lag_reader = ConsumerLagReader(self.settings, self.settings.worker_id)
+        return self._lag_reader
+
+    async def on_start(self) -> None:
+        # The gauge is the process's (Prometheus' registry is global): it reads the running worker's clock.
+        for source in self.settings.sources:
+            metrics.CAPTURE_AGE.labels(source=source).set_function(partial(self.capture_clock.age_s, source))
+
+    @Service.task
+    async def _build_runtime(self) -> None:
+        while not self.should_stop:
+            try:
+                runtime = await asyncio.get_running_loop().run_in_executor(None, self._build, self.settings)
+            except Exception as exc:
+                log.error("the worker's runtime could not be built, trying again in %.0f s: %s", self._retry_s, exc)
+                await self.sleep(self._retry_s)
+                continue
+            self._runtime = runtime
+            self._runtime_ready.set()
+            return
+
+    @Service.task
+    async def _follow_ledger(self) -> None:
+        await follow_ledger(self.settings, await self.runtime(), self.registry_record)
+
+    @Service.task
+    async def _resume_purges(self) -> None:
+        # Beside the deletion lane, never in its way: resume() waits out an outage and logs the rest.
+        await (await self.purges()).resume()
+
+    async def on_shutdown(self) -> None:
+        """After the tasks are cancelled: the follower can no longer report this worker back."""
+        if self._lag_reader is not None:
+            self._lag_reader.close()
+        if self._runtime is None:
+            return
+        try:
+            await worker_registry.remove(self._runtime.es, self.settings.workers_index, self.instance)
+        except Exception as exc:  # a stale record ages out after worker_liveness_s anyway
+            log.warning("could not remove this worker from the registry: %s", exc)
