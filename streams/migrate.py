@@ -264,7 +264,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
     import asyncio
 
     from streams.clients import async_elasticsearch_client
-    from streams.elastic.hybrid_index import hybrid_search
+    from streams.elastic.hybrid_index import search
 
     async def run() -> dict[str, list[list[str]]]:
         es = async_elasticsearch_client(settings)
@@ -273,7 +273,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
             for index, embedder in (old, new):
                 vectors = await embedder.encode_async(list(COMPARE_QUERIES))
                 found[index] = [
-                    [hit.document_id for hit in await hybrid_search(es, index, query, vector, k)]
+                    [hit.document_id for hit in await search(es, index, query, vector, k)]
                     for query, vector in zip(COMPARE_QUERIES, vectors, strict=True)
                 ]
             return found

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.agents.runtime import get_runtime
 from streams.app import app, settings
 from streams.auth import Authenticator, Caller, Unauthorized
-from streams.elastic.hybrid_index import hybrid_search
+from streams.elastic.hybrid_index import search
 from streams.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ async def answer_search(web: Any, request: Any) -> Any:
     runtime = await get_runtime(settings)
     index, embedder = runtime.search_target()  # the index the alias serves, and its model
     vector = await embedder.encode_query_async(plan.query)
-    hits = await hybrid_search(runtime.es, index, plan.query, vector, plan.k, plan.sources, plan.groups)
+    hits = await search(runtime.es, index, plan.query, vector, plan.k, plan.sources, plan.groups)
     return web.json(
         {"query": plan.query, "caller": plan.caller.name, "groups": plan.groups, "hits": [h.to_json() for h in hits]}
     )

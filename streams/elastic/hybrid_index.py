@@ -211,14 +211,6 @@ def index_analysis(mapping: dict[str, Any]) -> str:
     return str(mapping.get("_meta", {}).get("analysis", "standard"))
 
 
-def generations(client: Elasticsearch, alias: str) -> list[str]:
-    """Every concrete index behind the alias (forget requests must reach all of them)."""
-    try:
-        return sorted(client.indices.get_alias(name=alias))
-    except NotFoundError:
-        return []
-
-
 def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) -> list[dict[str, Any]]:
     """Only visible chunks, of the chosen sources, that the caller's groups may see.
 
@@ -511,15 +503,3 @@ async def _details(
     for document in documents:
         document.chunks = [chunk for chunk in document.chunks if chunk.chunk_id in found]
     return [document for document in documents if document.chunks]
-
-
-async def hybrid_search(
-    client: AsyncElasticsearch,
-    alias: str,
-    query: str,
-    vector: Sequence[float],
-    k: int = 10,
-    sources: Sequence[str] | None = None,
-    groups: Sequence[str] | None = None,
-) -> list[DocumentHit]:
-    return await search(client, alias, query, vector, k, sources, groups, mode="hybrid")

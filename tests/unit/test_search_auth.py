@@ -181,7 +181,7 @@ async def test_the_search_page_searches_only_the_callers_groups(monkeypatch: pyt
 
     monkeypatch.setattr(web, "search_authenticator", _authenticator)
     monkeypatch.setattr(web, "get_runtime", fake_runtime)
-    monkeypatch.setattr(web, "hybrid_search", fake_search)
+    monkeypatch.setattr(web, "search", fake_search)
 
     def request(authorization: str | None, **query: str) -> Any:
         return SimpleNamespace(headers={"Authorization": authorization} if authorization else {}, query=query)
