@@ -52,7 +52,7 @@ FILE_SEQ_BITS = 19
 POS_BITS = 36
 ROW_BITS = 8
 _BINLOG_FILE = re.compile(r"^[\w.-]*?\.(\d+)$")
-DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024  # settings.max_event_bytes; Kafka's default limit is 1 MB
+DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024  # the default of STREAMS_MAX_EVENT_BYTES; Kafka's default limit is 1 MB
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
