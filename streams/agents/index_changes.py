@@ -4,8 +4,9 @@ otherwise commit an offset past a batch still being handled (faust issue #606).
 - `route_changes`: Debezium topics (keyed by row) -> the repartition topic keyed by document id
   (agents/route_changes.py), so every document is written by one worker at a time;
 - `index_changes`: the repartition topic -> the index (agents/process_changes.py). Each routed record
-  carries the Debezium record and its origin, so decoding, freshness (from the source commit time)
-  and dead letters (naming the Debezium topic, partition and offset) are those of the original event.
+  carries the change as the router decoded and mapped it, with the Debezium record and its origin,
+  so freshness (from the source commit time) and dead letters (naming the Debezium topic, partition
+  and offset) are those of the original event.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import asyncio
 import logging
 
 from streams.agents.health import capture_clock
-from streams.agents.process_changes import ChangeProcessor, RawMessage
-from streams.agents.route_changes import ChangeRouter, unwrap_routed
+from streams.agents.process_changes import ChangeProcessor
+from streams.agents.route_changes import ChangeDecoder, ChangeRouter, unwrap_routed
 from streams.agents.runtime import get_runtime
 from streams.app import app, changes_topic, dead_letter_topic, mappings, routed_topic, settings
 from streams.clients import kafka_admin
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
-from streams.records import Origin
+from streams.records import Origin, RawMessage
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +75,22 @@ async def route_changes(stream):  # type: ignore[no-untyped-def]
 @app.agent(routed_topic, concurrency=1)
 async def index_changes(stream):  # type: ignore[no-untyped-def]
     runtime = await get_runtime(settings)
-    processor = ChangeProcessor(
-        mappings,
-        runtime.writer,
-        send_dead_letter,
-        runtime.freshness,
-        max_event_bytes=settings.max_event_bytes,
-        capture=capture_clock,
-        heartbeat_table=settings.heartbeat_table,
-    )
+    processor = ChangeProcessor(runtime.writer, send_dead_letter, runtime.freshness, capture=capture_clock)
+    # Only for records a router that did not decode wrote before an upgrade.
+    decoder = ChangeDecoder(mappings, settings.max_event_bytes, settings.heartbeat_table)
     async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-        messages = [
+        unwrapped = (
             unwrap_routed(
-                e.message.value, e.message.topic, e.message.partition, e.message.offset, settings.schema_registry_url
+                e.message.value,
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                decoder,
+                settings.schema_registry_url,
             )
             for e in events
-        ]
+        )
+        messages = [record for record in unwrapped if record is not None]
         # process() handles every failure itself (retrying or dead-lettering): an exception escaping
         # here would let take_events acknowledge the batch unprocessed. For the same reason a
         # shutdown lets the batch finish: take_events acknowledges it on the way out.
