@@ -61,12 +61,10 @@ class ChangeProcessor:
             raw_by_origin[record.message.origin] = record.message
             changes.append(record.change)
         if changes:
-            oldest = min(change.commit_ts for change in changes)
-            metrics.OLDEST_UNINDEXED_AGE.labels(source=changes[0].source).set(_age_s(oldest))
+            self.freshness.unindexed(changes)
             result = await self._write_with_retry(changes)
             await self._settle(result, raw_by_origin)
-            for source in {change.source for change in changes}:
-                metrics.OLDEST_UNINDEXED_AGE.labels(source=source).set(0)
+            self.freshness.indexed({change.source for change in changes})
         else:
             result = WriteResult()
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
@@ -125,7 +123,3 @@ class ChangeProcessor:
         log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
         record = dead_letter_record(message.origin, message.key, message.value, error, subjects)
         await self.send_dead_letter(message.origin, record)
-
-
-def _age_s(moment: datetime) -> float:
-    return max((datetime.now(UTC) - moment).total_seconds(), 0.0)

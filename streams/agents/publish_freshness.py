@@ -11,7 +11,6 @@ from streams.observability.consumer_lag import ConsumerLagReader, record_lag
 from streams.observability.freshness_report import (
     encode_freshness_report,
     freshness_report_record,
-    oldest_unindexed_ages,
     report_key,
 )
 from streams.topics import consumed_topics
@@ -33,7 +32,7 @@ async def publish_freshness() -> None:
 
 async def publish_report() -> None:
     runtime = await get_runtime(settings)
-    start, end, figures = runtime.freshness.close_window(oldest_unindexed_ages(settings.sources))
+    start, end, figures = runtime.freshness.close_window()
     record = freshness_report_record(settings.worker_id, start, end, figures)
     value = encode_freshness_report(record, settings.schema_registry_url)
     delivery = await freshness_topic.send(key=report_key(settings.worker_id), value=value)

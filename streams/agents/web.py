@@ -18,7 +18,6 @@ from streams.agents.runtime import get_runtime
 from streams.app import app, settings
 from streams.auth import Authenticator, Caller, Unauthorized
 from streams.elastic.hybrid_index import search
-from streams.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,6 @@ def search_authenticator() -> Authenticator:
     return Authenticator.from_settings(settings)
 
 
-def _oldest_ages() -> dict[str, float]:
-    return {source: metrics.OLDEST_UNINDEXED_AGE.labels(source=source)._value.get() for source in settings.sources}
-
-
 @app.page("/metrics")
 async def metrics_page(web: Any, request: Any) -> Any:
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
@@ -41,7 +36,7 @@ async def metrics_page(web: Any, request: Any) -> Any:
 @app.page("/freshness")
 async def freshness_page(web: Any, request: Any) -> Any:
     runtime = await get_runtime(settings)
-    figures = runtime.freshness.recent(_oldest_ages())
+    figures = runtime.freshness.recent()
     return web.json({"worker_id": settings.worker_id, "sources": [f.to_json() for f in figures]})
 
 
