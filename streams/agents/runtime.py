@@ -22,12 +22,12 @@ from streams.elastic.generations import (
     GenerationConfig,
     Migration,
     ensure_migrations_index,
+    generation_of,
     read_config,
     read_migration,
-    read_migration_async,
     serving_index,
 )
-from streams.elastic.hybrid_index import ensure_index, generation_of
+from streams.elastic.hybrid_index import ensure_index
 from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
 from streams.errors import IndexingError
@@ -165,7 +165,7 @@ class Runtime:
 
     async def sync_generations(self) -> bool:
         """Follow the migration record: rebuild the writers when it changed. Returns whether it did."""
-        migration = await read_migration_async(self.es, self.settings.migrations_index, self.settings.index_alias)
+        migration = await read_migration(self.es, self.settings.migrations_index, self.settings.index_alias)
         version = migration.version if migration else 0
         if version == self.migration_version:
             return False
@@ -186,7 +186,9 @@ async def get_runtime(settings: Settings) -> Runtime:
     global _runtime
     async with _lock:
         if _runtime is None:
-            _runtime = await asyncio.get_running_loop().run_in_executor(None, partial(_build, settings))
+            runtime = await asyncio.get_running_loop().run_in_executor(None, partial(_build, settings))
+            await runtime.sync_generations()  # every generation a running migration writes
+            _runtime = runtime
         return _runtime
 
 
@@ -241,10 +243,10 @@ def _build(settings: Settings) -> Runtime:
         ensure_registry(client, settings.workers_index)
         ensure_migrations_index(client, settings.migrations_index)
         ensure_progress_index(client, settings.forget_progress_index)
-        migration = read_migration(client, settings.migrations_index, settings.index_alias)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
-    writers, serving = _generation_writers(settings, es, ledger, embedders, migration)
+    # The serving generation's writer; get_runtime then follows the migration record, if any.
+    writers, serving = _generation_writers(settings, es, ledger, embedders, None)
     writer = GenerationsWriter(writers, serving)
     made_by = {index: w.provenance for index, w in writers.items()}
     log.info(
@@ -259,5 +261,4 @@ def _build(settings: Settings) -> Runtime:
         writer,
         FreshnessWindow(settings.sources),
         embedders,
-        migration.version if migration else 0,
     )
