@@ -64,15 +64,9 @@ def _client(settings: Settings) -> Any:
 
 
 def _migration(settings: Settings) -> Migration | None:
-    """The migration record, through the one (async) reader the worker uses too."""
-    from streams.clients import async_elasticsearch_client
-    from streams.elastic.generations import read_migration
+    from streams.agents.runtime import migration_record
 
-    async def read() -> Migration | None:
-        async with async_elasticsearch_client(settings) as es:
-            return await read_migration(es, settings.migrations_index, settings.index_alias)
-
-    return asyncio.run(read())
+    return migration_record(settings)
 
 
 def _say(line: str) -> None:

@@ -186,9 +186,7 @@ async def get_runtime(settings: Settings) -> Runtime:
     global _runtime
     async with _lock:
         if _runtime is None:
-            runtime = await asyncio.get_running_loop().run_in_executor(None, partial(_build, settings))
-            await runtime.sync_generations()  # every generation a running migration writes
-            _runtime = runtime
+            _runtime = await asyncio.get_running_loop().run_in_executor(None, partial(_build, settings))
         return _runtime
 
 
@@ -221,6 +219,17 @@ def _generation_writers(
     return writers, serving
 
 
+def migration_record(settings: Settings) -> Migration | None:
+    """The migration record (read_migration), for code that runs no event loop: `streams migrate`,
+    and the runtime's build in its thread."""
+
+    async def read() -> Migration | None:
+        async with async_elasticsearch_client(settings) as es:
+            return await read_migration(es, settings.migrations_index, settings.index_alias)
+
+    return asyncio.run(read())
+
+
 def _build(settings: Settings) -> Runtime:
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
     embedders = Embedders(settings)
@@ -243,10 +252,10 @@ def _build(settings: Settings) -> Runtime:
         ensure_registry(client, settings.workers_index)
         ensure_migrations_index(client, settings.migrations_index)
         ensure_progress_index(client, settings.forget_progress_index)
+    migration = migration_record(settings)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
-    # The serving generation's writer; get_runtime then follows the migration record, if any.
-    writers, serving = _generation_writers(settings, es, ledger, embedders, None)
+    writers, serving = _generation_writers(settings, es, ledger, embedders, migration)
     writer = GenerationsWriter(writers, serving)
     made_by = {index: w.provenance for index, w in writers.items()}
     log.info(
@@ -261,4 +270,5 @@ def _build(settings: Settings) -> Runtime:
         writer,
         FreshnessWindow(settings.sources),
         embedders,
+        migration.version if migration else 0,
     )
