@@ -24,8 +24,6 @@ from elasticsearch import AsyncElasticsearch, Elasticsearch
 from streams.errors import StreamsError
 from streams.settings import Settings
 
-ELASTICSEARCH_TIMEOUT_S = 60
-
 
 class TopicReadTimeout(StreamsError):
     """A topic was not read to its end before the deadline."""

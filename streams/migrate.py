@@ -19,16 +19,20 @@ Searches go through the alias, so each one sees one generation or the other, nev
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from streams.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from streams.elastic.generations import Migration
 
 # Queries over the seeded corpus (PostgreSQL manual wiki pages, support tickets, CRM notes).
 COMPARE_QUERIES = (
@@ -59,6 +63,12 @@ def _client(settings: Settings) -> Any:
     return elasticsearch_client(settings)
 
 
+def _migration(settings: Settings) -> Migration | None:
+    from streams.agents.runtime import migration_record
+
+    return migration_record(settings)
+
+
 def _say(line: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {line}", err=True)
 
@@ -76,24 +86,31 @@ def _model_config(model: str | None) -> dict[str, Any]:
     return {"model_name": model, "model_path": None}
 
 
-def _wait_for_workers(settings: Settings, client: Any, version: int, timeout_s: float = 120.0) -> None:
+def _wait_for_workers(settings: Settings, version: int, timeout_s: float = 120.0) -> None:
     """Until every live worker applied the record `version` (0: no record) and finished the batch it
     was writing with the generations of before."""
-    from streams.elastic.worker_registry import behind_migration, live_workers_sync
+    from streams.clients import async_elasticsearch_client
+    from streams.elastic.worker_registry import behind_migration, live_workers
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        since = datetime.now(UTC) - timedelta(seconds=settings.worker_liveness_s)
-        live = live_workers_sync(client, settings.workers_index, since)
-        behind = behind_migration(live, version)
-        if live and not behind:
-            _say(f"{len(live)} live worker(s) applied the migration record")
-            return
-        if time.monotonic() > deadline:
-            if not live:
-                raise click.ClickException("no worker is running: start `streams worker`, then run this again")
-            raise click.ClickException(f"workers {', '.join(behind)} did not pick up the migration in {timeout_s:.0f}s")
-        time.sleep(0.5)
+    async def wait() -> None:
+        deadline = time.monotonic() + timeout_s
+        async with async_elasticsearch_client(settings) as es:
+            while True:
+                since = datetime.now(UTC) - timedelta(seconds=settings.worker_liveness_s)
+                live = await live_workers(es, settings.workers_index, since)
+                behind = behind_migration(live, version)
+                if live and not behind:
+                    _say(f"{len(live)} live worker(s) applied the migration record")
+                    return
+                if time.monotonic() > deadline:
+                    if not live:
+                        raise click.ClickException("no worker is running: start `streams worker`, then run this again")
+                    raise click.ClickException(
+                        f"workers {', '.join(behind)} did not pick up the migration in {timeout_s:.0f}s"
+                    )
+                await asyncio.sleep(0.5)
+
+    asyncio.run(wait())
 
 
 @migrate.command()
@@ -113,12 +130,13 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     from streams.elastic.generations import (
         Migration,
         ensure_migrations_index,
+        generation_of,
+        index_name,
         read_config,
-        read_migration,
         serving_index,
         write_migration,
     )
-    from streams.elastic.hybrid_index import generation_of, index_body, index_name
+    from streams.elastic.hybrid_index import index_body
     from streams.pipeline.document_mapping import load_mappings
     from streams.resources import connectors_dir
     from streams.sources.snapshot_signal import send_snapshot_signals, table_snapshot_signal
@@ -127,7 +145,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     settings = get_settings()
     client = _client(settings)
     ensure_migrations_index(client, settings.migrations_index)
-    if read_migration(client, settings.migrations_index, settings.index_alias) is not None:
+    if _migration(settings) is not None:
         raise click.ClickException("a migration is already running: `streams migrate status`, then switch or finish it")
     serving = serving_index(client, settings.index_alias)
     if serving is None:
@@ -150,9 +168,9 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     body["mappings"]["_meta"].update(new.to_meta())  # beside its text analysis (index_body)
     client.indices.create(index=target, **body)
     _say(f"created {target} ({dims} dims; {new}) beside {serving} ({old})")
-    migration = Migration(settings.index_alias, serving, target, serving, started_at=datetime.now(UTC).isoformat())
+    migration = Migration(settings.index_alias, target, serving, started_at=datetime.now(UTC).isoformat())
     write_migration(client, settings.migrations_index, migration)
-    _wait_for_workers(settings, client, migration.version)
+    _wait_for_workers(settings, migration.version)
     if no_snapshot:
         return
     mappings = load_mappings(connectors_dir(settings))
@@ -204,9 +222,9 @@ def _lag(settings: Settings) -> int | None:
 
 
 def migration_status(settings: Settings, client: Any) -> dict[str, Any]:
-    from streams.elastic.generations import read_config, read_migration, serving_index
+    from streams.elastic.generations import read_config, serving_index
 
-    migration = read_migration(client, settings.migrations_index, settings.index_alias)
+    migration = _migration(settings)
     serving = serving_index(client, settings.index_alias)
     indices = migration.generations if migration else [serving] if serving else []
     generations: dict[str, dict[str, Any]] = {}
@@ -265,7 +283,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
     import asyncio
 
     from streams.clients import async_elasticsearch_client
-    from streams.elastic.hybrid_index import hybrid_search
+    from streams.elastic.hybrid_index import search
 
     async def run() -> dict[str, list[list[str]]]:
         es = async_elasticsearch_client(settings)
@@ -274,7 +292,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
             for index, embedder in (old, new):
                 vectors = await embedder.encode_async(list(COMPARE_QUERIES))
                 found[index] = [
-                    [hit.document_id for hit in await hybrid_search(es, index, query, vector, k)]
+                    [hit.document_id for hit in await search(es, index, query, vector, k)]
                     for query, vector in zip(COMPARE_QUERIES, vectors, strict=True)
                 ]
             return found
@@ -301,13 +319,13 @@ def compare_generations(
     set cannot be read (not loaded)."""
     from streams.agents.runtime import Embedders, settings_config
     from streams.clients import async_elasticsearch_client
-    from streams.elastic.generations import read_config, read_migration
+    from streams.elastic.generations import read_config
     from streams.eval.golden_set import read_golden_set
     from streams.eval.load_collection import LoadedCollection
     from streams.eval.report import quality_drops
     from streams.eval.run_eval import evaluate_set
 
-    migration = read_migration(client, settings.migrations_index, settings.index_alias)
+    migration = _migration(settings)
     if migration is None:
         raise click.ClickException("no migration is running: nothing to compare")
     old, new = migration.previous, migration.target
@@ -435,12 +453,12 @@ def compare(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, k: i
 def switch(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, force: bool) -> None:
     """Point the alias at the new generation, atomically, once the evaluation's quality gate passes
     (`streams migrate compare`'s), unless --force."""
-    from streams.elastic.generations import read_migration, switch_alias, write_migration
+    from streams.elastic.generations import switch_alias, write_migration
     from streams.eval.golden_set import GoldenSetError
 
     settings = get_settings()
     client = _client(settings)
-    migration = read_migration(client, settings.migrations_index, settings.index_alias)
+    migration = _migration(settings)
     if migration is None:
         raise click.ClickException("no migration is running")
     gate: dict[str, Any] = {}
@@ -457,7 +475,7 @@ def switch(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, force
     if not passed and not force:
         raise click.ClickException("the quality gate failed: not switched (--force to switch anyway)")
     switch_alias(client, settings.index_alias, migration.target)
-    migration.serving, migration.state = migration.target, "switched"
+    migration.state = "switched"
     migration.history.append(
         {"step": "switch", "at": datetime.now(UTC).isoformat(), "gate": gate, "forced": not passed}
     )
@@ -468,15 +486,15 @@ def switch(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, force
 @migrate.command()
 def rollback() -> None:
     """Point the alias back at the generation that served before the migration."""
-    from streams.elastic.generations import read_migration, switch_alias, write_migration
+    from streams.elastic.generations import switch_alias, write_migration
 
     settings = get_settings()
     client = _client(settings)
-    migration = read_migration(client, settings.migrations_index, settings.index_alias)
+    migration = _migration(settings)
     if migration is None:
         raise click.ClickException("no migration is running")
     switch_alias(client, settings.index_alias, migration.previous)
-    migration.serving, migration.state = migration.previous, "rolled-back"
+    migration.state = "rolled-back"
     migration.history.append({"step": "rollback", "at": datetime.now(UTC).isoformat()})
     write_migration(client, settings.migrations_index, migration)
     _say(f"{settings.index_alias} -> {migration.previous}")
@@ -487,20 +505,20 @@ def rollback() -> None:
 def finish(yes: bool) -> None:
     """Drop the generation the alias does not serve (the old one after a switch, the new one after a
     rollback) and end the migration."""
-    from streams.elastic.generations import delete_migration, read_migration, serving_index
+    from streams.elastic.generations import delete_migration, serving_index
 
     settings = get_settings()
     client = _client(settings)
-    migration = read_migration(client, settings.migrations_index, settings.index_alias)
+    migration = _migration(settings)
     if migration is None:
         raise click.ClickException("no migration is running")
     serving = serving_index(client, settings.index_alias)
     drop = [index for index in migration.generations if index != serving]
     if not yes:
         click.confirm(f"drop {', '.join(drop)} (serving: {serving})?", abort=True)
-    _wait_for_workers(settings, client, migration.version)  # every worker is there to take the next step
+    _wait_for_workers(settings, migration.version)  # every worker is there to take the next step
     delete_migration(client, settings.migrations_index, settings.index_alias)
-    _wait_for_workers(settings, client, 0)  # no worker writes the dropped generations any more
+    _wait_for_workers(settings, 0)  # no worker writes the dropped generations any more
     for index in drop:
         client.indices.delete(index=index, ignore_unavailable=True)
         _say(f"dropped {index}")

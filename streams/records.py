@@ -1,6 +1,7 @@
 """The records that flow through the pipeline, in the order they flow.
 
-decode -> ChangeEvent -> (mapping) PartChange -> (chunking) ChunkText -> (embedding) -> index actions
+decode -> ChangeEvent -> (mapping) PartChange -> (routing) RoutedChange
+       -> (chunking) ChunkText -> (embedding) -> index actions
 
 A *document* is what search returns (a wiki page, a ticket, a CRM contact or note). A document is
 made of *parts*: its root row (title, description, metadata, groups) and its child rows (each ticket
@@ -32,6 +33,21 @@ class Origin:
     topic: str
     partition: int
     offset: int
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One Kafka record as it was read: its origin, its key and value bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(self.topic, self.partition, self.offset)
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,27 @@ class PartChange:
     # A hash of everything the mapping took from the row (text, title, groups, metadata, subjects,
     # link): stored per part in the state record, so `streams verify` can see a lost update.
     content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class RoutedChange:
+    """A Debezium record as the router decoded and mapped it, which is all the indexer needs: the part
+    change (None for a heartbeat, which only moves the source's capture clock), its source and commit
+    time, and the Debezium record itself, which a dead letter keeps for replay."""
+
+    message: RawMessage
+    source: str
+    commit_ts: datetime
+    change: PartChange | None
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """A record the indexer cannot read (not a routed change, or one that no longer decodes or maps):
+    a dead letter naming `message`'s origin."""
+
+    message: RawMessage
+    error: Exception
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def search(query: str, k: int, source: str | None, groups: str | None, as_json: 
     """
     from streams.agents.runtime import embedder_for
     from streams.clients import async_elasticsearch_client, elasticsearch_client
-    from streams.elastic.hybrid_index import hybrid_search
+    from streams.elastic.hybrid_index import search as search_index
 
     settings = get_settings()
     with elasticsearch_client(settings) as es:  # the serving generation's model, whatever the settings say
@@ -42,7 +42,7 @@ def search(query: str, k: int, source: str | None, groups: str | None, as_json: 
 
     async def run() -> list[dict[str, object]]:
         async with async_elasticsearch_client(settings) as client:
-            hits = await hybrid_search(client, settings.index_alias, query, vector, k, _split(source), _split(groups))
+            hits = await search_index(client, settings.index_alias, query, vector, k, _split(source), _split(groups))
         return [hit.to_json() for hit in hits]
 
     hits = asyncio.run(run())

@@ -10,11 +10,13 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -49,6 +51,9 @@ def jaas_login(module: str, username: str, password: str) -> str:
 
 # How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
+EMBEDDING_BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
+# The table each source's connector upserts every few seconds (heartbeat.action.query in connectors/).
+HEARTBEAT_TABLE = "streams_heartbeat"
 
 
 class Settings(BaseSettings):
@@ -177,17 +182,17 @@ class Settings(BaseSettings):
     search_jwt_audience: str | None = None
     search_jwt_issuer: str | None = None
 
-    # Verification and hostile input (issue 9, items 4 and 7).
+    # Verification and hostile input.
     # The table in each source database that Debezium reads signals from (`signal.data.collection`
     # in connectors/*.json): `streams verify --repair` asks it for incremental snapshots there.
     signal_table: str = "debezium_signal"
     # Events larger than this are dead-lettered at decode (a 10 MB row image is an accident or an
     # attack, not a document); Kafka's own default message limit is about 1 MB.
-    max_event_bytes: int = 4 * 1024 * 1024
-    # Capture health and self-healing (issue 9). Each connector's heartbeat.action.query upserts
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    # Capture health and self-healing. Each connector's heartbeat.action.query upserts
     # heartbeat_table in its source every few seconds; a source whose newest event (heartbeat
     # included) is older than capture_age_threshold_s makes /health answer 503.
-    heartbeat_table: str = "streams_heartbeat"
+    heartbeat_table: str = HEARTBEAT_TABLE
     capture_age_threshold_s: float = 20.0
     # `streams connectors watch`: how often it looks, and how long a source may go without any event
     # before its connector counts as stalled and is restarted (no sooner than restart_backoff_s after

@@ -4,8 +4,9 @@ otherwise commit an offset past a batch still being handled (faust issue #606).
 - `route_changes`: Debezium topics (keyed by row) -> the repartition topic keyed by document id
   (agents/route_changes.py), so every document is written by one worker at a time;
 - `index_changes`: the repartition topic -> the index (agents/process_changes.py). Each routed record
-  carries the Debezium record and its origin, so decoding, freshness (from the source commit time)
-  and dead letters (naming the Debezium topic, partition and offset) are those of the original event.
+  carries the change as the router decoded and mapped it, with the Debezium record and its origin,
+  so freshness (from the source commit time) and dead letters (naming the Debezium topic, partition
+  and offset) are those of the original event.
 
 `register` adds both to the worker's App, with the worker service's settings, mappings, capture clock
 and runtime.
@@ -19,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import faust
 
-from streams.agents.process_changes import ChangeProcessor, RawMessage
-from streams.agents.route_changes import ChangeRouter, unwrap_routed
+from streams.agents.process_changes import ChangeProcessor
+from streams.agents.route_changes import ChangeDecoder, ChangeRouter, unwrap_routed
 from streams.clients import kafka_admin
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
-from streams.records import Origin
+from streams.records import Origin, RawMessage
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -81,26 +82,22 @@ def register(app: faust.App, service: WorkerService) -> None:
     @app.agent(topics.routed, name=f"{__name__}.index_changes", concurrency=1)
     async def index_changes(stream):  # type: ignore[no-untyped-def]
         runtime = await service.runtime()
-        processor = ChangeProcessor(
-            service.mappings,
-            runtime.writer,
-            send_dead_letter,
-            runtime.freshness,
-            max_event_bytes=settings.max_event_bytes,
-            capture=service.capture_clock,
-            heartbeat_table=settings.heartbeat_table,
-        )
+        processor = ChangeProcessor(runtime.writer, send_dead_letter, runtime.freshness, capture=service.capture_clock)
+        # Only for records a router that did not decode wrote before an upgrade.
+        decoder = ChangeDecoder(service.mappings, settings.max_event_bytes, settings.heartbeat_table)
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-            messages = [
+            unwrapped = (
                 unwrap_routed(
                     e.message.value,
                     e.message.topic,
                     e.message.partition,
                     e.message.offset,
+                    decoder,
                     settings.schema_registry_url,
                 )
                 for e in events
-            ]
+            )
+            messages = [record for record in unwrapped if record is not None]
             # process() handles every failure itself (retrying or dead-lettering): an exception escaping
             # here would let take_events acknowledge the batch unprocessed. For the same reason a
             # shutdown lets the batch finish: take_events acknowledges it on the way out.

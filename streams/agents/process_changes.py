@@ -1,4 +1,7 @@
-"""One batch of Debezium messages, start to finish: decode, map, write, dead-letter, measure.
+"""One batch of routed changes, start to finish: write, dead-letter, measure.
+
+The router has decoded and mapped every change (agents/route_changes.py); each carries its
+Debezium record, which a dead letter keeps, and its origin, which a dead letter names.
 
 `process` never raises for a bad event: an event that can never be processed becomes a dead letter
 and the rest of the batch goes on. Transient failures (Elasticsearch down or overloaded) are retried
@@ -11,96 +14,57 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from streams.agents.write_changes import Writer, WriteResult
 from streams.errors import IndexingError, StreamsError, is_transient
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock
-from streams.observability.dead_letters import dead_letter_record
+from streams.observability.dead_letters import SendDeadLetter, dead_letter_record
 from streams.observability.freshness import FreshnessWindow, observe_freshness
-from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES, decode_change_event
-from streams.pipeline.document_mapping import Mappings
-from streams.records import Origin, PartChange
+from streams.records import Origin, PartChange, RawMessage, RoutedChange, UnreadableRecord
 from streams.retrying import retry_transient
 
 log = logging.getLogger(__name__)
-
-SendDeadLetter = Callable[[Origin, dict[str, object]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    @property
-    def origin(self) -> Origin:
-        return Origin(self.topic, self.partition, self.offset)
 
 
 class ChangeProcessor:
     def __init__(
         self,
-        mappings: Mappings,
         writer: Writer,
         send_dead_letter: SendDeadLetter,
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         capture: CaptureClock | None = None,
-        heartbeat_table: str = "streams_heartbeat",
     ) -> None:
-        self.mappings = mappings
         self.writer = writer
         self.send_dead_letter = send_dead_letter
         self.freshness = freshness
         self.max_backoff_s = max_backoff_s
-        self.max_event_bytes = max_event_bytes
         self.capture = capture
-        self.heartbeat_table = heartbeat_table
 
-    async def process(self, messages: Sequence[RawMessage]) -> WriteResult:
+    async def process(self, records: Sequence[RoutedChange | UnreadableRecord]) -> WriteResult:
         started = time.monotonic()
         changes: list[PartChange] = []
         raw_by_origin: dict[Origin, RawMessage] = {}
-        for message in messages:
-            raw_by_origin[message.origin] = message
-            try:
-                event = decode_change_event(
-                    message.topic,
-                    message.key,
-                    message.value,
-                    message.partition,
-                    message.offset,
-                    max_bytes=self.max_event_bytes,
-                )
-                change = self.mappings.part_change(event) if event is not None else None
-            except StreamsError as exc:
-                await self._dead_letter(message, exc)
+        for record in records:
+            if isinstance(record, UnreadableRecord):
+                await self._dead_letter(record.message, record.error)
                 continue
-            if event is not None and self.capture is not None:
-                self.capture.received(event.source, event.commit_ts)
-            if event is not None and event.table == self.heartbeat_table:
+            if self.capture is not None:
+                self.capture.received(record.source, record.commit_ts)
+            if record.change is None:
                 # Capture health only (see observability/capture_health.py): never a document.
-                metrics.EVENTS.labels(source=event.source, outcome="heartbeat").inc()
+                metrics.EVENTS.labels(source=record.source, outcome="heartbeat").inc()
                 continue
-            if change is None:
-                metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()
-                continue
-            changes.append(change)
+            raw_by_origin[record.message.origin] = record.message
+            changes.append(record.change)
         if changes:
-            oldest = min(change.commit_ts for change in changes)
-            metrics.OLDEST_UNINDEXED_AGE.labels(source=changes[0].source).set(_age_s(oldest))
+            self.freshness.unindexed(changes)
             result = await self._write_with_retry(changes)
             await self._settle(result, raw_by_origin)
-            for source in {change.source for change in changes}:
-                metrics.OLDEST_UNINDEXED_AGE.labels(source=source).set(0)
+            self.freshness.indexed({change.source for change in changes})
         else:
             result = WriteResult()
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
@@ -159,7 +123,3 @@ class ChangeProcessor:
         log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
         record = dead_letter_record(message.origin, message.key, message.value, error, subjects)
         await self.send_dead_letter(message.origin, record)
-
-
-def _age_s(moment: datetime) -> float:
-    return max((datetime.now(UTC) - moment).total_seconds(), 0.0)

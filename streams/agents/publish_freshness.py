@@ -12,7 +12,6 @@ from streams.observability.consumer_lag import record_lag
 from streams.observability.freshness_report import (
     encode_freshness_report,
     freshness_report_record,
-    oldest_unindexed_ages,
     report_key,
 )
 from streams.topics import consumed_topics
@@ -40,7 +39,7 @@ def register(app: faust.App, service: WorkerService) -> None:
 async def publish_report(service: WorkerService) -> None:
     settings = service.settings
     runtime = await service.runtime()
-    start, end, figures = runtime.freshness.close_window(oldest_unindexed_ages(settings.sources))
+    start, end, figures = runtime.freshness.close_window()
     record = freshness_report_record(settings.worker_id, start, end, figures)
     value = encode_freshness_report(record, settings.schema_registry_url)
     delivery = await service.topics.freshness.send(key=report_key(settings.worker_id), value=value)

@@ -2,9 +2,10 @@
 
 Debezium keys a change by its row, so a ticket and its comments arrive on different topics and
 partitions, and with several workers two of them could write one document at the same moment. This
-agent decodes and maps each change only to learn its document id, and forwards the Debezium record,
-unchanged and with its origin, to `settings.routed_topic` under that key: every change to a document
-then lands in one partition, which one worker of the group owns (index_changes.py).
+agent decodes and maps each change (the only place that does) and forwards the result, with the
+Debezium record and its origin, to `settings.routed_topic` keyed by the document id: every change to
+a document then lands in one partition, which one worker of the group owns (index_changes.py), and
+that worker applies the decoded change as it is.
 
 A change to a source's heartbeat table (observability/capture_health.py) is no document: it is sent
 to every partition of the repartition topic, so every worker's indexing loop receives each source's
@@ -21,17 +22,20 @@ repartition topic is harmless: every write is idempotent and ordered by version)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from streams import avro
-from streams.agents.process_changes import RawMessage, SendDeadLetter
 from streams.errors import DecodeError, StreamsError
 from streams.observability import metrics
-from streams.observability.dead_letters import dead_letter_record
+from streams.observability.dead_letters import SendDeadLetter, dead_letter_record
 from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES, decode_change_event
 from streams.pipeline.document_mapping import Mappings
+from streams.records import Origin, PartChange, RawMessage, RoutedChange, UnreadableRecord
+from streams.settings import HEARTBEAT_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,41 @@ log = logging.getLogger(__name__)
 Forward = Callable[[bytes, bytes, int | None], Awaitable[Awaitable[object]]]
 
 
-def encode_routed(message: RawMessage, registry_url: str | None = None) -> bytes:
+class ChangeDecoder:
+    """A Debezium record -> what it means for the index, decoded and mapped once."""
+
+    def __init__(
+        self, mappings: Mappings, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, heartbeat_table: str = HEARTBEAT_TABLE
+    ) -> None:
+        self.mappings = mappings
+        self.max_event_bytes = max_event_bytes
+        self.heartbeat_table = heartbeat_table
+
+    def decode(self, message: RawMessage) -> RoutedChange | None:
+        """None when there is nothing to index (a tombstone, an unmapped table); raises StreamsError."""
+        event = decode_change_event(
+            message.topic,
+            message.key,
+            message.value,
+            message.partition,
+            message.offset,
+            max_bytes=self.max_event_bytes,
+        )
+        if event is None:
+            return None
+        if event.table == self.heartbeat_table:
+            return RoutedChange(message, event.source, event.commit_ts, None)
+        change = self.mappings.part_change(event)
+        return RoutedChange(message, event.source, event.commit_ts, change) if change is not None else None
+
+
+def encode_routed(routed: RoutedChange, registry_url: str | None = None) -> bytes:
+    message, change = routed.message, routed.change
+    decoded = {
+        "source": routed.source,
+        "commit_ts": routed.commit_ts,
+        "part": _part_record(change) if change is not None else None,
+    }
     return avro.encode(
         "routed_change",
         {
@@ -48,25 +86,98 @@ def encode_routed(message: RawMessage, registry_url: str | None = None) -> bytes
             "origin_offset": message.offset,
             "key": message.key,
             "value": message.value,
+            "decoded": decoded,
         },
         registry_url,
     )
 
 
-def decode_routed(value: bytes, registry_url: str | None = None) -> RawMessage:
-    """The Debezium record a routed record carries, with its own origin. Raises DecodeError."""
-    record = avro.decode("routed_change", value, registry_url)
-    return RawMessage(
-        record["origin_topic"], record["origin_partition"], record["origin_offset"], record["key"], record["value"]
+def _part_record(change: PartChange) -> dict[str, Any]:
+    return {
+        "table": change.table,
+        "document_id": change.document_id,
+        "part_id": change.part_id,
+        "role": change.role,
+        "deleted": change.deleted,
+        "version": change.version,
+        "text": change.text,
+        "text_format": change.text_format,
+        "subjects": sorted(change.subjects),
+        "order_key": change.order_key,
+        "title": change.title,
+        "groups": list(change.groups) if change.groups is not None else None,
+        "metadata_json": json.dumps(change.metadata, ensure_ascii=False),
+        "link": change.link,
+        "identity": change.identity,
+        "mentions": [{"kind": kind, "value": value} for kind, value in change.mentions],
+        "snapshot": change.snapshot,
+        "content_hash": change.content_hash,
+    }
+
+
+def _part_change(record: dict[str, Any], source: str, commit_ts: datetime, origin: Origin) -> PartChange:
+    groups = record["groups"]
+    return PartChange(
+        source=source,
+        table=record["table"],
+        document_id=record["document_id"],
+        part_id=record["part_id"],
+        role=record["role"],
+        deleted=record["deleted"],
+        version=record["version"],
+        commit_ts=commit_ts,
+        text=record["text"],
+        text_format=record["text_format"],
+        subjects=frozenset(record["subjects"]),
+        order_key=record["order_key"],
+        title=record["title"],
+        groups=tuple(groups) if groups is not None else None,
+        metadata=json.loads(record["metadata_json"]),
+        link=record["link"],
+        identity=record["identity"],
+        mentions=tuple((mention["kind"], mention["value"]) for mention in record["mentions"]),
+        origin=origin,
+        snapshot=record["snapshot"],
+        content_hash=record["content_hash"],
     )
 
 
-@dataclass
-class RouteResult:
-    forwarded: int = 0
-    heartbeats: int = 0
-    skipped: int = 0
-    dead_lettered: int = 0
+def unwrap_routed(
+    value: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    decoder: ChangeDecoder,
+    registry_url: str | None = None,
+) -> RoutedChange | UnreadableRecord | None:
+    """The change a routed record carries; None for nothing to index (a tombstone on the topic).
+
+    A record without the decoded change (written by a router that did not decode) is decoded here,
+    as the router would have. What cannot be read is an UnreadableRecord: one that is no routed
+    change at all (written by something else) names its own origin, one whose Debezium record no
+    longer decodes or maps names the Debezium origin."""
+    if value is None:
+        return None
+    try:
+        record = avro.decode("routed_change", value, registry_url)
+    except DecodeError as exc:
+        log.warning("%s[%d]@%d is not a routed change: %s", topic, partition, offset, exc)
+        return UnreadableRecord(RawMessage(topic, partition, offset, None, value), exc)
+    message = RawMessage(
+        record["origin_topic"], record["origin_partition"], record["origin_offset"], record["key"], record["value"]
+    )
+    decoded = record.get("decoded")
+    if decoded is None:
+        try:
+            return decoder.decode(message)
+        except StreamsError as exc:
+            return UnreadableRecord(message, exc)
+    part = decoded["part"]
+    try:
+        change = _part_change(part, decoded["source"], decoded["commit_ts"], message.origin) if part else None
+    except ValueError as exc:  # metadata that is not JSON: written by something other than the router
+        return UnreadableRecord(message, DecodeError(f"routed change carries bad metadata: {exc}"))
+    return RoutedChange(message, decoded["source"], decoded["commit_ts"], change)
 
 
 class ChangeRouter:
@@ -77,71 +188,36 @@ class ChangeRouter:
         send_dead_letter: SendDeadLetter,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         registry_url: str | None = None,
-        heartbeat_table: str = "streams_heartbeat",
+        heartbeat_table: str = HEARTBEAT_TABLE,
         partitions: int = 1,
     ) -> None:
-        self.mappings = mappings
+        self.decoder = ChangeDecoder(mappings, max_event_bytes, heartbeat_table)
         self.forward = forward
         self.send_dead_letter = send_dead_letter
-        self.max_event_bytes = max_event_bytes
         self.registry_url = registry_url
-        self.heartbeat_table = heartbeat_table
         self.partitions = partitions  # of the repartition topic: a heartbeat goes to each
 
-    def _route_key(self, message: RawMessage) -> tuple[bool, bytes | None]:
-        """(is a heartbeat, the key to route under); the key is None when there is nothing to route."""
-        event = decode_change_event(
-            message.topic,
-            message.key,
-            message.value,
-            message.partition,
-            message.offset,
-            max_bytes=self.max_event_bytes,
-        )
-        if event is not None and event.table == self.heartbeat_table:
-            return True, f"heartbeat:{event.source}".encode()
-        change = self.mappings.part_change(event) if event is not None else None
-        return False, change.document_id.encode() if change is not None else None
-
-    async def route(self, messages: Sequence[RawMessage]) -> RouteResult:
-        result = RouteResult()
+    async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
         for message in messages:
             try:
-                heartbeat, key = self._route_key(message)
+                routed = self.decoder.decode(message)
             except StreamsError as exc:
                 log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
                 await self.send_dead_letter(
                     message.origin, dead_letter_record(message.origin, message.key, message.value, exc)
                 )
-                result.dead_lettered += 1
                 continue
-            if key is None:
+            if routed is None:
                 metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()
-                result.skipped += 1
                 continue
-            routed = encode_routed(message, self.registry_url)
-            if heartbeat:
+            value = encode_routed(routed, self.registry_url)
+            if routed.change is None:  # a heartbeat
+                key = f"heartbeat:{routed.source}".encode()
                 for partition in range(self.partitions):
-                    pending.append(await self.forward(key, routed, partition))
-                result.heartbeats += 1
+                    pending.append(await self.forward(key, value, partition))
                 continue
             # Sent in order, awaited together: the producer keeps a partition's records in send order.
-            pending.append(await self.forward(key, routed, None))
-            result.forwarded += 1
+            pending.append(await self.forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)
-        return result
-
-
-def unwrap_routed(
-    value: bytes | None, topic: str, partition: int, offset: int, registry_url: str | None = None
-) -> RawMessage:
-    """The Debezium record inside a routed record; a routed record that is not one (written by
-    something else) is passed on as it is, so the indexer dead-letters it with its own origin."""
-    if value is not None:
-        try:
-            return decode_routed(value, registry_url)
-        except DecodeError as exc:
-            log.warning("%s[%d]@%d is not a routed change: %s", topic, partition, offset, exc)
-    return RawMessage(topic, partition, offset, None, value)

@@ -22,12 +22,12 @@ from streams.elastic.generations import (
     GenerationConfig,
     Migration,
     ensure_migrations_index,
+    generation_of,
     read_config,
     read_migration,
-    read_migration_async,
     serving_index,
 )
-from streams.elastic.hybrid_index import ensure_index, generation_of
+from streams.elastic.hybrid_index import ensure_index
 from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
 from streams.errors import IndexingError
@@ -166,7 +166,7 @@ class Runtime:
 
     async def sync_generations(self) -> bool:
         """Follow the migration record: rebuild the writers when it changed. Returns whether it did."""
-        migration = await read_migration_async(self.es, self.settings.migrations_index, self.settings.index_alias)
+        migration = await read_migration(self.es, self.settings.migrations_index, self.settings.index_alias)
         version = migration.version if migration else 0
         if version == self.migration_version:
             return False
@@ -208,6 +208,17 @@ def _generation_writers(
     return writers, serving
 
 
+def migration_record(settings: Settings) -> Migration | None:
+    """The migration record (read_migration), for code that runs no event loop: `streams migrate`,
+    and the runtime's build in its thread."""
+
+    async def read() -> Migration | None:
+        async with async_elasticsearch_client(settings) as es:
+            return await read_migration(es, settings.migrations_index, settings.index_alias)
+
+    return asyncio.run(read())
+
+
 def build_runtime(settings: Settings) -> Runtime:
     """Blocking (it loads the model and reads the whole ledger): run it in a thread."""
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
@@ -231,7 +242,7 @@ def build_runtime(settings: Settings) -> Runtime:
         ensure_registry(client, settings.workers_index)
         ensure_migrations_index(client, settings.migrations_index)
         ensure_progress_index(client, settings.forget_progress_index)
-        migration = read_migration(client, settings.migrations_index, settings.index_alias)
+    migration = migration_record(settings)
     ledger = SuppressionLedger.load(settings)
     es = async_elasticsearch_client(settings)
     writers, serving = _generation_writers(settings, es, ledger, embedders, migration)

@@ -17,17 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.agents.runtime import Runtime
 from streams.auth import Authenticator, Caller, Unauthorized
-from streams.elastic.hybrid_index import hybrid_search
-from streams.observability import metrics
+from streams.elastic import hybrid_index
 
 if TYPE_CHECKING:
     from streams.agents.service import WorkerService
 
 log = logging.getLogger(__name__)
-
-
-def _oldest_ages(sources: tuple[str, ...]) -> dict[str, float]:
-    return {source: metrics.OLDEST_UNINDEXED_AGE.labels(source=source)._value.get() for source in sources}
 
 
 def register(app: faust.App, service: WorkerService) -> None:
@@ -41,7 +36,7 @@ def register(app: faust.App, service: WorkerService) -> None:
     async def freshness_page(web: Any, request: Any) -> Any:
         """Answers only once the runtime is built: `worker_answers` (worker_process.py) reads that as ready."""
         runtime = await service.runtime()
-        figures = runtime.freshness.recent(_oldest_ages(settings.sources))
+        figures = runtime.freshness.recent()
         return web.json({"worker_id": settings.worker_id, "sources": [f.to_json() for f in figures]})
 
     @app.page("/search")
@@ -97,7 +92,7 @@ async def answer_search(
     request: Any,
     authenticator: Authenticator,
     runtime_ready: Callable[[], Awaitable[Runtime]],
-    search: Search = hybrid_search,
+    search: Search = hybrid_index.search,
 ) -> Any:
     plan = plan_search(authenticator, request.headers.get("Authorization"), request.query)
     if isinstance(plan, Rejection):

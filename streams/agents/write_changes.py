@@ -103,8 +103,9 @@ class ChangeWriter:
         embeddings = plan_embeddings(plan.chunks_to_write(), vectors)
         if embeddings.to_embed:
             embedded = await self.embedder.encode_async(embeddings.texts)
+            chunk_vectors = embeddings.vectors(embedded)
             vectors.update(
-                (chunk.text_hash, vector) for chunk, vector in zip(embeddings.to_embed, embedded, strict=True)
+                (chunk.text_hash, vector) for chunk, vector in zip(embeddings.chunks, chunk_vectors, strict=True)
             )
         result.chunks_embedded += embeddings.embedded  # the model's work, even if this round is planned again
         result.chunks_reused += embeddings.reused_count

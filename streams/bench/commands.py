@@ -66,9 +66,9 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _print_embedding(e: dict[str, Any]) -> None:
-    from streams.embedding.embedder import BACKENDS
+    from streams.settings import EMBEDDING_BACKENDS
 
-    for backend in BACKENDS:
+    for backend in EMBEDDING_BACKENDS:
         figures = e.get(backend) or {}
         if figures.get("chunks_per_s") is None:
             continue

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from streams.bench.probes import Progress
-from streams.embedding.embedder import BACKENDS, Embedder
-from streams.settings import EmbeddingBackend, Settings
+from streams.embedding.embedder import Embedder
+from streams.settings import EMBEDDING_BACKENDS, EmbeddingBackend, Settings
 
 MIN_COSINE = 0.99
 MEAN_COSINE = 0.995
@@ -62,7 +62,7 @@ def run(
     *,
     texts: int = 256,
     rounds: int = 3,
-    backends: Sequence[EmbeddingBackend] = BACKENDS,
+    backends: Sequence[EmbeddingBackend] = EMBEDDING_BACKENDS,
 ) -> dict[str, Any]:
     sample = sample_texts(texts)
     embedders: dict[str, Embedder] = {}

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streams.percentiles import percentile
+from streams.settings import EMBEDDING_BACKENDS
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "machine",
@@ -35,11 +36,10 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "search.edits_k100.latency_ms.p95",
     "embedding.configured_backend",
     "embedding.fastest_agreeing",
-    # One block per backend (streams.embedding.embedder.BACKENDS), named here so that the report's
-    # shape does not depend on importing the model stack.
+    # One block per backend.
     *(
         f"embedding.{backend}.{figure}"
-        for backend in ("torch", "onnx", "onnx-int8")
+        for backend in EMBEDDING_BACKENDS
         for figure in ("chunks_per_s", "min_cosine", "mean_cosine")
     ),
 )

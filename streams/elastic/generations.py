@@ -14,14 +14,43 @@ step that needs every worker to have seen it can wait for them.
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
 
-from streams.elastic.hybrid_index import generation_of
 from streams.elastic.record_index import ensure_record_index
+from streams.errors import IndexingError
+
+GENERATION = 1  # the first generation, which a worker creates when the alias does not exist
+
+
+def index_name(alias: str, generation: int = GENERATION) -> str:
+    return f"{alias}-v{generation}"
+
+
+def generation_of(index: str) -> int:
+    """The generation number of a concrete index (`streams-chunks-v2` -> 2)."""
+    match = re.search(r"-v(\d+)$", index)
+    if match is None:
+        raise IndexingError(f"{index} is not a generation of an index alias (<alias>-v<N>)")
+    return int(match.group(1))
+
+
+def serving_index(client: Elasticsearch, alias: str) -> str | None:
+    """The serving generation: the alias's write index (its only index, if none is marked), or None
+    when the alias does not exist. The alias is the one record of which generation serves: `streams
+    migrate switch` and `rollback` move it atomically, and every reader asks it."""
+    try:
+        found = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        return None
+    writers = [index for index, body in found.items() if body.get("aliases", {}).get(alias, {}).get("is_write_index")]
+    if len(writers) == 1:
+        return writers[0]
+    return next(iter(found)) if len(found) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -44,10 +73,10 @@ class GenerationConfig:
 
 @dataclass
 class Migration:
-    """The migration record: the generations written, the one serving, the steps taken."""
+    """The migration record: the generations written and the steps taken. Which of them serves is the
+    alias's to say (serving_index)."""
 
     alias: str
-    serving: str  # the index the alias points at
     target: str  # the generation being built (or, after a switch, the one now serving)
     previous: str  # the generation serving when the migration started
     state: str = "filling"  # filling -> switched (-> rolled-back -> switched ...) ; finish deletes the record
@@ -63,22 +92,16 @@ class Migration:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, source: dict[str, Any]) -> Migration:
+        """A stored record; fields it no longer has (`serving`, in records of earlier releases) are dropped."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in source.items() if key in known})
+
 
 def read_config(client: Elasticsearch, index: str) -> GenerationConfig | None:
     mapping = client.indices.get_mapping(index=index)[index]["mappings"]
     return GenerationConfig.from_meta(mapping.get("_meta"))
-
-
-def serving_index(client: Elasticsearch, alias: str) -> str | None:
-    """The alias's write index (the serving generation), or None when the alias does not exist."""
-    try:
-        found = client.indices.get_alias(name=alias)
-    except NotFoundError:
-        return None
-    writers = [index for index, body in found.items() if body["aliases"][alias].get("is_write_index")]
-    if len(writers) == 1:
-        return writers[0]
-    return sorted(found, key=generation_of)[-1] if len(found) == 1 else None
 
 
 def switch_alias(client: Elasticsearch, alias: str, to: str) -> None:
@@ -96,20 +119,14 @@ def ensure_migrations_index(client: Elasticsearch, index: str) -> None:
     ensure_record_index(client, index, MIGRATIONS_MAPPING)
 
 
-def read_migration(client: Elasticsearch, index: str, alias: str) -> Migration | None:
-    try:
-        doc = client.get(index=index, id=alias)
-    except NotFoundError:
-        return None
-    return Migration(**doc["_source"])
-
-
-async def read_migration_async(client: AsyncElasticsearch, index: str, alias: str) -> Migration | None:
+async def read_migration(client: AsyncElasticsearch, index: str, alias: str) -> Migration | None:
+    """The migration record, None when no migration runs. Async only: the worker follows it on its
+    event loop, and `streams migrate` reads it through asyncio.run."""
     try:
         doc = await client.get(index=index, id=alias)
     except NotFoundError:
         return None
-    return Migration(**doc["_source"])
+    return Migration.from_json(doc["_source"])
 
 
 def write_migration(client: Elasticsearch, index: str, migration: Migration) -> None:

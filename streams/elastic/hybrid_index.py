@@ -15,31 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, BadRequestError, Elasticsearch
 
+from streams.elastic.generations import index_name, serving_index
 from streams.errors import IndexingError
 
 log = logging.getLogger(__name__)
 
-GENERATION = 1
 RRF_K = 60  # the constant from the RRF paper (Cormack et al., 2009)
-
-
-def index_name(alias: str, generation: int = GENERATION) -> str:
-    return f"{alias}-v{generation}"
-
-
-def generation_of(index: str) -> int:
-    """The generation number of a concrete index (`streams-chunks-v2` -> 2)."""
-    match = re.search(r"-v(\d+)$", index)
-    if match is None:
-        raise IndexingError(f"{index} is not a generation of an index alias (<alias>-v<N>)")
-    return int(match.group(1))
 
 
 # Provenance: which generation, model and chunker made a chunk. Added to indices created before these
@@ -152,7 +139,7 @@ def ensure_index(
     and an existing index is an error that names both numbers: silently mixing vector spaces would
     corrupt kNN search.
     """
-    name = _alias_write_index(client, alias) or index_name(alias)
+    name = serving_index(client, alias) or index_name(alias)
     created = False
     if not client.indices.exists(index=name):
         body = index_body(dims, refresh_interval, gc_deletes)
@@ -197,26 +184,9 @@ def ensure_index(
     return name
 
 
-def _alias_write_index(client: Elasticsearch, alias: str) -> str | None:
-    try:
-        found = client.indices.get_alias(name=alias)
-    except NotFoundError:
-        return None
-    writers = [index for index, body in found.items() if body.get("aliases", {}).get(alias, {}).get("is_write_index")]
-    return writers[0] if len(writers) == 1 else (next(iter(found)) if len(found) == 1 else None)
-
-
 def index_analysis(mapping: dict[str, Any]) -> str:
     """The analysis an index was created with (indices from before `_meta` used `standard`)."""
     return str(mapping.get("_meta", {}).get("analysis", "standard"))
-
-
-def generations(client: Elasticsearch, alias: str) -> list[str]:
-    """Every concrete index behind the alias (forget requests must reach all of them)."""
-    try:
-        return sorted(client.indices.get_alias(name=alias))
-    except NotFoundError:
-        return []
 
 
 def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) -> list[dict[str, Any]]:
@@ -511,15 +481,3 @@ async def _details(
     for document in documents:
         document.chunks = [chunk for chunk in document.chunks if chunk.chunk_id in found]
     return [document for document in documents if document.chunks]
-
-
-async def hybrid_search(
-    client: AsyncElasticsearch,
-    alias: str,
-    query: str,
-    vector: Sequence[float],
-    k: int = 10,
-    sources: Sequence[str] | None = None,
-    groups: Sequence[str] | None = None,
-) -> list[DocumentHit]:
-    return await search(client, alias, query, vector, k, sources, groups, mode="hybrid")

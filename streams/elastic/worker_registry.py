@@ -11,6 +11,7 @@ recently has reached the offsets it published (agents/follow_ledger.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,24 +47,16 @@ async def remove(client: AsyncElasticsearch, index: str, instance: str) -> None:
     await client.options(ignore_status=404).delete(index=index, id=instance, refresh=True)
 
 
-def live_workers_sync(client: Elasticsearch, index: str, since: datetime) -> dict[str, int]:
-    """instance -> the migration record version it applied (0: none), of every live worker."""
-    response = client.search(
-        index=index, size=1000, query={"range": {"heartbeat_at": {"gte": since.isoformat()}}}, ignore_unavailable=True
-    )
-    return {
-        hit["_source"]["instance"]: int(hit["_source"].get("migration_version") or 0)
-        for hit in response["hits"]["hits"]
-    }
+@dataclass(frozen=True)
+class LiveWorker:
+    """What a live worker last reported: how far it applied the ledger and the migration record."""
+
+    ledger_offsets: dict[int, int]  # partition -> next offset
+    migration_version: int = 0  # 0: none
 
 
-def behind_migration(workers: Mapping[str, int], version: int) -> list[str]:
-    """The workers that have not applied migration record `version` (0: the record was deleted)."""
-    return sorted(instance for instance, applied in workers.items() if applied != version)
-
-
-async def live_workers(client: AsyncElasticsearch, index: str, since: datetime) -> dict[str, dict[int, int]]:
-    """instance -> ledger offsets of every worker whose heartbeat is newer than `since`."""
+async def live_workers(client: AsyncElasticsearch, index: str, since: datetime) -> dict[str, LiveWorker]:
+    """instance -> the record of every worker whose heartbeat is newer than `since`."""
     response = await client.search(
         index=index,
         size=1000,
@@ -71,15 +64,23 @@ async def live_workers(client: AsyncElasticsearch, index: str, since: datetime) 
         ignore_unavailable=True,
     )
     return {
-        hit["_source"]["instance"]: {int(p): int(o) for p, o in hit["_source"].get("ledger_offsets", {}).items()}
+        hit["_source"]["instance"]: LiveWorker(
+            {int(p): int(o) for p, o in hit["_source"].get("ledger_offsets", {}).items()},
+            int(hit["_source"].get("migration_version") or 0),
+        )
         for hit in response["hits"]["hits"]
     }
 
 
-def lagging(workers: Mapping[str, Mapping[int, int]], wanted: Mapping[int, int]) -> list[str]:
+def behind_migration(workers: Mapping[str, LiveWorker], version: int) -> list[str]:
+    """The workers that have not applied migration record `version` (0: the record was deleted)."""
+    return sorted(instance for instance, worker in workers.items() if worker.migration_version != version)
+
+
+def lagging(workers: Mapping[str, LiveWorker], wanted: Mapping[int, int]) -> list[str]:
     """The workers that have not yet applied the ledger up to `wanted` (partition -> next offset)."""
     return sorted(
         instance
-        for instance, offsets in workers.items()
-        if any(offsets.get(partition, 0) < offset for partition, offset in wanted.items())
+        for instance, worker in workers.items()
+        if any(worker.ledger_offsets.get(partition, 0) < offset for partition, offset in wanted.items())
     )

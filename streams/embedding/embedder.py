@@ -19,16 +19,15 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol
 
 import numpy as np
 from cachetools import LRUCache
 
 from streams.errors import EmbeddingError
 from streams.observability.metrics import EMBEDDING_SECONDS, EMBEDDING_THROUGHPUT, QUERY_VECTORS
-from streams.settings import EmbeddingBackend, Settings
+from streams.settings import EMBEDDING_BACKENDS, EmbeddingBackend, Settings
 
-BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 log = logging.getLogger(__name__)
@@ -139,8 +138,8 @@ class Embedder:
         cache_dir: Path | None = None,
         query_cache_size: int = 1024,
     ) -> None:
-        if backend not in BACKENDS:
-            raise EmbeddingError(f"unknown embedding backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend not in EMBEDDING_BACKENDS:
+            raise EmbeddingError(f"unknown embedding backend {backend!r}; choose from {', '.join(EMBEDDING_BACKENDS)}")
         if backend != "torch" and device != "cpu":
             raise EmbeddingError(f"the {backend} backend runs on the CPU only, not on {device!r}")
         self.model_name = model_name

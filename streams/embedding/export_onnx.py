@@ -30,11 +30,12 @@ from typing import Any
 import torch
 
 from streams.errors import EmbeddingError
+from streams.settings import EmbeddingBackend
 
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
-ONNX_BACKENDS = ("onnx", "onnx-int8")
+ONNX_BACKENDS: tuple[EmbeddingBackend, ...] = ("onnx", "onnx-int8")
 # Bumped when the export recipe changes, so an old cached export is not reused for the new one.
 RECIPE = "1"
 # The FFN down-projection (BERT's `output.dense` after GELU) sees activations with outliers that

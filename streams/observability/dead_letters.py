@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,9 @@ from streams.records import Origin
 # The raw value is kept for replay and diagnosis, but a dead letter must fit the producer's request
 # limit (1 MB by default) however big the refused event was (the size guard refuses large ones).
 MAX_VALUE_BYTES = 256 * 1024
+
+# (the origin, the dead-letter record) -> awaited until the broker has it: only then may the offset move.
+SendDeadLetter = Callable[[Origin, dict[str, Any]], Awaitable[None]]
 
 
 def dead_letter_record(

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from streams.observability import metrics
@@ -77,9 +79,11 @@ def figures(
 
 
 class FreshnessWindow:
-    """Freshness samples of the current reporting window, plus a longer recent history for the CLI.
+    """Freshness samples of the current reporting window, plus a longer recent history for the CLI,
+    and per source the oldest change read but not yet searchable.
 
-    `started_at` is the worker's start: changes committed before it are the snapshot phase.
+    `started_at` is the worker's start: changes committed before it are the snapshot phase. The
+    gauge OLDEST_UNINDEXED_AGE reads its ages from here when it is scraped.
     """
 
     def __init__(self, sources: tuple[str, ...], history: int = 10_000, started_at: datetime | None = None) -> None:
@@ -89,7 +93,38 @@ class FreshnessWindow:
         self._lock = threading.Lock()
         self._window: dict[tuple[str, Phase], list[float]] = {}
         self._recent: dict[tuple[str, Phase], deque[float]] = {}
+        self._unindexed: dict[str, datetime] = {}  # source -> the oldest commit time read, not yet searchable
+        self._gauged: set[str] = set()
         self.window_start = datetime.now(UTC)
+        self._gauge(sources)
+
+    def _gauge(self, sources: Iterable[str]) -> None:
+        for source in set(sources) - self._gauged:
+            metrics.OLDEST_UNINDEXED_AGE.labels(source=source).set_function(
+                partial(self.oldest_unindexed_age_s, source)
+            )
+            self._gauged.add(source)
+
+    def unindexed(self, changes: Iterable[PartChange]) -> None:
+        """A batch was read: each source's oldest change in it is unindexed until `indexed`."""
+        with self._lock:
+            for change in changes:
+                oldest = self._unindexed.get(change.source)
+                if oldest is None or change.commit_ts < oldest:
+                    self._unindexed[change.source] = change.commit_ts
+            sources = list(self._unindexed)
+        self._gauge(sources)
+
+    def indexed(self, sources: Iterable[str]) -> None:
+        with self._lock:
+            for source in sources:
+                self._unindexed.pop(source, None)
+
+    def oldest_unindexed_age_s(self, source: str) -> float:
+        """Now - the source commit of the oldest change read but not yet searchable; 0 when none is."""
+        with self._lock:
+            oldest = self._unindexed.get(source)
+        return max((datetime.now(UTC) - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
 
     def observe(self, source: str, freshness_s: float, phase: Phase = "live") -> None:
         with self._lock:
@@ -99,27 +134,33 @@ class FreshnessWindow:
     def _sources(self, samples: dict[tuple[str, Phase], Any]) -> list[str]:
         return sorted(set(self.sources) | {source for source, _ in samples})
 
-    def close_window(self, oldest_age: dict[str, float]) -> tuple[datetime, datetime, list[SourceFigures]]:
+    def close_window(self) -> tuple[datetime, datetime, list[SourceFigures]]:
         """The figures of the window that ends now; a new window starts."""
+        with self._lock:
+            sources = self._sources(self._window)
+        ages = {s: self.oldest_unindexed_age_s(s) for s in sources}
         with self._lock:
             start, end = self.window_start, datetime.now(UTC)
             window = self._window
             result = [
-                figures(s, window.get((s, "live"), []), oldest_age.get(s, 0.0), window.get((s, "snapshot"), []))
+                figures(s, window.get((s, "live"), []), ages.get(s, 0.0), window.get((s, "snapshot"), []))
                 for s in self._sources(window)
             ]
             self._window = {}
             self.window_start = end
         return start, end, result
 
-    def recent(self, oldest_age: dict[str, float]) -> list[SourceFigures]:
+    def recent(self) -> list[SourceFigures]:
+        with self._lock:
+            sources = self._sources(self._recent)
+        ages = {s: self.oldest_unindexed_age_s(s) for s in sources}
         with self._lock:
             recent = self._recent
             return [
                 figures(
                     s,
                     list(recent.get((s, "live"), ())),
-                    oldest_age.get(s, 0.0),
+                    ages.get(s, 0.0),
                     list(recent.get((s, "snapshot"), ())),
                 )
                 for s in self._sources(recent)

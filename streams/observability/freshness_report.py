@@ -11,20 +11,8 @@ from typing import Any
 
 from streams import avro
 from streams.observability.freshness import SourceFigures
-from streams.observability.metrics import OLDEST_UNINDEXED_AGE
 
 SCHEMA = "freshness_report"
-
-
-def oldest_unindexed_ages(sources: Iterable[str]) -> dict[str, float]:
-    """The oldest-unindexed-event gauge per source (0 for a source with no sample yet)."""
-    ages = {source: 0.0 for source in sources}
-    for metric in OLDEST_UNINDEXED_AGE.collect():
-        for sample in metric.samples:
-            source = sample.labels.get("source")
-            if source is not None:
-                ages[source] = sample.value
-    return ages
 
 
 def freshness_report_record(

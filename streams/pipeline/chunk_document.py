@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from itertools import groupby, pairwise
 
@@ -445,10 +445,3 @@ def _html_blocks(text: str) -> list[tuple[str, str]]:
     except (AssertionError, ValueError) as exc:  # html.parser's own failures on hostile markup
         raise ChunkingError(f"HTML could not be parsed: {exc}") from exc
     return parser.blocks
-
-
-def changed_texts(old: Iterable[ChunkText], new: Iterable[ChunkText]) -> tuple[int, int]:
-    """(new texts not in old, old texts not in new): the re-embedding cost of an edit, by hash."""
-    old_hashes = {chunk.text_hash for chunk in old}
-    new_hashes = {chunk.text_hash for chunk in new}
-    return len(new_hashes - old_hashes), len(old_hashes - new_hashes)

@@ -3,11 +3,10 @@
 Decoding is explicit and from bytes, so that every way an event can be wrong becomes a DecodeError
 (data for the dead-letter topic) instead of a crash deep inside a worker.
 
-Three encodings arrive in practice, and all three end up as the same envelope dict:
-- JSON converter with ``schemas.enable=true``: ``{"schema": ..., "payload": <envelope>}``;
-- JSON converter with ``schemas.enable=false``: the bare envelope;
-- Confluent Avro wire format (magic byte 0, 4-byte schema id, Avro body), when the caller supplies a
-  schema lookup (a registry client); this module does no I/O itself.
+Every connector writes with Kafka Connect's JsonConverter, and both of its shapes end up as the same
+envelope dict:
+- ``schemas.enable=true``: ``{"schema": ..., "payload": <envelope>}``;
+- ``schemas.enable=false``: the bare envelope.
 
 Hostile input is refused here, before anything is built from it: a value over ``max_bytes`` (a
 size guard: a 10 MB row image is an accident or an attack, and would stall a batch), bytes that are
@@ -33,20 +32,14 @@ The version is what makes "newest wins" work, so it is validated rather than tru
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import fastavro
-
 from streams.errors import DecodeError
 from streams.records import ChangeEvent, Op, Origin
-
-AvroSchemas = Callable[[int], Any]  # schema id -> Avro schema (dict, or an already parsed schema)
 
 HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
 TRANSACTION_STATUSES = frozenset({"BEGIN", "END"})
@@ -59,9 +52,7 @@ FILE_SEQ_BITS = 19
 POS_BITS = 36
 ROW_BITS = 8
 _BINLOG_FILE = re.compile(r"^[\w.-]*?\.(\d+)$")
-_AVRO_MAGIC = 0
-_AVRO_HEADER = struct.Struct(">bI")
-DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024  # settings.max_event_bytes; Kafka's default limit is 1 MB
+DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024  # the default of STREAMS_MAX_EVENT_BYTES; Kafka's default limit is 1 MB
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -72,7 +63,6 @@ def decode_change_event(
     partition: int = 0,
     offset: int = 0,
     *,
-    avro_schemas: AvroSchemas | None = None,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> ChangeEvent | None:
     """Decode one record; None means "deliberately nothing to do", DecodeError means "bad input"."""
@@ -80,14 +70,14 @@ def decode_change_event(
         return None
     if len(value) > max_bytes:
         raise DecodeError(f"value is {len(value):,} bytes, over the {max_bytes:,}-byte limit (STREAMS_MAX_EVENT_BYTES)")
-    envelope = _unwrap(_decode_bytes(value, avro_schemas, what="value"))
+    envelope = _unwrap(_decode_bytes(value, what="value"))
     if envelope is None:
         return None
     if not isinstance(envelope, dict):
         raise DecodeError(f"value is not a Debezium envelope (a JSON {type(envelope).__name__})")
     if _is_transaction_metadata(envelope):
         return None
-    return _change_event(topic, key, envelope, Origin(topic, partition, offset), avro_schemas)
+    return _change_event(topic, key, envelope, Origin(topic, partition, offset))
 
 
 def is_skipped_topic(topic: str) -> bool:
@@ -105,7 +95,6 @@ def _change_event(
     key: bytes | None,
     envelope: dict[str, Any],
     origin: Origin,
-    avro_schemas: AvroSchemas | None,
 ) -> ChangeEvent:
     op = _op(envelope)
     source = envelope.get("source")
@@ -127,7 +116,7 @@ def _change_event(
         source=name if isinstance(name, str) and name else topic.split(".", 1)[0],
         table=table,
         op=op,
-        key=_key(key, avro_schemas),
+        key=_key(key),
         before=before,
         after=after,
         version=source_version(source),
@@ -137,9 +126,7 @@ def _change_event(
     )
 
 
-def _decode_bytes(raw: bytes, avro_schemas: AvroSchemas | None, *, what: str) -> Any:
-    if raw[0] == _AVRO_MAGIC and avro_schemas is not None:
-        return _decode_avro(raw, avro_schemas, what=what)
+def _decode_bytes(raw: bytes, *, what: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -147,7 +134,8 @@ def _decode_bytes(raw: bytes, avro_schemas: AvroSchemas | None, *, what: str) ->
     try:
         decoded = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (Avro wire format? no schema lookup was given)" if raw[0] == _AVRO_MAGIC else ""
+        # A leading 0 byte is Confluent's Avro framing: a connector configured with the AvroConverter.
+        hint = " (Avro wire format? the connectors write JSON)" if raw[:1] == b"\x00" else ""
         raise DecodeError(f"{what} is not JSON{hint}: {exc}") from exc
     if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for a full check
         try:
@@ -155,26 +143,6 @@ def _decode_bytes(raw: bytes, avro_schemas: AvroSchemas | None, *, what: str) ->
         except UnicodeEncodeError as exc:
             raise DecodeError(f"{what} holds text that is not Unicode (a lone surrogate escape)") from exc
     return decoded
-
-
-def _decode_avro(raw: bytes, avro_schemas: AvroSchemas, *, what: str) -> Any:
-    if len(raw) < _AVRO_HEADER.size:
-        raise DecodeError(f"{what} is too short for the Avro wire format ({len(raw)} bytes)")
-    _, schema_id = _AVRO_HEADER.unpack_from(raw)
-    try:
-        schema = fastavro.parse_schema(avro_schemas(schema_id))
-        return fastavro.schemaless_reader(io.BytesIO(raw[_AVRO_HEADER.size :]), schema, None)
-    except DecodeError:
-        raise
-    except (
-        KeyError,
-        ValueError,
-        TypeError,
-        EOFError,
-        IndexError,
-        fastavro.schema.SchemaParseException,
-    ) as exc:
-        raise DecodeError(f"{what} is not valid Avro for schema id {schema_id}: {exc!r}") from exc
 
 
 def _unwrap(decoded: Any) -> Any:
@@ -206,11 +174,11 @@ def _image(envelope: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     raise DecodeError(f"{name} image is not an object")
 
 
-def _key(raw: bytes | None, avro_schemas: AvroSchemas | None) -> dict[str, Any]:
+def _key(raw: bytes | None) -> dict[str, Any]:
     """The row's primary key. Required: without it a row cannot be addressed (a keyless table)."""
     if not raw:
         raise DecodeError("record has no key (is the table missing a primary key?)")
-    key = _unwrap(_decode_bytes(raw, avro_schemas, what="key"))
+    key = _unwrap(_decode_bytes(raw, what="key"))
     if not isinstance(key, dict) or not key:
         raise DecodeError("key is not a non-empty object")
     return key

@@ -232,9 +232,6 @@ class Mappings:
         object.__setattr__(self, "_roots", roots)
         object.__setattr__(self, "_children", children)
 
-    def is_mapped(self, source: str, table: str) -> bool:
-        return (source, table) in self._roots or (source, table) in self._children
-
     def part_change(self, event: ChangeEvent) -> PartChange | None:
         """What this event means for the index; None when its table is not searchable."""
         if (root := self._roots.get((event.source, event.table))) is not None:
@@ -244,13 +241,6 @@ class Mappings:
         else:
             return None
         return replace(change, content_hash=content_hash(change))
-
-    def root_table(self, source: str, kind: str) -> DocumentMapping | None:
-        """The mapping whose documents are `<source>/<kind>/<key>`."""
-        for mapping in self.sources:
-            if mapping.source == source:
-                return next((d for d in mapping.documents if d.kind == kind), None)
-        return None
 
 
 _ZONED_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$")

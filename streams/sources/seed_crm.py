@@ -19,7 +19,6 @@ CONTACT_GROUPS: tuple[tuple[tuple[str, ...], int], ...] = (
     (("sales", "billing"), 2),
     (("sales", "exec"), 1),
 )
-NOTE_KINDS = ("note", "call", "meeting", "email")
 COMPETITORS = ("Confluent Cloud", "Fivetran", "Airbyte", "an in-house Kafka team", "AWS DMS")
 
 # (kind, title, body, extra groups). Bodies name the contact, the company, products and staff.

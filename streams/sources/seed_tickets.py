@@ -23,7 +23,6 @@ PRODUCTS = (
     "Search Console",
     "Webhooks",
 )
-STATUSES = ("new", "open", "pending", "solved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 

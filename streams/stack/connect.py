@@ -66,7 +66,7 @@ class Connect(Server):
                 # A broker restart makes Connect stop every task (its coordinator is gone for > 3 s).
                 # A PostgreSQL task cannot finish stopping until the broker is back; abandoned after
                 # the default 5 s, it lives on as an orphan that keeps the replication slot and its
-                # JMX names, and the new task instance streams nothing (issue 9). Waiting as long
+                # JMX names, and the new task instance streams nothing. Waiting as long
                 # as a broker restart takes lets the old task end for real.
                 "task.shutdown.graceful.timeout.ms=90000",
                 "",

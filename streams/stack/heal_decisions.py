@@ -1,7 +1,7 @@
 """What `streams connectors watch` does about what it sees: a pure function from observations to actions.
 
-Why a connector needs healing although Connect may say RUNNING (issue 9, reproduced on the local
-stack): when the broker is unreachable for 3 s, Connect revokes its assignment and stops every task;
+Why a connector needs healing although Connect may say RUNNING (reproduced on the local stack):
+when the broker is unreachable for 3 s, Connect revokes its assignment and stops every task;
 a PostgreSQL task that cannot stop within task.shutdown.graceful.timeout.ms is abandoned as an
 orphan whose threads keep streaming from the replication slot. The new task instance then waits
 for the orphan's JMX names (2 x 60 s) and retries the slot, which the orphan's walsender still holds

@@ -1,5 +1,5 @@
 """The real local stack for integration tests: started (and connectors registered) when it is not
-already healthy, and stopped at the end only when this session started it."""
+already healthy, and stopped at the end only when this test run started it."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def start_detached_worker(settings: Settings, log_name: str) -> None:
 
 @pytest.fixture(scope="session")
 def worker(local_stack: Settings) -> Iterator[Settings]:
-    """A running `streams worker` (started by this session when none answers, and stopped after)."""
+    """A running `streams worker` (started by this test run when none answers, and stopped after)."""
     log_path = local_stack.stack_home / "worker-tests.log"
     with running_worker(local_stack, _progress, log_path) as started:
         try:

@@ -1,4 +1,4 @@
-"""How long a worker restarted after kill -9 takes to index again (issue 9, "fast recovery").
+"""How long a worker restarted after kill -9 takes to index again (the "fast recovery" promise).
 
     python -m tests.integration.measure_restart [--runs 3]
 

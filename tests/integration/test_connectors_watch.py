@@ -1,5 +1,5 @@
-"""The connectors' watch heals the stall of issue 9 on the real stack: a stale session holds a
-PostgreSQL connector's replication slot (as the orphan of an abandoned task does after a broker
+"""The connectors' watch heals the orphaned-task stall (stack/heal_decisions.py) on the real stack: a
+stale session holds a PostgreSQL connector's replication slot (as the orphan of an abandoned task does after a broker
 restart), so the task cannot stream while Connect may still say RUNNING. The session's background
 watch (conftest.connectors_watch) must end that session and restart the connector, and capture must
 resume, with no manual step."""

@@ -1,4 +1,4 @@
-"""The fault suite (issue 9): during a stream of real changes across the three sources, kill -9 the
+"""The fault suite: during a stream of real changes across the three sources, kill -9 the
 worker (several times), Kafka Connect and the broker, and take Elasticsearch down for 60 s. Afterwards,
 with no manual step, `streams verify` finds no new drift and every touched document's newest text is
 searchable and no older text is.

@@ -280,7 +280,7 @@ def test_replayed_duplicated_reversed_events_keep_the_newest_state(worker: Setti
 
 def test_delete_then_late_older_update_stays_deleted_beyond_gc_deletes(worker: Settings) -> None:
     es = es_client(worker)
-    from streams.elastic.hybrid_index import index_name
+    from streams.elastic.generations import index_name
 
     index = index_name(worker.index_alias)
     word, later = unique(), unique()

@@ -10,12 +10,13 @@ from typing import Any
 
 import yaml
 
-from streams.agents.process_changes import ChangeProcessor, RawMessage
+from streams.agents.process_changes import ChangeProcessor
+from streams.agents.route_changes import ChangeDecoder
 from streams.agents.write_changes import WriteResult
 from streams.observability.capture_health import CaptureClock, capture_health
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.document_mapping import load_mappings
-from streams.records import PartChange
+from streams.records import PartChange, RawMessage
 from streams.settings import PROJECT_ROOT, Settings
 from streams.topics import heartbeat_topics
 
@@ -112,7 +113,6 @@ def test_heartbeats_advance_capture_age_and_are_never_indexed() -> None:
     clock = FakeClock()
     capture = CaptureClock(["wiki", "tickets", "crm"], clock)
     processor = ChangeProcessor(
-        load_mappings(PROJECT_ROOT / "connectors"),
         writer,
         send_dead_letter,  # type: ignore[arg-type]
         FreshnessWindow(("wiki", "tickets", "crm")),
@@ -123,7 +123,9 @@ def test_heartbeats_advance_capture_age_and_are_never_indexed() -> None:
         _message(CAPTURED / "tickets.public.streams_heartbeat" / "update.json"),
     ]
     note = _message(CAPTURED / "crm.public.notes" / "create.json")
-    asyncio.run(processor.process([*heartbeats, note]))
+    decoder = ChangeDecoder(load_mappings(PROJECT_ROOT / "connectors"))
+    routed = [decoder.decode(message) for message in [*heartbeats, note]]
+    asyncio.run(processor.process([record for record in routed if record is not None]))
     assert dead == []
     assert [[c.table for c in batch] for batch in writer.written] == [["notes"]]
     for message in [*heartbeats, note]:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from streams.pipeline.chunk_document import approximate_tokens, changed_texts, chunk_text
+from streams.pipeline.chunk_document import approximate_tokens, chunk_text
 from streams.records import ChunkText
 
 WORDS = (
@@ -15,6 +15,13 @@ WORDS = (
     "search index update delete version commit stream kafka cluster replica shard query vector "
     "embedding document section heading paragraph sentence release upgrade rollback backup"
 ).split()
+
+
+def changed_texts(old: list[ChunkText], new: list[ChunkText]) -> tuple[int, int]:
+    """(new texts not in old, old texts not in new): the re-embedding cost of an edit, by hash."""
+    old_hashes = {chunk.text_hash for chunk in old}
+    new_hashes = {chunk.text_hash for chunk in new}
+    return len(new_hashes - old_hashes), len(old_hashes - new_hashes)
 
 
 def sentence(rng: random.Random, words: int) -> str:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
-import struct
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import pytest
 
 from streams.errors import DecodeError
@@ -202,86 +199,6 @@ def test_bad_json_wraps_the_library_error() -> None:
     with pytest.raises(DecodeError) as caught:
         decode_change_event("tickets.public.tickets", b'{"id": 1}', b"{")
     assert isinstance(caught.value.__cause__, json.JSONDecodeError)
-
-
-# A cut-down Debezium Avro envelope, the shape the AvroConverter registers for a table.
-ROW = {
-    "type": "record",
-    "name": "Value",
-    "namespace": "tickets.public.tickets",
-    "fields": [
-        {"name": "id", "type": "long"},
-        {"name": "subject", "type": "string"},
-        {"name": "access_groups", "type": {"type": "array", "items": "string"}},
-    ],
-}
-SOURCE = {
-    "type": "record",
-    "name": "Source",
-    "namespace": "io.debezium.connector.postgresql",
-    "fields": [
-        {"name": "version", "type": "string"},
-        {"name": "connector", "type": "string"},
-        {"name": "name", "type": "string"},
-        {"name": "ts_ms", "type": "long"},
-        {"name": "snapshot", "type": ["null", "string"], "default": None},
-        {"name": "db", "type": "string"},
-        {"name": "schema", "type": "string"},
-        {"name": "table", "type": "string"},
-        {"name": "lsn", "type": ["null", "long"]},
-    ],
-}
-ENVELOPE = {
-    "type": "record",
-    "name": "Envelope",
-    "namespace": "tickets.public.tickets",
-    "fields": [
-        {"name": "before", "type": ["null", ROW], "default": None},
-        {"name": "after", "type": ["null", "Value"], "default": None},
-        {"name": "source", "type": SOURCE},
-        {"name": "op", "type": "string"},
-        {"name": "ts_ms", "type": ["null", "long"], "default": None},
-    ],
-}
-KEY = {
-    "type": "record",
-    "name": "Key",
-    "namespace": "tickets.public.tickets",
-    "fields": [{"name": "id", "type": "long"}],
-}
-
-
-def confluent_avro(schema_id: int, schema: dict[str, Any], record: dict[str, Any]) -> bytes:
-    body = io.BytesIO()
-    fastavro.schemaless_writer(body, fastavro.parse_schema(schema), record)
-    return struct.pack(">bI", 0, schema_id) + body.getvalue()
-
-
-def test_confluent_avro_wire_format_decodes_with_a_schema_lookup() -> None:
-    source = {
-        "version": "3.3.0.Final",
-        "connector": "postgresql",
-        "name": "tickets",
-        "ts_ms": 1761900000123,
-        "snapshot": "false",
-        "db": "tickets",
-        "schema": "public",
-        "table": "tickets",
-        "lsn": 24024232,
-    }
-    after = {"id": 42, "subject": "VPN drops", "access_groups": ["support"]}
-    value = confluent_avro(2, ENVELOPE, {"before": None, "after": after, "source": source, "op": "c", "ts_ms": 1})
-    key = confluent_avro(1, KEY, {"id": 42})
-    event = decode_change_event("tickets.public.tickets", key, value, avro_schemas={1: KEY, 2: ENVELOPE}.__getitem__)
-    assert event is not None
-    assert (event.key, event.after, event.version) == ({"id": 42}, after, 24024232)
-    assert event.commit_ts == datetime(2025, 10, 31, 8, 40, 0, 123000, tzinfo=UTC)
-
-
-def test_avro_with_an_unknown_schema_id_is_a_decode_error() -> None:
-    value = confluent_avro(2, KEY, {"id": 42})
-    with pytest.raises(DecodeError, match="schema id 2"):
-        decode_change_event("tickets.public.tickets", b'{"id": 42}', value, avro_schemas={}.__getitem__)
 
 
 def test_schema_history_topic_is_skipped() -> None:

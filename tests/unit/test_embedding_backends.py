@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from streams.bench.embedding import MEAN_COSINE, MIN_COSINE, agreement, agrees, sample_texts
-from streams.embedding.embedder import BACKENDS, Embedder, session_options
+from streams.embedding.embedder import Embedder, session_options
 from streams.embedding.export_onnx import check_mean_pooled, model_digest
 from streams.errors import EmbeddingError
-from streams.settings import Settings
+from streams.settings import EMBEDDING_BACKENDS, Settings
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -39,7 +39,7 @@ def test_sample_is_deterministic_sixty_word_prose() -> None:
     assert sample != sample_texts(20, seed=14)
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "torch"])
+@pytest.mark.parametrize("backend", [b for b in EMBEDDING_BACKENDS if b != "torch"])
 def test_onnx_backend_agrees_with_torch(backend: str, texts: list[str], torch_vectors: np.ndarray) -> None:
     embedder = Embedder(MODEL, backend=backend, cache_dir=Settings().cache_dir)  # type: ignore[arg-type]
     reference = Embedder(MODEL, backend="torch")
@@ -141,13 +141,13 @@ def test_embedding_scenario_reports_every_backend_against_torch() -> None:
     lines: list[str] = []
     result = run(Settings(embedding_backend="onnx"), lines.append, texts=8, rounds=1)
 
-    for backend in BACKENDS:
+    for backend in EMBEDDING_BACKENDS:
         assert result[backend]["chunks_per_s"] > 0
         assert len(result[backend]["chunks_per_s_runs"]) == 1
         assert agrees(result[backend]), result[backend]
     assert result["torch"]["min_cosine"] == pytest.approx(1.0, abs=1e-4)
     assert result["configured_backend"] == "onnx"
-    assert result["fastest_agreeing"] in BACKENDS
+    assert result["fastest_agreeing"] in EMBEDDING_BACKENDS
     assert any("round 1/1" in line for line in lines)
     report = assemble({"embedding": result}, {}, {})
     assert not [key for key in missing_keys(report) if key.startswith("embedding.")]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
+from streams.agents.process_changes import ChangeProcessor
+from streams.agents.write_changes import WriteResult
 from streams.observability import metrics
 from streams.observability.freshness import FreshnessWindow, figures, freshness_phase, observe_freshness
 from streams.percentiles import percentile
-from streams.records import PartChange
+from streams.records import PartChange, RawMessage, RoutedChange
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -68,16 +72,18 @@ def test_closing_a_window_starts_a_new_one() -> None:
     for value in (0.5, 1.5, 1.0):
         window.observe("wiki", value)
     window.observe("tickets", 2.0)
+    window.unindexed([_committed_ago("crm", 70)])
 
-    start, end, closed = window.close_window({"crm": 7.0})
+    start, end, closed = window.close_window()
     assert start <= end and start.tzinfo is not None
     by_source = {f.source: f for f in closed}
     assert [f.source for f in closed] == ["crm", "tickets", "wiki"]
     assert (by_source["wiki"].events, by_source["wiki"].p50_s, by_source["wiki"].max_s) == (3, 1.0, 1.5)
     assert by_source["tickets"].events == 1
-    assert (by_source["crm"].events, by_source["crm"].oldest_unindexed_age_s) == (0, 7.0)
+    assert by_source["crm"].events == 0
+    assert by_source["crm"].oldest_unindexed_age_s == pytest.approx(70, abs=5)
 
-    next_start, _, reopened = window.close_window({})
+    next_start, _, reopened = window.close_window()
     assert next_start == end
     assert all(f.events == 0 for f in reopened)
 
@@ -86,15 +92,15 @@ def test_recent_history_outlives_windows() -> None:
     window = FreshnessWindow(("wiki",), history=2)
     for value in (9.0, 1.0, 2.0):
         window.observe("wiki", value)
-    window.close_window({})
-    (recent,) = window.recent({"wiki": 0.25})
-    assert (recent.events, recent.max_s, recent.oldest_unindexed_age_s) == (2, 2.0, 0.25)
+    window.close_window()
+    (recent,) = window.recent()
+    assert (recent.events, recent.max_s, recent.oldest_unindexed_age_s) == (2, 2.0, 0.0)
 
 
 def test_an_unknown_source_gets_its_own_figures() -> None:
     window = FreshnessWindow(("wiki",))
     window.observe("hr", 1.0)
-    _, _, closed = window.close_window({})
+    _, _, closed = window.close_window()
     assert {f.source for f in closed} == {"wiki", "hr"}
 
 
@@ -136,10 +142,10 @@ def test_snapshot_figures_are_kept_apart_from_live_ones() -> None:
         window.observe("tickets", value)
     for value in (87.0, 13.0):
         window.observe("tickets", value, "snapshot")
-    (closed,) = window.close_window({})[2]
+    (closed,) = window.close_window()[2]
     assert (closed.events, closed.p99_s, closed.max_s) == (3, 0.8, 0.8)
     assert (closed.snapshot_events, closed.snapshot_p50_s, closed.snapshot_max_s) == (2, 13.0, 87.0)
-    (recent,) = window.recent({})
+    (recent,) = window.recent()
     assert (recent.events, recent.snapshot_events) == (3, 2)
 
 
@@ -160,5 +166,49 @@ def test_observing_a_change_labels_the_histogram_with_its_phase() -> None:
     before = histogram._sum.get()
     assert observe_freshness(window, change, STARTED + timedelta(seconds=1)) == "snapshot"
     assert histogram._sum.get() - before == 301.0
-    (figures_,) = window.recent({})
+    (figures_,) = window.recent()
     assert (figures_.events, figures_.snapshot_events) == (0, 1)
+
+
+# -- the oldest unindexed change, per source -----------------------------------------------------
+
+
+def _committed_ago(source: str, seconds: float) -> PartChange:
+    return PartChange(
+        source=source,
+        table="t",
+        document_id=f"{source}/t/1",
+        part_id="root",
+        role="root",
+        deleted=False,
+        version=1,
+        commit_ts=datetime.now(UTC) - timedelta(seconds=seconds),
+    )
+
+
+def _gauge(source: str) -> float | None:
+    return REGISTRY.get_sample_value("streams_oldest_unindexed_event_age_seconds", {"source": source})
+
+
+def test_a_batch_that_mixes_sources_gives_each_source_its_own_oldest_age() -> None:
+    """A batch of the repartition topic holds several sources' changes: each source's gauge shows its
+    own oldest change while the batch is written, and 0 once it is searchable."""
+    during: dict[str, float | None] = {}
+
+    class Watching:
+        async def write(self, changes: list[PartChange]) -> WriteResult:
+            during.update({source: _gauge(source) for source in ("unit-mix-a", "unit-mix-b", "unit-mix-c")})
+            return WriteResult(applied=list(changes), searchable_at=datetime.now(UTC))
+
+    window = FreshnessWindow(("unit-mix-a", "unit-mix-b", "unit-mix-c"))
+    batch = [_committed_ago("unit-mix-a", 30), _committed_ago("unit-mix-b", 300), _committed_ago("unit-mix-a", 60)]
+
+    async def no_dead_letters(origin: object, record: object) -> None:
+        raise AssertionError(record)
+
+    records = [RoutedChange(RawMessage("t", 0, n, None, None), c.source, c.commit_ts, c) for n, c in enumerate(batch)]
+    asyncio.run(ChangeProcessor(Watching(), no_dead_letters, window).process(records))  # type: ignore[arg-type]
+    assert during["unit-mix-a"] == pytest.approx(60, abs=5)
+    assert during["unit-mix-b"] == pytest.approx(300, abs=5)
+    assert not during["unit-mix-c"]  # nothing of it unindexed
+    assert _gauge("unit-mix-a") == _gauge("unit-mix-b") == 0

@@ -5,12 +5,14 @@ batch's result), and the workers a migration step still waits for."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
+from elasticsearch import NotFoundError
 
 from streams.agents.write_changes import GenerationsWriter, WriteResult
-from streams.elastic.generations import GenerationConfig, Migration
-from streams.elastic.worker_registry import behind_migration
+from streams.elastic.generations import GenerationConfig, Migration, serving_index
+from streams.elastic.worker_registry import LiveWorker, behind_migration
 from streams.errors import IndexingError
 from streams.forget.verify import Verification
 from streams.migrate import _model_config
@@ -27,9 +29,18 @@ def test_an_index_remembers_how_it_was_built() -> None:
 
 
 def test_a_migration_writes_the_previous_and_the_target_generation_in_order() -> None:
-    migration = Migration("streams-chunks", "streams-chunks-v9", "streams-chunks-v10", "streams-chunks-v9")
+    migration = Migration("streams-chunks", "streams-chunks-v10", "streams-chunks-v9")
     assert migration.generations == ["streams-chunks-v9", "streams-chunks-v10"]  # by number, not by text
-    assert Migration(**migration.to_json()) == migration
+    assert Migration.from_json(migration.to_json()) == migration
+
+
+def test_a_migration_record_of_an_earlier_release_is_read_without_its_serving_field() -> None:
+    """The alias alone says which generation serves; records written before still carry `serving`."""
+    stored = {**Migration("streams-chunks", "streams-chunks-v2", "streams-chunks-v1").to_json()}
+    stored["serving"] = "streams-chunks-v1"
+    assert Migration.from_json(stored) == Migration(
+        "streams-chunks", "streams-chunks-v2", "streams-chunks-v1", version=stored["version"]
+    )
 
 
 class FakeWriter:
@@ -77,9 +88,12 @@ def test_replacing_the_generations_waits_for_the_batch_in_flight() -> None:
 
 
 def test_a_migration_step_waits_for_every_worker_not_on_its_record() -> None:
-    assert behind_migration({"a": 5, "b": 4, "c": 6}, 5) == ["b", "c"]
-    assert behind_migration({"a": 0}, 0) == []  # finish: the record is gone everywhere
-    assert behind_migration({"a": 5}, 0) == ["a"]
+    def applied(**versions: int) -> dict[str, LiveWorker]:
+        return {instance: LiveWorker({}, version) for instance, version in versions.items()}
+
+    assert behind_migration(applied(a=5, b=4, c=6), 5) == ["b", "c"]
+    assert behind_migration(applied(a=0), 0) == []  # finish: the record is gone everywhere
+    assert behind_migration(applied(a=5), 0) == ["a"]
 
 
 def test_verifications_of_two_models_add_up() -> None:
@@ -135,3 +149,23 @@ def test_one_model_copy_per_model_for_indexing_and_one_for_the_deletion_lane() -
     assert (urgent.model_name, urgent.model_path) == (minilm.model_name, minilm.model_path)
     other = embedders.get(GenerationConfig("minilm-l3", "/models/minilm-l3", 256, 32))
     assert other is not minilm and embedders.urgent(other).model_path == "/models/minilm-l3"
+
+
+class FakeIndices:
+    def __init__(self, aliases: dict[str, dict[str, object]] | None) -> None:
+        self.aliases = aliases
+
+    def get_alias(self, name: str) -> dict[str, object]:
+        if self.aliases is None:
+            raise NotFoundError(404, "alias_missing", {})  # type: ignore[arg-type]
+        return {index: {"aliases": {name: body}} for index, body in self.aliases.items()}
+
+
+def test_the_serving_generation_is_the_alias_write_index_or_its_only_index() -> None:
+    def serving(aliases: dict[str, dict[str, object]] | None) -> str | None:
+        return serving_index(SimpleNamespace(indices=FakeIndices(aliases)), "streams-chunks")  # type: ignore[arg-type]
+
+    assert serving({"streams-chunks-v1": {}, "streams-chunks-v2": {"is_write_index": True}}) == "streams-chunks-v2"
+    assert serving({"streams-chunks-v1": {}}) == "streams-chunks-v1"  # an alias made before write indices
+    assert serving({"streams-chunks-v1": {}, "streams-chunks-v2": {}}) is None  # ambiguous: no guess
+    assert serving(None) is None

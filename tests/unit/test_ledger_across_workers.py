@@ -10,7 +10,7 @@ from typing import Any
 
 from streams import avro
 from streams.agents.suppression import SuppressionLedger, identifier_hash
-from streams.elastic.worker_registry import lagging
+from streams.elastic.worker_registry import LiveWorker, lagging
 
 KEY = b"unit-test-ledger-key"
 
@@ -92,7 +92,8 @@ def test_an_entry_seen_twice_changes_nothing() -> None:
 
 
 def test_a_request_waits_for_every_worker_behind_its_entries() -> None:
-    workers = {"a:1": {0: 4, 1: 9}, "b:2": {0: 3, 1: 9}, "c:3": {1: 9}}
+    offsets = {"a:1": {0: 4, 1: 9}, "b:2": {0: 3, 1: 9}, "c:3": {1: 9}}
+    workers = {instance: LiveWorker(applied) for instance, applied in offsets.items()}
     assert lagging(workers, {0: 4, 1: 9}) == ["b:2", "c:3"]
     assert lagging(workers, {1: 9}) == []
     assert lagging(workers, {1: 10}) == ["a:1", "b:2", "c:3"]

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from streams.elastic.hybrid_index import PROVENANCE_FIELDS, generation_of, index_body, search
+from streams.elastic.generations import generation_of
+from streams.elastic.hybrid_index import PROVENANCE_FIELDS, index_body, search
 from streams.errors import IndexingError
 from streams.pipeline.chunk_document import chunker_version
 from streams.pipeline.plan_batch import StoredState, build_operations, plan_batch

@@ -1,30 +1,38 @@
-"""The indexing lane's routing step, over captured Debezium events: every change is forwarded keyed by
-its document id (a ticket and its comments share one key, so one partition and one worker), carrying
-the Debezium record and its origin; what cannot be routed is dead-lettered with the Debezium origin;
-and the indexer, reading a routed record, decodes, measures and dead-letters as the original event."""
+"""The indexing lane's routing step, over captured Debezium events: every change is decoded and mapped
+once, by the router, and forwarded keyed by its document id (a ticket and its comments share one key,
+so one partition and one worker) with the Debezium record and its origin; what cannot be routed is
+dead-lettered with the Debezium origin; and the indexer applies the decoded change as it arrives,
+measuring and dead-lettering it as the original event. A routed record written by a router that did
+not decode (the previous schema, raw bytes only) is still indexed."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
+from fastavro.schema import parse_schema
 
-from streams.agents.process_changes import ChangeProcessor, RawMessage
-from streams.agents.route_changes import ChangeRouter, decode_routed, encode_routed, unwrap_routed
+from streams import avro
+from streams.agents.process_changes import ChangeProcessor
+from streams.agents.route_changes import ChangeDecoder, ChangeRouter, unwrap_routed
 from streams.agents.write_changes import WriteResult
-from streams.errors import IndexingError
+from streams.errors import DecodeError, IndexingError, MappingError
 from streams.observability.capture_health import CaptureClock
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.document_mapping import Mappings, load_mappings
-from streams.records import Origin, PartChange
+from streams.records import Origin, PartChange, RawMessage, RoutedChange, UnreadableRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURED = Path(__file__).parent / "fixtures" / "debezium"
+ROUTED_V1 = Path(__file__).parent / "fixtures" / "schemas" / "routed_change.v1.avsc"
+ROUTED_TOPIC = "streams.changes.by-document"
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +76,20 @@ def route(mappings: Mappings, messages: list[RawMessage], partitions: int = 1) -
     return recorder
 
 
+class NoDecoding(ChangeDecoder):
+    """The indexer's decoder, which a routed record of the current schema never reaches."""
+
+    def __init__(self) -> None:
+        pass
+
+    def decode(self, message: RawMessage) -> RoutedChange | None:
+        raise AssertionError(f"the indexer decoded {message.origin} again")
+
+
+def unwrap(value: bytes, decoder: ChangeDecoder | None = None) -> RoutedChange | UnreadableRecord | None:
+    return unwrap_routed(value, ROUTED_TOPIC, 3, 9, decoder or NoDecoding())
+
+
 def test_a_ticket_and_its_comment_are_keyed_by_the_ticket(mappings: Mappings) -> None:
     ticket = raw("tickets.public.tickets/update")
     ticket_id = json.loads(ticket.value or b"{}")["after"]["id"]
@@ -78,12 +100,28 @@ def test_a_ticket_and_its_comment_are_keyed_by_the_ticket(mappings: Mappings) ->
     assert recorder.acknowledged == 2  # every forward awaited to the broker before the batch is done
 
 
-def test_the_routed_record_carries_the_debezium_record_and_its_origin(mappings: Mappings) -> None:
-    message = raw("wiki.wiki.revision/create", offset=41, partition=0)
+ROUTABLE = sorted(
+    str(path.relative_to(CAPTURED).with_suffix(""))
+    for path in CAPTURED.glob("*/*.json")
+    if path.stem not in ("tombstone", "begin", "end", "heartbeat")
+)
+
+
+@pytest.mark.parametrize("name", ROUTABLE)
+def test_the_indexer_receives_the_change_the_router_decoded_without_decoding_again(
+    mappings: Mappings, name: str
+) -> None:
+    """Every field of the part change (text, subjects, groups, metadata, mentions, version, commit
+    time, origin) crosses the repartition topic unchanged, with the Debezium record itself."""
+    message = raw(name, offset=41, partition=0)
+    expected = ChangeDecoder(mappings).decode(message)
+    assert expected is not None
     recorder = route(mappings, [message])
-    [(_, value)] = recorder.forwarded
-    assert decode_routed(value) == message
-    assert unwrap_routed(value, "streams.changes.by-document", 3, 9) == message
+    _, value = recorder.forwarded[0]
+    assert unwrap(value) == expected
+    assert expected.message == message
+    if expected.change is not None:
+        assert expected.change.origin == Origin(message.topic, 0, 41)
 
 
 def test_undecodable_and_unmappable_events_are_dead_lettered_with_the_debezium_origin(mappings: Mappings) -> None:
@@ -121,25 +159,29 @@ def test_a_heartbeat_table_change_reaches_every_partition_and_each_indexer_count
 
     commit = datetime.fromtimestamp(json.loads(message.value or b"{}")["source"]["ts_ms"] / 1000, UTC)
     capture = CaptureClock(["tickets"], clock=lambda: commit + timedelta(seconds=100))  # started 100 s after it
-    processor = ChangeProcessor(
-        mappings,
-        NoWrites(),
-        recorder.dead_letter,
-        FreshnessWindow(("tickets",)),
-        capture=capture,  # type: ignore[arg-type]
-    )
+    processor = ChangeProcessor(NoWrites(), recorder.dead_letter, FreshnessWindow(("tickets",)), capture=capture)  # type: ignore[arg-type]
     _, value = recorder.forwarded[2]
-    asyncio.run(processor.process([unwrap_routed(value, "streams.changes.by-document", 2, 9)]))
+    heartbeat = unwrap(value)
+    assert isinstance(heartbeat, RoutedChange) and heartbeat.change is None
+    asyncio.run(processor.process([heartbeat]))
     # counted from the heartbeat's commit, not from the start (0)
     assert capture.age_s("tickets") == pytest.approx(100.0, abs=0.01)
     assert recorder.dead == []
 
 
-def test_a_record_on_the_routed_topic_that_is_not_routed_is_dead_lettered_with_its_own_origin(
-    mappings: Mappings,
-) -> None:
-    message = unwrap_routed(b"junk", "streams.changes.by-document", 2, 5)
-    assert message == RawMessage("streams.changes.by-document", 2, 5, None, b"junk")
+def test_a_record_on_the_routed_topic_that_is_not_routed_is_dead_lettered_with_its_own_origin() -> None:
+    unreadable = unwrap(b"junk")
+    assert isinstance(unreadable, UnreadableRecord) and isinstance(unreadable.error, DecodeError)
+    assert unreadable.message == RawMessage(ROUTED_TOPIC, 3, 9, None, b"junk")
+    recorder = Recorder()
+    processor = ChangeProcessor(FailingWriter(), recorder.dead_letter, FreshnessWindow(()))  # type: ignore[arg-type]
+    asyncio.run(processor.process([unreadable]))
+    [(origin, record)] = recorder.dead
+    assert origin == Origin(ROUTED_TOPIC, 3, 9) and record["value"] == b"junk"
+
+
+def test_a_tombstone_on_the_routed_topic_is_nothing_to_index() -> None:
+    assert unwrap_routed(None, ROUTED_TOPIC, 0, 1, NoDecoding()) is None
 
 
 class FailingWriter:
@@ -160,8 +202,10 @@ def test_the_indexer_dead_letters_a_routed_change_with_the_debezium_origin_and_k
     recorder = route(mappings, [message])
     [(_, value)] = recorder.forwarded
     writer = FailingWriter()
-    processor = ChangeProcessor(mappings, writer, recorder.dead_letter, FreshnessWindow(("crm",)))  # type: ignore[arg-type]
-    asyncio.run(processor.process([unwrap_routed(value, "streams.changes.by-document", 4, 2)]))
+    processor = ChangeProcessor(writer, recorder.dead_letter, FreshnessWindow(("crm",)))  # type: ignore[arg-type]
+    routed = unwrap_routed(value, ROUTED_TOPIC, 4, 2, NoDecoding())
+    assert routed is not None
+    asyncio.run(processor.process([routed]))
     [change] = writer.seen
     source_ms = json.loads(message.value or b"{}")["source"]["ts_ms"]
     assert int(change.commit_ts.timestamp() * 1000) == source_ms  # freshness counts from the source commit
@@ -173,11 +217,43 @@ def test_the_indexer_dead_letters_a_routed_change_with_the_debezium_origin_and_k
         88,
     )
     assert record["value"] == message.value
+    assert record["subjects"] == sorted(change.subjects) and record["subjects"]
 
 
-def test_routed_records_round_trip_without_a_value() -> None:
-    message = RawMessage("tickets.public.tickets", 0, 3, None, None)
-    assert decode_routed(encode_routed(message)) == message
+def routed_by_the_previous_router(message: RawMessage) -> bytes:
+    """A routed record as a router that did not decode wrote it: the first schema, raw bytes only."""
+    schema = parse_schema(json.loads(ROUTED_V1.read_text()))
+    body = io.BytesIO()
+    record = {
+        "origin_topic": message.topic,
+        "origin_partition": message.partition,
+        "origin_offset": message.offset,
+        "key": message.key,
+        "value": message.value,
+    }
+    fastavro.schemaless_writer(body, schema, record)
+    return avro.SINGLE_OBJECT_MAGIC + avro._schema_fingerprint(schema) + body.getvalue()
+
+
+def test_a_record_the_previous_router_wrote_is_decoded_by_the_indexer_as_the_router_would(
+    mappings: Mappings,
+) -> None:
+    """During an upgrade the repartition topic still holds records of the first schema."""
+    decoder = ChangeDecoder(mappings)
+    for message in (raw("tickets.public.tickets/update", offset=5), raw("wiki.wiki.streams_heartbeat/update")):
+        assert unwrap(routed_by_the_previous_router(message), decoder) == decoder.decode(message) is not None
+
+
+def test_a_previous_router_record_that_no_longer_maps_is_dead_lettered_with_the_debezium_origin(
+    mappings: Mappings,
+) -> None:
+    message = raw("tickets.public.tickets/update", offset=13)
+    broken = json.loads(message.value or b"{}")
+    del broken["after"]["subject"]
+    old = RawMessage(message.topic, 1, 13, message.key, json.dumps(broken).encode())
+    unreadable = unwrap(routed_by_the_previous_router(old), ChangeDecoder(mappings))
+    assert isinstance(unreadable, UnreadableRecord) and isinstance(unreadable.error, MappingError)
+    assert unreadable.message == old
 
 
 def test_a_postgres_incremental_snapshot_read_takes_its_version_from_the_sequence(mappings: Mappings) -> None:

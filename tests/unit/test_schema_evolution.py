@@ -3,7 +3,8 @@ taken from git history) and the current one, checked by writing records with one
 the other (fastavro's schema resolution, the rules a schema registry applies).
 
 - Backward (the current schema reads what an older writer wrote) for every schema: a worker loads the
-  whole ledger, and consumers replay old receipts and freshness reports.
+  whole ledger, consumers replay old receipts and freshness reports, and after an upgrade the indexer
+  reads the routed changes an older router left on the repartition topic.
 - Forward too (an older reader reads what the current writer writes) for the receipts and freshness
   reports, whose readers are other teams' tools that upgrade on their own schedule. The ledger is not
   forward compatible on purpose: its entries became keyed hashes (`identifier` nullable), so every
