@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from elasticsearch import AsyncElasticsearch
 
 from streams.elastic import bulk
+from streams.elastic.bulk import LIMITS, BulkLimits
+from streams.errors import Outcome, classify_item
 from streams.pipeline.plan_batch import Operation, StoredState, Vector, state_id
 from streams.pipeline.update_document_state import DocumentState
 
@@ -23,11 +25,17 @@ REUSE_PAGE = 1000  # text hashes per lookup in another generation
 
 class DocumentStore:
     def __init__(
-        self, client: AsyncElasticsearch, index: str, refresh: str = "true", reuse_from: str | None = None
+        self,
+        client: AsyncElasticsearch,
+        index: str,
+        refresh: str = "true",
+        reuse_from: str | None = None,
+        limits: BulkLimits = LIMITS,
     ) -> None:
         self.client = client
         self.index = index
         self.refresh = refresh
+        self.limits = limits
         # Another generation made by the same model (a migration that changes only the chunking): a
         # text it already holds keeps its vector here instead of going to the model again.
         self.reuse_from = reuse_from
@@ -83,11 +91,33 @@ class DocumentStore:
 
     async def bulk(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:
         """Send the operations, bounded (elastic/bulk.py); one result item (``{action: {...}}``) per
-        operation, read by `_id` (plan_batch.read_bulk_items). Requests go one after another, so a
-        document's chunks land before its state record, except a chunk the helper sends again after a
-        429: until that lands, the state record claims a chunk the index does not hold yet."""
+        operation sent, read by `_id` (plan_batch.read_bulk_items).
+
+        In two steps: every chunk write and delete first, then the state record of each document
+        whose chunk items all landed. A state record claims its chunks: written beside a chunk that
+        was refused (a 429 that outlasted the helper's retries, say), the retried batch would find
+        the new state, take the change for applied and never write the chunk. Held back instead, the
+        document's old state stays, and the retry applies the change again."""
+        chunks = [operation for operation in operations if not _is_state(operation)]
+        states = [operation for operation in operations if _is_state(operation)]
+        items = await self._send(chunks)
+        owners = {str(operation.action.get("_id", "")): operation.owner for operation in chunks}
+        unsettled = {
+            owners[str(next(iter(item.values())).get("_id", ""))]
+            for item in items
+            if classify_item(item) is not Outcome.DONE
+        }
+        return items + await self._send([state for state in states if state.owner not in unsettled])
+
+    async def _send(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:
+        if not operations:
+            return []
         actions = [{"_index": self.index, **operation.action} for operation in operations]
-        return list(await bulk.bulk(self.client, actions, stage="index", refresh=self.refresh))
+        return list(await bulk.bulk(self.client, actions, stage="index", limits=self.limits, refresh=self.refresh))
+
+
+def _is_state(operation: Operation) -> bool:
+    return str(operation.action.get("_id", "")) == state_id(operation.owner)
 
 
 async def _call(awaitable: Awaitable[T]) -> T:
