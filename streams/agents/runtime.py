@@ -143,14 +143,16 @@ class Runtime:
         """Where a deletion request must act, as (index expression, the deletion lane's copy of those
         indices' model): the alias, plus every generation a migration writes, grouped by model (a
         redacted chunk is re-embedded with the model of its own generation)."""
-        groups: dict[int, tuple[list[str], Embedder]] = {}
+        groups: dict[tuple[str, str | None], tuple[list[str], Embedder]] = {}
         for index, writer in sorted(self.writer.writers.items()):
-            indices, _ = groups.setdefault(id(writer.embedder), ([], writer.embedder))
+            model = (writer.embedder.model_name, writer.embedder.model_path)
+            indices, _ = groups.setdefault(model, ([], writer.embedder))
             indices.append(index)
         serving = self.writer.writers[self.writer.serving].embedder
+        serving_model = (serving.model_name, serving.model_path)
         result = []
-        for indices, embedder in groups.values():
-            names = [self.settings.index_alias, *indices] if embedder is serving else indices
+        for model, (indices, embedder) in groups.items():
+            names = [self.settings.index_alias, *indices] if model == serving_model else indices
             result.append((",".join(names), self.embedders.urgent(embedder)))
         return result
 
