@@ -115,12 +115,15 @@ def test_a_deletion_request_covers_the_alias_and_every_generation_once_per_model
     from streams.agents.runtime import Runtime
     from streams.settings import Settings
 
-    minilm, other = object(), object()
-    made_by = (("streams-chunks-v1", minilm), ("streams-chunks-v2", minilm), ("streams-chunks-v3", other))
+    minilm = SimpleNamespace(model_name="all-MiniLM-L6-v2", model_path=None)
+    # A second load of the same model (another object) is the same model: one group, not two.
+    minilm_again = SimpleNamespace(model_name="all-MiniLM-L6-v2", model_path=None)
+    other = SimpleNamespace(model_name="other", model_path="/models/other")
+    made_by = (("streams-chunks-v1", minilm), ("streams-chunks-v2", minilm_again), ("streams-chunks-v3", other))
     writers = {name: SimpleNamespace(embedder=embedder) for name, embedder in made_by}
     # The deletion lane works with its own copy of each model (never the indexing copy, which may be busy).
-    copies = {id(minilm): "minilm's copy", id(other): "other's copy"}
-    embedders = SimpleNamespace(urgent=lambda embedder: copies[id(embedder)])
+    copies = {"all-MiniLM-L6-v2": "minilm's copy", "other": "other's copy"}
+    embedders = SimpleNamespace(urgent=lambda embedder: copies[embedder.model_name])
     runtime = Runtime(
         Settings(),
         None,
