@@ -10,11 +10,11 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -46,6 +46,9 @@ def jaas_quote(value: str) -> str:
 def jaas_login(module: str, username: str, password: str) -> str:
     return f"{module} required username={jaas_quote(username)} password={jaas_quote(password)};"
 
+
+# The real applications the local stack can run beside its databases.
+StackApplication = Literal["mediawiki", "request-tracker"]
 
 # How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
@@ -91,6 +94,12 @@ class Settings(BaseSettings):
     # Database hosts as Kafka Connect sees them, per source, when that differs from the DSNs' host
     # (docker-compose: {"tickets": "postgres", "crm": "postgres", "wiki": "mariadb"}).
     connector_hosts: dict[str, str] = {}
+    # Real applications the local stack installs (Debian's packages) and runs on its own databases, off
+    # unless named (STREAMS_STACK_APPS=mediawiki,request-tracker): MediaWiki 1.39 on the MariaDB, served by
+    # PHP's built-in server; Request Tracker 5 on the PostgreSQL, served by rt-server.
+    stack_apps: Annotated[tuple[StackApplication, ...], NoDecode] = ()
+    mediawiki_port: int = 18090
+    request_tracker_port: int = 18091
 
     # Topics the project owns. Debezium topics are named <source>.<schema>.<table>.
     sources: tuple[str, ...] = ("wiki", "tickets", "crm")
@@ -202,6 +211,13 @@ class Settings(BaseSettings):
     # How long the group waits for a silent member: a crashed worker's partitions move to the others
     # (or to its restart under another instance id) after this (faust's default is 60 s).
     worker_session_timeout_s: float = 15.0
+
+    @field_validator("stack_apps", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
 
     def search_api_keys_path(self) -> Path:
         return self.search_api_keys_file or self.stack_home / "search-keys.json"
