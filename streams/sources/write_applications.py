@@ -24,9 +24,9 @@ class WikiApi:
     """MediaWiki's action API (api.php) as one user: a cookie session of its own, logged in with
     action=clientlogin, writing with the session's CSRF token."""
 
-    def __init__(self, api_url: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, api_url: str, timeout_s: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
         self.api_url = api_url
-        self._http = httpx.Client(timeout=timeout_s)
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
         self.user: str | None = None
 
     def __enter__(self) -> Self:
@@ -107,10 +107,19 @@ class Attachment:
 class RtApi:
     """Request Tracker's REST 2 API as one RT user (HTTP basic auth with the user's RT password)."""
 
-    def __init__(self, rest2_url: str, user: str, password: str, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        rest2_url: str,
+        user: str,
+        password: str,
+        timeout_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.rest2_url = rest2_url.rstrip("/")
         self.user = user
-        self._http = httpx.Client(base_url=self.rest2_url, auth=(user, password), timeout=timeout_s)
+        self._http = httpx.Client(
+            base_url=self.rest2_url, auth=(user, password), timeout=timeout_s, transport=transport
+        )
 
     def __enter__(self) -> Self:
         return self

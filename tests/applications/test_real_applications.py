@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import quopri
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +26,7 @@ from streams.sources.write_applications import Attachment, RtApi, WikiApi
 from streams.stack import stack
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
+from streams.stack.runner import Printer
 
 pytestmark = pytest.mark.integration
 
@@ -38,20 +38,16 @@ def _named(application: str) -> pytest.MarkDecorator:
     )
 
 
-def _progress(line: str) -> None:
-    print(f"[applications] {line}", flush=True)
-
-
 @pytest.fixture(scope="module")
 def applications() -> Iterator[Settings]:
     settings = get_settings()
-    started_at = time.monotonic()
-    started = stack.up(settings, _progress, only=settings.stack_apps)
-    _progress(f"up in {time.monotonic() - started_at:.1f}s (started: {', '.join(started) or 'nothing'})")
+    progress = Printer(lambda line: print(f"[applications] {line}", flush=True))
+    started = stack.up(settings, progress, only=settings.stack_apps)
+    progress(f"up (started: {', '.join(started) or 'nothing'})")
     try:
         yield settings
     finally:
-        stack.down(settings, _progress, only=started)
+        stack.down(settings, progress, only=started)
 
 
 def _mysql(url: str) -> Any:
