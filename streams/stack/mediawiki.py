@@ -81,12 +81,21 @@ class MediaWiki(Server):
         credentials = self.credentials()
         self._write_stack_settings()
         chown_tree(self.home, self.user)
-        # install.php writes LocalSettings.php last: without it, a setup did not finish (or never ran).
-        if not self.config_file.exists():
+        # install.php writes LocalSettings.php last: without it, a setup did not finish (or never ran). A
+        # MariaDB data directory made anew since has no wiki tables, whatever LocalSettings.php says.
+        if not self.config_file.exists() or not self._tables_exist():
             self._install(credentials, progress)
+
+    def _tables_exist(self) -> bool:
+        found = MariaDB(self.settings).client(
+            "SELECT COUNT(*) FROM information_schema.tables"
+            f" WHERE table_schema = '{DATABASE}' AND table_name IN ('page', 'revision', 'slots', 'content', 'text');\n"
+        )
+        return found.split()[-1:] == ["5"]
 
     def _install(self, credentials: dict[str, str], progress: Progress) -> None:
         progress(f"mediawiki: maintenance/install.php into database {DATABASE}")
+        self.config_file.unlink(missing_ok=True)  # install.php refuses to run where one exists
         mariadb = MariaDB(self.settings)
         password = _quote_sql(credentials["database_password"])
         mariadb.client(

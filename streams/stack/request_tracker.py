@@ -96,8 +96,13 @@ class RequestTracker(Server):
         credentials = self.credentials()
         self._write_site_config(credentials)
         chown_tree(self.home, self.user)
-        if not self.ready_file.exists():
+        # The marker is written after the last setup step; a PostgreSQL cluster made anew since has no `rt`.
+        if not self.ready_file.exists() or not self._database_exists():
             self._setup_database(credentials, progress)
+
+    def _database_exists(self) -> bool:
+        with Postgres(self.settings).superuser() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
 
     def _write_site_config(self, credentials: dict[str, str]) -> None:
         postgres = Postgres(self.settings)

@@ -42,7 +42,13 @@ def _named(application: str) -> pytest.MarkDecorator:
 def applications() -> Iterator[Settings]:
     settings = get_settings()
     progress = Printer(lambda line: print(f"[applications] {line}", flush=True))
-    started = stack.up(settings, progress, only=settings.stack_apps)
+    running = {name for name, server in stack.servers(settings).items() if server.running()}
+    try:
+        started = stack.up(settings, progress, only=settings.stack_apps)
+    except BaseException:
+        # A failed `up` says nothing of what it started: stop every server that was not running before.
+        stack.down(settings, progress, only=[name for name in stack.servers(settings) if name not in running])
+        raise
     progress(f"up (started: {', '.join(started) or 'nothing'})")
     try:
         yield settings
