@@ -207,7 +207,14 @@ class MediaWiki(Server):
             timeout=120,
         )
 
-    def create_user(self, name: str, password: str, groups: tuple[str, ...] = ()) -> None:
-        """Create (or update) a wiki account with maintenance/createAndPromote.php."""
+    def create_user(self, name: str, password: str, email: str | None = None, groups: tuple[str, ...] = ()) -> None:
+        """Create (or update) a wiki account with maintenance/createAndPromote.php, and give it an e-mail
+        address with resetUserEmail.php (createAndPromote sets none)."""
         flags = [f"--custom-groups={','.join(groups)}"] if groups else []
         self.maintenance("createAndPromote", "--force", *flags, name, password)
+        if email is not None:
+            self.maintenance("resetUserEmail", "--no-reset-password", name, email)
+
+    def edit_page(self, title: str, text: str, user: str, summary: str = "") -> None:
+        """Save a page's text as `user` with maintenance/edit.php (no web server needed)."""
+        self.maintenance("edit", f"--user={user}", f"--summary={summary}", title, input=text)

@@ -98,6 +98,10 @@ def test_a_wiki_edit_by_several_users_reaches_page_revision_slots_content_text(a
             api.login(name, password)
             revisions.append(api.edit(title, text, summary=f"edit by {name}"))
     alice, bob = authors
+    # A third author through maintenance/edit.php, on another page, with an e-mail address.
+    carol, carol_page = f"Carol{suffix}", f"Streams standby {suffix}"
+    wiki.create_user(carol, uuid.uuid4().hex, email=f"carol{suffix}@example.com")
+    wiki.edit_page(carol_page, f"Promote the standby ({suffix}).", user=carol, summary="by edit.php")
 
     with _mysql(wiki.database_url()) as conn, conn.cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute(WIKI_CHAIN, (title.replace(" ", "_"),))
@@ -108,6 +112,10 @@ def test_a_wiki_edit_by_several_users_reaches_page_revision_slots_content_text(a
             (title.replace(" ", "_"),),
         )
         history = cur.fetchall()
+        cur.execute(WIKI_CHAIN, (carol_page.replace(" ", "_"),))
+        carols = cur.fetchall()
+        cur.execute("SELECT user_email FROM user WHERE user_name = %s", (carol,))
+        carol_email = cur.fetchone()
     print(rows, history)
     assert len(rows) == 1
     # MediaWiki's columns are binary (DEFAULT CHARSET=binary): names and text arrive as bytes.
@@ -118,6 +126,10 @@ def test_a_wiki_edit_by_several_users_reaches_page_revision_slots_content_text(a
     assert row["old_flags"] == "utf-8"
     assert row["old_text"] == second.rstrip()  # MediaWiki trims trailing whitespace when it saves
     assert [(h["rev_id"], h["actor_name"].decode()) for h in history] == [(revisions[0], alice), (revisions[1], bob)]
+    assert [(c["actor_name"].decode(), c["old_text"].decode()) for c in carols] == [
+        (carol, f"Promote the standby ({suffix}).")
+    ]
+    assert carol_email == {"user_email": f"carol{suffix}@example.com".encode()}
 
 
 def _decoded(content: str | None, encoding: str | None) -> bytes:
