@@ -10,11 +10,11 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES
 
@@ -48,6 +48,9 @@ def jaas_quote(value: str) -> str:
 def jaas_login(module: str, username: str, password: str) -> str:
     return f"{module} required username={jaas_quote(username)} password={jaas_quote(password)};"
 
+
+# The real applications the local stack can run beside its databases.
+StackApplication = Literal["mediawiki", "request-tracker"]
 
 # How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
@@ -96,6 +99,12 @@ class Settings(BaseSettings):
     # Database hosts as Kafka Connect sees them, per source, when that differs from the DSNs' host
     # (docker-compose: {"tickets": "postgres", "crm": "postgres", "wiki": "mariadb"}).
     connector_hosts: dict[str, str] = {}
+    # Real applications the local stack installs (Debian's packages) and runs on its own databases, off
+    # unless named (STREAMS_STACK_APPS=mediawiki,request-tracker): MediaWiki 1.39 on the MariaDB, served by
+    # PHP's built-in server; Request Tracker 5 on the PostgreSQL, served by rt-server.
+    stack_apps: Annotated[tuple[StackApplication, ...], NoDecode] = ()
+    mediawiki_port: int = 18090
+    request_tracker_port: int = 18091
 
     # The Debezium connector definitions (<source>.json) and document mappings (<source>.mapping.yaml)
     # to run with; default: the ones the package ships (connectors/ in the repository).
@@ -211,6 +220,13 @@ class Settings(BaseSettings):
     # How long the group waits for a silent member: a crashed worker's partitions move to the others
     # (or to its restart under another instance id) after this (faust's default is 60 s).
     worker_session_timeout_s: float = 15.0
+
+    @field_validator("stack_apps", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
 
     def search_api_keys_path(self) -> Path:
         return self.search_api_keys_file or self.stack_home / "search-keys.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -20,7 +21,8 @@ def _printer() -> Printer:
 @click.group()
 def stack() -> None:
     """Start, stop and inspect the local stack (Kafka, Connect + Debezium, Elasticsearch, PostgreSQL,
-    MariaDB) as local processes on 127.0.0.1, without Docker."""
+    MariaDB, and MediaWiki and Request Tracker when STREAMS_STACK_APPS names them) as local processes on
+    127.0.0.1, without Docker."""
 
 
 @stack.command()
@@ -38,6 +40,7 @@ def up() -> None:
         click.echo(f"{name:14} {server['endpoint']:28} pid {server['pid']}")
     for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
         click.echo(f"{key:14} {report[key]}")
+    _echo_applications(report)
     what = f"started {', '.join(started)}" if started else "everything was already running"
     click.echo(f"stack healthy in {progress.elapsed():.1f}s ({what})")
 
@@ -65,7 +68,13 @@ def status(as_json: bool) -> None:
             click.echo(f"{name:14} {state:8} {server['endpoint']:28} pid {server['pid']}")
         for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
             click.echo(f"{key:14} {report[key]}")
+        _echo_applications(report)
     sys.exit(0 if report["healthy"] else 1)
+
+
+def _echo_applications(report: dict[str, Any]) -> None:
+    for name, application in report.get("applications", {}).items():
+        click.echo(f"{name:14} database {application['database']}, passwords in {application['credentials']}")
 
 
 @click.group()

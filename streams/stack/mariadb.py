@@ -77,7 +77,7 @@ class MariaDB(Server):
     def command(self) -> list[str]:
         return [_bin("mariadbd"), f"--defaults-file={self.config_file}"]
 
-    def _client(self, statements: str) -> str:
+    def client(self, statements: str) -> str:
         # root@localhost authenticates through unix_socket: the root OS user running this stack.
         return run(
             [_bin("mariadb"), f"--socket={self.socket}", "-u", "root", "--batch"],
@@ -105,7 +105,7 @@ class MariaDB(Server):
         url = urlsplit(self.settings.dsn("wiki"))
         user, password, dbname = url.username or "streams", url.password or "", url.path.lstrip("/")
         quoted = password.replace("\\", "\\\\").replace("'", "\\'")
-        self._client(
+        self.client(
             f"CREATE DATABASE IF NOT EXISTS `{dbname}` CHARACTER SET utf8mb4;\n"
             f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{quoted}';\n"
             f"GRANT {DEBEZIUM_PRIVILEGES} ON *.* TO '{user}'@'%';\n"

@@ -69,7 +69,7 @@ class Postgres(Server):
             args += ["-c", f"{key}={value}"]
         return args
 
-    def _superuser(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
+    def superuser(self, dbname: str = "postgres"):  # type: ignore[no-untyped-def]
         import psycopg
 
         return psycopg.connect(
@@ -80,7 +80,7 @@ class Postgres(Server):
         import psycopg
 
         try:
-            with self._superuser() as conn:
+            with self.superuser() as conn:
                 conn.execute("SELECT 1")
             return True
         except psycopg.Error:
@@ -94,7 +94,7 @@ class Postgres(Server):
             url = urlsplit(self.settings.dsn(source))
             user, password, dbname = url.username or "streams", url.password or "", url.path.lstrip("/")
             try:
-                with self._superuser() as conn:
+                with self.superuser() as conn:
                     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone() is None:
                         conn.execute(
                             sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(

@@ -3,8 +3,10 @@ checks, and a stop that signals exactly the process group this stack started."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 import signal
 import socket
 import stat
@@ -347,3 +349,13 @@ def write_private(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
     with os.fdopen(fd, "w") as out:
         out.write(text)
+
+
+def generated_passwords(path: Path, names: Sequence[str]) -> dict[str, str]:
+    """The passwords kept in `path` (a private JSON file), generating and keeping any that are missing."""
+    found: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in names if name not in found]
+    if missing:
+        found.update({name: secrets.token_urlsafe(18) for name in missing})
+        write_private(path, json.dumps(found, indent=2) + "\n")
+    return found

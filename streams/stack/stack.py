@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -19,14 +19,40 @@ from streams.stack.connect import Connect
 from streams.stack.elasticsearch import Elasticsearch
 from streams.stack.kafka import Kafka
 from streams.stack.mariadb import MariaDB
+from streams.stack.mediawiki import MediaWiki
 from streams.stack.postgres import Postgres
+from streams.stack.request_tracker import RequestTracker
 from streams.stack.runner import Progress, Server, ServerFailed, StackError, open_the_way, service_user
 
 SERVER_TYPES: tuple[type[Server], ...] = (Postgres, MariaDB, Elasticsearch, Kafka, Connect)
+# The real applications, run only when settings.stack_apps names them.
+APPLICATION_TYPES: dict[str, type[MediaWiki | RequestTracker]] = {
+    MediaWiki.name: MediaWiki,
+    RequestTracker.name: RequestTracker,
+}
 
 
-def servers(settings: Settings) -> dict[str, Server]:
-    return {cls.name: cls(settings) for cls in SERVER_TYPES}
+def server_types(settings: Settings, every_application: bool = False) -> list[type[Server]]:
+    applications = APPLICATION_TYPES if every_application else settings.stack_apps
+    return [*SERVER_TYPES, *(APPLICATION_TYPES[name] for name in applications)]
+
+
+def servers(settings: Settings, every_application: bool = False) -> dict[str, Server]:
+    return {cls.name: cls(settings) for cls in server_types(settings, every_application)}
+
+
+def with_dependencies(all_servers: dict[str, Server], only: Iterable[str]) -> dict[str, Server]:
+    """The servers named in `only` and every server they depend on, in the stack's order."""
+    wanted: set[str] = set()
+    pending = list(only)
+    while pending:
+        name = pending.pop()
+        if name not in all_servers:
+            raise StackError(f"no server {name!r} in this stack (one of {', '.join(all_servers)})")
+        if name not in wanted:
+            wanted.add(name)
+            pending.extend(all_servers[name].depends_on)
+    return {name: server for name, server in all_servers.items() if name in wanted}
 
 
 @contextmanager
@@ -42,15 +68,18 @@ def exclusive(settings: Settings, progress: Progress) -> Iterator[None]:
         yield
 
 
-def up(settings: Settings, progress: Progress) -> list[str]:
+def up(settings: Settings, progress: Progress, only: Iterable[str] | None = None) -> list[str]:
     with exclusive(settings, progress):
-        return _up(settings, progress)
+        return _up(settings, progress, only)
 
 
-def _up(settings: Settings, progress: Progress) -> list[str]:
-    """Start every server that is not running and wait until all are healthy; return the names of
-    the servers this call started. A second call leaves running servers alone."""
+def _up(settings: Settings, progress: Progress, only: Iterable[str] | None = None) -> list[str]:
+    """Start every server that is not running (or only those named, with what they depend on) and wait
+    until all are healthy; return the names of the servers this call started. A second call leaves
+    running servers alone."""
     all_servers = servers(settings)
+    if only is not None:
+        all_servers = with_dependencies(all_servers, only)
     settings.stack_home.mkdir(parents=True, exist_ok=True)
     ensure_local_keys(settings)  # the worker's /search needs a credential; the tests and the demo use these
     open_the_way(settings.stack_home, service_user(), progress)
@@ -90,7 +119,8 @@ def down(
     """Stop (in reverse start order) the servers this stack started, by their pid files."""
     stopped = []
     with exclusive(settings, progress):
-        for name, server in reversed(list(servers(settings).items())):
+        # Every application, named in the settings or not: one started before the setting changed still stops.
+        for name, server in reversed(list(servers(settings, every_application=True).items())):
             if stop_timeout_s is not None:
                 server.stop_timeout_s = stop_timeout_s
             if (only is None or name in only) and server.stop(progress):
@@ -110,15 +140,17 @@ def status(settings: Settings) -> dict[str, Any]:
         "stack_home": str(settings.stack_home),
         "servers": {},
     }
-    with ThreadPoolExecutor(max_workers=len(SERVER_TYPES)) as pool:
-        found = dict(
-            zip(
-                [cls.name for cls in SERVER_TYPES],
-                pool.map(lambda s: s.status(), servers(settings).values()),
-                strict=True,
-            )
-        )
+    all_servers = servers(settings)
+    with ThreadPoolExecutor(max_workers=len(all_servers)) as pool:
+        found = dict(zip(all_servers, pool.map(lambda s: s.status(), all_servers.values()), strict=True))
     report["servers"] = found
+    applications = {
+        name: server.application()
+        for name, server in all_servers.items()
+        if isinstance(server, MediaWiki | RequestTracker)
+    }
+    if applications:
+        report["applications"] = applications
     report["healthy"] = all(s["healthy"] for s in found.values())
     return report
 

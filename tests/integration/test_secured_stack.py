@@ -95,6 +95,8 @@ def sasl_environment(base: Settings) -> dict[str, str]:
         "STREAMS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "STREAMS_KAFKA_SASL_USERNAME": USER,
         "STREAMS_KAFKA_SASL_PASSWORD": PASSWORD,
+        # The applications would take the session stack's ports; this stack is about Kafka and Elasticsearch.
+        "STREAMS_STACK_APPS": "",
     }
 
 

@@ -1,0 +1,213 @@
+"""Write through the real applications' own code: MediaWiki's action API and Request Tracker's REST 2
+API, each as a logged-in user, so the rows are the ones the applications themselves write."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from streams.errors import StreamsError
+
+
+class ApplicationError(StreamsError):
+    """A real application refused a write (or could not be reached)."""
+
+    stage = "seed"
+
+
+class WikiApi:
+    """MediaWiki's action API (api.php) as one user: a cookie session of its own, logged in with
+    action=clientlogin, writing with the session's CSRF token."""
+
+    def __init__(self, api_url: str, timeout_s: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.api_url = api_url
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self.user: str | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, **params: str) -> dict[str, Any]:
+        query = {**params, "format": "json", "formatversion": "2"}
+        try:
+            if method == "GET":
+                answer = self._http.get(self.api_url, params=query)
+            else:
+                answer = self._http.post(self.api_url, data=query)
+            answer.raise_for_status()
+            body: dict[str, Any] = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ApplicationError(f"MediaWiki API {params.get('action')}: {exc}") from exc
+        if "error" in body:
+            error = body["error"]
+            raise ApplicationError(f"MediaWiki API {params.get('action')}: {error.get('code')}: {error.get('info')}")
+        return body
+
+    def _token(self, kind: str) -> str:
+        tokens = self._call("GET", action="query", meta="tokens", type=kind)["query"]["tokens"]
+        return str(tokens[f"{kind}token"])
+
+    def login(self, user: str, password: str) -> None:
+        answer = self._call(
+            "POST",
+            action="clientlogin",
+            username=user,
+            password=password,
+            logintoken=self._token("login"),
+            loginreturnurl=self.api_url,
+        )["clientlogin"]
+        if answer.get("status") != "PASS":
+            raise ApplicationError(f"MediaWiki login as {user!r}: {answer.get('status')}: {answer.get('message')}")
+        self.user = str(answer["username"])
+
+    def edit(self, title: str, text: str, summary: str = "") -> int:
+        """Create or replace a page's text; the new revision's id (the current one when nothing changed)."""
+        answer = self._call("POST", action="edit", title=title, text=text, summary=summary, token=self._token("csrf"))[
+            "edit"
+        ]
+        if answer.get("result") != "Success":
+            raise ApplicationError(f"MediaWiki edit of {title!r}: {answer}")
+        if answer.get("nochange"):
+            return int(self.page(title)["revisions"][0]["revid"])
+        return int(answer["newrevid"])
+
+    def page(self, title: str) -> dict[str, Any]:
+        """The page's latest revision: id, user and main-slot text."""
+        pages = self._call(
+            "GET", action="query", prop="revisions", titles=title, rvprop="ids|user|content", rvslots="main"
+        )["query"]["pages"]
+        return dict(pages[0])
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+    def as_rest2(self) -> dict[str, str]:
+        return {
+            "FileName": self.filename,
+            "FileType": self.content_type,
+            "FileContent": base64.b64encode(self.content).decode("ascii"),
+        }
+
+
+class RtApi:
+    """Request Tracker's REST 2 API as one RT user (HTTP basic auth with the user's RT password)."""
+
+    def __init__(
+        self,
+        rest2_url: str,
+        user: str,
+        password: str,
+        timeout_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.rest2_url = rest2_url.rstrip("/")
+        self.user = user
+        self._http = httpx.Client(
+            base_url=self.rest2_url, auth=(user, password), timeout=timeout_s, transport=transport
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            answer = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"RT REST 2 {method} {path}: {exc}") from exc
+        if answer.status_code >= 400:
+            raise ApplicationError(f"RT REST 2 {method} {path} as {self.user!r}: {answer.status_code} {answer.text}")
+        try:
+            return answer.json()
+        except ValueError as exc:
+            raise ApplicationError(f"RT REST 2 {method} {path}: not JSON: {answer.text[:200]}") from exc
+
+    def create_user(self, name: str, email: str, real_name: str, password: str, privileged: bool = True) -> str:
+        """An RT account (needs an administrator's session); privileged users are staff. REST 2 names a
+        user by its name, which it returns."""
+        created = self._call(
+            "POST",
+            "/user",
+            {
+                "Name": name,
+                "EmailAddress": email,
+                "RealName": real_name,
+                "Password": password,
+                "Privileged": 1 if privileged else 0,
+            },
+        )
+        return str(created["id"])
+
+    def create_ticket(
+        self,
+        queue: str,
+        subject: str,
+        content: str,
+        requestors: Sequence[str],
+        cc: Iterable[str] = (),
+        owner: str | None = None,
+        content_type: str = "text/plain",
+        attachments: Iterable[Attachment] = (),
+    ) -> int:
+        """A new ticket; requestors and Cc are e-mail addresses ("Real Name <a@b>" sets the real name),
+        and RT creates the users it does not know."""
+        body: dict[str, Any] = {
+            "Queue": queue,
+            "Subject": subject,
+            "Content": content,
+            "ContentType": content_type,
+            "Requestor": ", ".join(requestors),
+        }
+        if cc:
+            body["Cc"] = ", ".join(cc)
+        if owner is not None:
+            body["Owner"] = owner
+        files = [attachment.as_rest2() for attachment in attachments]
+        if files:
+            body["Attachments"] = files
+        return int(self._call("POST", "/ticket", body)["id"])
+
+    def _message(
+        self, kind: str, ticket: int, content: str, content_type: str, attachments: Iterable[Attachment]
+    ) -> None:
+        body: dict[str, Any] = {"Content": content, "ContentType": content_type}
+        files = [attachment.as_rest2() for attachment in attachments]
+        if files:
+            body["Attachments"] = files
+        self._call("POST", f"/ticket/{ticket}/{kind}", body)
+
+    def correspond(
+        self, ticket: int, content: str, content_type: str = "text/plain", attachments: Iterable[Attachment] = ()
+    ) -> None:
+        """A reply, seen by the requestors (RT records the mail it would send)."""
+        self._message("correspond", ticket, content, content_type, attachments)
+
+    def comment(
+        self, ticket: int, content: str, content_type: str = "text/plain", attachments: Iterable[Attachment] = ()
+    ) -> None:
+        """An internal comment, for staff only."""
+        self._message("comment", ticket, content, content_type, attachments)
+
+    def ticket(self, ticket: int) -> dict[str, Any]:
+        found: dict[str, Any] = self._call("GET", f"/ticket/{ticket}")
+        return found

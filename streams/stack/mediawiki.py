@@ -1,0 +1,220 @@
+"""MediaWiki 1.39 (Debian's package) on the stack's MariaDB: set up by its own installer
+(`maintenance/install.php`) into the database `mediawiki`, and served by PHP's built-in server for its
+API. Everything it writes lives under stack_home/mediawiki; /etc/mediawiki stays untouched, so two stack
+homes are two wikis."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from streams.settings import Settings, redact_url
+from streams.stack.mariadb import MariaDB
+from streams.stack.packages import ensure_application_packages
+from streams.stack.runner import (
+    Progress,
+    Server,
+    ServerFailed,
+    chown_tree,
+    generated_passwords,
+    run,
+    service_user,
+    write_private,
+)
+
+MEDIAWIKI_DIR = Path("/usr/share/mediawiki")
+DATABASE = "mediawiki"
+DATABASE_USER = "mediawiki"
+ADMIN_USER = "Admin"
+SITE_NAME = "Streams"
+# PHP's built-in server answers one request at a time unless told to fork workers: several users
+# editing at once would queue behind each other.
+SERVER_WORKERS = "4"
+
+
+def _quote_php(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _quote_sql(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class MediaWiki(Server):
+    name = "mediawiki"
+    depends_on = ("mariadb",)
+    start_timeout_s = 60.0
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.host = "127.0.0.1"
+        self.port = settings.mediawiki_port
+        self.config_file = self.home / "LocalSettings.php"
+        self.stack_config_file = self.home / "StackSettings.php"
+        self.php_ini = self.home / "php.ini"
+        self.credentials_file = self.home / "credentials.json"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api.php"
+
+    def credentials(self) -> dict[str, str]:
+        passwords = generated_passwords(self.credentials_file, ("admin_password", "database_password"))
+        return {"admin_user": ADMIN_USER, "database_user": DATABASE_USER, **passwords}
+
+    def database_url(self) -> str:
+        """The wiki's database for the project's reader: the wiki source's user reads every database."""
+        return urlsplit(self.settings.dsn("wiki"))._replace(path=f"/{DATABASE}").geturl()
+
+    def prepare(self, progress: Progress) -> None:
+        ensure_application_packages(self.settings.stack_apps or (self.name,), progress)
+        self.user = service_user()
+        for directory in (self.home / "cache", self.home / "images", self.logs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        credentials = self.credentials()
+        self._write_stack_settings()
+        chown_tree(self.home, self.user)
+        # install.php writes LocalSettings.php last: without it, a setup did not finish (or never ran). A
+        # MariaDB data directory made anew since has no wiki tables, whatever LocalSettings.php says.
+        if not self.config_file.exists() or not self._tables_exist():
+            self._install(credentials, progress)
+
+    def _tables_exist(self) -> bool:
+        found = MariaDB(self.settings).client(
+            "SELECT COUNT(*) FROM information_schema.tables"
+            f" WHERE table_schema = '{DATABASE}' AND table_name IN ('page', 'revision', 'slots', 'content', 'text');\n"
+        )
+        return found.split()[-1:] == ["5"]
+
+    def _install(self, credentials: dict[str, str], progress: Progress) -> None:
+        progress(f"mediawiki: maintenance/install.php into database {DATABASE}")
+        self.config_file.unlink(missing_ok=True)  # install.php refuses to run where one exists
+        mariadb = MariaDB(self.settings)
+        password = _quote_sql(credentials["database_password"])
+        mariadb.client(
+            f"DROP DATABASE IF EXISTS `{DATABASE}`;\n"
+            f"CREATE DATABASE `{DATABASE}`;\n"
+            f"CREATE USER IF NOT EXISTS '{DATABASE_USER}'@'%' IDENTIFIED BY {password};\n"
+            f"ALTER USER '{DATABASE_USER}'@'%' IDENTIFIED BY {password};\n"
+            f"GRANT ALL PRIVILEGES ON `{DATABASE}`.* TO '{DATABASE_USER}'@'%';\n"
+        )
+        # Passwords go in through files, never on a command line that `ps` shows.
+        database_password = self.home / ".database-password"
+        admin_password = self.home / ".admin-password"
+        write_private(database_password, credentials["database_password"])
+        write_private(admin_password, credentials["admin_password"])
+        chown_tree(self.home, self.user)
+        try:
+            run(
+                [
+                    "php",
+                    str(MEDIAWIKI_DIR / "maintenance" / "install.php"),
+                    "--dbtype=mysql",
+                    f"--dbserver={mariadb.host}:{mariadb.port}",
+                    f"--dbname={DATABASE}",
+                    f"--dbuser={DATABASE_USER}",
+                    f"--dbpassfile={database_password}",
+                    f"--passfile={admin_password}",
+                    f"--server={self.url}",
+                    "--scriptpath=",
+                    f"--confpath={self.home}",
+                    "--lang=en",
+                    "--quiet",
+                    SITE_NAME,
+                    ADMIN_USER,
+                ],
+                what="mediawiki (install.php)",
+                user=self.user,
+                log=self.log_file,
+                cwd=MEDIAWIKI_DIR,
+                env=self.environment(),
+            )
+        finally:
+            database_password.unlink(missing_ok=True)
+            admin_password.unlink(missing_ok=True)
+        self.config_file.chmod(0o600)  # it holds the database password and the secret key
+        with self.config_file.open("a") as settings:
+            settings.write(
+                "\n# The local stack's own settings, written anew at every start.\n"
+                "require_once __DIR__ . '/StackSettings.php';\n"
+            )
+        progress(f"mediawiki: installed, admin {ADMIN_USER!r} (password in {self.credentials_file})")
+
+    def _write_stack_settings(self) -> None:
+        """What the stack decides, kept apart from install.php's file so that a new port takes effect."""
+        mariadb = MariaDB(self.settings)
+        lines = {
+            "$wgServer": self.url,
+            "$wgDBserver": f"{mariadb.host}:{mariadb.port}",
+            # Debian's PlatformSettings.php points these at /var/cache and /var/log, owned by www-data.
+            "$wgCacheDirectory": str(self.home / "cache"),
+            "$wgUploadDirectory": str(self.home / "images"),
+            "$wgDBerrorLog": str(self.logs_dir / "dberror.log"),
+            "$wgDebugLogGroups['exception']": str(self.logs_dir / "exception.log"),
+            "$wgDebugLogGroups['error']": str(self.logs_dir / "error.log"),
+            "$wgDebugLogGroups['fatal']": str(self.logs_dir / "fatal.log"),
+        }
+        text = "<?php\n" + "".join(f"{name} = {_quote_php(value)};\n" for name, value in lines.items())
+        write_private(self.stack_config_file, text)
+        write_private(self.php_ini, f"memory_limit = 512M\nerror_log = {self.logs_dir / 'php-errors.log'}\n")
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "MW_CONFIG_FILE": str(self.config_file), "PHP_CLI_SERVER_WORKERS": SERVER_WORKERS}
+
+    def command(self) -> list[str]:
+        # -c names the stack's php.ini, which also puts stack_home in the command line, how pid() knows it.
+        return ["php", "-c", str(self.php_ini), "-S", f"{self.host}:{self.port}", "-t", str(MEDIAWIKI_DIR)]
+
+    def healthy(self) -> bool:
+        try:
+            answer = httpx.get(
+                self.api_url, params={"action": "query", "meta": "siteinfo", "format": "json"}, timeout=5
+            )
+            generator = answer.json()["query"]["general"]["generator"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return False
+        return answer.status_code == 200 and str(generator).startswith("MediaWiki ")
+
+    def endpoint(self) -> str:
+        return self.url
+
+    def application(self) -> dict[str, str]:
+        return {
+            "url": self.url,
+            "api": self.api_url,
+            "database": redact_url(self.database_url()),
+            "credentials": str(self.credentials_file),
+        }
+
+    def maintenance(self, script: str, *args: str, input: str | None = None) -> str:
+        """Run one of MediaWiki's maintenance scripts on this wiki, as the user the server runs as."""
+        if not self.config_file.exists():
+            raise ServerFailed(self.name, f"not set up: no {self.config_file} (run `streams stack up`)")
+        return run(
+            ["php", "-c", str(self.php_ini), str(MEDIAWIKI_DIR / "maintenance" / f"{script}.php"), *args],
+            what=f"mediawiki ({script}.php)",
+            user=service_user(),
+            cwd=MEDIAWIKI_DIR,
+            env=self.environment(),
+            input=input,
+            timeout=120,
+        )
+
+    def create_user(self, name: str, password: str, email: str | None = None, groups: tuple[str, ...] = ()) -> None:
+        """Create (or update) a wiki account with maintenance/createAndPromote.php, and give it an e-mail
+        address with resetUserEmail.php (createAndPromote sets none)."""
+        flags = [f"--custom-groups={','.join(groups)}"] if groups else []
+        self.maintenance("createAndPromote", "--force", *flags, name, password)
+        if email is not None:
+            self.maintenance("resetUserEmail", "--no-reset-password", name, email)
+
+    def edit_page(self, title: str, text: str, user: str, summary: str = "") -> None:
+        """Save a page's text as `user` with maintenance/edit.php (no web server needed)."""
+        self.maintenance("edit", f"--user={user}", f"--summary={summary}", title, input=text)

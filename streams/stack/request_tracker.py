@@ -1,0 +1,220 @@
+"""Request Tracker 5 (Debian's package) on the stack's PostgreSQL: set up by its own
+`rt-setup-database` into the database `rt`, and served by `rt-server` on loopback for its REST 2 API.
+
+RT reads the site configuration this module writes under stack_home/request-tracker (RT_SITE_CONFIG and
+RT_SITE_CONFIG_DIR), never /etc/request-tracker5, and keeps its caches and outgoing mail (an mbox, not
+sent anywhere) there too: two stack homes are two RTs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from streams.settings import Settings, redact_url
+from streams.stack.packages import ensure_application_packages
+from streams.stack.postgres import SUPERUSER, Postgres
+from streams.stack.runner import (
+    Progress,
+    Server,
+    chown_tree,
+    generated_passwords,
+    run,
+    service_user,
+    write_private,
+)
+
+RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
+RT_SETUP_DATABASE = Path("/usr/sbin/rt-setup-database-5")
+DATABASE = "rt"
+DATABASE_USER = "rt_user"
+ADMIN_USER = "root"  # RT's own superuser, created by rt-setup-database
+QUEUE = "General"
+# Rights of every privileged (staff) user on the queue, so that staff accounts created through the API
+# can take, answer and comment tickets as themselves.
+STAFF_RIGHTS = (
+    "SeeQueue",
+    "ShowTicket",
+    "ShowTicketComments",
+    "CreateTicket",
+    "ReplyToTicket",
+    "CommentOnTicket",
+    "OwnTicket",
+    "ModifyTicket",
+    "Watch",
+)
+# Where RT keeps what it writes (Debian's RT::Generated points at /var, owned by www-data).
+RT_DIRECTORIES = {"VarPath": "var", "MasonDataDir": "mason_data", "MasonSessionDir": "session_data"}
+# Starlet forks this many workers (its default is 10, each a full RT process).
+WORKERS = "2"
+
+
+def _quote_perl(value: str | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class RequestTracker(Server):
+    name = "request-tracker"
+    depends_on = ("postgres",)
+    start_timeout_s = 120.0
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.host = "127.0.0.1"
+        self.port = settings.request_tracker_port
+        self.site_config = self.home / "RT_SiteConfig.pm"
+        self.site_config_dir = self.home / "RT_SiteConfig.d"
+        self.initial_data = self.home / "initialdata"
+        self.credentials_file = self.home / "credentials.json"
+        self.ready_file = self.home / "database.ready"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def rest2_url(self) -> str:
+        return f"{self.url}/REST/2.0"
+
+    def credentials(self) -> dict[str, str]:
+        passwords = generated_passwords(self.credentials_file, ("admin_password", "database_password"))
+        return {"admin_user": ADMIN_USER, "database_user": DATABASE_USER, **passwords}
+
+    def database_url(self) -> str:
+        """RT's database for the project's reader (the tickets source's user, granted pg_read_all_data)."""
+        return urlsplit(self.settings.dsn("tickets"))._replace(path=f"/{DATABASE}").geturl()
+
+    def prepare(self, progress: Progress) -> None:
+        ensure_application_packages(self.settings.stack_apps or (self.name,), progress)
+        self.user = service_user()
+        for directory in (self.site_config_dir, *(self.home / name for name in RT_DIRECTORIES.values()), self.logs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        credentials = self.credentials()
+        self._write_site_config(credentials)
+        chown_tree(self.home, self.user)
+        # The marker is written after the last setup step; a PostgreSQL cluster made anew since has no `rt`.
+        if not self.ready_file.exists() or not self._database_exists():
+            self._setup_database(credentials, progress)
+
+    def _database_exists(self) -> bool:
+        with Postgres(self.settings).superuser() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
+
+    def _write_site_config(self, credentials: dict[str, str]) -> None:
+        postgres = Postgres(self.settings)
+        options: dict[str, str | int] = {
+            "rtname": "streams",
+            "Organization": "streams.local",
+            "CorrespondAddress": "rt@streams.local",
+            "CommentAddress": "rt-comment@streams.local",
+            "WebDomain": self.host,
+            "WebPort": self.port,
+            "WebPath": "",
+            "WebBaseURL": self.url,
+            "DatabaseType": "Pg",
+            "DatabaseHost": postgres.host,
+            "DatabasePort": postgres.port,
+            "DatabaseName": DATABASE,
+            "DatabaseUser": DATABASE_USER,
+            "DatabasePassword": credentials["database_password"],
+            "DatabaseAdmin": SUPERUSER,
+            "Timezone": "UTC",
+            # Mail goes to an mbox under var/ (a record of what RT would have sent), never out.
+            "MailCommand": "mbox",
+            "LogToSTDERR": "warning",
+        }
+        lines = [f"Set(${name}, {_quote_perl(value)});" for name, value in options.items()]
+        lines += ["Set($LogToSyslog, undef);", "Set($LogToFile, undef);"]
+        # The site config runs in package RT, so these override RT::Generated's paths.
+        for variable, directory in RT_DIRECTORIES.items():
+            lines.append(f"$RT::{variable} = {_quote_perl(str(self.home / directory))};")
+        write_private(self.site_config, "\n".join(lines) + "\n1;\n")
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RT_SITE_CONFIG": str(self.site_config),
+            "RT_SITE_CONFIG_DIR": str(self.site_config_dir),
+        }
+
+    def _setup_database(self, credentials: dict[str, str], progress: Progress) -> None:
+        """rt-setup-database as PostgreSQL's superuser over the cluster's Unix socket (trust, no password),
+        from an empty database: a setup that stopped half-way is started over."""
+        from psycopg import sql
+
+        progress(f"request-tracker: rt-setup-database into database {DATABASE}")
+        postgres = Postgres(self.settings)
+        with postgres.superuser() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(DATABASE_USER)))
+        root_password = self.home / ".root-password"
+        write_private(root_password, credentials["admin_password"] + "\n")
+        grantee = "GroupDomain => 'SystemInternal', GroupType => 'Privileged'"
+        rights = "\n".join(f"    {{ {grantee}, Queue => '{QUEUE}', Right => '{right}' }}," for right in STAFF_RIGHTS)
+        self.initial_data.write_text(f"@ACL = (\n{rights}\n);\n1;\n")
+        chown_tree(self.home, self.user)
+        env = {**self.environment(), "RT_DB_HOST": str(postgres.socket_dir)}
+        setup = [str(RT_SETUP_DATABASE), f"--dba={SUPERUSER}", "--force"]
+        try:
+            run(
+                [*setup, "--action=init", f"--root-password-file={root_password}"],
+                what="request-tracker (rt-setup-database init)",
+                user=self.user,
+                log=self.log_file,
+                env=env,
+                cwd=self.home,
+            )
+            run(
+                [*setup, "--action=insert", f"--datafile={self.initial_data}"],
+                what="request-tracker (rt-setup-database insert)",
+                user=self.user,
+                log=self.log_file,
+                env=env,
+                cwd=self.home,
+            )
+        finally:
+            root_password.unlink(missing_ok=True)
+        reader = urlsplit(self.settings.dsn("tickets")).username or "streams"
+        with postgres.superuser() as conn:
+            conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(reader)))
+        self.ready_file.write_text("rt-setup-database init and insert done\n")
+        progress(
+            f"request-tracker: database {DATABASE} set up, admin {ADMIN_USER!r} (password in {self.credentials_file})"
+        )
+
+    def command(self) -> list[str]:
+        # --access-log also puts stack_home in the command line, how pid() knows this stack's server.
+        return [
+            str(RT_SERVER),
+            "--server=Starlet",
+            f"--host={self.host}",
+            f"--port={self.port}",
+            f"--max-workers={WORKERS}",
+            f"--access-log={self.logs_dir / 'access.log'}",
+        ]
+
+    def healthy(self) -> bool:
+        if not self.credentials_file.exists():
+            return False
+        credentials = self.credentials()
+        try:
+            answer = httpx.get(f"{self.rest2_url}/rt", auth=(ADMIN_USER, credentials["admin_password"]), timeout=5)
+            version = answer.json()["Version"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return False
+        return answer.status_code == 200 and str(version).startswith("5.")
+
+    def endpoint(self) -> str:
+        return self.url
+
+    def application(self) -> dict[str, str]:
+        return {
+            "url": self.url,
+            "rest2": self.rest2_url,
+            "database": redact_url(self.database_url()),
+            "credentials": str(self.credentials_file),
+        }
