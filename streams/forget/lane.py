@@ -171,7 +171,7 @@ class ForgetLane:
         )
         with phases.timed("receipt"):
             await self.io.send_receipt(receipt)
-        await progress.await_purge(receipt)  # kept until the purge (a worker dying before it redoes the purge)
+        await progress.await_purge(receipt, outcome)  # kept until the purge (a worker dying before it redoes the purge)
         _report(request, identity, outcome, phases, unsearchable_at)
         return receipt
 

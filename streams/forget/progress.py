@@ -17,16 +17,18 @@ a worker dying at any point after the scrub leaves the next one everything the r
 and verify. A note that this worker's key cannot open is refused (`UnreadableNote`), never ignored:
 a worker with another key would otherwise certify a request by the email alone.
 
-Once the receipt is published the record holds the receipt instead (`awaiting_purge`), and the
-encrypted identity is gone with the note: the purge runs up to `purge_window_s` later, and a worker
-that dies in between would lose it, so a starting worker schedules every purge still pending
-(`pending_purges`). The record is deleted (`clear`) after the purge and its "purged" receipt.
+Once the receipt is published the record holds the receipt too (`awaiting_purge`): the purge runs
+up to `purge_window_s` later, and a worker that dies in between would lose it, so a starting worker
+schedules every purge still pending (`pending_purges`). The note stays beside it: a worker that dies
+after the receipt and before the request's offset moves has the request handled again, and that
+attempt loads the whole identity and what was removed, so its receipt certifies no less. The record,
+encrypted identity included, is deleted (`clear`) after the purge and its "purged" receipt.
 
 One small record per request in its own index (`settings.forget_progress_index`, not behind the
 chunks alias): while the request is handled, chunk and document ids per index generation and source,
 and the identity as ciphertext only (no identifier or pattern in clear text, nothing of it indexed);
-while the purge is pending, the receipt (which names the subject and its identifiers, as the receipts
-topic does).
+while the purge is pending, the receipt too (which names the subject and its identifiers, as the
+receipts topic does).
 """
 
 from __future__ import annotations
@@ -162,10 +164,13 @@ class ForgetProgress:
         document = to_json(self.request_id, outcome, self.key)
         await self.client.index(index=self.index, id=self.request_id, document=document)
 
-    async def await_purge(self, receipt: Receipt) -> None:
-        """The receipt is out: keep it (not the note) until the purge has run and said so."""
+    async def await_purge(self, receipt: Receipt, outcome: ForgetOutcome | None = None) -> None:
+        """The receipt is out: keep it until the purge has run and said so, beside the note (`outcome`):
+        a worker dying before the request's offset moves has it handled again, and that attempt must
+        still verify, and certify, the whole identity."""
         encoded = base64.b64encode(avro.encode("deletion_receipt", receipt.to_dict())).decode()
-        body = {"request_id": self.request_id, "state": AWAITING_PURGE, "receipt": encoded}
+        note = to_json(self.request_id, outcome, self.key) if outcome is not None else {}
+        body = {**note, "request_id": self.request_id, "state": AWAITING_PURGE, "receipt": encoded}
         await self.client.index(index=self.index, id=self.request_id, document=body)
 
     async def clear(self) -> None:

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import pytest
 from elasticsearch import AsyncElasticsearch
+from pydantic import SecretStr
 
 from streams.errors import IndexingError, StreamsError
 from streams.forget.outcome import ForgetOutcome
@@ -38,7 +39,7 @@ T = TypeVar("T")
 
 
 def _settings(key: str = "the-ledger-key-of-this-deployment") -> Settings:
-    return Settings(sources=["crm", "tickets"], ledger_key=key, forget_progress_index=PROGRESS)  # type: ignore[arg-type]
+    return Settings(sources=("crm", "tickets"), ledger_key=SecretStr(key), forget_progress_index=PROGRESS)
 
 
 def _request() -> DeletionRequest:
@@ -164,3 +165,22 @@ def test_a_worker_with_another_key_gives_the_request_up_and_keeps_the_note() -> 
     assert isinstance(refused, StreamsError) and "STREAMS_LEDGER_KEY" in str(refused)
     assert isinstance(receipt, Receipt) and receipts == [receipt]  # only the right key's receipt
     assert NAME not in (fake.source(INDEX, NAMING) or {})["text"]
+
+
+def test_a_request_handled_again_after_its_receipt_certifies_no_less() -> None:
+    """A worker that dies after the receipt, before the request's offset moved: the request comes back,
+    the identity record is gone, and the record kept for the purge still gives the whole identity."""
+    fake = _index()
+    settings = _settings()
+    receipts: list[Receipt] = []
+
+    async def scenario(es: AsyncElasticsearch) -> list[Receipt | StreamsError]:
+        first = await _lane(settings, Runtime(es, settings), receipts, []).handle_with_retries(_request())
+        assert (fake.source(PROGRESS, "r-crash") or {}).get("state") == "awaiting_purge"
+        return [first, await _lane(settings, Runtime(es, settings), receipts, []).handle_with_retries(_request())]
+
+    first, again = run(fake, scenario)
+    assert isinstance(first, Receipt) and isinstance(again, Receipt) and receipts == [first, again]
+    assert set(again.identifiers) == set(first.identifiers) == {f"email:{EMAIL}", "contact_id:7"}
+    assert again.pattern_hashes == first.pattern_hashes
+    assert again.redacted == first.redacted and again.removed == first.removed
