@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 DOC_PACKAGE = "postgresql-doc-15"
 DOC_DIR = Path("/usr/share/doc/postgresql-doc-15/html")
-_CONVERTER_VERSION = "1"
+_CONVERTER_VERSION = "2"  # the writer walks lxml's tree
 _MIN_TEXT_CHARS = 400  # chapter landing pages are little more than a table of contents
 _SKIPPED_FILES = frozenset({"bookindex.html", "index.html", "legalnotice.html"})
 _TITLE = re.compile(r"<title>(.*?)</title>", re.S)
