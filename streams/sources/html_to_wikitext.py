@@ -39,11 +39,20 @@ def clean_title(title: str) -> str:
     return _NUMBERING.sub("", title, count=1).strip() or title
 
 
+def page_title(html: str) -> str:
+    """The page's ``<title>``, without DocBook numbering ("" when it has none)."""
+    head = lxml.html.document_fromstring(html.encode("utf-8"), parser=_parser()).find("head")
+    return clean_title(head.findtext("title") or "") if head is not None else ""
+
+
+def _parser() -> lxml.html.HTMLParser:
+    return lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
+
+
 def html_to_wikitext(html: str, link_titles: Mapping[str, str] | None = None) -> WikiPage:
     """Convert an HTML page. ``link_titles`` maps a linked file name ("sql-select.html") to the
     title of the wiki page made from it; links to files outside it become plain text."""
-    parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
-    root = lxml.html.document_fromstring(html.encode("utf-8"), parser=parser)
+    root = lxml.html.document_fromstring(html.encode("utf-8"), parser=_parser())
     title = clean_title(root.findtext(".//title") or "")
     for element in list(root.iter()):
         classes = set((element.get("class") or "").split())

@@ -6,6 +6,7 @@ import pytest
 
 from streams.errors import ChunkingError
 from streams.pipeline.chunk_document import chunk_text, parse_blocks
+from streams.pipeline.parse_mail import SCANNED_LINES
 from streams.pipeline.parse_wikitext import MAX_PARSE_COST, unclosed_openings
 from streams.records import TextFormat
 
@@ -213,3 +214,14 @@ def test_html_nested_deeper_than_the_parser_allows_is_refused_with_the_reason() 
 @pytest.mark.parametrize("text", ["", "   ", "<!-- only a comment -->", "<!DOCTYPE html>"])
 def test_html_without_content_has_no_blocks(text: str) -> None:
     assert parse_blocks(text, "html") == [] and parse_blocks(text, "email_html") == []
+
+
+def test_history_is_found_in_the_first_lines_of_a_long_reply() -> None:
+    """quotequail reads only the first SCANNED_LINES lines; history that starts there is dropped whole."""
+    answer = "\n\n".join(f"Step {i}: restart the service." for i in range(10))
+    history = "\n".join(f"> old line {i}" for i in range(SCANNED_LINES + 500))
+    history_only = "\n".join(f"old line {i}" for i in range(SCANNED_LINES + 500))
+    reply = f"{answer}\n\nOn Tue, 3 Mar 2026, Priya Park <priya@example.com> wrote:\n{history}\n"
+    unquoted = f"{answer}\n\n-----Original Message-----\nFrom: Priya Park\nSent: Monday\n\n{history_only}\n"
+    assert [text for _, text in parse_blocks(reply, "email")] == answer.split("\n\n")
+    assert [text for _, text in parse_blocks(unquoted, "email")] == answer.split("\n\n")
