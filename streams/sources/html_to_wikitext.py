@@ -99,7 +99,7 @@ class _Writer:
                 self.block(child)
                 self.flush()
             else:
-                self.inline.append(self.inline_element(child, bold=True))
+                _append_inline(self.inline, self.inline_element(child, bold=True))
             self.inline.append(child.tail or "")
 
     def list(self, element: lxml.html.HtmlElement, prefix: str) -> None:
@@ -127,7 +127,8 @@ class _Writer:
     def _content(self, element: lxml.html.HtmlElement, *, bold: bool) -> str:
         parts = [element.text or ""]
         for child in element:
-            parts += [self.inline_element(child, bold=bold), child.tail or ""]
+            _append_inline(parts, self.inline_element(child, bold=bold))
+            parts.append(child.tail or "")
         return "".join(parts)
 
     def inline_element(self, element: lxml.html.HtmlElement, *, bold: bool) -> str:
@@ -168,3 +169,11 @@ class _Writer:
             out.append(text)
             previous = kind
         return WikiPage(title=title, text="".join(out).strip() + "\n")
+
+
+def _append_inline(parts: list[str], piece: str) -> None:
+    # A "[" before a link (a synopsis's optional argument: "[[[psql|pattern]] ]") makes "[[[", which
+    # parsers read as an external link's bracket: an empty nowiki keeps the two apart.
+    if piece.startswith("[[") and next((part for part in reversed(parts) if part), "").endswith("["):
+        parts.append("<nowiki/>")
+    parts.append(piece)

@@ -6,6 +6,7 @@ import random
 import re
 
 from streams.eval.build_golden_set import IndexEntry, book_index
+from streams.pipeline.chunk_document import chunk_text
 from streams.sources.edits import editable_paragraphs
 from streams.sources.html_to_wikitext import WikiPage, html_to_wikitext, page_title
 from streams.sources.people import STAFF_DOMAIN, make_people
@@ -56,6 +57,12 @@ def test_html_to_wikitext_nests_lists_and_writes_table_rows_as_items() -> None:
     assert page.text == (
         "* An = operator:\n** A = A\n** A = B, then B = A\n* Ordering is total\n* Type — Use\n* B-tree\n"
     )
+
+
+def test_a_bracket_before_a_link_survives_the_round_trip() -> None:
+    page = html_to_wikitext("<p>\\dAc [<a href='app-psql.html#P'>pattern</a>]</p>", {"app-psql.html": "psql"})
+    assert page.text == "\\dAc [<nowiki/>[[psql|pattern]]]\n"
+    assert chunk_text(page.text, "wikitext")[0].text == "\\dAc [pattern]"
 
 
 def test_book_index_names_sub_entries_after_their_entry() -> None:
