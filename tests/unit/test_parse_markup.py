@@ -211,6 +211,20 @@ def test_html_nested_deeper_than_the_parser_allows_is_refused_with_the_reason() 
         parse_blocks("<div>" * 300 + "deep text", "html")
 
 
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        '<meta charset="iso-8859-1">',
+        '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">',
+        '<?xml version="1.0" encoding="latin-1"?>',
+    ],
+)
+def test_html_is_read_as_the_text_it_is_whatever_charset_it_declares(declaration: str) -> None:
+    """The part's text is already decoded: a charset the markup declares is stale."""
+    html = f"<html><head>{declaration}</head><body><p>café 数据</p></body></html>"
+    assert parse_blocks(html, "html") == parse_blocks(html, "email_html") == [("", "café 数据")]
+
+
 @pytest.mark.parametrize("text", ["", "   ", "<!-- only a comment -->", "<!DOCTYPE html>"])
 def test_html_without_content_has_no_blocks(text: str) -> None:
     assert parse_blocks(text, "html") == [] and parse_blocks(text, "email_html") == []
