@@ -5,7 +5,7 @@ paragraphs separated by blank lines, ``*``/``#`` list items, ``<pre>`` blocks fo
 ``[[Target|text]]`` links between pages of the same corpus. Navigation chrome (the DocBook
 ``navheader``/``navfooter`` and tables of contents) is dropped: it is not what a person writes.
 
-No library writes wikitext from HTML without pandoc (a 150 MB program for a seed step), so the
+No library writes wikitext from HTML without pandoc (Debian's is 168 MB installed, for one seed step), so the
 writer is this walk over lxml's tree; the markup is read by lxml, never by patterns.
 """
 
