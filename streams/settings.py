@@ -58,7 +58,8 @@ HEARTBEAT_TABLE = "streams_heartbeat"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMS_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error must not quote a value, which may be a DSN with its password.
+    model_config = SettingsConfigDict(env_prefix="STREAMS_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     # Servers (defaults: the local stack's loopback ports).
     kafka_bootstrap: str = "127.0.0.1:19092"

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import pytest
+from pydantic import ValidationError
 
 from streams.elastic.verify_index import _row_change_hash, source_pages
 from streams.pipeline.document_mapping import load_mappings
@@ -66,6 +67,17 @@ def test_source_dsns_win_over_the_older_variables(monkeypatch: pytest.MonkeyPatc
     assert Settings().dsn("tickets") == "postgresql://old:pw@old-host:5432/tickets"
     monkeypatch.setenv("STREAMS_SOURCE_DSNS", json.dumps({"tickets": "postgresql://new:pw@new-host:5432/tickets"}))
     assert Settings().dsn("tickets") == "postgresql://new:pw@new-host:5432/tickets"
+
+
+SHORT_DSN = "pg://u:kbSecret1@h/kb"  # short: pydantic would elide the middle of a long value anyway
+
+
+@pytest.mark.parametrize("raw", [json.dumps([SHORT_DSN]), json.dumps({"kb": [SHORT_DSN]})])
+def test_a_malformed_source_dsns_is_refused_without_quoting_it(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("STREAMS_SOURCE_DSNS", raw)
+    with pytest.raises(ValidationError, match="source_dsns") as raised:
+        Settings()
+    assert "kbSecret1" not in str(raised.value)
 
 
 # -- the configured list ---------------------------------------------------------------------------
