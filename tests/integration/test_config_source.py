@@ -181,8 +181,11 @@ def test_a_source_defined_by_configuration_is_indexed_edited_deleted_verified_an
         (article, f"reader.{unique('r')}@example.com", f"The {comment_word} trick worked for me."),
     )[0]
     assert wait_until(lambda: document_id in found_documents(es, comment_word), timeout=120), "the comment"
-    parts = (state_record(es, document_id) or {}).get("parts") or {}
-    assert f"article_comments/{comment}" in parts, parts
+
+    def comment_part() -> bool:
+        return f"article_comments/{comment}" in ((state_record(es, document_id) or {}).get("parts") or {})
+
+    assert wait_until(comment_part, timeout=60), state_record(es, document_id)
 
     # Edited: the new body is found, the old one no longer.
     _execute(
@@ -214,8 +217,8 @@ def test_a_source_defined_by_configuration_is_indexed_edited_deleted_verified_an
     assert forgotten.returncode == 0, forgotten.stderr
     receipt = json.loads(forgotten.stdout[forgotten.stdout.index("{") :])
     assert receipt["status"] == "unsearchable", receipt
-    removed = {r["source"]: r for r in receipt["removed"]}
-    assert "kb" in removed and removed["kb"]["chunks"] > 0, receipt["removed"]
+    assert "kb" in {r["source"] for r in receipt["removed"]}, receipt["removed"]  # one count per generation
+    assert sum(r["chunks"] for r in receipt["removed"] if r["source"] == "kb") > 0, receipt["removed"]
     es.indices.refresh(index=settings.index_alias)
     assert document_id not in found_documents(es, new)
     assert document_id not in found_documents(es, comment_word)
