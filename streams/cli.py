@@ -13,7 +13,10 @@ import click
 COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("streams.stack.commands:stack", "Start, stop or report the local stack (no Docker needed)."),
     "connectors": ("streams.stack.commands:connectors", "Register the Debezium connectors in connectors/."),
-    "seed": ("streams.sources.commands:seed", "Fill the three source databases with realistic content."),
+    "seed": (
+        "streams.sources.commands:seed",
+        "Fill the shipped sources' databases (wiki, tickets, crm) with realistic content.",
+    ),
     "worker": ("streams.agents.commands:worker", "Run the faust worker: indexing, deletions, metrics, search."),
     "search": ("streams.search:search", "Hybrid (BM25 + kNN) search over the fresh index."),
     "forget": ("streams.agents.forget_commands:forget", "Publish a right-to-be-forgotten request."),

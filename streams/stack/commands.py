@@ -25,6 +25,11 @@ def stack() -> None:
     127.0.0.1, without Docker."""
 
 
+def _echo_dsns(report: dict[str, Any]) -> None:
+    for source, dsn in report["source_dsns"].items():
+        click.echo(f"{source + ' DSN':14} {dsn or 'not set: add it to STREAMS_SOURCE_DSNS'}")
+
+
 @stack.command()
 def up() -> None:
     """Provision and start every server that is not running; wait until all are healthy."""
@@ -38,8 +43,7 @@ def up() -> None:
     report = stack_module.status(settings)
     for name, server in report["servers"].items():
         click.echo(f"{name:14} {server['endpoint']:28} pid {server['pid']}")
-    for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
-        click.echo(f"{key:14} {report[key]}")
+    _echo_dsns(report)
     _echo_applications(report)
     what = f"started {', '.join(started)}" if started else "everything was already running"
     click.echo(f"stack healthy in {progress.elapsed():.1f}s ({what})")
@@ -66,8 +70,7 @@ def status(as_json: bool) -> None:
         for name, server in report["servers"].items():
             state = "healthy" if server["healthy"] else ("running" if server["running"] else "stopped")
             click.echo(f"{name:14} {state:8} {server['endpoint']:28} pid {server['pid']}")
-        for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
-            click.echo(f"{key:14} {report[key]}")
+        _echo_dsns(report)
         _echo_applications(report)
     sys.exit(0 if report["healthy"] else 1)
 
