@@ -4,19 +4,50 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
+import sys
 
 import click
 
 from streams.settings import get_settings
+
+# The bounds /search has (agents/web.py), so that both refuse what the other refuses.
+MAX_K = 100
+MAX_QUERY_CHARS = 2000
+EMPHASIS = re.compile(r"<em>(.*?)</em>", re.DOTALL)
 
 
 def _split(value: str | None) -> list[str] | None:
     return None if value is None else [item.strip() for item in value.split(",") if item.strip()]
 
 
+def render_highlight(fragment: str, tty: bool) -> str:
+    """Elasticsearch marks the query's words with <em>: bold on a terminal, plain text elsewhere."""
+    return EMPHASIS.sub(lambda m: click.style(m.group(1), bold=True) if tty else m.group(1), fragment)
+
+
+def _query(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise click.BadParameter("the query is empty", ctx=ctx, param=param)
+    if len(text) > MAX_QUERY_CHARS:
+        raise click.BadParameter(
+            f"the query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}", ctx=ctx, param=param
+        )
+    return text
+
+
+def _quiet_model_loading() -> None:
+    """Loading the model logs where it came from (cache paths) at INFO: noise beside the hits, unless -v."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("streams.embedding", "sentence_transformers", "transformers"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @click.command()
-@click.argument("query")
-@click.option("--k", "k", default=10, show_default=True, help="Documents to return.")
+@click.argument("query", callback=_query)
+@click.option("--k", "k", type=click.IntRange(1, MAX_K), default=10, show_default=True, help="Documents to return.")
 @click.option("--source", "source", default=None, help="Only these sources (comma-separated: wiki,tickets,crm).")
 @click.option(
     "--groups",
@@ -29,30 +60,46 @@ def search(query: str, k: int, source: str | None, groups: str | None, as_json: 
 
     This command is an operator tool: it queries Elasticsearch directly with the worker's Elasticsearch
     credentials, so it sees every document unless --groups narrows the view. Search services call the
-    worker's authenticated /search endpoint instead (README, "Who may search").
+    worker's authenticated /search endpoint instead (README, "Who may search"; streams.client).
+
+    \b
+    Examples:
+      streams search "printer jams"
+      streams search "VPN drops" --source tickets --k 5 --json
     """
+    settings = get_settings()
+    sources = _split(source)
+    if unknown := [s for s in sources or [] if s not in settings.sources]:
+        raise click.BadParameter(
+            f"unknown source {', '.join(unknown)}: the configured sources are {', '.join(settings.sources)}",
+            param_hint="'--source'",
+        )
+    _quiet_model_loading()
     from streams.agents.runtime import embedder_for
     from streams.clients import async_elasticsearch_client, elasticsearch_client
     from streams.elastic.hybrid_index import search as search_index
 
-    settings = get_settings()
     with elasticsearch_client(settings) as es:  # the serving generation's model, whatever the settings say
         embedder = embedder_for(settings, es, settings.index_alias)
     vector = embedder.encode([query])[0]
 
     async def run() -> list[dict[str, object]]:
         async with async_elasticsearch_client(settings) as client:
-            hits = await search_index(client, settings.index_alias, query, vector, k, _split(source), _split(groups))
+            hits = await search_index(client, settings.index_alias, query, vector, k, sources, _split(groups))
         return [hit.to_json() for hit in hits]
 
     hits = asyncio.run(run())
     if as_json:
         click.echo(json.dumps({"query": query, "hits": hits}, indent=2))
         return
+    print_hits(hits, sys.stdout.isatty())
+
+
+def print_hits(hits: list[dict[str, object]], tty: bool) -> None:
     if not hits:
         click.echo("no results")
     for rank, hit in enumerate(hits, start=1):
         click.echo(f"{rank:2}. [{hit['source']}] {hit['title']}  ({hit['document_id']})  {hit['link']}")
         for chunk in hit["chunks"]:  # type: ignore[attr-defined]
-            snippet = " … ".join(chunk["highlights"]) or chunk["text"][:200]
-            click.echo(f"      {snippet.replace(chr(10), ' ')}")
+            snippet = " … ".join(render_highlight(h, tty) for h in chunk["highlights"]) or chunk["text"][:200]
+            click.echo(f"      {snippet.replace(chr(10), ' ')}", color=tty)
