@@ -169,7 +169,7 @@ def ensure_index(
                 raise
     if not created:  # an index created by an earlier release: the merge policy is a dynamic setting
         client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
-        client.indices.put_mapping(index=name, properties={**PROVENANCE_FIELDS, **FILTER_FIELDS})
+        ensure_filter_fields(client, name)
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]
     existing_meta = mapping.get("_meta") or {}
     if meta and any(key not in existing_meta for key in meta):
@@ -193,6 +193,12 @@ def ensure_index(
     if not client.indices.exists_alias(name=alias, index=name):
         client.indices.put_alias(index=name, name=alias, is_write_index=True)
     return name
+
+
+def ensure_filter_fields(client: Elasticsearch, index: str) -> None:
+    """Every field a chunk carries, in an index created by an earlier release (the mapping is strict:
+    without them every chunk written there would be refused)."""
+    client.indices.put_mapping(index=index, properties={**PROVENANCE_FIELDS, **FILTER_FIELDS})
 
 
 def index_analysis(mapping: dict[str, Any]) -> str:

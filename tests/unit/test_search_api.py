@@ -330,3 +330,18 @@ async def test_a_page_is_the_fused_ranking_from_the_offset_with_the_total_and_me
         assert {"terms": {"attributes.status": ["open"]}} in clauses
     with pytest.raises(ValueError, match="at most 1000"):
         await search_page(client, "a", "q", [0.1], 10, offset=995)  # type: ignore[arg-type]
+
+
+def test_an_older_index_gets_the_filter_fields_its_chunks_now_carry() -> None:
+    from unittest.mock import MagicMock
+
+    from streams.elastic.hybrid_index import ensure_filter_fields
+
+    client = MagicMock()
+    ensure_filter_fields(client, "streams-chunks-v1")
+    properties = client.indices.put_mapping.call_args.kwargs["properties"]
+    assert client.indices.put_mapping.call_args.kwargs["index"] == "streams-chunks-v1"
+    assert FILTER_FIELDS.items() <= properties.items()
+    # every field doc_fields writes is mapped (the mapping is strict)
+    fields = DocumentState("d", "tickets", root=RootState(1, metadata={"status": "open"})).doc_fields()
+    assert set(fields) <= set(index_body(384)["mappings"]["properties"])
