@@ -226,3 +226,48 @@ def test_verify_names_a_backlog_as_rows_in_flight() -> None:
     assert report_json(reports, 20, 4000)["in_flight"] is True
     assert report_json([_report(0)], 20, 4000)["in_flight"] is False
     assert verdict([_report(0)], 4000) == "index consistent with the sources"
+
+
+# -- search through a running worker ----------------------------------------------------------------
+
+
+def _worker_answers(monkeypatch: pytest.MonkeyPatch, handler: Any) -> list[str]:
+    import httpx
+
+    from streams import auth, client
+    from streams import search as search_module
+
+    direct: list[str] = []
+    monkeypatch.setattr(auth, "local_key", lambda settings, name: "operator-key")
+    real_client = httpx.Client
+
+    def with_mock_transport(*args: Any, transport: Any = None, **kwargs: Any) -> httpx.Client:
+        return real_client(*args, transport=transport or httpx.MockTransport(handler), **kwargs)
+
+    monkeypatch.setattr(client.httpx, "Client", with_mock_transport)
+    monkeypatch.setattr(search_module, "_from_elasticsearch", lambda *args: direct.append("direct") or [])
+    return direct
+
+
+def test_search_asks_a_running_worker_and_loads_no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from tests.unit.test_search_client import ANSWER
+
+    direct = _worker_answers(monkeypatch, lambda request: httpx.Response(200, json=ANSWER))
+    result = _run("search", "printer", "--k", "1")
+    assert result.exit_code == 0, result.output
+    assert "Printer jams" in result.output and "<em>" not in result.output
+    assert direct == []
+    assert _run("search", "printer", "--direct").exit_code == 0 and direct == ["direct"]
+
+
+def test_search_falls_back_to_elasticsearch_when_no_worker_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    direct = _worker_answers(monkeypatch, refuse)
+    result = _run("search", "printer")
+    assert result.exit_code == 0 and "no results" in result.output and direct == ["direct"]
