@@ -9,6 +9,12 @@ from typing import Any
 
 import click
 
+from streams import __version__
+
+# Every duration a command takes: zero or a negative number would only fail later, deep in a client
+# (`freshness --timeout -5` ended in a traceback), so click refuses them with the option's name.
+Seconds = click.FloatRange(min=0, min_open=True)
+
 # command name -> ("module:attribute" of a click command or group, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("streams.stack.commands:stack", "Start, stop or report the local stack (no Docker needed)."),
@@ -56,6 +62,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="streams", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(verbose: bool) -> None:
     """streams: keep an Elasticsearch hybrid index in step with your source databases."""
