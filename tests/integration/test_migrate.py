@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,7 +199,7 @@ def _migrate(
     # Switch and roll back with a client searching all the while.
     corpus_id = next(iter(loaded.documents))
     with SearchLoop(words[int(corpus_id[1:])], loaded.documents[corpus_id]) as loop:
-        time.sleep(2)
+        assert wait_until(lambda: old in loop.indices, timeout=30), (loop.indices, loop.failures[:5])
         cli("migrate", "switch", "--set", str(set_dir), "--group", group)
         assert status()["serving"] == new
         assert wait_until(lambda: new in loop.indices, timeout=30), loop.indices
