@@ -3,33 +3,44 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STREAMS := $(BIN)/streams
+# Installed once per change of the dependencies, not at every target.
+INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test faults unit lint stack-up stack-down bench clean
+.PHONY: install demo test lint unit integration faults stack-up stack-down bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python
+$(INSTALLED): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
 
 demo: install
 	$(BIN)/python -m streams.demo
 
-# The fault suite kills servers under the others' feet: it runs on its own (`make faults`;
-# STREAMS_FAULTS=full for the long version), after the rest.
-test: install
-	$(BIN)/python -m pytest tests -m "not faults"
+# The whole suite, cheapest first so that a mistake fails in a minute: lint and types, the unit tests,
+# then the integration tests against the real local stack (started here when it is not running, and
+# stopped after).
+test: lint unit integration
 
-faults: install
-	$(BIN)/python -m pytest tests -m faults
+lint: install
+	$(BIN)/ruff check streams tests
+	$(BIN)/ruff format --check streams tests
+	$(BIN)/mypy streams
 
 unit: install
 	$(BIN)/python -m pytest tests/unit
 
-lint: install
-	$(BIN)/ruff check streams tests
-	$(BIN)/mypy streams
+# The fault suite kills servers under the others' feet: it runs on its own (`make faults`;
+# STREAMS_FAULTS=full for the long version), after the rest.
+integration: install
+	$(BIN)/python -m pytest tests/integration tests/applications -m "not faults"
+
+faults: install
+	$(BIN)/python -m pytest tests/integration -m faults
 
 stack-up: install
 	$(STREAMS) stack up

@@ -3,6 +3,7 @@ already healthy, and stopped at the end only when this test run started it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,22 @@ from streams.agents.worker_process import running_worker
 from streams.settings import Settings, get_settings
 from streams.stack import connectors, stack
 from streams.stack.watch_connectors import background_watch
+
+# The test stack's time windows, shorter than the defaults users get: the tests prove each mechanism
+# (a purge after its window, a stall seen past its threshold, a stalled connector healed), not the
+# default values, and waiting out a minute twice would be most of the suite's time. Set before any
+# settings are read, so that this process, the worker the session starts and the connectors' watch
+# agree; a value exported by whoever runs the tests wins.
+TEST_WINDOWS = {
+    # A test kills the worker inside the window, after the first receipt: it needs some seconds.
+    "STREAMS_PURGE_WINDOW_S": "15",
+    # Above the connectors' 5 s heartbeat interval with room for a busy worker's batch.
+    "STREAMS_CAPTURE_AGE_THRESHOLD_S": "12",
+    # Three heartbeat intervals without one; a fresh task's slower start has watch_restart_backoff_s.
+    "STREAMS_WATCH_STALL_S": "15",
+}
+for _name, _value in TEST_WINDOWS.items():
+    os.environ.setdefault(_name, _value)
 
 
 def _progress(line: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -147,15 +146,35 @@ def metrics_text() -> str:
         return str(response.read().decode())
 
 
-def wait_until_embedding_is_quiet(quiet_s: float = 3.0, timeout_s: float = 300.0) -> None:
-    """Wait until the worker has embedded nothing for `quiet_s` (earlier writes, e.g. a seed, are done)."""
-    deadline = time.monotonic() + timeout_s
-    last, since = metrics_value("streams_chunks_embedded_total"), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
-        time.sleep(0.5)
-        now = metrics_value("streams_chunks_embedded_total")
-        if now != last:
-            last, since = now, time.monotonic()
+def _vector_key(vector: Sequence[float]) -> tuple[float, ...]:
+    return tuple(round(x, 6) for x in vector)  # the index may round-trip a float through a double
+
+
+def mark_vectors(es: Elasticsearch, document_id: str) -> set[tuple[float, ...]]:
+    """Replace each chunk vector of the document, straight in the index, by its opposite: a vector the
+    model never gives. The worker reuses an unchanged chunk's stored vector, so after a change a chunk
+    still carrying a mark was not embedded again, and one with any other vector was. Per document, so
+    nothing else the worker embeds meanwhile counts."""
+    chunks = document_chunks(es, document_id, with_vector=True)
+    assert chunks, f"{document_id} has no chunks to mark"
+    operations: list[dict[str, Any]] = []
+    marks = set()
+    for chunk in chunks:
+        marked = [-x for x in chunk["vector"]]
+        marks.add(_vector_key(marked))
+        operations += [{"update": {"_id": chunk["_id"]}}, {"doc": {"vector": marked}}]
+    response = es.bulk(index=get_settings().index_alias, operations=operations, refresh=True)
+    assert not response["errors"], response
+    return marks
+
+
+def embedded_since_marked(es: Elasticsearch, document_id: str, marks: set[tuple[float, ...]]) -> list[str]:
+    """The document's visible chunks whose vector is no mark (see `mark_vectors`): embedded since."""
+    return [
+        chunk["_id"]
+        for chunk in document_chunks(es, document_id, with_vector=True)
+        if chunk.get("visible") and _vector_key(chunk["vector"]) not in marks
+    ]
 
 
 def metrics_value(name: str, labels: dict[str, str] | None = None) -> float:

@@ -83,7 +83,7 @@ def test_a_paused_connector_turns_health_503_and_back(paused_connector: Settings
 
     assert wait_until(paused, timeout=30), f"{PAUSED} did not pause"
 
-    # Visible within 30 s of the pause (the threshold is 20 s after the last heartbeat received).
+    # Visible within 30 s of the pause: capture_age_threshold_s after the last heartbeat received.
     def stalled() -> tuple[int, dict[str, Any]] | None:
         code, body = health(settings)
         return (code, body) if code == 503 else None

@@ -35,7 +35,7 @@ from streams.sources import edits
 from streams.stack import connectors, stack
 from tests.integration.conftest import start_detached_worker
 from tests.integration.fault_stream import ChangeStream, check_content, wait_for
-from tests.integration.helpers import es_client, found_documents, unique, wait_until
+from tests.integration.helpers import es_client, found_documents, row_events, unique, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -190,9 +190,12 @@ def worker_kill_mid_deletion(settings: Settings, forgotten_tokens: list[str]) ->
         email = f"{unique('forget')}@example.com"
         token = unique("zg")
         contact = edits.add_contact("Forget", "Me", email, ["sales"])
-        edits.add_note(contact, email, f"about the person to forget {token}")
+        note = edits.add_note(contact, email, f"about the person to forget {token}")
         forgotten_tokens.append(token)
-        time.sleep(3)
+        # The request must race the person's own changes through the pipeline, not come before Debezium
+        # has captured them.
+        captured = wait_until(lambda: row_events("crm.public.notes", {"id": note}), timeout=60)
+        assert captured, f"note {note} of {email} was never captured"
         publish_request(settings, deletion_request(email, "email", "fault-suite", "right to be forgotten (faults)"))
         kill_worker()
         start_worker(settings)

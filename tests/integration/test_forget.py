@@ -404,6 +404,11 @@ def test_worker_killed_mid_request_forgets_after_restart(worker: Settings) -> No
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not set(_worker_pids()) & set(pids), timeout=30)
+    # Still pending once no worker runs: the kill came before the purge (the window was long enough),
+    # so the purged receipt below can only come from the next worker's resume.
+    assert es.exists(index=worker.forget_progress_index, id=request_id), (
+        f"the purge ran before the kill: purge_window_s={worker.purge_window_s} is too short for this test"
+    )
     start_detached_worker(worker, "worker-restarted.log")
 
     assert wait_until(worker_answers, timeout=180), f"the restarted worker does not answer; see {log_path}"

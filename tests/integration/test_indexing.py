@@ -1,6 +1,8 @@
 """Indexing through the real stack: real edits in the source databases, captured by Debezium, indexed by
-the running worker, checked in the real Elasticsearch index. Each test makes its own uniquely named data
-and never resets anything. Waits poll with a generous deadline; assertions check the final state only."""
+the running worker, checked in the real Elasticsearch index; one insert, update and delete per source is
+also checked through the worker's /search, as a search service sees it (marker `e2e`). Each test makes
+its own uniquely named data and never resets anything. Waits poll with a generous deadline; assertions
+check the final state only."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_postgres
 from tests.integration.helpers import (
+    embedded_since_marked,
     es_client,
     found_documents,
     hybrid,
+    mark_vectors,
     messages_after,
     metrics_value,
     produce,
@@ -31,7 +35,6 @@ from tests.integration.helpers import (
     visible_chunks,
     wait_processed,
     wait_until,
-    wait_until_embedding_is_quiet,
 )
 
 pytestmark = pytest.mark.integration
@@ -70,9 +73,28 @@ def _gone(es: Any, word: str, document_id: str) -> bool:
     return document_id not in found_documents(es, word)
 
 
-# -- 1. insert, update, delete in every source ----------------------------------------------------
+def _served(document_id: str, word: str) -> bool:
+    """Whether the worker's /search, as a search service calls it, returns `document_id` with a text
+    holding `word` (kNN always returns neighbours, so being listed says less than the returned text)."""
+    hits = [hit for hit in hybrid(word, k=5)["hits"] if hit["document_id"] == document_id]
+    return word in json.dumps(hits)
 
 
+def _assert_served(document_id: str, present: str, absent: str | None = None) -> None:
+    assert wait_until(lambda: _served(document_id, present)), f"/search does not serve {document_id} for {present}"
+    if absent:
+        assert wait_until(lambda: not _served(document_id, absent)), f"/search still serves {document_id} for {absent}"
+
+
+def _assert_not_served(document_id: str, *words: str) -> None:
+    for word in words:
+        assert wait_until(lambda: not _served(document_id, word)), f"/search still serves {document_id} for {word}"  # noqa: B023
+
+
+# -- 1. insert, update, delete in every source, checked in the index and through /search ---------------
+
+
+@pytest.mark.e2e
 def test_ticket_insert_update_delete(worker: Settings) -> None:
     es = es_client(worker)
     old, new = unique(), unique()
@@ -80,20 +102,24 @@ def test_ticket_insert_update_delete(worker: Settings) -> None:
     doc = f"tickets/ticket/{ticket_id}"
     wait_until(lambda: _found(es, old, doc))
     assert doc in found_documents(es, old)
+    _assert_served(doc, old)
 
     _set_ticket_description(ticket_id, f"Now the printer says {new} instead.", worker)
     edits.close_ticket(ticket_id)  # the title keeps `old`: check the description's word moved
     wait_until(lambda: _found(es, new, doc) and all(old not in c["text"] for c in visible_chunks(es, doc)))
     assert doc in found_documents(es, new)
     assert all(old not in chunk["text"] for chunk in visible_chunks(es, doc))
+    _assert_served(doc, new)
 
     edits.delete_ticket(ticket_id)
     wait_until(lambda: not visible_chunks(es, doc))
     assert visible_chunks(es, doc) == []
     assert doc not in found_documents(es, new)
     assert doc not in found_documents(es, old)
+    _assert_not_served(doc, new, old)
 
 
+@pytest.mark.e2e
 def test_crm_note_insert_update_delete(worker: Settings) -> None:
     es = es_client(worker)
     old, new = unique(), unique()
@@ -102,18 +128,22 @@ def test_crm_note_insert_update_delete(worker: Settings) -> None:
     doc = f"crm/note/{note_id}"
     wait_until(lambda: _found(es, old, doc))
     assert doc in found_documents(es, old)
+    _assert_served(doc, old)
 
     edits.update_note(note_id, body=f"Discussed the {new} renewal on the call.")
     wait_until(lambda: _found(es, new, doc) and _gone(es, old, doc))
     assert doc in found_documents(es, new)
     assert doc not in found_documents(es, old)
+    _assert_served(doc, new, absent=old)
 
     edits.delete_note(note_id)
     wait_until(lambda: _gone(es, new, doc))
     assert doc not in found_documents(es, new)
     assert visible_chunks(es, doc) == []
+    _assert_not_served(doc, new)
 
 
+@pytest.mark.e2e
 def test_wiki_page_insert_update_delete(worker: Settings) -> None:
     es = es_client(worker)
     old, new = unique(), unique()
@@ -124,16 +154,19 @@ def test_wiki_page_insert_update_delete(worker: Settings) -> None:
     doc = f"wiki/page/{page_id}"
     wait_until(lambda: _found(es, old, doc))
     assert doc in found_documents(es, old)
+    _assert_served(doc, old)
 
     _new_wiki_revision(page_id, f"== Setup ==\n\nRestart the {new} daemon after upgrades.", author)
     wait_until(lambda: _found(es, new, doc) and _gone(es, old, doc))
     assert doc in found_documents(es, new)
     assert doc not in found_documents(es, old)
+    _assert_served(doc, new, absent=old)
 
     edits.delete_wiki_page(page_id)
     wait_until(lambda: _gone(es, new, doc))
     assert doc not in found_documents(es, new)
     assert visible_chunks(es, doc) == []
+    _assert_not_served(doc, new)
 
 
 # -- 2. a comment's edit or delete touches only that comment ----------------------------------------
@@ -183,6 +216,16 @@ def _revision_order_key(es: Any, doc: str) -> int | None:
     return part.get("order_key")
 
 
+def _latest_revision(page_id: int) -> int:
+    conn = edits._wiki(None)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT page_latest FROM page WHERE page_id = %s", (page_id,))
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
 def _long_page() -> int:
     """A page of 50-odd chunks or more; on a fresh stack, seed the wiki (its longest pages come first)."""
     page_id = edits.long_wiki_page()
@@ -196,21 +239,19 @@ def test_one_paragraph_edit_of_a_long_page_embeds_at_most_two_chunks(worker: Set
     es = es_client(worker)
     page_id = _long_page()
     doc = f"wiki/page/{page_id}"
-    assert wait_until(lambda: len(visible_chunks(es, doc)) > 40, timeout=300), f"{doc} is not indexed"
+    latest = _latest_revision(page_id)
+    indexed = wait_until(lambda: _revision_order_key(es, doc) == latest and len(visible_chunks(es, doc)) > 40, 300)
+    assert indexed, f"{doc} is not indexed at its latest revision {latest}"
     rng = random.Random()
-    # The counter is the worker's, not this document's: measure between two quiet moments (earlier
-    # writes, such as a seed, done before; this edit's batch counted after), with nothing else writing.
-    wait_until_embedding_is_quiet()
     hashes_before = {c["text_hash"] for c in visible_chunks(es, doc)}
-    embedded_before = metrics_value("streams_chunks_embedded_total")
+    marks = mark_vectors(es, doc)
     rev_id = edits.edit_wiki_paragraph(page_id, rng)
     assert wait_until(lambda: _revision_order_key(es, doc) == rev_id, timeout=60), f"revision {rev_id} never indexed"
-    wait_until_embedding_is_quiet()  # the batch's counter moves just after its write is searchable
-    delta = metrics_value("streams_chunks_embedded_total") - embedded_before
     # Texts that are new to the page: chunks that merely moved (renumbered) keep their text and vector.
     changed = len({c["text_hash"] for c in visible_chunks(es, doc)} - hashes_before)
     assert 1 <= changed <= 2, f"{changed} chunk texts changed for a one-paragraph edit"
-    assert 1 <= delta <= 2, f"streams_chunks_embedded_total moved by {delta} for a one-paragraph edit"
+    embedded = embedded_since_marked(es, doc, marks)
+    assert 1 <= len(embedded) <= 2, f"{len(embedded)} chunks embedded for a one-paragraph edit: {embedded}"
 
 
 def test_groups_only_change_embeds_nothing(worker: Settings) -> None:
@@ -220,17 +261,15 @@ def test_groups_only_change_embeds_nothing(worker: Settings) -> None:
     doc = f"tickets/ticket/{ticket_id}"
     wait_until(lambda: _found(es, word, doc))
     groups = ["billing", "exec"]
-    wait_until_embedding_is_quiet()  # the ticket's own embedding, and anything before it, is counted
     hashes_before = {c["_id"]: c["text_hash"] for c in visible_chunks(es, doc)}
-    embedded_before = metrics_value("streams_chunks_embedded_total")
+    marks = mark_vectors(es, doc)
     edits.set_ticket_groups(ticket_id, groups)
     wait_until(lambda: all(sorted(c["groups"]) == sorted(groups) for c in visible_chunks(es, doc)))
-    wait_until_embedding_is_quiet()
     chunks = visible_chunks(es, doc)
     assert chunks and all(sorted(c["groups"]) == sorted(groups) for c in chunks), chunks
     assert {c["_id"]: c["text_hash"] for c in chunks} == hashes_before
-    delta = metrics_value("streams_chunks_embedded_total") - embedded_before
-    assert delta == 0, f"streams_chunks_embedded_total moved by {delta} for a groups-only change"
+    embedded = embedded_since_marked(es, doc, marks)
+    assert embedded == [], f"a groups-only change embedded {embedded}"
 
 
 # -- 4. ordering: replays, duplicates, reversed order, late updates after a delete ----------------------

@@ -18,12 +18,13 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from elasticsearch import Elasticsearch
 
 from streams.embedding.embedder import default_model_path
 from streams.eval.load_collection import LoadedCollection, delete_group
@@ -116,6 +117,18 @@ class SearchLoop:
         self._thread.join(timeout=120)
 
 
+def _workers_applied(es: Elasticsearch, settings: Settings) -> bool:
+    """Whether every live worker has applied the current migration record (worker registry)."""
+    from streams.elastic.generations import read_migration
+    from streams.elastic.worker_registry import behind_migration, live_workers_sync
+
+    migration = read_migration(es, settings.migrations_index, settings.index_alias)
+    live = live_workers_sync(
+        es, settings.workers_index, datetime.now(UTC) - timedelta(seconds=settings.worker_liveness_s)
+    )
+    return bool(live) and not behind_migration(live, migration.version if migration else 0)
+
+
 @pytest.fixture
 def migration(worker: Settings) -> Iterator[Settings]:
     before = status()
@@ -200,7 +213,7 @@ def _migrate(
     # Switch and roll back with a client searching all the while.
     corpus_id = next(iter(loaded.documents))
     with SearchLoop(words[int(corpus_id[1:])], loaded.documents[corpus_id]) as loop:
-        time.sleep(2)
+        assert wait_until(lambda: old in loop.indices, timeout=30), (loop.indices, loop.failures[:5])
         cli("migrate", "switch", "--set", str(set_dir), "--group", group)
         assert status()["serving"] == new
         assert wait_until(lambda: new in loop.indices, timeout=30), loop.indices
@@ -279,6 +292,8 @@ def test_migration_to_another_model_embeds_with_it_and_forgets_in_both(migration
     assert wait_until(lambda: all(_chunk_vectors(es, i, other) for i in (old, new)), timeout=180)
     cli("migrate", "switch", "--force")
     assert status()["serving"] == new
+    # The worker follows the record every worker_heartbeat_s: search once it has applied the switch.
+    assert wait_until(lambda: _workers_applied(es, settings), timeout=60), "the worker never applied the switch"
     with SearchLoop(word, other) as loop:
         assert wait_until(lambda: loop.searches >= 5, timeout=60), loop.failures[:5]
     assert loop.failures == [] and loop.indices == {new}, (loop.indices, loop.failures[:5])

@@ -25,9 +25,11 @@ class CountingModel:
     def __init__(self, hold: threading.Event | None = None) -> None:
         self.calls: list[list[str]] = []
         self.hold = hold
+        self.entered = threading.Event()
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         self.calls.append(list(texts))
+        self.entered.set()
         if self.hold is not None and not self.hold.wait(10):
             raise TimeoutError("never released")
         return np.array([[float(len(t)), 0.0, 1.0] for t in texts], dtype=np.float32)
@@ -42,9 +44,10 @@ def embedder_with(index_model: CountingModel, query_model: CountingModel, cache:
 
 async def test_a_query_does_not_wait_behind_an_indexing_batch() -> None:
     release = threading.Event()
-    embedder = embedder_with(CountingModel(hold=release), CountingModel())
+    indexing = CountingModel(hold=release)
+    embedder = embedder_with(indexing, CountingModel())
     batch = asyncio.ensure_future(embedder.encode_async(["a long page"] * 64))
-    await asyncio.sleep(0.05)  # the batch is now inside the indexing model, held there
+    assert await asyncio.to_thread(indexing.entered.wait, 10), "the batch never reached the indexing model"
 
     vector = await asyncio.wait_for(embedder.encode_query_async("deadlock"), timeout=5)
 
