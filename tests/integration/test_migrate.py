@@ -119,13 +119,19 @@ class SearchLoop:
 
 def _workers_applied(es: Elasticsearch, settings: Settings) -> bool:
     """Whether every live worker has applied the current migration record (worker registry)."""
-    from streams.elastic.generations import read_migration
-    from streams.elastic.worker_registry import behind_migration, live_workers_sync
+    import asyncio
 
-    migration = read_migration(es, settings.migrations_index, settings.index_alias)
-    live = live_workers_sync(
-        es, settings.workers_index, datetime.now(UTC) - timedelta(seconds=settings.worker_liveness_s)
-    )
+    from streams.agents.runtime import migration_record
+    from streams.clients import async_elasticsearch_client
+    from streams.elastic.worker_registry import behind_migration, live_workers
+
+    async def read_live() -> dict:  # type: ignore[type-arg]
+        async with async_elasticsearch_client(settings) as client:
+            since = datetime.now(UTC) - timedelta(seconds=settings.worker_liveness_s)
+            return await live_workers(client, settings.workers_index, since)
+
+    migration = migration_record(settings)
+    live = asyncio.run(read_live())
     return bool(live) and not behind_migration(live, migration.version if migration else 0)
 
 
