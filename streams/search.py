@@ -78,9 +78,10 @@ def search(query: str, k: int, source: str | None, groups: str | None, as_json: 
     """
     settings = get_settings()
     sources = _split(source)
-    if unknown := [s for s in sources or [] if s not in settings.sources]:
+    configured = settings.sources  # read from the connectors folder: once
+    if unknown := [s for s in sources or [] if s not in configured]:
         raise click.BadParameter(
-            f"unknown source {', '.join(unknown)}: the configured sources are {', '.join(settings.sources)}",
+            f"unknown source {', '.join(unknown)}: the configured sources are {', '.join(configured)}",
             param_hint="'--source'",
         )
     hits = None if direct else _from_worker(settings, query, k, sources, _split(groups))

@@ -30,7 +30,6 @@ from streams.auth import Authenticator, Caller, Unauthorized
 from streams.elastic import hybrid_index
 from streams.elastic.hybrid_index import MAX_WINDOW, MetadataFilter, SearchPage
 from streams.pipeline.document_mapping import Mappings
-from streams.settings import Settings
 
 if TYPE_CHECKING:
     from streams.agents.service import WorkerService
@@ -68,9 +67,9 @@ class SearchSchema:
     filter_fields: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, settings: Settings, mappings: Mappings) -> SearchSchema:
+    def of(cls, mappings: Mappings) -> SearchSchema:
         fields = {name for source in mappings.sources for document in source.documents for name in document.metadata}
-        return cls(tuple(settings.sources), tuple(sorted(fields)))
+        return cls(mappings.names, tuple(sorted(fields)))
 
     def parameters(self) -> list[str]:
         return [*PARAMETERS, *(FILTER_PREFIX + name for name in self.filter_fields)]
@@ -348,7 +347,7 @@ def register(app: faust.App, service: WorkerService) -> None:
     from streams.agents.openapi import openapi_document
 
     settings = service.settings
-    schema = SearchSchema.of(settings, service.mappings)
+    schema = SearchSchema.of(service.mappings)
     quiet_parse_errors()
 
     @app.page("/metrics")

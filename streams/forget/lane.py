@@ -93,6 +93,8 @@ class LaneIO:
 class ForgetLane:
     def __init__(self, settings: Settings, runtime: LaneRuntime, io: LaneIO, limits: BulkLimits = LIMITS) -> None:
         self.settings, self.runtime, self.io, self.limits = settings, runtime, io, limits
+        # The configured sources (one per mapping file): read once, not once per request.
+        self.sources = list(settings.sources)
 
     def progress(self, request_id: str) -> ForgetProgress:
         return ForgetProgress(
@@ -163,7 +165,7 @@ class ForgetLane:
             pattern_hashes=hashes,
             outcome=outcome,
             generations=await generations(self.runtime.es, alias),
-            sources=list(self.settings.sources),
+            sources=self.sources,
             dead_letters_tombstoned=tombstoned,
             verification=verification,
             received_at=received_at,
