@@ -20,14 +20,10 @@ class ApplicationError(StreamsError):
     stage = "seed"
 
 
-class WikiApi:
-    """MediaWiki's action API (api.php) as one user: a cookie session of its own, logged in with
-    action=clientlogin, writing with the session's CSRF token."""
+class _Session:
+    """One application session over one httpx client, closed with the `with` block."""
 
-    def __init__(self, api_url: str, timeout_s: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
-        self.api_url = api_url
-        self._http = httpx.Client(timeout=timeout_s, transport=transport)
-        self.user: str | None = None
+    _http: httpx.Client
 
     def __enter__(self) -> Self:
         return self
@@ -37,6 +33,16 @@ class WikiApi:
 
     def close(self) -> None:
         self._http.close()
+
+
+class WikiApi(_Session):
+    """MediaWiki's action API (api.php) as one user: a cookie session of its own, logged in with
+    action=clientlogin, writing with the session's CSRF token."""
+
+    def __init__(self, api_url: str, timeout_s: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.api_url = api_url
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self.user: str | None = None
 
     def _call(self, method: str, **params: str) -> dict[str, Any]:
         query = {**params, "format": "json", "formatversion": "2"}
@@ -104,7 +110,7 @@ class Attachment:
         }
 
 
-class RtApi:
+class RtApi(_Session):
     """Request Tracker's REST 2 API as one RT user (HTTP basic auth with the user's RT password)."""
 
     def __init__(
@@ -120,15 +126,6 @@ class RtApi:
         self._http = httpx.Client(
             base_url=self.rest2_url, auth=(user, password), timeout=timeout_s, transport=transport
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
