@@ -128,6 +128,14 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+def seed_tickets_and_crm(docs: int, seed: int) -> None:
+    """`streams seed` in a child process (tickets and CRM), as a user would run it beside the worker."""
+    command = [sys.executable, "-m", "streams.cli", "seed", "--docs", str(docs), "--seed", str(seed)]
+    done = subprocess.run([*command, "--source", "tickets,crm"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"streams seed failed: {(done.stderr or done.stdout)[-500:]}")
+
+
 def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settle_s: float = 20.0) -> dict[str, Any]:
     rng = random.Random()
     since = datetime.now(UTC).isoformat()
@@ -138,25 +146,7 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     wiki_docs = max(1, docs // 3)
     other_docs = max(2, docs - wiki_docs)
     progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
-    seed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "seed",
-            "--docs",
-            str(other_docs),
-            "--seed",
-            str(rng.randrange(10**6)),
-            "--source",
-            "tickets,crm",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if seed.returncode != 0:
-        raise BenchError(f"streams seed failed: {(seed.stderr or seed.stdout)[-500:]}")
+    seed_tickets_and_crm(other_docs, rng.randrange(10**6))
     documents = _copy_wiki_pages(settings, wiki_docs, rng) + _new_documents(settings, ids_before)
     seeded_at = time.time()
     progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.agents.worker_process import worker_answers
-from streams.bench.backfill import _max_ids, _new_documents, indexed_burst
+from streams.bench.backfill import _max_ids, _new_documents, indexed_burst, seed_tickets_and_crm
 from streams.bench.cpu import cpu_seconds, cpu_used
 from streams.bench.probes import BenchError, Progress, WorkerLag, states
 from streams.settings import Settings
@@ -74,25 +74,7 @@ def _one_count(settings: Settings, client: Any, progress: Progress, count: int, 
             started = time.time()
             cpu_before = cpu_seconds(settings)
             ids_before = _max_ids(settings)
-            seed = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "streams.cli",
-                    "seed",
-                    "--docs",
-                    str(docs),
-                    "--seed",
-                    str(random.randrange(10**6)),
-                    "--source",
-                    "tickets,crm",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if seed.returncode != 0:
-                raise BenchError(f"streams seed failed: {(seed.stderr or seed.stdout)[-500:]}")
+            seed_tickets_and_crm(docs, random.randrange(10**6))
             documents = _new_documents(settings, ids_before)
             deadline = time.monotonic() + 900
             while True:
