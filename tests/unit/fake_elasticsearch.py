@@ -13,12 +13,13 @@ in (the fake runs in the test's event loop, so it can look at the lane's state a
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -278,3 +279,16 @@ async def serving(fake: FakeElasticsearch) -> AsyncIterator[AsyncElasticsearch]:
     finally:
         await client.close()
         await runner.cleanup()
+
+
+T = TypeVar("T")
+
+
+def run(fake: FakeElasticsearch, scenario: Callable[[AsyncElasticsearch], Awaitable[T]]) -> T:
+    """Run `scenario` with a real client of the fake, served for its duration."""
+
+    async def served() -> T:
+        async with serving(fake) as es:
+            return await scenario(es)
+
+    return asyncio.run(served())

@@ -10,9 +10,7 @@ another key refuses the note instead of certifying without it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -28,7 +26,7 @@ from streams.forget.request import DeletionRequest, parse_request
 from streams.pipeline.mentions import MARKER, MentionPattern, pattern_hashes
 from streams.pipeline.update_document_state import DocumentState, PartState, RootState
 from streams.settings import Settings
-from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+from tests.unit.fake_elasticsearch import FakeElasticsearch, run
 from tests.unit.test_forget_lane import ALIAS, INDEX, Runtime, _document, _lane
 
 NAME, PHONE, EMAIL = "Ann Archer", "+1 555 010 2345", "ann@example.com"
@@ -77,14 +75,6 @@ def _index() -> FakeElasticsearch:
             {"root": [text]},
         )
     return fake
-
-
-def run(fake: FakeElasticsearch, scenario: Callable[[AsyncElasticsearch], Awaitable[T]]) -> T:
-    async def served() -> T:
-        async with serving(fake) as es:
-            return await scenario(es)
-
-    return asyncio.run(served())
 
 
 async def _dies_after_the_scrub(es: AsyncElasticsearch, fake: FakeElasticsearch, settings: Settings) -> None:

@@ -26,7 +26,7 @@ from streams.forget.receipt import Receipt, RemovedCount, VerificationRecord
 from streams.forget.request import DeletionRequest
 from streams.pipeline.mentions import Redactor
 from streams.settings import Settings
-from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+from tests.unit.fake_elasticsearch import FakeElasticsearch, run
 
 SUBJECT = "email:ann@example.com"
 CHUNK = "crm/contact/7#root#0"
@@ -40,14 +40,6 @@ def one_chunk_index() -> FakeElasticsearch:
     fake = FakeElasticsearch(aliases={"chunks": ["v1"]})
     fake.put("v1", CHUNK, {"kind": "chunk", "source": "crm", "document_id": "crm/contact/7", "subjects": [SUBJECT]})
     return fake
-
-
-def run(fake: FakeElasticsearch, scenario: Callable[[AsyncElasticsearch], Awaitable[T]]) -> T:
-    async def served() -> T:
-        async with serving(fake) as es:
-            return await scenario(es)
-
-    return asyncio.run(served())
 
 
 async def _no_embedding(texts: list[str]) -> list[list[float]]:
