@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import pytest
 from elasticsearch import AsyncElasticsearch
@@ -33,7 +32,6 @@ NAME, PHONE, EMAIL = "Ann Archer", "+1 555 010 2345", "ann@example.com"
 PROGRESS = "streams-forget-progress"
 NAMING = "tickets/ticket/4#root#0"
 CALLING = "tickets/ticket/5#root#0"
-T = TypeVar("T")
 
 
 def _settings(key: str = "the-ledger-key-of-this-deployment") -> Settings:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from elasticsearch import AsyncElasticsearch
@@ -32,7 +32,6 @@ SUBJECT = "email:ann@example.com"
 CHUNK = "crm/contact/7#root#0"
 PROGRESS = "progress"
 KEY = b"k" * 32
-T = TypeVar("T")
 
 
 def one_chunk_index() -> FakeElasticsearch:
