@@ -298,3 +298,9 @@ def wait_for_keyed_message(topic: str, key: bytes, start: dict[int, int], timeou
         return None
 
     return wait_until(look, timeout=timeout, interval=1.0)
+
+
+def verification_hits(receipt: dict[str, Any]) -> tuple[int, int, int, int]:
+    """What a receipt's verification found: subject-field, BM25, kNN and hybrid hits."""
+    found = receipt["verification"]
+    return found["subject_field_hits"], found["bm25_hits"], found["knn_hits"], found["hybrid_hits"]
