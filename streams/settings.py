@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES
+from streams.pipeline.mentions import NamePolicy
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -143,6 +144,11 @@ class Settings(BaseSettings):
     # A deletion request that fails this many times for a reason other than an outage is given up:
     # dead-lettered with a "failed" receipt, so that it cannot block the requests behind it.
     forget_max_attempts: int = 3
+    # What an ambiguous written form of a forgotten name does ("P. Park", "Park, P.", "Dr Park"): "nearby"
+    # redacts it only within forget_name_window characters of another identifier of a forgotten person
+    # (a certain mention, their email domain or the employer it names); "always" and "never" as they say.
+    forget_name_policy: NamePolicy = "nearby"
+    forget_name_window: Annotated[int, Field(ge=0)] = 150
     # The key of the suppression ledger's hashes (forgotten identifiers and mention patterns). Set your
     # own secret in production and keep it for as long as the ledger: with another key, the ledger's
     # hashes no longer match, and forgotten people would be indexed again.

@@ -26,7 +26,7 @@ from confluent_kafka import Message
 from streams import avro
 from streams.clients import end_offsets, read_whole_topic
 from streams.errors import DecodeError
-from streams.pipeline.mentions import MentionKind, Redactor, keyed_hash
+from streams.pipeline.mentions import HashKind, NamePolicy, Redactor, keyed_hash
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,17 @@ IDENTIFIER = "identifier"
 
 
 def identifier_hash(key: bytes, identifier: str) -> str:
-    return keyed_hash(key, cast(MentionKind, IDENTIFIER), identifier)
+    return keyed_hash(key, IDENTIFIER, identifier)
 
 
 class SuppressionLedger:
-    def __init__(self, key: bytes, registry_url: str | None = None) -> None:
+    def __init__(
+        self, key: bytes, registry_url: str | None = None, *, name_policy: NamePolicy = "nearby", name_window: int = 150
+    ) -> None:
         self.key = key
         self.registry_url = registry_url  # entries framed by the Confluent serializer are read with their schema
         self._identifiers: set[str] = set()  # keyed hashes of forgotten identifiers
-        self._redactor = Redactor(key)
+        self._redactor = Redactor(key, policy=name_policy, window=name_window)
         self.version = 0  # grows with every entry added: a planned batch checks it under the gate
         self.gate = asyncio.Lock()
         # partition -> next offset of the ledger topic applied here (agents/follow_ledger.py goes on from it)
@@ -64,7 +66,7 @@ class SuppressionLedger:
         self._add(hashes)
         return hashes
 
-    def add_patterns(self, hashes: dict[str, MentionKind]) -> None:
+    def add_patterns(self, hashes: dict[str, HashKind]) -> None:
         self._add(dict(hashes))
 
     async def apply_records(self, messages: Iterable[Message]) -> int:
@@ -91,7 +93,7 @@ class SuppressionLedger:
 
     def _add(self, hashes: dict[str, str]) -> None:
         identifiers = {h for h, kind in hashes.items() if kind == IDENTIFIER}
-        patterns = {h: cast(MentionKind, kind) for h, kind in hashes.items() if kind != IDENTIFIER}
+        patterns = {h: cast(HashKind, kind) for h, kind in hashes.items() if kind != IDENTIFIER}
         if identifiers - self._identifiers or patterns.keys() - self._redactor.hashes.keys():
             self._identifiers |= identifiers
             self._redactor.add(patterns)
@@ -100,7 +102,12 @@ class SuppressionLedger:
     @classmethod
     def load(cls, settings: Settings, timeout_s: float = 30.0) -> SuppressionLedger:
         """Read the compacted ledger topic from the beginning to its end."""
-        ledger = cls(settings.ledger_key_bytes(), settings.schema_registry_url)
+        ledger = cls(
+            settings.ledger_key_bytes(),
+            settings.schema_registry_url,
+            name_policy=settings.forget_name_policy,
+            name_window=settings.forget_name_window,
+        )
         # The ends are taken before reading: the follower goes on from them, so an entry published while
         # this reads is applied once or twice (harmless), never missed.
         ledger.offsets = end_offsets(settings, settings.ledger_topic, timeout_s)

@@ -7,6 +7,7 @@ how the person is written (full name, phone): `expand_identities` collects both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -29,8 +30,14 @@ class Identity:
 
 
 def mention_patterns(identifiers: set[str], written: Sequence[Sequence[str]] = ()) -> set[MentionPattern]:
-    """Email identifiers are written as themselves; identity records add the full name and phone."""
-    patterns = {MentionPattern("email", name.split(":", 1)[1]) for name in identifiers if name.startswith("email:")}
+    """Email identifiers are written as themselves, and a local part such as ``priya.park`` also as
+    the name it spells; identity records add the full name and phone."""
+    emails = [name.split(":", 1)[1] for name in identifiers if name.startswith("email:")]
+    patterns = {MentionPattern("email", email) for email in emails}
+    for email in emails:
+        pieces = re.split(r"[._-]+", email.rpartition("@")[0])
+        if len(pieces) >= 2 and all(len(piece) >= 2 and piece.isalpha() for piece in pieces):
+            patterns.add(MentionPattern("name", " ".join(pieces)))
     for kind, value in written:
         if kind in MENTION_KINDS and value:
             patterns.add(MentionPattern(cast(MentionKind, kind), value))

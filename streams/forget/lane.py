@@ -35,7 +35,7 @@ from streams.forget.request import DeletionRequest
 from streams.forget.verify import Verification, verify_forgotten
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_record
-from streams.pipeline.mentions import MentionKind, Redactor, could_mention, pattern_hashes
+from streams.pipeline.mentions import HashKind, Redactor, could_mention, pattern_hashes
 from streams.records import Origin
 from streams.retrying import retry_transient
 from streams.settings import Settings
@@ -49,7 +49,7 @@ class Ledger(Protocol):
     gate: asyncio.Lock
 
     def add_identifiers(self, identifiers: Iterable[str]) -> dict[str, str]: ...
-    def add_patterns(self, hashes: dict[str, MentionKind]) -> None: ...
+    def add_patterns(self, hashes: dict[str, HashKind]) -> None: ...
 
 
 class Encoder(Protocol):
@@ -143,7 +143,12 @@ class ForgetLane:
         tombstoning: asyncio.Future[tuple[int, float]] | None = None
         try:
             hashes = await self._suppress(identity, request.request_id, phases)
-            redactor = Redactor(self.settings.ledger_key_bytes(), hashes)
+            redactor = Redactor(
+                self.settings.ledger_key_bytes(),
+                hashes,
+                policy=self.settings.forget_name_policy,
+                window=self.settings.forget_name_window,
+            )
             tombstoning = self._start_tombstones(identity, redactor)
             verification = await self._erase_and_verify(groups, vectors, identity, redactor, outcome, progress, phases)
         except BaseException:
@@ -177,7 +182,7 @@ class ForgetLane:
         _report(request, identity, outcome, phases, unsearchable_at)
         return receipt
 
-    async def _suppress(self, identity: Identity, request_id: str, phases: Phases) -> dict[str, MentionKind]:
+    async def _suppress(self, identity: Identity, request_id: str, phases: Phases) -> dict[str, HashKind]:
         """Into the ledger, here and on every worker, before anything is erased; returns the patterns' hashes."""
         ledger = self.runtime.ledger
         hashes = pattern_hashes(self.settings.ledger_key_bytes(), identity.patterns)

@@ -29,20 +29,19 @@ def _candidates(pattern: MentionPattern, field_name: str) -> list[dict[str, Any]
         local = form.split("@", 1)[0]
         queries.append({"wildcard": {field_name: {"value": f"*{local}*", "case_insensitive": True}}})
     elif pattern.kind == "name":
-        queries.append(
-            {
-                "bool": {
-                    "filter": [
-                        {"prefix": {field_name: {"value": word, "case_insensitive": True}}} for word in form.split()
-                    ]
-                }
-            }
-        )
+        # Every written form holds the surname (an ambiguous one only that and an initial or a title):
+        # as written in the pattern and without its accents, since the index keeps them.
+        surnames = dict.fromkeys([pattern.surname, *pattern.value.casefold().split()[-1:]])
+        queries += [{"prefix": {field_name: {"value": word, "case_insensitive": True}}} for word in surnames]
     elif pattern.kind == "phone":
         last10 = form[-10:]
         queries.append({"match_phrase": {field_name: {"query": f"{last10[:3]} {last10[3:6]} {last10[6:]}"}}})
         queries.append({"bool": {"filter": [{"term": {field_name: last10[6:]}}, {"term": {field_name: last10[3:6]}}]}})
         queries.append({"wildcard": {field_name: {"value": f"*{last10}"}}})
+        # However the number is grouped ("030 1234567", "+49 (0)30 123 4567"), its last group is a
+        # suffix of the national number of four digits or more: a candidate the redactor then confirms.
+        suffixes = {form[-length:] for form in pattern.forms() for length in range(4, len(form) + 1)}
+        queries.append({"terms": {field_name: sorted(suffixes)}})
     return queries
 
 

@@ -242,3 +242,61 @@ def test_a_forget_request_tombstones_the_dead_letters_that_mention_them(worker: 
     assert receipt["dead_letters_tombstoned"] >= 2, receipt
     assert not survives(keys["email"]) and not survives(keys["name"]), "a dead letter naming her survives compaction"
     assert survives(keys["someone else"]), "a dead letter about someone else was tombstoned"
+
+
+# The written forms of docs/forgetting.md#how-a-person-is-written, each in a ticket, a CRM note and a
+# wiki page of other people: redacted or kept as the default policy ("nearby") says. {last} is the
+# surname, {phone} a national form of the person's phone.
+FORMS = {
+    "Park-{last}, Priya signed off the rollout": True,
+    "PRIYA ANNE PARK-{last} signed off the rollout": True,
+    "Priya A. Park-{last} signed off the rollout": True,
+    "call her on {phone} about the rollout": True,
+    "P. Park-{last} from Umbrella Health signed off the rollout": True,
+    "P. Park-{last} signed off the rollout": False,
+    "Priya met the Park-{last} family at the rollout": False,
+}
+
+
+def test_every_written_form_is_handled_as_the_policy_says_in_each_source(worker: Settings) -> None:
+    es = es_client(worker)
+    last = unique("pl").title()
+    email = f"priya.park-{last.lower()}@umbrella-health.org"
+    contact = edits.add_contact("Priya Anne", f"Park-{last}", email, ["sales"], phone="+49 30 1234567")
+    assert wait_until(lambda: f"crm/contact/{contact}" in found_documents(es, email), timeout=120)
+    other = edits.add_contact("Omar", unique("om").title(), f"omar.{unique('o')}@example.com", ["sales"])
+    written: dict[str, tuple[str, bool]] = {}  # document -> (a word only it contains, redacted?)
+    for number, (form, redacted) in enumerate(FORMS.items()):
+        text = form.format(last=last, phone="030 1234567")
+        words = [unique() for _ in range(3)]
+        ticket = edits.add_ticket(f"Rollout {words[0]}", f"{text} ({words[0]}).", f"t{number}@example.com", ["support"])
+        note = edits.add_note(other, f"rep{number}@example.com", f"{text} ({words[1]}).")
+        page = edits.new_wiki_page(f"Rollout {words[2]}", f"{text} ({words[2]}).", ["engineering"], "w@example.com")
+        for doc, word in (
+            (f"tickets/ticket/{ticket}", words[0]),
+            (f"crm/note/{note}", words[1]),
+            (f"wiki/page/{page}", words[2]),
+        ):
+            written[doc] = (word, redacted)
+    for doc, (word, _) in written.items():
+        assert wait_until(lambda: doc in found_documents(es, word), timeout=120), f"{doc} was never indexed"  # noqa: B023
+
+    request_id, start = _request_forget(worker, email)
+    receipt = _receipt(worker, request_id, start)
+    redacted_docs = {doc for r in receipt["redacted"] for doc in r["document_ids"]}
+    wrong = {
+        doc: expected
+        for doc, (_, expected) in written.items()
+        if (doc in redacted_docs) is not expected
+        or ("[redacted]" in json.dumps(document_chunks(es, doc))) is not expected
+    }
+    assert not wrong, f"handled against the policy: {wrong}"
+    assert verification_hits(receipt) == (0, 0, 0, 0)
+
+    # The write path applies the same forms: written after the request, indexed redacted.
+    word = unique()
+    late = edits.add_ticket(f"Later {word}", f"Park-{last}, Priya asked again ({word}).", "t@example.com", ["support"])
+    late_doc = f"tickets/ticket/{late}"
+    assert wait_until(lambda: late_doc in found_documents(es, word), timeout=120)
+    assert "[redacted]" in json.dumps(document_chunks(es, late_doc))
+    assert f"park-{last.lower()}" not in json.dumps(document_chunks(es, late_doc)).lower()
