@@ -15,7 +15,7 @@ from streams.agents.service import WorkerService, WorkerTopics
 from streams.pipeline.document_mapping import Mappings, load_mappings
 from streams.resources import connectors_dir
 from streams.settings import Settings
-from streams.topics import change_topics, heartbeat_topics
+from streams.topics import change_topics, consumed_topics, heartbeat_topics
 
 # Each adds its agents, timers or pages to an App, with the worker service they use.
 REGISTRATIONS = (
@@ -37,7 +37,7 @@ def create_app(settings: Settings, mappings: Mappings | None = None) -> WorkerAp
     """The worker's App; `mappings` default to those of the settings' connectors_dir."""
     if mappings is None:
         mappings = load_mappings(connectors_dir(settings))
-    app = WorkerApp(settings.worker_id, **app_options(settings))
+    app = WorkerApp(settings.worker_id, **app_options(settings, mappings))
     app.worker = WorkerService(settings, mappings, declare_topics(app, settings, mappings))
     # Started with the App before its consumer and agents (which wait for its runtime), stopped after them.
     app.add_dependency(app.worker)
@@ -46,7 +46,7 @@ def create_app(settings: Settings, mappings: Mappings | None = None) -> WorkerAp
     return app
 
 
-def app_options(settings: Settings) -> dict[str, Any]:
+def app_options(settings: Settings, mappings: Mappings) -> dict[str, Any]:
     return {
         "broker": f"kafka://{settings.kafka_bootstrap}",
         "broker_credentials": settings.faust_broker_credentials(),  # SASL and/or TLS, as for confluent-kafka
@@ -56,8 +56,9 @@ def app_options(settings: Settings) -> dict[str, Any]:
         "topic_partitions": settings.topic_partitions,
         "consumer_auto_offset_reset": "earliest",
         # Static membership: after a crash the restarted worker rejoins as the same member and indexes
-        # again within seconds (see Settings.worker_instance_id).
-        "consumer_group_instance_id": settings.group_instance_id(),
+        # again within seconds (see Settings.worker_instance_id); one restarted with other sources joins
+        # as a new member, so that their topics are assigned (see Settings.group_instance_id).
+        "consumer_group_instance_id": settings.group_instance_id(consumed_topics(mappings, settings)),
         "broker_session_timeout": settings.worker_session_timeout_s,
         "broker_commit_interval": 1.0,
         "producer_acks": -1,

@@ -7,7 +7,9 @@ local stack that ``streams stack up`` starts on loopback.
 
 from __future__ import annotations
 
+import hashlib
 import ssl
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -363,12 +365,23 @@ class Settings(BaseSettings):
             return "127.0.0.1"
         return f"[{self.worker_web_bind}]" if ":" in self.worker_web_bind else self.worker_web_bind
 
-    def group_instance_id(self) -> str | None:
+    def group_instance_id(self, subscription: Iterable[str] = ()) -> str | None:
+        """The static member id: the worker's instance id, and a digest of the topics it subscribes to.
+
+        A static member that rejoins a stable group is handed its stored assignment without a
+        rebalance, whatever it now subscribes to: a worker restarted with a source added would never
+        be assigned the new source's topics. A changed subscription therefore makes a new member,
+        and the group rebalances once the old one's session expires."""
         import socket
 
         if not self.worker_static_membership:
             return None
-        return self.worker_instance_id or f"{self.worker_id}@{socket.gethostname()}:{self.worker_web_port}"
+        member = self.worker_instance_id or f"{self.worker_id}@{socket.gethostname()}:{self.worker_web_port}"
+        topics = sorted(set(subscription))
+        if not topics:
+            return member
+        digest = hashlib.sha256("\n".join(topics).encode()).hexdigest()[:12]
+        return f"{member}-{digest}"
 
     def worker_url(self) -> str:
         return f"http://{self.worker_web_host()}:{self.worker_web_port}"

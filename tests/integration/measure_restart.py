@@ -22,6 +22,7 @@ import statistics
 import time
 
 from streams.agents.worker_process import worker_answers
+from streams.app import create_app
 from streams.settings import get_settings
 from streams.sources import edits
 from tests.integration.helpers import es_client, found_documents, unique, wait_until
@@ -61,7 +62,7 @@ def main() -> None:
         json.dumps(
             {
                 "static_membership": settings.worker_static_membership,
-                "group_instance_id": settings.group_instance_id(),
+                "group_instance_id": create_app(settings).conf.consumer_group_instance_id,
                 "session_timeout_s": settings.worker_session_timeout_s,
                 "warm_up": warm_up,
                 "runs": runs,
