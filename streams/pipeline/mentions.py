@@ -47,7 +47,6 @@ HashKind = Literal["email", "name", "phone", "name?", "context"]
 AMBIGUOUS: HashKind = "name?"
 CONTEXT: HashKind = "context"
 NamePolicy = Literal["nearby", "always", "never"]
-NAME_POLICIES: tuple[NamePolicy, ...] = get_args(NamePolicy)
 MARKER = "[redacted]"
 
 # Bounded and anchored at a boundary: an unbounded `[\w.]+` before a missing '@' backtracks over the
