@@ -2,7 +2,7 @@
 
 It holds documents by (index, id) with sequence numbers, answers the calls the deletion lane makes
 (refresh, search, msearch, bulk, get, index, delete, get_alias, forcemerge) and evaluates the query
-clauses the lane sends (bool, term, terms, ids, match_phrase, multi_match, wildcard, prefix) over the
+clauses the lane sends (bool, term, terms, ids, match, match_phrase, multi_match, wildcard, prefix) over the
 stored sources. A kNN search finds nothing: the fake has no vectors to compare.
 
 `refuse` lets a test answer chosen bulk items with a status (a 429, say) instead of applying them, so
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -236,6 +237,9 @@ def _matches(query: dict[str, Any], doc_id: str, source: dict[str, Any]) -> bool
         return wanted in _values(source, name)
     if kind == "terms":
         return any(item in _values(source, name) for item in value)
+    if kind == "match":  # a word as a whole word (no analysis beyond lower case)
+        word = (value["query"] if isinstance(value, dict) else value).lower()
+        return any(word in re.findall(r"\w+", text) for text in _texts(source, name))
     if kind == "match_phrase":
         phrase = (value["query"] if isinstance(value, dict) else value).lower()
         return any(phrase in text for text in _texts(source, name))
