@@ -16,7 +16,7 @@ from streams import avro
 from streams.cli import Seconds
 from streams.clients import consumer_at_end, kafka_producer
 from streams.errors import InvalidRequest
-from streams.forget.receipt import FAILED, REJECTED
+from streams.forget.receipt import FINAL, GIVEN_UP, NOTHING_INDEXED, UNSEARCHABLE, Receipt
 from streams.forget.request import DeletionRequest, validate_deletion_request
 from streams.records import SUBJECT_KINDS
 from streams.settings import Settings, get_settings
@@ -47,7 +47,7 @@ def wait_for_receipt(
     consumer: Consumer,
     request_id: str,
     timeout_s: float,
-    status: str = "unsearchable",
+    status: str = UNSEARCHABLE,
     registry_url: str | None = None,
 ) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout_s
@@ -61,8 +61,9 @@ def wait_for_receipt(
         if message.key() != request_id.encode() or value is None:
             continue
         receipt = avro.decode("deletion_receipt", value, registry_url)
-        # A rejected or failed request gets no later receipt: waiting for its purge would only time out.
-        if status == "unsearchable" or receipt["status"] in (status, REJECTED, FAILED):
+        # A receipt that is final (nothing indexed, rejected, failed) gets no later one: waiting for its
+        # purge would only time out.
+        if status == UNSEARCHABLE or receipt["status"] in FINAL:
             return receipt
     return None
 
@@ -124,12 +125,12 @@ def forget(
         raise click.ClickException(
             f"no receipt for request {request['request_id']} within {timeout:.0f}s: is `streams worker` running?"
         )
-    if as_json:
-        click.echo(json.dumps(_jsonable(receipt), indent=2))
+    if as_json:  # the receipt's own JSON form: what `streams receipt verify FILE` checks
+        click.echo(json.dumps(Receipt.from_dict(receipt).to_json(), indent=2, ensure_ascii=False))
     else:
         for line in describe_receipt(receipt, request["requested_at"]):
             click.echo(line)
-    if receipt["status"] in (REJECTED, FAILED):
+    if receipt["status"] in GIVEN_UP:
         sys.exit(1)
 
 
@@ -138,14 +139,17 @@ def describe_receipt(receipt: dict[str, Any], requested_at: datetime) -> list[st
     erasure, so it has no verification and no time to unsearchable; a subject nothing was indexed about
     is said to be that, with what was searched, rather than "unsearchable"."""
     head = f"request {receipt['request_id']}: "
-    if receipt["status"] in (REJECTED, FAILED):
+    if receipt["status"] in GIVEN_UP:
         return [
             f"{head}{receipt['subject'] or '(no subject)'} was {receipt['status']}: nothing was searched or removed",
             f"  error: {receipt.get('error') or 'no reason given'}",
+            *_sealed(receipt),
         ]
     counts = [("deleted", c) for c in receipt["removed"]] + [("redacted", c) for c in receipt.get("redacted") or []]
     found = [(label, c) for label, c in counts if c["chunks"]]
-    nothing = not found and not receipt["state_records_removed"]
+    # Receipts written before the status said so: nothing removed, scrubbed or tombstoned.
+    held = found or receipt["state_records_removed"] or receipt.get("dead_letters_tombstoned")
+    nothing = receipt["status"] == NOTHING_INDEXED or not held
     lines = [
         f"{head}nothing indexed about {receipt['subject']}"
         if nothing
@@ -173,4 +177,13 @@ def describe_receipt(receipt: dict[str, Any], requested_at: datetime) -> list[st
     else:
         purged = receipt["purged_at"] or "pending"
         lines.append(f"  unsearchable {seconds:.2f}s after the request; purged at {purged}")
-    return lines
+    return lines + _sealed(receipt)
+
+
+def _sealed(receipt: dict[str, Any]) -> list[str]:
+    if not receipt.get("signature"):
+        return ["  not signed"]
+    return [
+        f"  signed, #{receipt['sequence']} of chain {receipt['chain']}: "
+        f"check it with `streams receipt verify {receipt['request_id']}`"
+    ]
