@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     deletion_topic: str = "streams.forget.requests"
     receipts_topic: str = "streams.forget.receipts"
     ledger_topic: str = "streams.forget.ledger"
+    # Subject access reports (`streams locate`): what is held about a person, for review before forgetting.
+    reports_topic: str = "streams.forget.reports"
     dead_letter_topic: str = "streams.deadletter"
     freshness_topic: str = "streams.freshness"
     freshness_interval_s: float = 10.0

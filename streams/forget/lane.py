@@ -133,7 +133,8 @@ class ForgetLane:
         alias = ",".join(expression for expression, _ in groups)
         with phases.timed("expand"):  # and what earlier attempts (any worker's) removed
             found, _ = await asyncio.gather(
-                expand_identities(self.runtime.es, alias, {request.identifier}), progress.load(outcome)
+                expand_identities(self.runtime.es, alias, {request.identifier, *request.identifiers}),
+                progress.load(outcome),
             )
         identity = _remembered(found, outcome)
         # The verification's kNN and hybrid probes need each pattern's vector in each model's space:

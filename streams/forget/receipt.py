@@ -83,6 +83,7 @@ class Receipt:
     purged_at: datetime | None
     status: str
     error: str | None
+    report_id: str | None = None  # the subject access report the request was made from
     # Set by the publisher (forget/signing.py): where the receipt sits in its writer's chain, and its signature.
     chain: str = ""
     sequence: int = 0
@@ -124,6 +125,7 @@ class Receipt:
             purged_at=None,
             status=UNSEARCHABLE if held else NOTHING_INDEXED,
             error=None,
+            report_id=request.report_id,
         )
 
     @classmethod
@@ -133,7 +135,8 @@ class Receipt:
 
     @classmethod
     def failed(cls, request: DeletionRequest, reason: str, at: datetime) -> Receipt:
-        return cls._nothing_done(request.request_id, request.subject, request.subject_kind, reason, at, FAILED)
+        receipt = cls._nothing_done(request.request_id, request.subject, request.subject_kind, reason, at, FAILED)
+        return replace(receipt, report_id=request.report_id)
 
     @classmethod
     def _nothing_done(
