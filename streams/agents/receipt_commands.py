@@ -13,7 +13,7 @@ import click
 from streams import avro
 from streams.clients import read_whole_topic, unique_group
 from streams.errors import DecodeError
-from streams.forget.receipt import GIVEN_UP, NOTHING_INDEXED, PURGED, Receipt
+from streams.forget.receipt import GIVEN_UP, NOTHING_INDEXED, PURGED, Receipt, instant
 from streams.forget.signing import SigningKeyError, check, load_public_key
 from streams.settings import Settings, get_settings
 
@@ -52,9 +52,9 @@ def certifies(receipt: Receipt) -> list[str]:
     redacted = sum(count.chunks for count in receipt.redacted)
     generations = sorted({count.index for count in [*receipt.removed, *receipt.redacted]})
     lines = [
-        f"{head}: nothing about the subject was held"
+        f"{head}: nothing about the subject was held (searched and verified)"
         if receipt.status == NOTHING_INDEXED
-        else f"{head}: {deleted} chunks deleted, {redacted} chunks redacted, "
+        else f"{head} is {receipt.status}: {deleted} chunks deleted, {redacted} chunks redacted, "
         f"{receipt.state_records_removed} state records scrubbed, "
         f"{receipt.dead_letters_tombstoned} dead letters tombstoned",
         f"  identifiers forgotten: {', '.join(receipt.identifiers) or 'none'}; "
@@ -63,11 +63,11 @@ def certifies(receipt: Receipt) -> list[str]:
     if receipt.verification is not None and receipt.unsearchable_at is not None:
         v = receipt.verification
         lines.append(
-            f"  searches found nothing at {receipt.unsearchable_at.isoformat()} (subject field {v.subject_field_hits}, "
+            f"  searches found nothing at {instant(receipt.unsearchable_at)} (subject field {v.subject_field_hits}, "
             f"BM25 {v.bm25_hits}, kNN {v.knn_hits}, hybrid {v.hybrid_hits} hits)"
         )
     if receipt.status == PURGED and receipt.purged_at is not None:
-        lines.append(f"  deleted documents purged from disk at {receipt.purged_at.isoformat()}")
+        lines.append(f"  deleted documents purged from disk at {instant(receipt.purged_at)}")
     return lines
 
 

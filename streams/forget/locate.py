@@ -120,7 +120,9 @@ class SubjectReport:
             f"  identifiers: {', '.join(self.identifiers)}; generations: {', '.join(self.generations)}",
         ]
         lines += [f"  {finding.line()}" for finding in self.findings]
-        lines.append(f"  nothing was changed; `streams forget --report {self.report_id}` erases exactly this subject")
+        lines.append(
+            f"  nothing was changed; `streams forget --report {self.report_id}` forgets what this report lists"
+        )
         return lines
 
 

@@ -208,3 +208,18 @@ def test_receipt_verify_fails_an_edited_file_with_exit_1(tmp_path: Path, monkeyp
     edited = replace(_published(1)[0], dead_letters_tombstoned=5)
     result = _verify_file(tmp_path, edited, monkeypatch)
     assert result.exit_code == 1 and "broken signature" in result.output, result.output
+
+
+def test_receipt_verify_by_id_names_the_receipt_removed_from_its_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = _published(3)
+    settings = Settings(stack_home=tmp_path, receipt_signing_key_file=tmp_path / "k.pem")
+    monkeypatch.setattr(receipt_commands, "get_settings", lambda: settings)
+    (tmp_path / "k.pub.pem").write_bytes(_public_pem())
+    monkeypatch.setattr(receipt_commands, "published_receipts", lambda _settings: published)
+    whole = CliRunner().invoke(main, ["receipt", "verify", published[2].request_id])
+    assert whole.exit_code == 0 and "OK: signature and chain" in whole.output, whole.output
+    monkeypatch.setattr(receipt_commands, "published_receipts", lambda _settings: [published[0], published[2]])
+    cut = CliRunner().invoke(main, ["receipt", "verify", published[2].request_id])
+    assert cut.exit_code == 1 and "receipt #1 is missing from the topic (removed?)" in cut.output, cut.output
