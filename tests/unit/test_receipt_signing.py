@@ -223,3 +223,29 @@ def test_receipt_verify_by_id_names_the_receipt_removed_from_its_chain(
     monkeypatch.setattr(receipt_commands, "published_receipts", lambda _settings: [published[0], published[2]])
     cut = CliRunner().invoke(main, ["receipt", "verify", published[2].request_id])
     assert cut.exit_code == 1 and "receipt #1 is missing from the topic (removed?)" in cut.output, cut.output
+
+
+def test_two_workers_writing_to_one_topic_each_keep_a_whole_chain_and_a_purge_joins_the_resuming_one() -> None:
+    """Receipts keyed by request id land on every partition from every worker: each worker's chain is
+    its own, so interleaving them on the topic breaks neither; a purge receipt that another worker
+    publishes (it resumed the purge) goes into that worker's chain."""
+    first, second = ReceiptChain(lambda: KEY, "w"), ReceiptChain(lambda: KEY, "w")
+    topic: list[Receipt] = []
+
+    async def send(receipt: Receipt) -> None:
+        topic.append(
+            Receipt.from_dict(avro.decode("deletion_receipt", avro.encode("deletion_receipt", receipt.to_dict())))
+        )
+
+    async def scenario() -> None:
+        for n in range(3):
+            await first.publish(_receipt(f"a{n}@example.com"), send)
+            await second.publish(_receipt(f"b{n}@example.com"), send)
+        await second.publish(topic[0].purged(AT + timedelta(minutes=1)), send)  # first's request, purged by second
+
+    asyncio.run(scenario())
+    assert first.chain != second.chain
+    assert all(check(receipt, topic, KEY.public_key()).ok for receipt in topic)
+    purged = topic[-1]
+    assert purged.status == "purged" and purged.chain == second.chain and purged.sequence == 3
+    assert check(topic[0], topic, KEY.public_key()).ok  # the unsearchable receipt still verifies in its own chain
