@@ -134,7 +134,11 @@ def ensure_local_signing_key(settings: Settings) -> Path:
     For development and the integration tests; the private key is readable by its owner alone. A key
     file named in the settings is the operator's to manage and is never generated."""
     path = settings.receipt_signing_key_path()
-    if settings.receipt_signing_key_file is not None or path.exists():
+    if settings.receipt_signing_key_file is not None:
+        return path
+    if path.exists():
+        if not settings.receipt_public_key_path().exists():  # the public key can always be derived again
+            _write_public(settings, load_private_key(path))
         return path
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,10 +151,14 @@ def ensure_local_signing_key(settings: Settings) -> Path:
         return path
     with os.fdopen(fd, "wb") as out:
         out.write(private)
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    settings.receipt_public_key_path().write_bytes(public)
+    _write_public(settings, key)
     log.info("generated the local stack's receipt signing key in %s", path)
     return path
+
+
+def _write_public(settings: Settings, key: Ed25519PrivateKey) -> None:
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    settings.receipt_public_key_path().write_bytes(public)
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,9 @@ def test_the_local_stack_key_is_generated_once_with_its_public_key_beside_it(tmp
     key = load_private_key(path)
     public = load_public_key(tmp_path / "receipt-signing-key.pub.pem")
     public.verify(key.sign(b"x"), b"x")
+    (tmp_path / "receipt-signing-key.pub.pem").unlink()
+    ensure_local_signing_key(settings)  # a lost public key is derived again from the private one
+    load_public_key(tmp_path / "receipt-signing-key.pub.pem").verify(key.sign(b"y"), b"y")
     managed = Settings(stack_home=tmp_path, receipt_signing_key_file=tmp_path / "managed.pem")
     ensure_local_signing_key(managed)
     assert not (tmp_path / "managed.pem").exists()  # a key the settings name is the operator's
