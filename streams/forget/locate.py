@@ -16,6 +16,7 @@ against what the report listed.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -290,7 +291,8 @@ async def locate_targets(client: AsyncElasticsearch, alias: str) -> str:
     behind = (
         set(await client.indices.get_alias(index=alias)) if await client.indices.exists_alias(name=alias) else set()
     )
-    beside = set(await client.indices.get(index=f"{alias}-v*", allow_no_indices=True, expand_wildcards="open"))
+    named = await client.indices.get(index=f"{alias}-v*", allow_no_indices=True, expand_wildcards="open")
+    beside = {index for index in named if re.fullmatch(rf"{re.escape(alias)}-v\d+", index)}
     return ",".join(sorted(behind | beside)) or alias
 
 

@@ -255,3 +255,22 @@ def test_forget_takes_a_subject_or_a_report_and_locate_refuses_a_malformed_subje
         assert result.exit_code == 2 and "name a SUBJECT or a --report ID" in result.output, result.output
     refused = CliRunner().invoke(main, ["locate", "not-an-email"])
     assert refused.exit_code == 2 and "is not an email address" in refused.output
+
+
+def test_locate_covers_every_generation_beside_the_alias_too() -> None:
+    from streams.forget.locate import locate_targets
+
+    class Indices:
+        async def exists_alias(self, name: str) -> bool:
+            return True
+
+        async def get_alias(self, index: str) -> dict[str, Any]:
+            return {"streams-chunks-v2": {}}
+
+        async def get(self, index: str, **options: Any) -> dict[str, Any]:
+            assert index == "streams-chunks-v*"
+            return {"streams-chunks-v1": {}, "streams-chunks-v2": {}, "streams-chunks-v2-scratch": {}}
+
+    client: Any = SimpleNamespace(indices=Indices())
+    # v1 is an older generation no alias points at any more: it may still hold her.
+    assert asyncio.run(locate_targets(client, "streams-chunks")) == "streams-chunks-v1,streams-chunks-v2"
