@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("streams.agents.commands:worker", "Run the faust worker: indexing, deletions, metrics, search."),
     "search": ("streams.search:search", "Hybrid (BM25 + kNN) search over the fresh index."),
     "forget": ("streams.agents.forget_commands:forget", "Publish a right-to-be-forgotten request."),
+    "locate": (
+        "streams.agents.locate_commands:locate_command",
+        "What the index and the dead letters hold about a person (changes nothing).",
+    ),
+    "receipt": ("streams.agents.receipt_commands:receipt", "Check a deletion receipt's signature and chain."),
     "verify": ("streams.verify:verify", "Compare the source databases with the index."),
     "freshness": ("streams.observability.commands:freshness", "Freshness percentiles per source."),
     "bench": ("streams.bench.commands:bench", "Run the benchmark suite through the real stack."),

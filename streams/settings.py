@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     deletion_topic: str = "streams.forget.requests"
     receipts_topic: str = "streams.forget.receipts"
     ledger_topic: str = "streams.forget.ledger"
+    # Subject access reports (`streams locate`): what is held about a person, for review before forgetting.
+    reports_topic: str = "streams.forget.reports"
     dead_letter_topic: str = "streams.deadletter"
     freshness_topic: str = "streams.freshness"
     freshness_interval_s: float = 10.0
@@ -155,6 +157,12 @@ class Settings(BaseSettings):
     # own secret in production and keep it for as long as the ledger: with another key, the ledger's
     # hashes no longer match, and forgotten people would be indexed again.
     ledger_key: SecretStr = SecretStr("streams-local-development-ledger-key")
+    # The Ed25519 key every receipt is signed with (PEM, PKCS#8, unencrypted; every worker of a deployment
+    # holds the same), and its public key, which `streams receipt verify` checks receipts against and which
+    # may be handed to anyone. Defaults: <stack_home>/receipt-signing-key.pem (`streams stack up` generates
+    # it for the local stack) and the public key beside it (receipt-signing-key.pub.pem).
+    receipt_signing_key_file: Path | None = None
+    receipt_public_key_file: Path | None = None
 
     # Embedding and chunking.
     model_name: str = "all-MiniLM-L6-v2"
@@ -242,6 +250,15 @@ class Settings(BaseSettings):
 
     def search_api_keys_path(self) -> Path:
         return self.search_api_keys_file or self.stack_home / "search-keys.json"
+
+    def receipt_signing_key_path(self) -> Path:
+        return self.receipt_signing_key_file or self.stack_home / "receipt-signing-key.pem"
+
+    def receipt_public_key_path(self) -> Path:
+        if self.receipt_public_key_file is not None:
+            return self.receipt_public_key_file
+        private = self.receipt_signing_key_path()
+        return private.with_name(private.name.removesuffix(".pem") + ".pub.pem")
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -61,11 +61,14 @@ def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
 
 
 def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
-    """The project's own topics and their configs. The ledger is compacted: it must keep every entry."""
+    """The project's own topics and their configs. The ledger is compacted: it must keep every entry.
+    The receipts are kept: each chain must be whole from its first receipt to be checked."""
     return {
         settings.deletion_topic: {},
-        settings.receipts_topic: {},
+        settings.receipts_topic: {"retention.ms": "-1"},
         settings.ledger_topic: {"cleanup.policy": "compact"},
+        # A report quotes how the person is written: kept for review, not for ever.
+        settings.reports_topic: {"retention.ms": str(7 * 86400 * 1000)},
         settings.dead_letter_topic: {"cleanup.policy": "compact,delete", "retention.ms": str(14 * 86400 * 1000)},
         settings.freshness_topic: {"retention.ms": str(7 * 86400 * 1000)},
         settings.routed_topic: {"retention.ms": str(7 * 86400 * 1000)},

@@ -19,6 +19,7 @@ def worker(loglevel: str) -> None:
     from streams.app import create_app
     from streams.auth import CredentialsConfigError
     from streams.clients import check_elasticsearch_login
+    from streams.forget.signing import SigningKeyError
     from streams.settings import get_settings
     from streams.topics import ensure_topics
 
@@ -30,6 +31,10 @@ def worker(loglevel: str) -> None:
         app.worker.search_authenticator()  # unreadable search credentials stop the start, with the reason
     except CredentialsConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        app.worker.deletion.chain.key()  # a receipt that cannot be signed must stop the start, not a request
+    except SigningKeyError as exc:
+        raise click.ClickException(f"{exc} (STREAMS_RECEIPT_SIGNING_KEY_FILE; `streams stack up` makes one)") from exc
 
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

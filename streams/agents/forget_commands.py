@@ -13,18 +13,33 @@ import click
 from confluent_kafka import Consumer, KafkaException
 
 from streams import avro
+from streams.agents.locate_commands import read_report
 from streams.cli import Seconds
 from streams.clients import consumer_at_end, kafka_producer
 from streams.errors import InvalidRequest
-from streams.forget.receipt import FAILED, REJECTED
+from streams.forget.locate import SubjectReport, unaccounted
+from streams.forget.receipt import FINAL, GIVEN_UP, NOTHING_INDEXED, UNSEARCHABLE, Receipt
 from streams.forget.request import DeletionRequest, validate_deletion_request
 from streams.records import SUBJECT_KINDS
 from streams.settings import Settings, get_settings
 
 
-def deletion_request(subject: str, kind: str, requested_by: str, reason: str) -> dict[str, Any]:
-    """A new request, as the record the deletion topic takes."""
-    return DeletionRequest(str(uuid.uuid4()), subject, kind, requested_by, datetime.now(UTC), reason).to_dict()
+def deletion_request(
+    subject: str, kind: str, requested_by: str, reason: str, report: SubjectReport | None = None
+) -> dict[str, Any]:
+    """A new request, as the record the deletion topic takes; from a report, its subject and identifiers."""
+    if report is not None:
+        subject, kind = report.subject, report.subject_kind
+    return DeletionRequest(
+        str(uuid.uuid4()),
+        subject,
+        kind,
+        requested_by,
+        datetime.now(UTC),
+        reason,
+        report_id=report.report_id if report else None,
+        identifiers=list(report.identifiers) if report else [],
+    ).to_dict()
 
 
 def receipts_consumer(settings: Settings) -> Consumer:
@@ -47,7 +62,7 @@ def wait_for_receipt(
     consumer: Consumer,
     request_id: str,
     timeout_s: float,
-    status: str = "unsearchable",
+    status: str = UNSEARCHABLE,
     registry_url: str | None = None,
 ) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout_s
@@ -61,8 +76,9 @@ def wait_for_receipt(
         if message.key() != request_id.encode() or value is None:
             continue
         receipt = avro.decode("deletion_receipt", value, registry_url)
-        # A rejected or failed request gets no later receipt: waiting for its purge would only time out.
-        if status == "unsearchable" or receipt["status"] in (status, REJECTED, FAILED):
+        # A receipt that is final (nothing indexed, rejected, failed) gets no later one: waiting for its
+        # purge would only time out.
+        if status == UNSEARCHABLE or receipt["status"] in FINAL:
             return receipt
     return None
 
@@ -78,7 +94,12 @@ def _jsonable(value: Any) -> Any:
 
 
 @click.command()
-@click.argument("subject")
+@click.argument("subject", required=False)
+@click.option(
+    "--report",
+    "report_id",
+    help="Forget the subject of this subject access report (`streams locate`), its identifiers included.",
+)
 @click.option(
     "--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True, help="What SUBJECT identifies."
 )
@@ -89,7 +110,15 @@ def _jsonable(value: Any) -> Any:
 @click.option("--timeout", type=Seconds, default=120.0, show_default=True, help="Seconds to wait for the receipt.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def forget(
-    subject: str, kind: str, requested_by: str, reason: str, wait: bool, purged: bool, timeout: float, as_json: bool
+    subject: str | None,
+    report_id: str | None,
+    kind: str,
+    requested_by: str,
+    reason: str,
+    wait: bool,
+    purged: bool,
+    timeout: float,
+    as_json: bool,
 ) -> None:
     """Publish a deletion request for SUBJECT (an email by default) to the deletion topic.
 
@@ -98,17 +127,29 @@ def forget(
     documents physically, and publishes a receipt. A subject the worker would reject (empty, or not
     of its kind) is refused here, before anything is published (exit status 2).
 
+    With --report ID it forgets what a subject access report (`streams locate`) listed: the report's
+    subject and every identifier it found; with --wait, every document and dead letter the report
+    listed must be accounted for in the receipt, else the command says which and exits with 1.
+
     \b
     Examples:
       streams forget ann@example.com --wait
       streams forget 4711 --kind contact_id --wait --purged --json
+      streams forget --report 9f1c7d3e-5b7a-4e0c-9a57-1d2f3e4a5b6c --wait
     """
-    request = deletion_request(subject, kind, requested_by, reason)
+    if (subject is None) == (report_id is None):
+        raise click.UsageError("name a SUBJECT or a --report ID (one of them)")
+    settings = get_settings()
+    report = None
+    if report_id is not None:
+        report = read_report(settings, report_id)
+        if report is None:
+            raise click.ClickException(f"no report {report_id} on {settings.reports_topic}")
+    request = deletion_request(subject or "", kind, requested_by, reason, report)
     try:
         validate_deletion_request(request)  # the lane's own rule (forget/request.py)
     except InvalidRequest as exc:
         raise click.BadParameter(str(exc), param_hint="'SUBJECT'") from exc
-    settings = get_settings()
     consumer = receipts_consumer(settings) if wait else None
     try:
         publish_request(settings, request)
@@ -124,13 +165,19 @@ def forget(
         raise click.ClickException(
             f"no receipt for request {request['request_id']} within {timeout:.0f}s: is `streams worker` running?"
         )
-    if as_json:
-        click.echo(json.dumps(_jsonable(receipt), indent=2))
+    if as_json:  # the receipt's own JSON form: what `streams receipt verify FILE` checks
+        click.echo(json.dumps(Receipt.from_dict(receipt).to_json(), indent=2, ensure_ascii=False))
     else:
         for line in describe_receipt(receipt, request["requested_at"]):
             click.echo(line)
-    if receipt["status"] in (REJECTED, FAILED):
+    if receipt["status"] in GIVEN_UP:
         sys.exit(1)
+    if report is not None:
+        missing = unaccounted(report, receipt)
+        for line in missing:
+            click.echo(f"not accounted for from report {report.report_id}: {line}", err=True)
+        if missing:
+            sys.exit(1)
 
 
 def describe_receipt(receipt: dict[str, Any], requested_at: datetime) -> list[str]:
@@ -138,14 +185,17 @@ def describe_receipt(receipt: dict[str, Any], requested_at: datetime) -> list[st
     erasure, so it has no verification and no time to unsearchable; a subject nothing was indexed about
     is said to be that, with what was searched, rather than "unsearchable"."""
     head = f"request {receipt['request_id']}: "
-    if receipt["status"] in (REJECTED, FAILED):
+    if receipt["status"] in GIVEN_UP:
         return [
             f"{head}{receipt['subject'] or '(no subject)'} was {receipt['status']}: nothing was searched or removed",
             f"  error: {receipt.get('error') or 'no reason given'}",
+            *_sealed(receipt),
         ]
     counts = [("deleted", c) for c in receipt["removed"]] + [("redacted", c) for c in receipt.get("redacted") or []]
     found = [(label, c) for label, c in counts if c["chunks"]]
-    nothing = not found and not receipt["state_records_removed"]
+    # Receipts written before the status said so: nothing removed, scrubbed or tombstoned.
+    held = found or receipt["state_records_removed"] or receipt.get("dead_letters_tombstoned")
+    nothing = receipt["status"] == NOTHING_INDEXED or not held
     lines = [
         f"{head}nothing indexed about {receipt['subject']}"
         if nothing
@@ -173,4 +223,13 @@ def describe_receipt(receipt: dict[str, Any], requested_at: datetime) -> list[st
     else:
         purged = receipt["purged_at"] or "pending"
         lines.append(f"  unsearchable {seconds:.2f}s after the request; purged at {purged}")
-    return lines
+    return lines + _sealed(receipt)
+
+
+def _sealed(receipt: dict[str, Any]) -> list[str]:
+    if not receipt.get("signature"):
+        return ["  not signed"]
+    return [
+        f"  signed, #{receipt['sequence']} of chain {receipt['chain']}: "
+        f"check it with `streams receipt verify {receipt['request_id']}`"
+    ]

@@ -25,8 +25,9 @@ from streams.errors import DecodeError, InvalidRequest, StreamsError
 from streams.forget.dead_letters import tombstone_dead_letters
 from streams.forget.lane import ForgetLane, LaneIO
 from streams.forget.purge import PurgeScheduler
-from streams.forget.receipt import Receipt
+from streams.forget.receipt import UNSEARCHABLE, Receipt
 from streams.forget.request import decode_request, parse_request
+from streams.forget.signing import ReceiptChain
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.records import Origin
 from streams.settings import Settings
@@ -43,8 +44,12 @@ class DeletionTopics:
     receipts: TopicT
     ledger: TopicT
     dead_letters: TopicT
+    chain: ReceiptChain  # every receipt is signed and chained by this worker's chain (forget/signing.py)
 
     async def publish_receipt(self, receipt: Receipt) -> None:
+        await self.chain.publish(receipt, self._send_receipt)
+
+    async def _send_receipt(self, receipt: Receipt) -> None:
         value = avro.encode("deletion_receipt", receipt.to_dict(), self.settings.schema_registry_url)
         future = await self.receipts.send(key=receipt.request_id.encode(), value=value)
         await future
@@ -127,4 +132,5 @@ def register(app: faust.App, service: WorkerService) -> None:
             if isinstance(receipt, StreamsError):
                 await lane.fail(message, request, receipt)
                 continue
-            purges.schedule(receipt)
+            if receipt.status == UNSEARCHABLE:  # nothing_indexed: nothing was deleted, nothing to purge
+                purges.schedule(receipt)

@@ -34,6 +34,7 @@ from streams.agents.runtime import Runtime, build_runtime
 from streams.auth import Authenticator
 from streams.elastic import worker_registry
 from streams.forget.purge import PurgeScheduler
+from streams.forget.signing import ReceiptChain, load_private_key
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock
 from streams.observability.consumer_lag import ConsumerLagReader
@@ -85,7 +86,8 @@ class WorkerService(Service):
         # Built with the service, not with the runtime: /health must answer while the model loads,
         # and a source silent since the start is a stall too.
         self.capture_clock = CaptureClock(mappings.names)
-        self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters)
+        chain = ReceiptChain(partial(load_private_key, settings.receipt_signing_key_path()), settings.worker_id)
+        self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters, chain)
         self._purges: PurgeScheduler | None = None
         self._lag_reader: ConsumerLagReader | None = None
         self._authenticator: Authenticator | None = None

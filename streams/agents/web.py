@@ -1,5 +1,5 @@
-"""The worker's HTTP endpoints: /metrics (Prometheus), /freshness (JSON), /search (hybrid search) and
-/openapi.json (the description of /search).
+"""The worker's HTTP endpoints: /metrics (Prometheus), /freshness (JSON), /search (hybrid search),
+/openapi.json (the description of /search) and /locate (the subject access report, operators only).
 
 /metrics, /freshness and /openapi.json are open (the server listens on loopback unless
 STREAMS_WORKER_WEB_BIND says otherwise); /search needs a bearer credential and searches only the groups
@@ -13,6 +13,7 @@ misspelt filter that was ignored would return unfiltered hits that look filtered
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +30,8 @@ from streams.agents.runtime import Runtime
 from streams.auth import Authenticator, Caller, Unauthorized
 from streams.elastic import hybrid_index
 from streams.elastic.hybrid_index import MAX_WINDOW, MetadataFilter, SearchPage
+from streams.errors import InvalidRequest
+from streams.forget.request import validate_deletion_request
 from streams.pipeline.document_mapping import Mappings
 
 if TYPE_CHECKING:
@@ -317,6 +320,43 @@ async def answer_search(
     )
 
 
+LocateFn = Callable[[str, str, str], Awaitable[dict[str, Any]]]  # (subject, kind, requested by) -> the report's JSON
+
+
+async def answer_locate(web: Any, request: Any, authenticator: Authenticator, locate: LocateFn) -> Any:
+    """/locate?subject=...&kind=email: the subject access report (forget/locate.py), for an operator
+    credential only: it lists what is held about a person across every access group. A search key,
+    whatever its groups, is refused (403), as is a JWT (never an operator credential)."""
+    try:
+        caller = authenticator.authenticate(request.headers.get("Authorization"))
+    except Unauthorized as exc:
+        return web.json(exc.to_json(), status=401, headers={"WWW-Authenticate": exc.challenge()})
+    if not caller.operator:
+        log.info("/locate refused to %s: not an operator credential", caller.name)
+        return web.json({"error": "/locate takes an operator credential"}, status=403)
+    parameters = query_parameters(request.query)
+    if unknown := sorted(name for name in parameters if name not in ("subject", "kind")):
+        return _error_json(
+            web, 400, f"unknown parameter(s) {', '.join(map(_short, unknown))}: /locate takes subject, kind"
+        )
+    subject, kind = (parameters.get("subject") or "").strip(), parameters.get("kind") or "email"
+    try:
+        validate_deletion_request({"request_id": "locate", "subject": subject, "subject_kind": kind})
+    except InvalidRequest as exc:
+        return _error_json(web, 400, str(exc))
+    try:
+        report = await locate(subject, kind, caller.name)
+    except Exception as exc:  # the caller gets JSON; the log one line (the request was well formed)
+        log.error("/locate failed: %s: %s", type(exc).__name__, exc)
+        return web.json({"error": f"the report could not be made ({type(exc).__name__})"}, status=503)
+    return web.json(report)
+
+
+def _error_json(web: Any, status: int, message: str) -> Any:
+    rejection = _error(status, message)
+    return web.json(rejection.body, status=rejection.status)
+
+
 class QuietParseErrors(logging.Filter):
     """aiohttp answers a request it cannot parse (a request line over MAX_REQUEST_LINE, say) before
     any page runs, and logs it at ERROR with a traceback that quotes the line. One warning line that
@@ -344,6 +384,7 @@ def quiet_parse_errors() -> None:
 
 
 def register(app: faust.App, service: WorkerService) -> None:
+    from streams.agents.locate_commands import locate_subject, publish_report
     from streams.agents.openapi import openapi_document
 
     settings = service.settings
@@ -383,3 +424,13 @@ def register(app: faust.App, service: WorkerService) -> None:
             )
 
         put = patch = delete = _not_allowed
+
+    async def locate_report(subject: str, kind: str, requested_by: str) -> dict[str, Any]:
+        runtime = await service.runtime()
+        report = await locate_subject(settings, runtime.es, subject, kind, requested_by)
+        await asyncio.get_running_loop().run_in_executor(None, publish_report, settings, report)
+        return report.to_json()
+
+    @app.page("/locate")
+    async def locate_page(web: Any, request: Any) -> Any:
+        return await answer_locate(web, request, service.search_authenticator(), locate_report)

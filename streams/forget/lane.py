@@ -30,7 +30,7 @@ from streams.forget.erase import erase
 from streams.forget.expand import Identity, expand_identities, generations
 from streams.forget.outcome import ForgetOutcome, Phases
 from streams.forget.progress import ForgetProgress, UnreadableNote
-from streams.forget.receipt import FAILED, REJECTED, UNSEARCHABLE, Receipt
+from streams.forget.receipt import FAILED, NOTHING_INDEXED, REJECTED, Receipt
 from streams.forget.request import DeletionRequest
 from streams.forget.verify import Verification, verify_forgotten
 from streams.observability import metrics
@@ -133,7 +133,8 @@ class ForgetLane:
         alias = ",".join(expression for expression, _ in groups)
         with phases.timed("expand"):  # and what earlier attempts (any worker's) removed
             found, _ = await asyncio.gather(
-                expand_identities(self.runtime.es, alias, {request.identifier}), progress.load(outcome)
+                expand_identities(self.runtime.es, alias, {request.identifier, *request.identifiers}),
+                progress.load(outcome),
             )
         identity = _remembered(found, outcome)
         # The verification's kNN and hybrid probes need each pattern's vector in each model's space:
@@ -178,8 +179,11 @@ class ForgetLane:
         )
         with phases.timed("receipt"):
             await self.io.send_receipt(receipt)
-        await progress.await_purge(receipt, outcome)  # kept until the purge (a worker dying before it redoes the purge)
-        _report(request, identity, outcome, phases, unsearchable_at)
+        if receipt.status == NOTHING_INDEXED:  # nothing was deleted: no purge, and no note to keep for one
+            await progress.clear()
+        else:  # kept until the purge (a worker dying before it redoes the purge)
+            await progress.await_purge(receipt, outcome)
+        _report(request, identity, outcome, phases, unsearchable_at, receipt.status)
         return receipt
 
     async def _suppress(self, identity: Identity, request_id: str, phases: Phases) -> dict[str, HashKind]:
@@ -288,12 +292,17 @@ def _timed(
 
 
 def _report(
-    request: DeletionRequest, identity: Identity, outcome: ForgetOutcome, phases: Phases, unsearchable_at: datetime
+    request: DeletionRequest,
+    identity: Identity,
+    outcome: ForgetOutcome,
+    phases: Phases,
+    unsearchable_at: datetime,
+    status: str,
 ) -> None:
     """The metrics and the log line an operator reads for a request made unsearchable."""
     seconds = (unsearchable_at - request.requested_at).total_seconds()
     metrics.DELETION_SECONDS.observe(max(seconds, 0.0))
-    metrics.DELETION_REQUESTS.labels(status=UNSEARCHABLE).inc()
+    metrics.DELETION_REQUESTS.labels(status=status).inc()
     for phase, spent in phases.seconds.items():
         metrics.DELETION_PHASE_SECONDS.labels(phase=phase).inc(spent)
     log.info(

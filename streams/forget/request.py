@@ -8,7 +8,7 @@ request behind it in the deletion lane.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,8 @@ class DeletionRequest:
     requested_by: str
     requested_at: datetime
     reason: str = ""
+    report_id: str | None = None  # made from a subject access report (forget/locate.py)
+    identifiers: list[str] = field(default_factory=list)  # forgotten beside the subject: those the report found
 
     @property
     def identifier(self) -> str:
@@ -52,6 +54,10 @@ def validate_deletion_request(record: dict[str, Any]) -> None:
         raise InvalidRequest(f"subject {subject!r} is not an email address")
     if kind in NUMERIC_KINDS and not subject.isdigit():
         raise InvalidRequest(f"subject {subject!r} is not a numeric {kind}")
+    for identifier in record.get("identifiers") or []:
+        named, _, value = identifier.partition(":")
+        if named not in SUBJECT_KINDS or not value.strip():
+            raise InvalidRequest(f"identifier {identifier!r} is not <kind>:<value> of a known kind")
 
 
 def parse_request(record: dict[str, Any]) -> DeletionRequest:
@@ -64,6 +70,8 @@ def parse_request(record: dict[str, Any]) -> DeletionRequest:
         requested_by=record.get("requested_by") or "",
         requested_at=record["requested_at"],
         reason=record.get("reason") or "",
+        report_id=record.get("report_id"),
+        identifiers=list(record.get("identifiers") or []),
     )
 
 

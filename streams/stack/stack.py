@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from streams.auth import ensure_local_keys
+from streams.forget.signing import ensure_local_signing_key
 from streams.settings import Settings, SettingsError
 from streams.stack.connect import Connect
 from streams.stack.elasticsearch import Elasticsearch
@@ -82,6 +83,7 @@ def _up(settings: Settings, progress: Progress, only: Iterable[str] | None = Non
         all_servers = with_dependencies(all_servers, only)
     settings.stack_home.mkdir(parents=True, exist_ok=True)
     ensure_local_keys(settings)  # the worker's /search needs a credential; the tests and the demo use these
+    ensure_local_signing_key(settings)  # every receipt the worker publishes is signed with it
     open_the_way(settings.stack_home, service_user(), progress)
     healthy = {name: threading.Event() for name in all_servers}
     failed = threading.Event()

@@ -21,6 +21,8 @@ def _request() -> dict[str, Any]:
         "requested_by": "tests",
         "requested_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         "reason": "right to be forgotten",
+        "report_id": None,
+        "identifiers": [],
     }
 
 

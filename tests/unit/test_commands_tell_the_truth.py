@@ -185,19 +185,23 @@ class _Message:
         return self._value
 
 
-def test_waiting_for_the_purge_ends_at_a_rejection() -> None:
+@pytest.mark.parametrize("status", ["rejected", "nothing_indexed"])
+def test_waiting_for_the_purge_ends_at_a_receipt_no_purge_follows(status: str) -> None:
+    from dataclasses import replace
+
     from streams import avro
     from streams.forget.receipt import Receipt
 
-    rejected = Receipt.rejected("r1", {"subject": "x"}, "InvalidRequest: no", REQUESTED).to_dict()
-    message = _Message(b"r1", avro.encode("deletion_receipt", rejected, None))
+    rejected = Receipt.rejected("r1", {"subject": "x"}, "InvalidRequest: no", REQUESTED)
+    final = rejected if status == "rejected" else replace(rejected, status=status, error=None)
+    message = _Message(b"r1", avro.encode("deletion_receipt", final.to_dict(), None))
 
     class _Consumer:
         def poll(self, timeout: float) -> _Message:
             return message
 
     receipt = forget_commands.wait_for_receipt(_Consumer(), "r1", 5.0, "purged")  # type: ignore[arg-type]
-    assert receipt is not None and receipt["status"] == "rejected"
+    assert receipt is not None and receipt["status"] == status
 
 
 # -- verify ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from elasticsearch import AsyncElasticsearch
 from streams.agents.suppression import SuppressionLedger
 from streams.elastic.bulk import BulkLimits
 from streams.forget.lane import ForgetLane, LaneIO
-from streams.forget.receipt import Receipt
+from streams.forget.receipt import NOTHING_INDEXED, Receipt
 from streams.forget.request import parse_request
 from streams.pipeline.mentions import MARKER
 from streams.pipeline.plan_batch import state_id
@@ -234,3 +234,28 @@ def test_a_batch_planned_before_the_request_is_planned_again_and_writes_nothing_
     assert [change.version for change in result.suppressed] == [11] and result.applied == []
     assert [action["_id"] for action in store.written] == ["state:wiki/page/1"]  # no chunk of hers
     assert "email:ann@example.com" not in str(store.written)
+
+
+def test_a_subject_never_indexed_is_told_nothing_indexed_and_no_purge_note_is_kept() -> None:
+    settings = Settings(sources=["crm", "tickets"])
+    fake = FakeElasticsearch(aliases={ALIAS: [INDEX]})
+    _seed(fake)
+    request = parse_request(
+        {
+            "request_id": "r-ghost",
+            "subject": "ghost@example.com",
+            "subject_kind": "email",
+            "requested_by": "compliance",
+            "requested_at": datetime.now(UTC),
+        }
+    )
+    receipts: list[Receipt] = []
+
+    async def scenario() -> Receipt | Exception:
+        async with serving(fake) as es:
+            return await _lane(settings, Runtime(es, settings), receipts, []).handle_with_retries(request)
+
+    receipt = asyncio.run(scenario())
+    assert isinstance(receipt, Receipt) and receipt.status == NOTHING_INDEXED and receipts == [receipt]
+    assert receipt.verification is not None and receipt.verification.subject_field_hits == 0
+    assert fake.ids(settings.forget_progress_index) == set()  # no receipt waits for a purge that has nothing to do
