@@ -54,6 +54,8 @@ def app_options(settings: Settings) -> dict[str, Any]:
         "value_serializer": "raw",
         "store": "memory://",
         "topic_partitions": settings.topic_partitions,
+        # faust's own topics (its assignor's leader topic) as replicated as the project's.
+        "topic_replication_factor": settings.topic_replication_factor,
         "consumer_auto_offset_reset": "earliest",
         # Static membership: after a crash the restarted worker rejoins as the same member and indexes
         # again within seconds (see Settings.worker_instance_id).

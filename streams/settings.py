@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     # and the project's own. A consumer group spreads partitions over workers, so a topic with P
     # partitions keeps at most P workers busy.
     topic_partitions: int = 2
+    # Replicas of every topic the worker or Debezium creates (the local stack has one broker; use 3 on a
+    # production cluster). min.insync.replicas, when set, is given to those topics too: with acks=all
+    # (every producer of the project and Debezium's) a write then needs that many replicas, so that
+    # an acknowledged deletion receipt or ledger entry survives the loss of a broker. Unset, the
+    # broker's own default applies.
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int | None = None
     # The indexing lane's repartition topic: every change keyed by its document id, so that one
     # document is written by one worker at a time. Its partition count bounds how many workers index
     # in parallel: size it for the most workers you expect (adding partitions later moves documents
@@ -220,6 +227,24 @@ class Settings(BaseSettings):
     # How long the group waits for a silent member: a crashed worker's partitions move to the others
     # (or to its restart under another instance id) after this (faust's default is 60 s).
     worker_session_timeout_s: float = 15.0
+
+    @field_validator("topic_replication_factor", "topic_min_insync_replicas")
+    @classmethod
+    def _at_least_one(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    def topic_configs(self) -> dict[str, str]:
+        """The topic configs that every topic the project or Debezium creates gets, beside its own."""
+        if self.topic_min_insync_replicas is None:
+            return {}
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise SettingsError(
+                f"STREAMS_TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} is more than"
+                f" STREAMS_TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}: no write could succeed"
+            )
+        return {"min.insync.replicas": str(self.topic_min_insync_replicas)}
 
     @field_validator("stack_apps", mode="before")
     @classmethod
