@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from streams.agents import forget_subjects, health, index_changes, publish_freshness, web
+from streams.agents import console, forget_subjects, health, index_changes, publish_freshness, web
 from streams.agents.service import WorkerService, WorkerTopics
 from streams.pipeline.document_mapping import Mappings, load_mappings
 from streams.resources import connectors_dir
@@ -18,7 +18,9 @@ from streams.settings import Settings
 from streams.topics import change_topics, heartbeat_topics
 
 # Each adds its agents, timers or pages to an App, with the worker service they use.
+# The console comes first: its `/` must be routed before faust's own index page.
 REGISTRATIONS = (
+    console.register,
     index_changes.register,
     forget_subjects.register,
     publish_freshness.register,
