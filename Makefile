@@ -30,6 +30,7 @@ unit: install
 lint: install
 	$(BIN)/ruff check streams tests
 	$(BIN)/mypy streams
+	$(BIN)/hadolint Dockerfile
 
 stack-up: install
 	$(STREAMS) stack up

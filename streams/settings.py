@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # Elasticsearch: an API key (or the user and password above), and TLS trust for an https URL:
     # a CA file, or the SHA-256 fingerprint of the server's certificate.
     elasticsearch_api_key: SecretStr | None = None
+    # Elastic Cloud: the deployment's Cloud ID, used instead of elasticsearch_url when set.
+    elasticsearch_cloud_id: str | None = None
     elasticsearch_ca_certs: Path | None = None
     elasticsearch_ssl_assert_fingerprint: str | None = None
 
@@ -271,12 +273,22 @@ class Settings(BaseSettings):
             return (self.elasticsearch_username, self.elasticsearch_password.get_secret_value())
         return None
 
+    def elasticsearch_location(self) -> str:
+        """Where the clients reach Elasticsearch, for messages: the URL, or the Elastic Cloud deployment."""
+        if self.elasticsearch_cloud_id:
+            return f"Elastic Cloud deployment {self.elasticsearch_cloud_id.split(':', 1)[0]!r}"
+        return self.elasticsearch_url
+
     def ledger_key_bytes(self) -> bytes:
         return self.ledger_key.get_secret_value().encode()
 
     def elasticsearch_client_options(self) -> dict[str, Any]:
         """Keyword arguments for Elasticsearch(...) and AsyncElasticsearch(...): every client the project builds."""
-        options: dict[str, Any] = {"hosts": [self.elasticsearch_url], "request_timeout": 60}
+        options: dict[str, Any] = {"request_timeout": 60}
+        if self.elasticsearch_cloud_id:
+            options["cloud_id"] = self.elasticsearch_cloud_id
+        else:
+            options["hosts"] = [self.elasticsearch_url]
         basic_auth = self.elasticsearch_auth()
         if self.elasticsearch_api_key is not None:
             if basic_auth is not None:

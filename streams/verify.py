@@ -203,7 +203,7 @@ def verify(as_json: bool, recheck: float, limit: int, repair_drift: bool) -> Non
     except SourceUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     except (ApiError, TransportError) as exc:
-        raise click.ClickException(f"Elasticsearch at {settings.elasticsearch_url}: {exc}") from exc
+        raise click.ClickException(f"Elasticsearch at {settings.elasticsearch_location()}: {exc}") from exc
     if as_json:
         click.echo(json.dumps({"ok": all(r.ok for r in reports), "sources": [r.to_json() for r in reports]}, indent=2))
     else:

