@@ -3,8 +3,9 @@
 The page (console_assets/: static HTML, CSS and one vanilla script, no build step and nothing
 fetched from outside the worker) reads the worker's JSON endpoints every few seconds: /health,
 /freshness, and the two added here:
-- /console/state: consumer lag per lane (as last read, every freshness_interval_s) and the dead
-  letters this worker sent, per stage. Open, like /metrics: no figure names anyone.
+- /console/state: consumer lag per lane (as last read, every freshness_interval_s), how fast each
+  lane drains, and the dead letters this worker sent, per stage. Open, like /metrics: no figure
+  names anyone.
 - /console/receipts: the latest deletion receipts, from the receipts topic. Receipts name the people
   they forget, so without an operator credential (the search API's, streams/auth.py) only request
   ids, statuses, times and counts are shown; an invalid credential is a 401.
@@ -26,6 +27,7 @@ import faust
 
 from streams.auth import Caller, Unauthorized
 from streams.observability import metrics
+from streams.observability.consumer_lag import LagReading
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,16 +62,44 @@ def lane_of(topic: str, settings: Settings) -> str:
     return "routing"
 
 
-def lanes(lag: Mapping[tuple[str, int], int], settings: Settings) -> list[dict[str, Any]]:
-    """Messages not yet processed per lane, and per topic within it."""
-    by_lane: dict[str, dict[str, int]] = {"routing": {}, "indexing": {}, "deletion": {}}
+LANES = ("routing", "indexing", "deletion")
+
+
+def lane_topics(lag: Mapping[tuple[str, int], int], settings: Settings) -> dict[str, dict[str, int]]:
+    by_lane: dict[str, dict[str, int]] = {lane: {} for lane in LANES}
     for (topic, _), messages in lag.items():
         topics = by_lane[lane_of(topic, settings)]
         topics[topic] = topics.get(topic, 0) + messages
-    return [
-        {"lane": lane, "messages": sum(topics.values()), "topics": dict(sorted(topics.items()))}
-        for lane, topics in by_lane.items()
-    ]
+    return by_lane
+
+
+def lanes(current: LagReading | None, previous: LagReading | None, settings: Settings) -> list[dict[str, Any]]:
+    """Messages not yet processed per lane, and per topic within it; from two readings, how many the
+    lane processes per second net of what arrives, and so about how long it takes to drain (None while
+    it does not shrink)."""
+    now = lane_topics(current.messages if current is not None else {}, settings)
+    before = lane_topics(previous.messages, settings) if previous is not None else None
+    elapsed_s = (current.read_at - previous.read_at).total_seconds() if current and previous else 0.0
+    result = []
+    for lane, topics in now.items():
+        messages = sum(topics.values())
+        drain_per_s = drain_s = None
+        if before is not None and elapsed_s > 0:
+            drain_per_s = (sum(before[lane].values()) - messages) / elapsed_s
+            if messages == 0:
+                drain_s = 0.0
+            elif drain_per_s > 0:
+                drain_s = messages / drain_per_s
+        result.append(
+            {
+                "lane": lane,
+                "messages": messages,
+                "drain_per_s": None if drain_per_s is None else round(drain_per_s, 3),
+                "drain_s": None if drain_s is None else round(drain_s, 1),
+                "topics": dict(sorted(topics.items())),
+            }
+        )
+    return result
 
 
 def dead_letter_counts() -> dict[str, int]:
@@ -88,7 +118,7 @@ def console_state(service: WorkerService) -> dict[str, Any]:
     return {
         "worker_id": settings.worker_id,
         "lag_read_at": reading.read_at.isoformat() if reading is not None else None,
-        "lanes": lanes(reading.messages if reading is not None else {}, settings),
+        "lanes": lanes(reading, service.previous_consumer_lag, settings),
         "dead_letters": dead_letter_counts(),
         "dead_letter_topic": settings.dead_letter_topic,
     }

@@ -59,4 +59,4 @@ async def update_consumer_lag(service: WorkerService, topics: list[str]) -> None
         log.warning("consumer lag not updated: %s", exc)
         return
     record_lag(lag)
-    service.consumer_lag = LagReading(datetime.now(UTC), lag)
+    service.previous_consumer_lag, service.consumer_lag = service.consumer_lag, LagReading(datetime.now(UTC), lag)

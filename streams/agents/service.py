@@ -89,8 +89,10 @@ class WorkerService(Service):
         self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters)
         self._purges: PurgeScheduler | None = None
         self._lag_reader: ConsumerLagReader | None = None
-        # The last lag read (agents/publish_freshness.py, every freshness_interval_s), for the web console.
+        # The last two lag readings (agents/publish_freshness.py, every freshness_interval_s): the web
+        # console shows the lag and, from the two, how fast each lane drains.
         self.consumer_lag: LagReading | None = None
+        self.previous_consumer_lag: LagReading | None = None
         self._authenticator: Authenticator | None = None
 
     async def runtime(self) -> Runtime:

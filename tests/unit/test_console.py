@@ -122,8 +122,13 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Console]:
     service._runtime_ready.set()
     keys = {OPERATOR_KEY: {"name": "ops", "operator": True}, SUPPORT_KEY: {"name": "helpdesk", "groups": ["support"]}}
     service._authenticator = Authenticator(parse_api_keys(json.dumps(keys), "test keys"))
+    read_at = datetime.now(UTC)
+    service.previous_consumer_lag = LagReading(
+        read_at - timedelta(seconds=10),
+        {("tickets.public.tickets", 0): 240, ("tickets.public.tickets", 1): 2, (settings.routed_topic, 3): 2},
+    )
     service.consumer_lag = LagReading(
-        datetime.now(UTC),
+        read_at,
         {("tickets.public.tickets", 0): 40, ("tickets.public.tickets", 1): 2, (settings.routed_topic, 3): 7},
     )
     monkeypatch.setattr(service, "latest_receipts", lambda limit: RECEIPTS[:limit])
@@ -158,8 +163,11 @@ async def test_state_has_lag_per_lane_and_dead_letters(served: Console) -> None:
     lanes = {lane["lane"]: lane for lane in state["lanes"]}
     assert lanes["routing"]["messages"] == 42
     assert lanes["routing"]["topics"] == {"tickets.public.tickets": 42}
+    # 200 routed in 10 s, 42 left: about 2 s to drain; the indexing lane grows; the deletion lane is empty.
+    assert (lanes["routing"]["drain_per_s"], lanes["routing"]["drain_s"]) == (20.0, 2.1)
     assert lanes["indexing"]["messages"] == 7
-    assert lanes["deletion"]["messages"] == 0
+    assert (lanes["indexing"]["drain_per_s"], lanes["indexing"]["drain_s"]) == (-0.5, None)
+    assert (lanes["deletion"]["messages"], lanes["deletion"]["drain_s"]) == (0, 0.0)
     assert "decode" in state["dead_letters"]
 
 
@@ -230,6 +238,8 @@ async def test_the_console_shows_every_panel_in_a_browser(served: Console, brows
                 await expect(page.locator(f"#freshness-{source} .capture-age")).not_to_have_text("-")
             await expect(page.locator("#health-verdict")).to_have_text("healthy")
             await expect(page.locator("#lag tr[data-lane=routing] .messages")).to_have_text("42")
+            await expect(page.locator("#lag tr[data-lane=routing] .drain")).to_have_text("about 2 s")
+            await expect(page.locator("#lag tr[data-lane=indexing] .drain")).to_have_text("not draining")
             await expect(page.locator("#dead-letters tr[data-stage=decode]")).to_be_visible()
 
             # Receipts: ids and statuses, no subject without an operator key.
@@ -269,3 +279,11 @@ async def test_the_console_shows_every_panel_in_a_browser(served: Console, brows
             assert errors == []
         finally:
             await chromium.close()
+
+
+def test_one_reading_tells_no_drain_rate() -> None:
+    settings = Settings()
+    only = LagReading(datetime.now(UTC), {(settings.deletion_topic, 0): 3})
+    deletion = {lane["lane"]: lane for lane in console.lanes(only, None, settings)}["deletion"]
+    assert (deletion["messages"], deletion["drain_per_s"], deletion["drain_s"]) == (3, None, None)
+    assert [lane["messages"] for lane in console.lanes(None, None, settings)] == [0, 0, 0]

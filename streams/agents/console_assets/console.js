@@ -169,6 +169,8 @@ async function refreshState() {
         { "data-lane": lane.lane },
         el("td", {}, lane.lane),
         el("td", { class: "messages" }, lane.messages),
+        el("td", {}, lane.drain_per_s === null ? "-" : lane.drain_per_s.toFixed(1)),
+        el("td", { class: "drain" }, lane.drain_s === null ? (lane.drain_per_s === null ? "-" : "not draining") : `about ${Math.round(lane.drain_s)} s`),
         el("td", {}, Object.entries(lane.topics).map(([topic, n]) => `${topic}: ${n}`).join(", ") || "-")
       )
     )
