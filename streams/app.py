@@ -72,6 +72,12 @@ def app_options(settings: Settings) -> dict[str, Any]:
         "web_host": settings.worker_web_host(),
         "web_port": settings.worker_web_port,
         "web_in_thread": False,
+        # A request line over aiohttp's 8,190 bytes is answered by aiohttp in plain text before any page
+        # runs; a longer limit lets /search answer a query over its own limit in JSON (agents/web.py).
+        "web_application_options": {
+            "client_max_size": web.MAX_BODY,
+            "handler_args": {"max_line_size": web.MAX_REQUEST_LINE},
+        },
         "stream_wait_empty": False,
         # Deletion requests must not queue behind a backlog of changes. faust delivers each polled
         # record in turn and waits whenever a stream's buffer is full, so one full buffer would hold up

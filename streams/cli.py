@@ -9,11 +9,20 @@ from typing import Any
 
 import click
 
+from streams import __version__
+
+# Every duration a command takes: zero or a negative number would only fail later, deep in a client
+# (`freshness --timeout -5` ended in a traceback), so click refuses them with the option's name.
+Seconds = click.FloatRange(min=0, min_open=True)
+
 # command name -> ("module:attribute" of a click command or group, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("streams.stack.commands:stack", "Start, stop or report the local stack (no Docker needed)."),
     "connectors": ("streams.stack.commands:connectors", "Register the Debezium connectors in connectors/."),
-    "seed": ("streams.sources.commands:seed", "Fill the three source databases with realistic content."),
+    "seed": (
+        "streams.sources.commands:seed",
+        "Fill the shipped sources' databases (wiki, tickets, crm) with realistic content.",
+    ),
     "worker": ("streams.agents.commands:worker", "Run the faust worker: indexing, deletions, metrics, search."),
     "search": ("streams.search:search", "Hybrid (BM25 + kNN) search over the fresh index."),
     "forget": ("streams.agents.forget_commands:forget", "Publish a right-to-be-forgotten request."),
@@ -53,6 +62,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="streams", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(verbose: bool) -> None:
     """streams: keep an Elasticsearch hybrid index in step with your source databases."""

@@ -72,7 +72,9 @@ class ChangeEvent:
         return image or {}
 
 
-TextFormat = Literal["plain", "wikitext", "html"]
+# "email" and "email_html": a message in a thread (a ticket's reply or comment), chunked without the
+# quoted history it carries.
+TextFormat = Literal["plain", "wikitext", "html", "email", "email_html"]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SOURCE_DSNS = ("tickets", "crm", "wiki")
+# The shipped sources' older DSN settings (STREAMS_TICKETS_DSN, ...): still read, below source_dsns.
+LEGACY_DSN_SOURCES = ("tickets", "crm", "wiki")
 
 
 class SettingsError(ValueError):
@@ -60,7 +61,8 @@ HEARTBEAT_TABLE = "streams_heartbeat"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMS_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error must not quote a value, which may be a DSN with its password.
+    model_config = SettingsConfigDict(env_prefix="STREAMS_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     # Servers (defaults: the local stack's loopback ports).
     kafka_bootstrap: str = "127.0.0.1:19092"
@@ -70,8 +72,11 @@ class Settings(BaseSettings):
     elasticsearch_username: str | None = None
     elasticsearch_password: SecretStr | None = None
     schema_registry_url: str | None = None
-    # Secrets (DSNs carry passwords): read them with .get_secret_value() where a client is built, or
-    # through dsn(); never print them (redacted_dsn() is for messages).
+    # Secrets (DSNs carry passwords): read them through dsn(source) where a client is built; never print
+    # them (redacted_dsn() is for messages). source_dsns names each source's database, a JSON object
+    # {"<source>": "<DSN>"}; a shipped source it leaves out falls back to its own field below (the
+    # local stack's database by default), so adding a source is one entry here and no code.
+    source_dsns: dict[str, SecretStr] = {}
     tickets_dsn: SecretStr = SecretStr("postgresql://streams:streams@127.0.0.1:15432/tickets")
     crm_dsn: SecretStr = SecretStr("postgresql://streams:streams@127.0.0.1:15432/crm")
     wiki_dsn: SecretStr = SecretStr("mysql://streams:streams@127.0.0.1:13306/wiki")
@@ -113,7 +118,6 @@ class Settings(BaseSettings):
     connectors_dir: Path | None = None
 
     # Topics the project owns. Debezium topics are named <source>.<schema>.<table>.
-    sources: tuple[str, ...] = ("wiki", "tickets", "crm")
     # Partitions of the topics the worker creates: Debezium's change topics (when they do not exist yet)
     # and the project's own. A consumer group spreads partitions over workers, so a topic with P
     # partitions keeps at most P workers busy.
@@ -258,11 +262,26 @@ class Settings(BaseSettings):
     def search_api_keys_path(self) -> Path:
         return self.search_api_keys_file or self.stack_home / "search-keys.json"
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The configured sources: one per mapping in connectors_dir, in name order. Capture health,
+        freshness, receipts, verify and the stack's report all go by this list. Read from the folder
+        each time (a few small files), so that a copy with another connectors_dir never keeps a stale list."""
+        from streams.pipeline.document_mapping import load_mappings
+        from streams.resources import connectors_dir
+
+        return load_mappings(connectors_dir(self)).names
+
     def dsn(self, source: str) -> str:
         """The source database's DSN, password included: only for opening a connection."""
-        if source not in SOURCE_DSNS:
-            raise SettingsError(f"no DSN setting for source {source!r} (one of {', '.join(SOURCE_DSNS)})")
-        secret: SecretStr = getattr(self, f"{source}_dsn")
+        secret = self.source_dsns.get(source)
+        if secret is None and source in LEGACY_DSN_SOURCES:
+            secret = getattr(self, f"{source}_dsn")
+        if secret is None:
+            raise SettingsError(
+                f"no DSN for source {source!r}: add it to STREAMS_SOURCE_DSNS, a JSON object such as"
+                f' {{"{source}": "postgresql://user:password@host:5432/{source}"}}'
+            )
         return secret.get_secret_value()
 
     def redacted_dsn(self, source: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -12,8 +13,11 @@ import click
 from confluent_kafka import Consumer, KafkaException
 
 from streams import avro
+from streams.cli import Seconds
 from streams.clients import consumer_at_end, kafka_producer
-from streams.forget.request import DeletionRequest
+from streams.errors import InvalidRequest
+from streams.forget.receipt import FAILED, REJECTED
+from streams.forget.request import DeletionRequest, validate_deletion_request
 from streams.records import SUBJECT_KINDS
 from streams.settings import Settings, get_settings
 
@@ -57,7 +61,8 @@ def wait_for_receipt(
         if message.key() != request_id.encode() or value is None:
             continue
         receipt = avro.decode("deletion_receipt", value, registry_url)
-        if status == "unsearchable" or receipt["status"] == status:
+        # A rejected or failed request gets no later receipt: waiting for its purge would only time out.
+        if status == "unsearchable" or receipt["status"] in (status, REJECTED, FAILED):
             return receipt
     return None
 
@@ -81,7 +86,7 @@ def _jsonable(value: Any) -> Any:
 @click.option("--reason", default="GDPR Art. 17 request", show_default=True, help="Why.")
 @click.option("--wait", is_flag=True, help="Wait for the receipt and print it.")
 @click.option("--purged", is_flag=True, help="With --wait: wait for the receipt of the physical purge too.")
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the receipt.")
+@click.option("--timeout", type=Seconds, default=120.0, show_default=True, help="Seconds to wait for the receipt.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def forget(
     subject: str, kind: str, requested_by: str, reason: str, wait: bool, purged: bool, timeout: float, as_json: bool
@@ -90,10 +95,20 @@ def forget(
 
     The worker makes every chunk about the subject unsearchable, records the subject in the
     suppression ledger so that no replay or re-snapshot indexes it again, purges the deleted
-    documents physically, and publishes a receipt.
+    documents physically, and publishes a receipt. A subject the worker would reject (empty, or not
+    of its kind) is refused here, before anything is published (exit status 2).
+
+    \b
+    Examples:
+      streams forget ann@example.com --wait
+      streams forget 4711 --kind contact_id --wait --purged --json
     """
-    settings = get_settings()
     request = deletion_request(subject, kind, requested_by, reason)
+    try:
+        validate_deletion_request(request)  # the lane's own rule (forget/request.py)
+    except InvalidRequest as exc:
+        raise click.BadParameter(str(exc), param_hint="'SUBJECT'") from exc
+    settings = get_settings()
     consumer = receipts_consumer(settings) if wait else None
     try:
         publish_request(settings, request)
@@ -111,27 +126,51 @@ def forget(
         )
     if as_json:
         click.echo(json.dumps(_jsonable(receipt), indent=2))
-        return
-    seconds = (receipt["unsearchable_at"] - request["requested_at"]).total_seconds()
-    click.echo(f"request {receipt['request_id']}: {receipt['subject']} is {receipt['status']}")
-    click.echo(f"  identifiers: {', '.join(receipt['identifiers'])}")
-    if receipt.get("error"):
-        click.echo(f"  error: {receipt['error']}")
-    for label, counts in (("deleted", receipt["removed"]), ("redacted", receipt.get("redacted") or [])):
-        for count in counts:
-            if count["chunks"]:
-                click.echo(
-                    f"  {label}: {count['index']} / {count['source']}: {count['chunks']} chunks of "
-                    f"{count['documents']} documents ({', '.join(count.get('document_ids') or [])})"
-                )
-    click.echo(f"  mention patterns used (keyed hashes): {len(receipt.get('pattern_hashes') or [])}")
-    click.echo(
+    else:
+        for line in describe_receipt(receipt, request["requested_at"]):
+            click.echo(line)
+    if receipt["status"] in (REJECTED, FAILED):
+        sys.exit(1)
+
+
+def describe_receipt(receipt: dict[str, Any], requested_at: datetime) -> list[str]:
+    """A receipt as lines of text, saying only what happened: a rejected or failed request ran no
+    erasure, so it has no verification and no time to unsearchable; a subject nothing was indexed about
+    is said to be that, with what was searched, rather than "unsearchable"."""
+    head = f"request {receipt['request_id']}: "
+    if receipt["status"] in (REJECTED, FAILED):
+        return [
+            f"{head}{receipt['subject'] or '(no subject)'} was {receipt['status']}: nothing was searched or removed",
+            f"  error: {receipt.get('error') or 'no reason given'}",
+        ]
+    counts = [("deleted", c) for c in receipt["removed"]] + [("redacted", c) for c in receipt.get("redacted") or []]
+    found = [(label, c) for label, c in counts if c["chunks"]]
+    nothing = not found and not receipt["state_records_removed"]
+    lines = [
+        f"{head}nothing indexed about {receipt['subject']}"
+        if nothing
+        else f"{head}{receipt['subject']} is {receipt['status']}"
+    ]
+    lines.append(f"  {'searched for' if nothing else 'identifiers'}: {', '.join(receipt['identifiers'])}")
+    for label, count in found:
+        lines.append(
+            f"  {label}: {count['index']} / {count['source']}: {count['chunks']} chunks of "
+            f"{count['documents']} documents ({', '.join(count.get('document_ids') or [])})"
+        )
+    lines.append(f"  mention patterns used (keyed hashes): {len(receipt.get('pattern_hashes') or [])}")
+    lines.append(
         f"  state records scrubbed: {receipt['state_records_removed']}, "
         f"dead letters tombstoned: {receipt['dead_letters_tombstoned']}"
     )
     v = receipt["verification"]
-    click.echo(
+    lines.append(
         f"  verification (no subject filter): subject-field {v['subject_field_hits']}, BM25 {v['bm25_hits']}, "
         f"kNN {v['knn_hits']}, hybrid {v['hybrid_hits']} hits"
     )
-    click.echo(f"  unsearchable {seconds:.2f}s after the request; purged at {receipt['purged_at'] or 'pending'}")
+    seconds = (receipt["unsearchable_at"] - requested_at).total_seconds()
+    if nothing:
+        lines.append(f"  checked {seconds:.2f}s after the request; the subject stays suppressed for future changes")
+    else:
+        purged = receipt["purged_at"] or "pending"
+        lines.append(f"  unsearchable {seconds:.2f}s after the request; purged at {purged}")
+    return lines

@@ -27,7 +27,7 @@ from streams.elastic.generations import (
     read_migration,
     serving_index,
 )
-from streams.elastic.hybrid_index import ensure_index
+from streams.elastic.hybrid_index import ensure_filter_fields, ensure_index
 from streams.elastic.worker_registry import ensure_registry
 from streams.embedding.embedder import Embedder
 from streams.errors import IndexingError
@@ -194,6 +194,8 @@ def _generation_writers(
             raise IndexingError(f"the alias {settings.index_alias} points at no index")
         indices = migration.generations if migration else [serving]
         configs = {index: read_config(client, index) or settings_config(settings) for index in indices}
+        for index in indices:  # a generation a migration created before the filter fields existed
+            ensure_filter_fields(client, index)
     writers: dict[str, ChangeWriter] = {}
     for index, config in configs.items():
         embedder = embedders.get(config)

@@ -85,7 +85,7 @@ class WorkerService(Service):
         self.started_at = datetime.now(UTC)
         # Built with the service, not with the runtime: /health must answer while the model loads,
         # and a source silent since the start is a stall too.
-        self.capture_clock = CaptureClock(settings.sources)
+        self.capture_clock = CaptureClock(mappings.names)
         self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters)
         self._purges: PurgeScheduler | None = None
         self._lag_reader: ConsumerLagReader | None = None
@@ -129,7 +129,7 @@ class WorkerService(Service):
 
     async def on_start(self) -> None:
         # The gauge is the process's (Prometheus' registry is global): it reads the running worker's clock.
-        for source in self.settings.sources:
+        for source in self.mappings.names:
             metrics.CAPTURE_AGE.labels(source=source).set_function(partial(self.capture_clock.age_s, source))
 
     @Service.task

@@ -43,7 +43,7 @@ def _max_ids(settings: Settings) -> dict[str, int]:
         ("crm", "contacts", "contact"),
         ("crm", "notes", "note"),
     ):
-        with connect_postgres(getattr(settings, f"{source}_dsn"), name=source) as pg:
+        with connect_postgres(settings.dsn(source), name=source) as pg:
             row = pg.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()
         found[f"{source}/{kind}"] = int(row[0]) if row else 0
     return found
@@ -54,14 +54,14 @@ def _new_documents(settings: Settings, before: dict[str, int]) -> list[str]:
     names = {"tickets/ticket": ("tickets", "tickets"), "crm/contact": ("crm", "contacts"), "crm/note": ("crm", "notes")}
     documents: list[str] = []
     for prefix, (source, table) in names.items():
-        with connect_postgres(getattr(settings, f"{source}_dsn"), name=source) as pg:
+        with connect_postgres(settings.dsn(source), name=source) as pg:
             rows = pg.execute(f"SELECT id FROM {table} WHERE id > %s", (before[prefix],)).fetchall()
         documents.extend(f"{prefix}/{row[0]}" for row in rows)
     return documents
 
 
 def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> list[str]:
-    conn = connect_mariadb(settings.wiki_dsn)
+    conn = connect_mariadb(settings.dsn("wiki"))
     try:
         with conn.cursor() as cur:
             cur.execute(

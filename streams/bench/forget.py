@@ -221,7 +221,7 @@ def _backlog(settings: Settings, comments: int) -> int:
         (tickets[i % len(tickets)], "bench.load@example.com", f"Backlog comment {i}: still seeing the timeout.", True)
         for i in range(comments)
     ]
-    with connect_postgres(settings.tickets_dsn, name="tickets") as pg:
+    with connect_postgres(settings.dsn("tickets"), name="tickets") as pg:
         with pg.cursor() as cur:
             cur.executemany(
                 "INSERT INTO ticket_comments (ticket_id, author_email, body, public) VALUES (%s, %s, %s, %s)", rows

@@ -31,18 +31,18 @@ class Edit:
 
 
 def _ids(settings: Settings) -> tuple[list[int], list[int], list[int]]:
-    conn = connect_mariadb(settings.wiki_dsn)
+    conn = connect_mariadb(settings.dsn("wiki"))
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT page_id FROM page WHERE page_latest > 0 ORDER BY page_id DESC LIMIT 200")
             pages = [int(r[0]) for r in cur.fetchall()]
     finally:
         conn.close()
-    with connect_postgres(settings.tickets_dsn) as pg:
+    with connect_postgres(settings.dsn("tickets")) as pg:
         # Not the tickets of a golden set (`streams eval load` marks them product 'eval'): edits would change it.
         query = "SELECT id FROM tickets WHERE product <> 'eval' ORDER BY id DESC LIMIT 200"
         tickets = [int(r[0]) for r in pg.execute(query).fetchall()]
-    with connect_postgres(settings.crm_dsn) as pg:
+    with connect_postgres(settings.dsn("crm")) as pg:
         contacts = [int(r[0]) for r in pg.execute("SELECT id FROM contacts ORDER BY id DESC LIMIT 200").fetchall()]
     if not (pages and tickets and contacts):
         raise BenchError("the sources are empty: run `streams seed` first")
@@ -166,7 +166,7 @@ def run(
     fresh = [e.seen_at - e.committed_at for e in made if e.seen_at is not None]
     per_source = {
         s: summary([e.seen_at - e.committed_at for e in made if e.source == s and e.seen_at is not None])
-        for s in ("wiki", "tickets", "crm")
+        for s in sorted({e.source for e in made})
     }
     delta = bucket_delta(before, after, "streams_freshness_seconds")
     worker_events = delta[-1][1] if delta else 0.0

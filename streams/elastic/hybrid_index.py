@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,16 @@ PROVENANCE_FIELDS: dict[str, Any] = {
     "generation": {"type": "integer"},
     "model": {"type": "keyword"},
     "chunker": {"type": "keyword"},
+}
+
+# What /search filters on: the document's mapped metadata (connectors/*.mapping.yaml, `metadata:`) as
+# keywords, one flattened field whatever columns a mapping names (a new column needs no mapping change),
+# and its creation time as a date for ranges. `metadata` itself stays unindexed: it is what hits return.
+# Added to older indices by put_mapping like the provenance; their chunks get the fields when rewritten
+# (or all at once by a new generation, `streams migrate`).
+FILTER_FIELDS: dict[str, Any] = {
+    "attributes": {"type": "flattened"},
+    "created_at": {"type": "date", "ignore_malformed": True},
 }
 
 
@@ -119,6 +129,7 @@ def index_body(
                 "root": {"type": "object", "enabled": False},
                 "parts": {"type": "object", "enabled": False},
                 **PROVENANCE_FIELDS,
+                **FILTER_FIELDS,
             },
         },
     }
@@ -158,7 +169,7 @@ def ensure_index(
                 raise
     if not created:  # an index created by an earlier release: the merge policy is a dynamic setting
         client.indices.put_settings(index=name, settings={"index": MERGE_POLICY})
-        client.indices.put_mapping(index=name, properties=PROVENANCE_FIELDS)
+        ensure_filter_fields(client, name)
     mapping = client.indices.get_mapping(index=name)[name]["mappings"]
     existing_meta = mapping.get("_meta") or {}
     if meta and any(key not in existing_meta for key in meta):
@@ -184,13 +195,47 @@ def ensure_index(
     return name
 
 
+def ensure_filter_fields(client: Elasticsearch, index: str) -> None:
+    """Every field a chunk carries, in an index created by an earlier release (the mapping is strict:
+    without them every chunk written there would be refused)."""
+    client.indices.put_mapping(index=index, properties={**PROVENANCE_FIELDS, **FILTER_FIELDS})
+
+
 def index_analysis(mapping: dict[str, Any]) -> str:
     """The analysis an index was created with (indices from before `_meta` used `standard`)."""
     return str(mapping.get("_meta", {}).get("analysis", "standard"))
 
 
-def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Only visible chunks, of the chosen sources, that the caller's groups may see.
+@dataclass(frozen=True)
+class MetadataFilter:
+    """What /search narrows by besides sources and groups: exact values of mapped metadata fields (a
+    field matches any of its values, every field named must match) and a creation-time range (ISO 8601,
+    both ends included). Empty, it narrows nothing."""
+
+    values: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    created_from: str | None = None
+    created_to: str | None = None
+
+    def clauses(self) -> list[dict[str, Any]]:
+        clauses: list[dict[str, Any]] = [
+            {"terms": {f"attributes.{name}": list(values)}} for name, values in sorted(self.values.items())
+        ]
+        bounds = {op: value for op, value in (("gte", self.created_from), ("lte", self.created_to)) if value}
+        if bounds:
+            clauses.append({"range": {"created_at": bounds}})
+        return clauses
+
+
+NO_METADATA_FILTER = MetadataFilter()
+
+
+def chunk_filter(
+    sources: Sequence[str] | None,
+    groups: Sequence[str] | None,
+    metadata: MetadataFilter = NO_METADATA_FILTER,
+) -> list[dict[str, Any]]:
+    """Only visible chunks, of the chosen sources, that the caller's groups may see, and whose document's
+    metadata passes `metadata`.
 
     `groups=None` is the operator's unrestricted view; an empty list sees nothing.
     """
@@ -199,6 +244,7 @@ def chunk_filter(sources: Sequence[str] | None, groups: Sequence[str] | None) ->
         filters.append({"terms": {"source": list(sources)}})
     if groups is not None:
         filters.append({"terms": {"groups": list(groups)}})
+    filters.extend(metadata.clauses())
     return filters
 
 
@@ -212,7 +258,11 @@ HIGHLIGHT = {"fields": {"text": {"fragment_size": 160, "number_of_fragments": 2}
 # title and highlights of the few chunks returned come in one request after it (`_details`). Reading
 # `_source` for every candidate made Elasticsearch parse each one's stored vector too.
 RETRIEVED_FIELDS: dict[str, Any] = {"_source": False, "docvalue_fields": ["document_id"]}
-DETAIL_FIELDS = ["document_id", "source", "title", "section", "text", "link", "generation", "model", "chunker"]
+DETAIL_FIELDS = [
+    "document_id",
+    *("source", "title", "section", "text", "link", "metadata"),
+    *("generation", "model", "chunker"),
+]
 
 
 def bm25_query(
@@ -300,6 +350,7 @@ class DocumentHit:
     link: str
     score: float
     chunks: list[ChunkHit] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)  # the mapped metadata columns of its root row
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -308,6 +359,7 @@ class DocumentHit:
             "title": self.title,
             "link": self.link,
             "score": round(self.score, 6),
+            "metadata": self.metadata,
             "chunks": [
                 {
                     "chunk_id": chunk.chunk_id,
@@ -434,18 +486,75 @@ async def search(
     itself at k=100. With `highlight=False` (what `streams eval` needs) that request is not made and
     the hits carry ids, ranks and scores only.
     """
-    filters = chunk_filter(sources, groups)  # the retrievers' and, again, the details request's
-    bm25_body, knn_body = retriever_bodies(query, vector, k, filters, mode=mode, tuning=tuning)
+    page = await search_page(
+        client, alias, query, vector, k, sources, groups, mode=mode, tuning=tuning, highlight=highlight
+    )
+    return page.hits
 
-    async def hits(body: dict[str, Any] | None) -> list[dict[str, Any]]:
-        return [] if body is None else list((await client.search(index=alias, **body))["hits"]["hits"])
+
+# How far /search pages: offset + k documents are fused from (offset + k) * chunks_per_k chunks per
+# retriever, within Elasticsearch's default result window and kNN candidate limit (10,000).
+MAX_WINDOW = 1000
+# The total is a cardinality count: exact in practice below this many documents, approximate above.
+TOTAL_PRECISION = 10_000
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[DocumentHit]
+    offset: int
+    # Documents that pass the filters and contain the query's words (BM25). The hybrid ranking can
+    # add documents similar in meaning that do not contain them, so it may return more than this.
+    total: int | None = None
+    total_relation: str = "eq"  # "gte": more documents than TOTAL_PRECISION match
+
+
+async def search_page(
+    client: AsyncElasticsearch,
+    alias: str,
+    query: str,
+    vector: Sequence[float] | None,
+    k: int = 10,
+    sources: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    *,
+    metadata: MetadataFilter = NO_METADATA_FILTER,
+    offset: int = 0,
+    with_total: bool = False,
+    mode: str = "hybrid",
+    tuning: SearchTuning = DEFAULT_TUNING,
+    highlight: bool = True,
+) -> SearchPage:
+    """`search`, from the `offset`-th document of the fused ranking on (`offset + k <= MAX_WINDOW`),
+    and with `with_total` the count of documents that contain the query's words."""
+    if offset < 0 or offset + k > MAX_WINDOW:
+        raise ValueError(f"offset + k must be at most {MAX_WINDOW} (offset {offset}, k {k})")
+    filters = chunk_filter(sources, groups, metadata)  # the retrievers' and, again, the details request's
+    bm25_body, knn_body = retriever_bodies(query, vector, offset + k, filters, mode=mode, tuning=tuning)
+    if with_total:
+        bm25_body = bm25_body or {**bm25_query(query, filters, 0, highlight=False), **RETRIEVED_FIELDS}
+        bm25_body["aggs"] = {
+            "documents": {"cardinality": {"field": "document_id", "precision_threshold": TOTAL_PRECISION}}
+        }
+    responses: dict[str, dict[str, Any]] = {}
+
+    async def hits(name: str, body: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if body is None:
+            return []
+        responses[name] = dict(await client.search(index=alias, **body))
+        return list(responses[name]["hits"]["hits"])
 
     # The two retrievers are independent: asked together, a query waits for the slower, not for both.
-    bm25_hits, knn_hits = await asyncio.gather(hits(bm25_body), hits(knn_body))
-    documents = fuse(bm25_hits, knn_hits, k, tuning=tuning)
+    bm25_hits, knn_hits = await asyncio.gather(hits("bm25", bm25_body), hits("knn", knn_body))
+    if mode == "knn":
+        bm25_hits = []  # asked for the total only
+    documents = fuse(bm25_hits, knn_hits, offset + k, tuning=tuning)[offset:]
     if highlight:
         documents = await _details(client, alias, query, documents, filters, tuning)
-    return documents
+    total = None
+    if with_total:
+        total = int(responses["bm25"]["aggregations"]["documents"]["value"])
+    return SearchPage(documents, offset, total, "gte" if (total or 0) >= TOTAL_PRECISION else "eq")
 
 
 async def _details(
@@ -478,6 +587,7 @@ async def _details(
             source.get("title", ""),
             source.get("link", ""),
         )
+        document.metadata = dict(source.get("metadata") or {})
     for document in documents:
         document.chunks = [chunk for chunk in document.chunks if chunk.chunk_id in found]
     return [document for document in documents if document.chunks]

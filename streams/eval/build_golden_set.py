@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import sys
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 
+import lxml.html
+
 from streams.sources.corpus import DOC_DIR, load_corpus
-from streams.sources.html_to_wikitext import clean_title
+from streams.sources.html_to_wikitext import page_title
 from streams.sources.people import make_people
 from streams.sources.seed_tickets import CATEGORIES, generate_tickets
 
@@ -31,7 +31,6 @@ TICKETS = 160
 ERROR_QUERIES = 14
 FIX_QUERIES = 8
 MAX_PAGES_PER_ENTRY = 3  # an entry pointing at many pages is a topic, not a question
-_TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 
 
 @dataclass(frozen=True)
@@ -40,48 +39,25 @@ class IndexEntry:
     pages: tuple[str, ...]  # html file names
 
 
-class _BookIndex(HTMLParser):
-    """Reads bookindex.html: <dt>term, <a href=page#anchor>..</a></dt> with sub-entries in a nested <dl>."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: list[IndexEntry] = []
-        self._stack: list[str] = []  # the term at each <dl> depth
-        self._depth = 0
-        self._in_dt = False
-        self._in_a = False
-        self._text = ""
-        self._pages: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "dl":
-            self._depth += 1
-        elif tag == "dt":
-            self._in_dt, self._text, self._pages = True, "", []
-        elif tag == "a" and self._in_dt:
-            self._in_a = True
-            href = dict(attrs).get("href") or ""
-            page = href.split("#", 1)[0]
-            if page.endswith(".html") and page not in self._pages:
-                self._pages.append(page)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "dl":
-            self._depth -= 1
-        elif tag == "a":
-            self._in_a = False
-        elif tag == "dt" and self._in_dt:
-            self._in_dt = False
-            term = " ".join(self._text.split()).strip(" ,")
-            del self._stack[max(self._depth - 1, 0) :]
-            full = ", ".join([*self._stack, term]) if self._depth > 1 else term
-            self._stack.append(term)
-            if self._pages and term:
-                self.entries.append(IndexEntry(full, tuple(self._pages)))
-
-    def handle_data(self, data: str) -> None:
-        if self._in_dt and not self._in_a:
-            self._text += data
+def book_index(html: str) -> list[IndexEntry]:
+    """The entries of bookindex.html: ``<dt>term, <a href=page#anchor>..</a></dt>``, sub-entries in a
+    nested ``<dl>`` (named "term, sub-term")."""
+    entries: list[IndexEntry] = []
+    stack: list[str] = []  # the term at each <dl> depth
+    for dt in lxml.html.document_fromstring(html.encode("utf-8")).iter("dt"):
+        depth = sum(1 for ancestor in dt.iterancestors("dl"))
+        term = " ".join("".join(dt.xpath(".//text()[not(ancestor::a)]")).split()).strip(" ,")
+        pages: list[str] = []
+        for link in dt.iter("a"):
+            page = (link.get("href") or "").split("#", 1)[0]
+            if page.endswith(".html") and page not in pages:
+                pages.append(page)
+        del stack[max(depth - 1, 0) :]
+        full = ", ".join([*stack, term]) if depth > 1 else term
+        stack.append(term)
+        if pages and term:
+            entries.append(IndexEntry(full, tuple(pages)))
+    return entries
 
 
 def page_titles(html_dir: Path) -> dict[str, str]:
@@ -89,8 +65,7 @@ def page_titles(html_dir: Path) -> dict[str, str]:
     titles: dict[str, str] = {}
     seen: dict[str, int] = {}
     for path in sorted(html_dir.glob("*.html")):
-        match = _TITLE.search(path.read_text(encoding="utf-8", errors="replace"))
-        title = clean_title(match.group(1)) if match else path.stem
+        title = page_title(path.read_text(encoding="utf-8", errors="replace")) or path.stem
         seen[title] = seen.get(title, 0) + 1
         titles[path.name] = title if seen[title] == 1 else f"{title} ({path.stem})"
     return titles
@@ -102,12 +77,9 @@ Part = tuple[list[dict[str, str]], list[dict[str, str]], list[tuple[str, str]]] 
 def wiki_part(rng: random.Random, cache_dir: Path | None) -> Part:
     pages = {p.title: p.text for p in load_corpus(DOC_DIR, cache_dir)}
     titles = page_titles(DOC_DIR)
-    parser = _BookIndex()
-    parser.feed((DOC_DIR / "bookindex.html").read_text(encoding="utf-8", errors="replace"))
+    entries = book_index((DOC_DIR / "bookindex.html").read_text(encoding="utf-8", errors="replace"))
     usable = [
-        e
-        for e in parser.entries
-        if 1 <= len(e.pages) <= MAX_PAGES_PER_ENTRY and all(titles.get(p) in pages for p in e.pages)
+        e for e in entries if 1 <= len(e.pages) <= MAX_PAGES_PER_ENTRY and all(titles.get(p) in pages for p in e.pages)
     ]
     chosen = rng.sample(usable, WIKI_QUERIES)
     relevant = sorted({p for e in chosen for p in e.pages})

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from streams.cli import Seconds
 from streams.settings import get_settings
 
 DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
@@ -143,7 +144,7 @@ def eval_(
 @click.option("--replace", is_flag=True, help="Delete an earlier load into this group and load again.")
 @click.option(
     "--stall",
-    type=float,
+    type=Seconds,
     default=180.0,
     show_default=True,
     help="Give up when no document became searchable for this many seconds.",

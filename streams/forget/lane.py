@@ -29,7 +29,7 @@ from streams.errors import StreamsError
 from streams.forget.erase import erase
 from streams.forget.expand import Identity, expand_identities, generations
 from streams.forget.outcome import ForgetOutcome, Phases
-from streams.forget.progress import ForgetProgress
+from streams.forget.progress import ForgetProgress, UnreadableNote
 from streams.forget.receipt import FAILED, REJECTED, UNSEARCHABLE, Receipt
 from streams.forget.request import DeletionRequest
 from streams.forget.verify import Verification, verify_forgotten
@@ -95,7 +95,9 @@ class ForgetLane:
         self.settings, self.runtime, self.io, self.limits = settings, runtime, io, limits
 
     def progress(self, request_id: str) -> ForgetProgress:
-        return ForgetProgress(self.runtime.es, self.settings.forget_progress_index, request_id)
+        return ForgetProgress(
+            self.runtime.es, self.settings.forget_progress_index, request_id, self.settings.ledger_key_bytes()
+        )
 
     async def handle_with_retries(self, request: DeletionRequest) -> Receipt | StreamsError:
         """An outage (a 429 too) is retried for as long as it lasts: a deletion request is never
@@ -112,8 +114,9 @@ class ForgetLane:
                 permanent_attempts=attempts,
             )
         except Exception as exc:  # not transient, and failed every attempt: given up, with the reason
-            with contextlib.suppress(Exception):  # the failed receipt says why; no partial note is kept
-                await progress.clear()
+            if not isinstance(exc, UnreadableNote):  # a note this worker cannot open is not its to delete
+                with contextlib.suppress(Exception):  # the failed receipt says why; no partial note is kept
+                    await progress.clear()
             return StreamsError(f"gave up after {attempts} failed attempts; last: {exc}", stage="forget")
 
     async def handle(self, request: DeletionRequest, outcome: ForgetOutcome, progress: ForgetProgress) -> Receipt:
@@ -168,7 +171,7 @@ class ForgetLane:
         )
         with phases.timed("receipt"):
             await self.io.send_receipt(receipt)
-        await progress.await_purge(receipt)  # kept until the purge (a worker dying before it redoes the purge)
+        await progress.await_purge(receipt, outcome)  # kept until the purge (a worker dying before it redoes the purge)
         _report(request, identity, outcome, phases, unsearchable_at)
         return receipt
 
@@ -259,7 +262,8 @@ class ForgetLane:
 
 
 def _remembered(found: Identity, outcome: ForgetOutcome) -> Identity:
-    """What this attempt found, and what earlier attempts of the request found: once an attempt has
+    """What this attempt found, and what earlier attempts of the request found (kept in `outcome`,
+    and loaded into it from the saved note when another worker made them): once an attempt has
     scrubbed the identity record (its linked identifiers, how the person is written), expanding again
     finds the request's own identifier only, and a retry must still forget everything else."""
     identity = Identity(found.identifiers | set(outcome.identifiers), found.patterns | outcome.patterns)

@@ -26,8 +26,8 @@ class ForgetOutcome:
     redacted: dict[Key, set[str]] = field(default_factory=dict)  # chunk ids rewritten without the mention
     redacted_documents: dict[Key, set[str]] = field(default_factory=dict)
     state_records: int = 0
-    # How the person is written, as earlier attempts found it: in memory only, never in the saved
-    # note (progress.py). An attempt that scrubbed the identity record cannot find it again.
+    # How the person is written, as earlier attempts found it: an attempt that scrubbed the identity
+    # record cannot find it again. Saved in the note only encrypted, with the identifiers (progress.py).
     patterns: set[MentionPattern] = field(default_factory=set)
 
     def note_removed(self, key: Key, chunk: str, document_id: str) -> None:

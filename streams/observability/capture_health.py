@@ -34,6 +34,10 @@ class CaptureClock:
 
     def received(self, source: str, commit_ts: datetime) -> None:
         with self._lock:
+            if source not in self._newest:
+                # Not a configured source (an event another worker's configuration routed): reporting
+                # it would make /health wait for a source this worker never reads.
+                return
             if source not in self._seen or commit_ts > self._newest[source]:
                 self._newest[source] = commit_ts
                 self._seen.add(source)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import httpx
 
+from streams.cli import Seconds
 from streams.settings import Settings, get_settings
 
 COLUMNS = ("source", "events", "p50_s", "p95_s", "p99_s", "max_s", "oldest_unindexed_age_s", "capture_age_s")
@@ -121,7 +122,9 @@ def _json_default(value: object) -> str:
     is_flag=True,
     help="Read the latest FreshnessReport from the freshness topic instead of asking the worker.",
 )
-@click.option("--timeout", "timeout_s", default=5.0, show_default=True, help="Seconds to wait for an answer.")
+@click.option(
+    "--timeout", "timeout_s", type=Seconds, default=5.0, show_default=True, help="Seconds to wait for an answer."
+)
 def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float) -> None:
     """Freshness (source commit -> searchable) per source: events, p50/p95/p99/max seconds, oldest unindexed age,
     and capture age (seconds since the commit of the newest event received from the source, heartbeats

@@ -7,8 +7,10 @@ chunk, which pushes one into the one after, and an edit near the top re-embeds t
 
 The scheme here decides every boundary locally:
 
-1. Structure first. The text is parsed into sections (wikitext ``== Heading ==`` lines at any level;
-   HTML h1-h6) and paragraphs (blank lines; HTML p/li/pre/td/...). A chunk never spans two sections.
+1. Structure first. The text is parsed into sections (wikitext headings at any level, HTML h1-h6)
+   and paragraphs (blank lines; HTML p/li/pre/td/...) by ``parse_wikitext`` (mwparserfromhell),
+   ``parse_html`` (lxml) and ``parse_mail`` (a reply without its quoted history). A chunk never
+   spans two sections.
 2. One chunk per paragraph. A paragraph of at least ``max_tokens // 8`` tokens ends its chunk.
 3. Short paragraphs (a lead-in line, a one-line list item) merge *forward* into the next paragraph,
    so "Steps:" travels with the steps. A run of short paragraphs (HTML list items, table cells) is
@@ -39,21 +41,26 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator
-from html.parser import HTMLParser
 from itertools import groupby, pairwise
 
 from streams.errors import ChunkingError
+from streams.pipeline.parse_html import html_blocks
+from streams.pipeline.parse_mail import reply_blocks, reply_html_blocks
+from streams.pipeline.parse_wikitext import wikitext_blocks
+from streams.pipeline.sections import Block
+from streams.pipeline.sections import paragraphs as plain_paragraphs
 from streams.records import ChunkText, TextFormat
 
 CountTokens = Callable[[str], int]
 # Names how chunks are cut: bump it when a change to this module cuts the same text differently, so
 # every chunk's provenance (`chunker` in the index) says which cut made it.
-CHUNKER_ALGORITHM = "sections-1"
-SECTION_SEPARATOR = " > "
+# "sections-2": wikitext parsed by mwparserfromhell, HTML by lxml, and mail replies without their quoted
+# history (the paragraphs a page or message yields changed, so its chunk texts did too).
+CHUNKER_ALGORITHM = "sections-2"
 
 
 def chunker_version(max_tokens: int, overlap_tokens: int) -> str:
-    """The chunker's algorithm and parameters, e.g. ``sections-1/max254/overlap32``."""
+    """The chunker's algorithm and parameters, e.g. ``sections-2/max254/overlap32``."""
     return f"{CHUNKER_ALGORITHM}/max{max_tokens}/overlap{overlap_tokens}"
 
 
@@ -113,15 +120,21 @@ def chunk_text(
     ]
 
 
-def parse_blocks(text: str, text_format: TextFormat) -> list[tuple[str, str]]:
+_PARSERS: dict[str, Callable[[str], list[Block]]] = {
+    "plain": lambda text: [("", paragraph) for paragraph in plain_paragraphs(text)],
+    "wikitext": wikitext_blocks,
+    "html": html_blocks,
+    "email": reply_blocks,
+    "email_html": reply_html_blocks,
+}
+
+
+def parse_blocks(text: str, text_format: TextFormat) -> list[Block]:
     """(section path, paragraph) pairs in document order, markup stripped, empty paragraphs dropped."""
-    if text_format == "wikitext":
-        return list(_wikitext_blocks(text))
-    if text_format == "html":
-        return _html_blocks(text)
-    if text_format == "plain":
-        return [("", paragraph) for paragraph in _paragraphs(text)]
-    raise ChunkingError(f"unknown text format {text_format!r}")
+    parse = _PARSERS.get(text_format)
+    if parse is None:
+        raise ChunkingError(f"unknown text format {text_format!r}")
+    return parse(text)
 
 
 def pack_section(paragraphs: list[str], budget: int, overlap: int, count: CountTokens) -> list[str]:
@@ -255,193 +268,3 @@ def _tail_words(text: str, limit: int, count: CountTokens) -> str:
         taken.append(word)
         tokens += cost
     return " ".join(reversed(taken))
-
-
-def _paragraphs(text: str) -> list[str]:
-    return [p.strip() for p in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")) if p.strip()]
-
-
-def _section_path(headings: list[tuple[int, str]]) -> str:
-    return SECTION_SEPARATOR.join(title for _, title in headings if title)
-
-
-def _push_heading(headings: list[tuple[int, str]], level: int, title: str) -> None:
-    while headings and headings[-1][0] >= level:
-        headings.pop()
-    headings.append((level, title))
-
-
-# Wikitext ------------------------------------------------------------------------------------------
-
-_HEADING = re.compile(r"^(={1,6})\s*(.*?)\s*\1\s*$")
-_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
-_REF = re.compile(r"<ref\b[^>/]*/>|<ref\b[^>]*>.*?</ref\s*>", re.S | re.I)
-_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
-# Script and style content is code, never prose: drop it whole (the tag pass below would keep it).
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.S | re.I)
-_FILE_LINK = re.compile(r"\[\[\s*(?:File|Image|Category|Media)\s*:(?:[^\[\]]|\[\[[^\[\]]*\]\])*\]\]", re.I)
-_LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]")
-_EXTERNAL_LINK = re.compile(r"\[(?:https?|ftp|mailto):[^\s\]]*(?:\s+([^\]]*))?\]")
-_EMPHASIS = re.compile(r"'{2,}")
-_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
-_MAGIC_WORD = re.compile(r"__[A-Z]+__")
-_LIST_ITEM = re.compile(r"^([*#:;]+)\s*")
-
-
-def _wikitext_blocks(text: str) -> Iterator[tuple[str, str]]:
-    text = _strip_wikitext_spans(text.replace("\r\n", "\n"))
-    headings: list[tuple[int, str]] = []
-    lines: list[str] = []
-
-    def flush() -> Iterator[tuple[str, str]]:
-        paragraph = "\n".join(lines).strip()
-        lines.clear()
-        if paragraph:
-            yield _section_path(headings), paragraph
-
-    for raw in text.split("\n"):
-        if heading := _HEADING.match(raw):
-            yield from flush()
-            _push_heading(headings, len(heading.group(1)), _clean_inline(heading.group(2)))
-        elif not raw.strip():
-            yield from flush()
-        elif (line := _clean_line(raw)) is not None:
-            lines.append(line)
-    yield from flush()
-
-
-def _strip_wikitext_spans(text: str) -> str:
-    """Remove what may span lines before the line-by-line pass: comments, refs, nested templates."""
-    text = _REF.sub("", _COMMENT.sub("", _SCRIPT.sub("", text)))
-    previous = None
-    while previous != text:  # innermost templates first, until none are left
-        previous, text = text, _TEMPLATE.sub("", text)
-    return _FILE_LINK.sub("", text)
-
-
-def _clean_line(line: str) -> str | None:
-    stripped = line.strip()
-    # Table markup: keep the cells' text, drop the row and table delimiters.
-    if stripped.startswith(("{|", "|}", "|-", "|+")):
-        return None
-    if stripped.startswith(("|", "!")):
-        cells = re.split(r"\|\||!!", stripped[1:])
-        stripped = " | ".join(cell.split("|")[-1].strip() for cell in cells)
-    elif item := _LIST_ITEM.match(stripped):
-        marker = "- " if item.group(1)[-1] in "*#" else ""
-        stripped = marker + stripped[item.end() :]
-    cleaned = _clean_inline(stripped)
-    return cleaned if cleaned.strip(" -|") else None
-
-
-def _clean_inline(text: str) -> str:
-    text = _LINK.sub(lambda m: m.group(2) if m.group(2) is not None else m.group(1), text)
-    text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
-    text = _MAGIC_WORD.sub("", _EMPHASIS.sub("", text))
-    text = _TAG.sub("", text)
-    return re.sub(r"[ \t]+", " ", text).strip()
-
-
-# HTML ----------------------------------------------------------------------------------------------
-
-_HEADING_TAGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-_PARAGRAPH_TAGS = frozenset({"p", "li", "pre", "td", "th", "dt", "dd", "blockquote", "figcaption", "caption"})
-_BOUNDARY_TAGS = _PARAGRAPH_TAGS | frozenset(
-    {
-        "div",
-        "section",
-        "article",
-        "ul",
-        "ol",
-        "dl",
-        "table",
-        "tr",
-        "header",
-        "footer",
-        "main",
-        "aside",
-        "nav",
-        "body",
-        "html",
-        "hr",
-        "form",
-    }
-)
-_SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "head", "title"})
-
-
-class _BlockParser(HTMLParser):
-    """Collects (section path, paragraph) pairs; any block-level tag ends the paragraph in progress."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[str, str]] = []
-        self._headings: list[tuple[int, str]] = []
-        self._text: list[str] = []
-        self._heading_level = 0
-        self._skipping = 0
-        self._pre = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skipping += 1
-        elif tag in _HEADING_TAGS:
-            self._flush()
-            self._heading_level = _HEADING_TAGS[tag]
-        elif tag in _BOUNDARY_TAGS:
-            self._flush()
-            self._pre += tag == "pre"
-        elif tag == "br":
-            self._text.append("\n")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "br":
-            self._text.append("\n")
-        elif tag in _BOUNDARY_TAGS:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag in _HEADING_TAGS and self._heading_level:
-            title = _collapse(" ".join(self._text))
-            self._text.clear()
-            if title:
-                _push_heading(self._headings, self._heading_level, title)
-            self._heading_level = 0
-        elif tag in _BOUNDARY_TAGS:
-            self._flush()
-            self._pre = max(0, self._pre - (tag == "pre"))
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self._text.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._flush()
-
-    def _flush(self) -> None:
-        raw = "".join(self._text)
-        self._text.clear()
-        if self._heading_level:  # a block tag inside a heading: keep collecting the heading
-            self._text.append(raw)
-            return
-        paragraph = raw.strip("\n") if self._pre else _collapse(raw)
-        if paragraph.strip():
-            self.blocks.append((_section_path(self._headings), paragraph))
-
-
-def _collapse(text: str) -> str:
-    lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
-
-
-def _html_blocks(text: str) -> list[tuple[str, str]]:
-    parser = _BlockParser()
-    try:
-        parser.feed(text)
-        parser.close()
-    except (AssertionError, ValueError) as exc:  # html.parser's own failures on hostile markup
-        raise ChunkingError(f"HTML could not be parsed: {exc}") from exc
-    return parser.blocks

@@ -232,6 +232,11 @@ class Mappings:
         object.__setattr__(self, "_roots", roots)
         object.__setattr__(self, "_children", children)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The mapped sources' names, in name order."""
+        return tuple(sorted(source.source for source in self.sources))
+
     def part_change(self, event: ChangeEvent) -> PartChange | None:
         """What this event means for the index; None when its table is not searchable."""
         if (root := self._roots.get((event.source, event.table))) is not None:

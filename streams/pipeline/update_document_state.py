@@ -47,6 +47,25 @@ def no_redaction(text: str) -> str:
 ROOT_PART = "root"
 
 
+def filter_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata as /search filters it (hybrid_index.FILTER_FIELDS): every value as the keyword a
+    filter names it by (a null stays null, so that a partial update clears the old value), and the
+    creation time, which Debezium sends as an ISO 8601 string, as a date."""
+    created = metadata.get("created_at")
+    return {
+        "attributes": {name: _keyword(value) for name, value in metadata.items()},
+        "created_at": created if isinstance(created, str) else None,
+    }
+
+
+def _keyword(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 @dataclass
 class RootState:
     version: int
@@ -112,6 +131,7 @@ class DocumentState:
             "groups": list(root.groups) if root else [],
             "link": root.link if root else "",
             "metadata": dict(root.metadata) if root else {},
+            **filter_fields(root.metadata if root else {}),
         }
 
     def chunk_subjects(self) -> list[str]:

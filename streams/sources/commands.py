@@ -12,7 +12,7 @@ import click
 from streams.settings import get_settings
 from streams.sources.connect import SourceUnavailable
 from streams.sources.corpus import DOC_DIR, CorpusUnavailable
-from streams.sources.seed import SOURCES, Advance, SeedSummary, run_seed
+from streams.sources.seed import SEEDABLE_SOURCES, Advance, SeedSummary, run_seed
 
 
 @click.command()
@@ -33,7 +33,10 @@ from streams.sources.seed import SOURCES, Advance, SeedSummary, run_seed
     help="Random seed: the same seed and --docs give the same content.",
 )
 @click.option(
-    "--source", "sources", default=",".join(SOURCES), show_default=True, help="Comma-separated sources to seed."
+    "--source",
+    "sources",
+    default=None,
+    help=f"Comma-separated sources to seed (default: the configured ones among {', '.join(SEEDABLE_SOURCES)}).",
 )
 @click.option("--reset", is_flag=True, help="Empty the sources' tables first (ids restart at 1).")
 @click.option(
@@ -43,7 +46,7 @@ from streams.sources.seed import SOURCES, Advance, SeedSummary, run_seed
     show_default=True,
     help="HTML pages that become wiki pages (installed with apt-get when missing).",
 )
-def seed(docs: int, seed: int, sources: str, reset: bool, corpus_dir: Path) -> None:
+def seed(docs: int, seed: int, sources: str | None, reset: bool, corpus_dir: Path) -> None:
     """Seed the wiki (MariaDB), tickets and CRM (PostgreSQL) with realistic documents.
 
     Wiki pages are the PostgreSQL 15 manual converted to wikitext, with 1-3 revisions each;
@@ -55,18 +58,39 @@ def seed(docs: int, seed: int, sources: str, reset: bool, corpus_dir: Path) -> N
       streams seed --docs 300 --reset
       streams seed --docs 30000 --seed 7 --source tickets,crm
     """
-    chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
-    unknown = [s for s in chosen if s not in SOURCES]
-    if not chosen or unknown:
-        raise click.BadParameter(f"choose from {', '.join(SOURCES)}", param_hint="--source")
+    settings = get_settings()
+    chosen = seed_sources(settings.sources, sources)
     try:
         with _progress() as progress:
-            summary = run_seed(
-                get_settings(), docs, seed, chosen, reset=reset, corpus_dir=corpus_dir, progress=progress
-            )
+            summary = run_seed(settings, docs, seed, chosen, reset=reset, corpus_dir=corpus_dir, progress=progress)
     except (SourceUnavailable, CorpusUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
     _print_summary(summary)
+
+
+def seed_sources(configured: tuple[str, ...], option: str | None) -> tuple[str, ...]:
+    """The sources to seed: those named (each one seed can fill), else the configured ones it can fill,
+    saying on stderr which configured sources it leaves alone."""
+    if option is not None:
+        chosen = tuple(s.strip() for s in option.split(",") if s.strip())
+        if cannot := [s for s in chosen if s not in SEEDABLE_SOURCES]:
+            raise click.BadParameter(
+                f"seed cannot fill {', '.join(cannot)}: it fills {', '.join(SEEDABLE_SOURCES)} (the shipped"
+                " schemas); write another source's rows into its database yourself",
+                param_hint="--source",
+            )
+        if not chosen:
+            raise click.BadParameter(f"choose from {', '.join(SEEDABLE_SOURCES)}", param_hint="--source")
+        return chosen
+    chosen = tuple(s for s in SEEDABLE_SOURCES if s in configured)
+    for source in configured:
+        if source not in SEEDABLE_SOURCES:
+            click.echo(f"{source}: not seeded (seed fills only {', '.join(SEEDABLE_SOURCES)})", err=True)
+    if not chosen:
+        raise click.ClickException(
+            f"none of the configured sources is one seed can fill ({', '.join(SEEDABLE_SOURCES)})"
+        )
+    return chosen
 
 
 @contextmanager

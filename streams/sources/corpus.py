@@ -10,22 +10,20 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from streams.errors import StreamsError
-from streams.sources.html_to_wikitext import WikiPage, clean_title, html_to_wikitext
+from streams.sources.html_to_wikitext import WikiPage, html_to_wikitext, page_title
 
 log = logging.getLogger(__name__)
 
 DOC_PACKAGE = "postgresql-doc-15"
 DOC_DIR = Path("/usr/share/doc/postgresql-doc-15/html")
-_CONVERTER_VERSION = "1"
+_CONVERTER_VERSION = "2"  # the writer walks lxml's tree
 _MIN_TEXT_CHARS = 400  # chapter landing pages are little more than a table of contents
 _SKIPPED_FILES = frozenset({"bookindex.html", "index.html", "legalnotice.html"})
-_TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 
 
 class CorpusUnavailable(StreamsError):
@@ -89,8 +87,7 @@ def _convert(files: list[Path]) -> list[WikiPage]:
     titles: dict[str, str] = {}
     seen: dict[str, int] = {}
     for name, text in html.items():
-        match = _TITLE.search(text)
-        title = clean_title(match.group(1)) if match else name.removesuffix(".html")
+        title = page_title(text) or name.removesuffix(".html")
         seen[title] = seen.get(title, 0) + 1
         # Many chapters have an "Introduction" or an "Overview": name the later ones after their file.
         titles[name] = title if seen[title] == 1 else f"{title} ({name.removesuffix('.html')})"

@@ -25,7 +25,7 @@ _EDIT_SENTENCES = (
 
 
 def _wiki(dsn: str | None) -> Any:
-    return connect_mariadb(dsn or get_settings().wiki_dsn, name="wiki")
+    return connect_mariadb(dsn or get_settings().dsn("wiki"), name="wiki")
 
 
 def _ensure_wiki_user(cur: Any, email: str) -> int:
@@ -196,7 +196,7 @@ def add_ticket(
     dsn: str | None = None,
 ) -> int:
     """Open a ticket (creating the requester as an end-user if needed); its id."""
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute(
             "INSERT INTO users (name, email) VALUES (%s, %s) ON CONFLICT (email) DO NOTHING",
             (requester_email.split("@")[0].replace(".", " ").title(), requester_email),
@@ -226,7 +226,7 @@ def add_ticket(
 def add_ticket_comment(
     ticket_id: int, author_email: str, body: str, *, public: bool = True, dsn: str | None = None
 ) -> int:
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         row = conn.execute(
             "INSERT INTO ticket_comments (ticket_id, author_email, body, public) VALUES (%s, %s, %s, %s) RETURNING id",
             (ticket_id, author_email, body, public),
@@ -237,34 +237,34 @@ def add_ticket_comment(
 
 
 def edit_ticket(ticket_id: int, *, description: str, dsn: str | None = None) -> None:
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute("UPDATE tickets SET description = %s WHERE id = %s", (description, ticket_id))
 
 
 def edit_ticket_comment(comment_id: int, body: str, *, dsn: str | None = None) -> None:
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute("UPDATE ticket_comments SET body = %s WHERE id = %s", (body, comment_id))
 
 
 def delete_ticket_comment(comment_id: int, *, dsn: str | None = None) -> None:
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute("DELETE FROM ticket_comments WHERE id = %s", (comment_id,))
 
 
 def close_ticket(ticket_id: int, *, status: str = "solved", dsn: str | None = None) -> None:
     if status not in ("solved", "closed"):
         raise ValueError(f"close_ticket sets 'solved' or 'closed', not {status!r}")
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute("UPDATE tickets SET status = %s, updated_at = now() WHERE id = %s", (status, ticket_id))
 
 
 def set_ticket_description(ticket_id: int, description: str, *, dsn: str | None = None) -> None:
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute("UPDATE tickets SET description = %s, updated_at = now() WHERE id = %s", (description, ticket_id))
 
 
 def set_ticket_groups(ticket_id: int, groups: Sequence[str], *, dsn: str | None = None) -> None:
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute(
             "UPDATE tickets SET access_groups = %s, updated_at = now() WHERE id = %s", (list(groups), ticket_id)
         )
@@ -272,7 +272,7 @@ def set_ticket_groups(ticket_id: int, groups: Sequence[str], *, dsn: str | None 
 
 def delete_ticket(ticket_id: int, *, dsn: str | None = None) -> None:
     """Delete the ticket's comments, then the ticket (explicitly, not through the cascade)."""
-    with connect_postgres(dsn or get_settings().tickets_dsn, name="tickets") as conn:
+    with connect_postgres(dsn or get_settings().dsn("tickets"), name="tickets") as conn:
         conn.execute("DELETE FROM ticket_comments WHERE ticket_id = %s", (ticket_id,))
         conn.execute("DELETE FROM tickets WHERE id = %s", (ticket_id,))
 
@@ -292,7 +292,7 @@ def add_contact(
     lifecycle_stage: str = "lead",
     dsn: str | None = None,
 ) -> int:
-    with connect_postgres(dsn or get_settings().crm_dsn, name="crm") as conn:
+    with connect_postgres(dsn or get_settings().dsn("crm"), name="crm") as conn:
         row = conn.execute(
             "INSERT INTO contacts (account_id, first_name, last_name, email, phone, title, lifecycle_stage,"
             " access_groups) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -304,7 +304,7 @@ def add_contact(
 
 def delete_contact(contact_id: int, *, dsn: str | None = None) -> None:
     """Delete the contact's notes, then the contact."""
-    with connect_postgres(dsn or get_settings().crm_dsn, name="crm") as conn:
+    with connect_postgres(dsn or get_settings().dsn("crm"), name="crm") as conn:
         conn.execute("DELETE FROM notes WHERE contact_id = %s", (contact_id,))
         conn.execute("DELETE FROM contacts WHERE id = %s", (contact_id,))
 
@@ -320,7 +320,7 @@ def add_note(
     dsn: str | None = None,
 ) -> int:
     """A note about a contact; account and groups default to the contact's."""
-    with connect_postgres(dsn or get_settings().crm_dsn, name="crm") as conn:
+    with connect_postgres(dsn or get_settings().dsn("crm"), name="crm") as conn:
         contact = conn.execute("SELECT account_id, access_groups FROM contacts WHERE id = %s", (contact_id,)).fetchone()
         if contact is None:
             raise LookupError(f"CRM contact {contact_id} does not exist")
@@ -350,7 +350,7 @@ def update_note(
     dsn: str | None = None,
 ) -> None:
     """Change the given fields of a note; the others stay as they are."""
-    with connect_postgres(dsn or get_settings().crm_dsn, name="crm") as conn:
+    with connect_postgres(dsn or get_settings().dsn("crm"), name="crm") as conn:
         conn.execute(
             "UPDATE notes SET body = COALESCE(%s, body), title = COALESCE(%s, title),"
             " access_groups = COALESCE(%s, access_groups) WHERE id = %s",
@@ -359,5 +359,5 @@ def update_note(
 
 
 def delete_note(note_id: int, *, dsn: str | None = None) -> None:
-    with connect_postgres(dsn or get_settings().crm_dsn, name="crm") as conn:
+    with connect_postgres(dsn or get_settings().dsn("crm"), name="crm") as conn:
         conn.execute("DELETE FROM notes WHERE id = %s", (note_id,))

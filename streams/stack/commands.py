@@ -8,10 +8,16 @@ from typing import Any
 
 import click
 
-from streams.settings import get_settings
+from streams.cli import Seconds
+from streams.settings import Settings, get_settings
 from streams.stack import connectors as connectors_module
 from streams.stack import stack as stack_module
 from streams.stack.runner import Printer, StackError
+
+
+def _setting_default(name: str) -> str:
+    """An option whose default is a setting: its value, and the variable that changes it."""
+    return f"[default: {Settings.model_fields[name].default}, or STREAMS_{name.upper()}]"
 
 
 def _printer() -> Printer:
@@ -23,6 +29,11 @@ def stack() -> None:
     """Start, stop and inspect the local stack (Kafka, Connect + Debezium, Elasticsearch, PostgreSQL,
     MariaDB, and MediaWiki and Request Tracker when STREAMS_STACK_APPS names them) as local processes on
     127.0.0.1, without Docker."""
+
+
+def _echo_dsns(report: dict[str, Any]) -> None:
+    for source, dsn in report["source_dsns"].items():
+        click.echo(f"{source + ' DSN':14} {dsn or 'not set: add it to STREAMS_SOURCE_DSNS'}")
 
 
 @stack.command()
@@ -38,15 +49,16 @@ def up() -> None:
     report = stack_module.status(settings)
     for name, server in report["servers"].items():
         click.echo(f"{name:14} {server['endpoint']:28} pid {server['pid']}")
-    for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
-        click.echo(f"{key:14} {report[key]}")
+    _echo_dsns(report)
     _echo_applications(report)
     what = f"started {', '.join(started)}" if started else "everything was already running"
     click.echo(f"stack healthy in {progress.elapsed():.1f}s ({what})")
 
 
 @stack.command()
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option(
+    "--timeout", type=Seconds, default=30.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
+)
 def down(timeout: float) -> None:
     """Stop the servers this stack started (by their pid files); data stays under stack_home."""
     settings = get_settings()
@@ -66,8 +78,7 @@ def status(as_json: bool) -> None:
         for name, server in report["servers"].items():
             state = "healthy" if server["healthy"] else ("running" if server["running"] else "stopped")
             click.echo(f"{name:14} {state:8} {server['endpoint']:28} pid {server['pid']}")
-        for key in ("tickets_dsn", "crm_dsn", "wiki_dsn"):
-            click.echo(f"{key:14} {report[key]}")
+        _echo_dsns(report)
         _echo_applications(report)
     sys.exit(0 if report["healthy"] else 1)
 
@@ -83,7 +94,7 @@ def connectors() -> None:
 
 
 @connectors.command()
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for RUNNING.")
+@click.option("--timeout", type=Seconds, default=120.0, show_default=True, help="Seconds to wait for RUNNING.")
 def register(timeout: float) -> None:
     """Create or update every connector (idempotent) and wait until each connector and task is RUNNING."""
     progress = _printer()
@@ -130,16 +141,24 @@ def connectors_status(as_json: bool) -> None:
 
 @connectors.command("watch")
 @click.option(
-    "--interval", type=float, default=None, help="Seconds between looks. [default: settings.watch_interval_s]"
+    "--interval",
+    type=Seconds,
+    default=None,
+    help=f"Seconds between looks. {_setting_default('watch_interval_s')}",
 )
 @click.option(
     "--stall",
-    type=float,
+    type=Seconds,
     default=None,
     help="Seconds without a captured event (heartbeats included) before a connector counts as stalled "
-    "and is restarted. [default: settings.watch_stall_s]",
+    f"and is restarted. {_setting_default('watch_stall_s')}",
 )
-@click.option("--rounds", type=int, default=None, help="Stop after this many looks (default: run until stopped).")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many looks (default: run until stopped).",
+)
 def watch_command(interval: float | None, stall: float | None, rounds: int | None) -> None:
     """Supervise the connectors until stopped: restart failed tasks, and stalled ones (whose source's
     heartbeats stopped arriving in Kafka, whatever Connect says), ending first the stale PostgreSQL

@@ -1,9 +1,11 @@
 """Register the Debezium connectors in connectors/*.json with Kafka Connect, idempotently.
 
 The JSON files keep hosts and secrets out: a value may hold `${<settings field>}` (for example
-`${kafka_bootstrap}`) or `${<dsn field>.<part>}` with part one of host, port, user, password, dbname
-(for example `${tickets_dsn.host}`). settings.connector_hosts overrides the host a source's DSN names
-(and "kafka" the bootstrap), for a Connect worker that sees the databases under other names."""
+`${kafka_bootstrap}`) or `${source_dsn.<part>}` with part one of host, port, user, password, dbname:
+a part of the DSN of the file's own source (`<source>.json`), so that a new source's file names no
+setting of its own. `${<source>_dsn.<part>}` (for example `${tickets_dsn.host}`) names a source
+explicitly. settings.connector_hosts overrides the host a source's DSN names (and "kafka" the
+bootstrap), for a Connect worker that sees the databases under other names."""
 
 from __future__ import annotations
 
@@ -33,8 +35,10 @@ def connector_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.json"))
 
 
-def _dsn_part(settings: Settings, field: str, part: str) -> str:
-    source = field.removesuffix("_dsn")
+OWN_DSN = "source_dsn"
+
+
+def _dsn_part(settings: Settings, source: str, part: str) -> str:
     url = urlsplit(settings.dsn(source))
     values = {
         "host": settings.connector_hosts.get(source, url.hostname or ""),
@@ -48,13 +52,22 @@ def _dsn_part(settings: Settings, field: str, part: str) -> str:
     return values[part]
 
 
-def render(config: dict[str, str], settings: Settings) -> dict[str, str]:
+def render(config: dict[str, str], settings: Settings, source: str | None = None) -> dict[str, str]:
+    """`config` with its placeholders filled; `source` is the connector's own source, which
+    `${source_dsn.<part>}` reads."""
+
     def substitute(match: re.Match[str]) -> str:
         field, part = match.group(1), match.group(2)
-        if not hasattr(settings, field):
-            raise StackError(f"placeholder {match.group(0)} names no settings field")
         if part:
-            return _dsn_part(settings, field, part)
+            if field == OWN_DSN:
+                if source is None:
+                    raise StackError(f"placeholder {match.group(0)} outside a <source>.json connector file")
+                return _dsn_part(settings, source, part)
+            if not field.endswith("_dsn"):
+                raise StackError(f"placeholder {match.group(0)}: only a DSN has parts (source_dsn or <source>_dsn)")
+            return _dsn_part(settings, field.removesuffix("_dsn"), part)
+        if field not in Settings.model_fields:
+            raise StackError(f"placeholder {match.group(0)} names no settings field")
         if field == "kafka_bootstrap":
             return settings.connector_hosts.get("kafka", settings.kafka_bootstrap)
         value = getattr(settings, field)
@@ -93,7 +106,7 @@ def load(settings: Settings, directory: Path | None = None) -> dict[str, dict[st
     connectors = {}
     for path in connector_files(directory or connectors_dir(settings)):
         spec = json.loads(path.read_text())
-        rendered = with_topic_configs(render(spec["config"], settings), settings)
+        rendered = with_topic_configs(render(spec["config"], settings, source=path.stem), settings)
         connectors[spec["name"]] = with_kafka_security(rendered, settings)
     return connectors
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from streams.auth import ensure_local_keys
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 from streams.stack.connect import Connect
 from streams.stack.elasticsearch import Elasticsearch
 from streams.stack.kafka import Kafka
@@ -128,15 +128,24 @@ def down(
     return stopped
 
 
+def source_dsns(settings: Settings) -> dict[str, str | None]:
+    """Each configured source's DSN, redacted; None for a source whose DSN is not set."""
+    found: dict[str, str | None] = {}
+    for source in settings.sources:
+        try:
+            found[source] = settings.redacted_dsn(source)
+        except SettingsError:
+            found[source] = None
+    return found
+
+
 def status(settings: Settings) -> dict[str, Any]:
     report: dict[str, Any] = {
         "kafka_bootstrap": settings.kafka_bootstrap,
         "connect_url": settings.connect_url,
         "elasticsearch_url": settings.elasticsearch_url,
         # Passwords redacted: the report is printed and may be pasted into an issue.
-        "tickets_dsn": settings.redacted_dsn("tickets"),
-        "crm_dsn": settings.redacted_dsn("crm"),
-        "wiki_dsn": settings.redacted_dsn("wiki"),
+        "source_dsns": source_dsns(settings),
         "stack_home": str(settings.stack_home),
         "servers": {},
     }

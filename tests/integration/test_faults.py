@@ -218,7 +218,7 @@ def server_kill(settings: Settings, name: str, down_s: float = 0.0) -> Callable[
 
 def _verify() -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "verify", "--json", "--recheck", "10", "--limit", "5"],
+        [sys.executable, "-m", "streams.cli", "verify", "--json", "--recheck", "10", "--limit", "1000000"],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,

@@ -66,7 +66,7 @@ def test_fresh_ticket_is_consistent_and_dropped_document_is_missing(worker: Sett
         reports = verify_all(worker, es, mappings)
         assert "missing" in _issues_of(reports, document_id)
 
-        result = CliRunner().invoke(verify, ["--json"])
+        result = CliRunner().invoke(verify, ["--json", "--limit", "1000000"])
         assert result.exit_code == 1, result.output
         body = json.loads(result.output)
         tickets = next(s for s in body["sources"] if s["source"] == "tickets")

@@ -45,6 +45,14 @@ def test_capture_age_counts_from_the_newest_commit_received() -> None:
     assert capture.age_s("wiki") == 45.0
 
 
+def test_only_the_configured_sources_are_reported() -> None:
+    clock = FakeClock()
+    capture = CaptureClock(["wiki"], clock)
+    capture.received("kb", T0)
+    assert capture.ages() == {"wiki": 0.0}
+    assert capture.age_s("kb") == float("inf")
+
+
 def test_a_source_silent_since_start_ages_from_the_start() -> None:
     clock = FakeClock()
     capture = CaptureClock(["crm"], clock)

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from streams.agents import console, web
 from streams.app import create_app
 from streams.auth import Authenticator, parse_api_keys
-from streams.elastic.hybrid_index import ChunkHit, DocumentHit
+from streams.elastic.hybrid_index import ChunkHit, DocumentHit, SearchPage
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock
 from streams.observability.consumer_lag import LagReading
@@ -85,12 +85,15 @@ RECEIPTS = [
 ]
 
 
-async def fake_search(es: Any, index: str, query: str, vector: Any, k: int, sources: Any, groups: Any) -> list[Any]:
+async def fake_search(
+    es: Any, index: str, query: str, vector: Any, k: int, sources: Any, groups: Any, **options: Any
+) -> SearchPage:
     chunk = ChunkHit(
         "c1", "Refund for order 42 <script>alert(1)</script>", "body", ["<em>Refund</em> for order 42 <b>now</b>"]
     )
     chunk.bm25_rank, chunk.index, chunk.model, chunk.chunker = 1, index, "all-MiniLM-L6-v2", "max256"
-    return [DocumentHit("tickets:42", "tickets", "Order 42 refund", "javascript:alert(1)", 0.5, [chunk])]
+    hit = DocumentHit("tickets:42", "tickets", "Order 42 refund", "javascript:alert(1)", 0.5, [chunk])
+    return SearchPage([hit], offset=0, total=1)
 
 
 @dataclass
@@ -134,7 +137,9 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Console]:
     monkeypatch.setattr(service, "latest_receipts", lambda limit: RECEIPTS[:limit])
     original = web.answer_search
     monkeypatch.setattr(
-        web, "answer_search", lambda w, request, auth, runtime: original(w, request, auth, runtime, search=fake_search)
+        web,
+        "answer_search",
+        lambda w, request, auth, runtime, **options: original(w, request, auth, runtime, search=fake_search, **options),
     )
     metrics.DEAD_LETTERS.labels(stage="decode").inc(0)
     client = TestClient(TestServer(await app.web.wsgi()))
@@ -255,6 +260,9 @@ async def test_the_console_shows_every_panel_in_a_browser(served: Console, brows
             hit = page.locator("#search-results li[data-document='tickets:42']")
             await expect(hit).to_be_visible()
             await expect(hit.locator("mark")).to_have_text("Refund")
+            await expect(page.locator("#search-summary")).to_have_text(
+                "1 hits for helpdesk (groups support), 1 containing the words"
+            )
             assert await hit.locator("b, script").count() == 0
             assert await hit.locator("a").count() == 0  # a javascript: link is shown as text
             assert await page.evaluate("window.sessionStorage.getItem('streams.searchKey')") == SUPPORT_KEY

@@ -85,7 +85,7 @@ def test_comment_is_a_part_of_its_ticket(mappings: Mappings) -> None:
         "ticket_comments/17",
         "child",
     )
-    assert change.text == "Please try the 5.2 client."
+    assert change.text == "Please try the 5.2 client." and change.text_format == "email"  # a reply
     assert change.subjects == {"email:bob@example.com"}
     assert change.title is None and change.groups is None and change.order_key is None
 

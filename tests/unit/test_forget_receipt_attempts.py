@@ -31,6 +31,7 @@ from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
 SUBJECT = "email:ann@example.com"
 CHUNK = "crm/contact/7#root#0"
 PROGRESS = "progress"
+KEY = b"k" * 32
 T = TypeVar("T")
 
 
@@ -93,9 +94,9 @@ def test_a_worker_cut_short_after_its_delete_leaves_the_note_for_the_next_worker
 
     async def scenario(es: AsyncElasticsearch) -> ForgetOutcome:
         with pytest.raises(IndexingError):
-            await _erase(es, ForgetOutcome([]), ForgetProgress(es, PROGRESS, "r1"))
+            await _erase(es, ForgetOutcome([]), ForgetProgress(es, PROGRESS, "r1", KEY))
         assert fake.ids("v1") == set()  # deleted, and the attempt gone before any receipt
-        progress = ForgetProgress(es, PROGRESS, "r1")  # a new worker, a new attempt
+        progress = ForgetProgress(es, PROGRESS, "r1", KEY)  # a new worker, a new attempt
         outcome = await progress.load(ForgetOutcome([]))
         await _erase(es, outcome, progress)
         assert SUBJECT not in str(fake.source(PROGRESS, "r1")), "the saved note holds ids, never the identifier"
@@ -180,7 +181,7 @@ def test_a_receipt_is_kept_until_the_purge_and_a_new_worker_finds_it() -> None:
     receipt = _receipt(now)
 
     async def scenario(es: AsyncElasticsearch) -> None:
-        progress = ForgetProgress(es, PROGRESS, "r1")
+        progress = ForgetProgress(es, PROGRESS, "r1", KEY)
         await progress.save(ForgetOutcome([SUBJECT]))
         assert await pending_purges(es, PROGRESS) == []  # still being handled: not a purge
         await progress.await_purge(receipt)

@@ -25,6 +25,7 @@ from streams.auth import (
     local_key,
     parse_api_keys,
 )
+from streams.elastic.hybrid_index import SearchPage
 from streams.settings import Settings
 
 SUPPORT_KEY = "support-key-0123456789abcdef"
@@ -175,12 +176,16 @@ async def test_the_search_page_searches_only_the_callers_groups() -> None:
     async def fake_runtime() -> Any:
         return SimpleNamespace(search_target=fake_search_target, es=None)
 
-    async def fake_search(es: Any, alias: str, query: str, vector: Any, k: int, sources: Any, groups: Any) -> list[Any]:
+    async def fake_search(
+        es: Any, alias: str, query: str, vector: Any, k: int, sources: Any, groups: Any, **options: Any
+    ) -> SearchPage:
         searched.append(groups)
-        return []
+        return SearchPage([], 0, 0)
 
     def request(authorization: str | None, **query: str) -> Any:
-        return SimpleNamespace(headers={"Authorization": authorization} if authorization else {}, query=query)
+        return SimpleNamespace(
+            method="GET", headers={"Authorization": authorization} if authorization else {}, query=query
+        )
 
     async def answer(authorization: str | None, **query: str) -> Any:
         return await web.answer_search(

@@ -31,13 +31,23 @@ SECRETS = {
     "STREAMS_TICKETS_DSN": "postgresql://streams:ticketsPwQ7x1@127.0.0.1:1/tickets",
     "STREAMS_CRM_DSN": "postgresql://streams:crmPwQ7x2@127.0.0.1:1/crm",
     "STREAMS_WIKI_DSN": "mysql://streams:wikiPwQ7x3@127.0.0.1:1/wiki",
+    "STREAMS_SOURCE_DSNS": json.dumps({"kb": "postgresql://streams:kbPwQ7x9@127.0.0.1:1/kb"}),
     "STREAMS_ELASTICSEARCH_PASSWORD": "esPwQ7x4",
     "STREAMS_KAFKA_SASL_PASSWORD": "kafkaPwQ7x5",
     "STREAMS_SEARCH_API_KEYS": json.dumps({"searchKeyQ7x6-0123456789": {"name": "bot", "groups": ["support"]}}),
     "STREAMS_SEARCH_JWT_SECRET": "jwtSecretQ7x7-" + "x" * 32,
 }
 # The values that must never show (the DSNs' passwords, not their harmless rest).
-LEAKS = ("ticketsPwQ7x1", "crmPwQ7x2", "wikiPwQ7x3", "esPwQ7x4", "kafkaPwQ7x5", "searchKeyQ7x6", "jwtSecretQ7x7")
+LEAKS = (
+    "ticketsPwQ7x1",
+    "crmPwQ7x2",
+    "wikiPwQ7x3",
+    "kbPwQ7x9",
+    "esPwQ7x4",
+    "kafkaPwQ7x5",
+    "searchKeyQ7x6",
+    "jwtSecretQ7x7",
+)
 ES_API_KEY = "esApiKeyQ7x8"
 
 
@@ -75,6 +85,7 @@ def test_every_secret_reaches_its_client(secret_env: Settings) -> None:
     """The settings hold the values (so the checks below are not vacuous) and render them for clients."""
     settings = secret_env
     assert settings.dsn("tickets") == SECRETS["STREAMS_TICKETS_DSN"]
+    assert settings.dsn("kb") == json.loads(SECRETS["STREAMS_SOURCE_DSNS"])["kb"]
     kafka = settings.kafka_config()
     assert kafka["sasl.password"] == "kafkaPwQ7x5" and kafka["security.protocol"] == "SASL_SSL"
     assert settings.elasticsearch_client_options()["basic_auth"] == ("elastic", "esPwQ7x4")
@@ -90,7 +101,7 @@ def test_stack_status_json(secret_env: Settings) -> None:
     report = stack_module.status(secret_env)
     text = json.dumps(report)
     assert_no_secret(text)
-    assert report["tickets_dsn"] == "postgresql://streams:***@127.0.0.1:1/tickets"
+    assert report["source_dsns"]["tickets"] == "postgresql://streams:***@127.0.0.1:1/tickets"
     result = CliRunner().invoke(main, ["stack", "status", "--json"])
     assert result.output.strip(), result
     assert_no_secret(result.output)

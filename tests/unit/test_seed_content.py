@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 import re
 
+from streams.eval.build_golden_set import IndexEntry, book_index
+from streams.pipeline.chunk_document import chunk_text
 from streams.sources.edits import editable_paragraphs
-from streams.sources.html_to_wikitext import WikiPage, html_to_wikitext
+from streams.sources.html_to_wikitext import WikiPage, html_to_wikitext, page_title
 from streams.sources.people import STAFF_DOMAIN, make_people
 from streams.sources.seed import seed_people, split_documents
 from streams.sources.seed_crm import generate_crm, generate_notes
@@ -41,6 +43,40 @@ def test_html_to_wikitext_writes_headings_paragraphs_lists_and_code() -> None:
         "<pre>\nCREATE TABLE products (\n    product_no integer\n);\n</pre>\n\n"
         "See elsewhere & more.\n"
     )
+
+
+def test_html_to_wikitext_nests_lists_and_writes_table_rows_as_items() -> None:
+    html = (
+        "<html><head><title>11.2. Index Types</title></head><body><div class='itemizedlist'><ul>"
+        "<li><p>An <code>=</code> operator:</p><div><ul><li><p>A = A</p></li><li>A = B, then B = A</li></ul></div></li>"
+        "<li>Ordering <em>is</em> total</li></ul></div>"
+        "<table><tr><th>Type</th><th>Use</th></tr><tr><td>B-tree</td><td></td></tr></table></body></html>"
+    )
+    page = html_to_wikitext(html)
+    assert page_title(html) == page.title == "Index Types"
+    assert page.text == (
+        "* An = operator:\n** A = A\n** A = B, then B = A\n* Ordering is total\n* Type — Use\n* B-tree\n"
+    )
+
+
+def test_a_bracket_before_a_link_survives_the_round_trip() -> None:
+    page = html_to_wikitext("<p>\\dAc [<a href='app-psql.html#P'>pattern</a>]</p>", {"app-psql.html": "psql"})
+    assert page.text == "\\dAc [<nowiki/>[[psql|pattern]]]\n"
+    assert chunk_text(page.text, "wikitext")[0].text == "\\dAc [pattern]"
+
+
+def test_book_index_names_sub_entries_after_their_entry() -> None:
+    html = (
+        "<html><body><dl><dt>autovacuum, <a href='routine-vacuuming.html#AUTOVACUUM'>The Autovacuum Daemon</a></dt>"
+        "<dd><dl><dt>configuration parameters, <a href='runtime-config-autovacuum.html'>Automatic Vacuuming</a>"
+        ", <a href='runtime-config-autovacuum.html#X'>again</a></dt></dl></dd>"
+        "<dt>ANALYZE, <a href='sql-analyze.html'>ANALYZE</a></dt></dl></body></html>"
+    )
+    assert book_index(html) == [
+        IndexEntry("autovacuum", ("routine-vacuuming.html",)),
+        IndexEntry("autovacuum, configuration parameters", ("runtime-config-autovacuum.html",)),
+        IndexEntry("ANALYZE", ("sql-analyze.html",)),
+    ]
 
 
 def test_people_are_unique_and_staff_cover_every_team() -> None:

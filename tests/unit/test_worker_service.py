@@ -134,7 +134,7 @@ print(json.dumps(sorted({{p for p in project if not p.endswith((".py", ".pyc"))}
 """
 
 # Each one unreadable as a setting: any module that built Settings() at import would fail.
-INVALID = {"STREAMS_WORKER_WEB_PORT": "not-a-port", "STREAMS_TOPIC_PARTITIONS": "many", "STREAMS_SOURCES": "{"}
+INVALID = {"STREAMS_WORKER_WEB_PORT": "not-a-port", "STREAMS_TOPIC_PARTITIONS": "many", "STREAMS_SOURCE_DSNS": "{"}
 
 
 def _import_probe(after: str = "") -> subprocess.CompletedProcess[str]:

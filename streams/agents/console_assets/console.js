@@ -285,7 +285,11 @@ async function search(event) {
       error.textContent = `${status}: ${body.error_description || body.error || JSON.stringify(body)}`;
       return;
     }
-    summary.textContent = `${body.hits.length} hits for ${body.caller}` + (body.groups ? ` (groups ${body.groups.join(", ") || "none"})` : " (every group)");
+    const total = body.total === undefined || body.total === null ? "" : `, ${body.total}${body.total_relation === "gte" ? "+" : ""} containing the words`;
+    summary.textContent =
+      `${body.hits.length} hits for ${body.caller}` +
+      (body.groups ? ` (groups ${body.groups.join(", ") || "none"})` : " (every group)") +
+      total;
     results.replaceChildren(...body.hits.map(hitItem));
   } catch (failure) {
     summary.textContent = "";
