@@ -245,6 +245,7 @@ async def test_the_console_shows_every_panel_in_a_browser(served: Console, brows
             await expect(page.locator("#lag tr[data-lane=routing] .messages")).to_have_text("42")
             await expect(page.locator("#lag tr[data-lane=routing] .drain")).to_have_text("about 2 s")
             await expect(page.locator("#lag tr[data-lane=indexing] .drain")).to_have_text("not draining")
+            await expect(page.locator("#lag tr[data-lane=deletion] .drain")).to_have_text("none behind")
             await expect(page.locator("#dead-letters tr[data-stage=decode]")).to_be_visible()
 
             # Receipts: ids and statuses, no subject without an operator key.
@@ -261,7 +262,7 @@ async def test_the_console_shows_every_panel_in_a_browser(served: Console, brows
             await expect(hit).to_be_visible()
             await expect(hit.locator("mark")).to_have_text("Refund")
             await expect(page.locator("#search-summary")).to_have_text(
-                "1 hits for helpdesk (groups support), 1 containing the words"
+                "1 hit for helpdesk (groups support), 1 containing the words"
             )
             assert await hit.locator("b, script").count() == 0
             assert await hit.locator("a").count() == 0  # a javascript: link is shown as text

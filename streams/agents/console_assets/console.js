@@ -156,6 +156,12 @@ async function refreshFreshness() {
 
 // -- lag and dead letters ------------------------------------------------------------------------
 
+function drainText(lane) {
+  if (lane.messages === 0) return "none behind";
+  if (lane.drain_s !== null) return `about ${Math.round(lane.drain_s)} s`;
+  return lane.drain_per_s === null ? "-" : "not draining";
+}
+
 async function refreshState() {
   const { body } = await getJson("/console/state");
   document.getElementById("lag-status").textContent = body.lag_read_at
@@ -170,7 +176,7 @@ async function refreshState() {
         el("td", {}, lane.lane),
         el("td", { class: "messages" }, lane.messages),
         el("td", {}, lane.drain_per_s === null ? "-" : lane.drain_per_s.toFixed(1)),
-        el("td", { class: "drain" }, lane.drain_s === null ? (lane.drain_per_s === null ? "-" : "not draining") : `about ${Math.round(lane.drain_s)} s`),
+        el("td", { class: "drain" }, drainText(lane)),
         el("td", {}, Object.entries(lane.topics).map(([topic, n]) => `${topic}: ${n}`).join(", ") || "-")
       )
     )
@@ -287,7 +293,7 @@ async function search(event) {
     }
     const total = body.total === undefined || body.total === null ? "" : `, ${body.total}${body.total_relation === "gte" ? "+" : ""} containing the words`;
     summary.textContent =
-      `${body.hits.length} hits for ${body.caller}` +
+      `${body.hits.length} ${body.hits.length === 1 ? "hit" : "hits"} for ${body.caller}` +
       (body.groups ? ` (groups ${body.groups.join(", ") || "none"})` : " (every group)") +
       total;
     results.replaceChildren(...body.hits.map(hitItem));
