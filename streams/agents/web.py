@@ -30,7 +30,7 @@ from streams.auth import Authenticator, Caller, Unauthorized
 from streams.elastic import hybrid_index
 from streams.elastic.hybrid_index import MAX_WINDOW, MetadataFilter, SearchPage
 from streams.pipeline.document_mapping import Mappings
-from streams.settings import LEGACY_DSN_SOURCES, Settings
+from streams.settings import Settings
 
 if TYPE_CHECKING:
     from streams.agents.service import WorkerService
@@ -64,7 +64,7 @@ class SearchSchema:
     """What this worker's /search can be asked for: its configured sources and the metadata fields of
     its mappings (connectors/*.mapping.yaml, `metadata:`)."""
 
-    sources: tuple[str, ...] = tuple(sorted(LEGACY_DSN_SOURCES))  # the shipped sources, as Settings.sources lists them
+    sources: tuple[str, ...]
     filter_fields: tuple[str, ...] = ()
 
     @classmethod
@@ -74,9 +74,6 @@ class SearchSchema:
 
     def parameters(self) -> list[str]:
         return [*PARAMETERS, *(FILTER_PREFIX + name for name in self.filter_fields)]
-
-
-DEFAULT_SCHEMA = SearchSchema()
 
 
 @dataclass(frozen=True)
@@ -150,7 +147,7 @@ def plan_search(
     authenticator: Authenticator,
     authorization: str | None,
     query: Mapping[str, Any],
-    schema: SearchSchema = DEFAULT_SCHEMA,
+    schema: SearchSchema,
     *,
     in_url: bool = True,
 ) -> SearchRequest | Rejection:
@@ -269,8 +266,8 @@ async def answer_search(
     request: Any,
     authenticator: Authenticator,
     runtime_ready: Callable[[], Awaitable[Runtime]],
-    search: SearchPageFn = hybrid_index.search_page,
-    schema: SearchSchema = DEFAULT_SCHEMA,
+    search: SearchPageFn,
+    schema: SearchSchema,
 ) -> Any:
     parameters = await request_parameters(request)
     if isinstance(parameters, Rejection):
@@ -372,7 +369,9 @@ def register(app: faust.App, service: WorkerService) -> None:
     @app.page("/search")
     class SearchView(faust.web.View):
         async def get(self, request: Any, **kwargs: Any) -> Any:
-            return await answer_search(self, request, service.search_authenticator(), service.runtime, schema=schema)
+            return await answer_search(
+                self, request, service.search_authenticator(), service.runtime, hybrid_index.search_page, schema
+            )
 
         async def post(self, request: Any, **kwargs: Any) -> Any:
             return await self.get(request)

@@ -21,9 +21,10 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.agents import console, web
+from streams.agents import console
 from streams.app import create_app
 from streams.auth import Authenticator, parse_api_keys
+from streams.elastic import hybrid_index
 from streams.elastic.hybrid_index import ChunkHit, DocumentHit, SearchPage
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock
@@ -135,12 +136,8 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Console]:
         {("tickets.public.tickets", 0): 40, ("tickets.public.tickets", 1): 2, (settings.routed_topic, 3): 7},
     )
     monkeypatch.setattr(service, "latest_receipts", lambda limit: RECEIPTS[:limit])
-    original = web.answer_search
-    monkeypatch.setattr(
-        web,
-        "answer_search",
-        lambda w, request, auth, runtime, **options: original(w, request, auth, runtime, search=fake_search, **options),
-    )
+    # /search runs as written; only the index behind it is a fake.
+    monkeypatch.setattr(hybrid_index, "search_page", fake_search)
     metrics.DEAD_LETTERS.labels(stage="decode").inc(0)
     client = TestClient(TestServer(await app.web.wsgi()))
     await client.start_server()

@@ -42,6 +42,9 @@ KEYS = json.dumps(
 )
 
 
+SCHEMA = web.SearchSchema(("wiki", "tickets", "crm"))
+
+
 def _authenticator(jwt_options: JwtOptions | None = None) -> Authenticator:
     return Authenticator(parse_api_keys(KEYS, "test keys"), jwt_options or JwtOptions(JWT_SECRET))
 
@@ -53,7 +56,7 @@ def _jwt(claims: dict[str, Any], secret: str = JWT_SECRET, algorithm: str = "HS2
 
 
 def _plan(authorization: str | None, **query: str) -> web.SearchRequest | web.Rejection:
-    return web.plan_search(_authenticator(), authorization, {"q": "printer", **query})
+    return web.plan_search(_authenticator(), authorization, {"q": "printer", **query}, SCHEMA)
 
 
 # -- no credential, bad credential: 401 --------------------------------------------------------------
@@ -91,7 +94,7 @@ def test_an_invalid_token_is_401(token: str) -> None:
 
 
 def test_the_credential_is_checked_before_the_parameters() -> None:
-    plan = web.plan_search(_authenticator(), None, {})  # no q either: still 401, not 400
+    plan = web.plan_search(_authenticator(), None, {}, SCHEMA)  # no q either: still 401, not 400
     assert isinstance(plan, web.Rejection) and plan.status == 401
 
 
@@ -189,7 +192,7 @@ async def test_the_search_page_searches_only_the_callers_groups() -> None:
 
     async def answer(authorization: str | None, **query: str) -> Any:
         return await web.answer_search(
-            _FakeWeb(), request(authorization, **query), _authenticator(), fake_runtime, fake_search
+            _FakeWeb(), request(authorization, **query), _authenticator(), fake_runtime, fake_search, SCHEMA
         )
 
     refused = await answer(None, q="printer")
