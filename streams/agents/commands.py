@@ -11,7 +11,7 @@ def worker(loglevel: str) -> None:
     """Run the worker until interrupted.
 
     It indexes every change from the Debezium topics, serves deletion requests on their own lane,
-    publishes freshness reports, and serves /metrics, /freshness and /search on
+    publishes freshness reports, and serves the web console (/), /metrics, /health, /freshness and /search on
     $STREAMS_WORKER_WEB_BIND:$STREAMS_WORKER_WEB_PORT (default 127.0.0.1:16066, loopback only).
     """
     import faust

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import faust
 
-from streams.observability.consumer_lag import record_lag
+from streams.observability.consumer_lag import LagReading, record_lag
 from streams.observability.freshness_report import (
     encode_freshness_report,
     freshness_report_record,
@@ -58,3 +59,4 @@ async def update_consumer_lag(service: WorkerService, topics: list[str]) -> None
         log.warning("consumer lag not updated: %s", exc)
         return
     record_lag(lag)
+    service.previous_consumer_lag, service.consumer_lag = service.consumer_lag, LagReading(datetime.now(UTC), lag)

@@ -9,7 +9,7 @@ starts before the App's consumer and agents and stops after them. It owns:
   removed when the worker stops;
 - the purge scheduler of the deletion lane, and at start the purges a stopped worker left pending;
 - the capture clock behind /health and the capture-age gauge, the consumer-lag reader and the
-  search authenticator.
+  search authenticator, and the last lag read (for the web console, agents/console.py).
 None of it is a module global: two services in one process (two workers, two tests) share nothing.
 """
 
@@ -33,10 +33,11 @@ from streams.agents.forget_subjects import DeletionTopics, build_scheduler
 from streams.agents.runtime import Runtime, build_runtime
 from streams.auth import Authenticator
 from streams.elastic import worker_registry
+from streams.forget.latest_receipts import latest_receipts
 from streams.forget.purge import PurgeScheduler
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock
-from streams.observability.consumer_lag import ConsumerLagReader
+from streams.observability.consumer_lag import ConsumerLagReader, LagReading
 from streams.pipeline.document_mapping import Mappings
 from streams.settings import Settings
 
@@ -88,6 +89,10 @@ class WorkerService(Service):
         self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters)
         self._purges: PurgeScheduler | None = None
         self._lag_reader: ConsumerLagReader | None = None
+        # The last two lag readings (agents/publish_freshness.py, every freshness_interval_s): the web
+        # console shows the lag and, from the two, how fast each lane drains.
+        self.consumer_lag: LagReading | None = None
+        self.previous_consumer_lag: LagReading | None = None
         self._authenticator: Authenticator | None = None
 
     async def runtime(self) -> Runtime:
@@ -117,6 +122,10 @@ class WorkerService(Service):
         if self._lag_reader is None:
             self._lag_reader = ConsumerLagReader(self.settings, self.settings.worker_id)
         return self._lag_reader
+
+    def latest_receipts(self, limit: int) -> list[dict[str, Any]]:
+        """The latest deletion receipts of every worker, from the receipts topic (blocking: run it in a thread)."""
+        return latest_receipts(self.settings, limit)
 
     async def on_start(self) -> None:
         # The gauge is the process's (Prometheus' registry is global): it reads the running worker's clock.
