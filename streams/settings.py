@@ -204,7 +204,8 @@ class Settings(BaseSettings):
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     # Capture health and self-healing. Each connector's heartbeat.action.query upserts
     # heartbeat_table in its source every few seconds; a source whose newest event (heartbeat
-    # included) is older than capture_age_threshold_s makes /health answer 503.
+    # included) is older than capture_age_threshold_s is behind while the worker's backlog drains,
+    # and stalled (/health answers 503) once the worker is caught up or the backlog stops shrinking.
     heartbeat_table: str = HEARTBEAT_TABLE
     capture_age_threshold_s: float = 20.0
     # `streams connectors watch`: how often it looks, and how long a source may go without any event

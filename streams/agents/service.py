@@ -9,7 +9,7 @@ starts before the App's consumer and agents and stops after them. It owns:
   removed when the worker stops;
 - the purge scheduler of the deletion lane, and at start the purges a stopped worker left pending;
 - the capture clock behind /health and the capture-age gauge, the consumer-lag reader and the
-  search authenticator.
+  indexing lane's lag history (/health's "behind" or "stalled"), and the search authenticator.
 None of it is a module global: two services in one process (two workers, two tests) share nothing.
 """
 
@@ -35,7 +35,7 @@ from streams.auth import Authenticator
 from streams.elastic import worker_registry
 from streams.forget.purge import PurgeScheduler
 from streams.observability import metrics
-from streams.observability.capture_health import CaptureClock
+from streams.observability.capture_health import CaptureClock, LagHistory
 from streams.observability.consumer_lag import ConsumerLagReader
 from streams.pipeline.document_mapping import Mappings
 from streams.settings import Settings
@@ -85,6 +85,9 @@ class WorkerService(Service):
         # Built with the service, not with the runtime: /health must answer while the model loads,
         # and a source silent since the start is a stall too.
         self.capture_clock = CaptureClock(mappings.names)
+        # The indexing lane's lag readings (agents/publish_freshness.py records them): /health tells
+        # heartbeats queued behind a backlog from a capture that stopped.
+        self.indexing_lag = LagHistory()
         self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters)
         self._purges: PurgeScheduler | None = None
         self._lag_reader: ConsumerLagReader | None = None
