@@ -196,6 +196,15 @@ def plan_search(
         groups = _values("groups", query["groups"])
         if isinstance(groups, Rejection):
             return groups
+        # A group the credential does not hold is refused, not silently dropped: an empty answer would
+        # look like "nothing matches". The refusal is the same whether the group exists or not, so
+        # it tells nothing about other callers' groups. An operator may pick any group's view.
+        if not caller.operator and (unheld := [g for g in groups if g not in caller.groups]):
+            held = ", ".join(sorted(caller.groups)) or "none"
+            return _error(
+                400,
+                f"unknown group {', '.join(_short(g) for g in unheld[:5])}: this credential holds {held}",
+            )
         requested = groups
     values: dict[str, list[str]] = {}
     for name in schema.filter_fields:
