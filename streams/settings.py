@@ -58,6 +58,9 @@ EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 EMBEDDING_BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
 # The table each source's connector upserts every few seconds (heartbeat.action.query in connectors/).
 HEARTBEAT_TABLE = "streams_heartbeat"
+# The ledger key a fresh checkout runs with, so that the local stack works without a secret. It is
+# public: a worker started with it warns (agents/service.py).
+DEFAULT_LEDGER_KEY = "streams-local-development-ledger-key"
 
 
 class Settings(BaseSettings):
@@ -146,7 +149,7 @@ class Settings(BaseSettings):
     # The key of the suppression ledger's hashes (forgotten identifiers and mention patterns). Set your
     # own secret in production and keep it for as long as the ledger: with another key, the ledger's
     # hashes no longer match, and forgotten people would be indexed again.
-    ledger_key: SecretStr = SecretStr("streams-local-development-ledger-key")
+    ledger_key: SecretStr = SecretStr(DEFAULT_LEDGER_KEY)
 
     # Embedding and chunking.
     model_name: str = "all-MiniLM-L6-v2"
@@ -265,6 +268,9 @@ class Settings(BaseSettings):
         if self.elasticsearch_username and self.elasticsearch_password:
             return (self.elasticsearch_username, self.elasticsearch_password.get_secret_value())
         return None
+
+    def uses_default_ledger_key(self) -> bool:
+        return self.ledger_key.get_secret_value() == DEFAULT_LEDGER_KEY
 
     def ledger_key_bytes(self) -> bytes:
         return self.ledger_key.get_secret_value().encode()

@@ -47,6 +47,20 @@ log = logging.getLogger(__name__)
 RUNTIME_RETRY_S = 5.0
 
 
+def warn_default_ledger_key(settings: Settings) -> bool:
+    """One warning at the worker's start when the ledger key is the public default: anyone who reads the
+    source can then test a name against the ledger's hashes. True when it warned."""
+    if not settings.uses_default_ledger_key():
+        return False
+    log.warning(
+        "STREAMS_LEDGER_KEY is the public default development key: the hashes of forgotten people in the"
+        " ledger are keyed with a key anyone can read. Set STREAMS_LEDGER_KEY to a secret of your own"
+        " (for example `openssl rand -hex 32`) before the first deletion request, and keep it as long as"
+        " the ledger (docs/forgetting.md)"
+    )
+    return True
+
+
 @dataclass(frozen=True)
 class WorkerTopics:
     """Every topic the worker reads or writes, declared once on its App (streams/app.py)."""
@@ -122,6 +136,7 @@ class WorkerService(Service):
         return self._lag_reader
 
     async def on_start(self) -> None:
+        warn_default_ledger_key(self.settings)
         # The gauge is the process's (Prometheus' registry is global): it reads the running worker's clock.
         for source in self.mappings.names:
             metrics.CAPTURE_AGE.labels(source=source).set_function(partial(self.capture_clock.age_s, source))
