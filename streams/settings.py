@@ -58,6 +58,9 @@ EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 EMBEDDING_BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
 # The table each source's connector upserts every few seconds (heartbeat.action.query in connectors/).
 HEARTBEAT_TABLE = "streams_heartbeat"
+# The ledger key a fresh checkout runs with, so that the local stack works without a secret. It is
+# public: a worker started with it warns (agents/service.py).
+DEFAULT_LEDGER_KEY = "streams-local-development-ledger-key"
 
 
 class Settings(BaseSettings):
@@ -155,7 +158,11 @@ class Settings(BaseSettings):
     # The key of the suppression ledger's hashes (forgotten identifiers and mention patterns). Set your
     # own secret in production and keep it for as long as the ledger: with another key, the ledger's
     # hashes no longer match, and forgotten people would be indexed again.
-    ledger_key: SecretStr = SecretStr("streams-local-development-ledger-key")
+    ledger_key: SecretStr = SecretStr(DEFAULT_LEDGER_KEY)
+
+    # The log format of the worker and of every command: text, or json (one object per line: time,
+    # level, logger, message, exception) for a log shipper.
+    log_format: Literal["text", "json"] = "text"
 
     # Embedding and chunking.
     model_name: str = "all-MiniLM-L6-v2"
@@ -213,7 +220,8 @@ class Settings(BaseSettings):
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     # Capture health and self-healing. Each connector's heartbeat.action.query upserts
     # heartbeat_table in its source every few seconds; a source whose newest event (heartbeat
-    # included) is older than capture_age_threshold_s makes /health answer 503.
+    # included) is older than capture_age_threshold_s is behind while the worker's backlog drains,
+    # and stalled (/health answers 503) once the worker is caught up or the backlog stops shrinking.
     heartbeat_table: str = HEARTBEAT_TABLE
     capture_age_threshold_s: float = 20.0
     # `streams connectors watch`: how often it looks, and how long a source may go without any event
@@ -297,6 +305,9 @@ class Settings(BaseSettings):
         if self.elasticsearch_cloud_id:
             return f"Elastic Cloud deployment {self.elasticsearch_cloud_id.split(':', 1)[0]!r}"
         return self.elasticsearch_url
+
+    def uses_default_ledger_key(self) -> bool:
+        return self.ledger_key.get_secret_value() == DEFAULT_LEDGER_KEY
 
     def ledger_key_bytes(self) -> bytes:
         return self.ledger_key.get_secret_value().encode()

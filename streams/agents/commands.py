@@ -19,6 +19,7 @@ def worker(loglevel: str) -> None:
     from streams.app import create_app
     from streams.auth import CredentialsConfigError
     from streams.clients import check_elasticsearch_login
+    from streams.logs import logging_config
     from streams.settings import get_settings
     from streams.topics import ensure_topics
 
@@ -31,5 +32,6 @@ def worker(loglevel: str) -> None:
     except CredentialsConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
-    worker = faust.Worker(app, loglevel=loglevel)
+    # faust would install its own format: the worker logs in the commands' one (STREAMS_LOG_FORMAT).
+    worker = faust.Worker(app, loglevel=loglevel, logging_config=logging_config(settings.log_format, loglevel.upper()))
     worker.execute_from_commandline()

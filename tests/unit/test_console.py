@@ -27,7 +27,7 @@ from streams.auth import Authenticator, parse_api_keys
 from streams.elastic import hybrid_index
 from streams.elastic.hybrid_index import ChunkHit, DocumentHit, SearchPage
 from streams.observability import metrics
-from streams.observability.capture_health import CaptureClock
+from streams.observability.capture_health import CaptureClock, LagHistory
 from streams.observability.consumer_lag import LagReading
 from streams.observability.freshness import FreshnessWindow
 from streams.settings import Settings
@@ -102,6 +102,7 @@ class Console:
     client: TestClient[Any, Any]
     clock: Clock
     settings: Settings
+    indexing_lag: LagHistory
 
     @property
     def url(self) -> str:
@@ -115,6 +116,7 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Console]:
     service = app.worker
     clock = Clock()
     service.capture_clock = CaptureClock(SOURCES, clock)
+    service.indexing_lag = LagHistory(clock)
     for source in SOURCES:
         service.capture_clock.received(source, clock.now)
     window = FreshnessWindow(SOURCES)
@@ -142,7 +144,7 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Console]:
     client = TestClient(TestServer(await app.web.wsgi()))
     await client.start_server()
     try:
-        yield Console(client, clock, settings)
+        yield Console(client, clock, settings, service.indexing_lag)
     finally:
         await client.close()
 
@@ -277,8 +279,15 @@ async def test_the_console_shows_every_panel_in_a_browser(served: Console, brows
             await expect(receipts.locator(".detail").first).to_be_visible()
             await expect(receipts).to_contain_text("ada.lovelace@example.com")
 
-            # Capture stops: the next refresh turns the verdict, with the reason.
-            served.clock.now += timedelta(seconds=90)
+            # Heartbeats queued behind a backlog that drains: behind, not a stall.
+            served.indexing_lag.observe(500)
+            served.clock.now += timedelta(seconds=30)
+            served.indexing_lag.observe(400)
+            await expect(page.locator("#health-verdict")).to_have_text("behind")
+            await expect(page.locator("#health-reasons")).to_contain_text("behind by 400 events")
+
+            # The backlog stops shrinking: the next refresh turns the verdict, with the reason.
+            served.clock.now += timedelta(seconds=60)
             await expect(page.locator("#health-verdict")).to_have_text("unhealthy")
             await expect(page.locator("#health-reasons")).to_contain_text("source tickets")
             await page.screenshot(path=str(artifacts_dir(tmp_path) / "console-unhealthy.png"), full_page=True)
