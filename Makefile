@@ -30,6 +30,7 @@ lint: install
 	$(BIN)/ruff check streams tests
 	$(BIN)/ruff format --check streams tests
 	$(BIN)/mypy streams
+	$(BIN)/hadolint Dockerfile
 
 unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from streams.agents import forget_subjects, health, index_changes, publish_freshness, web
+from streams.agents import console, forget_subjects, health, index_changes, publish_freshness, web
 from streams.agents.service import WorkerService, WorkerTopics
 from streams.pipeline.document_mapping import Mappings, load_mappings
 from streams.resources import connectors_dir
@@ -18,7 +18,9 @@ from streams.settings import Settings
 from streams.topics import change_topics, consumed_topics, heartbeat_topics
 
 # Each adds its agents, timers or pages to an App, with the worker service they use.
+# The console comes first: its `/` must be routed before faust's own index page.
 REGISTRATIONS = (
+    console.register,
     index_changes.register,
     forget_subjects.register,
     publish_freshness.register,
@@ -54,6 +56,8 @@ def app_options(settings: Settings, mappings: Mappings) -> dict[str, Any]:
         "value_serializer": "raw",
         "store": "memory://",
         "topic_partitions": settings.topic_partitions,
+        # faust's own topics (its assignor's leader topic) as replicated as the project's.
+        "topic_replication_factor": settings.topic_replication_factor,
         "consumer_auto_offset_reset": "earliest",
         # Static membership: after a crash the restarted worker rejoins as the same member and indexes
         # again within seconds (see Settings.worker_instance_id); one restarted with other sources joins

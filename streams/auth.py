@@ -8,8 +8,9 @@ A caller presents `Authorization: Bearer <token>`. The token is either
 - or an HS256 JWT signed with `STREAMS_SEARCH_JWT_SECRET`, whose `groups` claim lists the caller's groups
   (`sub` names the caller, `exp` is required). A JWT is never an operator credential.
 
-The groups come from the credential only. A `groups=` query parameter can narrow them (the result is
-the intersection) but never widen them; for an operator it picks the groups whose view to show.
+The groups come from the credential only. A `groups=` query parameter can narrow them but never widen
+them (/search refuses a group the credential does not hold; the filter here is the intersection all
+the same); for an operator it picks the groups whose view to show.
 """
 
 from __future__ import annotations

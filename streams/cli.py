@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from streams import __version__
+from streams.logs import LogFormat, configure_logging
 
 # Every duration a command takes: zero or a negative number would only fail later, deep in a client
 # (`freshness --timeout -5` ended in a traceback), so click refuses them with the option's name.
@@ -66,15 +67,22 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, help_text) for name, (_, help_text) in sorted(COMMANDS.items())])
 
 
+def _log_format() -> LogFormat:
+    """STREAMS_LOG_FORMAT; text when the settings do not load (the command then says why, in text)."""
+    from streams.settings import get_settings
+
+    try:
+        return get_settings().log_format
+    except Exception:
+        return "text"
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="streams", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 def main(verbose: bool) -> None:
     """streams: keep an Elasticsearch hybrid index in step with your source databases."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(_log_format(), logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         # One line per HTTP request is noise in a command's output (`streams freshness` printed two);
         # their failures still come through as warnings and errors.

@@ -82,7 +82,7 @@ def check_elasticsearch_login(settings: Settings) -> None:
         else:
             credential = "no credentials (set STREAMS_ELASTICSEARCH_API_KEY or _USERNAME/_PASSWORD)"
         raise ElasticsearchAuthenticationFailed(
-            f"Elasticsearch at {settings.elasticsearch_url} refused {credential}: HTTP {exc.status_code}"
+            f"Elasticsearch at {settings.elasticsearch_location()} refused {credential}: HTTP {exc.status_code}"
         ) from None
     except ElasticConnectionError:
         return

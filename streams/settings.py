@@ -61,6 +61,9 @@ EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
 EMBEDDING_BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
 # The table each source's connector upserts every few seconds (heartbeat.action.query in connectors/).
 HEARTBEAT_TABLE = "streams_heartbeat"
+# The ledger key a fresh checkout runs with, so that the local stack works without a secret. It is
+# public: a worker started with it warns (agents/service.py).
+DEFAULT_LEDGER_KEY = "streams-local-development-ledger-key"
 
 
 class Settings(BaseSettings):
@@ -95,6 +98,8 @@ class Settings(BaseSettings):
     # Elasticsearch: an API key (or the user and password above), and TLS trust for an https URL:
     # a CA file, or the SHA-256 fingerprint of the server's certificate.
     elasticsearch_api_key: SecretStr | None = None
+    # Elastic Cloud: the deployment's Cloud ID, used instead of elasticsearch_url when set.
+    elasticsearch_cloud_id: str | None = None
     elasticsearch_ca_certs: Path | None = None
     elasticsearch_ssl_assert_fingerprint: str | None = None
 
@@ -123,6 +128,13 @@ class Settings(BaseSettings):
     # and the project's own. A consumer group spreads partitions over workers, so a topic with P
     # partitions keeps at most P workers busy.
     topic_partitions: int = 2
+    # Replicas of every topic the worker or Debezium creates (the local stack has one broker; use 3 on a
+    # production cluster). min.insync.replicas, when set, is given to those topics too: with acks=all
+    # (every producer of the project and Debezium's) a write then needs that many replicas, so that
+    # an acknowledged deletion receipt or ledger entry survives the loss of a broker. Unset, the
+    # broker's own default applies.
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int | None = None
     # The indexing lane's repartition topic: every change keyed by its document id, so that one
     # document is written by one worker at a time. Its partition count bounds how many workers index
     # in parallel: size it for the most workers you expect (adding partitions later moves documents
@@ -156,13 +168,17 @@ class Settings(BaseSettings):
     # The key of the suppression ledger's hashes (forgotten identifiers and mention patterns). Set your
     # own secret in production and keep it for as long as the ledger: with another key, the ledger's
     # hashes no longer match, and forgotten people would be indexed again.
-    ledger_key: SecretStr = SecretStr("streams-local-development-ledger-key")
+    ledger_key: SecretStr = SecretStr(DEFAULT_LEDGER_KEY)
     # The Ed25519 key every receipt is signed with (PEM, PKCS#8, unencrypted; every worker of a deployment
     # holds the same), and its public key, which `streams receipt verify` checks receipts against and which
     # may be handed to anyone. Defaults: <stack_home>/receipt-signing-key.pem (`streams stack up` generates
     # it for the local stack) and the public key beside it (receipt-signing-key.pub.pem).
     receipt_signing_key_file: Path | None = None
     receipt_public_key_file: Path | None = None
+
+    # The log format of the worker and of every command: text, or json (one object per line: time,
+    # level, logger, message, exception) for a log shipper.
+    log_format: Literal["text", "json"] = "text"
 
     # Embedding and chunking.
     model_name: str = "all-MiniLM-L6-v2"
@@ -220,7 +236,8 @@ class Settings(BaseSettings):
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     # Capture health and self-healing. Each connector's heartbeat.action.query upserts
     # heartbeat_table in its source every few seconds; a source whose newest event (heartbeat
-    # included) is older than capture_age_threshold_s makes /health answer 503.
+    # included) is older than capture_age_threshold_s is behind while the worker's backlog drains,
+    # and stalled (/health answers 503) once the worker is caught up or the backlog stops shrinking.
     heartbeat_table: str = HEARTBEAT_TABLE
     capture_age_threshold_s: float = 20.0
     # `streams connectors watch`: how often it looks, and how long a source may go without any event
@@ -240,6 +257,24 @@ class Settings(BaseSettings):
     # How long the group waits for a silent member: a crashed worker's partitions move to the others
     # (or to its restart under another instance id) after this (faust's default is 60 s).
     worker_session_timeout_s: float = 15.0
+
+    @field_validator("topic_replication_factor", "topic_min_insync_replicas")
+    @classmethod
+    def _at_least_one(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    def topic_configs(self) -> dict[str, str]:
+        """The topic configs that every topic the project or Debezium creates gets, beside its own."""
+        if self.topic_min_insync_replicas is None:
+            return {}
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise SettingsError(
+                f"STREAMS_TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} is more than"
+                f" STREAMS_TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}: no write could succeed"
+            )
+        return {"min.insync.replicas": str(self.topic_min_insync_replicas)}
 
     @field_validator("stack_apps", mode="before")
     @classmethod
@@ -290,12 +325,25 @@ class Settings(BaseSettings):
             return (self.elasticsearch_username, self.elasticsearch_password.get_secret_value())
         return None
 
+    def elasticsearch_location(self) -> str:
+        """Where the clients reach Elasticsearch, for messages: the URL, or the Elastic Cloud deployment."""
+        if self.elasticsearch_cloud_id:
+            return f"Elastic Cloud deployment {self.elasticsearch_cloud_id.split(':', 1)[0]!r}"
+        return self.elasticsearch_url
+
+    def uses_default_ledger_key(self) -> bool:
+        return self.ledger_key.get_secret_value() == DEFAULT_LEDGER_KEY
+
     def ledger_key_bytes(self) -> bytes:
         return self.ledger_key.get_secret_value().encode()
 
     def elasticsearch_client_options(self) -> dict[str, Any]:
         """Keyword arguments for Elasticsearch(...) and AsyncElasticsearch(...): every client the project builds."""
-        options: dict[str, Any] = {"hosts": [self.elasticsearch_url], "request_timeout": 60}
+        options: dict[str, Any] = {"request_timeout": 60}
+        if self.elasticsearch_cloud_id:
+            options["cloud_id"] = self.elasticsearch_cloud_id
+        else:
+            options["hosts"] = [self.elasticsearch_url]
         basic_auth = self.elasticsearch_auth()
         if self.elasticsearch_api_key is not None:
             if basic_auth is not None:

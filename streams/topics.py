@@ -105,7 +105,12 @@ def ensure_topics(settings: Settings, mappings: Mappings) -> None:
     }
     configs.update(owned_topics(settings))
     wanted = [
-        NewTopic(name, num_partitions=topic_partition_count(settings, name), replication_factor=1, config=config)
+        NewTopic(
+            name,
+            num_partitions=topic_partition_count(settings, name),
+            replication_factor=settings.topic_replication_factor,
+            config={**settings.topic_configs(), **config},
+        )
         for name, config in configs.items()
         if name not in existing
     ]

@@ -258,7 +258,7 @@ def verify(as_json: bool, recheck: float, limit: int, repair_drift: bool) -> Non
     except SourceUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     except (ApiError, TransportError) as exc:
-        raise click.ClickException(f"Elasticsearch at {settings.elasticsearch_url}: {exc}") from exc
+        raise click.ClickException(f"Elasticsearch at {settings.elasticsearch_location()}: {exc}") from exc
     backlog = None if all(r.ok for r in reports) else worker_backlog(settings, mappings)
     if as_json:
         click.echo(json.dumps(report_json(reports, limit, backlog), indent=2))

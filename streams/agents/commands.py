@@ -11,7 +11,7 @@ def worker(loglevel: str) -> None:
     """Run the worker until interrupted.
 
     It indexes every change from the Debezium topics, serves deletion requests on their own lane,
-    publishes freshness reports, and serves /metrics, /freshness and /search on
+    publishes freshness reports, and serves the web console (/), /metrics, /health, /freshness and /search on
     $STREAMS_WORKER_WEB_BIND:$STREAMS_WORKER_WEB_PORT (default 127.0.0.1:16066, loopback only).
     """
     import faust
@@ -20,6 +20,7 @@ def worker(loglevel: str) -> None:
     from streams.auth import CredentialsConfigError
     from streams.clients import check_elasticsearch_login
     from streams.forget.signing import SigningKeyError
+    from streams.logs import logging_config
     from streams.settings import get_settings
     from streams.topics import ensure_topics
 
@@ -36,5 +37,6 @@ def worker(loglevel: str) -> None:
     except SigningKeyError as exc:
         raise click.ClickException(f"{exc} (STREAMS_RECEIPT_SIGNING_KEY_FILE; `streams stack up` makes one)") from exc
 
-    worker = faust.Worker(app, loglevel=loglevel)
+    # faust would install its own format: the worker logs in the commands' one (STREAMS_LOG_FORMAT).
+    worker = faust.Worker(app, loglevel=loglevel, logging_config=logging_config(settings.log_format, loglevel.upper()))
     worker.execute_from_commandline()

@@ -1,6 +1,6 @@
 """`/health`: capture health inside the worker, read from the worker service's capture clock, which
 every received event advances (agents/service.py also binds the `streams_source_capture_age_seconds`
-gauge to it)."""
+gauge to it), and from the indexing lane's consumer lag, which tells a backlog from a stall."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ def register(app: faust.App, service: WorkerService) -> None:
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
-        """200 while every source's capture age is within the threshold, 503 with the reasons otherwise."""
-        health = capture_health(service.capture_clock.ages(), settings.capture_age_threshold_s)
+        """200 with status "ok" while every source's capture age is within the threshold, 200 with status
+        "behind" while a source's heartbeats are queued behind a draining backlog, 503 with status
+        "stalled" for a stall (observability/capture_health.py); the reasons name each source."""
+        health = capture_health(
+            service.capture_clock.ages(), settings.capture_age_threshold_s, service.indexing_lag.current()
+        )
         body = {"worker_id": settings.worker_id, "threshold_s": settings.capture_age_threshold_s, **health.to_json()}
         return web.json(body, status=200 if health.healthy else 503)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import faust
 
-from streams.observability.consumer_lag import record_lag
+from streams.observability.consumer_lag import LagReading, record_lag
 from streams.observability.freshness_report import (
     encode_freshness_report,
     freshness_report_record,
     report_key,
 )
-from streams.topics import consumed_topics
+from streams.topics import change_topics, consumed_topics, heartbeat_topics
 
 if TYPE_CHECKING:
     from streams.agents.service import WorkerService
@@ -58,3 +59,14 @@ async def update_consumer_lag(service: WorkerService, topics: list[str]) -> None
         log.warning("consumer lag not updated: %s", exc)
         return
     record_lag(lag)
+    service.previous_consumer_lag, service.consumer_lag = service.consumer_lag, LagReading(datetime.now(UTC), lag)
+    service.indexing_lag.observe(indexing_lag(service, lag))
+
+
+def indexing_lag(service: WorkerService, lag: dict[tuple[str, int], int]) -> int:
+    """The events queued on the path a heartbeat takes (its change topic, then every partition of the
+    routed topic): the deletion lane's backlog holds no heartbeat back."""
+    settings = service.settings
+    lane = {*change_topics(service.mappings, settings), *heartbeat_topics(service.mappings, settings)}
+    lane.add(settings.routed_topic)
+    return sum(messages for (topic, _), messages in lag.items() if topic in lane)

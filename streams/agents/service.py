@@ -9,7 +9,8 @@ starts before the App's consumer and agents and stops after them. It owns:
   removed when the worker stops;
 - the purge scheduler of the deletion lane, and at start the purges a stopped worker left pending;
 - the capture clock behind /health and the capture-age gauge, the consumer-lag reader and the
-  search authenticator.
+  indexing lane's lag history (/health's "behind" or "stalled"), the last two lag readings (for the
+  web console, agents/console.py) and the search authenticator.
 None of it is a module global: two services in one process (two workers, two tests) share nothing.
 """
 
@@ -33,11 +34,12 @@ from streams.agents.forget_subjects import DeletionTopics, build_scheduler
 from streams.agents.runtime import Runtime, build_runtime
 from streams.auth import Authenticator
 from streams.elastic import worker_registry
+from streams.forget.latest_receipts import latest_receipts
 from streams.forget.purge import PurgeScheduler
 from streams.forget.signing import ReceiptChain, load_private_key
 from streams.observability import metrics
-from streams.observability.capture_health import CaptureClock
-from streams.observability.consumer_lag import ConsumerLagReader
+from streams.observability.capture_health import CaptureClock, LagHistory
+from streams.observability.consumer_lag import ConsumerLagReader, LagReading
 from streams.pipeline.document_mapping import Mappings
 from streams.settings import Settings
 
@@ -46,6 +48,20 @@ log = logging.getLogger(__name__)
 # How long the service waits before building the runtime again after a failure (Elasticsearch or
 # Kafka not reachable yet, say): the agents wait for it meanwhile.
 RUNTIME_RETRY_S = 5.0
+
+
+def warn_default_ledger_key(settings: Settings) -> bool:
+    """One warning at the worker's start when the ledger key is the public default: anyone who reads the
+    source can then test a name against the ledger's hashes. True when it warned."""
+    if not settings.uses_default_ledger_key():
+        return False
+    log.warning(
+        "STREAMS_LEDGER_KEY is the public default development key: the hashes of forgotten people in the"
+        " ledger are keyed with a key anyone can read. Set STREAMS_LEDGER_KEY to a secret of your own"
+        " (for example `openssl rand -hex 32`) before the first deletion request, and keep it as long as"
+        " the ledger (docs/forgetting.md)"
+    )
+    return True
 
 
 @dataclass(frozen=True)
@@ -86,10 +102,17 @@ class WorkerService(Service):
         # Built with the service, not with the runtime: /health must answer while the model loads,
         # and a source silent since the start is a stall too.
         self.capture_clock = CaptureClock(mappings.names)
+        # The indexing lane's lag readings (agents/publish_freshness.py records them): /health tells
+        # heartbeats queued behind a backlog from a capture that stopped.
+        self.indexing_lag = LagHistory()
         chain = ReceiptChain(partial(load_private_key, settings.receipt_signing_key_path()), settings.worker_id)
         self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters, chain)
         self._purges: PurgeScheduler | None = None
         self._lag_reader: ConsumerLagReader | None = None
+        # The last two lag readings (agents/publish_freshness.py, every freshness_interval_s): the web
+        # console shows the lag and, from the two, how fast each lane drains.
+        self.consumer_lag: LagReading | None = None
+        self.previous_consumer_lag: LagReading | None = None
         self._authenticator: Authenticator | None = None
 
     async def runtime(self) -> Runtime:
@@ -120,7 +143,12 @@ class WorkerService(Service):
             self._lag_reader = ConsumerLagReader(self.settings, self.settings.worker_id)
         return self._lag_reader
 
+    def latest_receipts(self, limit: int) -> list[dict[str, Any]]:
+        """The latest deletion receipts of every worker, from the receipts topic (blocking: run it in a thread)."""
+        return latest_receipts(self.settings, limit)
+
     async def on_start(self) -> None:
+        warn_default_ledger_key(self.settings)
         # The gauge is the process's (Prometheus' registry is global): it reads the running worker's clock.
         for source in self.mappings.names:
             metrics.CAPTURE_AGE.labels(source=source).set_function(partial(self.capture_clock.age_s, source))

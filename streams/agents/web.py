@@ -55,7 +55,10 @@ PARAMETERS: dict[str, str] = {
     "k": f"Documents to return (1 to {MAX_K}, default 10).",
     "offset": f"Skip this many documents of the ranking (default 0; offset + k at most {MAX_WINDOW}).",
     "source": "Only these sources (comma-separated in a query string, a list in a JSON body).",
-    "groups": "Narrow the credential's access groups to these (comma-separated or a list); never widens them.",
+    "groups": (
+        "Narrow the credential's access groups to these (comma-separated or a list); a group the"
+        " credential does not hold is a 400."
+    ),
     "from": "Only documents created at or after this ISO 8601 date or time (their `created_at`).",
     "to": "Only documents created at or before this ISO 8601 date or time (a date includes its whole day).",
 }
@@ -198,6 +201,15 @@ def plan_search(
         groups = _values("groups", query["groups"])
         if isinstance(groups, Rejection):
             return groups
+        # A group the credential does not hold is refused, not silently dropped: an empty answer would
+        # look like "nothing matches". The refusal is the same whether the group exists or not, so
+        # it tells nothing about other callers' groups. An operator may pick any group's view.
+        if not caller.operator and (unheld := [g for g in groups if g not in caller.groups]):
+            held = ", ".join(sorted(caller.groups)) or "none"
+            return _error(
+                400,
+                f"unknown group {', '.join(_short(g) for g in unheld[:5])}: this credential holds {held}",
+            )
         requested = groups
     values: dict[str, list[str]] = {}
     for name in schema.filter_fields:

@@ -13,8 +13,18 @@ import httpx
 from streams.cli import Seconds
 from streams.settings import Settings, get_settings
 
-COLUMNS = ("source", "events", "p50_s", "p95_s", "p99_s", "max_s", "oldest_unindexed_age_s", "capture_age_s")
-HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s", "oldest unindexed s", "capture age s")
+COLUMNS = (
+    "source",
+    "events",
+    "p50_s",
+    "p95_s",
+    "p99_s",
+    "max_s",
+    "oldest_unindexed_age_s",
+    "capture_age_s",
+    "capture",
+)
+HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s", "oldest unindexed s", "capture age s", "capture")
 SNAPSHOT_COLUMNS = ("source", "snapshot_events", "snapshot_p50_s", "snapshot_p95_s", "snapshot_p99_s", "snapshot_max_s")
 SNAPSHOT_HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s")
 SNAPSHOT_TITLE = "snapshot and backlog (op=r reads, or committed before the worker started), not counted above:"
@@ -41,16 +51,22 @@ def read_worker(url: str, timeout_s: float) -> dict[str, Any]:
     return _get_json(url, "/freshness", timeout_s)
 
 
-def read_capture_ages(url: str, timeout_s: float) -> dict[str, float]:
-    """Each source's capture age from the worker's /health (which answers 503 when one is too old)."""
-    ages: dict[str, float] = _get_json(url, "/health", timeout_s, ok=(200, 503)).get("capture_age_s", {})
-    return ages
+def read_health(url: str, timeout_s: float) -> dict[str, Any]:
+    """The worker's /health: each source's capture age and verdict (ok, behind, stalled), the reasons,
+    and the indexing lane's lag (it answers 503 for a stall)."""
+    return _get_json(url, "/health", timeout_s, ok=(200, 503))
 
 
-def with_capture_ages(report: dict[str, Any], ages: dict[str, float]) -> dict[str, Any]:
-    """The report with each source's capture age beside its freshness figures."""
-    sources = [{**figures, "capture_age_s": ages.get(figures["source"])} for figures in report.get("sources", [])]
-    return {**report, "sources": sources, "capture_age_s": ages}
+def with_capture_health(report: dict[str, Any], health: dict[str, Any]) -> dict[str, Any]:
+    """The report with each source's capture age and verdict beside its freshness figures."""
+    ages: dict[str, float] = health.get("capture_age_s", {})
+    verdicts: dict[str, str] = health.get("sources", {})
+    sources = [
+        {**figures, "capture_age_s": ages.get(figures["source"]), "capture": verdicts.get(figures["source"])}
+        for figures in report.get("sources", [])
+    ]
+    capture = {key: health.get(key) for key in ("status", "reasons", "lag")}
+    return {**report, "sources": sources, "capture_age_s": ages, "capture": capture}
 
 
 def read_latest_report(settings: Settings, timeout_s: float) -> dict[str, Any]:
@@ -127,8 +143,10 @@ def _json_default(value: object) -> str:
 )
 def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float) -> None:
     """Freshness (source commit -> searchable) per source: events, p50/p95/p99/max seconds, oldest unindexed age,
-    and capture age (seconds since the commit of the newest event received from the source, heartbeats
-    included: it grows when capture stalls, which freshness alone cannot show).
+    capture age (seconds since the commit of the newest event received from the source, heartbeats
+    included: it grows when capture stalls, which freshness alone cannot show) and the capture verdict:
+    ok; behind (past the threshold, but the heartbeats are queued behind a backlog that drains: the
+    line below the table says by how many events and about how long it takes); stalled.
 
     The main table counts live changes only. Snapshot reads (op=r: the initial snapshot, a repair's
     incremental snapshot) and changes committed before the worker started measure how old the rows
@@ -146,7 +164,7 @@ def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float
         )
     else:
         base = url or settings.worker_url()
-        report = with_capture_ages(read_worker(base, timeout_s), read_capture_ages(base, timeout_s))
+        report = with_capture_health(read_worker(base, timeout_s), read_health(base, timeout_s))
         title = f"worker {report.get('worker_id', '?')}, recent events (from {base}/freshness)"
     if as_json:
         json.dump(report, sys.stdout, indent=2, default=_json_default)
@@ -155,6 +173,8 @@ def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float
     sources = report.get("sources", [])
     click.echo(title)
     click.echo(render_table(sources))
+    for reason in report.get("capture", {}).get("reasons") or []:
+        click.echo(reason)
     if any(figures.get("snapshot_events") for figures in sources):
         click.echo("")
         click.echo(SNAPSHOT_TITLE)

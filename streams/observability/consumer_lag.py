@@ -7,6 +7,8 @@ acknowledged. A partition the group never committed counts from the low watermar
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from confluent_kafka import KafkaException, TopicPartition
 
@@ -15,6 +17,14 @@ from streams.observability.metrics import CONSUMER_LAG
 from streams.settings import Settings
 
 TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class LagReading:
+    """The lag per topic partition as read at `read_at`: what the worker last knew (the web console shows it)."""
+
+    read_at: datetime
+    messages: dict[tuple[str, int], int]
 
 
 class ConsumerLagReader:

@@ -94,12 +94,19 @@ def with_kafka_security(config: dict[str, str], settings: Settings) -> dict[str,
     }
 
 
+def with_topic_configs(config: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The topic configs every topic the project creates gets (min.insync.replicas when set), for the
+    topics Debezium creates through Connect's topic.creation.default group."""
+    extra = {f"topic.creation.default.{key}": value for key, value in settings.topic_configs().items()}
+    return {**config, **extra}
+
+
 def load(settings: Settings, directory: Path | None = None) -> dict[str, dict[str, str]]:
     """Every connector config of `directory` (default: the settings' connectors_dir), rendered."""
     connectors = {}
     for path in connector_files(directory or connectors_dir(settings)):
         spec = json.loads(path.read_text())
-        rendered = render(spec["config"], settings, source=path.stem)
+        rendered = with_topic_configs(render(spec["config"], settings, source=path.stem), settings)
         connectors[spec["name"]] = with_kafka_security(rendered, settings)
     return connectors
 

@@ -33,6 +33,12 @@ DEBCONF_SELECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The headless browser the web console's tests drive (Playwright pointed at Debian's Chromium: Playwright
+# cannot download its own browser where only the package mirror is reachable).
+BROWSER = Path("/usr/bin/chromium")
+BROWSER_PACKAGES = ("chromium", "chromium-driver")
+
+
 def _missing_database_packages() -> list[str]:
     missing = []
     if not (POSTGRES_BIN / "postgres").exists():
@@ -70,6 +76,14 @@ def ensure_application_packages(applications: Iterable[str], progress: Progress)
         missing = [package for name in names for package in APPLICATION_PACKAGES[name] if not installed(package)]
         selections = [line for name in names for line in DEBCONF_SELECTIONS.get(name, ())]
         _install(list(dict.fromkeys(missing)), progress, selections)
+
+
+def ensure_browser_packages(progress: Progress) -> Path:
+    """Debian's Chromium, installed on first use; its path."""
+    with _lock:
+        if not BROWSER.exists():
+            _install([package for package in BROWSER_PACKAGES if not installed(package)], progress)
+    return BROWSER
 
 
 def _install(missing: Sequence[str], progress: Progress, debconf: Sequence[str] = ()) -> None:

@@ -159,14 +159,19 @@ def test_a_support_token_sees_only_support_in_every_source(worker: Settings) -> 
     # kNN always brings some nearest support documents too: the planted ones must be among the hits.
     assert {p.document_id for p in visible} <= {hit["document_id"] for hit in answer["hits"]}
     _assert_only_support(es, answer, hidden)
-    # A hidden document's own word does not find it, and groups= cannot widen the view.
+    # A hidden document's own word does not find it, and groups= cannot widen the view: a group the
+    # credential does not hold is refused by name.
     for planted in hidden:
         mine = _support(planted.private_word)
         _assert_only_support(es, mine, hidden)
-        widened = _support(planted.private_word, groups=",".join([*planted.groups, "support"]))
-        assert widened["groups"] == ["support"]
-        _assert_only_support(es, widened, hidden)
-    assert _support(shared, groups="billing")["hits"] == []
+        status, _, refused = search_api(
+            {"q": planted.private_word, "groups": ",".join([*planted.groups, "support"])},
+            f"Bearer {search_key(SUPPORT)}",
+        )
+        assert status == 400 and f"unknown group {planted.groups[0]!r}" in refused["error"], refused
+    status, _, refused = search_api({"q": shared, "groups": "billing"}, f"Bearer {search_key(SUPPORT)}")
+    assert (status, refused["error"]) == (400, "unknown group 'billing': this credential holds support")
+    assert _support(shared, groups="support")["groups"] == ["support"]
     # The operator still sees everything (so the checks above are not vacuous).
     assert {p.document_id for p in visible + hidden} <= _operator_ids(shared)
 

@@ -13,7 +13,7 @@ import yaml
 from streams.agents.process_changes import ChangeProcessor
 from streams.agents.route_changes import ChangeDecoder
 from streams.agents.write_changes import WriteResult
-from streams.observability.capture_health import CaptureClock, capture_health
+from streams.observability.capture_health import CaptureClock, LagHistory, capture_health
 from streams.observability.freshness import FreshnessWindow
 from streams.pipeline.document_mapping import load_mappings
 from streams.records import PartChange, RawMessage
@@ -71,6 +71,82 @@ def test_health_fails_past_the_threshold_and_names_the_source() -> None:
     assert [r.split(":")[0] for r in stalled.reasons] == ["source crm", "source tickets"]
     assert "95.5 s" in stalled.reasons[0]
     assert json.loads(json.dumps(stalled.to_json()))["healthy"] is False
+
+
+def test_past_the_threshold_behind_a_draining_backlog_is_behind_not_stalled() -> None:
+    clock = FakeClock()
+    lag = LagHistory(clock)
+    lag.observe(5_000)
+    clock.now = T0 + timedelta(seconds=10)
+    lag.observe(4_000)  # 100 events/s
+    health = capture_health({"tickets": 59.7, "wiki": 3.0}, threshold_s=20, lag=lag.current())
+    assert (health.status, health.healthy) == ("behind", True)
+    assert health.sources == {"tickets": "behind", "wiki": "ok"}
+    (reason,) = health.reasons
+    assert reason.startswith("source tickets: behind by 4000 events, about 40 s to drain")
+    assert json.loads(json.dumps(health.to_json()))["lag"] == {
+        "events": 4000,
+        "drain_rate_per_s": 100.0,
+        "drain_s": 40.0,
+        "unchanged_s": 0.0,
+    }
+
+
+def test_one_lag_reading_is_behind_with_the_time_to_drain_unknown() -> None:
+    lag = LagHistory(FakeClock())
+    lag.observe(4_000)
+    health = capture_health({"tickets": 30.0}, threshold_s=20, lag=lag.current())
+    assert health.status == "behind"
+    assert "behind by 4000 events, time to drain not known yet" in health.reasons[0]
+
+
+def test_past_the_threshold_while_caught_up_is_a_stall() -> None:
+    clock = FakeClock()
+    lag = LagHistory(clock)
+    lag.observe(4_000)
+    clock.now = T0 + timedelta(seconds=10)
+    lag.observe(0)
+    health = capture_health({"crm": 25.0, "wiki": 3.0}, threshold_s=20, lag=lag.current())
+    assert (health.status, health.healthy) == ("stalled", False)
+    assert health.sources == {"crm": "stalled", "wiki": "ok"}
+    assert health.reasons == [
+        "source crm: capture stalled: no event captured for 25.0 s (threshold 20 s) although the worker is caught up"
+    ]
+
+
+def test_a_backlog_that_does_not_shrink_for_the_threshold_is_a_stall() -> None:
+    clock = FakeClock()
+    lag = LagHistory(clock)
+    lag.observe(4_000)
+    for seconds in (10, 20):
+        clock.now = T0 + timedelta(seconds=seconds)
+        lag.observe(4_000)
+    health = capture_health({"tickets": 80.0}, threshold_s=20, lag=lag.current())
+    assert health.status == "stalled"
+    assert "backlog of 4000 events has not shrunk for 20 s" in health.reasons[0]
+    # Growing is not shrinking either; one reading that shrinks makes it behind again.
+    clock.now = T0 + timedelta(seconds=30)
+    lag.observe(4_500)
+    assert capture_health({"tickets": 90.0}, threshold_s=20, lag=lag.current()).status == "stalled"
+    clock.now = T0 + timedelta(seconds=40)
+    lag.observe(3_500)
+    assert capture_health({"tickets": 100.0}, threshold_s=20, lag=lag.current()).status == "behind"
+
+
+def test_a_lag_reader_gone_silent_ends_up_a_stall() -> None:
+    clock = FakeClock()
+    lag = LagHistory(clock)
+    lag.observe(4_000)
+    clock.now = T0 + timedelta(seconds=19)
+    assert capture_health({"tickets": 50.0}, threshold_s=20, lag=lag.current()).status == "behind"
+    clock.now = T0 + timedelta(seconds=21)  # no reading since
+    assert capture_health({"tickets": 52.0}, threshold_s=20, lag=lag.current()).status == "stalled"
+
+
+def test_no_lag_reading_yet_past_the_threshold_is_a_stall() -> None:
+    health = capture_health({"tickets": 25.0}, threshold_s=20, lag=LagHistory(FakeClock()).current())
+    assert health.status == "stalled"
+    assert "not known yet" in health.reasons[0]
 
 
 def test_heartbeat_topics_follow_the_debezium_names() -> None:
@@ -152,3 +228,20 @@ def test_prometheus_alerts_on_capture_age() -> None:
     rules = yaml.safe_load((observability / "alerts.yml").read_text())["groups"][0]["rules"]
     stalled = next(rule for rule in rules if rule["alert"] == "StreamsCaptureStalled")
     assert stalled["expr"].startswith("streams_source_capture_age_seconds >")
+
+
+def test_the_indexing_lag_counts_the_path_of_a_heartbeat_not_the_deletion_lane() -> None:
+    from types import SimpleNamespace
+
+    from streams.agents.publish_freshness import indexing_lag
+
+    settings = Settings()
+    service = SimpleNamespace(settings=settings, mappings=load_mappings(PROJECT_ROOT / "connectors"))
+    lag = {
+        ("tickets.public.tickets", 0): 300,
+        ("tickets.public.streams_heartbeat", 0): 2,
+        (settings.routed_topic, 0): 1_000,
+        (settings.routed_topic, 1): 500,
+        (settings.deletion_topic, 0): 7,
+    }
+    assert indexing_lag(service, lag) == 1_802  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import certifi
@@ -81,3 +82,18 @@ def test_elasticsearch_basic_auth() -> None:
     settings = Settings(elasticsearch_username="elastic", elasticsearch_password=SecretStr("pw"))
     options = settings.elasticsearch_client_options()
     assert options["basic_auth"] == ("elastic", "pw") and "api_key" not in options
+
+
+def test_elastic_cloud_is_reached_by_cloud_id_and_api_key() -> None:
+    from elasticsearch import Elasticsearch
+
+    # A Cloud ID is "<deployment name>:<base64 of host$elasticsearch id$kibana id>".
+    cloud_id = "streams-prod:" + base64.b64encode(b"eu-west-1.aws.found.io$abc123$def456").decode()
+    settings = Settings(elasticsearch_cloud_id=cloud_id, elasticsearch_api_key=SecretStr("a2V5"))
+    options = settings.elasticsearch_client_options()
+    assert options["cloud_id"] == cloud_id and "hosts" not in options and options["api_key"] == "a2V5"
+    client = Elasticsearch(**options)
+    node = client.transport.node_pool.get()
+    assert (node.config.host, node.config.port, node.config.scheme) == ("abc123.eu-west-1.aws.found.io", 443, "https")
+    assert settings.elasticsearch_location() == "Elastic Cloud deployment 'streams-prod'"
+    assert Settings().elasticsearch_location() == Settings().elasticsearch_url

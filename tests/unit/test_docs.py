@@ -21,9 +21,9 @@ DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.rglob("*.md"))]
 README_MAX_LINES = 250
 FORBIDDEN = re.compile(r"this session|this branch|issue [0-9]|issue #|main at", re.IGNORECASE)
-# Environment variables the pages name that are not settings fields: the fault suite's size, and the
-# folder of connector definitions and mappings, which the pages describe before it is a field.
-NOT_SETTINGS = {"STREAMS_FAULTS"}
+# Environment variables the pages name that are not settings fields: the fault suite's size, and where
+# the browser tests keep their screenshots.
+NOT_SETTINGS = {"STREAMS_FAULTS", "STREAMS_TEST_ARTIFACTS"}
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*$", re.MULTILINE)

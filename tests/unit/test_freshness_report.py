@@ -65,8 +65,8 @@ def test_reports_are_keyed_by_worker() -> None:
 def test_the_table_shows_every_source() -> None:
     table = commands.render_table(_record()["sources"]).splitlines()
     assert table[0].split()[:2] == ["source", "events"]
-    assert table[1].split() == ["tickets", "0", "-", "-", "-", "-", "0.000", "-"]
-    assert table[2].split() == ["wiki", "3", "1.200", "3.500", "3.500", "3.500", "2.000", "-"]
+    assert table[1].split() == ["tickets", "0", "-", "-", "-", "-", "0.000", "-", "-"]
+    assert table[2].split() == ["wiki", "3", "1.200", "3.500", "3.500", "3.500", "2.000", "-", "-"]
 
 
 def test_the_command_reads_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,21 +77,34 @@ def test_the_command_reads_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(url)
         return body
 
-    def fake_capture(url: str, timeout_s: float) -> dict[str, float]:
+    behind = "source wiki: behind by 4000 events, about 40 s to drain (no event captured for 61.0 s ...)"
+
+    def fake_health(url: str, timeout_s: float) -> dict[str, Any]:
         seen.append(url)
-        return {"tickets": 4.5, "wiki": 61.0}
+        return {
+            "status": "behind",
+            "capture_age_s": {"tickets": 4.5, "wiki": 61.0},
+            "sources": {"tickets": "ok", "wiki": "behind"},
+            "reasons": [behind],
+            "lag": {"events": 4000, "drain_rate_per_s": 100.0, "drain_s": 40.0, "unchanged_s": 0.0},
+        }
 
     monkeypatch.setattr(commands, "read_worker", fake_read)
-    monkeypatch.setattr(commands, "read_capture_ages", fake_capture)
+    monkeypatch.setattr(commands, "read_health", fake_health)
     result = CliRunner().invoke(commands.freshness, ["--json", "--url", "http://worker:1"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["capture_age_s"] == {"tickets": 4.5, "wiki": 61.0}
-    assert [(s["source"], s["capture_age_s"]) for s in shown["sources"]] == [("tickets", 4.5), ("wiki", 61.0)]
+    assert [(s["source"], s["capture_age_s"], s["capture"]) for s in shown["sources"]] == [
+        ("tickets", 4.5, "ok"),
+        ("wiki", 61.0, "behind"),
+    ]
+    assert shown["capture"]["status"] == "behind" and shown["capture"]["lag"]["drain_s"] == 40.0
     assert seen == ["http://worker:1", "http://worker:1"]
     table = CliRunner().invoke(commands.freshness, ["--url", "http://worker:1"]).output.splitlines()
     assert "capture age s" in table[1]
-    assert table[3].split()[-1] == "61.000"
+    assert table[3].split()[-2:] == ["61.000", "behind"]
+    assert table[4] == behind
 
 
 def test_no_worker_is_a_clear_error() -> None:
@@ -145,8 +158,9 @@ def test_a_report_of_the_previous_schema_still_decodes() -> None:
 def test_the_command_shows_snapshot_figures_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     sources = [figures("tickets", [0.5], 0.0, [13.0, 87.0]).to_json()]
     monkeypatch.setattr(commands, "read_worker", lambda url, timeout_s: {"worker_id": "w", "sources": sources})
-    monkeypatch.setattr(commands, "read_capture_ages", lambda url, timeout_s: {"tickets": 1.5})
+    health = {"status": "ok", "capture_age_s": {"tickets": 1.5}, "sources": {"tickets": "ok"}, "reasons": []}
+    monkeypatch.setattr(commands, "read_health", lambda url, timeout_s: health)
     lines = CliRunner().invoke(commands.freshness, []).output.splitlines()
-    assert lines[2].split() == ["tickets", "1", "0.500", "0.500", "0.500", "0.500", "0.000", "1.500"]
+    assert lines[2].split() == ["tickets", "1", "0.500", "0.500", "0.500", "0.500", "0.000", "1.500", "ok"]
     apart = lines.index(commands.SNAPSHOT_TITLE)
     assert lines[apart + 2].split() == ["tickets", "2", "13.000", "87.000", "87.000", "87.000"]

@@ -131,7 +131,14 @@ def test_the_openapi_description_lists_exactly_what_the_handler_accepts() -> Non
     assert documented == set(document["components"]["schemas"]["SearchBody"]["properties"])
     # Every documented parameter is taken (none is refused as unknown)...
     for name in documented:
-        value = {"k": "5", "offset": "0", "source": "wiki", "from": "2024-01-01", "to": "2024-01-02"}.get(name, "x")
+        value = {
+            "k": "5",
+            "offset": "0",
+            "source": "wiki",
+            "groups": "support",
+            "from": "2024-01-01",
+            "to": "2024-01-02",
+        }.get(name, "x")
         plan = web.plan_search(_authenticator(), AUTH, {"q": "printer", name: value}, SCHEMA)
         assert isinstance(plan, web.SearchRequest), (name, plan)
     # ...and a parameter it does not document is refused: probe the names a caller might try.

@@ -124,17 +124,28 @@ def test_the_group_filter_is_the_credentials_groups(authorization: str, groups: 
 
 @pytest.mark.parametrize(
     ("requested", "groups"),
-    [("support", ["support"]), ("billing", []), ("support,billing,sales", ["support"]), ("", [])],
+    [("support", ["support"]), ("engineering,support", ["engineering", "support"]), ("", [])],
 )
-def test_groups_parameter_narrows_and_never_widens(requested: str, groups: list[str]) -> None:
+def test_groups_parameter_narrows_to_held_groups(requested: str, groups: list[str]) -> None:
     plan = _plan(f"Bearer {SUPPORT_KEY}", groups=requested)
     assert isinstance(plan, web.SearchRequest)
     assert plan.groups == groups
 
 
+@pytest.mark.parametrize(
+    ("requested", "named"),
+    [("billing", "'billing'"), ("support,billing,sales", "'billing', 'sales'")],
+)
+def test_a_group_the_credential_does_not_hold_is_a_400_that_names_it(requested: str, named: str) -> None:
+    plan = _plan(f"Bearer {SUPPORT_KEY}", groups=requested)
+    assert isinstance(plan, web.Rejection) and plan.status == 400
+    assert plan.body["error"] == f"unknown group {named}: this credential holds engineering, support"
+
+
 def test_a_jwt_cannot_widen_its_groups_either() -> None:
     plan = _plan(f"Bearer {_jwt({'groups': ['support']})}", groups="support,billing")
-    assert isinstance(plan, web.SearchRequest) and plan.groups == ["support"]
+    assert isinstance(plan, web.Rejection) and plan.status == 400
+    assert "unknown group 'billing'" in plan.body["error"]
 
 
 def test_the_unrestricted_view_needs_an_operator_key() -> None:
@@ -197,8 +208,10 @@ async def test_the_search_page_searches_only_the_callers_groups() -> None:
 
     refused = await answer(None, q="printer")
     assert refused.status == 401 and "WWW-Authenticate" in refused.headers and searched == []
-    answer = await answer(f"Bearer {SUPPORT_KEY}", q="printer", groups="support,billing")
-    assert answer.status == 200 and answer.body["groups"] == ["support"] and answer.body["caller"] == "helpdesk"
+    unheld = await answer(f"Bearer {SUPPORT_KEY}", q="printer", groups="support,billing")
+    assert unheld.status == 400 and "unknown group 'billing'" in unheld.body["error"] and searched == []
+    narrowed = await answer(f"Bearer {SUPPORT_KEY}", q="printer", groups="support")
+    assert narrowed.status == 200 and narrowed.body["groups"] == ["support"] and narrowed.body["caller"] == "helpdesk"
     assert searched == [["support"]]
 
 
