@@ -85,6 +85,8 @@ class MediaWiki(Server):
         # MariaDB data directory made anew since has no wiki tables, whatever LocalSettings.php says.
         if not self.config_file.exists() or not self._tables_exist():
             self._install(credentials, progress)
+
+    def after_healthy(self, progress: Progress) -> None:
         self._prepare_capture(progress)
 
     def _prepare_capture(self, progress: Progress) -> None:

@@ -102,6 +102,8 @@ class RequestTracker(Server):
         # The marker is written after the last setup step; a PostgreSQL cluster made anew since has no `rt`.
         if not self.ready_file.exists() or not self._database_exists():
             self._setup_database(credentials, progress)
+
+    def after_healthy(self, progress: Progress) -> None:
         self._prepare_capture(progress)
 
     def _prepare_capture(self, progress: Progress) -> None:
