@@ -471,3 +471,53 @@ def test_verify_hashes_a_path_document_as_the_worker_does(mappings: Mappings) ->
     }
     assert expected.hashes["attachments/713"].startswith("unmappable (UndecodableContent: broken MIME tree")
     assert expected.parts == {"attachments/700", "attachments/711", "attachments/713", "attachments/720", "people"}
+
+
+def test_a_broken_source_connection_is_retried_on_a_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from streams.errors import is_transient
+    from streams.sources import connect
+    from streams.sources.read_paths import SourceConnection, SourceReadError
+
+    opened: list[FakeConnection] = []
+
+    class FakeConnection:
+        autocommit = False
+
+        def __init__(self, broken: bool) -> None:
+            self.broken, self.closed = broken, False
+
+        def cursor(self, row_factory: Any = None) -> Any:
+            connection = self
+
+            class Cursor:
+                def __enter__(self) -> Any:
+                    return self
+
+                def __exit__(self, *_: object) -> None:
+                    return None
+
+                def execute(self, sql: bytes, params: tuple[Any, ...]) -> Any:
+                    if connection.broken:
+                        raise psycopg.OperationalError("server closed the connection unexpectedly")
+                    return self
+
+                def fetchall(self) -> list[dict[str, Any]]:
+                    return [{"c0": 7}]
+
+            return Cursor()
+
+        def close(self) -> None:
+            self.closed = True
+
+    def fake_connect(dsn: str, *, name: str) -> FakeConnection:
+        opened.append(FakeConnection(broken=not opened))
+        return opened[-1]
+
+    monkeypatch.setattr(connect, "connect_postgres", fake_connect)
+    query = SourceConnection("postgresql://streams@127.0.0.1:1/rt", "rt")
+    with pytest.raises(SourceReadError) as failed:
+        query("SELECT 1", [])
+    assert is_transient(failed.value) and opened[0].closed  # retried by the caller, never dead-lettered
+    assert query("SELECT 1", []) == [{"c0": 7}] and len(opened) == 2
