@@ -317,6 +317,17 @@ def test_a_deleted_attachment_deletes_its_part(mappings: Mappings) -> None:
     assert [(o.document_id, o.part_id, o.deleted) for o in found] == [("rt/ticket/7", "attachments/711", True)]
 
 
+def test_a_role_member_removed_rereads_the_people_by_the_before_images_join_value(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    before = db('SELECT * FROM "groupmembers" WHERE id = 800', [])[0]
+    db.run("DELETE FROM groupmembers WHERE id = 800")
+    found = reader(mappings, "rt", db).triggered(event("rt", "groupmembers", {"id": 800}, before, op=Op.DELETE))
+    (people,) = found
+    assert isinstance(people, PartChange) and people.part_id == "people" and not people.deleted
+    assert people.subjects == {"email:agent@streams.local"}  # the requestor is gone
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
