@@ -495,7 +495,7 @@ class PathReader:
             if isinstance(text, Skipped):
                 if not text.content_type.startswith("multipart/"):
                     metrics.PARTS_SKIPPED.labels(source=self.mapping.source).inc()
-                    log.info("%s %s: %s part skipped (not text)", document_id, part_id, text.content_type)
+                    log.debug("%s %s: %s part skipped (not text)", document_id, part_id, text.content_type)
                 if part.mode == "each":
                     return None
                 continue
