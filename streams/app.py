@@ -12,9 +12,8 @@ import faust
 
 from streams.agents import console, forget_subjects, health, index_changes, publish_freshness, web
 from streams.agents.service import WorkerService, WorkerTopics
-from streams.pipeline.document_mapping import Mappings, load_mappings
-from streams.resources import connectors_dir
-from streams.settings import Settings
+from streams.pipeline.document_mapping import Mappings
+from streams.settings import Settings, configured_mappings
 from streams.topics import change_topics, consumed_topics, heartbeat_topics
 
 # Each adds its agents, timers or pages to an App, with the worker service they use.
@@ -38,7 +37,7 @@ class WorkerApp(faust.App):
 def create_app(settings: Settings, mappings: Mappings | None = None) -> WorkerApp:
     """The worker's App; `mappings` default to those of the settings' connectors_dir."""
     if mappings is None:
-        mappings = load_mappings(connectors_dir(settings))
+        mappings = configured_mappings(settings)
     app = WorkerApp(settings.worker_id, **app_options(settings, mappings))
     app.worker = WorkerService(settings, mappings, declare_topics(app, settings, mappings))
     # Started with the App before its consumer and agents (which wait for its runtime), stopped after them.

@@ -25,10 +25,8 @@ from elasticsearch import Elasticsearch
 from streams.agents.worker_process import running_worker
 from streams.auth import local_key
 from streams.clients import consumer_at_end, elasticsearch_client
-from streams.pipeline.document_mapping import load_mappings
 from streams.polling import poll
-from streams.resources import connectors_dir
-from streams.settings import Settings, get_settings
+from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources import edits
 from streams.stack.watch_connectors import background_watch
 from streams.topics import change_topics
@@ -66,7 +64,7 @@ def visible_with(document_id: str, phrase: str) -> dict[str, Any]:
 
 
 def change_consumer(settings: Settings) -> Consumer:
-    return consumer_at_end(settings, change_topics(load_mappings(connectors_dir(settings)), settings), "demo")
+    return consumer_at_end(settings, change_topics(configured_mappings(settings), settings), "demo")
 
 
 def show_events(consumer: Consumer, seconds: float) -> None:

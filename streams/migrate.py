@@ -137,8 +137,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
         write_migration,
     )
     from streams.elastic.hybrid_index import index_body
-    from streams.pipeline.document_mapping import load_mappings
-    from streams.resources import connectors_dir
+    from streams.settings import configured_mappings
     from streams.sources.snapshot_signal import send_snapshot_signals, table_snapshot_signal
     from streams.topics import source_namespace
 
@@ -173,7 +172,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     _wait_for_workers(settings, migration.version)
     if no_snapshot:
         return
-    mappings = load_mappings(connectors_dir(settings))
+    mappings = configured_mappings(settings)
     for source in mappings.sources:
         namespace = source_namespace(source.source, settings)
         collections = [
@@ -208,13 +207,12 @@ def _counts(client: Any, index: str) -> dict[str, int]:
 
 def _lag(settings: Settings) -> int | None:
     from streams.observability.consumer_lag import ConsumerLagReader
-    from streams.pipeline.document_mapping import load_mappings
-    from streams.resources import connectors_dir
+    from streams.settings import configured_mappings
     from streams.topics import consumed_topics
 
     reader = ConsumerLagReader(settings, settings.worker_id)
     try:
-        return sum(reader.lag(consumed_topics(load_mappings(connectors_dir(settings)), settings)).values())
+        return sum(reader.lag(consumed_topics(configured_mappings(settings), settings)).values())
     except Exception:  # Kafka away: the rest of the status still says something
         return None
     finally:

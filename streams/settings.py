@@ -24,9 +24,14 @@ from streams.pipeline.mentions import NamePolicy
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
+    from streams.pipeline.document_mapping import Mappings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The shipped sources' older DSN settings (STREAMS_TICKETS_DSN, ...): still read, below source_dsns.
 LEGACY_DSN_SOURCES = ("tickets", "crm", "wiki")
+# The real applications' sources where the local stack runs them: (application, the stack database
+# whose server and reader they share, their own database).
+APPLICATION_SOURCES = {"mediawiki": ("mediawiki", "wiki", "mediawiki"), "rt": ("request-tracker", "tickets", "rt")}
 
 
 class SettingsError(ValueError):
@@ -300,16 +305,17 @@ class Settings(BaseSettings):
         """The configured sources: one per mapping in connectors_dir, in name order. Capture health,
         freshness, receipts, verify and the stack's report all go by this list. Read from the folder
         each time (a few small files), so that a copy with another connectors_dir never keeps a stale list."""
-        from streams.pipeline.document_mapping import load_mappings
-        from streams.resources import connectors_dir
-
-        return load_mappings(connectors_dir(self)).names
+        return configured_mappings(self).names
 
     def dsn(self, source: str) -> str:
         """The source database's DSN, password included: only for opening a connection."""
         secret = self.source_dsns.get(source)
         if secret is None and source in LEGACY_DSN_SOURCES:
             secret = getattr(self, f"{source}_dsn")
+        if secret is None and source in APPLICATION_SOURCES:
+            application, server, database = APPLICATION_SOURCES[source]
+            if application in self.stack_apps:
+                return urlsplit(self.dsn(server))._replace(path=f"/{database}").geturl()
         if secret is None:
             raise SettingsError(
                 f"no DSN for source {source!r}: add it to STREAMS_SOURCE_DSNS, a JSON object such as"
@@ -455,3 +461,12 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def configured_mappings(settings: Settings) -> Mappings:
+    """The configured sources' mappings: connectors_dir's, a real application's only where it is
+    enabled (STREAMS_STACK_APPS names it, or STREAMS_SOURCE_DSNS names its source)."""
+    from streams.pipeline.document_mapping import load_mappings
+    from streams.resources import connectors_dir
+
+    return load_mappings(connectors_dir(settings), settings.stack_apps, tuple(settings.source_dsns))

@@ -30,13 +30,11 @@ def source_namespace(source: str, settings: Settings, directory: Path | None = N
 
 
 def change_topics(mappings: Mappings, settings: Settings) -> list[str]:
-    """The Debezium topics of every mapped table (root and child tables)."""
-    topics = []
+    """The Debezium topics of every mapped table (root and child tables, and every hop of a path)."""
+    topics: list[str] = []
     for source in mappings.sources:
         namespace = source_namespace(source.source, settings)
-        for document in source.documents:
-            for table in [document.table, *(child.table for child in document.children)]:
-                topics.append(f"{source.source}.{namespace}.{table}")
+        topics.extend(f"{source.source}.{namespace}.{table}" for table in mappings.tables(source))
     return topics
 
 

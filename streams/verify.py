@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -21,6 +21,7 @@ from streams.elastic.verify_index import (
     PAGE,
     REPAIRABLE,
     SIGNAL_KEYS,
+    SourceDocument,
     SourceReport,
     compare,
     indexed_document_pages,
@@ -28,9 +29,9 @@ from streams.elastic.verify_index import (
     read_index_page,
     source_pages,
 )
-from streams.pipeline.document_mapping import Mappings, load_mappings
-from streams.resources import connectors_dir
-from streams.settings import Settings, get_settings
+from streams.pipeline.document_mapping import DocumentMapping, Mappings
+from streams.settings import Settings, configured_mappings, get_settings
+from streams.sources.read_paths import PartFailure, PathReader, dialect_of
 from streams.sources.read_rows import SourceRows, typed_key
 from streams.sources.snapshot_signal import send_snapshot_signals, snapshot_signal
 from streams.topics import source_namespace
@@ -47,7 +48,8 @@ def verify_source(settings: Settings, client: Any, mappings: Mappings, source: s
     report = SourceReport(source)
     with SourceRows(settings, source, page) as rows:
         for document in mapping.documents:
-            for documents in source_pages(rows, mappings, source, document):
+            pages = path_pages if document.reads_paths else source_pages
+            for documents in pages(rows, mappings, source, document):
                 report.add(compare(source, tables, documents, read_index_page(client, alias, list(documents))))
         for ids in indexed_document_pages(client, alias, source, page):
             gone: list[str] = []
@@ -65,6 +67,31 @@ def verify_source(settings: Settings, client: Any, mappings: Mappings, source: s
             # Rows that exist were compared in the first pass; only the vanished ones are left.
             report.add(compare(source, tables, {}, read_index_page(client, alias, gone)))
     return report
+
+
+def path_pages(
+    rows: Any, mappings: Mappings, source: str, document: DocumentMapping
+) -> Iterator[dict[str, SourceDocument]]:
+    """A path document's pages, read through the function the worker's triggers read through."""
+    mapping = next(m for m in mappings.sources if m.source == source)
+    reader = PathReader(
+        mapping, dialect_of("mysql" if rows.mariadb else "postgres"), rows.query, rows.max_bytes, mappings
+    )
+    for page in rows.pages(document.table, document.key):
+        documents: dict[str, SourceDocument] = {}
+        for document_id, outcomes in reader.read_documents(document, [row[document.key] for row in page]).items():
+            found = documents[document_id] = SourceDocument()
+            for outcome in outcomes:
+                if isinstance(outcome, PartFailure):
+                    # The worker dead-lettered this part too: it cannot match the index.
+                    found.hashes[outcome.part_id] = f"unmappable ({outcome.error.reason})"
+                    if outcome.part_id != "root":
+                        found.parts.add(outcome.part_id)
+                elif not outcome.deleted:
+                    found.hashes[outcome.part_id] = outcome.content_hash
+                    if outcome.part_id != "root":
+                        found.parts.add(outcome.part_id)
+        yield documents
 
 
 def verify_all(settings: Settings, client: Any, mappings: Mappings) -> list[SourceReport]:
@@ -94,6 +121,7 @@ def repair_signals(settings: Settings, mappings: Mappings, report: SourceReport,
         keys = sorted(keys, key=lambda k: (isinstance(k, str), k))
         for start in range(0, len(keys), SIGNAL_KEYS):
             batch = keys[start : start + SIGNAL_KEYS]
+            # A path document's root row re-reads all of its parts when it comes back (read_paths.py).
             signals.append(snapshot_signal(f"{namespace}.{document.table}", document.key, batch))
             for child in document.children:
                 if child.mode == "latest":
@@ -246,7 +274,7 @@ def verify(as_json: bool, recheck: float, limit: int, repair_drift: bool) -> Non
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     settings = get_settings()
-    mappings = load_mappings(connectors_dir(settings))
+    mappings = configured_mappings(settings)
     client = elasticsearch_client(settings)
     try:
         reports = verify_all(settings, client, mappings)

@@ -26,6 +26,7 @@ from streams.clients import kafka_admin
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.records import Origin, RawMessage
 from streams.settings import Settings
+from streams.sources.read_paths import PathLookup
 
 if TYPE_CHECKING:
     from streams.agents.service import WorkerService
@@ -65,6 +66,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             registry_url=settings.schema_registry_url,
             heartbeat_table=settings.heartbeat_table,
             partitions=partitions,
+            paths=PathLookup.of(settings, service.mappings),
         )
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             messages = [

@@ -34,8 +34,9 @@ from streams.observability import metrics
 from streams.observability.dead_letters import SendDeadLetter, dead_letter_record
 from streams.pipeline.decode_change_event import DEFAULT_MAX_EVENT_BYTES, decode_change_event
 from streams.pipeline.document_mapping import Mappings
-from streams.records import Origin, PartChange, RawMessage, RoutedChange, UnreadableRecord
+from streams.records import ChangeEvent, Origin, PartChange, RawMessage, RoutedChange, UnreadableRecord
 from streams.settings import HEARTBEAT_TABLE
+from streams.sources.read_paths import PartFailure, PathLookup
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,11 @@ class ChangeDecoder:
 
     def decode(self, message: RawMessage) -> RoutedChange | None:
         """None when there is nothing to index (a tombstone, an unmapped table); raises StreamsError."""
-        event = decode_change_event(
+        return self.routed(message, self.event(message))
+
+    def event(self, message: RawMessage) -> ChangeEvent | None:
+        """The record's change event (None for a tombstone); raises StreamsError."""
+        return decode_change_event(
             message.topic,
             message.key,
             message.value,
@@ -63,6 +68,9 @@ class ChangeDecoder:
             message.offset,
             max_bytes=self.max_event_bytes,
         )
+
+    def routed(self, message: RawMessage, event: ChangeEvent | None) -> RoutedChange | None:
+        """What `event` means for the index when the mapping alone says (see `decode`)."""
         if event is None:
             return None
         if event.table == self.heartbeat_table:
@@ -190,8 +198,11 @@ class ChangeRouter:
         registry_url: str | None = None,
         heartbeat_table: str = HEARTBEAT_TABLE,
         partitions: int = 1,
+        paths: PathLookup | None = None,
     ) -> None:
         self.decoder = ChangeDecoder(mappings, max_event_bytes, heartbeat_table)
+        # Reads for the documents mapped through joins: their events are triggers (read_paths.py).
+        self.paths = paths
         self.forward = forward
         self.send_dead_letter = send_dead_letter
         self.registry_url = registry_url
@@ -201,12 +212,13 @@ class ChangeRouter:
         pending: list[Awaitable[object]] = []
         for message in messages:
             try:
-                routed = self.decoder.decode(message)
+                event = self.decoder.event(message)
+                if event is not None and self.paths is not None and self.paths.handles(event):
+                    pending.extend(await self._read_through_paths(message, event))
+                    continue
+                routed = self.decoder.routed(message, event)
             except StreamsError as exc:
-                log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
-                await self.send_dead_letter(
-                    message.origin, dead_letter_record(message.origin, message.key, message.value, exc)
-                )
+                await self._dead_letter(message, exc)
                 continue
             if routed is None:
                 metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()
@@ -221,3 +233,24 @@ class ChangeRouter:
             pending.append(await self.forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)
+
+    async def _dead_letter(self, message: RawMessage, exc: StreamsError) -> None:
+        log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
+        await self.send_dead_letter(message.origin, dead_letter_record(message.origin, message.key, message.value, exc))
+
+    async def _read_through_paths(self, message: RawMessage, event: ChangeEvent) -> list[Awaitable[object]]:
+        """A trigger: the parts it affects, read from the source, each forwarded as a routed change; a
+        part that cannot be read is a dead letter of its own, and the others go on."""
+        assert self.paths is not None
+        pending: list[Awaitable[object]] = []
+        outcomes = await self.paths.read(event)
+        if not outcomes:
+            metrics.EVENTS.labels(source=event.source, outcome="skipped").inc()
+        for outcome in outcomes:
+            if isinstance(outcome, PartFailure):
+                await self._dead_letter(message, outcome.error)
+                continue
+            routed = RoutedChange(message, event.source, event.commit_ts, outcome)
+            value = encode_routed(routed, self.registry_url)
+            pending.append(await self.forward(outcome.document_id.encode(), value, None))
+        return pending

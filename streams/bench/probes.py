@@ -139,11 +139,10 @@ class WorkerLag:
 
     def __init__(self, settings: Settings) -> None:
         from streams.observability.consumer_lag import ConsumerLagReader
-        from streams.pipeline.document_mapping import load_mappings
-        from streams.resources import connectors_dir
+        from streams.settings import configured_mappings
         from streams.topics import consumed_topics
 
-        self.topics = consumed_topics(load_mappings(connectors_dir(settings)), settings)
+        self.topics = consumed_topics(configured_mappings(settings), settings)
         self.reader = ConsumerLagReader(settings, settings.worker_id)
 
     def behind(self) -> int:

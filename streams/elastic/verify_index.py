@@ -261,6 +261,8 @@ def compare(
     """The drift between one source's rows and the index's documents of that source."""
     report = SourceReport(source, source_documents=len(rows))
     child_tables = {c.table for m in mapping_tables.values() for c in m.children}
+    # A path part's id is its name, or for an `each` part <leaf table>/<key>.
+    child_tables |= {p.leaf.table if p.mode == "each" else p.name for m in mapping_tables.values() for p in m.parts}
     indexed = {d: doc for d, doc in index.items() if d.split("/", 1)[0] == source}
     for document_id in sorted(set(rows) | set(indexed)):
         row = rows.get(document_id)

@@ -58,6 +58,9 @@ QUERY_VECTORS = Counter(
 BATCH_SECONDS = Histogram(
     "streams_batch_seconds", "Wall time to process one batch of change events", buckets=FRESHNESS_BUCKETS
 )
+PARTS_SKIPPED = Counter(
+    "streams_parts_skipped_total", "Parts read through a path and not indexed: not text by their MIME type", ["source"]
+)
 DEAD_LETTERS = Counter("streams_dead_letters_total", "Events sent to the dead-letter topic", ["stage"])
 RETRIES = Counter("streams_retries_total", "Batches retried after a transient failure", ["stage"])
 DELETION_SECONDS = Histogram(

@@ -4,9 +4,13 @@ A mapping file is configuration that operators edit, so a typo must fail at load
 and the key named (MappingError), not as a silently empty field in production. Unknown keys are
 errors for the same reason.
 
-Applying a mapping is a pure function of one event: a root row becomes the document's "root" part,
-a child row becomes a part of its parent's document. Nothing here looks at other rows, so events
+Applying a one-hop mapping is a pure function of one event: a root row becomes the document's "root"
+part, a child row becomes a part of its parent's document. Nothing here looks at other rows, so events
 can be applied in any order; the version on each part decides which state wins downstream.
+
+A document whose mapping reads through joins (a root `path:` or `parts:` with a `path:` of hops, for a
+real application's schema) is not mapped from the event: the event is a trigger, and
+streams/sources/read_paths.py reads the affected parts from the source (see docs/design.md).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -41,6 +45,9 @@ from streams.pipeline.mentions import MENTION_KINDS
 from streams.records import ChangeEvent, Op, PartChange, TextFormat, subject_identifier
 
 ChildMode = Literal["each", "latest"]
+# A part read through a path: "one" row (a pointer chain: page -> latest revision -> ... -> text), "all"
+# rows folded into one part (a page's authors), or "each" leaf row a part of its own (RT attachments).
+PartMode = Literal["one", "all", "each"]
 _FORMATTER = string.Formatter()
 
 
@@ -56,9 +63,25 @@ def _check_template(raw: str) -> str:
     except ValueError as exc:
         raise ValueError(f"{raw!r} is not a valid template: {exc}") from exc
     for _, name, spec, conversion in fields:
-        if name is not None and (not name.isidentifier() or spec or conversion):
-            raise ValueError(f"placeholder {{{name}}} must be a plain column name")
+        if name is not None and (not _is_column(name) or spec or conversion):
+            raise ValueError(f"placeholder {{{name}}} must be a plain column name (or table.column on a path)")
     return raw
+
+
+def _is_column(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) <= 2 and all(part.isidentifier() for part in parts)
+
+
+def _column_name(raw: str) -> str:
+    if not _is_column(raw):
+        raise ValueError(f"{raw!r} is not a column (column, or table.column on a path)")
+    return raw
+
+
+ColumnName = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1), AfterValidator(_column_name)
+]
 
 
 Template = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(_check_template)]
@@ -109,15 +132,37 @@ def _link(raw: Any) -> Any:
     return {"template": raw} if isinstance(raw, str) else raw
 
 
+class Decode(_Node):
+    """How a stored body is turned into text, by the values of other columns of its row.
+
+    ``flags``: MediaWiki's ``text.old_flags`` (utf-8, gzip = raw deflate; external and anything else
+    cannot be read here). ``encoding``: RT's ``contentencoding`` (base64, quoted-printable, none), with
+    ``content_type`` (text/plain and text/html are indexed, other types skipped) and ``parent`` (the
+    MIME parent's key in the same table, for finding broken trees). ``charset``: a column naming the
+    charset; UTF-8 without one."""
+
+    flags: ColumnName | None = None
+    encoding: ColumnName | None = None
+    content_type: ColumnName | None = None
+    charset: ColumnName | None = None
+    parent: ColumnName | None = None
+
+    def columns(self) -> set[str]:
+        return {c for c in (self.flags, self.encoding, self.content_type, self.charset, self.parent) if c}
+
+
 class Body(_Node):
-    column: Name | None = None
+    column: ColumnName | None = None
     template: Template | None = None
     format: TextFormat = "plain"
+    decode: Decode | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Body:
         if (self.column is None) == (self.template is None):
             raise ValueError("needs exactly one of column or template")
+        if self.decode is not None and self.column is None:
+            raise ValueError("decode needs a column (a stored body), not a template")
         return self
 
     @cached_property
@@ -129,7 +174,7 @@ class Subject(_Node):
     """A column that names a person (or another forgettable subject), e.g. ``email:alice@example.com``."""
 
     kind: Name
-    column: Name
+    column: ColumnName
 
     def value(self, row: Mapping[str, Any]) -> str | None:
         raw = row.get(self.column)
@@ -140,11 +185,32 @@ class Subject(_Node):
 
 
 class Groups(_Node):
-    column: Name
+    """Access groups from a column (a list, or text split on ``split``) or a template, each given
+    ``prefix``. A mapping may list several: the first that yields any group gives the document's
+    (MediaWiki: a page's read restrictions where set, else its namespace)."""
+
+    column: ColumnName | None = None
+    template: Template | None = None
     split: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = None
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Groups:
+        if (self.column is None) == (self.template is None):
+            raise ValueError("needs exactly one of column or template")
+        return self
+
+    def columns(self) -> set[str]:
+        return Text(column=self.column, template=self.template).columns()
 
     def values(self, row: Mapping[str, Any]) -> tuple[str, ...]:
+        if self.template is not None:
+            rendered = Text(template=self.template).render(row).strip()
+            return (self.prefix + rendered,) if rendered else ()
+        assert self.column is not None
         raw = row.get(self.column)
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
         if raw is None:
             items: Iterable[Any] = ()
         elif isinstance(raw, str):
@@ -154,7 +220,105 @@ class Groups(_Node):
         else:
             raise MappingError(f"groups column {self.column!r} holds a {type(raw).__name__}, not a list")
         cleaned = (str(item).strip() for item in items if item is not None)
-        return tuple(dict.fromkeys(item for item in cleaned if item))
+        return tuple(dict.fromkeys(self.prefix + item for item in cleaned if item))
+
+
+def _groups_list(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return (raw,)
+    if raw is not None and not isinstance(raw, list | tuple):
+        raise ValueError(f"must be a mapping, not {type(raw).__name__}")
+    return raw
+
+
+def document_groups(groups: tuple[Groups, ...], rows: Iterable[Mapping[str, Any]]) -> tuple[str, ...] | None:
+    """The first of `groups` that yields any group over `rows` (None when the mapping names none)."""
+    if not groups:
+        return None
+    rows = list(rows)
+    for entry in groups:
+        found = tuple(dict.fromkeys(value for row in rows for value in entry.values(row)))
+        if found:
+            return found
+    return ()
+
+
+Scalar = str | int | float | bool
+
+
+class Join(_Node):
+    """This hop's ``column`` equals ``to`` (``table.column`` of the root or an earlier hop); ``prefix``
+    when the earlier column holds the value with a literal before it (MediaWiki's ``tt:<old_id>``)."""
+
+    column: Name
+    to: ColumnName
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _qualified(self) -> Join:
+        if "." not in self.to:
+            raise ValueError(f"to {self.to!r} must be table.column")
+        return self
+
+    @property
+    def to_table(self) -> str:
+        return self.to.split(".", 1)[0]
+
+    @property
+    def to_column(self) -> str:
+        return self.to.split(".", 1)[1]
+
+
+def _names(raw: Any) -> Any:
+    return (raw,) if isinstance(raw, str) else raw
+
+
+class Hop(_Node):
+    """One key lookup of a path: rows of ``table`` joined to an earlier table, kept when every
+    ``where`` column equals its value (or one of its list of values)."""
+
+    table: Name
+    join: Join
+    key: Annotated[tuple[Name, ...], BeforeValidator(_names)] = ()
+    where: dict[Name, Scalar | tuple[Scalar, ...]] = {}
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """Whether a row of this table passes the hop's filters (a delete's before-image; a column the
+        image lacks cannot rule it out)."""
+        for column, wanted in self.where.items():
+            if column not in row:
+                continue
+            value = row.get(column)
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            options = wanted if isinstance(wanted, tuple) else (wanted,)
+            if value not in options and str(value) not in {str(option) for option in options}:
+                return False
+        return True
+
+
+HopPath = Annotated[tuple[Hop, ...], Field(min_length=1)]
+
+
+class PartMapping(_Node):
+    """A part read through a path of hops from the root table (a real application's schema). Columns
+    are ``table.column`` of any hop (or of the root); a bare name is the last hop's."""
+
+    name: Name
+    mode: PartMode
+    path: HopPath
+    body: Body | None = None
+    subjects: tuple[Subject, ...] = ()
+
+    @property
+    def leaf(self) -> Hop:
+        return self.path[-1]
+
+    @model_validator(mode="after")
+    def _each_has_key(self) -> PartMapping:
+        if self.mode == "each" and not self.path[-1].key:
+            raise ValueError(f"mode each needs a key on its last hop ({self.path[-1].table})")
+        return self
 
 
 class ChildMapping(_Node):
@@ -184,9 +348,40 @@ class DocumentMapping(_Node):
     identity: StrictBool = False
     # Identity records: how the person is written in free text, by mention kind (name, phone, email).
     mentions: Annotated[tuple[tuple[str, Text], ...], BeforeValidator(_mentions)] = ()
-    groups: Groups | None = None
+    groups: Annotated[tuple[Groups, ...], BeforeValidator(_groups_list)] = ()
     link: Annotated[Text | None, BeforeValidator(_link)] = None
     children: tuple[ChildMapping, ...] = ()
+    # Read through joins: hops whose columns the root's fields may name (RT's queue name), and parts.
+    path: tuple[Hop, ...] = ()
+    parts: tuple[PartMapping, ...] = ()
+
+    @model_validator(mode="after")
+    def _paths_fit(self) -> DocumentMapping:
+        if self.reads_paths and self.children:
+            raise ValueError("a document read through paths takes its parts from parts:, not children:")
+        for hops in (self.path, *(part.path for part in self.parts)):
+            seen = {self.table}
+            for hop in hops:
+                if hop.join.to_table not in seen:
+                    raise ValueError(
+                        f"hop {hop.table}: joins to {hop.join.to}, but {hop.join.to_table} is not the root or an "
+                        "earlier hop"
+                    )
+                if hop.table in seen:
+                    raise ValueError(f"table {hop.table} appears twice on one path")
+                seen.add(hop.table)
+        names = [part.name for part in self.parts]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"part name(s) used twice: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def reads_paths(self) -> bool:
+        """Whether the document is read from the source through joins (its events are only triggers)."""
+        return bool(self.path or self.parts)
+
+    def path_tables(self) -> set[str]:
+        return {hop.table for hops in (self.path, *(p.path for p in self.parts)) for hop in hops}
 
     def columns(self) -> set[str]:
         """Every column of the root table this mapping reads (for checking it against the schema)."""
@@ -196,7 +391,7 @@ class DocumentMapping(_Node):
             | {c for t in texts for c in t.columns()}
             | {s.column for s in self.subjects}
             | {c for _, text in self.mentions for c in text.columns()}
-            | ({self.groups.column} if self.groups else set())
+            | {c for g in self.groups for c in g.columns()}
         )
 
     def document_id(self, source: str, key: Any) -> str:
@@ -205,6 +400,9 @@ class DocumentMapping(_Node):
 
 class SourceMapping(_Node):
     source: Name
+    # A real application's database (mediawiki, request-tracker): the source is configured only where
+    # the local stack runs the application (STREAMS_STACK_APPS) or STREAMS_SOURCE_DSNS names its DSN.
+    application: Name | None = None
     documents: Annotated[tuple[DocumentMapping, ...], Field(min_length=1)]
     path: Path | None = None  # the file it was loaded from (set by the loader, not by the file)
 
@@ -218,12 +416,24 @@ class Mappings:
     _children: dict[tuple[str, str], tuple[DocumentMapping, ChildMapping]] = field(
         init=False, repr=False, compare=False
     )
+    _triggers: dict[tuple[str, str], tuple[DocumentMapping, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         roots: dict[tuple[str, str], DocumentMapping] = {}
         children: dict[tuple[str, str], tuple[DocumentMapping, ChildMapping]] = {}
+        triggers: dict[tuple[str, str], list[DocumentMapping]] = {}
         for source in self.sources:
             for document in source.documents:
+                if document.reads_paths:
+                    # A path document's tables are triggers; two documents may share one (RT's users).
+                    for table in {document.table, *document.path_tables()}:
+                        if (source.source, table) in roots or (source.source, table) in children:
+                            raise MappingError(f"table {table!r} of source {source.source!r} is mapped twice")
+                        triggers.setdefault((source.source, table), []).append(document)
+                    continue
+                for table in (document.table, *(child.table for child in document.children)):
+                    if (source.source, table) in triggers:
+                        raise MappingError(f"table {table!r} of source {source.source!r} is mapped twice")
                 _claim(roots, children, (source.source, document.table))
                 roots[(source.source, document.table)] = document
                 for child in document.children:
@@ -231,14 +441,31 @@ class Mappings:
                     children[(source.source, child.table)] = (document, child)
         object.__setattr__(self, "_roots", roots)
         object.__setattr__(self, "_children", children)
+        object.__setattr__(self, "_triggers", {where: tuple(docs) for where, docs in triggers.items()})
 
     @property
     def names(self) -> tuple[str, ...]:
         """The mapped sources' names, in name order."""
         return tuple(sorted(source.source for source in self.sources))
 
+    def triggered(self, source: str, table: str) -> tuple[DocumentMapping, ...]:
+        """The path documents whose parts a change to `table` may affect (read from the source, not
+        mapped from the event: streams/sources/read_paths.py)."""
+        return self._triggers.get((source, table), ())
+
+    def tables(self, source: SourceMapping) -> list[str]:
+        """Every table whose changes the source's mapping reads, in mapping order."""
+        tables: list[str] = []
+        for document in source.documents:
+            hops = [hop.table for hops in (document.path, *(p.path for p in document.parts)) for hop in hops]
+            for table in [document.table, *(child.table for child in document.children), *hops]:
+                if table not in tables:
+                    tables.append(table)
+        return tables
+
     def part_change(self, event: ChangeEvent) -> PartChange | None:
-        """What this event means for the index; None when its table is not searchable."""
+        """What this event means for the index; None when its table is not searchable (or is a
+        trigger of a path document, see `triggered`)."""
         if (root := self._roots.get((event.source, event.table))) is not None:
             change = _root_part(root, event)
         elif (pair := self._children.get((event.source, event.table))) is not None:
@@ -331,7 +558,7 @@ def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
         text_format=mapping.body.format if mapping.body else "plain",
         subjects=_subjects(mapping.subjects, row),
         title=mapping.title.render(row) if mapping.title else None,
-        groups=mapping.groups.values(row) if mapping.groups else None,
+        groups=document_groups(mapping.groups, [row]),
         metadata={column: row.get(column) for column in mapping.metadata},
         link=mapping.link.render(row) if mapping.link else None,
         identity=mapping.identity,
@@ -401,12 +628,19 @@ def _as_text(value: Any) -> str:
 # Loading --------------------------------------------------------------------------------------------
 
 
-def load_mappings(directory: Path) -> Mappings:
-    """Load every ``*.mapping.yaml`` in ``directory``; raise MappingError naming the file on any problem."""
+def load_mappings(directory: Path, applications: Collection[str] = (), configured: Collection[str] = ()) -> Mappings:
+    """Load every ``*.mapping.yaml`` in ``directory``; raise MappingError naming the file on any problem.
+
+    A mapping of a real application's database counts only when `applications` names the application
+    or `configured` names its source (see SourceMapping.application)."""
     paths = sorted(directory.glob("*.mapping.yaml"))
     if not paths:
         raise MappingError(f"no *.mapping.yaml files in {directory}")
-    sources = tuple(load_mapping_file(path) for path in paths)
+    sources = tuple(
+        source
+        for source in (load_mapping_file(path) for path in paths)
+        if source.application is None or source.application in applications or source.source in configured
+    )
     names = [source.source for source in sources]
     if duplicates := sorted({name for name in names if names.count(name) > 1}):
         raise MappingError(f"source(s) mapped in more than one file: {', '.join(duplicates)}")

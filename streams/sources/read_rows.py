@@ -61,10 +61,15 @@ class SourceRows:
         dsn = settings.dsn(source)  # a SettingsError names the setting when the source has none
         self.source = source
         self.page_rows = page_rows
+        self.max_bytes = settings.max_event_bytes
         self._mariadb = dsn.startswith(("mysql", "mariadb"))
         self._conn: Any = connect_mariadb(dsn, name=source) if self._mariadb else connect_postgres(dsn, name=source)
         if not self._mariadb:
             self._conn.autocommit = True
+
+    @property
+    def mariadb(self) -> bool:
+        return self._mariadb
 
     def __enter__(self) -> SourceRows:
         return self
@@ -77,7 +82,11 @@ class SourceRows:
         return f"`{name}`" if self._mariadb else f'"{name}"'
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        placeholders = sql.replace("?", "%s")
+        rows = self.query(sql.replace("?", "%s"), params)
+        return [{column: debezium_value(value) for column, value in row.items()} for row in rows]
+
+    def query(self, placeholders: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """Rows as the driver returns them (%s placeholders): what read_paths.PathReader reads through."""
         if self._mariadb:
             import pymysql.cursors
 
@@ -90,7 +99,7 @@ class SourceRows:
 
             with self._conn.cursor(row_factory=dict_row) as cur:
                 rows = list(cur.execute(placeholders.encode(), tuple(params)).fetchall())
-        return [{column: debezium_value(value) for column, value in row.items()} for row in rows]
+        return rows
 
     def _in(self, values: Sequence[Any]) -> str:
         return ", ".join("?" for _ in values)

@@ -205,6 +205,10 @@ class RtApi(_Session):
         """An internal comment, for staff only."""
         self._message("comment", ticket, content, content_type, attachments)
 
+    def set_cc(self, ticket: int, cc: Sequence[str]) -> None:
+        """Make `cc` (e-mail addresses) the ticket's Cc: REST 2 adds and removes role members to match."""
+        self._call("PUT", f"/ticket/{ticket}", {"Cc": list(cc)})
+
     def ticket(self, ticket: int) -> dict[str, Any]:
         found: dict[str, Any] = self._call("GET", f"/ticket/{ticket}")
         return found

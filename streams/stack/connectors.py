@@ -102,9 +102,18 @@ def with_topic_configs(config: dict[str, str], settings: Settings) -> dict[str, 
 
 
 def load(settings: Settings, directory: Path | None = None) -> dict[str, dict[str, str]]:
-    """Every connector config of `directory` (default: the settings' connectors_dir), rendered."""
+    """Every connector config of `directory` (default: the settings' connectors_dir), rendered: those
+    of the configured sources (a real application's only where it is enabled, see
+    SourceMapping.application), and any without a mapping."""
+    from streams.pipeline.document_mapping import load_mappings
+
+    folder = directory or connectors_dir(settings)
+    every = {path.name.removesuffix(".mapping.yaml") for path in folder.glob("*.mapping.yaml")}
+    configured = set(load_mappings(folder, settings.stack_apps, tuple(settings.source_dsns)).names) if every else set()
     connectors = {}
-    for path in connector_files(directory or connectors_dir(settings)):
+    for path in connector_files(folder):
+        if path.stem in every and path.stem not in configured:
+            continue
         spec = json.loads(path.read_text())
         rendered = with_topic_configs(render(spec["config"], settings, source=path.stem), settings)
         connectors[spec["name"]] = with_kafka_security(rendered, settings)

@@ -86,6 +86,23 @@ class MediaWiki(Server):
         if not self.config_file.exists() or not self._tables_exist():
             self._install(credentials, progress)
 
+    def after_healthy(self, progress: Progress) -> None:
+        self._prepare_capture(progress)
+
+    def _prepare_capture(self, progress: Progress) -> None:
+        """What the mediawiki connector (connectors/mediawiki.json) needs in the wiki's database beside
+        MediaWiki's own tables: its heartbeat and signal tables, written by the connector's user."""
+        reader = urlsplit(self.settings.dsn("wiki")).username or "streams"
+        MariaDB(self.settings).client(
+            f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.debezium_signal (id VARCHAR(64) NOT NULL PRIMARY KEY,"
+            " type VARCHAR(32) NOT NULL, data TEXT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n"
+            f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.streams_heartbeat (id INT UNSIGNED NOT NULL PRIMARY KEY,"
+            " beat_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB;\n"
+            f"GRANT SELECT, INSERT, UPDATE ON `{DATABASE}`.debezium_signal TO '{reader}'@'%';\n"
+            f"GRANT SELECT, INSERT, UPDATE ON `{DATABASE}`.streams_heartbeat TO '{reader}'@'%';\n"
+        )
+        progress(f"mediawiki: heartbeat and signal tables in {DATABASE} for its connector")
+
     def _tables_exist(self) -> bool:
         found = MariaDB(self.settings).client(
             "SELECT COUNT(*) FROM information_schema.tables"

@@ -47,6 +47,9 @@ STAFF_RIGHTS = (
 )
 # Where RT keeps what it writes (Debian's RT::Generated points at /var, owned by www-data).
 RT_DIRECTORIES = {"VarPath": "var", "MasonDataDir": "mason_data", "MasonSessionDir": "session_data"}
+# What connectors/rt.json captures (the tables connectors/rt.mapping.yaml reads), through this publication.
+CAPTURED_TABLES = ("tickets", "queues", "transactions", "attachments", "groups", "groupmembers", "users")
+PUBLICATION = "streams_rt"
 # Starlet forks this many workers (its default is 10, each a full RT process).
 WORKERS = "2"
 
@@ -99,6 +102,38 @@ class RequestTracker(Server):
         # The marker is written after the last setup step; a PostgreSQL cluster made anew since has no `rt`.
         if not self.ready_file.exists() or not self._database_exists():
             self._setup_database(credentials, progress)
+
+    def after_healthy(self, progress: Progress) -> None:
+        self._prepare_capture(progress)
+
+    def _prepare_capture(self, progress: Progress) -> None:
+        """What the rt connector (connectors/rt.json) needs in RT's database: RT's user owns the tables,
+        so the publication is made here as the superuser, with full before-images (a delete must carry
+        its join columns), and the heartbeat and signal tables belong to the connector's user."""
+        from psycopg import sql
+
+        reader = urlsplit(self.settings.dsn("tickets")).username or "streams"
+        with Postgres(self.settings).superuser(DATABASE) as conn:
+            for table in ("debezium_signal", "streams_heartbeat"):
+                columns = (
+                    "id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data TEXT NULL"
+                    if table == "debezium_signal"
+                    else "id INT PRIMARY KEY, beat_at TIMESTAMPTZ NOT NULL DEFAULT now()"
+                )
+                conn.execute(sql.SQL(f"CREATE TABLE IF NOT EXISTS {{}} ({columns})").format(sql.Identifier(table)))
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), sql.Identifier(reader))
+                )
+            for table in CAPTURED_TABLES:
+                conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(table)))
+            tables = sql.SQL(", ").join(
+                sql.Identifier(t) for t in (*CAPTURED_TABLES, "debezium_signal", "streams_heartbeat")
+            )
+            if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (PUBLICATION,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(PUBLICATION), tables))
+            else:
+                conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(PUBLICATION), tables))
+        progress(f"request-tracker: publication {PUBLICATION} and heartbeat table in {DATABASE} for its connector")
 
     def _database_exists(self) -> bool:
         with Postgres(self.settings).superuser() as conn:

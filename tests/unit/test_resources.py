@@ -16,8 +16,22 @@ def test_the_shipped_schemas_and_connectors_are_found() -> None:
     assert (schemas_dir() / "deletion_receipt.avsc").is_file()
     assert list((schemas_dir() / "history").glob("*.avsc"))
     shipped = connectors_dir(Settings())
-    assert {path.name for path in shipped.glob("*.json")} == {"crm.json", "tickets.json", "wiki.json"}
+    every = {"crm.json", "tickets.json", "wiki.json", "mediawiki.json", "rt.json"}
+    assert {path.name for path in shipped.glob("*.json")} == every
     assert avro.load_schema("deletion_receipt")["name"].endswith("DeletionReceipt")
+
+
+def test_the_real_applications_connectors_are_registered_only_where_their_application_runs() -> None:
+    from streams.stack import connectors
+
+    assert set(connectors.load(Settings())) == {"crm", "tickets", "wiki"}
+    assert set(Settings().sources) == {"crm", "tickets", "wiki"}
+    both = Settings(stack_apps=("mediawiki", "request-tracker"))
+    rendered = connectors.load(both)
+    assert set(rendered) == {"crm", "tickets", "wiki", "mediawiki", "rt"}
+    assert rendered["rt"]["database.dbname"] == "rt" and rendered["mediawiki"]["database.include.list"] == "mediawiki"
+    assert "mediawiki.text" in rendered["mediawiki"]["table.include.list"].split(",")
+    assert set(Settings(stack_apps=("request-tracker",)).sources) == {"crm", "tickets", "wiki", "rt"}
 
 
 def test_a_setting_names_another_connectors_folder(tmp_path: Path) -> None:

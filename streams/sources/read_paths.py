@@ -1,0 +1,708 @@
+"""Parts read through joins: a real application's document, re-read from its database when any row of
+its chain changes.
+
+A mapping's `path:` is a list of key lookups from the root table (DocumentMapping.path for the root's
+own fields, PartMapping.path for a part). A change to any table of a chain is a trigger: the affected
+documents are found by walking the chain back to the root in one SQL query (by the changed row's key,
+or for a delete by its before-image's join value), their parts are read again through the same joins,
+and each comes out as an ordinary PartChange whose version is the trigger's source position. Why that
+is correct, whatever order the triggers arrive in, is in docs/design.md ("Parts read through joins").
+
+`streams verify` reads documents through `read_documents`, the function the worker's triggers use, so a
+content hash means the same on both sides. Everything here is synchronous and blocking: the router runs
+it off the event loop (asyncio.to_thread), one connection per source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from streams.errors import MappingError, StreamsError
+from streams.observability import metrics
+from streams.pipeline.decode_content import (
+    INDEXED_TYPES,
+    Skipped,
+    UndecodableContent,
+    html_variant,
+    mediawiki_text,
+    message_part,
+)
+from streams.pipeline.document_mapping import (
+    Body,
+    DocumentMapping,
+    Hop,
+    Mappings,
+    PartMapping,
+    SourceMapping,
+    Subject,
+    content_hash,
+    document_groups,
+)
+from streams.records import ChangeEvent, Op, PartChange, TextFormat
+from streams.sources.read_rows import debezium_value
+
+log = logging.getLogger(__name__)
+
+DialectName = Literal["postgres", "mariadb", "sqlite"]
+# (sql with %s placeholders, parameters) -> rows as dicts keyed by the selected aliases.
+Query = Callable[[str, Sequence[Any]], list[dict[str, Any]]]
+ROOT = "r"
+
+
+class SourceReadError(StreamsError):
+    """The source database could not be read (it is down, or the connection broke): retried."""
+
+    stage = "source"
+    retryable = True
+
+
+class ChainBroken(MappingError):
+    """A part's chain points to a row that does not exist when the root says it should."""
+
+    stage = "read-path"
+
+
+@dataclass(frozen=True)
+class PartFailure:
+    """A part that cannot be read: a dead letter with the reason, while the other parts go on."""
+
+    document_id: str
+    part_id: str
+    error: StreamsError
+
+
+Outcome = PartChange | PartFailure
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: DialectName
+
+    def quote(self, name: str) -> str:
+        # Names come from a validated mapping (identifiers), quoted so that reserved words such as
+        # MediaWiki's `text` and `user` are tables like any other.
+        return f"`{name}`" if self.name == "mariadb" else f'"{name}"'
+
+    def prefixed(self, prefix: str, expression: str) -> str:
+        literal = "'" + prefix.replace("'", "''") + "'"
+        if self.name == "mariadb":
+            return f"CONCAT({literal.replace(chr(92), chr(92) * 2)}, {expression})"
+        return f"({literal} || {expression})"
+
+
+def dialect_of(dsn: str) -> Dialect:
+    return Dialect("mariadb" if dsn.startswith(("mysql", "mariadb")) else "postgres")
+
+
+# -- SQL ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """One path as SQL: the root and its hops, each with an alias, and the columns a read selects."""
+
+    dialect: Dialect
+    document: DocumentMapping
+    hops: tuple[Hop, ...]
+
+    def alias(self, table: str) -> str:
+        if table == self.document.table:
+            return ROOT
+        for index, hop in enumerate(self.hops):
+            if hop.table == table:
+                return f"h{index}"
+        raise MappingError(f"{table!r} is not the root or a hop of this path")
+
+    def column(self, table: str, column: str) -> str:
+        return f"{self.alias(table)}.{self.dialect.quote(column)}"
+
+    def _condition(self, index: int, params: list[Any]) -> str:
+        hop = self.hops[index]
+        own = self.column(hop.table, hop.join.column)
+        if hop.join.prefix:
+            own = self.dialect.prefixed(hop.join.prefix, own)
+        terms = [f"{own} = {self.column(hop.join.to_table, hop.join.to_column)}"]
+        for column, wanted in hop.where.items():
+            values = wanted if isinstance(wanted, tuple) else (wanted,)
+            terms.append(f"{self.column(hop.table, column)} IN ({', '.join('%s' for _ in values)})")
+            params.extend(values)
+        return " AND ".join(terms)
+
+    def joins(self, upto: int, kind: str, params: list[Any]) -> str:
+        q = self.dialect.quote
+        return "".join(
+            f" {kind} JOIN {q(hop.table)} {self.alias(hop.table)} ON {self._condition(index, params)}"
+            for index, hop in enumerate(self.hops[:upto])
+        )
+
+    def read_sql(
+        self, columns: Sequence[tuple[str, str]], keys: Sequence[Any], restrict: Mapping[str, Any] | None, at: int
+    ) -> tuple[str, list[Any]]:
+        """Every row of the chain for the roots `keys` (LEFT JOINs: a missing hop shows as NULLs);
+        `restrict` narrows hop `at` to one row by its key."""
+        params: list[Any] = []
+        selected = ", ".join(f"{self.column(t, c)} AS c{i}" for i, (t, c) in enumerate(columns))
+        q = self.dialect.quote
+        sql = f"SELECT {selected} FROM {q(self.document.table)} {ROOT}{self.joins(len(self.hops), 'LEFT', params)}"
+        sql += f" WHERE {self.column(self.document.table, self.document.key)} IN ({', '.join('%s' for _ in keys)})"
+        params.extend(keys)
+        for column, value in (restrict or {}).items():
+            sql += f" AND {self.column(self.hops[at].table, column)} = %s"
+            params.append(value)
+        order = [self.column(self.document.table, self.document.key)]
+        order += [self.column(hop.table, k) for hop in self.hops for k in hop.key]
+        return sql + " ORDER BY " + ", ".join(order), params
+
+    def walk_back_sql(self, at: int, key: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The root keys whose chain passes through hop `at`'s row with primary key `key`."""
+        params: list[Any] = []
+        root_key = self.column(self.document.table, self.document.key)
+        q = self.dialect.quote
+        joins = self.joins(at + 1, "INNER", params)
+        sql = f"SELECT DISTINCT {root_key} AS c0 FROM {q(self.document.table)} {ROOT}{joins}"
+        terms = []
+        for column, value in key.items():
+            terms.append(f"{self.column(self.hops[at].table, column)} = %s")
+            params.append(value)
+        return sql + " WHERE " + " AND ".join(terms), params
+
+    def walk_back_deleted_sql(self, at: int, joined_value: Any) -> tuple[str, list[Any]]:
+        """The root keys whose chain held hop `at`'s deleted row: those whose earlier hop it joined."""
+        params: list[Any] = []
+        hop = self.hops[at]
+        root_key = self.column(self.document.table, self.document.key)
+        q = self.dialect.quote
+        sql = f"SELECT DISTINCT {root_key} AS c0 FROM {q(self.document.table)} {ROOT}{self.joins(at, 'INNER', params)}"
+        sql += f" WHERE {self.column(hop.join.to_table, hop.join.to_column)} = %s"
+        params.append(f"{hop.join.prefix}{joined_value}" if hop.join.prefix else joined_value)
+        return sql, params
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+
+def _columns_of(names: Iterable[str], own: str) -> set[tuple[str, str]]:
+    found = set()
+    for name in names:
+        table, _, column = name.rpartition(".")
+        found.add((table or own, column))
+    return found
+
+
+def _body_columns(body: Body | None) -> set[str]:
+    if body is None:
+        return set()
+    return body.text.columns() | (body.decode.columns() if body.decode else set())
+
+
+def _root_columns(document: DocumentMapping) -> set[tuple[str, str]]:
+    names = (
+        document.columns()
+        | {c for g in document.groups for c in g.columns()}
+        | _body_columns(document.body)
+        | {hop.join.to for hop in document.path}
+    )
+    return _columns_of(names, document.table) | {(hop.table, hop.join.column) for hop in document.path}
+
+
+def _part_columns(document: DocumentMapping, part: PartMapping) -> set[tuple[str, str]]:
+    names = _body_columns(part.body) | {s.column for s in part.subjects} | {hop.join.to for hop in part.path}
+    columns = _columns_of(names, part.leaf.table)
+    columns |= {(hop.table, hop.join.column) for hop in part.path}
+    columns |= {(hop.table, k) for hop in part.path for k in hop.key}
+    return columns | {(document.table, document.key)}
+
+
+def _value(value: Any, keep_bytes: bool) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        return raw if keep_bytes else raw.decode("utf-8", "replace")
+    return debezium_value(value)
+
+
+class PathReader:
+    """Reads one source's path documents (see the module docstring) through `query`."""
+
+    def __init__(
+        self, mapping: SourceMapping, dialect: Dialect, query: Query, max_bytes: int, mappings: Mappings | None = None
+    ) -> None:
+        self.mapping = mapping
+        self.dialect = dialect
+        self.query = query
+        self.max_bytes = max_bytes
+        self.mappings = mappings or Mappings((mapping,))
+
+    # The trigger: one change event -> the parts it affects, read again.
+
+    def triggered(self, event: ChangeEvent) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for document in self.mappings.triggered(event.source, event.table):
+            outcomes.extend(self._for_document(document, event))
+        return [_versioned(o, event) for o in outcomes]
+
+    def _for_document(self, document: DocumentMapping, event: ChangeEvent) -> list[Outcome]:
+        if event.table == document.table:
+            key = event.key.get(document.key, event.row.get(document.key))
+            if key is None:
+                raise MappingError(f"{event.source}.{event.table} change has no key column {document.key!r}")
+            if event.op is Op.DELETE:
+                return [_root_deleted(document, self.mapping.source, key, event)]
+            # The root's own row changed: every part may follow it (page_latest moved to a new revision).
+            return self.read_documents(document, [key]).get(document.document_id(self.mapping.source, key), [])
+        outcomes: list[Outcome] = []
+        parts: list[PartMapping | None] = [None, *document.parts]
+        for part in parts:
+            hops = document.path if part is None else part.path
+            at = next((i for i, hop in enumerate(hops) if hop.table == event.table), None)
+            if at is None:
+                continue
+            chain = _Chain(self.dialect, document, hops)
+            hop = hops[at]
+            if event.op is Op.DELETE:
+                before = event.before or {}
+                joined = before.get(hop.join.column)
+                if joined is None or not hop.matches(before):
+                    continue
+                roots = self._keys(*chain.walk_back_deleted_sql(at, _value(joined, keep_bytes=False)))
+                if part is not None and part.mode == "each" and at == len(hops) - 1:
+                    leaf_key = ",".join(str(_value(before.get(k, event.key.get(k)), False)) for k in hop.key)
+                    outcomes.extend(
+                        _part_deleted(document, self.mapping.source, root, f"{hop.table}/{leaf_key}", event)
+                        for root in roots
+                    )
+                    continue
+                restrict = None
+            else:  # the walk back applies the hop's filters itself
+                roots = self._keys(*chain.walk_back_sql(at, event.key))
+                restrict = dict(event.key) if part is not None and part.mode == "each" else None
+            if not roots:
+                continue
+            if part is None:
+                for found in self.read_documents(document, roots, only_root=True).values():
+                    outcomes.extend(found)
+            else:
+                outcomes.extend(self._read_part(document, part, roots, restrict, at))
+        return outcomes
+
+    def _keys(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return sorted({row["c0"] for row in self.query(sql, params)}, key=lambda k: (isinstance(k, str), k))
+
+    # Reading documents: the one function both the triggers and `streams verify` go through.
+
+    def read_documents(
+        self, document: DocumentMapping, keys: Sequence[Any], only_root: bool = False
+    ) -> dict[str, list[Outcome]]:
+        """Every part of the documents with root keys `keys` that exist, by document id (version 0)."""
+        found: dict[str, list[Outcome]] = {}
+        if not keys:
+            return found
+        chain = _Chain(self.dialect, document, document.path)
+        columns = sorted(_root_columns(document))
+        bytes_columns = _columns_of(_body_columns(document.body), document.table)
+        by_root = self._rows(chain, columns, bytes_columns, keys, None, 0, document.table)
+        for key, rows in by_root.items():
+            document_id = document.document_id(self.mapping.source, key)
+            found[document_id] = [self._root(document, document_id, rows)]
+        if only_root:
+            return found
+        for part in document.parts:
+            for outcome in self._read_part(document, part, list(by_root), None, 0):
+                found.setdefault(outcome.document_id, []).append(outcome)
+        return found
+
+    def _rows(
+        self,
+        chain: _Chain,
+        columns: Sequence[tuple[str, str]],
+        bytes_columns: set[tuple[str, str]],
+        keys: Sequence[Any],
+        restrict: Mapping[str, Any] | None,
+        at: int,
+        own: str,
+    ) -> dict[Any, list[dict[str, Any]]]:
+        sql, params = chain.read_sql(columns, keys, restrict, at)
+        by_root: dict[Any, list[dict[str, Any]]] = {}
+        for raw in self.query(sql, params):
+            row: dict[str, Any] = {}
+            for index, (table, column) in enumerate(columns):
+                value = _value(raw[f"c{index}"], (table, column) in bytes_columns)
+                row[f"{table}.{column}"] = value
+                if table == own:
+                    row[column] = value
+            by_root.setdefault(row[f"{chain.document.table}.{chain.document.key}"], []).append(row)
+        return by_root
+
+    def _root(self, document: DocumentMapping, document_id: str, rows: list[dict[str, Any]]) -> Outcome:
+        first = rows[0]
+        try:
+            text, text_format = _body(document.body, first, self.max_bytes) if document.body else ("", "plain")
+        except StreamsError as exc:
+            return PartFailure(document_id, "root", exc)
+        if isinstance(text, Skipped):
+            text, text_format = "", "plain"
+        change = PartChange(
+            source=self.mapping.source,
+            table=document.table,
+            document_id=document_id,
+            part_id="root",
+            role="root",
+            deleted=False,
+            version=0,
+            commit_ts=_EPOCH,
+            text=text,
+            text_format=text_format,
+            subjects=_subjects(document.subjects, rows),
+            title=document.title.render(first) if document.title else None,
+            groups=document_groups(document.groups, rows),
+            metadata={column: first.get(column) for column in document.metadata},
+            link=document.link.render(first) if document.link else None,
+            identity=document.identity,
+            mentions=tuple(
+                (kind, value) for kind, text_ in document.mentions if (value := text_.render(first).strip())
+            ),
+        )
+        return replace(change, content_hash=content_hash(change))
+
+    def _read_part(
+        self,
+        document: DocumentMapping,
+        part: PartMapping,
+        keys: Sequence[Any],
+        restrict: Mapping[str, Any] | None,
+        at: int,
+    ) -> list[Outcome]:
+        if not keys:
+            return []
+        chain = _Chain(self.dialect, document, part.path)
+        columns = sorted(_part_columns(document, part))
+        bytes_columns = _columns_of(_body_columns(part.body), part.leaf.table)
+        by_root = self._rows(chain, columns, bytes_columns, keys, restrict, at, part.leaf.table)
+        outcomes: list[Outcome] = []
+        for key, rows in by_root.items():
+            document_id = document.document_id(self.mapping.source, key)
+            complete = [row for row in rows if _complete(part, row)]
+            if part.mode == "one":
+                outcomes.extend(self._one(document, part, document_id, rows, complete))
+            elif part.mode == "all":
+                outcomes.append(self._all(part, document_id, complete))
+            else:
+                outcomes.extend(self._each(part, document_id, complete))
+        return outcomes
+
+    def _one(
+        self,
+        document: DocumentMapping,
+        part: PartMapping,
+        document_id: str,
+        rows: list[dict[str, Any]],
+        complete: list[dict[str, Any]],
+    ) -> list[Outcome]:
+        if complete:
+            found = self._part(part, document_id, part.name, complete[:1])
+            return [found] if found is not None else []
+        first_hop = part.path[0]
+        if _absent(rows[0].get(first_hop.join.to)):
+            return []  # the root points nowhere yet: the part waits for the change that sets it
+        # The root points down the chain, yet a row is missing: say which, from the row that got farthest.
+        farthest = max(rows, key=lambda row: _reached(part, row))
+        hop = part.path[_reached(part, farthest)]
+        pointer = farthest.get(hop.join.to)
+        if hop.join.prefix and isinstance(pointer, str) and not pointer.startswith(hop.join.prefix):
+            reason = f"{hop.join.to} {pointer!r} is not a {hop.join.prefix!r} address (an external store?)"
+        else:
+            reason = f"no {hop.table} row where {hop.join.column} = {pointer!r} (from {hop.join.to})"
+        error = ChainBroken(
+            f"{document_id} part {part.name}: the chain from {document.table} points to a missing row: {reason}"
+        )
+        return [PartFailure(document_id, part.name, error)]
+
+    def _all(self, part: PartMapping, document_id: str, rows: list[dict[str, Any]]) -> Outcome:
+        if not rows:
+            change = PartChange(
+                source=self.mapping.source,
+                table=part.leaf.table,
+                document_id=document_id,
+                part_id=part.name,
+                role="child",
+                deleted=True,
+                version=0,
+                commit_ts=_EPOCH,
+            )
+            return replace(change, content_hash=content_hash(change))
+        found = self._part(part, document_id, part.name, rows)
+        assert found is not None  # only an "each" part is ever skipped whole
+        return found
+
+    def _each(self, part: PartMapping, document_id: str, rows: list[dict[str, Any]]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        broken = self._broken_mime(part, rows)
+        for row in rows:
+            part_id = f"{part.leaf.table}/{','.join(str(row[f'{part.leaf.table}.{k}']) for k in part.leaf.key)}"
+            if part_id in broken:
+                outcomes.append(PartFailure(document_id, part_id, broken[part_id]))
+                continue
+            outcome = self._part(part, document_id, part_id, [row])
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _broken_mime(self, part: PartMapping, rows: list[dict[str, Any]]) -> dict[str, StreamsError]:
+        """Text parts whose MIME parent is missing or no container: their tree is broken."""
+        decode = part.body.decode if part.body else None
+        if decode is None or decode.parent is None or decode.content_type is None or len(part.leaf.key) != 1:
+            return {}
+        leaf, (key,) = part.leaf, part.leaf.key
+        parents = {
+            row[f"{leaf.table}.{key}"]: row.get(decode.parent) for row in rows if _is_text(row, decode.content_type)
+        }
+        wanted: list[Any] = sorted({p for p in parents.values() if not _absent(p)})
+        if not wanted:
+            return {}
+        type_column = decode.content_type.rpartition(".")[2]
+        q = self.dialect.quote
+        sql = (
+            f"SELECT {q(key)} AS c0, {q(type_column)} AS c1 FROM {q(leaf.table)}"
+            f" WHERE {q(key)} IN ({', '.join('%s' for _ in wanted)})"
+        )
+        types = {row["c0"]: _value(row["c1"], False) for row in self.query(sql, wanted)}
+        broken: dict[str, StreamsError] = {}
+        for own, parent in parents.items():
+            if _absent(parent):
+                continue
+            part_id = f"{leaf.table}/{own}"
+            if parent not in types:
+                broken[part_id] = UndecodableContent(f"broken MIME tree: {part_id}'s parent {parent} does not exist")
+            elif not str(types[parent] or "").lower().startswith("multipart/"):
+                broken[part_id] = UndecodableContent(
+                    f"broken MIME tree: {part_id}'s parent {parent} is {types[parent]!r}, not a multipart container"
+                )
+        return broken
+
+    def _part(self, part: PartMapping, document_id: str, part_id: str, rows: list[dict[str, Any]]) -> Outcome | None:
+        texts: list[str] = []
+        text_format: TextFormat = part.body.format if part.body else "plain"
+        for row in rows:
+            if part.body is None:
+                break
+            try:
+                text, text_format = _body(part.body, row, self.max_bytes)
+            except StreamsError as exc:
+                return PartFailure(document_id, part_id, exc)
+            if isinstance(text, Skipped):
+                if not text.content_type.startswith("multipart/"):
+                    metrics.PARTS_SKIPPED.labels(source=self.mapping.source).inc()
+                    log.debug("%s %s: %s part skipped (not text)", document_id, part_id, text.content_type)
+                if part.mode == "each":
+                    return None
+                continue
+            if text:
+                texts.append(text)
+        change = PartChange(
+            source=self.mapping.source,
+            table=part.leaf.table,
+            document_id=document_id,
+            part_id=part_id,
+            role="child",
+            deleted=False,
+            version=0,
+            commit_ts=_EPOCH,
+            text="\n\n".join(texts),
+            text_format=text_format,
+            subjects=_subjects(part.subjects, rows),
+        )
+        return replace(change, content_hash=content_hash(change))
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _absent(value: Any) -> bool:
+    return value is None or value == "" or value == 0
+
+
+def _reached(part: PartMapping, row: Mapping[str, Any]) -> int:
+    """How many hops of `part` matched in `row` (a LEFT JOIN row: an unmatched hop reads NULL)."""
+    for index, hop in enumerate(part.path):
+        if row.get(f"{hop.table}.{hop.join.column}") is None:
+            return index
+    return len(part.path)
+
+
+def _complete(part: PartMapping, row: Mapping[str, Any]) -> bool:
+    return _reached(part, row) == len(part.path)
+
+
+def _is_text(row: Mapping[str, Any], content_type: str) -> bool:
+    return str(row.get(content_type) or "text/plain").split(";", 1)[0].strip().lower() in INDEXED_TYPES
+
+
+def _body(body: Body, row: Mapping[str, Any], max_bytes: int) -> tuple[str | Skipped, TextFormat]:
+    decode = body.decode
+    if decode is None:
+        value = body.text.render(
+            {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in row.items()}
+        )
+        return value, body.format
+    assert body.column is not None
+    raw = row.get(body.column)
+    if decode.flags is not None:
+        return mediawiki_text(raw, row.get(decode.flags), max_bytes), body.format
+    text = message_part(
+        raw,
+        row.get(decode.encoding) if decode.encoding else None,
+        row.get(decode.content_type) if decode.content_type else None,
+        row.get(decode.charset) if decode.charset else None,
+        max_bytes,
+    )
+    content_type = str(row.get(decode.content_type) or "") if decode.content_type else ""
+    if content_type.split(";", 1)[0].strip().lower() == "text/html":
+        return text, html_variant(body.format)
+    return text, body.format
+
+
+def _subjects(subjects: Iterable[Subject], rows: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    rows = list(rows)
+    return frozenset(value for subject in subjects for row in rows if (value := subject.value(row)) is not None)
+
+
+def _versioned(outcome: Outcome, event: ChangeEvent) -> Outcome:
+    if isinstance(outcome, PartFailure):
+        return outcome
+    return replace(
+        outcome, version=event.version, commit_ts=event.commit_ts, origin=event.origin, snapshot=event.snapshot
+    )
+
+
+def _root_deleted(document: DocumentMapping, source: str, key: Any, event: ChangeEvent) -> PartChange:
+    change = PartChange(
+        source=source,
+        table=document.table,
+        document_id=document.document_id(source, key),
+        part_id="root",
+        role="root",
+        deleted=True,
+        version=event.version,
+        commit_ts=event.commit_ts,
+        origin=event.origin,
+        snapshot=event.snapshot,
+    )
+    return replace(change, content_hash=content_hash(change))
+
+
+def _part_deleted(document: DocumentMapping, source: str, key: Any, part_id: str, event: ChangeEvent) -> PartChange:
+    change = PartChange(
+        source=source,
+        table=event.table,
+        document_id=document.document_id(source, key),
+        part_id=part_id,
+        role="child",
+        deleted=True,
+        version=event.version,
+        commit_ts=event.commit_ts,
+        origin=event.origin,
+        snapshot=event.snapshot,
+    )
+    return replace(change, content_hash=content_hash(change))
+
+
+# -- the source connection, and the router's side ----------------------------------------------------
+
+
+class SourceConnection:
+    """A `Query` over one source database: one connection, opened on first use and opened again after
+    a failure (the caller retries a SourceReadError, see streams/retrying.py)."""
+
+    def __init__(self, dsn: str, source: str) -> None:
+        self.dsn = dsn
+        self.source = source
+        self.dialect = dialect_of(dsn)
+        self._conn: Any = None
+
+    def _connection(self) -> Any:
+        from streams.sources.connect import connect_mariadb, connect_postgres
+
+        if self._conn is None:
+            if self.dialect.name == "mariadb":
+                self._conn = connect_mariadb(self.dsn, name=self.source)
+            else:
+                self._conn = connect_postgres(self.dsn, name=self.source)
+                self._conn.autocommit = True
+        return self._conn
+
+    def __call__(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        import psycopg
+        import pymysql
+        import pymysql.cursors
+        from psycopg.rows import dict_row
+
+        from streams.sources.connect import SourceUnavailable
+
+        try:
+            conn = self._connection()
+            if self.dialect.name == "mariadb":
+                with conn.cursor(pymysql.cursors.DictCursor) as cur:
+                    cur.execute(sql, tuple(params))
+                    rows = list(cur.fetchall())
+                conn.commit()  # end the read transaction: the next read sees what committed since
+                return rows
+            with conn.cursor(row_factory=dict_row) as cur:
+                return list(cur.execute(sql.encode(), tuple(params)).fetchall())
+        except (
+            SourceUnavailable,
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            pymysql.err.OperationalError,
+            pymysql.err.InterfaceError,
+        ) as exc:
+            self.close()
+            raise SourceReadError(f"reading the {self.source} database: {exc}") from exc
+        except (psycopg.Error, pymysql.err.Error) as exc:
+            raise MappingError(f"reading the {self.source} database through its mapping's paths: {exc}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception as exc:  # a broken connection may fail to close; it is dropped either way
+                log.debug("closing the %s connection: %s", self.source, exc)
+            self._conn = None
+
+
+class PathLookup:
+    """The router's reads for every source with path documents, each off the event loop."""
+
+    def __init__(self, readers: Mapping[str, PathReader]) -> None:
+        self.readers = dict(readers)
+
+    @classmethod
+    def of(cls, settings: Any, mappings: Mappings) -> PathLookup:
+        readers = {}
+        for source in mappings.sources:
+            if any(document.reads_paths for document in source.documents):
+                connection = SourceConnection(settings.dsn(source.source), source.source)
+                readers[source.source] = PathReader(
+                    source, connection.dialect, connection, settings.max_event_bytes, mappings
+                )
+        return cls(readers)
+
+    def handles(self, event: ChangeEvent) -> bool:
+        reader = self.readers.get(event.source)
+        return reader is not None and bool(reader.mappings.triggered(event.source, event.table))
+
+    async def read(self, event: ChangeEvent) -> list[Outcome]:
+        import asyncio
+
+        from streams.retrying import retry_transient
+
+        reader = self.readers[event.source]
+        return await retry_transient(
+            lambda: asyncio.to_thread(reader.triggered, event),
+            stage="source",
+            what=f"reading {event.source} for a change to {event.table}",
+        )

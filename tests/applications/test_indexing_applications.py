@@ -1,0 +1,156 @@
+"""MediaWiki and Request Tracker indexed end to end: written through their own APIs, captured by their
+connectors (connectors/mediawiki.json, rt.json), read through the mappings' joins by the worker, and
+searched through /search. On the whole local stack (Kafka, Connect, Elasticsearch and a worker), each
+test skipped unless STREAMS_STACK_APPS names its application."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from streams import avro
+from streams.settings import Settings, get_settings
+from streams.sources.write_applications import Attachment, RtApi, WikiApi
+from streams.stack.mediawiki import MediaWiki
+from streams.stack.request_tracker import QUEUE, RequestTracker
+from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
+from tests.integration.helpers import (
+    document_chunks,
+    es_client,
+    found_documents,
+    hybrid,
+    messages_after,
+    produce,
+    state_record,
+    topic_end_offsets,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+WAIT_S = 180.0  # a new connector's first snapshot on a shared two-core machine
+
+
+def _named(application: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        application not in get_settings().stack_apps,
+        reason=f"STREAMS_STACK_APPS does not name {application!r} (e.g. STREAMS_STACK_APPS=mediawiki,request-tracker)",
+    )
+
+
+def _found(word: str, groups: list[str] | None = None) -> set[str]:
+    return {hit["document_id"] for hit in hybrid(word, groups, k=20)["hits"]}
+
+
+def _texts(document_id: str) -> str:
+    return "\n".join(chunk["text"] for chunk in document_chunks(es_client(), document_id))
+
+
+@_named("mediawiki")
+def test_a_page_edited_by_two_users_is_searchable_with_the_second_text_by_its_namespace_only(
+    worker: Settings,  # noqa: F811
+) -> None:
+    wiki = MediaWiki(worker)
+    suffix = uuid.uuid4().hex[:8]
+    first_word, second_word = f"zqfirst{suffix}", f"zqsecond{suffix}"
+    authors = {f"Alice{suffix}": f"alice{suffix}@example.com", f"Bob{suffix}": f"bob{suffix}@example.com"}
+    passwords = {name: uuid.uuid4().hex for name in authors}
+    for name, email in authors.items():
+        wiki.create_user(name, passwords[name], email=email)
+    title = f"Streams standby {suffix}"
+    texts = [f"== Standby ==\nThe {first_word} draft.\n", f"== Standby ==\nA standby replays WAL: {second_word}.\n"]
+    for name, text in zip(authors, texts, strict=True):
+        with WikiApi(wiki.api_url) as api:
+            api.login(name, passwords[name])
+            api.edit(title, text, summary=f"edit by {name}")
+    with WikiApi(wiki.api_url) as api:
+        document_id = f"mediawiki/page/{api.page(title)['pageid']}"
+
+    wait_until(lambda: document_id in _found(second_word), timeout=WAIT_S)
+    wait_until(lambda: first_word not in _texts(document_id), timeout=60)
+    state = state_record(es_client(), document_id) or {}
+    assert set(state["parts"]["authors"]["subjects"]) == {f"email:{email}" for email in authors.values()}
+    assert state["root"]["groups"] == ["namespace:0"]
+    assert document_id in _found(second_word, groups=["namespace:0"])
+    assert document_id not in _found(second_word, groups=["namespace:2"])  # a user of another group
+
+
+def _rt_agent(rt: RequestTracker, suffix: str) -> tuple[str, str]:
+    credentials = rt.credentials()
+    agent, password = f"agent{suffix}", uuid.uuid4().hex
+    with RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]) as admin:
+        admin.create_user(agent, f"{agent}@streams.local", f"Agent {suffix}", password)
+    return agent, password
+
+
+def _forget(settings: Settings, email: str) -> dict[str, Any]:
+    request_id = f"test-{uuid.uuid4()}"
+    start = topic_end_offsets(settings.receipts_topic)
+    request = {
+        "request_id": request_id,
+        "subject": email,
+        "subject_kind": "email",
+        "requested_by": "application-tests",
+        "requested_at": datetime.now(UTC),
+        "reason": "right to be forgotten (test)",
+    }
+    produce(settings.deletion_topic, [(request_id.encode(), avro.encode("deletion_request", request))])
+
+    def receipt() -> dict[str, Any] | None:
+        for message in messages_after(settings.receipts_topic, start):
+            if message.key() == request_id.encode():
+                return dict(avro.decode("deletion_receipt", message.value()))
+        return None
+
+    found = wait_until(receipt, timeout=120, interval=2.0)
+    assert found, f"no receipt for {request_id}"
+    return found
+
+
+@_named("request-tracker")
+def test_a_ticket_is_searchable_by_its_reply_and_comment_not_its_binary_and_forgets_a_later_cc(
+    worker: Settings,  # noqa: F811
+) -> None:
+    rt = RequestTracker(worker)
+    suffix = uuid.uuid4().hex[:8]
+    agent, password = _rt_agent(rt, suffix)
+    reply_word, comment_word, binary_word = f"zqreply{suffix}", f"zqcomment{suffix}", f"zqbinary{suffix}"
+    cc = f"carol{suffix}@example.com"
+    reply = f"The standby caught up: {reply_word}. Copying {cc}.\n\n> Is it still behind?\n"
+    binary = b"\x00\x01\xff" + binary_word.encode() + b"\x00" * 64
+    with RtApi(rt.rest2_url, agent, password) as api:
+        ticket = api.create_ticket(
+            QUEUE, f"Replication lag {suffix}", "Is it still behind?", [f"ann{suffix}@example.com"]
+        )
+        api.correspond(ticket, reply, attachments=[Attachment("waldump.bin", "application/octet-stream", binary)])
+        api.comment(ticket, f"<p>internal: <b>{comment_word}</b></p>", content_type="text/html")
+    document_id = f"rt/ticket/{ticket}"
+
+    wait_until(lambda: document_id in _found(reply_word) and document_id in _found(comment_word), timeout=WAIT_S)
+    # Not by words (hybrid search always has nearest neighbours): the binary's text is nowhere.
+    assert document_id not in found_documents(es_client(), binary_word)
+    assert binary_word not in _texts(document_id)
+    assert document_id in _found(reply_word, groups=[f"queue:{QUEUE}"])
+    assert document_id not in _found(reply_word, groups=["queue:Billing"])  # a user of another group
+
+    # A Cc added later: the people part is read again, and forgetting them finds the ticket.
+    with RtApi(rt.rest2_url, agent, password) as api:
+        api.set_cc(ticket, [cc])
+    es = es_client()
+    wait_until(
+        lambda: (
+            f"email:{cc}"
+            in ((state_record(es, document_id) or {}).get("parts", {}).get("people", {}).get("subjects") or [])
+        ),
+        timeout=60,
+    )
+    receipt = _forget(worker, cc)
+    assert receipt["status"] in ("unsearchable", "purged"), receipt
+    touched = {d for r in (*receipt["removed"], *receipt["redacted"]) for d in r["document_ids"]}
+    assert document_id in touched, receipt
+    people = (state_record(es, document_id) or {})["parts"]["people"]
+    assert f"email:{cc}" not in (people.get("subjects") or [])
+    texts = _texts(document_id)
+    assert cc not in texts and reply_word in texts  # the mention redacted, the reply kept

@@ -1,0 +1,534 @@
+"""Parts read through joins, on the shipped MediaWiki and RT mappings, over small SQLite copies of the
+applications' tables: which parts a change to each table of a chain re-reads, how stored content is
+decoded, and which bad inputs become dead letters (with the reason) while the other parts go on."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import quopri
+import sqlite3
+import zlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.agents.route_changes import ChangeRouter, unwrap_routed
+from streams.observability import metrics
+from streams.pipeline.decode_content import UndecodableContent, mediawiki_text, message_part
+from streams.pipeline.document_mapping import Mappings, load_mappings, parse_source_mapping
+from streams.records import ChangeEvent, Op, PartChange, RawMessage
+from streams.settings import Settings
+from streams.sources.read_paths import ChainBroken, Dialect, PartFailure, PathLookup, PathReader, _Chain
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_BYTES = 4 * 1024 * 1024
+WHEN = datetime(2026, 1, 2, tzinfo=UTC)
+
+MEDIAWIKI_TABLES = """
+CREATE TABLE page (page_id INTEGER PRIMARY KEY, page_namespace INTEGER, page_title BLOB, page_is_redirect INTEGER,
+                   page_latest INTEGER);
+CREATE TABLE page_restrictions (pr_id INTEGER PRIMARY KEY, pr_page INTEGER, pr_type TEXT, pr_level TEXT);
+CREATE TABLE revision (rev_id INTEGER PRIMARY KEY, rev_page INTEGER, rev_actor INTEGER);
+CREATE TABLE slots (slot_revision_id INTEGER, slot_role_id INTEGER, slot_content_id INTEGER,
+                    PRIMARY KEY (slot_revision_id, slot_role_id));
+CREATE TABLE slot_roles (role_id INTEGER PRIMARY KEY, role_name TEXT);
+CREATE TABLE content (content_id INTEGER PRIMARY KEY, content_address TEXT);
+CREATE TABLE text (old_id INTEGER PRIMARY KEY, old_text BLOB, old_flags BLOB);
+CREATE TABLE actor (actor_id INTEGER PRIMARY KEY, actor_user INTEGER, actor_name BLOB);
+CREATE TABLE user (user_id INTEGER PRIMARY KEY, user_name BLOB, user_email BLOB);
+INSERT INTO slot_roles VALUES (1, 'main'), (2, 'mediainfo');
+INSERT INTO user VALUES (1, X'416c696365', 'alice@example.com'), (2, X'426f62', 'bob@example.com');
+INSERT INTO actor VALUES (1, 1, X'416c696365'), (2, 2, X'426f62');
+"""
+
+RT_TABLES = """
+CREATE TABLE tickets (id INTEGER PRIMARY KEY, subject TEXT, status TEXT, type TEXT, created INTEGER, queue INTEGER);
+CREATE TABLE queues (id INTEGER PRIMARY KEY, name TEXT);
+CREATE TABLE transactions (id INTEGER PRIMARY KEY, objecttype TEXT, objectid INTEGER, type TEXT);
+CREATE TABLE attachments (id INTEGER PRIMARY KEY, transactionid INTEGER, parent INTEGER, contenttype TEXT,
+                          contentencoding TEXT, content TEXT);
+CREATE TABLE groups (id INTEGER PRIMARY KEY, domain TEXT, name TEXT, instance INTEGER);
+CREATE TABLE groupmembers (id INTEGER PRIMARY KEY, groupid INTEGER, memberid INTEGER);
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, emailaddress TEXT);
+INSERT INTO queues VALUES (1, 'General'), (2, 'Billing');
+INSERT INTO users VALUES (10, 'ann', 'ann@example.com'), (11, 'agent', 'agent@streams.local'),
+                         (12, 'carol', 'carol@example.com');
+"""
+
+
+class Database:
+    """A SQLite copy of an application's tables, queried the way SourceConnection queries a source."""
+
+    def __init__(self, schema: str) -> None:
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)  # read off the event loop, as a source is
+        self.conn.executescript(schema)
+        self.statements: list[str] = []
+
+    def __call__(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        self.statements.append(sql)
+        cursor = self.conn.execute(sql.replace("%s", "?"), tuple(params))
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def run(self, sql: str, *params: Any) -> None:
+        self.conn.execute(sql, params)
+
+
+@pytest.fixture(scope="module")
+def mappings() -> Mappings:
+    return load_mappings(ROOT / "connectors", applications=("mediawiki", "request-tracker"))
+
+
+def reader(mappings: Mappings, source: str, db: Database, max_bytes: int = MAX_BYTES) -> PathReader:
+    mapping = next(m for m in mappings.sources if m.source == source)
+    return PathReader(mapping, Dialect("sqlite"), db, max_bytes, mappings)
+
+
+_version = iter(range(100, 10_000))
+
+
+def event(
+    source: str, table: str, key: dict[str, Any], row: dict[str, Any] | None = None, op: Op = Op.CREATE
+) -> ChangeEvent:
+    image = {**key, **(row or {})}
+    return ChangeEvent(
+        source=source,
+        table=table,
+        op=op,
+        key=key,
+        before=image if op is Op.DELETE else None,
+        after=None if op is Op.DELETE else image,
+        version=next(_version),
+        commit_ts=WHEN,
+    )
+
+
+def parts(outcomes: list[Any]) -> dict[tuple[str, str], PartChange]:
+    return {(o.document_id, o.part_id): o for o in outcomes if isinstance(o, PartChange)}
+
+
+def failures(outcomes: list[Any]) -> list[PartFailure]:
+    return [o for o in outcomes if isinstance(o, PartFailure)]
+
+
+# -- MediaWiki ---------------------------------------------------------------------------------------
+
+
+def wiki_page(
+    db: Database, page: int = 5, text: bytes = b"== Lag ==\nWatch the standby.", flags: bytes = b"utf-8"
+) -> None:
+    """A page with one revision by Alice and a second by Bob, as MediaWiki's edit writes them."""
+    db.run("INSERT INTO text VALUES (?, ?, ?)", page * 10 + 1, b"first draft", b"utf-8")
+    db.run("INSERT INTO text VALUES (?, ?, ?)", page * 10 + 2, text, flags)
+    for n, actor in ((1, 1), (2, 2)):
+        rev = page * 10 + n
+        db.run("INSERT INTO content VALUES (?, ?)", rev, f"tt:{rev}")
+        db.run("INSERT INTO revision VALUES (?, ?, ?)", rev, page, actor)
+        db.run("INSERT INTO slots VALUES (?, 1, ?)", rev, rev)
+    db.run("INSERT INTO page VALUES (?, 0, ?, 0, ?)", page, f"Replication_{page}".encode(), page * 10 + 2)
+
+
+def test_a_page_is_read_through_its_revision_slots_content_and_text(mappings: Mappings) -> None:
+    db = Database(MEDIAWIKI_TABLES)
+    wiki_page(db)
+    found = parts(reader(mappings, "mediawiki", db).triggered(event("mediawiki", "page", {"page_id": 5})))
+    root, text, authors = (found[("mediawiki/page/5", p)] for p in ("root", "text", "authors"))
+    assert root.title == "Replication_5" and root.groups == ("namespace:0",)
+    assert root.metadata == {"page_namespace": 0, "page_is_redirect": 0}
+    assert (text.text, text.text_format) == ("== Lag ==\nWatch the standby.", "wikitext")
+    assert authors.subjects == {"email:alice@example.com", "email:bob@example.com"}
+    assert {change.version for change in found.values()} == {root.version}  # the trigger's position
+    assert all(change.content_hash for change in found.values())
+
+
+def test_identifiers_are_quoted_per_dialect_and_the_text_address_keeps_its_prefix(mappings: Mappings) -> None:
+    mapping = next(m for m in mappings.sources if m.source == "mediawiki")
+    document = mapping.documents[0]
+    text = next(p for p in document.parts if p.name == "text")
+    for dialect, quoted, join in (
+        ("mariadb", "LEFT JOIN `text` h4", "CONCAT('tt:', h4.`old_id`) = h3.`content_address`"),
+        ("postgres", 'LEFT JOIN "text" h4', """('tt:' || h4."old_id") = h3."content_address\""""),
+    ):
+        sql, params = _Chain(Dialect(dialect), document, text.path).read_sql([("page", "page_id")], [5], None, 0)  # type: ignore[arg-type]
+        assert quoted in sql and join in sql
+        assert params == ["main", 5]  # the where filter's value, then the root key: never inlined
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "expected"),
+    [
+        ("page", {"page_id": 5}, {"root", "text", "authors"}),
+        ("revision", {"rev_id": 52}, {"text", "authors"}),
+        ("revision", {"rev_id": 51}, {"authors"}),  # an older revision: not the page's text
+        ("slots", {"slot_revision_id": 52, "slot_role_id": 1}, {"text"}),
+        ("slot_roles", {"role_id": 1}, {"text"}),
+        ("content", {"content_id": 52}, {"text"}),
+        ("text", {"old_id": 52}, {"text"}),
+        ("text", {"old_id": 51}, set()),  # the first revision's text: no page shows it any more
+        ("actor", {"actor_id": 2}, {"authors"}),
+        ("user", {"user_id": 1}, {"authors"}),
+        ("page_restrictions", {"pr_id": 1}, {"root"}),
+    ],
+)
+def test_a_change_to_each_table_of_a_chain_rereads_the_parts_it_is_on(
+    mappings: Mappings, table: str, key: dict[str, Any], expected: set[str]
+) -> None:
+    db = Database(MEDIAWIKI_TABLES)
+    wiki_page(db)
+    db.run("INSERT INTO page_restrictions VALUES (1, 5, 'read', 'staff')")
+    found = reader(mappings, "mediawiki", db).triggered(event("mediawiki", table, key))
+    assert {part_id for _, part_id in parts(found)} == expected
+    assert not failures(found)
+    if table == "page_restrictions":
+        assert parts(found)[("mediawiki/page/5", "root")].groups == ("mediawiki-group:staff",)
+
+
+def test_gzip_text_is_raw_deflate() -> None:
+    deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    stored = deflate.compress("Grüße from the standby".encode()) + deflate.flush()
+    assert mediawiki_text(stored, b"utf-8,gzip", MAX_BYTES) == "Grüße from the standby"
+
+
+@pytest.mark.parametrize(
+    ("flags", "stored", "reason"),
+    [
+        (b"utf-8,external", b"DB://cluster1/42", "external store ('DB://cluster1/42')"),
+        (b"utf-8,bzip2", b"...", "bzip2"),
+        (b"object", b"O:15:...", "object"),
+        (b"gzip", b"not deflate", "not a deflate stream"),
+    ],
+)
+def test_a_text_that_cannot_be_read_is_a_dead_letter_and_the_other_parts_go_on(
+    mappings: Mappings, flags: bytes, stored: bytes, reason: str
+) -> None:
+    db = Database(MEDIAWIKI_TABLES)
+    wiki_page(db, text=stored, flags=flags)
+    found = reader(mappings, "mediawiki", db).triggered(event("mediawiki", "page", {"page_id": 5}))
+    (failure,) = failures(found)
+    assert (failure.document_id, failure.part_id) == ("mediawiki/page/5", "text")
+    assert isinstance(failure.error, UndecodableContent) and reason in str(failure.error)
+    assert {part_id for _, part_id in parts(found)} == {"root", "authors"}
+
+
+def test_a_revision_chain_to_a_missing_row_is_a_dead_letter_naming_the_row(mappings: Mappings) -> None:
+    db = Database(MEDIAWIKI_TABLES)
+    wiki_page(db)
+    db.run("DELETE FROM text WHERE old_id = 52")
+    found = reader(mappings, "mediawiki", db).triggered(event("mediawiki", "page", {"page_id": 5}))
+    (failure,) = failures(found)
+    assert isinstance(failure.error, ChainBroken)
+    assert "no text row where old_id = 'tt:52' (from content.content_address)" in str(failure.error)
+
+
+def test_a_page_that_points_to_no_revision_yet_waits(mappings: Mappings) -> None:
+    db = Database(MEDIAWIKI_TABLES)
+    wiki_page(db)
+    db.run("UPDATE page SET page_latest = 0")
+    found = reader(mappings, "mediawiki", db).triggered(event("mediawiki", "page", {"page_id": 5}))
+    assert {part_id for _, part_id in parts(found)} == {"root", "authors"} and not failures(found)
+
+
+def test_a_deleted_page_deletes_its_document_without_reading(mappings: Mappings) -> None:
+    db = Database(MEDIAWIKI_TABLES)
+    found = reader(mappings, "mediawiki", db).triggered(event("mediawiki", "page", {"page_id": 5}, op=Op.DELETE))
+    assert [(o.part_id, o.deleted) for o in found] == [("root", True)] and db.statements == []
+
+
+# -- Request Tracker -----------------------------------------------------------------------------------
+
+
+def rt_ticket(db: Database, ticket: int = 7) -> None:
+    db.run("INSERT INTO tickets VALUES (?, 'Replication lag', 'open', 'ticket', 0, 1)", ticket)
+    db.run("INSERT INTO transactions VALUES (70, 'RT::Ticket', ?, 'Create')", ticket)
+    db.run("INSERT INTO transactions VALUES (71, 'RT::Ticket', ?, 'Correspond')", ticket)
+    db.run("INSERT INTO transactions VALUES (72, 'RT::Ticket', ?, 'Comment')", ticket)
+    db.run("INSERT INTO transactions VALUES (73, 'RT::Ticket', ?, 'Status')", ticket)
+    db.run("INSERT INTO attachments VALUES (700, 70, 0, 'text/plain', 'none', 'Is it still behind?')")
+    db.run("INSERT INTO attachments VALUES (710, 71, 0, 'multipart/mixed', 'none', NULL)")
+    reply = "Gr=C3=BC=C3=9Fe: the standby caught up.\n\n> Is it still behind?\n"
+    db.run("INSERT INTO attachments VALUES (711, 71, 710, 'text/plain', 'quoted-printable', ?)", reply)
+    binary = base64.b64encode(b"\x00\x01\xff waldump").decode()
+    db.run("INSERT INTO attachments VALUES (712, 71, 710, 'application/octet-stream', 'base64', ?)", binary)
+    html = base64.b64encode(b"<p>internal: <b>checked</b></p>").decode()
+    db.run("INSERT INTO attachments VALUES (720, 72, 0, 'text/html', 'base64', ?)", html)
+    for group, name, member in ((80, "Requestor", 10), (81, "Owner", 11), (82, "Cc", None)):
+        db.run("INSERT INTO groups VALUES (?, 'RT::Ticket-Role', ?, ?)", group, name, ticket)
+        if member is not None:
+            db.run("INSERT INTO groupmembers VALUES (?, ?, ?)", group * 10, group, member)
+
+
+def test_a_ticket_is_read_with_its_messages_people_and_queue(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    skipped = metrics.PARTS_SKIPPED.labels(source="rt")._value.get()
+    found = parts(reader(mappings, "rt", db).triggered(event("rt", "tickets", {"id": 7})))
+    assert found[("rt/ticket/7", "root")].groups == ("queue:General",)
+    assert found[("rt/ticket/7", "attachments/711")].text == "Grüße: the standby caught up.\n\n> Is it still behind?\n"
+    assert found[("rt/ticket/7", "attachments/711")].text_format == "email"
+    html = found[("rt/ticket/7", "attachments/720")]
+    assert (html.text, html.text_format) == ("<p>internal: <b>checked</b></p>", "email_html")
+    assert ("rt/ticket/7", "attachments/712") not in found  # the binary attachment: skipped, counted
+    assert ("rt/ticket/7", "attachments/710") not in found  # its multipart container holds no text
+    assert metrics.PARTS_SKIPPED.labels(source="rt")._value.get() == skipped + 1
+    assert found[("rt/ticket/7", "people")].subjects == {"email:ann@example.com", "email:agent@streams.local"}
+
+
+def test_a_cc_added_later_rereads_the_people_of_its_ticket_only(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO groupmembers VALUES (820, 82, 12)")
+    found = parts(reader(mappings, "rt", db).triggered(event("rt", "groupmembers", {"id": 820})))
+    assert list(found) == [("rt/ticket/7", "people")]
+    assert "email:carol@example.com" in found[("rt/ticket/7", "people")].subjects
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "expected"),
+    [
+        ("attachments", {"id": 711}, {"attachments/711"}),  # one message part: only itself
+        ("transactions", {"id": 71}, {"attachments/711"}),
+        ("transactions", {"id": 73}, set()),  # a status change: not a message
+        ("queues", {"id": 1}, {"root"}),
+        ("users", {"id": 10}, {"people"}),
+        ("groups", {"id": 80}, {"people"}),
+    ],
+)
+def test_a_change_to_each_rt_table_rereads_the_parts_it_is_on(
+    mappings: Mappings, table: str, key: dict[str, Any], expected: set[str]
+) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    row = db(f'SELECT * FROM "{table}" WHERE id = %s', [key["id"]])[0]
+    found = reader(mappings, "rt", db).triggered(event("rt", table, key, row))
+    assert {part_id for _, part_id in parts(found)} == expected and not failures(found)
+
+
+def test_a_deleted_attachment_deletes_its_part(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    before = db('SELECT * FROM "attachments" WHERE id = 711', [])[0]
+    db.run("DELETE FROM attachments WHERE id = 711")
+    found = reader(mappings, "rt", db).triggered(event("rt", "attachments", {"id": 711}, before, op=Op.DELETE))
+    assert [(o.document_id, o.part_id, o.deleted) for o in found] == [("rt/ticket/7", "attachments/711", True)]
+
+
+def test_a_role_member_removed_rereads_the_people_by_the_before_images_join_value(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    before = db('SELECT * FROM "groupmembers" WHERE id = 800', [])[0]
+    db.run("DELETE FROM groupmembers WHERE id = 800")
+    found = reader(mappings, "rt", db).triggered(event("rt", "groupmembers", {"id": 800}, before, op=Op.DELETE))
+    (people,) = found
+    assert isinstance(people, PartChange) and people.part_id == "people" and not people.deleted
+    assert people.subjects == {"email:agent@streams.local"}  # the requestor is gone
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ((713, 71, 710, "text/plain", "base64", base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00").decode()), "binary"),
+        (
+            (713, 71, 999, "text/plain", "none", "orphan"),
+            "broken MIME tree: attachments/713's parent 999 does not exist",
+        ),
+        ((713, 71, 700, "text/plain", "none", "nested"), "parent 700 is 'text/plain', not a multipart container"),
+        ((713, 71, 710, "text/plain", "base64", "QUFB" * (30 * 1024 * 1024 // 4)), "over the size guard"),
+        ((713, 71, 710, "text/plain", "x-uuencode", "begin 644"), "unknown content encoding 'x-uuencode'"),
+    ],
+)
+def test_a_bad_message_part_is_a_dead_letter_and_the_other_parts_go_on(
+    mappings: Mappings, row: tuple[Any, ...], reason: str
+) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?)", *row)
+    found = reader(mappings, "rt", db).triggered(event("rt", "tickets", {"id": 7}))
+    (failure,) = failures(found)
+    assert failure.part_id == "attachments/713" and reason in str(failure.error)
+    assert ("rt/ticket/7", "attachments/711") in parts(found)
+
+
+def test_message_parts_decode_quoted_printable_and_skip_other_types() -> None:
+    assert message_part(quopri.encodestring("café".encode()), "quoted-printable", "text/plain", None, 100) == "café"
+    assert message_part("x", "none", "image/png", None, 100).content_type == "image/png"  # type: ignore[union-attr]
+    with pytest.raises(UndecodableContent, match="unknown charset 'no-such-charset'"):
+        message_part(b"\xff", "none", "text/plain", "no-such-charset", 100)
+    with pytest.raises(UndecodableContent, match="over the size guard"):
+        message_part("a" * 101, "none", "text/plain", None, 100)
+
+
+# -- the mapping language's checks ---------------------------------------------------------------------
+
+
+def test_a_hop_must_join_to_the_root_or_an_earlier_hop() -> None:
+    from streams.errors import MappingError
+
+    raw = {
+        "source": "s",
+        "documents": [
+            {
+                "table": "a",
+                "kind": "a",
+                "key": "id",
+                "parts": [
+                    {
+                        "name": "p",
+                        "mode": "one",
+                        "path": [
+                            {"table": "b", "join": {"column": "id", "to": "c.b_id"}},
+                            {"table": "c", "join": {"column": "id", "to": "a.c_id"}},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    with pytest.raises(MappingError, match=r"hop b: joins to c.b_id, but c is not the root or an earlier hop"):
+        parse_source_mapping(raw)
+
+
+def test_application_sources_count_only_where_enabled() -> None:
+    assert "mediawiki" not in load_mappings(ROOT / "connectors").names
+    assert "rt" in load_mappings(ROOT / "connectors", configured=("rt",)).names
+    assert Settings(stack_apps=("request-tracker",)).dsn("rt").endswith("/rt")
+
+
+# -- the router: a trigger becomes routed part changes and dead letters ---------------------------------
+
+
+def debezium(topic: str, key: dict[str, Any], after: dict[str, Any], offset: int) -> RawMessage:
+    source = {
+        "connector": "postgresql",
+        "name": "rt",
+        "db": "rt",
+        "schema": "public",
+        "table": topic.split(".")[-1],
+        "lsn": 1000 + offset,
+        "snapshot": "false",
+        "ts_ms": 1795217165000,
+    }
+    value = {"before": None, "after": after, "source": source, "op": "c", "ts_ms": 1795217165157}
+    return RawMessage(topic, 0, offset, json.dumps(key).encode(), json.dumps(value).encode())
+
+
+def test_the_router_forwards_each_part_read_and_dead_letters_each_failure(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO attachments VALUES (713, 71, 999, 'text/plain', 'none', 'orphan')")
+    forwarded: list[tuple[bytes, bytes]] = []
+    dead: list[dict[str, object]] = []
+
+    async def forward(key: bytes, value: bytes, partition: int | None) -> Any:
+        forwarded.append((key, value))
+
+        async def ack() -> None:
+            return None
+
+        return ack()
+
+    async def dead_letter(origin: Any, record: dict[str, object]) -> None:
+        dead.append(record)
+
+    lookup = PathLookup({"rt": reader(mappings, "rt", db)})
+    router = ChangeRouter(mappings, forward, dead_letter, paths=lookup)
+    ticket = debezium("rt.public.tickets", {"id": 7}, {"id": 7, "subject": "x", "queue": 1}, offset=3)
+    asyncio.run(router.route([ticket]))
+    assert {key for key, _ in forwarded} == {b"rt/ticket/7"}
+    routed = [unwrap_routed(value, "t", 0, 0, router.decoder) for _, value in forwarded]
+    assert {r.change.part_id for r in routed} == {
+        "root",
+        "attachments/700",
+        "attachments/711",
+        "attachments/720",
+        "people",
+    }  # type: ignore[union-attr]
+    assert {r.change.version for r in routed} == {1003}  # type: ignore[union-attr]
+    assert [record["error"] for record in dead] == ["broken MIME tree: attachments/713's parent 999 does not exist"]
+
+
+# -- verify reads through the same function ----------------------------------------------------------
+
+
+class Rows:
+    """verify's SourceRows over the SQLite copy: root pages, and the raw query the paths read through."""
+
+    mariadb = False
+    max_bytes = MAX_BYTES
+
+    def __init__(self, db: Database) -> None:
+        self.query = db
+
+    def pages(self, table: str, key: str) -> Iterator[list[dict[str, Any]]]:
+        yield self.query(f'SELECT * FROM "{table}" ORDER BY "{key}"', [])
+
+
+def test_verify_hashes_a_path_document_as_the_worker_does(mappings: Mappings) -> None:
+    from streams.verify import path_pages
+
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO attachments VALUES (713, 71, 999, 'text/plain', 'none', 'orphan')")
+    worker = parts(reader(mappings, "rt", db).triggered(event("rt", "tickets", {"id": 7})))
+    document = next(m for m in mappings.sources if m.source == "rt").documents[0]
+    (page,) = list(path_pages(Rows(db), mappings, "rt", document))
+    expected = page["rt/ticket/7"]
+    assert {part_id: h for part_id, h in expected.hashes.items() if not h.startswith("unmappable")} == {
+        part_id: change.content_hash for (_, part_id), change in worker.items()
+    }
+    assert expected.hashes["attachments/713"].startswith("unmappable (UndecodableContent: broken MIME tree")
+    assert expected.parts == {"attachments/700", "attachments/711", "attachments/713", "attachments/720", "people"}
+
+
+def test_a_broken_source_connection_is_retried_on_a_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from streams.errors import is_transient
+    from streams.sources import connect
+    from streams.sources.read_paths import SourceConnection, SourceReadError
+
+    opened: list[FakeConnection] = []
+
+    class FakeConnection:
+        autocommit = False
+
+        def __init__(self, broken: bool) -> None:
+            self.broken, self.closed = broken, False
+
+        def cursor(self, row_factory: Any = None) -> Any:
+            connection = self
+
+            class Cursor:
+                def __enter__(self) -> Any:
+                    return self
+
+                def __exit__(self, *_: object) -> None:
+                    return None
+
+                def execute(self, sql: bytes, params: tuple[Any, ...]) -> Any:
+                    if connection.broken:
+                        raise psycopg.OperationalError("server closed the connection unexpectedly")
+                    return self
+
+                def fetchall(self) -> list[dict[str, Any]]:
+                    return [{"c0": 7}]
+
+            return Cursor()
+
+        def close(self) -> None:
+            self.closed = True
+
+    def fake_connect(dsn: str, *, name: str) -> FakeConnection:
+        opened.append(FakeConnection(broken=not opened))
+        return opened[-1]
+
+    monkeypatch.setattr(connect, "connect_postgres", fake_connect)
+    query = SourceConnection("postgresql://streams@127.0.0.1:1/rt", "rt")
+    with pytest.raises(SourceReadError) as failed:
+        query("SELECT 1", [])
+    assert is_transient(failed.value) and opened[0].closed  # retried by the caller, never dead-lettered
+    assert query("SELECT 1", []) == [{"c0": 7}] and len(opened) == 2
