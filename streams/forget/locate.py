@@ -200,36 +200,19 @@ async def locate_in_index(
         for hit in await _every(
             client, index, naming(CHUNK, ids), source_includes=["source", "document_id", "subjects"]
         ):
-            source = hit["_source"]
-            named = sorted(ids & set(source.get("subjects") or []))
-            add(
-                Finding(
-                    CHUNK,
-                    index,
-                    hit["_id"],
-                    source.get("document_id", ""),
-                    source.get("source", ""),
-                    DELETE,
-                    _subjects(named, CHUNK),
-                )
-            )
+            named = sorted(ids & set(hit["_source"].get("subjects") or []))
+            add(_chunk_finding(index, hit, DELETE, _subjects(named, CHUNK)))
         if identity.patterns:
             for hit in await _every(client, index, mention_query(identity.patterns), source_excludes=["vector"]):
-                source = hit["_source"]
-                matches = finder.matches(source.get(name) or "" for name in MENTION_FIELDS)
+                matches = finder.matches(hit["_source"].get(name) or "" for name in MENTION_FIELDS)
                 if matches:  # a candidate the redactor does not confirm is no mention
-                    add(
-                        Finding(
-                            CHUNK,
-                            index,
-                            hit["_id"],
-                            source.get("document_id", ""),
-                            source.get("source", ""),
-                            REDACT,
-                            matches,
-                        )
-                    )
+                    add(_chunk_finding(index, hit, REDACT, matches))
     return indices, sorted(findings.values(), key=lambda f: (f.location, f.place, f.id))
+
+
+def _chunk_finding(index: str, hit: Hit, action: str, matches: list[Match]) -> Finding:
+    source = hit["_source"]
+    return Finding(CHUNK, index, hit["_id"], source.get("document_id", ""), source.get("source", ""), action, matches)
 
 
 def _subjects(identifiers: list[str], whose: str) -> list[Match]:
