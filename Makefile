@@ -6,7 +6,7 @@ STREAMS := $(BIN)/streams
 # Installed once per change of the dependencies, not at every target.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint unit integration faults stack-up stack-down bench clean
+.PHONY: install demo test lint unit integration applications faults stack-up stack-down bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ demo: install
 # The whole suite, cheapest first so that a mistake fails in a minute: lint and types, the unit tests,
 # then the integration tests against the real local stack (started here when it is not running, and
 # stopped after).
-test: lint unit integration
+test: lint unit integration applications
 
 lint: install
 	$(BIN)/ruff check streams tests
@@ -38,7 +38,15 @@ unit: install
 # The fault suite kills servers under the others' feet: it runs on its own (`make faults`;
 # STREAMS_FAULTS=full for the long version), after the rest.
 integration: install
-	$(BIN)/python -m pytest tests/integration tests/applications -m "not faults"
+	$(BIN)/python -m pytest tests/integration -m "not faults"
+
+# MediaWiki and Request Tracker (Debian's packages) added to the local stack and indexed end to end;
+# run last, with the applications configured, so that none of their tests is skipped; the stack is
+# stopped after.
+APPS := STREAMS_STACK_APPS=mediawiki,request-tracker
+applications: install
+	$(APPS) $(STREAMS) stack up
+	$(APPS) $(BIN)/python -m pytest tests/applications -m "not faults"; rc=$$?; $(STREAMS) stack down; exit $$rc
 
 faults: install
 	$(BIN)/python -m pytest tests/integration -m faults
