@@ -1,20 +1,29 @@
 """The physical purge: deleted documents linger in Lucene segments until merged away, so a force merge
 (`only_expunge_deletes`) follows every request, and a second receipt (`purged`) says when.
 
-One force merge per window covers every request received in it (`PurgeScheduler`). A receipt waits
-for its purge in the request's progress record (progress.py), so a worker that dies in the window
-leaves it for the next one to schedule (`resume`).
+One force merge per window covers every request received in it (`PurgeScheduler`); requests that
+arrive while a merge runs wait for the next window. A receipt waits for its purge in the request's
+progress record (progress.py), so a worker that dies in the window leaves it for the next one to
+schedule (`resume`).
+
+The merge runs as an Elasticsearch task that the purge polls: rebuilding the vector graphs of a large
+index outlasts any sensible request timeout, and a merge request retried after a client timeout
+would queue a second merge behind the first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from elasticsearch import AsyncElasticsearch
+from elasticsearch.exceptions import GeneralAvailabilityWarning
 
+from streams.errors import IndexingError
 from streams.forget.progress import ForgetProgress, pending_purges
 from streams.forget.receipt import Receipt
 from streams.retrying import retry_transient
@@ -24,9 +33,31 @@ log = logging.getLogger(__name__)
 SendReceipt = Callable[[Receipt], Awaitable[None]]
 
 
-async def purge(client: AsyncElasticsearch, alias: str) -> None:
-    """Expunge deleted documents from every generation's segments (the physical purge)."""
-    await client.indices.forcemerge(index=alias, only_expunge_deletes=True, wait_for_completion=True)
+async def purge(client: AsyncElasticsearch, alias: str, *, poll_s: float = 2.0) -> None:
+    """Expunge deleted documents from every generation's segments (the physical purge): start the
+    force merge as a task, then wait for it. Each poll rides out a brief outage; a task that is lost
+    (its node restarted) or that reports an error raises, and the caller starts a new merge."""
+    started = await client.indices.forcemerge(index=alias, only_expunge_deletes=True, wait_for_completion=False)
+    task_id = started["task"]
+    while True:
+        status = await retry_transient(
+            lambda: _task_status(client, task_id), stage="purge", what=f"polling the force merge {task_id}"
+        )
+        if status.get("completed"):
+            break
+        await asyncio.sleep(poll_s)
+    if status.get("error"):
+        raise IndexingError(f"the force merge {task_id} failed: {status['error']}", stage="purge")
+    failed = (status.get("response") or {}).get("_shards", {}).get("failed", 0)
+    if failed:
+        raise IndexingError(f"the force merge {task_id} failed on {failed} shards", stage="purge")
+
+
+def _task_status(client: AsyncElasticsearch, task_id: str) -> Awaitable[Any]:
+    """The task API is marked "technical preview" in the client, which warns at every call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeneralAvailabilityWarning)
+        return client.tasks.get(task_id=task_id)
 
 
 class PurgeScheduler:
@@ -55,8 +86,17 @@ class PurgeScheduler:
             self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        await asyncio.sleep(self.window_s)
-        receipts, self.pending = self.pending, []
+        """One window after another while receipts wait: a receipt scheduled during a merge is taken
+        by the next window, never left behind by a task that is about to end."""
+        while self.pending:
+            await asyncio.sleep(self.window_s)
+            receipts, self.pending = self.pending, []
+            try:
+                await self._purge(receipts)
+            except Exception:  # the task has no one awaiting it: say what happened, keep the next window
+                log.exception("the purge of %d deletion requests stopped; their receipts stay pending", len(receipts))
+
+    async def _purge(self, receipts: list[Receipt]) -> None:
         try:  # the cluster may be briefly away: the purge waits for it
             await retry_transient(
                 lambda: purge(self.client, self.targets()),

@@ -129,8 +129,19 @@ def purged_receipt(settings: Settings, request_id: str, start: dict[int, int], t
         return None
 
     found = wait_until(look, timeout=timeout, interval=2.0)
-    assert found, f"no purged receipt for {request_id} within {timeout:.0f}s"
+    assert found, f"no purged receipt for {request_id} within {timeout:.0f}s; the workers said:\n{_purge_log(settings)}"
     return found
+
+
+def _purge_log(settings: Settings) -> str:
+    """What the test workers logged about purges (their log files), for a failure to explain itself."""
+    lines = [
+        f"{log.name}: {line}"
+        for log in sorted(settings.stack_home.glob("worker-*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "purge" in line.lower() or "force merge" in line.lower()
+    ]
+    return "\n".join(lines[-40:]) or "(nothing about purges)"
 
 
 def _assert_forgotten(es: Any, person: Person, vectors: list[list[float]]) -> None:

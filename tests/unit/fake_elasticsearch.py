@@ -1,7 +1,7 @@
 """A tiny Elasticsearch over HTTP, in memory, for unit tests that drive the real client and its helpers.
 
 It holds documents by (index, id) with sequence numbers, answers the calls the deletion lane makes
-(refresh, search, msearch, bulk, get, index, delete, get_alias, forcemerge) and evaluates the query
+(refresh, search, msearch, bulk, get, index, delete, get_alias, forcemerge, tasks) and evaluates the query
 clauses the lane sends (bool, term, terms, ids, match, match_phrase, multi_match, wildcard, prefix) over the
 stored sources. A kNN search finds nothing: the fake has no vectors to compare.
 
@@ -9,6 +9,10 @@ stored sources. A kNN search finds nothing: the fake has no vectors to compare.
 the real `async_streaming_bulk` retry path runs; `after_bulk` lets it fail a bulk request after
 applying it (a worker cut short after Elasticsearch did the work); `observe` sees each request come
 in (the fake runs in the test's event loop, so it can look at the lane's state as it does).
+
+A force merge started as a task (``wait_for_completion=false``) is reported running for
+`merge_polls` polls of ``_tasks``, then completed with `merge_error` (None: a success);
+`merges` counts the merges started.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class FakeElasticsearch:
     after_bulk: int | None = None  # a status to answer a bulk request with once it is applied
     observe: Callable[[str], None] = lambda endpoint: None  # called with "_bulk", "_msearch", ... as each arrives
     bulk_items: list[tuple[str, str, int]] = field(default_factory=list)  # (action, id, status) answered
+    merge_polls: int = 0  # how many polls of a force merge task find it still running
+    merge_error: dict[str, Any] | None = None  # what a completed force merge task reports as its error
+    merges: int = 0
     _seq: int = 0
 
     # The store.
@@ -162,13 +169,29 @@ class FakeElasticsearch:
             return _json({"responses": [self.search(header["index"], body) for header, body in pairs]})
         if parts[-1] == "_search":
             return _json(self.search(parts[0], json.loads(raw or b"{}"), request.query))
+        if parts[-1] == "_forcemerge" and request.query.get("wait_for_completion") == "false":
+            self.merges += 1
+            return _json({"task": f"fake:{self.merges}"})
         if parts[-1] in {"_refresh", "_forcemerge"}:
             return _json({"_shards": {"total": 1, "successful": 1, "failed": 0}})
+        if len(parts) == 2 and parts[0] == "_tasks":
+            return self._task(parts[1])
         if parts[-1] == "_alias":
             return _json({index: {"aliases": {}} for index in self.resolve(parts[0])})
         if len(parts) == 3 and parts[1] == "_doc":
             return self._document(method, parts[0], parts[2], raw, request.query)
         return _json({"error": f"the fake does not answer {method} {request.path}"}, 400)
+
+    def _task(self, task_id: str) -> web.Response:
+        task = {"node": "fake", "id": int(task_id.split(":")[1]), "action": "indices:admin/forcemerge"}
+        if self.merge_polls > 0:
+            self.merge_polls -= 1
+            return _json({"completed": False, "task": task})
+        if self.merge_error is not None:
+            return _json({"completed": True, "task": task, "error": self.merge_error})
+        return _json(
+            {"completed": True, "task": task, "response": {"_shards": {"total": 1, "successful": 1, "failed": 0}}}
+        )
 
     def _document(self, method: str, index: str, doc_id: str, raw: bytes, query: Any) -> web.Response:
         key = (index, doc_id)

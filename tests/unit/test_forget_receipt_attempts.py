@@ -222,3 +222,53 @@ def test_resuming_pending_purges_never_stops_the_lane(monkeypatch: Any) -> None:
     monkeypatch.setattr(purge, "pending_purges", broken)
     asyncio.run(scheduler.resume())  # logged, and the lane goes on
     assert scheduled == ["r1"]
+
+
+def test_the_purge_waits_for_its_force_merge_task_and_fails_on_its_error() -> None:
+    """The merge runs as a task: the purge returns once it completed, and a merge that reports an
+    error (or a failed shard) raises, so the receipt is not certified "purged"."""
+
+    async def scenario(es: AsyncElasticsearch) -> None:
+        await purge.purge(es, "chunks", poll_s=0)
+        assert fake.merges == 1 and fake.merge_polls == 0  # both running polls were waited out
+        fake.merge_error = {"type": "illegal_state_exception", "reason": "merge aborted"}
+        with pytest.raises(IndexingError, match="merge aborted"):
+            await purge.purge(es, "chunks", poll_s=0)
+
+    fake = FakeElasticsearch(aliases={"chunks": ["v1"]}, merge_polls=2)
+    run(fake, scenario)
+
+
+def test_a_receipt_scheduled_while_a_merge_runs_is_purged_by_the_next_window() -> None:
+    """A deletion arriving while the previous window's merge runs used to be appended to a window
+    that had already been taken, and waited for a purge that never came."""
+    from dataclasses import replace
+
+    first, second = _receipt(datetime.now(UTC)), replace(_receipt(datetime.now(UTC)), request_id="r2")
+    sent: list[tuple[str, str]] = []
+
+    async def send(receipt: Receipt) -> None:
+        sent.append((receipt.request_id, receipt.status))
+
+    async def scenario(es: AsyncElasticsearch) -> None:
+        scheduler = PurgeScheduler(es, lambda: "chunks", window_s=0, progress_index=PROGRESS, send_receipt=send)
+        polls = 0
+
+        def on_request(endpoint: str) -> None:
+            nonlocal polls
+            if endpoint.startswith("fake:"):  # a poll of the first merge: it is still running
+                polls += 1
+                if polls == 1:
+                    scheduler.schedule(second)
+
+        fake.observe = on_request
+        scheduler.schedule(first)
+        for _ in range(1000):  # the first merge is polled again after 2 s
+            if len(sent) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sent == [("r1", "purged"), ("r2", "purged")]
+        assert fake.merges == 2  # the second request got a merge of its own, after the first
+
+    fake = FakeElasticsearch(aliases={"chunks": ["v1"]}, merge_polls=1)
+    run(fake, scenario)
