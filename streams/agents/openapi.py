@@ -1,17 +1,19 @@
-"""The OpenAPI 3.1 description of /search, served at /openapi.json.
+"""The OpenAPI 3.1 description of /search and /locate, served at /openapi.json.
 
 Built from the worker's SearchSchema (its sources and its mappings' metadata fields), so that the
 filters it lists are the ones this worker accepts; tests/unit/test_search_api.py holds the handler and
-this description to the same parameters.
+this description to the same parameters. The subject access report's shape is its Avro schema's
+(schemas/subject_report.avsc), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from streams import __version__
+from streams import __version__, avro
 from streams.agents.web import FILTER_PREFIX, MAX_K, MAX_QUERY_CHARS, PARAMETERS, SearchSchema
 from streams.elastic.hybrid_index import MAX_WINDOW
+from streams.records import SUBJECT_KINDS
 
 _LIST = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 _INSTANT = {"type": "string", "examples": ["2024-05-01", "2024-05-01T12:00:00Z"]}
@@ -97,6 +99,61 @@ _RESPONSE = {
 }
 
 
+_AVRO_TYPES = {"string": "string", "boolean": "boolean", "int": "integer", "long": "integer", "double": "number"}
+
+
+def json_schema(avro_type: Any) -> dict[str, Any]:
+    """The JSON schema of an Avro type as the API writes it: records, arrays, unions with null, the
+    primitive types, and timestamps as ISO 8601 text (as SubjectReport.to_json writes them)."""
+    if isinstance(avro_type, list):  # a union: the same value, or null
+        kinds = [json_schema(branch) for branch in avro_type if branch != "null"]
+        shown = kinds[0] if len(kinds) == 1 else {"oneOf": kinds}
+        return {"oneOf": [shown, {"type": "null"}]} if "null" in avro_type else shown
+    if isinstance(avro_type, str):
+        if avro_type not in _AVRO_TYPES:
+            raise ValueError(f"no JSON schema for the Avro type {avro_type!r}")
+        return {"type": _AVRO_TYPES[avro_type]}
+    if avro_type.get("logicalType", "").startswith("timestamp"):
+        return {"type": "string", "format": "date-time"}
+    if avro_type["type"] == "array":
+        return {"type": "array", "items": json_schema(avro_type["items"])}
+    if avro_type["type"] == "record":
+        properties = {
+            field["name"]: {**json_schema(field["type"]), **({"description": field["doc"]} if "doc" in field else {})}
+            for field in avro_type["fields"]
+        }
+        return {"type": "object", "required": list(properties), "properties": properties}
+    return json_schema(avro_type["type"])
+
+
+def _locate_path(error_responses: dict[str, Any]) -> dict[str, Any]:
+    report = json_schema(avro.load_schema("subject_report"))
+    return {
+        "get": {
+            "summary": "The subject access report: every chunk, state record and dead letter that names or "
+            "concerns a person, over every index generation, each with why it matched. Changes nothing; "
+            "the report is also published on the reports topic. Operator credentials only.",
+            "parameters": [
+                {"name": "subject", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}},
+                {
+                    "name": "kind",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": list(SUBJECT_KINDS), "default": "email"},
+                },
+            ],
+            "responses": {
+                "200": {"description": "The report.", "content": {"application/json": {"schema": report}}},
+                "403": {
+                    "description": "A credential that is not an operator's (a search key, a JWT).",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+                **{status: error_responses[status] for status in ("400", "401", "503")},
+            },
+        }
+    }
+
+
 def openapi_document(schema: SearchSchema) -> dict[str, Any]:
     schemas = _schemas(schema)
     names = schema.parameters()
@@ -153,6 +210,7 @@ def openapi_document(schema: SearchSchema) -> dict[str, Any]:
                     },
                     "responses": {"200": ok, **{s: r for s, r in error_responses.items() if s != "414"}},
                 },
-            }
+            },
+            "/locate": _locate_path(error_responses),
         },
     }

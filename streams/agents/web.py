@@ -1,5 +1,5 @@
 """The worker's HTTP endpoints: /metrics (Prometheus), /freshness (JSON), /search (hybrid search),
-/openapi.json (the description of /search) and /locate (the subject access report, operators only).
+/openapi.json (the description of /search and /locate) and /locate (the subject access report, operators only).
 
 /metrics, /freshness and /openapi.json are open (the server listens on loopback unless
 STREAMS_WORKER_WEB_BIND says otherwise); /search needs a bearer credential and searches only the groups

@@ -184,6 +184,31 @@ def _ask(key: str | None, **query: str) -> Any:
     return answer
 
 
+def test_the_openapi_description_of_locate_is_what_it_answers() -> None:
+    """/openapi.json describes /locate's parameters and its report, read from the report's Avro
+    schema: a real report validates against it, and one with a field missing or mistyped does not."""
+    import jsonschema
+    import pytest
+
+    from streams.agents.openapi import openapi_document
+    from tests.unit.test_search_api import SCHEMA
+
+    described = openapi_document(SCHEMA)["paths"]["/locate"]["get"]
+    assert {p["name"] for p in described["parameters"]} == {"subject", "kind"}  # what answer_locate takes
+    report_schema = described["responses"]["200"]["content"]["application/json"]["schema"]
+    fake = FakeElasticsearch(aliases={ALIAS: [INDEX]})
+    _seed(fake)
+    report = _locate(fake).to_json()
+    assert report["findings"]
+    jsonschema.validate(report, report_schema)
+    broken = copy.deepcopy(report)
+    del broken["findings"][0]["matches"][0]["why"]
+    with pytest.raises(jsonschema.ValidationError, match="'why' is a required property"):
+        jsonschema.validate(broken, report_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**report, "located_at": 1733300000000}, report_schema)
+
+
 def test_locate_is_refused_to_a_search_key_and_without_a_credential() -> None:
     assert _ask(SUPPORT_KEY, subject="ann@example.com").status == 403
     refused = _ask(None, subject="ann@example.com")
