@@ -116,6 +116,11 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
         f" max {_fmt(u.get('max'), 's')}; behind a backlog p50 {_fmt(ub.get('p50'), 's')}"
         f" p99 {_fmt(ub.get('p99'), 's')} max {_fmt(ub.get('max'), 's')}"
     )
+    located = g.get("locate_s") or {}
+    click.echo(
+        f"             locate (subject access report) p50 {_fmt(located.get('p50'), 's')}"
+        f" max {_fmt(located.get('max'), 's')}"
+    )
     for label, key in (("nothing pending", "phase_mean_s"), ("behind a backlog", "backlog_phase_mean_s")):
         if g.get(key):
             phases = ", ".join(f"{phase} {seconds:.3f}" for phase, seconds in g[key].items())

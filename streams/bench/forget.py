@@ -1,11 +1,14 @@
 """Forget: a deletion request until search no longer finds the subject, on a quiet pipeline and
-behind a backlog of pending changes. Each subject is a fresh person with a ticket, a CRM contact, a
+behind a backlog of pending changes; and before it, the subject access report (`streams locate`)
+for each person of the quiet run, timed as the command makes it (every generation searched, the
+dead letters scanned, the report published). Each subject is a fresh person with a ticket, a CRM contact, a
 note about the contact, and another person's ticket that names them (full name and email) in its
 text; "unsearchable" means no visible chunk names any of their identifiers and a phrase search for
 their email or their name finds nothing (the mention redacted, not only their own documents gone)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -15,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams import avro
+from streams.agents.locate_commands import locate_subject, publish_report
 from streams.bench.probes import (
     BenchError,
     MetricsSnapshot,
@@ -27,7 +31,7 @@ from streams.bench.probes import (
     wait_for,
 )
 from streams.bench.stats import summary
-from streams.clients import consumer_at_end, kafka_producer
+from streams.clients import async_elasticsearch_client, consumer_at_end, kafka_producer
 from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_postgres
@@ -209,6 +213,30 @@ def _forget_all(
     return times, requests, failures
 
 
+def _locate_all(settings: Settings, people: list[Person], progress: Progress) -> tuple[list[float], list[str]]:
+    """Time `streams locate` for each person: the report must list their ticket, contact and note."""
+
+    async def timed() -> tuple[list[float], list[str]]:
+        times: list[float] = []
+        failures: list[str] = []
+        client = async_elasticsearch_client(settings)
+        try:
+            for person in people:
+                started = time.perf_counter()
+                report = await locate_subject(settings, client, person.email, "email", "bench")
+                publish_report(settings, report)
+                times.append(time.perf_counter() - started)
+                documents = {finding.document_id for finding in report.findings}
+                if len(documents) < 3:
+                    failures.append(f"locate {person.email}: {len(documents)} documents listed, expected at least 3")
+                progress(f"forget: locate {person.email}: {len(report.findings)} findings in {times[-1]:.2f}s")
+        finally:
+            await client.close()
+        return times, failures
+
+    return asyncio.run(timed())
+
+
 def _backlog(settings: Settings, comments: int) -> int:
     """Insert `comments` ticket comments over 20 new tickets at once: a backlog for the indexer."""
     tickets = [
@@ -242,6 +270,7 @@ def run(
         if not wait_for(indexed, timeout_s):
             raise BenchError(f"{person.email} was not indexed within {timeout_s:.0f}s (its documents and a mention)")
     progress("forget: every subject is searchable")
+    locate_times, locate_failures = _locate_all(settings, quiet, progress)
     receipts = Receipts(settings)
     producer = kafka_producer(settings)
     try:
@@ -276,6 +305,7 @@ def run(
 
     return {
         "requests": requests,
+        "locate_s": summary(locate_times),
         "unsearchable_s": summary(quiet_times),
         "backlog_unsearchable_s": summary(backlog_times),
         "receipt_unsearchable_s": summary(receipt_times(quiet_requests)),
@@ -288,7 +318,7 @@ def run(
         # Where a request's time goes, mean seconds per request by phase (the worker's counters).
         "phase_mean_s": _phase_means(start_metrics, quiet_metrics, len(quiet_requests)),
         "backlog_phase_mean_s": _phase_means(quiet_metrics, backlog_metrics, len(backlog_requests)),
-        "failures": quiet_failures + backlog_failures,
+        "failures": locate_failures + quiet_failures + backlog_failures,
         "method": (
             "external: request published -> count of visible chunks naming the subject's identifiers"
             " is 0 and a phrase search for their email or name over text, title and section counts 0"

@@ -26,6 +26,8 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "incremental.chunks_written_per_edit",
     "incremental.whole_doc_chunks_per_edit",
     "incremental.freshness_s.p50",
+    "forget.locate_s.p50",
+    "forget.locate_s.max",
     "forget.unsearchable_s.p50",
     "forget.unsearchable_s.max",
     "forget.backlog_unsearchable_s.p50",
