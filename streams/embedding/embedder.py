@@ -185,16 +185,12 @@ def load_model(
 def record_choice(model_name: str, choice: Choice) -> None:
     """Auto's choice, why, and its measured rate: to the log and to /metrics."""
     log.info(
-        "embedding backend for %s: %s on %s (auto%s): %s; %s chunks/s on the agreement sample against torch"
-        " float32's %s, min cosine %s",
+        "embedding backend for %s: %s on %s (auto%s): %s",
         model_name,
         choice.backend,
         choice.device,
         f", cached in {choice.cache_file}" if choice.cached else "",
         choice.reason,
-        choice.chunks_per_s,
-        choice.reference_chunks_per_s,
-        choice.min_cosine,
     )
     EMBEDDING_BACKEND.labels(model=model_name).info(
         {"configured": "auto", "backend": choice.backend, "device": choice.device, "reason": choice.reason}
