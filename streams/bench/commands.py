@@ -191,7 +191,8 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
 def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
     """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend and
-    of auto's choice, on short, median and full-length chunks, with the CPU's flags (needs no stack), freshness under steady edits, backfill throughput against the configured
+    of auto's choice, on short, median and full-length chunks, with the CPU's flags (needs no stack),
+    freshness under steady edits, backfill throughput against the configured
     backend's raw encode, proportional incremental edits, deletion-request latency (also behind a
     backlog), and /search latency with 8 concurrent clients at k=10 and k=100, idle and under edits.
 
