@@ -164,3 +164,17 @@ def test_sets_reports_a_broken_set_before_any_query(tmp_path: Path) -> None:
     broken = beir(tmp_path / "broken", ["a"], [("q1", "ghost", 1)], ["q1"])
     result = CliRunner().invoke(eval_, ["--sets", f"{good},{broken}"])
     assert result.exit_code == 1 and "missing from corpus.jsonl: ['ghost']" in result.output
+
+
+def test_each_ranking_reports_its_p95_latency_beside_the_totals(tmp_path: Path) -> None:
+    from streams.elastic.hybrid_index import DEFAULT_TUNING
+    from streams.eval.load_collection import LoadedCollection
+    from streams.eval.run_eval import build_report
+
+    golden = read_beir_set(beir(tmp_path / "s", ["a", "b"], [("q1", "a", 1)], ["q1"]))
+    loaded = LoadedCollection("g", "tickets", {"a": "t1", "b": "t2"})
+    latencies = {"hybrid": [0.001 * n for n in range(1, 21)]}  # 1..20 ms: the nearest-rank p95 is 19 ms
+    report = build_report(golden, loaded, {"hybrid": {"q1": ["b", "a"]}}, "idx", DEFAULT_TUNING, 0.1, latencies)
+    assert report["modes"]["hybrid"]["latency_ms"] == {"p95": 19.0}
+    assert "latency_ms" not in report["modes"]["hybrid"]["total"]  # the gate compares totals, higher is better
+    assert report["modes"]["hybrid"]["total"]["mrr@10"] == pytest.approx(0.5)
