@@ -31,7 +31,7 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
     default=None,
     metavar="DIR1,DIR2,...",
     help="Several BEIR sets, comma-separated, each loaded with `eval load`: a report per set and the mean "
-    "over the sets (instead of --set; --group is then each set's only load; --baseline compares the mean).",
+    "over the sets (instead of --set; each set's one load record names its group; --baseline compares the mean).",
 )
 @click.option("--group", default=None, help="The access group it was loaded into (default: the only one loaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (totals and every query).")
@@ -78,7 +78,8 @@ def eval_(
     fields: str | None,
 ) -> None:
     """Measure retrieval quality: nDCG@10, recall@100, MRR@10 and precision@5 of hybrid search, BM25
-    alone and kNN alone over a golden set that `streams eval load` put through the pipeline.
+    alone and kNN alone over a golden set that `streams eval load` put through the pipeline, and the p95
+    latency of each ranking's searches (in the JSON report). With --sets, each set and the mean.
 
     Every query goes through the same search function as /search, restricted to the set's access group.
     With --baseline it is a quality gate: it exits 1 and names each metric that fell more than
@@ -107,6 +108,8 @@ def eval_(
         raise click.UsageError("give --set or --sets, not both")
     if sets is not None and per_query:
         raise click.UsageError("--per-query is for one set (--set)")
+    if sets is not None and group is not None:
+        raise click.UsageError("--group is for one set (--set): with --sets each set's one load record names its group")
     settings = get_settings()
     changes: dict[str, Any] = {
         "rrf_k": rrf_k,

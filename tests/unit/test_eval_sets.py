@@ -155,6 +155,8 @@ def test_sets_and_set_together_are_refused(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(eval_, ["--set", str(tmp_path), "--sets", f"{tmp_path},{tmp_path}/b"])
     assert result.exit_code == 2 and "not both" in result.output
+    result = CliRunner().invoke(eval_, ["--sets", f"{tmp_path},{tmp_path}/b", "--group", "g"])
+    assert result.exit_code == 2 and "--group is for one set" in result.output
 
 
 def test_sets_reports_a_broken_set_before_any_query(tmp_path: Path) -> None:
