@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     # in parallel: size it for the most workers you expect (adding partitions later moves documents
     # between partitions; ordering still holds by version, but plan it, see README "Several workers").
     routed_topic: str = "streams.changes.by-document"
+    # The backfill lane's repartition topic (same key and partitions): snapshot reads and bursts.
+    backfill_topic: str = "streams.changes.backfill"
+    # A router batch with at least this many changes from one table sends them to the backfill lane (0: never).
+    backfill_burst_events: int = 200
     document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"
     receipts_topic: str = "streams.forget.receipts"

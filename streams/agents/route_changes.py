@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -199,6 +200,8 @@ class ChangeRouter:
         heartbeat_table: str = HEARTBEAT_TABLE,
         partitions: int = 1,
         paths: PathLookup | None = None,
+        forward_backfill: Forward | None = None,
+        burst_events: int = 0,
     ) -> None:
         self.decoder = ChangeDecoder(mappings, max_event_bytes, heartbeat_table)
         # Reads for the documents mapped through joins: their events are triggers (read_paths.py).
@@ -207,14 +210,31 @@ class ChangeRouter:
         self.send_dead_letter = send_dead_letter
         self.registry_url = registry_url
         self.partitions = partitions  # of the repartition topic: a heartbeat goes to each
+        # The backfill lane (None: one lane for all): snapshot reads, and a batch's burst from one table
+        # of at least `burst_events` changes (0: no burst is bulk), go there so live work never waits.
+        self.forward_backfill = forward_backfill
+        self.burst_events = burst_events
+
+    def bulk_topics(self, messages: Sequence[RawMessage]) -> set[str]:
+        """The Debezium topics (one per table) with a burst of at least `burst_events` in this batch."""
+        if self.burst_events <= 0:
+            return set()
+        counts = Counter(message.topic for message in messages)
+        return {topic for topic, count in counts.items() if count >= self.burst_events}
+
+    def _forward_change(self, change: PartChange, message: RawMessage, bulk: set[str]) -> Forward:
+        if self.forward_backfill is not None and (change.snapshot or message.topic in bulk):
+            return self.forward_backfill
+        return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
+        bulk = self.bulk_topics(messages)
         for message in messages:
             try:
                 event = self.decoder.event(message)
                 if event is not None and self.paths is not None and self.paths.handles(event):
-                    pending.extend(await self._read_through_paths(message, event))
+                    pending.extend(await self._read_through_paths(message, event, bulk))
                     continue
                 routed = self.decoder.routed(message, event)
             except StreamsError as exc:
@@ -230,7 +250,8 @@ class ChangeRouter:
                     pending.append(await self.forward(key, value, partition))
                 continue
             # Sent in order, awaited together: the producer keeps a partition's records in send order.
-            pending.append(await self.forward(routed.change.document_id.encode(), value, None))
+            forward = self._forward_change(routed.change, message, bulk)
+            pending.append(await forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)
 
@@ -238,7 +259,9 @@ class ChangeRouter:
         log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
         await self.send_dead_letter(message.origin, dead_letter_record(message.origin, message.key, message.value, exc))
 
-    async def _read_through_paths(self, message: RawMessage, event: ChangeEvent) -> list[Awaitable[object]]:
+    async def _read_through_paths(
+        self, message: RawMessage, event: ChangeEvent, bulk: set[str]
+    ) -> list[Awaitable[object]]:
         """A trigger: the parts it affects, read from the source, each forwarded as a routed change; a
         part that cannot be read is a dead letter of its own, and the others go on."""
         assert self.paths is not None
@@ -252,5 +275,6 @@ class ChangeRouter:
                 continue
             routed = RoutedChange(message, event.source, event.commit_ts, outcome)
             value = encode_routed(routed, self.registry_url)
-            pending.append(await self.forward(outcome.document_id.encode(), value, None))
+            forward = self._forward_change(outcome, message, bulk)
+            pending.append(await forward(outcome.document_id.encode(), value, None))
         return pending

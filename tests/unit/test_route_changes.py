@@ -274,3 +274,21 @@ def test_a_postgres_incremental_snapshot_read_takes_its_version_from_the_sequenc
     envelope["source"].update(snapshot="false", sequence='["1","2"]')  # a live change must carry its lsn
     with pytest.raises(DecodeError, match=r"source\.lsn"):
         decode_change_event(message.topic, message.key, json.dumps(value).encode())
+
+
+def test_a_burst_from_one_table_goes_to_the_backfill_lane_and_the_rest_stays_live(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=3)
+    burst = [raw("tickets.public.tickets/update", offset=offset, id=offset) for offset in range(3)]
+    note = raw("crm.public.notes/create", offset=9)
+    asyncio.run(router.route([*burst, note]))
+    assert len(backfill.forwarded) == 3
+    assert len(live.forwarded) == 1
+    assert live.acknowledged == 1 and backfill.acknowledged == 3
+
+
+def test_without_a_burst_every_change_stays_live(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=3)
+    asyncio.run(router.route([raw("tickets.public.tickets/update", offset=1), raw("crm.public.notes/create")]))
+    assert len(live.forwarded) == 2 and not backfill.forwarded
