@@ -292,3 +292,14 @@ def test_without_a_burst_every_change_stays_live(mappings: Mappings) -> None:
     router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=3)
     asyncio.run(router.route([raw("tickets.public.tickets/update", offset=1), raw("crm.public.notes/create")]))
     assert len(live.forwarded) == 2 and not backfill.forwarded
+
+
+def test_a_snapshot_read_goes_to_the_backfill_lane(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=0)
+    message = raw("tickets.public.tickets/update")
+    value = json.loads(message.value or b"{}")
+    value["op"], value["source"]["snapshot"] = "r", "true"
+    read = RawMessage(message.topic, message.partition, message.offset, message.key, json.dumps(value).encode())
+    asyncio.run(router.route([read, raw("crm.public.notes/create")]))
+    assert len(backfill.forwarded) == 1 and len(live.forwarded) == 1
