@@ -301,4 +301,4 @@ def test_one_reading_tells_no_drain_rate() -> None:
     only = LagReading(datetime.now(UTC), {(settings.deletion_topic, 0): 3})
     deletion = {lane["lane"]: lane for lane in console.lanes(only, None, settings)}["deletion"]
     assert (deletion["messages"], deletion["drain_per_s"], deletion["drain_s"]) == (3, None, None)
-    assert [lane["messages"] for lane in console.lanes(None, None, settings)] == [0, 0, 0]
+    assert [lane["messages"] for lane in console.lanes(None, None, settings)] == [0, 0, 0, 0]
