@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     backfill_topic: str = "streams.changes.backfill"
     # A table with at least this many changes routed within the burst window is bursting: its changes
     # go to the backfill lane (0: no burst is bulk; snapshot reads always are).
-    backfill_burst_events: int = 200
+    backfill_burst_events: int = 100
     backfill_burst_window_s: float = 1.0
     document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"

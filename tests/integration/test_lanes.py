@@ -52,10 +52,13 @@ def _indexed_documents(es: Any, settings: Settings, word: str) -> int:
 
 def test_live_edits_are_searchable_while_a_bulk_import_drains(worker: Settings) -> None:
     es = es_client(worker)
+    first = unique("firstnote")
     contact = edits.add_contact("Lane", "Probe", unique("lane") + "@example.com", ["sales"])
-    note = edits.add_note(contact, "owner@example.com", "A first note about the probe.")
-    page = edits.new_wiki_page(unique("Lane probe page "), "A page about lanes.", ["engineering"], "w@example.com")
-    assert wait_until(lambda: f"crm/note/{note}" in found_documents(es, "probe"), timeout=120)
+    note = edits.add_note(contact, "owner@example.com", f"A first note about the probe: {first}.")
+    page = edits.new_wiki_page(
+        unique("Lane probe page "), f"A page about lanes: {first}.", ["engineering"], "w@example.com"
+    )
+    assert wait_until(lambda: len(found_documents(es, first)) == 2, timeout=120)
     backfill_before = metrics_value("streams_routed_total", {"lane": "backfill"})
 
     bulk = unique("bulk")
