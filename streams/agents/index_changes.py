@@ -94,7 +94,7 @@ def register(app: faust.App, service: WorkerService) -> None:
                 await task
                 raise
 
-    async def index(stream, processor: ChangeProcessor, lane: str) -> None:  # type: ignore[no-untyped-def]
+    async def index(stream, processor: ChangeProcessor) -> None:  # type: ignore[no-untyped-def]
         # Only for records a router that did not decode wrote before an upgrade.
         decoder = ChangeDecoder(service.mappings, settings.max_event_bytes, settings.heartbeat_table)
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
@@ -113,7 +113,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             # process() handles every failure itself (retrying or dead-lettering): an exception escaping
             # here would let take_events acknowledge the batch unprocessed. For the same reason a
             # shutdown lets the batch finish: take_events acknowledges it on the way out.
-            task = asyncio.ensure_future(process(processor, messages, lane))
+            task = asyncio.ensure_future(process(processor, messages))
             try:
                 result = await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -122,7 +122,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             if result.applied or result.failed:
                 log.info(
                     "%s batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
-                    lane,
+                    processor.lane,
                     len(messages),
                     len(result.applied),
                     len(result.stale),
@@ -132,8 +132,8 @@ def register(app: faust.App, service: WorkerService) -> None:
                     result.chunks_reused,
                 )
 
-    async def process(processor: ChangeProcessor, messages: list, lane: str) -> WriteResult:  # type: ignore[type-arg]
-        if lane == "backfill":
+    async def process(processor: ChangeProcessor, messages: list) -> WriteResult:  # type: ignore[type-arg]
+        if processor.lane == "backfill":
             return await processor.process(messages)
         async with service.priority.live():  # the backfill lane waits while this batch is in flight
             return await processor.process(messages)
@@ -142,10 +142,10 @@ def register(app: faust.App, service: WorkerService) -> None:
     async def index_changes(stream):  # type: ignore[no-untyped-def]
         runtime = await service.runtime()
         processor = ChangeProcessor(runtime.writer, send_dead_letter, runtime.freshness, capture=service.capture_clock)
-        await index(stream, processor, "live")
+        await index(stream, processor)
 
     @app.agent(topics.backfill, name=f"{__name__}.index_backfill", concurrency=1)
     async def index_backfill(stream):  # type: ignore[no-untyped-def]
         runtime = await service.runtime()
         processor = ChangeProcessor(runtime.writer, send_dead_letter, runtime.freshness, turn=service.priority.turn)
-        await index(stream, processor, "backfill")
+        await index(stream, processor)
