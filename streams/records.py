@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -144,7 +145,9 @@ class ChunkText:
 
 
 # What a subject can be: the kinds the document mappings extract, and the kinds a deletion request names.
-SUBJECT_KINDS = ("email", "contact_id", "user_id")
+# `name` is a person's real name (folded: case, accents and spacing do not matter); `mediawiki_user` and
+# `rt_user` are account names in those applications, scoped per application (one name may be two people).
+SUBJECT_KINDS = ("email", "contact_id", "user_id", "name", "mediawiki_user", "rt_user")
 
 
 def normalize_email(address: str) -> str:
@@ -157,7 +160,19 @@ def normalize_email(address: str) -> str:
 def subject_identifier(kind: str, value: str) -> str:
     """A subject as the index stores it in `subjects` (``email:ann@example.com``, ``contact_id:17``)."""
     text = value.strip()
-    return f"{kind}:{normalize_email(text) if kind == 'email' else text}"
+    if kind == "email":
+        text = normalize_email(text)
+    elif kind == "name":
+        text = normalize_name(text)
+    return f"{kind}:{text}"
+
+
+def normalize_name(written: str) -> str:
+    """A real name as an identifier: case and accents dropped, one space between words ("José  Núñez",
+    "jose nunez" are one identifier)."""
+    decomposed = unicodedata.normalize("NFKD", written.replace("’", "'"))
+    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return " ".join(folded.split())
 
 
 def text_hash(text: str) -> str:

@@ -31,9 +31,10 @@ class Identity:
 
 def mention_patterns(identifiers: set[str], written: Sequence[Sequence[str]] = ()) -> set[MentionPattern]:
     """Email identifiers are written as themselves, and a local part such as ``priya.park`` also as
-    the name it spells; identity records add the full name and phone."""
+    the name it spells; a real name (``name:``) as itself; identity records add the full name and phone."""
     emails = [name.split(":", 1)[1] for name in identifiers if name.startswith("email:")]
     patterns = {MentionPattern("email", email) for email in emails}
+    patterns |= {MentionPattern("name", name.split(":", 1)[1]) for name in identifiers if name.startswith("name:")}
     for email in emails:
         pieces = re.split(r"[._-]+", email.rpartition("@")[0])
         if len(pieces) >= 2 and all(len(piece) >= 2 and piece.isalpha() for piece in pieces):

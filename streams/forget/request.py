@@ -52,6 +52,10 @@ def validate_deletion_request(record: dict[str, Any]) -> None:
         raise InvalidRequest(f"unknown subject kind {kind!r} (expected one of {', '.join(sorted(SUBJECT_KINDS))})")
     if kind == "email" and not EMAIL.fullmatch(subject):
         raise InvalidRequest(f"subject {subject!r} is not an email address")
+    if kind == "name" and len(subject.split()) < 2:
+        raise InvalidRequest(
+            f"subject {subject!r} is one word: a name to forget needs two (a first name and a surname)"
+        )
     if kind in NUMERIC_KINDS and not subject.isdigit():
         raise InvalidRequest(f"subject {subject!r} is not a numeric {kind}")
     for identifier in record.get("identifiers") or []:

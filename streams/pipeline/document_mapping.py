@@ -354,6 +354,10 @@ class DocumentMapping(_Node):
     # Read through joins: hops whose columns the root's fields may name (RT's queue name), and parts.
     path: tuple[Hop, ...] = ()
     parts: tuple[PartMapping, ...] = ()
+    # Read from the source like a document with a path, though it has none: a table that is also a hop
+    # of another document's path (MediaWiki's `user`, RT's `users`) can then be a document of its own,
+    # its values decoded the way the path reader decodes them (binary columns as UTF-8).
+    from_source: StrictBool = False
 
     @model_validator(mode="after")
     def _paths_fit(self) -> DocumentMapping:
@@ -378,7 +382,7 @@ class DocumentMapping(_Node):
     @property
     def reads_paths(self) -> bool:
         """Whether the document is read from the source through joins (its events are only triggers)."""
-        return bool(self.path or self.parts)
+        return bool(self.path or self.parts or self.from_source)
 
     def path_tables(self) -> set[str]:
         return {hop.table for hops in (self.path, *(p.path for p in self.parts)) for hop in hops}

@@ -336,11 +336,15 @@ def forget_in_state(state: DocumentState, identifiers: set[str]) -> DocumentStat
     """The state with every trace of `identifiers` removed, its version guards kept.
 
     If the root names a forgotten identifier, the whole document becomes a suppressed delete marker
-    (every chunk carries the root's subjects, so every chunk goes). If only a part names one, that
-    part is emptied. Versions stay, so replays of older events are still recognized as stale.
+    (every chunk carries the root's subjects, so every chunk goes). So does a part without text of its
+    own that names one (a ticket's requestors, Cc and owner, a page's authors, read through joins): it
+    says who the document is about, as the root's subjects do. If only a part with text names one (a
+    comment they wrote), that part is emptied. Versions stay, so replays of older events are still
+    recognized as stale.
     """
     forgotten = state.copy()
-    if forgotten.root is not None and identifiers & set(forgotten.root.subjects):
+    about = any(identifiers & set(part.subjects) and not part.chunk_hashes for part in forgotten.parts.values())
+    if forgotten.root is not None and (about or identifiers & set(forgotten.root.subjects)):
         forgotten.root = RootState(
             version=forgotten.root.version, deleted=True, suppressed=True, commit_ts=forgotten.root.commit_ts
         )

@@ -55,3 +55,25 @@ def _api_error(status: int) -> ApiError:
 )
 def test_one_rule_says_what_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+def test_a_real_name_is_an_identifier_folded_and_a_mention_pattern() -> None:
+    from streams.forget.expand import mention_patterns
+    from streams.pipeline.mentions import MentionPattern
+    from streams.records import subject_identifier
+
+    assert subject_identifier("name", "  José   NÚÑEZ ") == "name:jose nunez"
+    assert MentionPattern("name", "jose nunez") in mention_patterns({"name:jose nunez"})
+    assert mention_patterns({"mediawiki_user:Alice"}) == set()
+
+
+def test_a_one_word_name_is_refused() -> None:
+    import pytest
+
+    from streams.errors import InvalidRequest
+    from streams.forget.request import validate_deletion_request
+
+    with pytest.raises(InvalidRequest, match="one word"):
+        validate_deletion_request({"request_id": "r", "subject": "Alice", "subject_kind": "name"})
+    validate_deletion_request({"request_id": "r", "subject": "Alice Bell", "subject_kind": "name"})
+    validate_deletion_request({"request_id": "r", "subject": "Alice", "subject_kind": "mediawiki_user"})

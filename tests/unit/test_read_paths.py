@@ -40,9 +40,10 @@ CREATE TABLE slot_roles (role_id INTEGER PRIMARY KEY, role_name TEXT);
 CREATE TABLE content (content_id INTEGER PRIMARY KEY, content_address TEXT);
 CREATE TABLE text (old_id INTEGER PRIMARY KEY, old_text BLOB, old_flags BLOB);
 CREATE TABLE actor (actor_id INTEGER PRIMARY KEY, actor_user INTEGER, actor_name BLOB);
-CREATE TABLE user (user_id INTEGER PRIMARY KEY, user_name BLOB, user_email BLOB);
+CREATE TABLE user (user_id INTEGER PRIMARY KEY, user_name BLOB, user_real_name BLOB, user_email BLOB);
 INSERT INTO slot_roles VALUES (1, 'main'), (2, 'mediainfo');
-INSERT INTO user VALUES (1, X'416c696365', 'alice@example.com'), (2, X'426f62', 'bob@example.com');
+INSERT INTO user (user_id, user_name, user_email) VALUES (1, X'416c696365', 'alice@example.com'),
+                                                   (2, X'426f62', 'bob@example.com');
 INSERT INTO actor VALUES (1, 1, X'416c696365'), (2, 2, X'426f62');
 """
 
@@ -54,9 +55,9 @@ CREATE TABLE attachments (id INTEGER PRIMARY KEY, transactionid INTEGER, parent 
                           contentencoding TEXT, content TEXT);
 CREATE TABLE groups (id INTEGER PRIMARY KEY, domain TEXT, name TEXT, instance INTEGER);
 CREATE TABLE groupmembers (id INTEGER PRIMARY KEY, groupid INTEGER, memberid INTEGER);
-CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, emailaddress TEXT);
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, emailaddress TEXT, realname TEXT);
 INSERT INTO queues VALUES (1, 'General'), (2, 'Billing');
-INSERT INTO users VALUES (10, 'ann', 'ann@example.com'), (11, 'agent', 'agent@streams.local'),
+INSERT INTO users (id, name, emailaddress) VALUES (10, 'ann', 'ann@example.com'), (11, 'agent', 'agent@streams.local'),
                          (12, 'carol', 'carol@example.com');
 """
 
@@ -141,7 +142,12 @@ def test_a_page_is_read_through_its_revision_slots_content_and_text(mappings: Ma
     assert root.title == "Replication_5" and root.groups == ("namespace:0",)
     assert root.metadata == {"page_namespace": 0, "page_is_redirect": 0}
     assert (text.text, text.text_format) == ("== Lag ==\nWatch the standby.", "wikitext")
-    assert authors.subjects == {"email:alice@example.com", "email:bob@example.com"}
+    assert authors.subjects == {
+        "email:alice@example.com",
+        "email:bob@example.com",
+        "mediawiki_user:Alice",
+        "mediawiki_user:Bob",
+    }
     assert {change.version for change in found.values()} == {root.version}  # the trigger's position
     assert all(change.content_hash for change in found.values())
 
@@ -171,7 +177,7 @@ def test_identifiers_are_quoted_per_dialect_and_the_text_address_keeps_its_prefi
         ("text", {"old_id": 52}, {"text"}),
         ("text", {"old_id": 51}, set()),  # the first revision's text: no page shows it any more
         ("actor", {"actor_id": 2}, {"authors"}),
-        ("user", {"user_id": 1}, {"authors"}),
+        ("user", {"user_id": 1}, {"authors", "root"}),  # the page's authors, and the user's identity record
         ("page_restrictions", {"pr_id": 1}, {"root"}),
     ],
 )
@@ -275,7 +281,12 @@ def test_a_ticket_is_read_with_its_messages_people_and_queue(mappings: Mappings)
     assert ("rt/ticket/7", "attachments/712") not in found  # the binary attachment: skipped, counted
     assert ("rt/ticket/7", "attachments/710") not in found  # its multipart container holds no text
     assert metrics.PARTS_SKIPPED.labels(source="rt")._value.get() == skipped + 1
-    assert found[("rt/ticket/7", "people")].subjects == {"email:ann@example.com", "email:agent@streams.local"}
+    assert found[("rt/ticket/7", "people")].subjects == {
+        "email:ann@example.com",
+        "email:agent@streams.local",
+        "rt_user:ann",
+        "rt_user:agent",
+    }
 
 
 def test_a_cc_added_later_rereads_the_people_of_its_ticket_only(mappings: Mappings) -> None:
@@ -294,7 +305,7 @@ def test_a_cc_added_later_rereads_the_people_of_its_ticket_only(mappings: Mappin
         ("transactions", {"id": 71}, {"attachments/711"}),
         ("transactions", {"id": 73}, set()),  # a status change: not a message
         ("queues", {"id": 1}, {"root"}),
-        ("users", {"id": 10}, {"people"}),
+        ("users", {"id": 10}, {"people", "root"}),  # the tickets' people, and the user's identity record
         ("groups", {"id": 80}, {"people"}),
     ],
 )
@@ -325,7 +336,7 @@ def test_a_role_member_removed_rereads_the_people_by_the_before_images_join_valu
     found = reader(mappings, "rt", db).triggered(event("rt", "groupmembers", {"id": 800}, before, op=Op.DELETE))
     (people,) = found
     assert isinstance(people, PartChange) and people.part_id == "people" and not people.deleted
-    assert people.subjects == {"email:agent@streams.local"}  # the requestor is gone
+    assert people.subjects == {"email:agent@streams.local", "rt_user:agent"}  # the requestor is gone
 
 
 @pytest.mark.parametrize(
@@ -532,3 +543,24 @@ def test_a_broken_source_connection_is_retried_on_a_new_connection(monkeypatch: 
         query("SELECT 1", [])
     assert is_transient(failed.value) and opened[0].closed  # retried by the caller, never dead-lettered
     assert query("SELECT 1", []) == [{"c0": 7}] and len(opened) == 2
+
+
+def test_an_account_is_an_identity_record_of_its_address_user_name_and_real_name(mappings: Mappings) -> None:
+    db = Database(MEDIAWIKI_TABLES)
+    db.run("UPDATE user SET user_real_name = X'416c6963652042c3a86c6c' WHERE user_id = 1")  # Alice Bèll
+    found = parts(reader(mappings, "mediawiki", db).triggered(event("mediawiki", "user", {"user_id": 1})))
+    record = found[("mediawiki/user/1", "root")]
+    assert record.identity
+    assert record.subjects == {"email:alice@example.com", "mediawiki_user:Alice", "name:alice bell"}
+    assert record.mentions == (("name", "Alice Bèll"),)
+    assert record.text == ""  # nothing of its own to search
+
+
+def test_an_rt_user_is_an_identity_record(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    db.run("UPDATE users SET realname = 'Ann Example' WHERE id = 10")
+    found = parts(reader(mappings, "rt", db).triggered(event("rt", "users", {"id": 10})))
+    record = found[("rt/user/10", "root")]
+    assert record.identity and record.text == ""
+    assert record.subjects == {"email:ann@example.com", "rt_user:ann", "name:ann example"}
+    assert record.mentions == (("name", "Ann Example"),)

@@ -173,3 +173,16 @@ def test_forgetting_the_requester_suppresses_the_whole_document():
     assert not scrubbed.visible and scrubbed.subjects == [] and scrubbed.chunk_ids() == []
     late = apply_changes(scrubbed, [root(9)], chunker, nobody_forgotten)
     assert late.stale
+
+
+def test_forgetting_a_person_of_a_textless_part_suppresses_the_whole_document():
+    """A part read through joins that has no text (a ticket's requestors, Cc and owner) says whom the
+    document is about: forgetting one of them removes the document, not only that part."""
+    from streams.pipeline.update_document_state import PartState, forget_in_state
+
+    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
+    state.parts["people"] = PartState(version=12, table="users", subjects=["email:cc@example.com"])
+    scrubbed = forget_in_state(state, {"email:cc@example.com"})
+    assert not scrubbed.visible and scrubbed.subjects == [] and scrubbed.chunk_ids() == []
+    kept = forget_in_state(state, {"email:someone.else@example.com"})
+    assert kept.visible and kept.chunk_ids() == state.chunk_ids()
