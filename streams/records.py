@@ -94,6 +94,7 @@ class PartChange:
     text_format: TextFormat = "plain"
     subjects: frozenset[str] = frozenset()  # "email:alice@example.com", "contact_id:17"
     order_key: int | None = None  # for "latest" children: the child's key; the highest wins
+    about: bool = False  # the document is about this part's subjects (a ticket's requestors)
     # Document-level fields, set on root parts only:
     title: str | None = None
     groups: tuple[str, ...] | None = None

@@ -122,6 +122,7 @@ def _part_record(change: PartChange) -> dict[str, Any]:
         "mentions": [{"kind": kind, "value": value} for kind, value in change.mentions],
         "snapshot": change.snapshot,
         "content_hash": change.content_hash,
+        "about": change.about,
     }
 
 
@@ -149,6 +150,7 @@ def _part_change(record: dict[str, Any], source: str, commit_ts: datetime, origi
         origin=origin,
         snapshot=record["snapshot"],
         content_hash=record["content_hash"],
+        about=record.get("about", False),
     )
 
 

@@ -138,6 +138,9 @@ class _Steps:
                 actions.extend({"_op_type": "delete", "_index": hit["_index"], "_id": chunk} for chunk in gone)
                 for chunk in gone:
                     self.outcome.note_removed((hit["_index"], before.source), chunk, before.document_id)
+                if after.visible and not gone:  # kept, only the person taken out (a ticket's Cc)
+                    key = (hit["_index"], before.source)
+                    self.outcome.redacted_documents.setdefault(key, set()).add(before.document_id)
                 # Written only if nobody changed the record since it was read; else scrubbed again.
                 actions.append(
                     {

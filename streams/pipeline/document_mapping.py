@@ -309,6 +309,10 @@ class PartMapping(_Node):
     path: HopPath
     body: Body | None = None
     subjects: tuple[Subject, ...] = ()
+    # The document is about the people of this part (a ticket's requestors): forgetting one of them
+    # removes the whole document, as a subject of the root does. Without it, forgetting one of the
+    # part's people takes only them out of the part (a Cc, an owner, a page's authors).
+    about: StrictBool = False
 
     @property
     def leaf(self) -> Hop:
@@ -318,6 +322,8 @@ class PartMapping(_Node):
     def _each_has_key(self) -> PartMapping:
         if self.mode == "each" and not self.path[-1].key:
             raise ValueError(f"mode each needs a key on its last hop ({self.path[-1].table})")
+        if self.about and not self.subjects:
+            raise ValueError(f"part {self.name}: about needs subjects (the people the document is about)")
         return self
 
 

@@ -94,6 +94,7 @@ class PartState:
     subjects: list[str] = field(default_factory=list)
     commit_ts: str = ""
     content_hash: str = ""  # PartChange.content_hash of the row applied (what `streams verify` compares)
+    about: bool = False  # the document is about this part's subjects (PartMapping.about)
 
 
 @dataclass
@@ -233,7 +234,10 @@ def _apply_root(
     update: DocumentUpdate,
 ) -> None:
     commit_ts = change.commit_ts.isoformat()
-    if change.deleted or is_forgotten(change.subjects):
+    # A document forgotten because it is about a forgotten person stays forgotten: a later edit of
+    # its root may not name them (a ticket's requestors are a part of their own), yet it is theirs.
+    stays_forgotten = state.root is not None and state.root.suppressed and not change.deleted
+    if change.deleted or stays_forgotten or is_forgotten(change.subjects):
         suppressed = not change.deleted
         state.root = RootState(version=change.version, deleted=True, suppressed=suppressed, commit_ts=commit_ts)
         for part in state.parts.values():
@@ -271,18 +275,48 @@ def _apply_child(
     update: DocumentUpdate,
 ) -> None:
     commit_ts = change.commit_ts.isoformat()
-    part = PartState(version=change.version, table=change.table, order_key=change.order_key, commit_ts=commit_ts)
+    part = PartState(
+        version=change.version,
+        table=change.table,
+        order_key=change.order_key,
+        commit_ts=commit_ts,
+        about=change.about,
+    )
+    if change.about and not change.deleted and is_forgotten(change.subjects):
+        _suppress_document(state, change, new_chunks)  # about a forgotten person: all of it goes
+        state.parts[change.part_id] = part
+        update.suppressed.append(change)
+        return
     doc_deleted = state.root is not None and state.root.deleted
-    forgotten = is_forgotten(set(change.subjects) | set(state.root.subjects if state.root else []))
+    subjects = set(change.subjects)
+    if not change.text and not change.about:
+        # People without text of their own (a Cc, an owner, a page's authors): the forgotten ones
+        # are left out, the others kept, so the document stays theirs to find and forget.
+        subjects = {subject for subject in subjects if not is_forgotten([subject])}
+    forgotten = is_forgotten(subjects | set(state.root.subjects if state.root else []))
     if change.deleted or doc_deleted or forgotten:
         part.deleted = change.deleted
         state.parts[change.part_id] = part
         new_chunks[change.part_id] = []
         (update.suppressed if forgotten and not change.deleted else update.applied).append(change)
         return
-    part.subjects = sorted(change.subjects)
+    part.subjects = sorted(subjects)
     _store_text(state, change.part_id, part, change, chunker, redact, new_chunks)
+    if subjects != set(change.subjects):
+        part.content_hash = ""  # the row still names a forgotten person: the index does not
     update.applied.append(change)
+
+
+def _suppress_document(state: DocumentState, change: PartChange, new_chunks: dict[str, list[ChunkText]]) -> None:
+    """Turn the document into a suppressed delete marker, keeping the versions of its parts."""
+    version = state.root.version if state.root else 0
+    commit_ts = state.root.commit_ts if state.root else change.commit_ts.isoformat()
+    state.root = RootState(version=version, deleted=True, suppressed=True, commit_ts=commit_ts)
+    for part_id, part in state.parts.items():
+        part.chunk_hashes = []
+        part.subjects = []
+        part.content_hash = ""  # a hash of row content that named the subject
+        new_chunks[part_id] = []
 
 
 def _store_text(
@@ -336,14 +370,13 @@ def forget_in_state(state: DocumentState, identifiers: set[str]) -> DocumentStat
     """The state with every trace of `identifiers` removed, its version guards kept.
 
     If the root names a forgotten identifier, the whole document becomes a suppressed delete marker
-    (every chunk carries the root's subjects, so every chunk goes). So does a part without text of its
-    own that names one (a ticket's requestors, Cc and owner, a page's authors, read through joins): it
-    says who the document is about, as the root's subjects do. If only a part with text names one (a
-    comment they wrote), that part is emptied. Versions stay, so replays of older events are still
-    recognized as stale.
+    (every chunk carries the root's subjects, so every chunk goes). So does a part the document is
+    about (`about: true`, a ticket's requestors). A part with text that names one (a comment they
+    wrote) is emptied; a part without text (a ticket's Cc and owner, a page's authors) loses only the
+    forgotten identifiers. Versions stay, so replays of older events are still recognized as stale.
     """
     forgotten = state.copy()
-    about = any(identifiers & set(part.subjects) and not part.chunk_hashes for part in forgotten.parts.values())
+    about = any(part.about and identifiers & set(part.subjects) for part in forgotten.parts.values())
     if forgotten.root is not None and (about or identifiers & set(forgotten.root.subjects)):
         forgotten.root = RootState(
             version=forgotten.root.version, deleted=True, suppressed=True, commit_ts=forgotten.root.commit_ts
@@ -354,8 +387,12 @@ def forget_in_state(state: DocumentState, identifiers: set[str]) -> DocumentStat
             part.content_hash = ""  # a hash of row content that named the subject
         return forgotten
     for part in forgotten.parts.values():
-        if identifiers & set(part.subjects):
+        if not identifiers & set(part.subjects):
+            continue
+        part.content_hash = ""  # a hash of row content that named the subject
+        if part.chunk_hashes:  # text they wrote: it goes
             part.chunk_hashes = []
             part.subjects = []
-            part.content_hash = ""  # a hash of row content that named the subject
+        else:  # only who took part: the others stay
+            part.subjects = [subject for subject in part.subjects if subject not in identifiers]
     return forgotten

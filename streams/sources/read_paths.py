@@ -513,6 +513,7 @@ class PathReader:
             text="\n\n".join(texts),
             text_format=text_format,
             subjects=_subjects(part.subjects, rows),
+            about=part.about,
         )
         return replace(change, content_hash=content_hash(change))
 

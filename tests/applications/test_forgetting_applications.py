@@ -1,9 +1,11 @@
 """`streams forget` for people of the real applications: one person edits a MediaWiki page as their own
 account and is Requestor, Cc and Owner of Request Tracker tickets written through RT's REST 2 API, and
 is only mentioned in the text of one more ticket. Forgetting them by e-mail address, by user name or by
-real name finds all of it through the applications' user records (identity records): the receipt lists
-the documents removed and the one redacted, search finds none of it afterwards, and the identity
-records are gone. On the whole local stack; skipped unless STREAMS_STACK_APPS names both applications."""
+real name finds all of it through the applications' user records (identity records): the ticket they
+requested is removed (it is about them); the page they edited and the tickets where they are Cc and
+Owner stay searchable without them; the ticket that mentions them is redacted. The receipt lists each,
+search finds none of it by the person afterwards, and the identity records are gone. On the whole local
+stack; skipped unless STREAMS_STACK_APPS names both applications."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class Written:
     wiki_user: str
     rt_user: str
     words: dict[str, str]  # document id -> a word only that document contains (removed)
+    kept: dict[str, str]  # documents they took part in, kept without them (page, Cc, Owner)
     mention: tuple[str, str]  # the ticket that only mentions the person, and its own word (redacted)
     identity_records: list[str]
 
@@ -64,7 +67,7 @@ def _write_person(settings: Settings) -> Written:
         api.edit(title, f"== Findings ==\n\nThe {w_page} cache was tuned by hand.", summary="notes")
         page = api.page(title)
         user_id = api._call("GET", action="query", list="users", ususers=wiki_name)["query"]["users"][0]["userid"]
-    words[f"mediawiki/page/{page['pageid']}"] = w_page
+    kept = {f"mediawiki/page/{page['pageid']}": w_page}
 
     rt = RequestTracker(settings)
     credentials = rt.credentials()
@@ -82,18 +85,19 @@ def _write_person(settings: Settings) -> Written:
             QUEUE, f"Laptop {w_mention}", f"The {w_mention} laptop: {real_name} ({email}) knows more.", [other]
         )
         rt_user_id = admin._call("GET", f"/user/{rt_name}")["id"]
-    words.update({f"rt/ticket/{requestor}": w_req, f"rt/ticket/{cc}": w_cc, f"rt/ticket/{owned}": w_owner})
+    words[f"rt/ticket/{requestor}"] = w_req
+    kept.update({f"rt/ticket/{cc}": w_cc, f"rt/ticket/{owned}": w_owner})
     mention = (f"rt/ticket/{mentioned}", w_mention)
     identity = [f"rt/user/{rt_user_id}", f"mediawiki/user/{user_id}"]
-    written = Written(email, real_name, wiki_name, rt_name, words, mention, identity)
+    written = Written(email, real_name, wiki_name, rt_name, words, kept, mention, identity)
 
     es = es_client()
-    for document_id, word in [*written.words.items(), mention]:
+    for document_id, word in [*written.words.items(), *written.kept.items(), mention]:
         assert wait_until(lambda d=document_id, w=word: d in found_documents(es, w), timeout=WAIT_S), (
             f"{document_id} was never indexed"
         )
     subject = f"email:{email}"
-    for document_id in written.words:  # their role in it indexed too, not only its text
+    for document_id in [*written.words, *written.kept]:  # their role in it indexed too, not only its text
         assert wait_until(lambda d=document_id: subject in _subjects(es, d), timeout=WAIT_S), (
             f"{document_id} was never indexed as about {subject}: {_subjects(es, document_id)}"
         )
@@ -143,14 +147,20 @@ def test_forget_finds_a_person_of_the_applications(worker: Settings, kind: str) 
     assert f"email:{person.email}" in receipt["identifiers"], receipt["identifiers"]
     removed = {d for r in receipt["removed"] for d in r["document_ids"]}
     assert set(person.words) <= removed, (sorted(person.words), sorted(removed))
+    assert not set(person.kept) & removed, (sorted(person.kept), sorted(removed))
     redacted = {d for r in receipt["redacted"] for d in r["document_ids"]}
-    assert person.mention[0] in redacted, (person.mention, sorted(redacted))
+    assert {person.mention[0], *person.kept} <= redacted, (person.mention, sorted(person.kept), sorted(redacted))
 
     es = es_client()
     es.indices.refresh(index=worker.index_alias)
     for document_id, word in person.words.items():
         assert document_id not in found_documents(es, word), f"BM25 still finds {document_id}"
         assert document_id not in {h["document_id"] for h in hybrid(word, k=50)["hits"]}, document_id
+    # The page and the tickets they took part in stay searchable, and none names them any more.
+    identifiers = set(receipt["identifiers"])
+    for document_id, word in person.kept.items():
+        assert document_id in found_documents(es, word), f"{document_id} was removed"
+        assert not identifiers & set(_subjects(es, document_id)), (document_id, _subjects(es, document_id))
     # The ticket that only mentioned them is still found by its own word, without their name or address.
     mention_id, mention_word = person.mention
     assert mention_id in found_documents(es, mention_word)

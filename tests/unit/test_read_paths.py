@@ -281,12 +281,10 @@ def test_a_ticket_is_read_with_its_messages_people_and_queue(mappings: Mappings)
     assert ("rt/ticket/7", "attachments/712") not in found  # the binary attachment: skipped, counted
     assert ("rt/ticket/7", "attachments/710") not in found  # its multipart container holds no text
     assert metrics.PARTS_SKIPPED.labels(source="rt")._value.get() == skipped + 1
-    assert found[("rt/ticket/7", "people")].subjects == {
-        "email:ann@example.com",
-        "email:agent@streams.local",
-        "rt_user:ann",
-        "rt_user:agent",
-    }
+    # The requestor in a part the ticket is about; the owner (and Cc) in one it is not.
+    requestors, people = found[("rt/ticket/7", "requestors")], found[("rt/ticket/7", "people")]
+    assert (requestors.subjects, requestors.about) == ({"email:ann@example.com", "rt_user:ann"}, True)
+    assert (people.subjects, people.about) == ({"email:agent@streams.local", "rt_user:agent"}, False)
 
 
 def test_a_cc_added_later_rereads_the_people_of_its_ticket_only(mappings: Mappings) -> None:
@@ -305,8 +303,10 @@ def test_a_cc_added_later_rereads_the_people_of_its_ticket_only(mappings: Mappin
         ("transactions", {"id": 71}, {"attachments/711"}),
         ("transactions", {"id": 73}, set()),  # a status change: not a message
         ("queues", {"id": 1}, {"root"}),
-        ("users", {"id": 10}, {"people", "root"}),  # the tickets' people, and the user's identity record
-        ("groups", {"id": 80}, {"people"}),
+        ("users", {"id": 10}, {"requestors", "root"}),  # the requestor, and the user's identity record
+        ("users", {"id": 11}, {"people", "root"}),  # the owner
+        ("groups", {"id": 80}, {"requestors"}),
+        ("groups", {"id": 81}, {"people"}),
     ],
 )
 def test_a_change_to_each_rt_table_rereads_the_parts_it_is_on(
@@ -334,9 +334,9 @@ def test_a_role_member_removed_rereads_the_people_by_the_before_images_join_valu
     before = db('SELECT * FROM "groupmembers" WHERE id = 800', [])[0]
     db.run("DELETE FROM groupmembers WHERE id = 800")
     found = reader(mappings, "rt", db).triggered(event("rt", "groupmembers", {"id": 800}, before, op=Op.DELETE))
-    (people,) = found
-    assert isinstance(people, PartChange) and people.part_id == "people" and not people.deleted
-    assert people.subjects == {"email:agent@streams.local", "rt_user:agent"}  # the requestor is gone
+    (requestors,) = found
+    assert isinstance(requestors, PartChange) and requestors.part_id == "requestors"
+    assert requestors.deleted and requestors.subjects == frozenset()  # the only requestor is gone
 
 
 @pytest.mark.parametrize(
@@ -456,6 +456,7 @@ def test_the_router_forwards_each_part_read_and_dead_letters_each_failure(mappin
         "attachments/700",
         "attachments/711",
         "attachments/720",
+        "requestors",
         "people",
     }  # type: ignore[union-attr]
     assert {r.change.version for r in routed} == {1003}  # type: ignore[union-attr]
@@ -492,7 +493,14 @@ def test_verify_hashes_a_path_document_as_the_worker_does(mappings: Mappings) ->
         part_id: change.content_hash for (_, part_id), change in worker.items()
     }
     assert expected.hashes["attachments/713"].startswith("unmappable (UndecodableContent: broken MIME tree")
-    assert expected.parts == {"attachments/700", "attachments/711", "attachments/713", "attachments/720", "people"}
+    assert expected.parts == {
+        "attachments/700",
+        "attachments/711",
+        "attachments/713",
+        "attachments/720",
+        "requestors",
+        "people",
+    }
 
 
 def test_a_broken_source_connection_is_retried_on_a_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -175,14 +175,70 @@ def test_forgetting_the_requester_suppresses_the_whole_document():
     assert late.stale
 
 
-def test_forgetting_a_person_of_a_textless_part_suppresses_the_whole_document():
-    """A part read through joins that has no text (a ticket's requestors, Cc and owner) says whom the
-    document is about: forgetting one of them removes the document, not only that part."""
-    from streams.pipeline.update_document_state import PartState, forget_in_state
+def people(version: int, subjects: set[str], about: bool = False, name: str = "people") -> PartChange:
+    """A part read through joins with no text of its own: a ticket's requestors, or its Cc and owner."""
+    return PartChange(
+        source="rt",
+        table="users",
+        document_id=DOC,
+        part_id=name,
+        role="child",
+        deleted=False,
+        version=version,
+        commit_ts=T0,
+        subjects=frozenset(subjects),
+        about=about,
+    )
 
-    state = apply_changes(None, [root(10), comment(11)], chunker, nobody_forgotten).state
-    state.parts["people"] = PartState(version=12, table="users", subjects=["email:cc@example.com"])
-    scrubbed = forget_in_state(state, {"email:cc@example.com"})
+
+def forgetting(*identifiers: str):
+    return lambda subjects: bool(set(identifiers) & set(subjects))
+
+
+def test_forgetting_a_person_the_document_is_about_suppresses_all_of_it_for_good():
+    """A part marked `about` (a ticket's requestors) says whom the document is about: forgetting one
+    of them removes the document, and a later edit of its root, which does not name them, keeps it
+    removed."""
+    from streams.pipeline.update_document_state import forget_in_state
+
+    requestor = people(12, {"email:req@example.com", "email:other@example.com"}, about=True, name="requestors")
+    state = apply_changes(None, [root(10), comment(11), requestor], chunker, nobody_forgotten).state
+    scrubbed = forget_in_state(state, {"email:req@example.com"})
     assert not scrubbed.visible and scrubbed.subjects == [] and scrubbed.chunk_ids() == []
+    later = apply_changes(scrubbed, [root(13, text="a new status")], chunker, nobody_forgotten)
+    assert not later.state.visible and later.state.chunk_ids() == []
     kept = forget_in_state(state, {"email:someone.else@example.com"})
     assert kept.visible and kept.chunk_ids() == state.chunk_ids()
+
+
+def test_a_forgotten_requestor_read_again_keeps_the_document_out_of_the_index():
+    update = apply_changes(
+        None,
+        [root(10), people(12, {"email:req@example.com"}, about=True, name="requestors")],
+        chunker,
+        forgetting("email:req@example.com"),
+    )
+    assert not update.state.visible and update.state.subjects == [] and update.state.chunk_ids() == []
+
+
+def test_forgetting_a_cc_takes_only_them_out_of_the_ticket():
+    """A part without text that the document is not about (a Cc, an owner, a page's authors): the
+    forgotten person leaves it, the others stay findable, the document stays searchable."""
+    from streams.pipeline.update_document_state import forget_in_state
+
+    cc = people(12, {"email:cc@example.com", "email:owner@example.com"})
+    state = apply_changes(None, [root(10), comment(11), cc], chunker, nobody_forgotten).state
+    scrubbed = forget_in_state(state, {"email:cc@example.com"})
+    assert scrubbed.visible and scrubbed.chunk_ids() == state.chunk_ids()
+    assert scrubbed.parts["people"].subjects == ["email:owner@example.com"]
+    assert "email:cc@example.com" not in scrubbed.subjects
+
+    # Read again from RT, which still lists them: they stay out, the owner stays in.
+    again = apply_changes(
+        scrubbed,
+        [people(14, {"email:cc@example.com", "email:owner@example.com"})],
+        chunker,
+        forgetting("email:cc@example.com"),
+    )
+    assert again.state.visible and again.state.parts["people"].subjects == ["email:owner@example.com"]
+    assert again.state.parts["people"].content_hash == ""  # the row names more than the index holds
