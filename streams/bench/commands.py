@@ -121,6 +121,16 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
         f"steady       {_fmt(s.get('events'))} edits; freshness p50 {_fmt(f.get('p50'), 's')}"
         f" p95 {_fmt(f.get('p95'), 's')} p99 {_fmt(f.get('p99'), 's')} max {_fmt(f.get('max'), 's')}"
     )
+    a = report["applications"]
+    if a.get("skipped"):
+        click.echo(f"applications skipped: {a['skipped']}")
+    elif not a.get("error"):
+        for source, figures in (a.get("freshness_by_source_s") or {}).items():
+            click.echo(
+                f"applications {source}: {_fmt(figures.get('count'))} edits through its API; freshness"
+                f" p50 {_fmt(figures.get('p50'), 's')} p99 {_fmt(figures.get('p99'), 's')}"
+                f" max {_fmt(figures.get('max'), 's')}"
+            )
     b = report["backfill"]
     click.echo(
         f"backfill     pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, raw encode"
@@ -290,7 +300,7 @@ def _run_stack_scenarios(
     results: dict[str, dict[str, Any]],
 ) -> tuple[float | None, float | None, bool]:
     """The scenarios that need the stack, around one worker; returns (warm-up s, catch-up s, started)."""
-    from streams.bench import backfill, forget, incremental, search_latency, steady
+    from streams.bench import applications, backfill, forget, incremental, search_latency, steady
     from streams.bench.probes import running_worker, wait_caught_up
     from streams.clients import elasticsearch_client
 
@@ -298,6 +308,9 @@ def _run_stack_scenarios(
     plan: dict[str, Scenario] = {
         "steady": lambda: steady.run(
             settings, client, _progress, rate=rate, duration_s=sizes["duration_s"], drain_s=60.0 if quick else 120.0
+        ),
+        "applications": lambda: applications.run(
+            settings, client, _progress, rate=min(rate, 2.0), duration_s=sizes["duration_s"], drain_s=60.0
         ),
         "backfill": lambda: backfill.run(settings, client, _progress, docs=int(sizes["docs"])),
         "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),

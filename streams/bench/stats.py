@@ -48,7 +48,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     ),
 )
 # Scenarios in the order they run; those in STACKLESS need neither the stack nor a worker.
-SCENARIOS: tuple[str, ...] = ("embedding", "steady", "backfill", "incremental", "forget", "search")
+SCENARIOS: tuple[str, ...] = ("embedding", "steady", "applications", "backfill", "incremental", "forget", "search")
 STACKLESS: tuple[str, ...] = ("embedding",)
 
 

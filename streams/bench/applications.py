@@ -1,0 +1,215 @@
+"""Freshness through the real applications: pages edited through MediaWiki's API and replies posted
+through Request Tracker's REST 2 API, at a steady rate, each timed from the application's answer (it
+has committed) until a BM25 query finds the edit's own new word in that document.
+
+Runs only where the local stack runs the applications (`STREAMS_STACK_APPS`). Each application gets a
+document of its own, created at the start and then edited again and again, as people edit one page or
+answer one ticket many times; every edit adds a paragraph with a word no other text has.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from streams.bench.cpu import cpu_seconds, cpu_used
+from streams.bench.probes import BenchError, Progress
+from streams.bench.stats import summary
+from streams.settings import Settings
+
+# The application name in STREAMS_STACK_APPS -> the source its mapping names.
+SOURCES = {"mediawiki": "mediawiki", "request-tracker": "rt"}
+
+
+@dataclass
+class AppEdit:
+    source: str
+    document_id: str
+    word: str
+    committed_at: float
+    seen_at: float | None = None
+
+
+class Writer:
+    """One application's document and how to edit it: `edit(word)` returns once the application answered."""
+
+    source: str
+    document_id: str
+
+    def edit(self, word: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class WikiWriter(Writer):
+    source = "mediawiki"
+
+    def __init__(self, settings: Settings, token: str) -> None:
+        from streams.sources.write_applications import WikiApi
+        from streams.stack.mediawiki import MediaWiki
+
+        wiki = MediaWiki(settings)
+        credentials = wiki.credentials()
+        self.api = WikiApi(wiki.api_url)
+        self.api.login(credentials["admin_user"], credentials["admin_password"])
+        self.title = f"Streams freshness {token}"
+        self.text = "== Freshness ==\nThis page is edited by the freshness benchmark.\n"
+        self.api.edit(self.title, self.text, summary="freshness benchmark")
+        self.document_id = f"mediawiki/page/{self.api.page(self.title)['pageid']}"
+
+    def edit(self, word: str) -> None:
+        self.text += f"\nThe replica {word} caught up after the checkpoint.\n"
+        self.api.edit(self.title, self.text, summary="freshness benchmark")
+
+    def close(self) -> None:
+        self.api.close()
+
+
+class TicketWriter(Writer):
+    source = "rt"
+
+    def __init__(self, settings: Settings, token: str) -> None:
+        from streams.sources.write_applications import RtApi
+        from streams.stack.request_tracker import QUEUE, RequestTracker
+
+        rt = RequestTracker(settings)
+        credentials = rt.credentials()
+        self.api = RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"])
+        subject, body = f"Freshness {token}", "The standby falls behind during the nightly load."
+        ticket = self.api.create_ticket(QUEUE, subject, body, [f"bench.{token}@example.com"])
+        self.ticket = ticket
+        self.document_id = f"rt/ticket/{ticket}"
+
+    def edit(self, word: str) -> None:
+        self.api.correspond(self.ticket, f"The standby caught up: {word}. We keep watching it.")
+
+    def close(self) -> None:
+        self.api.close()
+
+
+WRITERS: dict[str, Callable[[Settings, str], Writer]] = {"mediawiki": WikiWriter, "request-tracker": TicketWriter}
+
+
+def _found(client: Any, alias: str, edit: AppEdit) -> bool:
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"kind": "chunk"}},
+                {"term": {"document_id": edit.document_id}},
+                {"term": {"visible": True}},
+                {"match": {"text": edit.word}},
+            ]
+        }
+    }
+    return bool(client.count(index=alias, query=query)["count"])
+
+
+def _wait_indexed(client: Any, alias: str, writer: Writer, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    query = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"document_id": writer.document_id}}]}}
+    while time.monotonic() < deadline:
+        if client.count(index=alias, query=query)["count"]:
+            return
+        time.sleep(0.5)
+    raise BenchError(f"{writer.document_id} was not indexed within {timeout_s:.0f}s: is the worker consuming?")
+
+
+def run(
+    settings: Settings, client: Any, progress: Progress, *, rate: float, duration_s: float, drain_s: float = 90.0
+) -> dict[str, Any]:
+    """`rate` edits per second in all, shared among the applications the stack runs."""
+    apps = [app for app in settings.stack_apps if app in WRITERS]
+    if not apps:
+        return {"skipped": "STREAMS_STACK_APPS names no application this scenario edits (mediawiki, request-tracker)"}
+    token = uuid.uuid4().hex[:10]
+    writers = [WRITERS[app](settings, token) for app in apps]
+    try:
+        for writer in writers:
+            _wait_indexed(client, settings.index_alias, writer)
+        return _measure(settings, client, progress, writers, rate=rate, duration_s=duration_s, drain_s=drain_s)
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+def _measure(
+    settings: Settings,
+    client: Any,
+    progress: Progress,
+    writers: list[Writer],
+    *,
+    rate: float,
+    duration_s: float,
+    drain_s: float,
+) -> dict[str, Any]:
+    cpu_before = cpu_seconds(settings)
+    made: list[AppEdit] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    per_writer = max(1, int(rate * duration_s / len(writers)))
+    interval = len(writers) / rate
+
+    def issue(writer: Writer) -> None:
+        start = time.monotonic()
+        for n in range(per_writer):
+            delay = start + n * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            word = f"zqfresh{uuid.uuid4().hex[:12]}"
+            try:
+                writer.edit(word)
+            except Exception as exc:  # a failed edit is counted, the load goes on
+                failures.append(f"{writer.source}: {type(exc).__name__}: {exc}")
+                continue
+            with lock:
+                made.append(AppEdit(writer.source, writer.document_id, word, time.time()))
+
+    threads = [threading.Thread(target=issue, args=(w,), name=f"bench-{w.source}", daemon=True) for w in writers]
+    progress(
+        f"applications: {per_writer} edits each through {', '.join(w.source for w in writers)}"
+        f" at {rate}/s in all over {duration_s:.0f}s"
+    )
+    for thread in threads:
+        thread.start()
+    deadline: float | None = None
+    last_report = time.monotonic()
+    while True:
+        with lock:
+            pending = [e for e in made if e.seen_at is None]
+        now = time.time()
+        for edit in pending:
+            if _found(client, settings.index_alias, edit):
+                edit.seen_at = now
+        if not any(t.is_alive() for t in threads):
+            deadline = deadline or time.monotonic() + drain_s
+            if all(e.seen_at is not None for e in made) or time.monotonic() > deadline:
+                break
+        if time.monotonic() - last_report > 5:
+            seen = sum(e.seen_at is not None for e in made)
+            progress(f"applications: {len(made)} edits answered, {seen} searchable")
+            last_report = time.monotonic()
+        time.sleep(0.2)
+    fresh = [e.seen_at - e.committed_at for e in made if e.seen_at is not None]
+    return {
+        "rate_per_s": rate,
+        "duration_s": duration_s,
+        "events": len(made),
+        "searchable": len(fresh),
+        "never_searchable": len(made) - len(fresh),
+        "edit_failures": len(failures),
+        "edit_errors": failures[:5],
+        "freshness_s": summary(fresh),
+        "freshness_by_source_s": {
+            w.source: summary([e.seen_at - e.committed_at for e in made if e.source == w.source and e.seen_at])
+            for w in writers
+        },
+        "cpu_s": cpu_used(cpu_before, cpu_seconds(settings)),
+        "method": "external: the application's API answered -> a BM25 query finds the edit's word in the"
+        " document (0.2 s polls)",
+    }
