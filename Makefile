@@ -18,8 +18,9 @@ $(INSTALLED): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
+# The demo runs MediaWiki and Request Tracker beside the shipped sources (APPS, below).
 demo: install
-	$(BIN)/python -m streams.demo
+	$(APPS) $(BIN)/python -m streams.demo
 
 # The whole suite, cheapest first so that a mistake fails in a minute: lint and types, the unit tests,
 # then the integration tests against the real local stack (started here when it is not running, and

@@ -1,8 +1,10 @@
 """`make demo`: the whole loop on the local stack, narrated.
 
 stack up -> connectors -> seed -> worker -> search -> live edits in each source (their Debezium
-events shown as they arrive, and the seconds until search reflects them) -> forget a person ->
-freshness. The stack is left running (`streams stack down` stops it); the worker started here stops.
+events shown as they arrive, and the seconds until search reflects them) -> live edits through the
+real applications where the stack runs them (STREAMS_STACK_APPS: a page edited in MediaWiki, a reply
+in Request Tracker) -> forget a person -> freshness. The stack is left running (`streams stack down`
+stops it); the worker started here stops.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from streams.clients import consumer_at_end, elasticsearch_client
 from streams.polling import poll
 from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources import edits
+from streams.sources.write_applications import RtApi, WikiApi
+from streams.stack.mediawiki import MediaWiki
+from streams.stack.request_tracker import QUEUE, RequestTracker
 from streams.stack.watch_connectors import background_watch
 from streams.topics import change_topics
 
@@ -112,7 +117,11 @@ def main() -> None:
     say("2. Debezium connectors")
     run("connectors", "register")
     say("3. seed the wiki, the tickets and the CRM")
-    run("seed", "--docs", "300")
+    run("seed", "--docs", "300", "--source", "wiki,tickets,crm")
+    applications = [source for source in APPLICATION_SOURCES if source in settings.sources]
+    if applications:
+        say(f"3b. seed {' and '.join(applications)} through their own APIs (as the people who wrote them)")
+        run("seed", "--docs", str(APPLICATION_DOCS * len(applications)), "--source", ",".join(applications))
     say("4. the worker, and the connectors' watch (restarts a failed or stalled connector, logs why)")
     watch_log = settings.stack_home / "watch-demo.log"
     with (
@@ -132,7 +141,9 @@ def show_the_loop(settings: Settings) -> None:
     es = elasticsearch_client(settings)
     try:
         wait_until(
-            "the initial snapshot to be indexed", lambda: hits(es, settings, {"term": {"kind": "state"}}) >= 300, 900
+            "the initial snapshot to be indexed",
+            lambda: hits(es, settings, {"term": {"kind": "state"}}) >= 300 + APPLICATION_DOCS * _applications(settings),
+            900,
         )
         print(f"   {hits(es, settings, {'term': {'kind': 'chunk'}})} chunks indexed")
         say("5. search: 'deadlock detected'")
@@ -167,6 +178,12 @@ def show_the_loop(settings: Settings) -> None:
         print(f"   crm/note/{note_id} deleted: unsearchable after {took:.2f}s")
         show_events(consumer, 3.0)
         consumer.close()
+        if "mediawiki" in settings.sources:
+            say("6b. MediaWiki: a user edits a page through the wiki's API")
+            edit_in_mediawiki(settings, es, marker)
+        if "rt" in settings.sources:
+            say("6c. Request Tracker: an agent replies to a ticket through RT's REST 2 API")
+            reply_in_request_tracker(settings, es, marker)
 
         say(f"7. forget dana.{marker}@acme.example (a CRM contact)")
         run("forget", f"dana.{marker}@acme.example", "--wait")
@@ -175,6 +192,53 @@ def show_the_loop(settings: Settings) -> None:
         run("freshness")
     finally:
         es.close()
+
+
+APPLICATION_SOURCES = ("mediawiki", "rt")
+APPLICATION_DOCS = 20  # per application: each page and ticket is several API calls
+
+
+def _applications(settings: Settings) -> int:
+    return sum(source in settings.sources for source in APPLICATION_SOURCES)
+
+
+def edit_in_mediawiki(settings: Settings, es: Elasticsearch, marker: str) -> None:
+    wiki = MediaWiki(settings)
+    user, password = f"Demo {marker}", uuid.uuid4().hex
+    wiki.create_user(user, password, email=f"demo.{marker}@example.com")
+    title = f"Standby servers {marker}"
+    with WikiApi(wiki.api_url) as api:
+        api.login(user, password)
+        api.edit(title, f"== Standby ==\nA hot standby of {marker} replays WAL from the primary.\n", "demo")
+        document_id = f"mediawiki/page/{api.page(title)['pageid']}"
+        took = wait_until(document_id, lambda: hits(es, settings, visible_with(document_id, marker)) > 0, 180)
+        print(f"   {document_id} ({title!r}, saved by {user!r}) searchable after {took:.2f}s")
+        second = f"promoted{marker}"
+        api.edit(title, f"== Standby ==\nThe standby of {marker} was {second} with pg_promote().\n", "demo")
+    took = wait_until(f"{document_id}'s edit", lambda: hits(es, settings, visible_with(document_id, second)) > 0)
+    print(f"   edited: searchable by {second!r} after {took:.2f}s")
+
+
+def reply_in_request_tracker(settings: Settings, es: Elasticsearch, marker: str) -> None:
+    rt = RequestTracker(settings)
+    credentials = rt.credentials()
+    with RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]) as api:
+        ticket = api.create_ticket(
+            QUEUE,
+            f"Replica lagging {marker}",
+            "Our replica is hours behind.",
+            [f"Dana Demo <dana.{marker}@acme.example>"],
+        )
+        document_id = f"rt/ticket/{ticket}"
+        took = wait_until(document_id, lambda: hits(es, settings, visible_with(document_id, "hours behind")) > 0, 180)
+        print(f"   {document_id} (created in RT) searchable after {took:.2f}s")
+        api.correspond(
+            ticket, f"Raise wal_keep_size; the replica of {marker} then catches up.\n\n> Our replica is hours behind."
+        )
+    took = wait_until(
+        f"{document_id}'s reply", lambda: hits(es, settings, visible_with(document_id, "wal_keep_size")) > 0
+    )
+    print(f"   reply: searchable by 'wal_keep_size' after {took:.2f}s")
 
 
 if __name__ == "__main__":

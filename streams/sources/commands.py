@@ -12,7 +12,7 @@ import click
 from streams.settings import get_settings
 from streams.sources.connect import SourceUnavailable
 from streams.sources.corpus import DOC_DIR, CorpusUnavailable
-from streams.sources.seed import SEEDABLE_SOURCES, Advance, SeedSummary, run_seed
+from streams.sources.seed import APPLICATION_SOURCES, SEEDABLE_SOURCES, Advance, SeedSummary, run_seed
 
 
 @click.command()
@@ -38,7 +38,11 @@ from streams.sources.seed import SEEDABLE_SOURCES, Advance, SeedSummary, run_see
     default=None,
     help=f"Comma-separated sources to seed (default: the configured ones among {', '.join(SEEDABLE_SOURCES)}).",
 )
-@click.option("--reset", is_flag=True, help="Empty the sources' tables first (ids restart at 1).")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Empty the shipped schemas' tables first (ids restart at 1); an application's content is added to.",
+)
 @click.option(
     "--corpus-dir",
     type=click.Path(path_type=Path),
@@ -47,19 +51,30 @@ from streams.sources.seed import SEEDABLE_SOURCES, Advance, SeedSummary, run_see
     help="HTML pages that become wiki pages (installed with apt-get when missing).",
 )
 def seed(docs: int, seed: int, sources: str | None, reset: bool, corpus_dir: Path) -> None:
-    """Seed the wiki (MariaDB), tickets and CRM (PostgreSQL) with realistic documents.
+    """Seed the wiki (MariaDB), tickets and CRM (PostgreSQL) with realistic documents, and MediaWiki
+    and Request Tracker where the local stack runs them (STREAMS_STACK_APPS).
 
     Wiki pages are the PostgreSQL 15 manual converted to wikitext, with 1-3 revisions each;
     tickets and CRM notes come from templates that mention products, errors and people. The same
-    people appear in every source (staff as wiki authors, ticket agents and note authors).
+    people appear in every source (staff as wiki authors, ticket agents and note authors). The
+    applications get the same pages and tickets through their own APIs: each revision saved by its
+    author's wiki account, each ticket created with its requestor, Cc and owner, replies and comments
+    written by the agents.
 
     \b
     Examples:
       streams seed --docs 300 --reset
       streams seed --docs 30000 --seed 7 --source tickets,crm
+      STREAMS_STACK_APPS=mediawiki,request-tracker streams seed --docs 40 --source mediawiki,rt
     """
     settings = get_settings()
     chosen = seed_sources(settings.sources, sources)
+    if not_running := [s for s in chosen if s in APPLICATION_SOURCES and s not in settings.sources]:
+        raise click.BadParameter(
+            f"{', '.join(not_running)}: not configured; the local stack runs the applications that"
+            " STREAMS_STACK_APPS names (e.g. STREAMS_STACK_APPS=mediawiki,request-tracker)",
+            param_hint="--source",
+        )
     try:
         with _progress() as progress:
             summary = run_seed(settings, docs, seed, chosen, reset=reset, corpus_dir=corpus_dir, progress=progress)
@@ -76,7 +91,8 @@ def seed_sources(configured: tuple[str, ...], option: str | None) -> tuple[str, 
         if cannot := [s for s in chosen if s not in SEEDABLE_SOURCES]:
             raise click.BadParameter(
                 f"seed cannot fill {', '.join(cannot)}: it fills {', '.join(SEEDABLE_SOURCES)} (the shipped"
-                " schemas); write another source's rows into its database yourself",
+                " schemas and the local stack's applications); write another source's rows into its database"
+                " yourself",
                 param_hint="--source",
             )
         if not chosen:

@@ -1,4 +1,6 @@
-"""Seed the three source databases with N documents, deterministically for a given seed.
+"""Seed the sources with N documents, deterministically for a given seed: the shipped schemas through
+their databases, the local stack's real applications (MediaWiki, Request Tracker) through their own
+APIs (streams/sources/seed_applications.py).
 
 Every source draws from its own ``random.Random(f"{seed}:{source}")``, so the content of one
 source does not depend on which other sources are seeded. The people are shared by all three.
@@ -17,15 +19,19 @@ from streams.settings import Settings
 from streams.sources.connect import connect_mariadb, connect_postgres
 from streams.sources.corpus import DOC_DIR, ensure_corpus, load_corpus
 from streams.sources.people import People, make_people, people_count
+from streams.sources.seed_applications import write_mediawiki, write_request_tracker
 from streams.sources.seed_crm import generate_crm, generate_notes
 from streams.sources.seed_tickets import generate_tickets
 from streams.sources.seed_wiki import generate_wiki_pages
 from streams.sources.write_postgres import reset_crm, reset_tickets, write_crm, write_tickets
 from streams.sources.write_wiki import reset_wiki, write_wiki
 
-# The sources seed knows how to fill: the shipped schemas. Any other configured source's content is
-# its owner's to write; seed says so rather than guess at a schema.
-SEEDABLE_SOURCES = ("wiki", "tickets", "crm")
+# The sources seed knows how to fill: the shipped schemas, and the real applications where the local
+# stack runs them. Any other configured source's content is its owner's to write; seed says so rather
+# than guess at a schema.
+SHIPPED_SOURCES = ("wiki", "tickets", "crm")
+APPLICATION_SOURCES = ("mediawiki", "rt")
+SEEDABLE_SOURCES = SHIPPED_SOURCES + APPLICATION_SOURCES
 Advance = Callable[[int], None]
 
 
@@ -54,7 +60,7 @@ def run_seed(
     settings: Settings,
     docs: int,
     seed: int = 0,
-    sources: Sequence[str] = SEEDABLE_SOURCES,
+    sources: Sequence[str] = SHIPPED_SOURCES,
     *,
     reset: bool = False,
     corpus_dir: Path = DOC_DIR,
@@ -78,6 +84,14 @@ def run_seed(
                     reset_wiki(conn)
                 pages = generate_wiki_pages(rng, corpus, people, counts[source])
                 rows = write_wiki(conn, pages, people, bar(source, counts[source]))
+        elif source == "mediawiki":
+            corpus = load_corpus(ensure_corpus(corpus_dir), settings.cache_dir)
+            pages = generate_wiki_pages(rng, corpus, people, counts[source])
+            rows = write_mediawiki(settings, pages, bar(source, counts[source]))
+        elif source == "rt":
+            rows = write_request_tracker(
+                settings, generate_tickets(rng, people, counts[source]), bar(source, counts[source])
+            )
         elif source == "tickets":
             with connect_postgres(settings.dsn("tickets"), name="tickets") as pg:
                 if reset:

@@ -270,6 +270,7 @@ class TicketSeed:
     created_at: datetime
     updated_at: datetime
     comments: tuple[CommentSeed, ...]
+    colleague: Person | None = None  # a colleague of the requestor the description names, with their address
 
 
 def generate_tickets(rng: random.Random, people: People, count: int) -> Iterator[TicketSeed]:
@@ -335,6 +336,7 @@ def _ticket(rng: random.Random, people: People) -> TicketSeed:
         created_at=created,
         updated_at=comments[-1].created_at if comments else created,
         comments=comments,
+        colleague=colleague,
     )
 
 

@@ -155,6 +155,17 @@ class RtApi(_Session):
         )
         return str(created["id"])
 
+    def user_exists(self, name: str) -> bool:
+        try:
+            answer = self._http.get(f"/user/{name}")
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"RT REST 2 GET /user/{name}: {exc}") from exc
+        if answer.status_code == 404:
+            return False
+        if answer.status_code >= 400:
+            raise ApplicationError(f"RT REST 2 GET /user/{name} as {self.user!r}: {answer.status_code} {answer.text}")
+        return True
+
     def create_ticket(
         self,
         queue: str,
@@ -208,6 +219,9 @@ class RtApi(_Session):
     def set_cc(self, ticket: int, cc: Sequence[str]) -> None:
         """Make `cc` (e-mail addresses) the ticket's Cc: REST 2 adds and removes role members to match."""
         self._call("PUT", f"/ticket/{ticket}", {"Cc": list(cc)})
+
+    def set_status(self, ticket: int, status: str) -> None:
+        self._call("PUT", f"/ticket/{ticket}", {"Status": status})
 
     def ticket(self, ticket: int) -> dict[str, Any]:
         found: dict[str, Any] = self._call("GET", f"/ticket/{ticket}")
