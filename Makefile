@@ -39,7 +39,7 @@ unit: install
 # The fault suite kills servers under the others' feet: it runs on its own (`make faults`;
 # STREAMS_FAULTS=full for the long version), after the rest.
 integration: install
-	$(BIN)/python -m pytest tests/integration -m "not faults"
+	$(BIN)/python -m pytest tests/integration -m "not faults" --durations=15
 
 # MediaWiki and Request Tracker (Debian's packages) added to the local stack and indexed end to end;
 # run last, with the applications configured, so that none of their tests is skipped; the stack is

@@ -103,6 +103,7 @@ def declare_topics(app: faust.App, settings: Settings, mappings: Mappings) -> Wo
     return WorkerTopics(
         changes=raw(*change_topics(mappings, settings), *heartbeat_topics(mappings, settings)),
         routed=raw(settings.routed_topic, partitions=settings.document_partitions),
+        backfill=raw(settings.backfill_topic, partitions=settings.document_partitions),
         deletion=raw(settings.deletion_topic),
         receipts=raw(settings.receipts_topic),
         ledger=raw(settings.ledger_topic),

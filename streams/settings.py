@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     # in parallel: size it for the most workers you expect (adding partitions later moves documents
     # between partitions; ordering still holds by version, but plan it, see README "Several workers").
     routed_topic: str = "streams.changes.by-document"
+    # The backfill lane's repartition topic (same key and partitions): snapshot reads and bursts.
+    backfill_topic: str = "streams.changes.backfill"
+    # A table with at least this many changes routed within the burst window is bursting: its changes
+    # go to the backfill lane (0: no burst is bulk; snapshot reads always are).
+    backfill_burst_events: int = 100
+    backfill_burst_window_s: float = 1.0
     document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"
     receipts_topic: str = "streams.forget.receipts"

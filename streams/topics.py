@@ -49,11 +49,13 @@ def heartbeat_topics(mappings: Mappings, settings: Settings) -> list[str]:
 
 def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
     """What the worker's consumer group reads: every change topic, the heartbeat topics, the repartition
-    topic the changes are routed through (keyed by document), and the deletion topic."""
+    topics the changes are routed through (keyed by document: the live lane's and the backfill
+    lane's), and the deletion topic."""
     return [
         *change_topics(mappings, settings),
         *heartbeat_topics(mappings, settings),
         settings.routed_topic,
+        settings.backfill_topic,
         settings.deletion_topic,
     ]
 
@@ -70,12 +72,15 @@ def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:
         settings.dead_letter_topic: {"cleanup.policy": "compact,delete", "retention.ms": str(14 * 86400 * 1000)},
         settings.freshness_topic: {"retention.ms": str(7 * 86400 * 1000)},
         settings.routed_topic: {"retention.ms": str(7 * 86400 * 1000)},
+        settings.backfill_topic: {"retention.ms": str(7 * 86400 * 1000)},
     }
 
 
 def topic_partition_count(settings: Settings, topic: str) -> int:
-    """How many partitions `ensure_topics` gives `topic`: the repartition topic has its own setting."""
-    return settings.document_partitions if topic == settings.routed_topic else settings.topic_partitions
+    """How many partitions `ensure_topics` gives `topic`: the repartition topics have their own setting."""
+    if topic in (settings.routed_topic, settings.backfill_topic):
+        return settings.document_partitions
+    return settings.topic_partitions
 
 
 def ensure_topics(settings: Settings, mappings: Mappings) -> None:

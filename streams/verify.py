@@ -171,7 +171,7 @@ def worker_backlog(settings: Settings, mappings: Mappings) -> int | None:
     try:
         reader = ConsumerLagReader(settings, settings.worker_id)
         try:
-            lag = reader.lag([*change_topics(mappings, settings), settings.routed_topic])
+            lag = reader.lag([*change_topics(mappings, settings), settings.routed_topic, settings.backfill_topic])
         finally:
             reader.close()
     except Exception as exc:  # verify's verdict stands without it; the hint is a courtesy

@@ -57,12 +57,14 @@ def lane_of(topic: str, settings: Settings) -> str:
     """The lane a consumed topic feeds: Debezium's topics are routed, then indexed by document."""
     if topic == settings.routed_topic:
         return "indexing"
+    if topic == settings.backfill_topic:
+        return "backfill"
     if topic == settings.deletion_topic:
         return "deletion"
     return "routing"
 
 
-LANES = ("routing", "indexing", "deletion")
+LANES = ("routing", "indexing", "backfill", "deletion")
 
 
 def lane_topics(lag: Mapping[tuple[str, int], int], settings: Settings) -> dict[str, dict[str, int]]:

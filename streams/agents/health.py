@@ -26,4 +26,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             service.capture_clock.ages(), settings.capture_age_threshold_s, service.indexing_lag.current()
         )
         body = {"worker_id": settings.worker_id, "threshold_s": settings.capture_age_threshold_s, **health.to_json()}
+        # Bulk work queued on the backfill lane: never a reason for 503 (live work goes first).
+        backfill = service.backfill_lag.current()
+        body["backfill"] = backfill.to_json() if backfill is not None else None
         return web.json(body, status=200 if health.healthy else 503)

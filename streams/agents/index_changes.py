@@ -1,9 +1,12 @@
-"""The indexing lane's two agents, each with one in-flight batch at a time (concurrency 1): faust could
-otherwise commit an offset past a batch still being handled (faust issue #606).
+"""The indexing lanes' agents, each with one in-flight batch at a time (concurrency 1): faust could
+otherwise commit an offset past a batch still being handled (a known faust issue).
 
 - `route_changes`: Debezium topics (keyed by row) -> the repartition topic keyed by document id
-  (agents/route_changes.py), so every document is written by one worker at a time;
-- `index_changes`: the repartition topic -> the index (agents/process_changes.py). Each routed record
+  (agents/route_changes.py), so every document is written by one worker at a time; bulk work
+  (snapshot reads, bursts from one table) goes to the backfill topic, keyed the same way;
+- `index_changes`: the repartition topic -> the index (agents/process_changes.py);
+- `index_backfill`: the backfill topic -> the index, in the time live batches leave (agents/lanes.py).
+  Each routed record
   carries the change as the router decoded and mapped it, with the Debezium record and its origin,
   so freshness (from the source commit time) and dead letters (naming the Debezium topic, partition
   and offset) are those of the original event.
@@ -22,7 +25,9 @@ import faust
 
 from streams.agents.process_changes import ChangeProcessor
 from streams.agents.route_changes import ChangeDecoder, ChangeRouter, unwrap_routed
+from streams.agents.write_changes import WriteResult
 from streams.clients import kafka_admin
+from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.records import Origin, RawMessage
 from streams.settings import Settings
@@ -53,7 +58,12 @@ def register(app: faust.App, service: WorkerService) -> None:
         await future
 
     async def forward(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
+        metrics.ROUTED.labels(lane="live").inc()
         return await topics.routed.send(key=key, value=value, partition=partition)
+
+    async def forward_backfill(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
+        metrics.ROUTED.labels(lane="backfill").inc()
+        return await topics.backfill.send(key=key, value=value, partition=partition)
 
     @app.agent(topics.changes, name=f"{__name__}.route_changes", concurrency=1)
     async def route_changes(stream):  # type: ignore[no-untyped-def]
@@ -67,6 +77,9 @@ def register(app: faust.App, service: WorkerService) -> None:
             heartbeat_table=settings.heartbeat_table,
             partitions=partitions,
             paths=PathLookup.of(settings, service.mappings),
+            forward_backfill=forward_backfill,
+            burst_events=settings.backfill_burst_events,
+            burst_window_s=settings.backfill_burst_window_s,
         )
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             messages = [
@@ -81,10 +94,7 @@ def register(app: faust.App, service: WorkerService) -> None:
                 await task
                 raise
 
-    @app.agent(topics.routed, name=f"{__name__}.index_changes", concurrency=1)
-    async def index_changes(stream):  # type: ignore[no-untyped-def]
-        runtime = await service.runtime()
-        processor = ChangeProcessor(runtime.writer, send_dead_letter, runtime.freshness, capture=service.capture_clock)
+    async def index(stream, processor: ChangeProcessor) -> None:  # type: ignore[no-untyped-def]
         # Only for records a router that did not decode wrote before an upgrade.
         decoder = ChangeDecoder(service.mappings, settings.max_event_bytes, settings.heartbeat_table)
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
@@ -103,7 +113,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             # process() handles every failure itself (retrying or dead-lettering): an exception escaping
             # here would let take_events acknowledge the batch unprocessed. For the same reason a
             # shutdown lets the batch finish: take_events acknowledges it on the way out.
-            task = asyncio.ensure_future(processor.process(messages))
+            task = asyncio.ensure_future(process(processor, messages))
             try:
                 result = await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -111,7 +121,8 @@ def register(app: faust.App, service: WorkerService) -> None:
                 raise
             if result.applied or result.failed:
                 log.info(
-                    "batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
+                    "%s batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
+                    processor.lane,
                     len(messages),
                     len(result.applied),
                     len(result.stale),
@@ -120,3 +131,21 @@ def register(app: faust.App, service: WorkerService) -> None:
                     result.chunks_embedded,
                     result.chunks_reused,
                 )
+
+    async def process(processor: ChangeProcessor, messages: list) -> WriteResult:  # type: ignore[type-arg]
+        if processor.lane == "backfill":
+            return await processor.process(messages)
+        async with service.priority.live():  # the backfill lane waits while this batch is in flight
+            return await processor.process(messages)
+
+    @app.agent(topics.routed, name=f"{__name__}.index_changes", concurrency=1)
+    async def index_changes(stream):  # type: ignore[no-untyped-def]
+        runtime = await service.runtime()
+        processor = ChangeProcessor(runtime.writer, send_dead_letter, runtime.freshness, capture=service.capture_clock)
+        await index(stream, processor)
+
+    @app.agent(topics.backfill, name=f"{__name__}.index_backfill", concurrency=1)
+    async def index_backfill(stream):  # type: ignore[no-untyped-def]
+        runtime = await service.runtime()
+        processor = ChangeProcessor(runtime.writer, send_dead_letter, runtime.freshness, turn=service.priority.turn)
+        await index(stream, processor)

@@ -17,12 +17,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from streams.agents.lanes import Turn
 from streams.agents.write_changes import Writer, WriteResult
 from streams.errors import IndexingError, StreamsError, is_transient
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock
 from streams.observability.dead_letters import SendDeadLetter, dead_letter_record
-from streams.observability.freshness import FreshnessWindow, observe_freshness
+from streams.observability.freshness import FreshnessWindow, Lane, observe_freshness
 from streams.records import Origin, PartChange, RawMessage, RoutedChange, UnreadableRecord
 from streams.retrying import retry_transient
 
@@ -37,8 +38,13 @@ class ChangeProcessor:
         freshness: FreshnessWindow,
         max_backoff_s: float = 10.0,
         capture: CaptureClock | None = None,
+        turn: Turn | None = None,
     ) -> None:
         self.writer = writer
+        # The backfill lane's (agents/lanes.py): its writes yield to live batches, and its changes are
+        # the snapshot phase of freshness, reported apart from the live promise.
+        self.turn = turn
+        self.lane: Lane = "live" if turn is None else "backfill"
         self.send_dead_letter = send_dead_letter
         self.freshness = freshness
         self.max_backoff_s = max_backoff_s
@@ -61,10 +67,10 @@ class ChangeProcessor:
             raw_by_origin[record.message.origin] = record.message
             changes.append(record.change)
         if changes:
-            self.freshness.unindexed(changes)
+            self.freshness.unindexed(changes, self.lane)
             result = await self._write_with_retry(changes)
             await self._settle(result, raw_by_origin)
-            self.freshness.indexed({change.source for change in changes})
+            self.freshness.indexed({change.source for change in changes}, self.lane)
         else:
             result = WriteResult()
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
@@ -83,7 +89,7 @@ class ChangeProcessor:
     async def _write_isolating(self, changes: list[PartChange]) -> WriteResult:
         """Write the batch; if the batch as a whole fails for good, find the culprit one change at a time."""
         try:
-            return await self.writer.write(changes)
+            return await self.writer.write(changes, self.turn)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the one rule (errors.is_transient): transient waits, the rest is isolated
@@ -101,7 +107,7 @@ class ChangeProcessor:
     async def _settle(self, result: WriteResult, raw_by_origin: dict[Origin, RawMessage]) -> None:
         searchable_at = result.searchable_at or datetime.now(UTC)
         for change in result.applied:
-            observe_freshness(self.freshness, change, searchable_at)
+            observe_freshness(self.freshness, change, searchable_at, "snapshot" if self.lane == "backfill" else None)
             metrics.EVENTS.labels(source=change.source, outcome="applied").inc()
         for change in result.stale:
             metrics.EVENTS.labels(source=change.source, outcome="stale").inc()

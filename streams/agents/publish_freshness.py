@@ -61,6 +61,7 @@ async def update_consumer_lag(service: WorkerService, topics: list[str]) -> None
     record_lag(lag)
     service.previous_consumer_lag, service.consumer_lag = service.consumer_lag, LagReading(datetime.now(UTC), lag)
     service.indexing_lag.observe(indexing_lag(service, lag))
+    service.backfill_lag.observe(backfill_lag(service, lag))
 
 
 def indexing_lag(service: WorkerService, lag: dict[tuple[str, int], int]) -> int:
@@ -70,3 +71,8 @@ def indexing_lag(service: WorkerService, lag: dict[tuple[str, int], int]) -> int
     lane = {*change_topics(service.mappings, settings), *heartbeat_topics(service.mappings, settings)}
     lane.add(settings.routed_topic)
     return sum(messages for (topic, _), messages in lag.items() if topic in lane)
+
+
+def backfill_lag(service: WorkerService, lag: dict[tuple[str, int], int]) -> int:
+    """The events queued on the backfill lane's topic (bulk work, agents/lanes.py)."""
+    return sum(messages for (topic, _), messages in lag.items() if topic == service.settings.backfill_topic)

@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -188,6 +190,35 @@ def unwrap_routed(
     return RoutedChange(message, decoded["source"], decoded["commit_ts"], change)
 
 
+class BurstDetector:
+    """Which tables burst: at least `events` changes routed within the last `window_s` seconds,
+    whatever the batches were cut into. A bulk import arrives as thousands of changes to one table
+    within a second or two; a person's edits come a few at a time. A live edit to a table while it
+    bursts goes with the burst: it waits no longer than the import's other rows already would."""
+
+    def __init__(self, events: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.events = events
+        self.window_s = window_s
+        self.clock = clock
+        self._recent: dict[str, deque[tuple[float, int]]] = {}  # topic -> (when, how many) per batch
+
+    def bursting(self, counts: Mapping[str, int]) -> set[str]:
+        if self.events <= 0:
+            return set()
+        now = self.clock()
+        bursting = set()
+        for topic, count in counts.items():
+            recent = self._recent.setdefault(topic, deque())
+            recent.append((now, count))
+            while recent and recent[0][0] < now - self.window_s:
+                recent.popleft()
+            if sum(n for _, n in recent) >= self.events:
+                bursting.add(topic)
+        for topic in [t for t, recent in self._recent.items() if not recent or recent[-1][0] < now - self.window_s]:
+            del self._recent[topic]  # quiet for a window: forgotten
+        return bursting
+
+
 class ChangeRouter:
     def __init__(
         self,
@@ -199,6 +230,10 @@ class ChangeRouter:
         heartbeat_table: str = HEARTBEAT_TABLE,
         partitions: int = 1,
         paths: PathLookup | None = None,
+        forward_backfill: Forward | None = None,
+        burst_events: int = 0,
+        burst_window_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.decoder = ChangeDecoder(mappings, max_event_bytes, heartbeat_table)
         # Reads for the documents mapped through joins: their events are triggers (read_paths.py).
@@ -207,14 +242,29 @@ class ChangeRouter:
         self.send_dead_letter = send_dead_letter
         self.registry_url = registry_url
         self.partitions = partitions  # of the repartition topic: a heartbeat goes to each
+        # The backfill lane (None: one lane for all): snapshot reads, and the changes of a table that
+        # bursts (at least `burst_events` changes routed within `burst_window_s`; 0: no burst is bulk)
+        # go there, so live work never waits behind them (agents/lanes.py).
+        self.forward_backfill = forward_backfill
+        self.burst = BurstDetector(burst_events, burst_window_s, clock)
+
+    def bulk_topics(self, messages: Sequence[RawMessage]) -> set[str]:
+        """The Debezium topics (one per table) bursting with this batch counted in."""
+        return self.burst.bursting(Counter(message.topic for message in messages))
+
+    def _forward_change(self, change: PartChange, message: RawMessage, bulk: set[str]) -> Forward:
+        if self.forward_backfill is not None and (change.snapshot or message.topic in bulk):
+            return self.forward_backfill
+        return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
+        bulk = self.bulk_topics(messages)
         for message in messages:
             try:
                 event = self.decoder.event(message)
                 if event is not None and self.paths is not None and self.paths.handles(event):
-                    pending.extend(await self._read_through_paths(message, event))
+                    pending.extend(await self._read_through_paths(message, event, bulk))
                     continue
                 routed = self.decoder.routed(message, event)
             except StreamsError as exc:
@@ -230,7 +280,8 @@ class ChangeRouter:
                     pending.append(await self.forward(key, value, partition))
                 continue
             # Sent in order, awaited together: the producer keeps a partition's records in send order.
-            pending.append(await self.forward(routed.change.document_id.encode(), value, None))
+            forward = self._forward_change(routed.change, message, bulk)
+            pending.append(await forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)
 
@@ -238,7 +289,9 @@ class ChangeRouter:
         log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
         await self.send_dead_letter(message.origin, dead_letter_record(message.origin, message.key, message.value, exc))
 
-    async def _read_through_paths(self, message: RawMessage, event: ChangeEvent) -> list[Awaitable[object]]:
+    async def _read_through_paths(
+        self, message: RawMessage, event: ChangeEvent, bulk: set[str]
+    ) -> list[Awaitable[object]]:
         """A trigger: the parts it affects, read from the source, each forwarded as a routed change; a
         part that cannot be read is a dead letter of its own, and the others go on."""
         assert self.paths is not None
@@ -252,5 +305,6 @@ class ChangeRouter:
                 continue
             routed = RoutedChange(message, event.source, event.commit_ts, outcome)
             value = encode_routed(routed, self.registry_url)
-            pending.append(await self.forward(outcome.document_id.encode(), value, None))
+            forward = self._forward_change(outcome, message, bulk)
+            pending.append(await forward(outcome.document_id.encode(), value, None))
         return pending

@@ -31,6 +31,7 @@ from mode import Service
 
 from streams.agents.follow_ledger import follow_ledger, registry_record
 from streams.agents.forget_subjects import DeletionTopics, build_scheduler
+from streams.agents.lanes import LivePriority
 from streams.agents.runtime import Runtime, build_runtime
 from streams.auth import Authenticator
 from streams.elastic import worker_registry
@@ -70,6 +71,7 @@ class WorkerTopics:
 
     changes: TopicT  # every Debezium change and heartbeat topic
     routed: TopicT  # the repartition topic, keyed by document id
+    backfill: TopicT  # the backfill lane's repartition topic, keyed the same way
     deletion: TopicT
     receipts: TopicT
     ledger: TopicT
@@ -105,6 +107,10 @@ class WorkerService(Service):
         # The indexing lane's lag readings (agents/publish_freshness.py records them): /health tells
         # heartbeats queued behind a backlog from a capture that stopped.
         self.indexing_lag = LagHistory()
+        # The backfill lane's lag readings: its backlog and how fast it drains (/health, the console).
+        self.backfill_lag = LagHistory()
+        # Live batches in flight: the backfill lane yields to them (agents/lanes.py).
+        self.priority = LivePriority()
         chain = ReceiptChain(partial(load_private_key, settings.receipt_signing_key_path()), settings.worker_id)
         self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters, chain)
         self._purges: PurgeScheduler | None = None

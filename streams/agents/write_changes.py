@@ -6,7 +6,9 @@ embedding/. This module only runs them in order, with two rules of its own:
   MAX_CONFLICT_ROUNDS times;
 - the suppression ledger's gate is held while the ledger is re-checked and the batch is written: if a
   deletion request arrived while this batch was being embedded, the batch is planned again, so no
-  write planned before a request can land after it (see agents/suppression.py).
+  write planned before a request can land after it (see agents/suppression.py);
+- a batch of the backfill lane passes a `turn` (agents/lanes.py): it is awaited before each round and
+  before each slice of `slice_texts` texts is embedded, so that live batches go first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
+from streams.agents.lanes import Turn
 from streams.agents.suppression import SuppressionLedger
 from streams.elastic.document_store import DocumentStore
 from streams.embedding.embedder import Embedder
@@ -30,6 +33,7 @@ from streams.records import PartChange
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_ROUNDS = 5
+BACKFILL_SLICE_TEXTS = 16  # texts embedded between two turns of the backfill lane
 
 
 @dataclass
@@ -64,15 +68,18 @@ class ChangeWriter:
         chunker: Chunker,
         ledger: SuppressionLedger,
         provenance: dict[str, Any] | None = None,
+        slice_texts: int = BACKFILL_SLICE_TEXTS,
     ) -> None:
         self.store = store
+        self.slice_texts = slice_texts
         self.embedder = embedder
         self.chunker = chunker
         self.ledger = ledger
         self.provenance = provenance or {}  # generation, model, chunker: on every chunk written
 
-    async def write(self, changes: list[PartChange]) -> WriteResult:
-        """Apply `changes` (in delivery order) to the index. Raises RetryableError on transient failure."""
+    async def write(self, changes: list[PartChange], turn: Turn | None = None) -> WriteResult:
+        """Apply `changes` (in delivery order) to the index. Raises RetryableError on transient failure.
+        With a `turn`, the work yields to the live lane between its steps (see the module's text)."""
         result = WriteResult()
         pending: dict[str, list[PartChange]] = {}
         for change in changes:
@@ -80,14 +87,18 @@ class ChangeWriter:
         for _ in range(MAX_CONFLICT_ROUNDS):
             if not pending:
                 break
-            conflicts = await self._write_round(pending, result)
+            if turn is not None:
+                await turn()
+            conflicts = await self._write_round(pending, result, turn)
             pending = {doc: pending[doc] for doc in conflicts}
         for document_changes in pending.values():
             error = IndexingError("the document's state kept changing under concurrent writers")
             result.failed.extend((change, error) for change in document_changes)
         return result
 
-    async def _write_round(self, pending: dict[str, list[PartChange]], result: WriteResult) -> set[str]:
+    async def _write_round(
+        self, pending: dict[str, list[PartChange]], result: WriteResult, turn: Turn | None = None
+    ) -> set[str]:
         stored = await self.store.load_states(list(pending))
         ledger_version = self.ledger.version
         # Planning chunks and redacts every text with the model's tokenizer: seconds for a large batch, so
@@ -102,7 +113,7 @@ class ChangeWriter:
             vectors.update(await self.store.vectors_by_hash(missing))
         embeddings = plan_embeddings(plan.chunks_to_write(), vectors)
         if embeddings.to_embed:
-            embedded = await self.embedder.encode_async(embeddings.texts)
+            embedded = await self._encode(embeddings.texts, turn)
             chunk_vectors = embeddings.vectors(embedded)
             vectors.update(
                 (chunk.text_hash, vector) for chunk, vector in zip(embeddings.chunks, chunk_vectors, strict=True)
@@ -140,9 +151,18 @@ class ChangeWriter:
             log.info("state of %d documents changed under this batch; planning them again", len(outcome.conflicts))
         return outcome.conflicts
 
+    async def _encode(self, texts: list[str], turn: Turn | None) -> list[list[float]]:
+        if turn is None:
+            return await self.embedder.encode_async(texts)
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.slice_texts):
+            await turn()
+            vectors.extend(await self.embedder.encode_async(texts[start : start + self.slice_texts]))
+        return vectors
+
 
 class Writer(Protocol):
-    async def write(self, changes: list[PartChange]) -> WriteResult: ...
+    async def write(self, changes: list[PartChange], turn: Turn | None = None) -> WriteResult: ...
 
 
 class GenerationsWriter:
@@ -152,31 +172,45 @@ class GenerationsWriter:
     The serving generation's result is the batch's result (freshness, dead letters): it is what search
     sees. A change another generation refuses for good is logged, not dead-lettered twice; a transient
     failure anywhere retries the whole batch (every write is idempotent). `writers` is replaced as a
-    whole when a migration step changes the set, so a batch uses one set from start to end.
+    whole when a migration step changes the set, so a batch uses one set from start to end. The two
+    lanes' batches may be in flight at once (agents/lanes.py): `replace` waits for every batch that
+    uses the old set.
     """
 
     def __init__(self, writers: dict[str, ChangeWriter], serving: str) -> None:
         self.writers = writers
         self.serving = serving
-        self.writing = asyncio.Lock()  # held for a whole batch: `settle` waits for the batch in flight
+        self._in_flight: dict[int, int] = {}  # id of a set of writers -> its batches in flight
+        self._settled = asyncio.Condition()
 
     async def replace(self, writers: dict[str, ChangeWriter], serving: str) -> None:
         """Use another set of generations from the next batch on; returns once no batch writes the old set."""
+        old = id(self.writers)
         self.writers, self.serving = writers, serving
-        async with self.writing:
-            pass
+        async with self._settled:
+            await self._settled.wait_for(lambda: not self._in_flight.get(old))
 
-    async def write(self, changes: list[PartChange]) -> WriteResult:
-        async with self.writing:
-            return await self._write(changes)
-
-    async def _write(self, changes: list[PartChange]) -> WriteResult:
+    async def write(self, changes: list[PartChange], turn: Turn | None = None) -> WriteResult:
         writers, serving = self.writers, self.serving
-        result = await writers[serving].write(changes)
+        key = id(writers)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        try:
+            return await self._write(writers, serving, changes, turn)
+        finally:
+            self._in_flight[key] -= 1
+            if not self._in_flight[key]:
+                del self._in_flight[key]
+            async with self._settled:
+                self._settled.notify_all()
+
+    async def _write(
+        self, writers: dict[str, ChangeWriter], serving: str, changes: list[PartChange], turn: Turn | None
+    ) -> WriteResult:
+        result = await writers[serving].write(changes, turn)
         for index, writer in writers.items():
             if index == serving:
                 continue
-            other = await writer.write(changes)
+            other = await writer.write(changes, turn)
             for change, error in other.failed:
                 log.error("generation %s refused %s: %s", index, change.document_id, error)
             result.chunks_embedded += other.chunks_embedded

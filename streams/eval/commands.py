@@ -25,6 +25,14 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
     show_default=True,
     help="The golden set: a BEIR directory (corpus.jsonl, queries.jsonl, qrels/test.tsv), loaded with `eval load`.",
 )
+@click.option(
+    "--sets",
+    "sets",
+    default=None,
+    metavar="DIR1,DIR2,...",
+    help="Several BEIR sets, comma-separated, each loaded with `eval load`: a report per set and the mean "
+    "over the sets (instead of --set; each set's one load record names its group; --baseline compares the mean).",
+)
 @click.option("--group", default=None, help="The access group it was loaded into (default: the only one loaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (totals and every query).")
 @click.option("--per-query", is_flag=True, help="Also print each query's nDCG@10 in the table.")
@@ -53,6 +61,7 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
 def eval_(
     ctx: click.Context,
     set_dir: Path,
+    sets: str | None,
     group: str | None,
     as_json: bool,
     per_query: bool,
@@ -69,7 +78,8 @@ def eval_(
     fields: str | None,
 ) -> None:
     """Measure retrieval quality: nDCG@10, recall@100, MRR@10 and precision@5 of hybrid search, BM25
-    alone and kNN alone over a golden set that `streams eval load` put through the pipeline.
+    alone and kNN alone over a golden set that `streams eval load` put through the pipeline, and the p95
+    latency of each ranking's searches (in the JSON report). With --sets, each set and the mean.
 
     Every query goes through the same search function as /search, restricted to the set's access group.
     With --baseline it is a quality gate: it exits 1 and names each metric that fell more than
@@ -79,6 +89,7 @@ def eval_(
     streams eval load eval/streams-golden --group eval-golden
     streams eval --save before.json
     streams eval --baseline before.json --max-drop 0.02
+    streams eval --sets eval/streams-golden,~/.cache/streams/beir/nfcorpus-2000 --json
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -91,7 +102,14 @@ def eval_(
     from streams.eval.load_collection import LoadedCollection
     from streams.eval.report import quality_drops, read_report, table
     from streams.eval.run_eval import evaluate_set
+    from streams.eval.sets import mean_report, parse_sets, read_beir_set, sets_table
 
+    if sets is not None and ctx.get_parameter_source("set_dir") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("give --set or --sets, not both")
+    if sets is not None and per_query:
+        raise click.UsageError("--per-query is for one set (--set)")
+    if sets is not None and group is not None:
+        raise click.UsageError("--group is for one set (--set): with --sets each set's one load record names its group")
     settings = get_settings()
     changes: dict[str, Any] = {
         "rrf_k": rrf_k,
@@ -103,27 +121,42 @@ def eval_(
     }
     tuning = dataclasses.replace(DEFAULT_TUNING, **{k: v for k, v in changes.items() if v is not None})
     try:
-        golden = read_golden_set(set_dir)
-        loaded = LoadedCollection.read(set_dir, group)
+        if sets is None:
+            collections = [(read_golden_set(set_dir), LoadedCollection.read(set_dir, group))]
+        else:  # every set checked (files, JSON, qrels against the corpus) before any query is asked
+            paths = [path.expanduser() for path in parse_sets(sets)]
+            goldens = [read_beir_set(path) for path in paths]
+            collections = [(golden, LoadedCollection.read(golden.path, group)) for golden in goldens]
         saved = read_report(baseline) if baseline else None
     except GoldenSetError as exc:
         raise click.ClickException(str(exc)) from exc
     with elasticsearch_client(settings) as es:  # queries embedded by the model that built the index searched
         embedder = embedder_for(settings, es, index or settings.index_alias)
-    report = evaluate_set(
-        lambda: async_elasticsearch_client(settings),
-        embedder.encode,
-        index or settings.index_alias,
-        golden,
-        loaded,
-        modes or MODES,
-        tuning,
-    )
+    reports = [
+        evaluate_set(
+            lambda: async_elasticsearch_client(settings),
+            embedder.encode,
+            index or settings.index_alias,
+            golden,
+            loaded,
+            modes or MODES,
+            tuning,
+        )
+        for golden, loaded in collections
+    ]
+    if sets is None:
+        output: dict[str, Any] = reports[0]
+        gated = output
+        text = table(output, per_query)
+    else:
+        output = mean_report(reports)
+        gated = output["mean"]
+        text = sets_table(output)
     if save:
-        save.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    click.echo(json.dumps(report, indent=1) if as_json else table(report, per_query))
+        save.write_text(json.dumps(output, indent=1), encoding="utf-8")
+    click.echo(json.dumps(output, indent=1) if as_json else text)
     if saved is not None:
-        drops = quality_drops(saved, report, max_drop, modes)
+        drops = quality_drops(saved, gated, max_drop, modes)
         for drop in drops:
             click.echo(f"quality gate: {drop.describe()}", err=True)
         if drops:
@@ -267,3 +300,55 @@ def copy_index(group: str, target: str, analysis: str, embed_title: bool, vector
         f"copied {count} chunks of group {group} into {target} ({analysis} analysis, {vectors} vectors"
         f"{', title and section embedded with the text' if embed_title else ''})"
     )
+
+
+@eval_.command("stage")
+@click.argument("name")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A public BEIR collection already on disk in BEIR layout (corpus.jsonl, queries.jsonl, qrels/).",
+)
+@click.option(
+    "--slice",
+    "size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Documents in the slice: every relevant one plus a seeded sample of the others (default: all).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample of other documents.")
+@click.option("--split", default="test", show_default=True, help="The qrels file whose queries are kept.")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of staged sets (default: ~/.cache/streams/beir).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checksum record as JSON.")
+def stage(name: str, source: Path, size: int | None, seed: int, split: str, cache: Path | None, as_json: bool) -> None:
+    """Stage a slice of a public BEIR collection as NAME under the cache folder: every query of the
+    split's qrels, all their relevant documents, and a seeded sample of other documents; sha256 of the
+    files read and written go to NAME/checksums.json. Then `streams eval load` and `streams eval --sets`.
+
+    \b
+    streams eval stage nfcorpus-2000 --from ~/datasets/nfcorpus --slice 2000
+    """
+    from streams.eval.golden_set import GoldenSetError
+    from streams.eval.sets import CACHE, stage_slice
+
+    if not name or "/" in name or name.startswith("."):
+        raise click.BadParameter("a plain folder name", param_hint="NAME")
+    target = (cache or CACHE).expanduser() / name
+    try:
+        record = stage_slice(source, target, size, seed, split)
+    except GoldenSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"path": str(target), **record}, indent=1))
+    else:
+        click.echo(
+            f"staged {name}: {record['queries']} queries, {record['documents']} documents "
+            f"({record['relevant_documents']} relevant) in {target}"
+        )

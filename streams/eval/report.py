@@ -57,6 +57,8 @@ def read_report(path: Path) -> dict[str, Any]:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise GoldenSetError(f"cannot read the baseline report {path}: {exc}") from exc
+    if isinstance(report, dict) and isinstance(report.get("mean"), dict):  # a `--sets` report: its mean
+        report = report["mean"]
     if not isinstance(report, dict) or not isinstance(report.get("modes"), dict):
         raise GoldenSetError(f"{path} is not a `streams eval --json` report (no 'modes')")
     return report

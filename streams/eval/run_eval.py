@@ -16,6 +16,7 @@ from streams.elastic.hybrid_index import DEFAULT_TUNING, MODES, SearchTuning, se
 from streams.eval.golden_set import GoldenSet
 from streams.eval.load_collection import LoadedCollection
 from streams.eval.metrics import DEPTH, METRICS, ranking_scores, score_run
+from streams.percentiles import percentile
 
 CONCURRENCY = 4  # queries in flight: enough to keep Elasticsearch busy, few enough for a 2-core laptop
 
@@ -28,13 +29,16 @@ async def rankings(
     loaded: LoadedCollection,
     modes: Sequence[str] = MODES,
     tuning: SearchTuning = DEFAULT_TUNING,
+    latencies: dict[str, list[float]] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
-    """mode -> query id -> corpus ids, best first (results outside the collection are dropped)."""
+    """mode -> query id -> corpus ids, best first (results outside the collection are dropped). With
+    `latencies`, each search's seconds are appended to latencies[mode]."""
     corpus_ids = loaded.corpus_ids()
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(mode: str, qid: str) -> tuple[str, str, list[str]]:
         async with limit:
+            asked = time.monotonic()
             hits = await search(
                 client,
                 index,
@@ -47,6 +51,8 @@ async def rankings(
                 tuning=tuning,
                 highlight=False,
             )
+            if latencies is not None:
+                latencies.setdefault(mode, []).append(time.monotonic() - asked)
         return mode, qid, [corpus_ids[h.document_id] for h in hits if h.document_id in corpus_ids]
 
     results: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}
@@ -62,12 +68,16 @@ def build_report(
     index: str,
     tuning: SearchTuning,
     seconds: float,
+    latencies: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     modes: dict[str, Any] = {}
     for mode, by_query in ranked.items():
         run = {qid: ranking_scores(ids) for qid, ids in by_query.items()}
         total, per_query = score_run(golden.qrels, run)
         modes[mode] = {"total": {m: round(total[m], 4) for m in METRICS}, "queries": per_query}
+        if latencies and latencies.get(mode):
+            # beside the totals, not among them: the gate compares totals where higher is better
+            modes[mode]["latency_ms"] = {"p95": round(percentile(latencies[mode], 0.95) * 1000, 1)}
     return {
         "set": golden.name,
         "queries": len(golden.queries),
@@ -95,9 +105,11 @@ def evaluate_set(
     qids = list(golden.queries)
     vectors = dict(zip(qids, encode([golden.queries[q] for q in qids]), strict=True))
 
+    latencies: dict[str, list[float]] = {}
+
     async def run() -> dict[str, dict[str, list[str]]]:
         async with client_factory() as client:
-            return await rankings(client, index, golden, vectors, loaded, modes, tuning)
+            return await rankings(client, index, golden, vectors, loaded, modes, tuning, latencies)
 
     ranked = asyncio.run(run())
-    return build_report(golden, loaded, ranked, index, tuning, time.monotonic() - started)
+    return build_report(golden, loaded, ranked, index, tuning, time.monotonic() - started, latencies)

@@ -27,7 +27,10 @@ COLUMNS = (
 HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s", "oldest unindexed s", "capture age s", "capture")
 SNAPSHOT_COLUMNS = ("source", "snapshot_events", "snapshot_p50_s", "snapshot_p95_s", "snapshot_p99_s", "snapshot_max_s")
 SNAPSHOT_HEADERS = ("source", "events", "p50 s", "p95 s", "p99 s", "max s")
-SNAPSHOT_TITLE = "snapshot and backlog (op=r reads, or committed before the worker started), not counted above:"
+SNAPSHOT_TITLE = (
+    "snapshot, backfill and backlog (op=r reads, bulk changes, or committed before the worker started),"
+    " not counted above:"
+)
 
 
 class FreshnessUnavailable(click.ClickException):
@@ -66,7 +69,17 @@ def with_capture_health(report: dict[str, Any], health: dict[str, Any]) -> dict[
         for figures in report.get("sources", [])
     ]
     capture = {key: health.get(key) for key in ("status", "reasons", "lag")}
-    return {**report, "sources": sources, "capture_age_s": ages, "capture": capture}
+    return {**report, "sources": sources, "capture_age_s": ages, "capture": capture, "backfill": health.get("backfill")}
+
+
+def backfill_line(backfill: dict[str, Any] | None) -> str | None:
+    """The backfill lane's backlog in words, or None when it is empty or unknown."""
+    if not backfill or not backfill.get("events"):
+        return None
+    line = f"backfill lane: {backfill['events']} events queued"
+    if backfill.get("drain_rate_per_s"):
+        line += f", draining {backfill['drain_rate_per_s']:.0f}/s, about {backfill['drain_s']:.0f} s to go"
+    return line
 
 
 def read_latest_report(settings: Settings, timeout_s: float) -> dict[str, Any]:
@@ -175,6 +188,9 @@ def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float
     click.echo(render_table(sources))
     for reason in report.get("capture", {}).get("reasons") or []:
         click.echo(reason)
+    backfill = backfill_line(report.get("backfill"))
+    if backfill:
+        click.echo(backfill)
     if any(figures.get("snapshot_events") for figures in sources):
         click.echo("")
         click.echo(SNAPSHOT_TITLE)

@@ -7,6 +7,8 @@ Freshness is reported in two phases, because they answer different questions:
   snapshot such as `streams verify --repair`'s) or a change committed before the worker started (the
   backlog a starting worker catches up on). Its "freshness" measures how old the source row was when
   it was read or how long the worker was away, not how fast the pipeline is, so it is shown apart.
+  Every change of the backfill lane (agents/lanes.py: snapshot reads and bursts of bulk changes) is
+  counted here too: bulk work is never part of the live promise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from streams.percentiles import percentile
 from streams.records import PartChange
 
 Phase = Literal["live", "snapshot"]
+Lane = Literal["live", "backfill"]  # the indexing lane a change went through (agents/lanes.py)
 PHASES: tuple[Phase, ...] = ("live", "snapshot")
 
 
@@ -93,7 +96,8 @@ class FreshnessWindow:
         self._lock = threading.Lock()
         self._window: dict[tuple[str, Phase], list[float]] = {}
         self._recent: dict[tuple[str, Phase], deque[float]] = {}
-        self._unindexed: dict[str, datetime] = {}  # source -> the oldest commit time read, not yet searchable
+        # (source, lane) -> the oldest commit time read, not yet searchable
+        self._unindexed: dict[tuple[str, Lane], datetime] = {}
         self._gauged: set[str] = set()
         self.window_start = datetime.now(UTC)
         self._gauge(sources)
@@ -105,26 +109,27 @@ class FreshnessWindow:
             )
             self._gauged.add(source)
 
-    def unindexed(self, changes: Iterable[PartChange]) -> None:
-        """A batch was read: each source's oldest change in it is unindexed until `indexed`."""
+    def unindexed(self, changes: Iterable[PartChange], lane: Lane = "live") -> None:
+        """A batch of `lane` was read: each source's oldest change in it is unindexed until `indexed`."""
         with self._lock:
             for change in changes:
-                oldest = self._unindexed.get(change.source)
+                oldest = self._unindexed.get((change.source, lane))
                 if oldest is None or change.commit_ts < oldest:
-                    self._unindexed[change.source] = change.commit_ts
-            sources = list(self._unindexed)
+                    self._unindexed[(change.source, lane)] = change.commit_ts
+            sources = [source for source, _ in self._unindexed]
         self._gauge(sources)
 
-    def indexed(self, sources: Iterable[str]) -> None:
+    def indexed(self, sources: Iterable[str], lane: Lane = "live") -> None:
         with self._lock:
             for source in sources:
-                self._unindexed.pop(source, None)
+                self._unindexed.pop((source, lane), None)
 
     def oldest_unindexed_age_s(self, source: str) -> float:
-        """Now - the source commit of the oldest change read but not yet searchable; 0 when none is."""
+        """Now - the source commit of the oldest change read but not yet searchable, in either lane; 0
+        when none is."""
         with self._lock:
-            oldest = self._unindexed.get(source)
-        return max((datetime.now(UTC) - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+            times = [at for (s, _), at in self._unindexed.items() if s == source]
+        return max((datetime.now(UTC) - min(times)).total_seconds(), 0.0) if times else 0.0
 
     def observe(self, source: str, freshness_s: float, phase: Phase = "live") -> None:
         with self._lock:
@@ -167,10 +172,13 @@ class FreshnessWindow:
             ]
 
 
-def observe_freshness(window: FreshnessWindow, change: PartChange, searchable_at: datetime) -> Phase:
-    """Record one applied change's freshness in the histogram and the window, under its phase."""
+def observe_freshness(
+    window: FreshnessWindow, change: PartChange, searchable_at: datetime, phase: Phase | None = None
+) -> Phase:
+    """Record one applied change's freshness in the histogram and the window, under its phase (the
+    change's own, unless the caller names one: the backfill lane's changes are all `snapshot`)."""
     freshness_s = (searchable_at - change.commit_ts).total_seconds()
-    phase = freshness_phase(change, window.started_at)
+    phase = phase or freshness_phase(change, window.started_at)
     operation = "delete" if change.deleted else "upsert"
     metrics.FRESHNESS.labels(source=change.source, table=change.table, operation=operation, phase=phase).observe(
         max(freshness_s, 0.0)

@@ -71,6 +71,10 @@ QUERY_VECTORS = Counter(
     "Search query vectors by outcome: encoded, or cached (a recent identical query)",
     ["outcome"],
 )
+BACKFILL_YIELDED_SECONDS = Counter(
+    "streams_backfill_yielded_seconds_total", "Time the backfill lane waited for live batches to be written"
+)
+ROUTED = Counter("streams_routed_total", "Changes the router forwarded, by lane (live or backfill)", ["lane"])
 BATCH_SECONDS = Histogram(
     "streams_batch_seconds", "Wall time to process one batch of change events", buckets=FRESHNESS_BUCKETS
 )

@@ -70,9 +70,13 @@ def write_mediawiki(settings: Settings, pages: Iterable[WikiPageSeed], advance: 
             return sessions[name]
 
         for page in pages:
+            latest = None
             for revision in page.revisions:
-                session(revision.author).edit(page.title, revision.text, summary=revision.comment)
-                revisions += 1
+                saved = session(revision.author).edit(page.title, revision.text, summary=revision.comment)
+                # MediaWiki answers "nochange" with the current revision when the text is the same.
+                if saved != latest:
+                    revisions += 1
+                latest = saved
             advance(1)
     return {"mediawiki.user": len(sessions), "mediawiki.revision": revisions}
 

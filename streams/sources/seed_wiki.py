@@ -84,13 +84,20 @@ def _revisions(rng: random.Random, text: str, people: People) -> tuple[RevisionS
     count = rng.choices((1, 2, 3), weights=(4, 3, 2))[0]
     when = EPOCH - timedelta(days=rng.uniform(30, 720))
     revisions = []
+    kept = 0
     for n in range(count):
         last = n == count - 1
         if last:
             body = final
         else:
-            # An earlier draft: the first part of the page, as it stood before it was expanded.
-            keep = max(1, int(len(paragraphs) * rng.uniform(0.4, 0.9)))
+            # An earlier draft: the first part of the page, as it stood before it was expanded. Each
+            # draft is longer than the one before and shorter than the page: an application saves no
+            # revision for a text that did not change.
+            share = rng.uniform(0.4, 0.9)
+            keep = min(max(kept + 1, int(len(paragraphs) * share)), len(paragraphs) - 1)
+            if keep <= kept:
+                continue
+            kept = keep
             body = "\n\n".join(paragraphs[:keep]) + "\n"
         author = owner if n == 0 else people.staff_in(rng, "engineering", "support", "sales")
         comment = REVISION_COMMENTS[0] if n == 0 else rng.choice(REVISION_COMMENTS[1:])

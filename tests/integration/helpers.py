@@ -282,8 +282,12 @@ def wait_processed(topic: str, delivered: Iterable[tuple[int, int]], timeout: fl
 
         if not wait_until(lambda: committed(topic, wanted), timeout=timeout, interval=0.5):
             return False
-        routed = {p: end for p, end in end_offsets(settings, settings.routed_topic).items() if end > 0}
-        return not routed or bool(wait_until(lambda: committed(settings.routed_topic, routed), timeout=timeout))
+        # Both lanes' repartition topics: the live one and the backfill one (bulk work).
+        for lane_topic in (settings.routed_topic, settings.backfill_topic):
+            routed = {p: end for p, end in end_offsets(settings, lane_topic).items() if end > 0}
+            if routed and not wait_until(lambda t=lane_topic, r=routed: committed(t, r), timeout=timeout):
+                return False
+        return True
     finally:
         consumer.close()
 

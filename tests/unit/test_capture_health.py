@@ -171,7 +171,7 @@ class RecordingWriter:
     def __init__(self) -> None:
         self.written: list[list[PartChange]] = []
 
-    async def write(self, changes: list[PartChange]) -> WriteResult:
+    async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
         self.written.append(changes)
         return WriteResult(applied=list(changes))
 

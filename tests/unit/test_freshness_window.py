@@ -196,7 +196,7 @@ def test_a_batch_that_mixes_sources_gives_each_source_its_own_oldest_age() -> No
     during: dict[str, float | None] = {}
 
     class Watching:
-        async def write(self, changes: list[PartChange]) -> WriteResult:
+        async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
             during.update({source: _gauge(source) for source in ("unit-mix-a", "unit-mix-b", "unit-mix-c")})
             return WriteResult(applied=list(changes), searchable_at=datetime.now(UTC))
 

@@ -47,7 +47,7 @@ class FakeWriter:
     def __init__(self, name: str, log: list[str], fail: bool = False, embedded: int = 1) -> None:
         self.name, self.log, self.fail, self.embedded = name, log, fail, embedded
 
-    async def write(self, changes: list[PartChange]) -> WriteResult:
+    async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
         self.log.append(self.name)
         if self.fail:
             return WriteResult(failed=[(c, IndexingError("refused")) for c in changes], chunks_embedded=self.embedded)
@@ -71,7 +71,7 @@ def test_replacing_the_generations_waits_for_the_batch_in_flight() -> None:
         events: list[str] = []
 
         class Slow(FakeWriter):
-            async def write(self, changes: list[PartChange]) -> WriteResult:
+            async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
                 await asyncio.sleep(0.05)
                 events.append("old batch written")
                 return WriteResult()

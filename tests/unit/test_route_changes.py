@@ -154,7 +154,7 @@ def test_a_heartbeat_table_change_reaches_every_partition_and_each_indexer_count
     assert recorder.acknowledged == 5
 
     class NoWrites:
-        async def write(self, changes: list[PartChange]) -> WriteResult:
+        async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
             raise AssertionError(f"a heartbeat was indexed: {changes}")
 
     commit = datetime.fromtimestamp(json.loads(message.value or b"{}")["source"]["ts_ms"] / 1000, UTC)
@@ -190,7 +190,7 @@ class FailingWriter:
     def __init__(self) -> None:
         self.seen: list[PartChange] = []
 
-    async def write(self, changes: list[PartChange]) -> WriteResult:
+    async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
         self.seen.extend(changes)
         return WriteResult(failed=[(change, IndexingError("rejected")) for change in changes])
 
@@ -274,3 +274,53 @@ def test_a_postgres_incremental_snapshot_read_takes_its_version_from_the_sequenc
     envelope["source"].update(snapshot="false", sequence='["1","2"]')  # a live change must carry its lsn
     with pytest.raises(DecodeError, match=r"source\.lsn"):
         decode_change_event(message.topic, message.key, json.dumps(value).encode())
+
+
+def test_a_burst_from_one_table_goes_to_the_backfill_lane_and_the_rest_stays_live(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=3)
+    burst = [raw("tickets.public.tickets/update", offset=offset, id=offset) for offset in range(3)]
+    note = raw("crm.public.notes/create", offset=9)
+    asyncio.run(router.route([*burst, note]))
+    assert len(backfill.forwarded) == 3
+    assert len(live.forwarded) == 1
+    assert live.acknowledged == 1 and backfill.acknowledged == 3
+
+
+def test_without_a_burst_every_change_stays_live(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=3)
+    asyncio.run(router.route([raw("tickets.public.tickets/update", offset=1), raw("crm.public.notes/create")]))
+    assert len(live.forwarded) == 2 and not backfill.forwarded
+
+
+def test_a_snapshot_read_goes_to_the_backfill_lane(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=0)
+    message = raw("tickets.public.tickets/update")
+    value = json.loads(message.value or b"{}")
+    value["op"], value["source"]["snapshot"] = "r", "true"
+    read = RawMessage(message.topic, message.partition, message.offset, message.key, json.dumps(value).encode())
+    asyncio.run(router.route([read, raw("crm.public.notes/create")]))
+    assert len(backfill.forwarded) == 1 and len(live.forwarded) == 1
+
+
+def test_a_burst_cut_into_small_batches_still_goes_to_the_backfill_lane(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    now = [100.0]
+    router = ChangeRouter(
+        mappings,
+        live.forward,
+        live.dead_letter,
+        forward_backfill=backfill.forward,
+        burst_events=4,
+        burst_window_s=1.0,
+        clock=lambda: now[0],
+    )
+    for batch in range(3):  # 2 + 2 + 2 changes of one table within a second: a burst from the second batch on
+        now[0] += 0.2
+        asyncio.run(router.route([raw("tickets.public.tickets/update", offset=2 * batch + n, id=n) for n in range(2)]))
+    assert (len(live.forwarded), len(backfill.forwarded)) == (2, 4)
+    now[0] += 5.0  # quiet for longer than the window: the next edit is live again
+    asyncio.run(router.route([raw("tickets.public.tickets/update", offset=9)]))
+    assert (len(live.forwarded), len(backfill.forwarded)) == (3, 4)

@@ -156,6 +156,17 @@ def test_wiki_pages_have_groups_revisions_and_staff_authors() -> None:
     assert pages == list(generate_wiki_pages(random.Random(0), corpus, people, 10))
 
 
+def test_each_wiki_revision_changes_the_page_text() -> None:
+    # An application saves no revision for an unchanged text, so a repeated draft would lose its author.
+    corpus = [WikiPage(f"Page {i}", "\n\n".join(f"Paragraph {j} of page {i}." for j in range(i + 1))) for i in range(6)]
+    people = seed_people(300, seed=0)
+    for seed in range(200):
+        for page in generate_wiki_pages(random.Random(seed), corpus, people, 6):
+            texts = [revision.text.strip() for revision in page.revisions]
+            assert len(set(texts)) == len(texts), (seed, page.title)
+            assert [len(text) for text in texts] == sorted(len(text) for text in texts)
+
+
 def test_editable_paragraphs_skip_headings_lists_and_code() -> None:
     text = "== Head ==\n\nProse one.\n\n* item\n* item\n\n<pre>\ncode\n</pre>\n\nProse two."
     assert editable_paragraphs(text) == [1, 4]

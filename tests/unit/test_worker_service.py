@@ -38,7 +38,12 @@ def test_two_workers_in_one_process_share_no_state() -> None:
     assert a.worker is not b.worker and a.worker.settings.worker_id == "indexer-a"
     assert a.worker.topics.ledger.app is a and b.worker.topics.ledger.app is b
     assert a.worker.deletion.settings is a.worker.settings and a.worker.deletion is not b.worker.deletion
-    lanes = {"forget_subjects.forget_subjects", "index_changes.route_changes", "index_changes.index_changes"}
+    lanes = {
+        "forget_subjects.forget_subjects",
+        "index_changes.route_changes",
+        "index_changes.index_changes",
+        "index_changes.index_backfill",
+    }
     assert set(a.agents) == set(b.agents) == {f"streams.agents.{lane}" for lane in lanes}
     assert {a.agents[name].app for name in a.agents} == {a}
     assert a.worker.instance != b.worker.instance

@@ -1,0 +1,58 @@
+"""Live work first: the backfill lane runs in the time the live lane leaves.
+
+Bulk work (snapshot reads, an incremental snapshot such as `streams verify --repair`'s, a burst of
+changes from one table) is routed to its own topic and indexed by its own agent (index_changes.py),
+so a live change never queues behind it on a partition. Both lanes share one process, one CPU and
+one embedding thread, though, so the backfill lane also yields the CPU: it embeds in slices of a few
+texts and, before each slice (and before it plans a batch), waits until no live batch is in flight.
+A live batch therefore waits for at most one slice of backfill work.
+
+Ordering across the lanes needs nothing more: every write is ordered by the change's version and
+guarded by the document's state record (optimistic concurrency, agents/write_changes.py), so an older
+backfill event that lands after a live edit of the same document is stale, and is counted so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from streams.observability import metrics
+
+# Awaited by the backfill lane before each step of its work: returns once it may go on.
+Turn = Callable[[], Awaitable[None]]
+
+
+class LivePriority:
+    """How many live batches are in flight; the backfill lane's `turn` waits until there are none."""
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def live_in_flight(self) -> int:
+        return self._in_flight
+
+    @asynccontextmanager
+    async def live(self) -> AsyncIterator[None]:
+        """Around a live batch: the backfill lane yields until it has been written."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def turn(self) -> None:
+        """The backfill lane's turn: at once when no live batch is in flight, else once none is."""
+        if self._idle.is_set():
+            return
+        started = time.monotonic()
+        await self._idle.wait()
+        metrics.BACKFILL_YIELDED_SECONDS.inc(time.monotonic() - started)

@@ -1,0 +1,212 @@
+"""The live and backfill lanes inside one worker (agents/lanes.py): the backfill lane yields to live
+batches between slices of its work, both may write at once, and bulk work is never live freshness."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from streams.agents.lanes import LivePriority
+from streams.agents.process_changes import ChangeProcessor
+from streams.agents.write_changes import ChangeWriter, GenerationsWriter, WriteResult
+from streams.observability.freshness import FreshnessWindow
+from streams.records import PartChange, RawMessage, RoutedChange
+from streams.settings import Settings
+from streams.topics import consumed_topics, owned_topics, topic_partition_count
+from tests.unit.test_freshness_window import _committed_ago
+from tests.unit.test_plan_batch import page
+
+
+def test_the_backfill_lane_goes_on_at_once_when_no_live_batch_is_in_flight() -> None:
+    async def scenario() -> None:
+        priority = LivePriority()
+        await asyncio.wait_for(priority.turn(), timeout=1)
+
+    asyncio.run(scenario())
+
+
+def test_the_backfill_lane_waits_while_a_live_batch_is_in_flight() -> None:
+    async def scenario() -> list[str]:
+        priority = LivePriority()
+        events: list[str] = []
+
+        async def live_batch() -> None:
+            async with priority.live():
+                await asyncio.sleep(0.05)
+                events.append("live written")
+
+        async def backfill_step() -> None:
+            await priority.turn()
+            events.append("backfill step")
+
+        live = asyncio.create_task(live_batch())
+        await asyncio.sleep(0)  # the live batch is in flight
+        assert priority.live_in_flight == 1
+        await asyncio.gather(backfill_step(), live)
+        assert priority.live_in_flight == 0
+        return events
+
+    assert asyncio.run(scenario()) == ["live written", "backfill step"]
+
+
+class SlowEmbedder:
+    """One embedding thread: each call takes its time, and the calls are logged in order."""
+
+    def __init__(self, calls: list[tuple[str, int]], seconds: float = 0.01) -> None:
+        self.calls, self.seconds = calls, seconds
+        self.busy = asyncio.Lock()
+
+    async def encode_async(self, texts: list[str]) -> list[list[float]]:
+        async with self.busy:
+            await asyncio.sleep(self.seconds)
+            self.calls.append((texts[0].split()[0], len(texts)))
+            return [[float(len(text))] for text in texts]
+
+
+def _writer(embedder: SlowEmbedder, slice_texts: int = 4) -> ChangeWriter:
+    return ChangeWriter(None, embedder, None, None, slice_texts=slice_texts)  # type: ignore[arg-type]
+
+
+def test_a_backfill_batch_embeds_in_slices_and_a_live_batch_goes_between_them() -> None:
+    async def scenario() -> tuple[list[tuple[str, int]], list[list[float]]]:
+        calls: list[tuple[str, int]] = []
+        embedder = SlowEmbedder(calls)
+        priority = LivePriority()
+        backfill = _writer(embedder)
+        bulk = [f"bulk text {n}" for n in range(12)]
+        task = asyncio.create_task(backfill._encode(bulk, priority.turn))
+        await asyncio.sleep(0.005)  # the first slice is being embedded
+
+        async with priority.live():
+            await _writer(embedder)._encode(["live edit"], None)
+        return calls, await task
+
+    calls, vectors = asyncio.run(scenario())
+    # The live text waited for one slice of 4, not for the 12 texts of the batch.
+    assert calls == [("bulk", 4), ("live", 1), ("bulk", 4), ("bulk", 4)]
+    assert vectors == [[float(len(f"bulk text {n}"))] for n in range(12)]  # in order, none lost
+
+
+def test_a_live_batch_without_a_turn_embeds_at_once() -> None:
+    calls: list[tuple[str, int]] = []
+    vectors = asyncio.run(_writer(SlowEmbedder(calls))._encode([f"live {n}" for n in range(9)], None))
+    assert calls == [("live", 9)] and len(vectors) == 9
+
+
+class Recording:
+    def __init__(self, name: str, log: list[str], seconds: float) -> None:
+        self.name, self.log, self.seconds = name, log, seconds
+        self.turns: list[object] = []
+
+    async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
+        self.turns.append(turn)
+        self.log.append(f"{self.name} started")
+        if callable(turn):
+            await turn()
+        await asyncio.sleep(self.seconds)
+        self.log.append(f"{self.name} written")
+        return WriteResult(applied=list(changes))
+
+
+def test_a_live_batch_is_written_while_a_backfill_batch_is_still_in_flight() -> None:
+    async def scenario() -> list[str]:
+        log: list[str] = []
+        serving = Recording("v1", log, 0.0)
+        writer = GenerationsWriter({"v1": serving}, "v1")  # type: ignore[dict-item]
+
+        async def slow_turn() -> None:
+            await asyncio.sleep(0.05)
+
+        backfill = asyncio.create_task(writer.write([page(1)], slow_turn))
+        await asyncio.sleep(0)
+        live = await writer.write([page(2)])
+        assert live.applied == [page(2)]
+        log.append("live done")
+        await backfill
+        assert serving.turns == [slow_turn, None]  # each lane's batch carries its own turn
+        return log
+
+    # The backfill batch waits for its turn; the live batch does not wait for it.
+    assert asyncio.run(scenario()) == ["v1 started", "v1 started", "v1 written", "live done", "v1 written"]
+
+
+def test_replacing_the_generations_waits_for_both_lanes_batches() -> None:
+    async def scenario() -> list[str]:
+        log: list[str] = []
+        writer = GenerationsWriter({"v1": Recording("old", log, 0.05)}, "v1")  # type: ignore[dict-item]
+        backfill = asyncio.create_task(writer.write([page(1)], LivePriority().turn))
+        live = asyncio.create_task(writer.write([page(2)]))
+        await asyncio.sleep(0.01)
+        await writer.replace({"v1": Recording("new", log, 0.0)}, "v1")  # type: ignore[dict-item]
+        log.append("replaced")
+        await asyncio.gather(backfill, live)
+        await writer.write([page(3)])
+        return log
+
+    log = asyncio.run(scenario())
+    assert log[:5] == ["old started", "old started", "old written", "old written", "replaced"]
+    assert log[5:] == ["new started", "new written"]
+
+
+def _records(changes: list[PartChange]) -> list[RoutedChange]:
+    return [RoutedChange(RawMessage("t", 0, n, None, None), c.source, c.commit_ts, c) for n, c in enumerate(changes)]
+
+
+class Applying:
+    async def write(self, changes: list[PartChange], turn: object = None) -> WriteResult:
+        return WriteResult(applied=list(changes), searchable_at=datetime.now(UTC))
+
+
+async def _no_dead_letters(origin: object, record: object) -> None:
+    raise AssertionError(record)
+
+
+def _phases(window: FreshnessWindow, source: str) -> tuple[int, int]:
+    figures = {f.source: f for f in window.recent()}[source]
+    return figures.events, figures.snapshot_events
+
+
+def test_the_backfill_lane_s_changes_are_reported_apart_from_live_freshness() -> None:
+    window = FreshnessWindow(("unit-lanes",), started_at=datetime.now(UTC) - timedelta(minutes=1))
+    change = _committed_ago("unit-lanes", 1)  # a change committed while the worker ran: live by itself
+    live = ChangeProcessor(Applying(), _no_dead_letters, window)  # type: ignore[arg-type]
+    backfill = ChangeProcessor(Applying(), _no_dead_letters, window, turn=LivePriority().turn)  # type: ignore[arg-type]
+    asyncio.run(live.process(_records([change])))
+    assert _phases(window, "unit-lanes") == (1, 0)
+    asyncio.run(backfill.process(_records([change, change])))
+    assert _phases(window, "unit-lanes") == (1, 2)
+
+
+def test_a_source_s_oldest_unindexed_change_counts_in_either_lane() -> None:
+    window = FreshnessWindow(("unit-lanes-age",))
+    window.unindexed([_committed_ago("unit-lanes-age", 300)], "backfill")
+    window.unindexed([_committed_ago("unit-lanes-age", 5)], "live")
+    window.indexed(["unit-lanes-age"], "live")  # the live batch is written; the bulk one is not
+    assert window.oldest_unindexed_age_s("unit-lanes-age") > 200
+    window.indexed(["unit-lanes-age"], "backfill")
+    assert window.oldest_unindexed_age_s("unit-lanes-age") == 0
+
+
+def test_the_backfill_topic_is_read_kept_and_partitioned_by_document(monkeypatch: Any) -> None:
+    settings = Settings()
+    monkeypatch.setattr("streams.topics.change_topics", lambda mappings, settings: [])
+    monkeypatch.setattr("streams.topics.heartbeat_topics", lambda mappings, settings: [])
+    assert settings.backfill_topic in consumed_topics(None, settings)  # type: ignore[arg-type]
+    assert settings.backfill_topic in owned_topics(settings)
+    assert topic_partition_count(settings, settings.backfill_topic) == settings.document_partitions
+
+
+def test_freshness_names_the_backfill_lane_s_backlog_and_time_to_drain() -> None:
+    from streams.observability.capture_health import LagHistory
+    from streams.observability.commands import backfill_line
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    history = LagHistory(clock=lambda: now[0])
+    history.observe(5_000)
+    now[0] += timedelta(seconds=10)
+    history.observe(4_000)  # 100 events a second
+    lag = history.current()
+    assert lag is not None
+    assert backfill_line(lag.to_json()) == "backfill lane: 4000 events queued, draining 100/s, about 40 s to go"
+    assert backfill_line({"events": 0}) is None and backfill_line(None) is None
