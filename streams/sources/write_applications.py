@@ -272,6 +272,9 @@ class TrytonApi(_Session):
     def write(self, name: str, ids: Sequence[int], values: dict[str, Any]) -> None:
         self.model(name, "write", list(ids), values)
 
+    def delete(self, name: str, ids: Sequence[int]) -> None:
+        self.model(name, "delete", list(ids))
+
     def ensure_company(self, name: str, currency_code: str = "EUR") -> int:
         """The company opportunities belong to (created once, with its currency), and the logged-in
         user's current company, as the Tryton client would set it."""
@@ -316,3 +319,6 @@ class TrytonApi(_Session):
 
     def edit_note(self, note: int, message: str) -> None:
         self.write("ir.note", [note], {"message": message})
+
+    def delete_note(self, note: int) -> None:
+        self.delete("ir.note", [note])

@@ -271,6 +271,7 @@ def test_a_part_knows_whether_a_snapshot_read_it(mappings: Mappings, table: str)
 
 def test_a_join_takes_prefix_or_column_prefix_not_both() -> None:
     raw: dict[str, Any] = yaml.safe_load((CONNECTORS / "tryton.mapping.yaml").read_text())
-    raw["documents"][0]["parts"][0]["path"][0]["join"]["prefix"] = "party.party,"
+    (notes,) = (part for part in raw["documents"][0]["parts"] if part["name"] == "notes")
+    notes["path"][0]["join"]["prefix"] = "party.party,"
     with pytest.raises(MappingError, match="prefix or column_prefix, not both"):
         Mappings((parse_source_mapping(raw),))

@@ -563,6 +563,9 @@ def test_a_party_names_only_its_email_and_phone_contact_mechanisms_as_subjects(t
     root = found[("tryton/party/5", "root")]
     assert root.subjects == {"tryton_party:5", "email:dana@example.com", "phone:+1 555 0100"}
     assert not any("dana.example.com" in subject for subject in root.subjects)  # the website: not a subject
+    assert root.text == "Dana Reyes"
+    # The e-mail and phone as text, one part: a party is found by them, not by its website.
+    assert found[("tryton/party/5", "contacts")].text == "email: dana@example.com\n\nphone: +1 555 0100"
 
 
 def test_a_note_is_a_part_only_of_the_record_its_resource_names(tryton: Mappings) -> None:
