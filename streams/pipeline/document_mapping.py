@@ -421,7 +421,7 @@ class DocumentMapping(_Node):
 
 class SourceMapping(_Node):
     source: Name
-    # A real application's database (mediawiki, request-tracker): the source is configured only where
+    # A real application's database (mediawiki, request-tracker, tryton): the source is configured only where
     # the local stack runs the application (STREAMS_STACK_APPS) or STREAMS_SOURCE_DSNS names its DSN.
     application: Name | None = None
     documents: Annotated[tuple[DocumentMapping, ...], Field(min_length=1)]
