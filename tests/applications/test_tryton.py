@@ -15,7 +15,7 @@ import pytest
 from streams.settings import Settings, get_settings
 from streams.sources.write_applications import TrytonApi
 from streams.stack.tryton import ADMIN_USER, COMPANY, DATABASE, Tryton
-from tests.applications.test_indexing_applications import _forget, _found, _texts
+from tests.applications.helpers import document_texts, forget_email, hybrid_found
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
 from tests.integration.helpers import es_client, found_documents, state_record, wait_until
 
@@ -41,7 +41,7 @@ def tryton(worker: Settings) -> Iterator[tuple[TrytonApi, int]]:  # noqa: F811
 def _searchable(document_id: str, word: str) -> bool:
     """Found by the word (BM25 matches it: hybrid search alone has nearest neighbours for any word) and
     listed by /search's hybrid ranking."""
-    return document_id in found_documents(es_client(), word) and document_id in _found(word)
+    return document_id in found_documents(es_client(), word) and document_id in hybrid_found(word)
 
 
 def _subjects(document_id: str) -> set[str]:
@@ -74,21 +74,21 @@ def test_a_party_its_opportunity_and_notes_are_indexed_edited_deleted_and_forgot
     # The note edited: the new word is searchable, the old one is gone from the party.
     api.edit_note(note, f"Prefers e-mail now: {words['edited']}.")
     assert wait_until(lambda: _searchable(party_id, words["edited"]), timeout=60), "the edited note"
-    assert wait_until(lambda: words["note"] not in _texts(party_id), timeout=60), "the note's old text"
+    assert wait_until(lambda: words["note"] not in document_texts(party_id), timeout=60), "the note's old text"
     assert party_id not in found_documents(es_client(), words["note"])
 
     # The note deleted: its text is gone, the party stays.
     api.delete_note(note)
-    assert wait_until(lambda: words["edited"] not in _texts(party_id), timeout=60), "the deleted note's text"
+    assert wait_until(lambda: words["edited"] not in document_texts(party_id), timeout=60), "the deleted note's text"
     assert party_id not in found_documents(es_client(), words["edited"])
     assert _subjects(party_id)
 
     # Forgetting the e-mail forgets the party, its opportunity and the opportunity's note.
-    receipt = _forget(worker, email)
+    receipt = forget_email(worker, email)
     assert receipt["status"] in ("unsearchable", "purged"), receipt
     removed = {d for r in receipt["removed"] for d in r["document_ids"]}
     assert {party_id, opportunity_id} <= removed, receipt
     es = es_client()
     for word in (name, email, words["lead"], words["budget"]):
         assert not {party_id, opportunity_id} & found_documents(es, word), word  # BM25
-        assert not {party_id, opportunity_id} & _found(word), word  # hybrid, through /search
+        assert not {party_id, opportunity_id} & hybrid_found(word), word  # hybrid, through /search
