@@ -18,7 +18,7 @@ $(INSTALLED): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
-# The demo runs MediaWiki and Request Tracker beside the shipped sources (APPS, below).
+# The demo runs MediaWiki, Request Tracker and Tryton beside the shipped sources (APPS, below).
 demo: install
 	$(APPS) $(BIN)/python -m streams.demo
 
@@ -41,10 +41,10 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest tests/integration -m "not faults" --durations=15
 
-# MediaWiki and Request Tracker (Debian's packages) added to the local stack and indexed end to end;
+# MediaWiki, Request Tracker and Tryton (Debian's packages) added to the local stack and indexed end to end;
 # run last, with the applications configured, so that none of their tests is skipped; the stack is
 # stopped after.
-APPS := STREAMS_STACK_APPS=mediawiki,request-tracker
+APPS := STREAMS_STACK_APPS=mediawiki,request-tracker,tryton
 applications: install
 	$(APPS) $(STREAMS) stack up
 	$(APPS) $(BIN)/python -m pytest tests/applications -m "not faults"; rc=$$?; $(STREAMS) stack down; exit $$rc

@@ -3,8 +3,8 @@
 stack up -> connectors -> seed -> worker -> search -> live edits in each source (their Debezium
 events shown as they arrive, and the seconds until search reflects them) -> live edits through the
 real applications where the stack runs them (STREAMS_STACK_APPS: a page edited in MediaWiki, a reply
-in Request Tracker) -> forget a person -> freshness. The stack is left running (`streams stack down`
-stops it); the worker started here stops.
+in Request Tracker, a lead and its note in Tryton) -> forget a person -> freshness. The stack is left
+running (`streams stack down` stops it); the worker started here stops.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from streams.clients import consumer_at_end, elasticsearch_client
 from streams.polling import poll
 from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources import edits
-from streams.sources.write_applications import RtApi, WikiApi
+from streams.sources.write_applications import RtApi, TrytonApi, WikiApi
+from streams.stack import tryton
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
 from streams.stack.watch_connectors import background_watch
@@ -184,8 +185,11 @@ def show_the_loop(settings: Settings) -> None:
         if "rt" in settings.sources:
             say("6c. Request Tracker: an agent replies to a ticket through RT's REST 2 API")
             reply_in_request_tracker(settings, es, marker)
+        if "tryton" in settings.sources:
+            say("6d. Tryton: a salesperson records a lead and its note through Tryton's JSON-RPC API")
+            lead_in_tryton(settings, es, marker)
 
-        say(f"7. forget dana.{marker}@acme.example (a CRM contact)")
+        say(f"7. forget dana.{marker}@acme.example (a CRM contact, and wherever the applications name them)")
         run("forget", f"dana.{marker}@acme.example", "--wait")
 
         say("8. freshness per source (source commit -> searchable)")
@@ -239,6 +243,27 @@ def reply_in_request_tracker(settings: Settings, es: Elasticsearch, marker: str)
         f"{document_id}'s reply", lambda: hits(es, settings, visible_with(document_id, "wal_keep_size")) > 0
     )
     print(f"   reply: searchable by 'wal_keep_size' after {took:.2f}s")
+
+
+def lead_in_tryton(settings: Settings, es: Elasticsearch, marker: str) -> None:
+    server = tryton.Tryton(settings)
+    with TrytonApi(server.url, tryton.DATABASE) as api:
+        api.login(tryton.ADMIN_USER, server.credentials()["admin_password"])
+        company = api.ensure_company(tryton.COMPANY)
+        party = api.create_party(f"Dana Demo {marker}", [("email", f"dana.{marker}@acme.example")])
+        opportunity = api.create_opportunity(
+            party, company, f"Replica upgrade for {marker}", "Two sites, a standby in each."
+        )
+        document_id = f"tryton/opportunity/{opportunity}"
+        took = wait_until(
+            document_id, lambda: hits(es, settings, visible_with(document_id, "replica upgrade")) > 0, 180
+        )
+        print(f"   {document_id} (a lead of tryton/party/{party}) searchable after {took:.2f}s")
+        api.create_note(f"sale.opportunity,{opportunity}", "Budget approved for the standby hardware.")
+    took = wait_until(
+        f"{document_id}'s note", lambda: hits(es, settings, visible_with(document_id, "budget approved")) > 0
+    )
+    print(f"   note: searchable by 'budget approved' after {took:.2f}s")
 
 
 if __name__ == "__main__":

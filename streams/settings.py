@@ -31,7 +31,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LEGACY_DSN_SOURCES = ("tickets", "crm", "wiki")
 # The real applications' sources where the local stack runs them: (application, the stack database
 # whose server and reader they share, their own database).
-APPLICATION_SOURCES = {"mediawiki": ("mediawiki", "wiki", "mediawiki"), "rt": ("request-tracker", "tickets", "rt")}
+APPLICATION_SOURCES = {
+    "mediawiki": ("mediawiki", "wiki", "mediawiki"),
+    "rt": ("request-tracker", "tickets", "rt"),
+    "tryton": ("tryton", "tickets", "tryton"),
+}
 
 
 class SettingsError(ValueError):
@@ -59,7 +63,7 @@ def jaas_login(module: str, username: str, password: str) -> str:
 
 
 # The real applications the local stack can run beside its databases.
-StackApplication = Literal["mediawiki", "request-tracker"]
+StackApplication = Literal["mediawiki", "request-tracker", "tryton"]
 
 # How the embedding model runs: PyTorch in float32 (the reference), bfloat16 (CPU) or float16 (CUDA), or
 # ONNX Runtime on a float32 or int8 export of the same weights; "auto" picks one of them per machine
@@ -123,10 +127,12 @@ class Settings(BaseSettings):
     connector_hosts: dict[str, str] = {}
     # Real applications the local stack installs (Debian's packages) and runs on its own databases, off
     # unless named (STREAMS_STACK_APPS=mediawiki,request-tracker): MediaWiki 1.39 on the MariaDB, served by
-    # PHP's built-in server; Request Tracker 5 on the PostgreSQL, served by rt-server.
+    # PHP's built-in server; Request Tracker 5 on the PostgreSQL, served by rt-server; Tryton 6.0 (party,
+    # sale_opportunity) on the PostgreSQL, served by trytond's JSON-RPC.
     stack_apps: Annotated[tuple[StackApplication, ...], NoDecode] = ()
     mediawiki_port: int = 18090
     request_tracker_port: int = 18091
+    tryton_port: int = 18092
 
     # The Debezium connector definitions (<source>.json) and document mappings (<source>.mapping.yaml)
     # to run with; default: the ones the package ships (connectors/ in the repository).

@@ -1,5 +1,5 @@
-"""Freshness through the real applications: pages edited through MediaWiki's API and replies posted
-through Request Tracker's REST 2 API, at a steady rate, each timed from the application's answer (it
+"""Freshness through the real applications: pages edited through MediaWiki's API, replies posted
+through Request Tracker's REST 2 API and notes edited through Tryton's JSON-RPC, at a steady rate, each timed from the application's answer (it
 has committed) until a BM25 query finds the edit's own new word in that document.
 
 Runs only where the local stack runs the applications (`STREAMS_STACK_APPS`). Each application gets a
@@ -20,9 +20,6 @@ from streams.bench.cpu import cpu_seconds, cpu_used
 from streams.bench.probes import BenchError, Progress
 from streams.bench.stats import summary
 from streams.settings import Settings
-
-# The application name in STREAMS_STACK_APPS -> the source its mapping names.
-SOURCES = {"mediawiki": "mediawiki", "request-tracker": "rt"}
 
 
 @dataclass
@@ -93,7 +90,32 @@ class TicketWriter(Writer):
         self.api.close()
 
 
-WRITERS: dict[str, Callable[[Settings, str], Writer]] = {"mediawiki": WikiWriter, "request-tracker": TicketWriter}
+class NoteWriter(Writer):
+    source = "tryton"
+
+    def __init__(self, settings: Settings, token: str) -> None:
+        from streams.sources.write_applications import TrytonApi
+        from streams.stack.tryton import ADMIN_USER, DATABASE, Tryton
+
+        server = Tryton(settings)
+        self.api = TrytonApi(server.url, DATABASE)
+        self.api.login(ADMIN_USER, server.credentials()["admin_password"])
+        party = self.api.create_party(f"Freshness Bench{token}", [("email", f"bench.{token}@example.com")])
+        self.note = self.api.create_note(f"party.party,{party}", "Called about the renewal.")
+        self.document_id = f"tryton/party/{party}"
+
+    def edit(self, word: str) -> None:
+        self.api.edit_note(self.note, f"Called about the renewal: {word}.")
+
+    def close(self) -> None:
+        self.api.close()
+
+
+WRITERS: dict[str, Callable[[Settings, str], Writer]] = {
+    "mediawiki": WikiWriter,
+    "request-tracker": TicketWriter,
+    "tryton": NoteWriter,
+}
 
 
 def _found(client: Any, alias: str, edit: AppEdit) -> bool:
@@ -126,7 +148,7 @@ def run(
     """`rate` edits per second in all, shared among the applications the stack runs."""
     apps = [app for app in settings.stack_apps if app in WRITERS]
     if not apps:
-        return {"skipped": "STREAMS_STACK_APPS names no application this scenario edits (mediawiki, request-tracker)"}
+        return {"skipped": f"STREAMS_STACK_APPS names no application this scenario edits ({', '.join(WRITERS)})"}
     token = uuid.uuid4().hex[:10]
     writers = [WRITERS[app](settings, token) for app in apps]
     try:

@@ -170,13 +170,31 @@ class Body(_Node):
         return Text(column=self.column, template=self.template)
 
 
+Scalar = str | int | float | bool
+
+
+def _wanted(value: Any, wanted: Scalar | tuple[Scalar, ...]) -> bool:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    options = wanted if isinstance(wanted, tuple) else (wanted,)
+    return value in options or str(value) in {str(option) for option in options}
+
+
 class Subject(_Node):
-    """A column that names a person (or another forgettable subject), e.g. ``email:alice@example.com``."""
+    """A column that names a person (or another forgettable subject), e.g. ``email:alice@example.com``;
+    ``where`` keeps only the rows whose columns hold the values (Tryton's contact mechanisms: the
+    ``value`` of a row of type email is an e-mail address, of type phone a phone number)."""
 
     kind: Name
     column: ColumnName
+    where: dict[ColumnName, Scalar | tuple[Scalar, ...]] = {}
+
+    def columns(self) -> set[str]:
+        return {self.column, *self.where}
 
     def value(self, row: Mapping[str, Any]) -> str | None:
+        if not all(_wanted(row.get(column), wanted) for column, wanted in self.where.items()):
+            return None
         raw = row.get(self.column)
         if raw is None:
             return None
@@ -243,21 +261,23 @@ def document_groups(groups: tuple[Groups, ...], rows: Iterable[Mapping[str, Any]
     return ()
 
 
-Scalar = str | int | float | bool
-
-
 class Join(_Node):
     """This hop's ``column`` equals ``to`` (``table.column`` of the root or an earlier hop); ``prefix``
-    when the earlier column holds the value with a literal before it (MediaWiki's ``tt:<old_id>``)."""
+    when the earlier column holds the value with a literal before it (MediaWiki's ``tt:<old_id>``),
+    ``column_prefix`` when this hop's column does (a polymorphic reference, Tryton's ``ir_note.resource``
+    ``'party.party,<id>'``: only the rows that name this table join)."""
 
     column: Name
     to: ColumnName
     prefix: str = ""
+    column_prefix: str = ""
 
     @model_validator(mode="after")
     def _qualified(self) -> Join:
         if "." not in self.to:
             raise ValueError(f"to {self.to!r} must be table.column")
+        if self.prefix and self.column_prefix:
+            raise ValueError("takes prefix or column_prefix, not both")
         return self
 
     @property
@@ -288,13 +308,14 @@ class Hop(_Node):
         for column, wanted in self.where.items():
             if column not in row:
                 continue
-            value = row.get(column)
-            if isinstance(value, bytes):
-                value = value.decode("utf-8", "replace")
-            options = wanted if isinstance(wanted, tuple) else (wanted,)
-            if value not in options and str(value) not in {str(option) for option in options}:
+            if not _wanted(row.get(column), wanted):
                 return False
-        return True
+        joined = row.get(self.join.column)
+        if isinstance(joined, bytes):
+            joined = joined.decode("utf-8", "replace")
+        return not (
+            self.join.column_prefix and joined is not None and not str(joined).startswith(self.join.column_prefix)
+        )
 
 
 HopPath = Annotated[tuple[Hop, ...], Field(min_length=1)]
@@ -339,7 +360,7 @@ class ChildMapping(_Node):
         return (
             {self.key, self.parent}
             | (self.body.text.columns() if self.body else set())
-            | {s.column for s in self.subjects}
+            | {c for s in self.subjects for c in s.columns()}
         )
 
 
@@ -399,7 +420,7 @@ class DocumentMapping(_Node):
         return (
             {self.key, *self.metadata}
             | {c for t in texts for c in t.columns()}
-            | {s.column for s in self.subjects}
+            | {c for s in self.subjects for c in s.columns()}
             | {c for _, text in self.mentions for c in text.columns()}
             | {c for g in self.groups for c in g.columns()}
         )
@@ -410,7 +431,7 @@ class DocumentMapping(_Node):
 
 class SourceMapping(_Node):
     source: Name
-    # A real application's database (mediawiki, request-tracker): the source is configured only where
+    # A real application's database (mediawiki, request-tracker, tryton): the source is configured only where
     # the local stack runs the application (STREAMS_STACK_APPS) or STREAMS_SOURCE_DSNS names its DSN.
     application: Name | None = None
     documents: Annotated[tuple[DocumentMapping, ...], Field(min_length=1)]

@@ -125,7 +125,10 @@ class _Chain:
         own = self.column(hop.table, hop.join.column)
         if hop.join.prefix:
             own = self.dialect.prefixed(hop.join.prefix, own)
-        terms = [f"{own} = {self.column(hop.join.to_table, hop.join.to_column)}"]
+        to = self.column(hop.join.to_table, hop.join.to_column)
+        if hop.join.column_prefix:
+            to = self.dialect.prefixed(hop.join.column_prefix, to)
+        terms = [f"{own} = {to}"]
         for column, wanted in hop.where.items():
             values = wanted if isinstance(wanted, tuple) else (wanted,)
             terms.append(f"{self.column(hop.table, column)} IN ({', '.join('%s' for _ in values)})")
@@ -177,7 +180,10 @@ class _Chain:
         root_key = self.column(self.document.table, self.document.key)
         q = self.dialect.quote
         sql = f"SELECT DISTINCT {root_key} AS c0 FROM {q(self.document.table)} {ROOT}{self.joins(at, 'INNER', params)}"
-        sql += f" WHERE {self.column(hop.join.to_table, hop.join.to_column)} = %s"
+        to = self.column(hop.join.to_table, hop.join.to_column)
+        if hop.join.column_prefix:  # the deleted row's column holds the whole reference
+            to = self.dialect.prefixed(hop.join.column_prefix, to)
+        sql += f" WHERE {to} = %s"
         params.append(f"{hop.join.prefix}{joined_value}" if hop.join.prefix else joined_value)
         return sql, params
 
@@ -210,7 +216,9 @@ def _root_columns(document: DocumentMapping) -> set[tuple[str, str]]:
 
 
 def _part_columns(document: DocumentMapping, part: PartMapping) -> set[tuple[str, str]]:
-    names = _body_columns(part.body) | {s.column for s in part.subjects} | {hop.join.to for hop in part.path}
+    names = (
+        _body_columns(part.body) | {c for s in part.subjects for c in s.columns()} | {hop.join.to for hop in part.path}
+    )
     columns = _columns_of(names, part.leaf.table)
     columns |= {(hop.table, hop.join.column) for hop in part.path}
     columns |= {(hop.table, k) for hop in part.path for k in hop.key}

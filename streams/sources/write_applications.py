@@ -226,3 +226,99 @@ class RtApi(_Session):
     def ticket(self, ticket: int) -> dict[str, Any]:
         found: dict[str, Any] = self._call("GET", f"/ticket/{ticket}")
         return found
+
+
+class TrytonApi(_Session):
+    """Tryton's JSON-RPC API (trytond's own dispatcher) as one Tryton user: common.db.login for a
+    session, then model.<name>.<method> calls with the user's preferences as context."""
+
+    def __init__(
+        self, url: str, database: str, timeout_s: float = 60.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.url = f"{url.rstrip('/')}/{database}/"
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self._ids = 0
+        self.user = ""
+        self.context: dict[str, Any] = {}
+
+    def call(self, method: str, *params: Any) -> Any:
+        self._ids += 1
+        try:
+            answer = self._http.post(self.url, json={"id": self._ids, "method": method, "params": list(params)})
+            answer.raise_for_status()
+            body: dict[str, Any] = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ApplicationError(f"Tryton JSON-RPC {method}: {exc}") from exc
+        if body.get("error"):
+            raise ApplicationError(f"Tryton JSON-RPC {method}: {body['error']}")
+        return body.get("result")
+
+    def login(self, user: str, password: str) -> None:
+        found = self.call("common.db.login", user, {"password": password}, "en")
+        if not found:
+            raise ApplicationError(f"Tryton login as {user!r} refused")
+        user_id, session = found
+        self.user = user
+        token = base64.b64encode(f"{user}:{user_id}:{session}".encode()).decode("ascii")
+        self._http.headers["Authorization"] = f"Session {token}"
+        self.context = dict(self.call("model.res.user.get_preferences", True, {}) or {})
+
+    def model(self, name: str, method: str, *args: Any) -> Any:
+        return self.call(f"model.{name}.{method}", *args, self.context)
+
+    def create(self, name: str, values: dict[str, Any]) -> int:
+        return int(self.model(name, "create", [values])[0])
+
+    def write(self, name: str, ids: Sequence[int], values: dict[str, Any]) -> None:
+        self.model(name, "write", list(ids), values)
+
+    def delete(self, name: str, ids: Sequence[int]) -> None:
+        self.model(name, "delete", list(ids))
+
+    def ensure_company(self, name: str, currency_code: str = "EUR") -> int:
+        """The company opportunities belong to (created once, with its currency), and the logged-in
+        user's current company, as the Tryton client would set it."""
+        found = self.model("company.company", "search", [["party.name", "=", name]], 0, 1, None)
+        if found:
+            company = int(found[0])
+        else:
+            currencies = self.model("currency.currency", "search", [["code", "=", currency_code]], 0, 1, None)
+            currency = (
+                int(currencies[0])
+                if currencies
+                else self.create(
+                    "currency.currency", {"name": currency_code, "code": currency_code, "symbol": currency_code}
+                )
+            )
+            party = self.create("party.party", {"name": name})
+            company = self.create("company.company", {"party": party, "currency": currency})
+        user = self.model("res.user", "search", [["login", "=", self.user]], 0, 1, None)
+        self.write("res.user", user, {"companies": [["add", [company]]], "company": company})
+        self.context = dict(self.call("model.res.user.get_preferences", True, {}) or {})
+        self.context["company"] = company
+        return company
+
+    def create_party(self, name: str, contacts: Sequence[tuple[str, str]] = ()) -> int:
+        """A party with contact mechanisms, each (type, value): email, phone, mobile ..."""
+        mechanisms = [{"type": kind, "value": value} for kind, value in contacts]
+        values: dict[str, Any] = {"name": name}
+        if mechanisms:
+            values["contact_mechanisms"] = [["create", mechanisms]]
+        return self.create("party.party", values)
+
+    def create_opportunity(self, party: int, company: int, description: str, comment: str = "") -> int:
+        """A sale opportunity (a lead) of `party`."""
+        return self.create(
+            "sale.opportunity",
+            {"party": party, "company": company, "description": description, "comment": comment},
+        )
+
+    def create_note(self, resource: str, message: str) -> int:
+        """A note on a record, named as Tryton's references are: 'party.party,12', 'sale.opportunity,3'."""
+        return self.create("ir.note", {"resource": resource, "message": message})
+
+    def edit_note(self, note: int, message: str) -> None:
+        self.write("ir.note", [note], {"message": message})
+
+    def delete_note(self, note: int) -> None:
+        self.delete("ir.note", [note])

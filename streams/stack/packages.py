@@ -24,6 +24,7 @@ _lock = threading.Lock()
 APPLICATION_PACKAGES: dict[str, tuple[str, ...]] = {
     "mediawiki": ("mediawiki", "php-cli"),
     "request-tracker": ("request-tracker5", "rt5-db-postgresql", "w3m"),
+    "tryton": ("tryton-server", "tryton-modules-party", "tryton-modules-sale-opportunity", "python3-psycopg2"),
 }
 DEBCONF_SELECTIONS: dict[str, tuple[str, ...]] = {
     "request-tracker": (

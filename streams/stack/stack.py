@@ -24,12 +24,14 @@ from streams.stack.mediawiki import MediaWiki
 from streams.stack.postgres import Postgres
 from streams.stack.request_tracker import RequestTracker
 from streams.stack.runner import Progress, Server, ServerFailed, StackError, open_the_way, service_user
+from streams.stack.tryton import Tryton
 
 SERVER_TYPES: tuple[type[Server], ...] = (Postgres, MariaDB, Elasticsearch, Kafka, Connect)
 # The real applications, run only when settings.stack_apps names them.
-APPLICATION_TYPES: dict[str, type[MediaWiki | RequestTracker]] = {
+APPLICATION_TYPES: dict[str, type[MediaWiki | RequestTracker | Tryton]] = {
     MediaWiki.name: MediaWiki,
     RequestTracker.name: RequestTracker,
+    Tryton.name: Tryton,
 }
 
 

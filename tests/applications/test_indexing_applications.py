@@ -6,26 +6,19 @@ test skipped unless STREAMS_STACK_APPS names its application."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
-from streams import avro
 from streams.settings import Settings, get_settings
 from streams.sources.write_applications import Attachment, RtApi, WikiApi
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
+from tests.applications.helpers import document_texts, forget_email, hybrid_found
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
 from tests.integration.helpers import (
-    document_chunks,
     es_client,
     found_documents,
-    hybrid,
-    messages_after,
-    produce,
     state_record,
-    topic_end_offsets,
     wait_until,
 )
 
@@ -38,14 +31,6 @@ def _named(application: str) -> pytest.MarkDecorator:
         application not in get_settings().stack_apps,
         reason=f"STREAMS_STACK_APPS does not name {application!r} (e.g. STREAMS_STACK_APPS=mediawiki,request-tracker)",
     )
-
-
-def _found(word: str, groups: list[str] | None = None) -> set[str]:
-    return {hit["document_id"] for hit in hybrid(word, groups, k=20)["hits"]}
-
-
-def _texts(document_id: str) -> str:
-    return "\n".join(chunk["text"] for chunk in document_chunks(es_client(), document_id))
 
 
 @_named("mediawiki")
@@ -68,16 +53,16 @@ def test_a_page_edited_by_two_users_is_searchable_with_the_second_text_by_its_na
     with WikiApi(wiki.api_url) as api:
         document_id = f"mediawiki/page/{api.page(title)['pageid']}"
 
-    wait_until(lambda: document_id in _found(second_word), timeout=WAIT_S)
-    wait_until(lambda: first_word not in _texts(document_id), timeout=60)
+    wait_until(lambda: document_id in hybrid_found(second_word), timeout=WAIT_S)
+    wait_until(lambda: first_word not in document_texts(document_id), timeout=60)
     state = state_record(es_client(), document_id) or {}
     # Each author by e-mail address and by user name (createAndPromote.php sets no real name).
     assert set(state["parts"]["authors"]["subjects"]) == {f"email:{email}" for email in authors.values()} | {
         f"mediawiki_user:{name}" for name in authors
     }
     assert state["root"]["groups"] == ["namespace:0"]
-    assert document_id in _found(second_word, groups=["namespace:0"])
-    assert document_id not in _found(second_word, groups=["namespace:2"])  # a user of another group
+    assert document_id in hybrid_found(second_word, groups=["namespace:0"])
+    assert document_id not in hybrid_found(second_word, groups=["namespace:2"])  # a user of another group
 
 
 def _rt_agent(rt: RequestTracker, suffix: str) -> tuple[str, str]:
@@ -86,30 +71,6 @@ def _rt_agent(rt: RequestTracker, suffix: str) -> tuple[str, str]:
     with RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]) as admin:
         admin.create_user(agent, f"{agent}@streams.local", f"Agent {suffix}", password)
     return agent, password
-
-
-def _forget(settings: Settings, email: str) -> dict[str, Any]:
-    request_id = f"test-{uuid.uuid4()}"
-    start = topic_end_offsets(settings.receipts_topic)
-    request = {
-        "request_id": request_id,
-        "subject": email,
-        "subject_kind": "email",
-        "requested_by": "application-tests",
-        "requested_at": datetime.now(UTC),
-        "reason": "right to be forgotten (test)",
-    }
-    produce(settings.deletion_topic, [(request_id.encode(), avro.encode("deletion_request", request))])
-
-    def receipt() -> dict[str, Any] | None:
-        for message in messages_after(settings.receipts_topic, start):
-            if message.key() == request_id.encode():
-                return dict(avro.decode("deletion_receipt", message.value()))
-        return None
-
-    found = wait_until(receipt, timeout=120, interval=2.0)
-    assert found, f"no receipt for {request_id}"
-    return found
 
 
 @_named("request-tracker")
@@ -131,12 +92,14 @@ def test_a_ticket_is_searchable_by_its_reply_and_comment_not_its_binary_and_forg
         api.comment(ticket, f"<p>internal: <b>{comment_word}</b></p>", content_type="text/html")
     document_id = f"rt/ticket/{ticket}"
 
-    wait_until(lambda: document_id in _found(reply_word) and document_id in _found(comment_word), timeout=WAIT_S)
+    wait_until(
+        lambda: document_id in hybrid_found(reply_word) and document_id in hybrid_found(comment_word), timeout=WAIT_S
+    )
     # Not by words (hybrid search always has nearest neighbours): the binary's text is nowhere.
     assert document_id not in found_documents(es_client(), binary_word)
-    assert binary_word not in _texts(document_id)
-    assert document_id in _found(reply_word, groups=[f"queue:{QUEUE}"])
-    assert document_id not in _found(reply_word, groups=["queue:Billing"])  # a user of another group
+    assert binary_word not in document_texts(document_id)
+    assert document_id in hybrid_found(reply_word, groups=[f"queue:{QUEUE}"])
+    assert document_id not in hybrid_found(reply_word, groups=["queue:Billing"])  # a user of another group
 
     # A Cc added later: the people part is read again, and forgetting them finds the ticket.
     with RtApi(rt.rest2_url, agent, password) as api:
@@ -149,11 +112,11 @@ def test_a_ticket_is_searchable_by_its_reply_and_comment_not_its_binary_and_forg
         ),
         timeout=60,
     )
-    receipt = _forget(worker, cc)
+    receipt = forget_email(worker, cc)
     assert receipt["status"] in ("unsearchable", "purged"), receipt
     touched = {d for r in (*receipt["removed"], *receipt["redacted"]) for d in r["document_ids"]}
     assert document_id in touched, receipt
     people = (state_record(es, document_id) or {})["parts"]["people"]
     assert f"email:{cc}" not in (people.get("subjects") or [])
-    texts = _texts(document_id)
+    texts = document_texts(document_id)
     assert cc not in texts and reply_word in texts  # the mention redacted, the reply kept

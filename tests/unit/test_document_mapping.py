@@ -267,3 +267,11 @@ def test_a_part_knows_whether_a_snapshot_read_it(mappings: Mappings, table: str)
     # Freshness reports snapshot reads apart from live changes; the flag must survive the mapping.
     assert _captured(mappings, f"{table}/snapshot_read").snapshot is True
     assert _captured(mappings, f"{table}/update").snapshot is False
+
+
+def test_a_join_takes_prefix_or_column_prefix_not_both() -> None:
+    raw: dict[str, Any] = yaml.safe_load((CONNECTORS / "tryton.mapping.yaml").read_text())
+    (notes,) = (part for part in raw["documents"][0]["parts"] if part["name"] == "notes")
+    notes["path"][0]["join"]["prefix"] = "party.party,"
+    with pytest.raises(MappingError, match="prefix or column_prefix, not both"):
+        Mappings((parse_source_mapping(raw),))

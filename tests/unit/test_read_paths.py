@@ -572,3 +572,55 @@ def test_an_rt_user_is_an_identity_record(mappings: Mappings) -> None:
     assert record.identity and record.text == ""
     assert record.subjects == {"email:ann@example.com", "rt_user:ann", "name:ann example"}
     assert record.mentions == (("name", "Ann Example"),)
+
+
+# -- Tryton ------------------------------------------------------------------------------------------
+
+TRYTON_TABLES = """
+CREATE TABLE party_party (id INTEGER PRIMARY KEY, name TEXT, code TEXT, active INTEGER);
+CREATE TABLE party_contact_mechanism (id INTEGER PRIMARY KEY, party INTEGER, type TEXT, value TEXT,
+                                      active INTEGER);
+CREATE TABLE sale_opportunity (id INTEGER PRIMARY KEY, party INTEGER, description TEXT, comment TEXT,
+                               number TEXT, state TEXT, start_date TEXT, end_date TEXT);
+CREATE TABLE ir_note (id INTEGER PRIMARY KEY, resource TEXT, message TEXT);
+INSERT INTO party_party VALUES (5, 'Dana Reyes', 'P5', 1);
+INSERT INTO party_contact_mechanism VALUES (50, 5, 'email', 'dana@example.com', 1),
+                                           (51, 5, 'phone', '+1 555 0100', 1),
+                                           (52, 5, 'website', 'https://dana.example.com', 1);
+INSERT INTO sale_opportunity VALUES (5, 5, 'Standby cluster', 'Two regions', 'O5', 'lead', '2026-01-02', NULL);
+INSERT INTO ir_note VALUES (70, 'party.party,5', 'Prefers e-mail.'), (71, 'sale.opportunity,5', 'Budget in Q2.');
+"""
+
+
+@pytest.fixture(scope="module")
+def tryton() -> Mappings:
+    return load_mappings(ROOT / "connectors", applications=("tryton",))
+
+
+def test_a_party_names_only_its_email_and_phone_contact_mechanisms_as_subjects(tryton: Mappings) -> None:
+    db = Database(TRYTON_TABLES)
+    found = parts(reader(tryton, "tryton", db).triggered(event("tryton", "party_party", {"id": 5})))
+    root = found[("tryton/party/5", "root")]
+    assert root.subjects == {"tryton_party:5", "email:dana@example.com", "phone:+1 555 0100", "name:dana reyes"}
+    assert not any("dana.example.com" in subject for subject in root.subjects)  # the website: not a subject
+    assert root.text == "Dana Reyes"
+    # The e-mail and phone as text, one part: a party is found by them, not by its website.
+    assert found[("tryton/party/5", "contacts")].text == "email: dana@example.com\n\nphone: +1 555 0100"
+
+
+def test_a_note_is_a_part_only_of_the_record_its_resource_names(tryton: Mappings) -> None:
+    db = Database(TRYTON_TABLES)
+    read = reader(tryton, "tryton", db)
+    party = parts(read.triggered(event("tryton", "party_party", {"id": 5})))
+    opportunity = parts(read.triggered(event("tryton", "sale_opportunity", {"id": 5})))
+    assert party[("tryton/party/5", "ir_note/70")].text == "Prefers e-mail."
+    assert ("tryton/party/5", "ir_note/71") not in party  # the same id 5, but the opportunity's note
+    assert opportunity[("tryton/opportunity/5", "ir_note/71")].text == "Budget in Q2."
+    assert ("tryton/opportunity/5", "ir_note/70") not in opportunity
+    changed = parts(read.triggered(event("tryton", "ir_note", {"id": 71})))
+    assert list(changed) == [("tryton/opportunity/5", "ir_note/71")]
+    db.run("DELETE FROM ir_note WHERE id = 71")
+    before = {"resource": "sale.opportunity,5", "message": "Budget in Q2."}
+    deleted = parts(read.triggered(event("tryton", "ir_note", {"id": 71}, before, op=Op.DELETE)))
+    assert list(deleted) == [("tryton/opportunity/5", "ir_note/71")]  # found by the before image's reference
+    assert deleted[("tryton/opportunity/5", "ir_note/71")].deleted

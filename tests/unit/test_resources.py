@@ -16,7 +16,7 @@ def test_the_shipped_schemas_and_connectors_are_found() -> None:
     assert (schemas_dir() / "deletion_receipt.avsc").is_file()
     assert list((schemas_dir() / "history").glob("*.avsc"))
     shipped = connectors_dir(Settings())
-    every = {"crm.json", "tickets.json", "wiki.json", "mediawiki.json", "rt.json"}
+    every = {"crm.json", "tickets.json", "wiki.json", "mediawiki.json", "rt.json", "tryton.json"}
     assert {path.name for path in shipped.glob("*.json")} == every
     assert avro.load_schema("deletion_receipt")["name"].endswith("DeletionReceipt")
 
@@ -32,6 +32,9 @@ def test_the_real_applications_connectors_are_registered_only_where_their_applic
     assert rendered["rt"]["database.dbname"] == "rt" and rendered["mediawiki"]["database.include.list"] == "mediawiki"
     assert "mediawiki.text" in rendered["mediawiki"]["table.include.list"].split(",")
     assert set(Settings(stack_apps=("request-tracker",)).sources) == {"crm", "tickets", "wiki", "rt"}
+    tryton = connectors.load(Settings(stack_apps=("tryton",)))
+    assert set(tryton) == {"crm", "tickets", "wiki", "tryton"}
+    assert "public.ir_note" in tryton["tryton"]["table.include.list"].split(",")
 
 
 def test_a_setting_names_another_connectors_folder(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def test_an_unknown_application_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("STREAMS_STACK_APPS", "mediawiki,wordpress")
     # The error names the setting and what it takes; never the input (settings errors hide their input,
     # which may be a secret).
-    with pytest.raises(ValidationError, match=r"(?s)stack_apps.*'mediawiki' or 'request-tracker'"):
+    with pytest.raises(ValidationError, match=r"(?s)stack_apps.*'mediawiki', 'request-tracker' or 'tryton'"):
         Settings()
 
 
@@ -46,6 +46,7 @@ def test_stack_down_stops_every_application_even_when_no_longer_named(tmp_path: 
         *BASE_SERVERS,
         "mediawiki",
         "request-tracker",
+        "tryton",
     ]
 
 
