@@ -1,10 +1,11 @@
 """Freshness through the real applications: pages edited through MediaWiki's API, replies posted
-through Request Tracker's REST 2 API and notes edited through Tryton's JSON-RPC, at a steady rate, each timed from the application's answer (it
-has committed) until a BM25 query finds the edit's own new word in that document.
+through Request Tracker's REST 2 API and notes edited through Tryton's JSON-RPC, at a steady rate, each
+timed from the application's answer (it has committed) until a BM25 query finds the edit's own new
+word in that document.
 
 Runs only where the local stack runs the applications (`STREAMS_STACK_APPS`). Each application gets a
 document of its own, created at the start and then edited again and again, as people edit one page or
-answer one ticket many times; every edit adds a paragraph with a word no other text has.
+answer one ticket many times; every edit adds a word no other text has.
 """
 
 from __future__ import annotations
