@@ -17,7 +17,7 @@ from streams.sources.write_applications import TrytonApi
 from streams.stack.tryton import ADMIN_USER, COMPANY, DATABASE, Tryton
 from tests.applications.helpers import document_texts, forget_email, hybrid_found
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
-from tests.integration.helpers import es_client, found_documents, state_record, wait_until
+from tests.integration.helpers import es_client, found_documents, state_record, unique, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -99,7 +99,7 @@ def test_a_party_forgotten_by_its_name_takes_its_opportunity_and_is_redacted_whe
     tryton: tuple[TrytonApi, int],
 ) -> None:
     api, company = tryton
-    suffix = uuid.uuid4().hex[:8]
+    suffix = unique("")[:10]  # letters only: a name is words of letters
     name, email = f"Rosa Quill{suffix}", f"rosa{suffix}@example.com"
     words = {key: f"zq{key}{suffix}" for key in ("lead", "other")}
     party = api.create_party(name, [("email", email)])
