@@ -109,42 +109,59 @@ def _print_embedding(e: dict[str, Any]) -> None:
 def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
     m = report["machine"]
     click.echo(f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB")
-    if "embedding" in chosen:
-        _print_embedding(report["embedding"])
-    if all(name in STACKLESS or name in OPT_IN for name in chosen):
-        _print_workers(report, chosen)
-        _print_errors(report, chosen)
-        return
-    s = report["steady"]
+    printers: dict[str, Callable[[dict[str, Any]], None]] = {
+        "embedding": _print_embedding,
+        "steady": _print_steady,
+        "applications": _print_applications,
+        "backfill": _print_backfill,
+        "incremental": _print_incremental,
+        "forget": _print_forget,
+        "search": _print_search,
+    }
+    for name in SCENARIOS:  # only what ran: a figure of a scenario not chosen would only be dashes
+        if name in chosen and not (report.get(name) or {}).get("error"):
+            printers[name](report[name])
+    _print_workers(report, chosen)
+    _print_errors(report, chosen)
+
+
+def _print_steady(s: dict[str, Any]) -> None:
     f = s.get("freshness_s") or {}
     click.echo(
         f"steady       {_fmt(s.get('events'))} edits; freshness p50 {_fmt(f.get('p50'), 's')}"
         f" p95 {_fmt(f.get('p95'), 's')} p99 {_fmt(f.get('p99'), 's')} max {_fmt(f.get('max'), 's')}"
     )
-    a = report["applications"]
+
+
+def _print_applications(a: dict[str, Any]) -> None:
     if a.get("skipped"):
         click.echo(f"applications skipped: {a['skipped']}")
-    elif not a.get("error"):
-        for source, figures in (a.get("freshness_by_source_s") or {}).items():
-            click.echo(
-                f"applications {source}: {_fmt(figures.get('count'))} edits through its API; freshness"
-                f" p50 {_fmt(figures.get('p50'), 's')} p99 {_fmt(figures.get('p99'), 's')}"
-                f" max {_fmt(figures.get('max'), 's')}"
-            )
-    b = report["backfill"]
+    for source, figures in (a.get("freshness_by_source_s") or {}).items():
+        click.echo(
+            f"applications {source}: {_fmt(figures.get('count'))} edits through its API; freshness"
+            f" p50 {_fmt(figures.get('p50'), 's')} p99 {_fmt(figures.get('p99'), 's')}"
+            f" max {_fmt(figures.get('max'), 's')}"
+        )
+
+
+def _print_backfill(b: dict[str, Any]) -> None:
     click.echo(
         f"backfill     pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, raw encode"
         f" ({b.get('encode_backend') or '-'}) {_fmt(b.get('encode_chunks_per_s'))} chunks/s,"
         f" ratio {_fmt(b.get('ratio'))}"
     )
-    i = report["incremental"]
+
+
+def _print_incremental(i: dict[str, Any]) -> None:
     i_p50 = (i.get("freshness_s") or {}).get("p50")
     click.echo(
         f"incremental  {_fmt(i.get('chunks_embedded_per_edit'))} chunks embedded and"
         f" {_fmt(i.get('chunks_written_per_edit'))} written per edit (each by another author) of a"
         f" {_fmt(i.get('whole_doc_chunks_per_edit'))}-chunk page; searchable p50 {_fmt(i_p50, 's')}"
     )
-    g = report["forget"]
+
+
+def _print_forget(g: dict[str, Any]) -> None:
     u, ub = g.get("unsearchable_s") or {}, g.get("backlog_unsearchable_s") or {}
     click.echo(
         f"forget       unsearchable p50 {_fmt(u.get('p50'), 's')} p99 {_fmt(u.get('p99'), 's')}"
@@ -160,7 +177,9 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
         if g.get(key):
             phases = ", ".join(f"{phase} {seconds:.3f}" for phase, seconds in g[key].items())
             click.echo(f"             mean s per request, {label}: {phases}")
-    q = report.get("search") or {}
+
+
+def _print_search(q: dict[str, Any]) -> None:
     for load in ("idle", "edits"):
         parts = []
         for k in (10, 100):
@@ -169,8 +188,6 @@ def _print_summary(report: dict[str, Any], chosen: list[str]) -> None:
                 f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')} p99 {_fmt(f.get('p99'), ' ms')}"
             )
         click.echo(f"search       {_fmt(q.get('clients'))} clients, {load}: " + "; ".join(parts))
-    _print_workers(report, chosen)
-    _print_errors(report, chosen)
 
 
 def _print_workers(report: dict[str, Any], chosen: list[str]) -> None:
