@@ -38,9 +38,16 @@ class Connect(Server):
     def prepare(self, progress: Progress) -> None:
         self._libs = downloads.kafka_libs(self.settings, progress)
         plugins = downloads.debezium_plugin_path(self.settings, progress)
-        url = urlsplit(self.settings.connect_url)
         self.home.mkdir(parents=True, exist_ok=True)
         # Written readable by the owner alone: with SASL it holds the Kafka password.
+        write_private(self.config_file, self.worker_properties(plugins))
+
+    def worker_properties(self, plugins: Path) -> str:
+        """connect-distributed.properties. Connect's own topics (connector configs, source offsets,
+        statuses) are replicated as every other topic of the project (STREAMS_TOPIC_REPLICATION_FACTOR):
+        a source offset lost with a broker would make Debezium capture again from its last kept offset."""
+        url = urlsplit(self.settings.connect_url)
+        replicas = self.settings.topic_replication_factor
         settings_lines = "\n".join(
             [
                 f"bootstrap.servers={self.settings.kafka_bootstrap}",
@@ -52,10 +59,10 @@ class Connect(Server):
                 f"config.storage.topic={GROUP_ID}-configs",
                 f"offset.storage.topic={GROUP_ID}-offsets",
                 f"status.storage.topic={GROUP_ID}-status",
-                "config.storage.replication.factor=1",
-                "offset.storage.replication.factor=1",
+                f"config.storage.replication.factor={replicas}",
+                f"offset.storage.replication.factor={replicas}",
                 "offset.storage.partitions=5",
-                "status.storage.replication.factor=1",
+                f"status.storage.replication.factor={replicas}",
                 "status.storage.partitions=1",
                 "offset.flush.interval.ms=1000",
                 f"listeners=http://{url.hostname}:{url.port}",
@@ -72,7 +79,7 @@ class Connect(Server):
                 "",
             ]
         )
-        write_private(self.config_file, properties_text(worker_security(self.settings)) + settings_lines)
+        return properties_text(worker_security(self.settings)) + settings_lines
 
     def command(self) -> list[str]:
         return java_command(self._libs, "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file))
