@@ -264,7 +264,7 @@ class Kafka(Server):
             mechanism = self.settings.kafka_sasl_mechanism
             for user, password in self.scram_users().items():
                 scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
-        progress(f"kafka: formatting KRaft storage ({wanted['protocol']})")
+        progress(f"{self.name}: formatting KRaft storage ({wanted['protocol']})")
         command = java_command(
             self._libs,
             "kafka.tools.StorageTool",
@@ -280,9 +280,9 @@ class Kafka(Server):
         # The command line holds the SCRAM passwords: neither the log nor an error may show it.
         shown = [part if not part.startswith("SCRAM-") else "SCRAM-...=[...]" for part in command]
         try:
-            run(command, what="kafka (storage format)", log=None)
+            run(command, what=f"{self.name} (storage format)", log=None)
         except ServerFailed as exc:
-            raise ServerFailed("kafka (storage format)", f"{' '.join(shown)} failed", exc.log_tail) from None
+            raise ServerFailed(f"{self.name} (storage format)", f"{' '.join(shown)} failed", exc.log_tail) from None
         write_private(self.storage_security_file, json.dumps(wanted))
 
     def check_storage_security(self, wanted: dict[str, object]) -> None:

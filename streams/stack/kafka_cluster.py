@@ -105,8 +105,9 @@ class KafkaCluster:
         progress(f"kafka cluster: {len(self.nodes)} brokers at {self.bootstrap}")
 
     def down(self, progress: Progress) -> None:
-        for node in self.nodes.values():
-            node.stop(progress)
+        """Stop every node, all at once: one by one, the last ones would wait for a quorum that has gone."""
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.stop(progress), self.nodes.values()))
 
     def kill(self, node_id: int, progress: Progress) -> int | None:
         """kill -9 one node (broker and controller both), as a crash would."""
