@@ -76,6 +76,8 @@ class Connect(Server):
                 # JMX names, and the new task instance streams nothing. Waiting as long
                 # as a broker restart takes lets the old task end for real.
                 "task.shutdown.graceful.timeout.ms=90000",
+                "request.timeout.ms=10000",
+                "default.api.timeout.ms=10000",
                 "",
             ]
         )
