@@ -87,6 +87,12 @@ def test_every_topic_follows_the_replication_settings(tmp_path: Path, monkeypatc
     assert {value for key, value in connect_properties(settings).items() if key.endswith("replication.factor")} == {"3"}
 
 
+def test_connect_gives_up_a_request_cut_by_a_broker_s_loss_within_seconds(tmp_path: Path) -> None:
+    worker = connect_properties(Settings(stack_home=tmp_path))
+    # Kafka's admin client refuses to start with a request timeout above its API timeout.
+    assert int(worker["request.timeout.ms"]) <= int(worker["default.api.timeout.ms"]) <= 10_000
+
+
 def test_a_cluster_s_brokers_follow_the_replication_settings(tmp_path: Path) -> None:
     settings = Settings(topic_replication_factor=3, topic_min_insync_replicas=2)
     cluster = KafkaCluster(settings, tmp_path, [(21092, 21093), (21094, 21095), (21096, 21097)])
