@@ -105,7 +105,7 @@ class KafkaCluster:
         progress(f"kafka cluster: {len(self.nodes)} brokers at {self.bootstrap}")
 
     def down(self, progress: Progress) -> None:
-        """Stop every node, all at once: one by one, the last ones would wait for a quorum that has gone."""
+        """Stop every node (SIGTERM, then SIGKILL after the node's stop timeout), in parallel."""
         with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
             list(pool.map(lambda node: node.stop(progress), self.nodes.values()))
 
@@ -117,8 +117,8 @@ class KafkaCluster:
         return {node_id for node_id, node in self.nodes.items() if node.running()}
 
     def brokers(self) -> set[int]:
-        """The broker ids the cluster's metadata names now (those that are registered and not fenced),
-        asked of any running node; empty when none answers."""
+        """The broker ids the cluster's metadata names now, asked of a running node; empty when none
+        answers."""
         from streams.clients import kafka_admin
 
         for node_id in sorted(self.running()):
