@@ -45,7 +45,7 @@ class Connect(Server):
     def worker_properties(self, plugins: Path) -> str:
         """connect-distributed.properties. Connect's own topics (connector configs, source offsets,
         statuses) are replicated as every other topic of the project (STREAMS_TOPIC_REPLICATION_FACTOR):
-        a source offset lost with a broker would make Debezium capture again from its last kept offset."""
+        a broker's loss must not take with it the offsets Debezium resumes from."""
         url = urlsplit(self.settings.connect_url)
         replicas = self.settings.topic_replication_factor
         settings_lines = "\n".join(
