@@ -46,8 +46,8 @@ CONNECTOR: dict[str, Any] = {
         "provide.transaction.metadata": "true",
         "decimal.handling.mode": "double",
         "time.precision.mode": "connect",
-        "topic.creation.default.partitions": "2",
-        "topic.creation.default.replication.factor": "1",
+        "topic.creation.default.partitions": "${topic_partitions}",
+        "topic.creation.default.replication.factor": "${topic_replication_factor}",
         "poll.interval.ms": "50",
     },
 }

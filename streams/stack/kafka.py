@@ -95,6 +95,7 @@ def host_port(address: str) -> tuple[str, int]:
 
 class Kafka(Server):
     name = "kafka"
+    node_id = 1
     start_timeout_s = 90.0
     _refused_since: float | None = None  # when the health check's login was first refused
 
@@ -200,28 +201,42 @@ class Kafka(Server):
             "ssl.truststore.location": str(made.ca),
         }
 
-    def server_properties(self) -> str:
+    def quorum_properties(self) -> dict[str, str]:
+        """How the node finds its controller quorum: the stack's one node is a quorum of itself."""
         host, _ = host_port(self.settings.kafka_bootstrap)
-        controller = f"{host}:{self.settings.kafka_controller_port}"
+        return {"controller.quorum.bootstrap.servers": f"{host}:{self.settings.kafka_controller_port}"}
+
+    def format_options(self) -> list[str]:
+        """The storage format's quorum option: --standalone makes this node the quorum's only voter."""
+        return ["--standalone"]
+
+    def replication_properties(self) -> dict[str, str]:
+        """The replication of the broker's own topics (group offsets, transactions) and of a topic created
+        without one: one replica on the stack's one broker."""
+        return {
+            "default.replication.factor": "1",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+        }
+
+    def server_properties(self) -> str:
         return properties_text(
             {
                 "process.roles": "broker,controller",
-                "node.id": "1",
-                "controller.quorum.bootstrap.servers": controller,
+                "node.id": str(self.node_id),
+                **self.quorum_properties(),
                 **self.listener_properties(),
+                **self.replication_properties(),
             }
         ) + "\n".join(
             [
                 f"log.dirs={self.data_dir}",
                 f"num.partitions={self.settings.topic_partitions}",
-                "default.replication.factor=1",
-                "offsets.topic.replication.factor=1",
                 "offsets.topic.num.partitions=4",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
                 "transaction.state.log.num.partitions=4",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
                 "auto.create.topics.enable=true",
                 "group.initial.rebalance.delay.ms=0",
                 "log.retention.hours=168",
@@ -249,12 +264,12 @@ class Kafka(Server):
             mechanism = self.settings.kafka_sasl_mechanism
             for user, password in self.scram_users().items():
                 scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
-        progress(f"kafka: formatting KRaft storage ({wanted['protocol']})")
+        progress(f"{self.name}: formatting KRaft storage ({wanted['protocol']})")
         command = java_command(
             self._libs,
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *self.format_options(),
             "-t",
             cluster_id_file.read_text().strip(),
             "-c",
@@ -265,9 +280,9 @@ class Kafka(Server):
         # The command line holds the SCRAM passwords: neither the log nor an error may show it.
         shown = [part if not part.startswith("SCRAM-") else "SCRAM-...=[...]" for part in command]
         try:
-            run(command, what="kafka (storage format)", log=None)
+            run(command, what=f"{self.name} (storage format)", log=None)
         except ServerFailed as exc:
-            raise ServerFailed("kafka (storage format)", f"{' '.join(shown)} failed", exc.log_tail) from None
+            raise ServerFailed(f"{self.name} (storage format)", f"{' '.join(shown)} failed", exc.log_tail) from None
         write_private(self.storage_security_file, json.dumps(wanted))
 
     def check_storage_security(self, wanted: dict[str, object]) -> None:

@@ -304,6 +304,17 @@ class Server(ABC):
         progress(f"{self.name}: stopped")
         return True
 
+    def kill(self, progress: Progress) -> int | None:
+        """SIGKILL the server's whole process group, as a crash would: no shutdown, no flush. Returns the
+        pid it killed, or None when the server was not running; `start` brings it back."""
+        pid = self.pid()
+        if pid is None:
+            return None
+        progress(f"{self.name}: kill -9 (pid {pid})")
+        self._signal(pid, signal.SIGKILL)
+        poll(lambda: self.pid() is None, 30, 0.1)
+        return pid
+
     @staticmethod
     def _signal(pid: int, sig: signal.Signals) -> None:
         # The server runs in its own session, so its process group id is its pid: this reaches the

@@ -4,10 +4,7 @@ report status, and take it down in reverse order."""
 from __future__ import annotations
 
 import fcntl
-import os
-import signal
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -171,18 +168,4 @@ def status(settings: Settings) -> dict[str, Any]:
 def kill(settings: Settings, name: str, progress: Progress) -> int | None:
     """SIGKILL one server (its whole process group), as a crash would: no shutdown, no flush.
     Returns the pid it killed, or None when the server was not running. `up` brings it back."""
-    server = servers(settings)[name]
-    pid = server.pid()
-    if pid is None:
-        return None
-    progress(f"{name}: kill -9 (pid {pid})")
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while server.pid() is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return pid
+    return servers(settings)[name].kill(progress)

@@ -38,6 +38,11 @@ def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE_S, interval
     return poll(predicate, timeout, interval)
 
 
+def settings_from(environment: dict[str, str]) -> Settings:
+    """The settings a process started with these STREAMS_* variables (beside this one's) would read."""
+    return Settings(**{name.removeprefix("STREAMS_").lower(): value for name, value in environment.items()})  # type: ignore[arg-type]
+
+
 def unique(prefix: str = "zq") -> str:
     """A word no other data contains (letters only, so BM25's standard analyzer keeps it as one token)."""
     return prefix + re.sub(r"[^a-z]", "", uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop")))

@@ -48,7 +48,7 @@ from streams.settings import PROJECT_ROOT, Settings, get_settings
 from streams.sources import edits
 from streams.stack import connectors, stack
 from streams.stack.elasticsearch_security import create_api_key
-from tests.integration.helpers import unique, wait_until
+from tests.integration.helpers import settings_from, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -101,10 +101,6 @@ def sasl_environment(base: Settings) -> dict[str, str]:
 
 
 ES_CREDENTIALS = ("STREAMS_ELASTICSEARCH_USERNAME", "STREAMS_ELASTICSEARCH_PASSWORD", "STREAMS_ELASTICSEARCH_API_KEY")
-
-
-def settings_from(environment: dict[str, str]) -> Settings:
-    return Settings(**{name.removeprefix("STREAMS_").lower(): value for name, value in environment.items()})  # type: ignore[arg-type]
 
 
 def with_api_key(environment: dict[str, str], key: str) -> dict[str, str]:
