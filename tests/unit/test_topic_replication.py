@@ -68,7 +68,7 @@ def test_every_topic_follows_the_replication_settings(tmp_path: Path, monkeypatc
         stack_home=tmp_path,
         topic_replication_factor=3,
         topic_min_insync_replicas=2,
-        stack_apps=("mediawiki", "request-tracker"),
+        stack_apps=("mediawiki", "request-tracker", "tryton"),
     )
     topics = {topic.topic: topic for topic in created_topics(settings, monkeypatch)}
     assert {topic.replication_factor for topic in topics.values()} == {3}
@@ -77,7 +77,7 @@ def test_every_topic_follows_the_replication_settings(tmp_path: Path, monkeypatc
     assert topics[settings.ledger_topic].config["cleanup.policy"] == "compact"
     rendered = connectors.load(settings)
     # Every connector definition, the real applications' included.
-    assert set(rendered) == {"tickets", "crm", "wiki", "mediawiki", "rt"}
+    assert set(rendered) == {"tickets", "crm", "wiki", "mediawiki", "rt", "tryton"}
     for config in rendered.values():
         assert config["topic.creation.default.replication.factor"] == "3"
         assert config["topic.creation.default.min.insync.replicas"] == "2"
