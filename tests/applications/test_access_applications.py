@@ -20,7 +20,7 @@ from streams.stack.request_tracker import QUEUE, RequestTracker
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
 from tests.integration.helpers import es_client, found_documents, search_api, unique, wait_until
 
-# The worker this session starts accepts JWTs signed with this secret (a worker started before without
+# The worker the pytest run starts accepts JWTs signed with this secret (a worker started before without
 # it refuses them, which the test says).
 JWT_SECRET = os.environ.setdefault("STREAMS_SEARCH_JWT_SECRET", "applications-access-test-secret-0123456789")
 
