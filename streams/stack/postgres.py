@@ -76,6 +76,33 @@ class Postgres(Server):
             host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname, connect_timeout=2, autocommit=True
         )
 
+    def prepare_capture(self, database: str, tables: tuple[str, ...], publication: str, progress: Progress) -> None:
+        """What a connector needs in an application's database whose tables the application's user owns
+        (RT's, Tryton's): the publication, made as the superuser, with full before-images (a delete must
+        carry its join columns), and the heartbeat and signal tables, owned by the connector's user."""
+        from psycopg import sql
+
+        reader = urlsplit(self.settings.dsn("tickets")).username or "streams"
+        with self.superuser(database) as conn:
+            for table in ("debezium_signal", "streams_heartbeat"):
+                columns = (
+                    "id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data TEXT NULL"
+                    if table == "debezium_signal"
+                    else "id INT PRIMARY KEY, beat_at TIMESTAMPTZ NOT NULL DEFAULT now()"
+                )
+                conn.execute(sql.SQL(f"CREATE TABLE IF NOT EXISTS {{}} ({columns})").format(sql.Identifier(table)))
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), sql.Identifier(reader))
+                )
+            for table in tables:
+                conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(table)))
+            listed = sql.SQL(", ").join(sql.Identifier(t) for t in (*tables, "debezium_signal", "streams_heartbeat"))
+            if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(publication), listed))
+            else:
+                conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(publication), listed))
+        progress(f"postgres: publication {publication} and heartbeat table in {database} for its connector")
+
     def healthy(self) -> bool:
         import psycopg
 

@@ -107,33 +107,8 @@ class RequestTracker(Server):
         self._prepare_capture(progress)
 
     def _prepare_capture(self, progress: Progress) -> None:
-        """What the rt connector (connectors/rt.json) needs in RT's database: RT's user owns the tables,
-        so the publication is made here as the superuser, with full before-images (a delete must carry
-        its join columns), and the heartbeat and signal tables belong to the connector's user."""
-        from psycopg import sql
-
-        reader = urlsplit(self.settings.dsn("tickets")).username or "streams"
-        with Postgres(self.settings).superuser(DATABASE) as conn:
-            for table in ("debezium_signal", "streams_heartbeat"):
-                columns = (
-                    "id VARCHAR(64) PRIMARY KEY, type VARCHAR(32) NOT NULL, data TEXT NULL"
-                    if table == "debezium_signal"
-                    else "id INT PRIMARY KEY, beat_at TIMESTAMPTZ NOT NULL DEFAULT now()"
-                )
-                conn.execute(sql.SQL(f"CREATE TABLE IF NOT EXISTS {{}} ({columns})").format(sql.Identifier(table)))
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), sql.Identifier(reader))
-                )
-            for table in CAPTURED_TABLES:
-                conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(table)))
-            tables = sql.SQL(", ").join(
-                sql.Identifier(t) for t in (*CAPTURED_TABLES, "debezium_signal", "streams_heartbeat")
-            )
-            if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (PUBLICATION,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(PUBLICATION), tables))
-            else:
-                conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(PUBLICATION), tables))
-        progress(f"request-tracker: publication {PUBLICATION} and heartbeat table in {DATABASE} for its connector")
+        """What the rt connector (connectors/rt.json) needs in the application's database."""
+        Postgres(self.settings).prepare_capture(DATABASE, CAPTURED_TABLES, PUBLICATION, progress)
 
     def _database_exists(self) -> bool:
         with Postgres(self.settings).superuser() as conn:
