@@ -9,18 +9,20 @@ import stat
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
 from streams.settings import Settings
-from streams.sources.write_applications import ApplicationError, Attachment, RtApi, WikiApi
+from streams.sources.write_applications import ApplicationError, Attachment, RtApi, TrytonApi, WikiApi
 from streams.stack import packages, stack
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.packages import ensure_application_packages
 from streams.stack.request_tracker import RequestTracker
 from streams.stack.runner import StackError, generated_passwords
+from streams.stack.tryton import Tryton
 
 BASE_SERVERS = ["postgres", "mariadb", "elasticsearch", "kafka", "connect"]
 
@@ -209,3 +211,74 @@ def test_a_refused_rt_write_is_an_application_error() -> None:
     with RtApi("http://rt.test/REST/2.0", "guest", "pw", transport=httpx.MockTransport(answer)) as api:
         with pytest.raises(ApplicationError, match=r"403.*Permission Denied"):
             api.correspond(1, "hello")
+
+
+def test_the_trytond_config_is_read_by_trytond_as_pointing_at_the_stack(tmp_path: Path) -> None:
+    ensure_application_packages(["tryton"], print)  # trytond's own configuration parser reads it
+    server = Tryton(Settings(stack_home=tmp_path, tryton_port=18557))
+    server.home.mkdir(parents=True)
+    server._write_config({"database_password": "it's a %s: / secret@", "admin_password": "x"})
+    assert stat.S_IMODE(server.config_file.stat().st_mode) == 0o600
+    program = (
+        "import sys; from trytond.config import config; config.update_etc(sys.argv[1]);"
+        " print(config.get('database', 'uri'), config.get('database', 'path'), config.get('web', 'listen'), sep='|')"
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", program, str(server.config_file)], capture_output=True, text=True, check=True
+    )
+    uri, path, listen = done.stdout.strip().split("|")
+    parts = urlsplit(uri)
+    assert (parts.hostname, parts.port, parts.username) == ("127.0.0.1", 15432, "tryton")
+    assert unquote(parts.password or "") == "it's a %s: / secret@"
+    assert path == str(server.home / "attachments") and listen == "127.0.0.1:18557"
+
+
+def _tryton(handler: Any) -> TrytonApi:
+    return TrytonApi("http://tryton.test/", "tryton", transport=httpx.MockTransport(handler))
+
+
+def test_tryton_calls_carry_the_session_and_the_user_s_context() -> None:
+    calls: list[tuple[str, str, list[Any], str | None]] = []
+    preferences = {"language": "en", "company": 1}
+    results: dict[str, Any] = {
+        "common.db.login": [3, "s3ss10n"],
+        "model.res.user.get_preferences": preferences,
+        "model.ir.note.create": [41],
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        calls.append((request.url.path, body["method"], body["params"], request.headers.get("authorization")))
+        return httpx.Response(200, json={"id": body["id"], "result": results.get(body["method"])})
+
+    with _tryton(answer) as api:
+        api.login("admin", "pw")
+        note = api.create_note("party.party,12", "Prefers e-mail.")
+        api.edit_note(note, "Calls after nine.")
+        api.delete_note(note)
+    assert calls[0][:3] == ("/tryton/", "common.db.login", ["admin", {"password": "pw"}, "en"])
+    session = "Session " + base64.b64encode(b"admin:3:s3ss10n").decode()
+    assert {call[3] for call in calls[1:]} == {session}
+    assert [call[1:3] for call in calls[2:]] == [
+        ("model.ir.note.create", [[{"resource": "party.party,12", "message": "Prefers e-mail."}], preferences]),
+        ("model.ir.note.write", [[41], {"message": "Calls after nine."}, preferences]),
+        ("model.ir.note.delete", [[41], preferences]),
+    ]
+
+
+def test_a_refused_tryton_login_or_write_is_an_application_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body["method"] == "common.db.login":
+            return httpx.Response(200, json={"id": body["id"], "result": None})
+        error = ["UserError", ['A value is required for field "Resource" in "Note".', "", None]]
+        return httpx.Response(200, json={"id": body["id"], "error": error})
+
+    with _tryton(refuse) as api:
+        with pytest.raises(ApplicationError, match="login as 'admin' refused"):
+            api.login("admin", "wrong")
+        with pytest.raises(ApplicationError, match=r"ir\.note\.create.*A value is required"):
+            api.create_note("party.party,0", "text")
+    with _tryton(lambda request: httpx.Response(502, text="bad gateway")) as api:
+        with pytest.raises(ApplicationError, match="502"):
+            api.delete_note(1)
