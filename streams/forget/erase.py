@@ -139,8 +139,7 @@ class _Steps:
                 for chunk in gone:
                     self.outcome.note_removed((hit["_index"], before.source), chunk, before.document_id)
                 if after.visible and not gone:  # kept, only the person taken out (a ticket's Cc)
-                    key = (hit["_index"], before.source)
-                    self.outcome.redacted_documents.setdefault(key, set()).add(before.document_id)
+                    self.outcome.note_scrubbed((hit["_index"], before.source), before.document_id)
                 # Written only if nobody changed the record since it was read; else scrubbed again.
                 actions.append(
                     {

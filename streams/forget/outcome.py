@@ -34,6 +34,10 @@ class ForgetOutcome:
         self.removed.setdefault(key, set()).add(chunk)
         self.removed_documents.setdefault(key, set()).add(document_id)
 
+    def note_scrubbed(self, key: Key, document_id: str) -> None:
+        """A document kept with its chunks as they were, only the person taken out of its state record."""
+        self.redacted_documents.setdefault(key, set()).add(document_id)
+
     def note_redacted(self, key: Key, chunk: str, document_id: str) -> None:
         self.redacted.setdefault(key, set()).add(chunk)
         self.redacted_documents.setdefault(key, set()).add(document_id)

@@ -240,10 +240,7 @@ def _apply_root(
     if change.deleted or stays_forgotten or is_forgotten(change.subjects):
         suppressed = not change.deleted
         state.root = RootState(version=change.version, deleted=True, suppressed=suppressed, commit_ts=commit_ts)
-        for part in state.parts.values():
-            part.chunk_hashes = []
-            part.subjects = []
-            part.content_hash = ""  # a hash of row content that named the subject
+        _empty_parts(state)
         for part_id in list(new_chunks):
             new_chunks[part_id] = []
         (update.suppressed if suppressed else update.applied).append(change)
@@ -307,15 +304,21 @@ def _apply_child(
     update.applied.append(change)
 
 
+def _empty_parts(state: DocumentState) -> None:
+    """Every part keeps only its version: no chunks, no subjects, no hash of row content that named one."""
+    for part in state.parts.values():
+        part.chunk_hashes = []
+        part.subjects = []
+        part.content_hash = ""
+
+
 def _suppress_document(state: DocumentState, change: PartChange, new_chunks: dict[str, list[ChunkText]]) -> None:
     """Turn the document into a suppressed delete marker, keeping the versions of its parts."""
     version = state.root.version if state.root else 0
     commit_ts = state.root.commit_ts if state.root else change.commit_ts.isoformat()
     state.root = RootState(version=version, deleted=True, suppressed=True, commit_ts=commit_ts)
-    for part_id, part in state.parts.items():
-        part.chunk_hashes = []
-        part.subjects = []
-        part.content_hash = ""  # a hash of row content that named the subject
+    _empty_parts(state)
+    for part_id in state.parts:
         new_chunks[part_id] = []
 
 
@@ -381,10 +384,7 @@ def forget_in_state(state: DocumentState, identifiers: set[str]) -> DocumentStat
         forgotten.root = RootState(
             version=forgotten.root.version, deleted=True, suppressed=True, commit_ts=forgotten.root.commit_ts
         )
-        for part in forgotten.parts.values():
-            part.chunk_hashes = []
-            part.subjects = []
-            part.content_hash = ""  # a hash of row content that named the subject
+        _empty_parts(forgotten)
         return forgotten
     for part in forgotten.parts.values():
         if not identifiers & set(part.subjects):
