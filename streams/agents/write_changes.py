@@ -7,6 +7,10 @@ embedding/. This module only runs them in order, with two rules of its own:
 - the suppression ledger's gate is held while the ledger is re-checked and the batch is written: if a
   deletion request arrived while this batch was being embedded, the batch is planned again, so no
   write planned before a request can land after it (see agents/suppression.py);
+- under the same gate, each document's state record is read again: one the other lane wrote since
+  this batch loaded it is planned again instead of written. The state record's own check
+  (optimistic concurrency) comes too late for this: the chunks are written before it, and chunks
+  planned from the older state would overwrite the newer ones under the same ids;
 - a batch of the backfill lane passes a `turn` (agents/lanes.py): it is awaited before each round and
   before each slice of `slice_texts` texts is embedded, so that live batches go first.
 """
@@ -131,8 +135,14 @@ class ChangeWriter:
             if self.ledger.version != ledger_version:
                 # A deletion request landed while this batch was embedded: plan it all again.
                 return {doc for doc, update in plan.updates.items() if update.changed}
+            # The other lane may have written one of these documents since its state was loaded. Its
+            # chunks must not be overwritten with what was planned from the older state: such a
+            # document is planned again, and the others are written.
+            moved = await self._moved(stored, {operation.owner for operation in operations})
+            operations = [operation for operation in operations if operation.owner not in moved]
             items = await self.store.bulk(operations)
         outcome = planning.read_bulk_items(operations, items)
+        outcome.conflicts |= moved
         if outcome.transient:
             raise RetryableError(outcome.transient, stage="index")
         result.searchable_at = datetime.now(UTC)
@@ -151,6 +161,13 @@ class ChangeWriter:
             log.info("state of %d documents changed under this batch; planning them again", len(outcome.conflicts))
         return outcome.conflicts
 
+    async def _moved(self, stored: dict[str, planning.StoredState], documents: set[str]) -> set[str]:
+        """The documents whose state record is no longer the one they were planned from."""
+        if not documents:
+            return set()
+        current = await self.store.state_versions(sorted(documents))
+        return {document for document in documents if current[document] != _record_version(stored[document])}
+
     async def _encode(self, texts: list[str], turn: Turn | None) -> list[list[float]]:
         if turn is None:
             return await self.embedder.encode_async(texts)
@@ -159,6 +176,10 @@ class ChangeWriter:
             await turn()
             vectors.extend(await self.embedder.encode_async(texts[start : start + self.slice_texts]))
         return vectors
+
+
+def _record_version(stored: planning.StoredState) -> tuple[int, int] | None:
+    return None if stored.seq_no is None or stored.primary_term is None else (stored.seq_no, stored.primary_term)
 
 
 class Writer(Protocol):

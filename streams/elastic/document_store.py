@@ -52,6 +52,17 @@ class DocumentStore:
                 stored[document_id] = StoredState(None)
         return stored
 
+    async def state_versions(self, document_ids: Sequence[str]) -> dict[str, tuple[int, int] | None]:
+        """Each document's state record as (seq_no, primary_term), None where it has none: what the
+        writer compares, under its gate, with the records it planned from."""
+        response = await _call(
+            self.client.mget(index=self.index, ids=[state_id(d) for d in document_ids], source=False)
+        )
+        return {
+            document_id: (doc["_seq_no"], doc["_primary_term"]) if doc.get("found") else None
+            for document_id, doc in zip(document_ids, response["docs"], strict=True)
+        }
+
     async def load_vectors(self, chunk_ids: Sequence[str]) -> dict[str, Vector]:
         """text hash -> vector of the given chunks (those still in the index)."""
         if not chunk_ids:

@@ -248,9 +248,29 @@ class PathReader:
 
     def triggered(self, event: ChangeEvent) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for document in self.mappings.triggered(event.source, event.table):
+        documents = self.mappings.triggered(event.source, event.table)
+        if documents:
+            self.wait_for_commit(event)
+        for document in documents:
             outcomes.extend(self._for_document(document, event))
         return [_versioned(o, event) for o in outcomes]
+
+    def wait_for_commit(self, event: ChangeEvent) -> None:
+        """Wait until the trigger's own transaction is visible to a reader.
+
+        MariaDB writes a transaction to its binlog before InnoDB commits it, and Debezium can hand the
+        event over in between: a read then would miss the row that triggered it (a new revision whose
+        page walks back to nothing), under the trigger's version. A locking read of the trigger's row
+        waits for the writer's row lock, which InnoDB holds until the commit is done; the query's own
+        transaction ends at once (SourceConnection commits after each read). PostgreSQL has the same
+        gap between flushing a commit record and making it visible, far shorter than the trip to the
+        router; SELECT ... FOR SHARE there would need the UPDATE privilege and write to the row, so it
+        does not wait (docs/design.md, "Parts read through joins")."""
+        if self.dialect.name != "mariadb" or event.snapshot or not event.key:
+            return
+        q = self.dialect.quote
+        terms = " AND ".join(f"{q(column)} = %s" for column in event.key)
+        self.query(f"SELECT 1 FROM {q(event.table)} WHERE {terms} LOCK IN SHARE MODE", list(event.key.values()))
 
     def _for_document(self, document: DocumentMapping, event: ChangeEvent) -> list[Outcome]:
         if event.table == document.table:

@@ -1,7 +1,7 @@
 """A tiny Elasticsearch over HTTP, in memory, for unit tests that drive the real client and its helpers.
 
 It holds documents by (index, id) with sequence numbers, answers the calls the deletion lane makes
-(refresh, search, msearch, bulk, get, index, delete, get_alias, forcemerge, tasks) and evaluates the query
+(refresh, search, msearch, bulk, get, mget, index, delete, get_alias, forcemerge, tasks) and evaluates the query
 clauses the lane sends (bool, term, terms, ids, match, match_phrase, multi_match, wildcard, prefix) over the
 stored sources. A kNN search finds nothing: the fake has no vectors to compare.
 
@@ -163,6 +163,8 @@ class FakeElasticsearch:
                 status, self.after_bulk = self.after_bulk, None
                 return _json({"error": {"type": "unavailable", "reason": "cut short"}, "status": status}, status)
             return _json(answer)
+        if parts[-1] == "_mget":
+            return _json({"docs": [self.get(parts[0], str(i), request.query) for i in json.loads(raw)["ids"]]})
         if parts[-1] == "_msearch":
             lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
             pairs = zip(lines[::2], lines[1::2], strict=True)
@@ -193,22 +195,22 @@ class FakeElasticsearch:
             {"completed": True, "task": task, "response": {"_shards": {"total": 1, "successful": 1, "failed": 0}}}
         )
 
+    def get(self, index: str, doc_id: str, query: Any = None) -> dict[str, Any]:
+        """A GET's answer (and each of an mget's docs); ``_source=false`` leaves the source out."""
+        stored = self.docs.get((index, doc_id))
+        if stored is None:
+            return {"_index": index, "_id": doc_id, "found": False}
+        answer = {"_index": index, "_id": doc_id, "found": True, "_seq_no": stored.seq_no}
+        answer["_primary_term"] = stored.primary_term
+        if (query or {}).get("_source") != "false":
+            answer["_source"] = stored.source
+        return answer
+
     def _document(self, method: str, index: str, doc_id: str, raw: bytes, query: Any) -> web.Response:
         key = (index, doc_id)
         if method == "GET":
-            stored = self.docs.get(key)
-            if stored is None:
-                return _json({"_index": index, "_id": doc_id, "found": False}, 404)
-            return _json(
-                {
-                    "_index": index,
-                    "_id": doc_id,
-                    "found": True,
-                    "_seq_no": stored.seq_no,
-                    "_primary_term": stored.primary_term,
-                    "_source": stored.source,
-                }
-            )
+            answer = self.get(index, doc_id, query)
+            return _json(answer, 200 if answer["found"] else 404)
         if method == "DELETE":
             found = self.docs.pop(key, None) is not None
             return _json(

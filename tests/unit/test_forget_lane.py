@@ -208,6 +208,9 @@ class Store:
     async def load_vectors(self, chunk_ids: Sequence[str]) -> dict[str, Any]:
         return {}
 
+    async def state_versions(self, document_ids: Sequence[str]) -> dict[str, Any]:
+        return {document_id: None for document_id in document_ids}
+
     async def bulk(self, operations: Sequence[Any]) -> list[dict[str, Any]]:
         self.written += [operation.action for operation in operations]
         return [{"index": {"_id": operation.action["_id"], "status": 201}} for operation in operations]

@@ -131,6 +131,50 @@ def test_a_live_batch_is_written_while_a_backfill_batch_is_still_in_flight() -> 
     assert asyncio.run(scenario()) == ["v1 started", "v1 started", "v1 written", "live done", "v1 written"]
 
 
+class HeldEmbedder:
+    """The model, holding any text that contains `held` until `release` is set."""
+
+    def __init__(self, held: str) -> None:
+        self.held, self.release = held, asyncio.Event()
+        self.holding = asyncio.Event()
+
+    async def encode_async(self, texts: list[str]) -> list[list[float]]:
+        if any(self.held in text for text in texts):
+            self.holding.set()
+            await self.release.wait()
+        return [[0.5, 0.5] for _ in texts]
+
+
+def test_a_backfill_batch_planned_before_a_live_edit_does_not_overwrite_its_chunks() -> None:
+    """The backfill lane plans an edit from the stored state and embeds it; meanwhile the live lane
+    writes a newer edit of the same document. The backfill batch must find the state moved before it
+    writes a chunk: its chunk ids are the live edit's, and its text is older."""
+    from streams.agents.suppression import SuppressionLedger
+    from streams.elastic.document_store import DocumentStore
+    from streams.records import chunk_id
+    from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+    from tests.unit.test_plan_batch import PAGE, chunker, revision
+
+    fake = FakeElasticsearch()
+
+    async def scenario() -> WriteResult:
+        async with serving(fake) as es:
+            embedder = HeldEmbedder("zqolder")
+            writer = ChangeWriter(DocumentStore(es, "chunks"), embedder, chunker, SuppressionLedger(b"k" * 32))  # type: ignore[arg-type]
+            await writer.write([page(1), revision(10, 100, "zqfirst text", "ann@example.com")])
+            backfill = asyncio.create_task(writer.write([revision(11, 100, "zqolder text", "ann@example.com")]))
+            await asyncio.wait_for(embedder.holding.wait(), timeout=5)
+            live = await writer.write([revision(12, 100, "zqnewest text", "ann@example.com")])
+            assert [change.version for change in live.applied] == [12]
+            embedder.release.set()
+            return await asyncio.wait_for(backfill, timeout=5)
+
+    backfill = asyncio.run(scenario())
+    assert [change.version for change in backfill.stale] == [11] and backfill.applied == []
+    chunk = fake.source("chunks", chunk_id(PAGE, "revision", 0))
+    assert chunk is not None and chunk["text"] == "zqnewest text"
+
+
 def test_replacing_the_generations_waits_for_both_lanes_batches() -> None:
     async def scenario() -> list[str]:
         log: list[str] = []
