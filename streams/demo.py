@@ -30,6 +30,7 @@ from streams.clients import consumer_at_end, elasticsearch_client
 from streams.polling import poll
 from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources import edits
+from streams.sources.seed import APPLICATION_SOURCES
 from streams.sources.write_applications import RtApi, TrytonApi, WikiApi
 from streams.stack import tryton
 from streams.stack.mediawiki import MediaWiki
@@ -121,7 +122,7 @@ def main() -> None:
     run("seed", "--docs", "300", "--source", "wiki,tickets,crm")
     applications = [source for source in APPLICATION_SOURCES if source in settings.sources]
     if applications:
-        say(f"3b. seed {' and '.join(applications)} through their own APIs (as the people who wrote them)")
+        say(f"3b. seed {', '.join(applications)} through their own APIs (as the people who wrote them)")
         run("seed", "--docs", str(APPLICATION_DOCS * len(applications)), "--source", ",".join(applications))
     say("4. the worker, and the connectors' watch (restarts a failed or stalled connector, logs why)")
     watch_log = settings.stack_home / "watch-demo.log"
@@ -198,7 +199,6 @@ def show_the_loop(settings: Settings) -> None:
         es.close()
 
 
-APPLICATION_SOURCES = ("mediawiki", "rt")
 APPLICATION_DOCS = 20  # per application: each page and ticket is several API calls
 
 

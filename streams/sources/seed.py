@@ -1,6 +1,6 @@
 """Seed the sources with N documents, deterministically for a given seed: the shipped schemas through
-their databases, the local stack's real applications (MediaWiki, Request Tracker) through their own
-APIs (streams/sources/seed_applications.py).
+their databases, the local stack's real applications (MediaWiki, Request Tracker, Tryton) through
+their own APIs (streams/sources/seed_applications.py).
 
 Every source draws from its own ``random.Random(f"{seed}:{source}")``, so the content of one
 source does not depend on which other sources are seeded. The people are shared by all three.
@@ -19,7 +19,7 @@ from streams.settings import Settings
 from streams.sources.connect import connect_mariadb, connect_postgres
 from streams.sources.corpus import DOC_DIR, ensure_corpus, load_corpus
 from streams.sources.people import People, make_people, people_count
-from streams.sources.seed_applications import write_mediawiki, write_request_tracker
+from streams.sources.seed_applications import write_mediawiki, write_request_tracker, write_tryton
 from streams.sources.seed_crm import generate_crm, generate_notes
 from streams.sources.seed_tickets import generate_tickets
 from streams.sources.seed_wiki import generate_wiki_pages
@@ -30,7 +30,7 @@ from streams.sources.write_wiki import reset_wiki, write_wiki
 # stack runs them. Any other configured source's content is its owner's to write; seed says so rather
 # than guess at a schema.
 SHIPPED_SOURCES = ("wiki", "tickets", "crm")
-APPLICATION_SOURCES = ("mediawiki", "rt")
+APPLICATION_SOURCES = ("mediawiki", "rt", "tryton")
 SEEDABLE_SOURCES = SHIPPED_SOURCES + APPLICATION_SOURCES
 Advance = Callable[[int], None]
 
@@ -92,6 +92,9 @@ def run_seed(
             rows = write_request_tracker(
                 settings, generate_tickets(rng, people, counts[source]), bar(source, counts[source])
             )
+        elif source == "tryton":
+            crm = generate_crm(rng, people, counts[source])
+            rows = write_tryton(settings, crm, generate_notes(rng, people, crm), bar(source, counts[source]))
         elif source == "tickets":
             with connect_postgres(settings.dsn("tickets"), name="tickets") as pg:
                 if reset:

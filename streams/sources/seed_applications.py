@@ -10,6 +10,10 @@ REST 2 API as the people who wrote them, so every row is one the application its
   names on Cc; agents' replies and internal notes are Correspond and Comment transactions in their own
   sessions. RT's REST 2 API has no way to write as an unprivileged requestor, so a customer's reply is
   recorded by the administrator's session, with the customer's words.
+- Tryton: the CRM's contacts are parties with their e-mail address and phone number as contact
+  mechanisms; a contact's notes are Tryton notes (`ir.note`) on their party, and an e-mail or meeting
+  note (a renewal, a business review) also opens a sale opportunity of the party. All through Tryton's
+  JSON-RPC API as its administrator: a Tryton note records no author of its own.
 
 The passwords of the accounts seed makes are derived from the application's administrator password,
 so a second seed finds the accounts the first one made and logs into them again.
@@ -24,11 +28,13 @@ from contextlib import ExitStack
 
 from streams.settings import Settings
 from streams.sources.people import Person
+from streams.sources.seed_crm import CrmSeed, NoteSeed
 from streams.sources.seed_tickets import TicketSeed
 from streams.sources.seed_wiki import WikiPageSeed
-from streams.sources.write_applications import RtApi, WikiApi
+from streams.sources.write_applications import RtApi, TrytonApi, WikiApi
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
+from streams.stack.tryton import ADMIN_USER, COMPANY, DATABASE, Tryton
 
 Advance = Callable[[int], None]
 
@@ -133,3 +139,40 @@ def _write_ticket(admin: RtApi, agent: Callable[[Person], RtApi], ticket: Ticket
     status = RT_STATUS[ticket.status]
     if status not in ("new", "open"):
         admin.set_status(number, status)
+
+
+# The note kinds that are a sale in progress: Tryton has an opportunity for them, beside the note.
+OPPORTUNITY_KINDS = ("email", "meeting")
+
+
+def write_tryton(settings: Settings, crm: CrmSeed, notes: Iterable[NoteSeed], advance: Advance) -> dict[str, int]:
+    """Every contact a party (e-mail and phone), then the notes on them; advances once per document."""
+    server = Tryton(settings)
+    with TrytonApi(server.url, DATABASE) as api:
+        api.login(ADMIN_USER, server.credentials()["admin_password"])
+        return _write_crm(api, api.ensure_company(COMPANY), crm, notes, advance)
+
+
+def _write_crm(
+    api: TrytonApi, company: int, crm: CrmSeed, notes: Iterable[NoteSeed], advance: Advance
+) -> dict[str, int]:
+    counts = {"tryton.party": 0, "tryton.note": 0, "tryton.opportunity": 0}
+    parties = []
+    for contact in crm.contacts:
+        parties.append(api.create_party(contact.person.name, tryton_contacts(contact.person)))
+        counts["tryton.party"] += 1
+        advance(1)
+    for note in notes:
+        party = parties[note.contact_index]
+        api.create_note(f"party.party,{party}", f"{note.title}\n\n{note.body}")
+        counts["tryton.note"] += 1
+        if note.kind in OPPORTUNITY_KINDS:
+            api.create_opportunity(party, company, note.title, note.body)
+            counts["tryton.opportunity"] += 1
+        advance(1)
+    return counts
+
+
+def tryton_contacts(person: Person) -> list[tuple[str, str]]:
+    """A party's contact mechanisms, as Tryton types them."""
+    return [("email", person.email), ("phone", person.phone)]

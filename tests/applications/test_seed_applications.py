@@ -1,7 +1,8 @@
 """`streams seed` through the real applications: wiki pages saved by their authors' MediaWiki accounts
-and tickets written through RT's REST 2 API with their requestors, Cc and owners, then indexed by the
-worker with those people as the documents' subjects. On the whole local stack; skipped unless
-STREAMS_STACK_APPS names both applications."""
+and tickets written through RT's REST 2 API with their requestors, Cc and owners, and the CRM's
+contacts and notes written through Tryton's JSON-RPC API, then indexed by the worker with those people
+as the documents' subjects. On the whole local stack; skipped unless STREAMS_STACK_APPS names the
+applications."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from streams.settings import Settings, get_settings
 from streams.sources.corpus import DOC_DIR, ensure_corpus, load_corpus
 from streams.sources.seed import run_seed, seed_people
 from streams.sources.seed_applications import rt_user
+from streams.sources.seed_crm import generate_crm, generate_notes
 from streams.sources.seed_tickets import generate_tickets
 from streams.sources.seed_wiki import generate_wiki_pages
 from streams.sources.write_applications import WikiApi
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import RequestTracker
+from streams.stack.tryton import Tryton
+from tests.applications.helpers import document_texts
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
 from tests.integration.helpers import es_client, state_record, wait_until
 
@@ -89,3 +93,35 @@ def test_seed_writes_pages_and_tickets_through_the_applications_as_their_people(
                     expected,
                     _subjects(document_id, part),
                 )
+
+
+@pytest.mark.skipif("tryton" not in get_settings().stack_apps, reason="STREAMS_STACK_APPS does not name tryton")
+def test_seed_writes_the_crm_through_tryton_as_parties_with_their_notes(worker: Settings) -> None:  # noqa: F811
+    seed = random.randrange(1_000_000)
+    summary = run_seed(worker, 6, seed, ("tryton",))
+    people = seed_people(6, seed)
+    rng = random.Random(f"{seed}:tryton")
+    crm = generate_crm(rng, people, 6)
+    notes = list(generate_notes(rng, people, crm))
+    assert summary.rows["tryton.party"] == len(crm.contacts) and summary.rows["tryton.note"] == len(notes)
+
+    with psycopg.connect(Tryton(worker).database_url(), autocommit=True) as conn:
+        for index, contact in enumerate(crm.contacts):
+            row = conn.execute("SELECT max(id) FROM party_party WHERE name = %s", (contact.person.name,)).fetchone()
+            assert row is not None and row[0] is not None, contact.person.name
+            document_id = f"tryton/party/{row[0]}"
+            subjects = {f"email:{contact.person.email}"}
+            assert wait_until(lambda d=document_id, s=subjects: s <= _root_subjects(d), timeout=WAIT_S), (
+                document_id,
+                _root_subjects(document_id),
+            )
+            for note in (n for n in notes if n.contact_index == index):
+                assert wait_until(lambda d=document_id, t=note.title: t in document_texts(d), timeout=WAIT_S), (
+                    document_id,
+                    note.title,
+                )
+
+
+def _root_subjects(document_id: str) -> set[str]:
+    state = state_record(es_client(), document_id) or {}
+    return set((state.get("root") or {}).get("subjects") or [])

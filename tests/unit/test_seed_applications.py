@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.sources.people import make_people
-from streams.sources.seed_applications import RT_STATUS, _write_ticket, account_password, rt_user
+from streams.sources.seed_applications import (
+    OPPORTUNITY_KINDS,
+    RT_STATUS,
+    _write_crm,
+    _write_ticket,
+    account_password,
+    rt_user,
+)
+from streams.sources.seed_crm import generate_crm, generate_notes
 from streams.sources.seed_tickets import generate_tickets
 
 
@@ -74,3 +82,44 @@ def test_an_account_s_password_is_the_same_at_every_seed_and_differs_per_account
     assert account_password("admin-secret", "ada") == account_password("admin-secret", "ada")
     assert account_password("admin-secret", "ada") != account_password("admin-secret", "bob")
     assert account_password("other-secret", "ada") != account_password("admin-secret", "ada")
+
+
+@dataclass
+class FakeTryton:
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def create_party(self, name: str, contacts: list[tuple[str, str]]) -> int:
+        self.calls.append(("party", (name, contacts)))
+        return 100 + len(self.calls)
+
+    def create_note(self, resource: str, message: str) -> int:
+        self.calls.append(("note", (resource, message)))
+        return len(self.calls)
+
+    def create_opportunity(self, party: int, company: int, description: str, comment: str = "") -> int:
+        self.calls.append(("opportunity", (party, company, description)))
+        return len(self.calls)
+
+
+def test_every_contact_is_a_party_with_its_address_and_phone_and_each_note_is_on_its_contact_s_party() -> None:
+    rng = random.Random(5)
+    people = make_people(rng, 12, 40)
+    crm = generate_crm(rng, people, 30)
+    notes = list(generate_notes(rng, people, crm))
+    api, advanced = FakeTryton(), []
+    counts = _write_crm(api, 9, crm, notes, advanced.append)  # type: ignore[arg-type]
+
+    parties = [args for kind, args in api.calls if kind == "party"]
+    assert parties == [(c.person.name, [("email", c.person.email), ("phone", c.person.phone)]) for c in crm.contacts]
+    party_ids = {c.person.name: 101 + i for i, c in enumerate(crm.contacts)}  # created first, in order
+    written = [args for kind, args in api.calls if kind == "note"]
+    assert written == [
+        (f"party.party,{party_ids[crm.contacts[n.contact_index].person.name]}", f"{n.title}\n\n{n.body}") for n in notes
+    ]
+    opportunities = [n for n in notes if n.kind in OPPORTUNITY_KINDS]
+    assert opportunities and counts == {
+        "tryton.party": len(crm.contacts),
+        "tryton.note": len(notes),
+        "tryton.opportunity": len(opportunities),
+    }
+    assert sum(advanced) == len(crm.contacts) + len(notes) == 30  # one step per document
