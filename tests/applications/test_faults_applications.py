@@ -1,6 +1,7 @@
 """Faults on the real applications: while pages are edited through MediaWiki's API, replies posted
 through RT's REST 2 API and a note rewritten through Tryton's JSON-RPC (the applications benchmark's
-writers), kill -9 the worker, then Kafka Connect. Afterwards, with no manual step, each document shows
+writers), kill -9 the worker, then Kafka Connect, then the broker, then Elasticsearch (kept down a
+while): the fault suite's four faults. Afterwards, with no manual step, each document shows
 its newest text (a Tryton note's older words are gone), and `streams verify` finds no new drift.
 On the whole local stack; skipped unless STREAMS_STACK_APPS names an application."""
 
@@ -26,8 +27,9 @@ pytestmark = [
         reason="STREAMS_STACK_APPS names no application",
     ),
 ]
-EDITS_PER_APP = 24
+EDITS_PER_APP = 40
 INTERVAL_S = 0.5
+ES_DOWN_S = 15.0  # Elasticsearch kept down while the applications go on being edited
 WAIT_S = 240.0
 
 
@@ -50,7 +52,7 @@ class Stream(threading.Thread):
 
 
 @pytest.mark.timeout(1200)
-def test_the_applications_documents_end_in_their_newest_state_after_a_worker_and_a_connect_kill(
+def test_the_applications_documents_end_in_their_newest_state_after_every_fault(
     worker: Settings,  # noqa: F811
 ) -> None:
     apps = [app for app in worker.stack_apps if app in WRITERS]
@@ -64,10 +66,16 @@ def test_the_applications_documents_end_in_their_newest_state_after_a_worker_and
     try:
         for stream in streams:
             stream.start()
-        assert wait_until(lambda: min(len(s.words) for s in streams) >= EDITS_PER_APP // 3, timeout=300)
-        worker_kill(worker)()
-        assert wait_until(lambda: min(len(s.words) for s in streams) >= 2 * EDITS_PER_APP // 3, timeout=300)
-        server_kill(worker, "connect")()
+        faults = [
+            worker_kill(worker),
+            server_kill(worker, "connect"),
+            server_kill(worker, "kafka"),
+            server_kill(worker, "elasticsearch", ES_DOWN_S),
+        ]
+        for number, fault in enumerate(faults, start=1):  # each after its share of every stream's edits
+            share = number * EDITS_PER_APP // (len(faults) + 1)
+            assert wait_until(lambda n=share: min(len(s.words) for s in streams) >= n, timeout=300)
+            fault()
         for stream in streams:
             stream.join(timeout=300)
         for stream in streams:
