@@ -31,7 +31,7 @@ from streams.polling import poll
 from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources import edits
 from streams.sources.seed import APPLICATION_SOURCES
-from streams.sources.write_applications import RtApi, TrytonApi, WikiApi
+from streams.sources.write_applications import RtApi, WikiApi
 from streams.stack import tryton
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
@@ -246,9 +246,7 @@ def reply_in_request_tracker(settings: Settings, es: Elasticsearch, marker: str)
 
 
 def lead_in_tryton(settings: Settings, es: Elasticsearch, marker: str) -> None:
-    server = tryton.Tryton(settings)
-    with TrytonApi(server.url, tryton.DATABASE) as api:
-        api.login(tryton.ADMIN_USER, server.credentials()["admin_password"])
+    with tryton.Tryton(settings).admin_api() as api:
         company = api.ensure_company(tryton.COMPANY)
         party = api.create_party(f"Dana Demo {marker}", [("email", f"dana.{marker}@acme.example")])
         opportunity = api.create_opportunity(

@@ -166,7 +166,7 @@ class ChangeWriter:
         if not documents:
             return set()
         current = await self.store.state_versions(sorted(documents))
-        return {document for document in documents if current[document] != _record_version(stored[document])}
+        return {document for document in documents if current[document] != stored[document].record_version}
 
     async def _encode(self, texts: list[str], turn: Turn | None) -> list[list[float]]:
         if turn is None:
@@ -176,10 +176,6 @@ class ChangeWriter:
             await turn()
             vectors.extend(await self.embedder.encode_async(texts[start : start + self.slice_texts]))
         return vectors
-
-
-def _record_version(stored: planning.StoredState) -> tuple[int, int] | None:
-    return None if stored.seq_no is None or stored.primary_term is None else (stored.seq_no, stored.primary_term)
 
 
 class Writer(Protocol):

@@ -95,12 +95,9 @@ class NoteWriter(Writer):
     source = "tryton"
 
     def __init__(self, settings: Settings, token: str) -> None:
-        from streams.sources.write_applications import TrytonApi
-        from streams.stack.tryton import ADMIN_USER, DATABASE, Tryton
+        from streams.stack.tryton import Tryton
 
-        server = Tryton(settings)
-        self.api = TrytonApi(server.url, DATABASE)
-        self.api.login(ADMIN_USER, server.credentials()["admin_password"])
+        self.api = Tryton(settings).admin_api()
         party = self.api.create_party(f"Freshness Bench{token}", [("email", f"bench.{token}@example.com")])
         self.note = self.api.create_note(f"party.party,{party}", "Called about the renewal.")
         self.document_id = f"tryton/party/{party}"

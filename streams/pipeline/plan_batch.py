@@ -44,6 +44,11 @@ class StoredState:
     seq_no: int | None = None
     primary_term: int | None = None
 
+    @property
+    def record_version(self) -> tuple[int, int] | None:
+        """(seq_no, primary_term) of the record read, None when there was none."""
+        return None if self.seq_no is None or self.primary_term is None else (self.seq_no, self.primary_term)
+
 
 @dataclass
 class BatchPlan:

@@ -34,7 +34,7 @@ from streams.sources.seed_wiki import WikiPageSeed
 from streams.sources.write_applications import RtApi, TrytonApi, WikiApi
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
-from streams.stack.tryton import ADMIN_USER, COMPANY, DATABASE, Tryton
+from streams.stack.tryton import COMPANY, Tryton
 
 Advance = Callable[[int], None]
 
@@ -147,9 +147,7 @@ OPPORTUNITY_KINDS = ("email", "meeting")
 
 def write_tryton(settings: Settings, crm: CrmSeed, notes: Iterable[NoteSeed], advance: Advance) -> dict[str, int]:
     """Every contact a party (e-mail and phone), then the notes on them; advances once per document."""
-    server = Tryton(settings)
-    with TrytonApi(server.url, DATABASE) as api:
-        api.login(ADMIN_USER, server.credentials()["admin_password"])
+    with Tryton(settings).admin_api() as api:
         return _write_crm(api, api.ensure_company(COMPANY), crm, notes, advance)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -25,6 +26,9 @@ from streams.stack.runner import (
     service_user,
     write_private,
 )
+
+if TYPE_CHECKING:
+    from streams.sources.write_applications import TrytonApi
 
 TRYTOND = Path("/usr/bin/trytond")
 TRYTOND_ADMIN = Path("/usr/bin/trytond-admin")
@@ -151,15 +155,23 @@ class Tryton(Server):
         self._prepare_company(progress)
         self._prepare_capture(progress)
 
+    def admin_api(self) -> TrytonApi:
+        """Tryton's JSON-RPC API logged in as its administrator (close it, or use it in a `with`)."""
+        from streams.sources.write_applications import TrytonApi
+
+        api = TrytonApi(self.url, DATABASE)
+        try:
+            api.login(ADMIN_USER, self.credentials()["admin_password"])
+        except BaseException:
+            api.close()
+            raise
+        return api
+
     def _prepare_company(self, progress: Progress) -> None:
         """The company every opportunity needs, made through Tryton's API once, and the administrator's."""
         if self.company_file.exists():
             return
-        from streams.sources.write_applications import TrytonApi
-
-        credentials = self.credentials()
-        with TrytonApi(self.url, DATABASE) as api:
-            api.login(ADMIN_USER, credentials["admin_password"])
+        with self.admin_api() as api:
             company = api.ensure_company(COMPANY)
         self.company_file.write_text(f"{company}\n")
         progress(f"tryton: company {COMPANY!r} (id {company})")

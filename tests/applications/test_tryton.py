@@ -14,7 +14,7 @@ import pytest
 
 from streams.settings import Settings, get_settings
 from streams.sources.write_applications import TrytonApi
-from streams.stack.tryton import ADMIN_USER, COMPANY, DATABASE, Tryton
+from streams.stack.tryton import COMPANY, Tryton
 from tests.applications.helpers import document_texts, forget_email, hybrid_found
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
 from tests.integration.helpers import es_client, found_documents, state_record, unique, wait_until
@@ -32,9 +32,7 @@ WAIT_S = 180.0  # a new connector's first snapshot on a shared two-core machine
 @pytest.fixture
 def tryton(worker: Settings) -> Iterator[tuple[TrytonApi, int]]:  # noqa: F811
     """Tryton's administrator logged in through JSON-RPC, and the company opportunities belong to."""
-    server = Tryton(worker)
-    with TrytonApi(server.url, DATABASE) as api:
-        api.login(ADMIN_USER, server.credentials()["admin_password"])
+    with Tryton(worker).admin_api() as api:
         yield api, api.ensure_company(COMPANY)
 
 
