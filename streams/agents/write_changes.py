@@ -12,7 +12,8 @@ embedding/. This module only runs them in order, with two rules of its own:
   (optimistic concurrency) comes too late for this: the chunks are written before it, and chunks
   planned from the older state would overwrite the newer ones under the same ids;
 - a batch of the backfill lane passes a `turn` (agents/lanes.py): it is awaited before each round and
-  before each slice of `slice_texts` texts is embedded, so that live batches go first.
+  before each slice is embedded, so that live batches go first. Its texts are embedded longest first,
+  in slices of like length bounded by their padded size (`length_sorted_slices`), which cuts padding.
 """
 
 from __future__ import annotations
@@ -171,11 +172,37 @@ class ChangeWriter:
     async def _encode(self, texts: list[str], turn: Turn | None) -> list[list[float]]:
         if turn is None:
             return await self.embedder.encode_async(texts)
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), self.slice_texts):
+        vectors: list[list[float] | None] = [None] * len(texts)
+        for picked in length_sorted_slices(texts, self.slice_texts):
             await turn()
-            vectors.extend(await self.embedder.encode_async(texts[start : start + self.slice_texts]))
-        return vectors
+            for index, vector in zip(picked, await self.embedder.encode_async([texts[i] for i in picked]), strict=True):
+                vectors[index] = vector
+        return [vector for vector in vectors if vector is not None]
+
+
+def length_sorted_slices(texts: list[str], slice_texts: int) -> list[list[int]]:
+    """The backfill lane's slices of `texts` (their indexes), longest first, each bounded by its padded size.
+
+    A model pads every text of a call to the call's longest, so texts of like length go together: a
+    slice costs about its count times its longest text. Each slice may cost what `slice_texts` of the
+    batch's longest texts cost, and holds at most 4 * `slice_texts` texts, so that a live batch still
+    waits for about one slice of full-length work and no more. Length is counted in characters, as
+    sentence-transformers sorts (a proxy for the tokens: every chunk is already cut to the model's window).
+    """
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    if not order:
+        return []
+    budget = slice_texts * max(len(texts[order[0]]), 1)
+    slices: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        widest = len(texts[current[0]]) if current else len(texts[index])
+        if current and ((len(current) + 1) * max(widest, 1) > budget or len(current) >= 4 * slice_texts):
+            slices.append(current)
+            current = []
+        current.append(index)
+    slices.append(current)
+    return slices
 
 
 class Writer(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 
 from streams.agents.lanes import LivePriority
 from streams.agents.process_changes import ChangeProcessor
-from streams.agents.write_changes import ChangeWriter, GenerationsWriter, WriteResult
+from streams.agents.write_changes import ChangeWriter, GenerationsWriter, WriteResult, length_sorted_slices
 from streams.observability.freshness import FreshnessWindow
 from streams.records import PartChange, RawMessage, RoutedChange
 from streams.settings import Settings
@@ -86,6 +86,25 @@ def test_a_backfill_batch_embeds_in_slices_and_a_live_batch_goes_between_them() 
     # The live text waited for one slice of 4, not for the 12 texts of the batch.
     assert calls == [("bulk", 4), ("live", 1), ("bulk", 4), ("bulk", 4)]
     assert vectors == [[float(len(f"bulk text {n}"))] for n in range(12)]  # in order, none lost
+
+
+def test_backfill_slices_go_longest_first_and_pack_short_texts_within_the_padded_budget() -> None:
+    texts = ["x" * 100, "y" * 10, "x" * 100, "y" * 10, "z" * 50] + ["y" * 10] * 6
+    slices = length_sorted_slices(texts, slice_texts=2)
+    assert sorted(i for picked in slices for i in picked) == list(range(len(texts)))  # each text once
+    lengths = [[len(texts[i]) for i in picked] for picked in slices]
+    # Two full-length texts are the budget (2 x 100 padded characters): the 50 goes with two more of its
+    # size at most, and short texts fill a slice up to the cap of 4 x 2 texts, not 2.
+    assert lengths == [[100, 100], [50, 10, 10, 10], [10, 10, 10, 10, 10]]
+    assert all(len(picked) * len(texts[picked[0]]) <= 200 for picked in slices)
+
+
+def test_backfill_vectors_come_back_in_the_batchs_order_whatever_the_slices() -> None:
+    calls: list[tuple[str, int]] = []
+    texts = [f"bulk {'word ' * n}" for n in (1, 9, 3, 9, 1)]
+    vectors = asyncio.run(_writer(SlowEmbedder(calls), slice_texts=2)._encode(texts, LivePriority().turn))
+    assert vectors == [[float(len(text))] for text in texts]
+    assert [count for _, count in calls] == [2, 3]  # the two long texts, then the three short ones
 
 
 def test_a_live_batch_without_a_turn_embeds_at_once() -> None:
