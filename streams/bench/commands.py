@@ -320,6 +320,8 @@ def _run_stack_scenarios(
     from streams.bench import applications, backfill, forget, incremental, search_latency, steady
     from streams.bench.probes import running_worker, wait_caught_up
     from streams.clients import elasticsearch_client
+    from streams.stack import connectors
+    from streams.stack.runner import StackError
 
     client = elasticsearch_client(settings)
     plan: dict[str, Scenario] = {
@@ -340,6 +342,17 @@ def _run_stack_scenarios(
     }
     warm_up_s: float | None = None
     catch_up_s: float | None = None
+    # Without Debezium no change reaches the worker: say so now, not after each scenario's timeout.
+    try:
+        problems = connectors.not_running(connectors.status_all(settings))
+    except StackError as exc:  # Connect itself does not answer
+        problems = [str(exc)]
+    if problems:
+        error = f"the Debezium connectors are not all running ({'; '.join(problems)}): run `streams connectors register`"
+        _progress(error)
+        for name in chosen:
+            results.setdefault(name, {"error": error})
+        return None, None, False
     try:
         with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
             try:

@@ -232,3 +232,16 @@ def restart(settings: Settings, name: str, *, only_failed: bool) -> None:
 
 def status_all(settings: Settings, directory: Path | None = None) -> dict[str, Any]:
     return {name: connector_status(settings, name) for name in load(settings, directory)}
+
+
+def not_running(report: dict[str, Any]) -> list[str]:
+    """What `status_all`'s report says is wrong, one line per connector that is not registered or whose
+    connector or tasks are not all RUNNING: empty when every change will be captured."""
+    problems = []
+    for name, state in report.items():
+        if state is None:
+            problems.append(f"{name}: not registered")
+        elif not _running(state):
+            tasks = ", ".join(f"{t['id']}={t['state']}" for t in state.get("tasks", [])) or "no tasks"
+            problems.append(f"{name}: {state['connector']['state']} ({tasks})")
+    return problems
