@@ -157,9 +157,14 @@ class Settings(BaseSettings):
     routed_topic: str = "streams.changes.by-document"
     # The backfill lane's repartition topic (same key and partitions): snapshot reads and bursts.
     backfill_topic: str = "streams.changes.backfill"
-    # A table with at least this many changes routed within the burst window is bursting: its changes
-    # go to the backfill lane (0: no burst is bulk; snapshot reads always are).
-    backfill_burst_events: int = 100
+    # A source with at least this many changes (all its tables together) routed within the burst
+    # window is bursting: its changes go to the backfill lane (0: no burst is bulk; snapshot reads
+    # always are). A person's edit is a few changes (a wiki edit: its page, revision and text rows).
+    backfill_burst_events: int = 50
+    # ... or with at least this many bytes of change events (0: not counted): an import that creates
+    # large documents one at a time, such as a wiki's pages of tens of chunks each, sends few changes
+    # but more text than the model embeds in the window. A person's edit of a long page is one event.
+    backfill_burst_bytes: int = 262144
     backfill_burst_window_s: float = 1.0
     document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"

@@ -3,7 +3,7 @@ otherwise commit an offset past a batch still being handled (a known faust issue
 
 - `route_changes`: Debezium topics (keyed by row) -> the repartition topic keyed by document id
   (agents/route_changes.py), so every document is written by one worker at a time; bulk work
-  (snapshot reads, bursts from one table) goes to the backfill topic, keyed the same way;
+  (snapshot reads, bursts from one source) goes to the backfill topic, keyed the same way;
 - `index_changes`: the repartition topic -> the index (agents/process_changes.py);
 - `index_backfill`: the backfill topic -> the index, in the time live batches leave (agents/lanes.py).
   Each routed record
@@ -80,6 +80,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             forward_backfill=forward_backfill,
             burst_events=settings.backfill_burst_events,
             burst_window_s=settings.backfill_burst_window_s,
+            burst_bytes=settings.backfill_burst_bytes,
         )
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             messages = [

@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -192,32 +192,47 @@ def unwrap_routed(
     return RoutedChange(message, decoded["source"], decoded["commit_ts"], change)
 
 
-class BurstDetector:
-    """Which tables burst: at least `events` changes routed within the last `window_s` seconds,
-    whatever the batches were cut into. A bulk import arrives as thousands of changes to one table
-    within a second or two; a person's edits come a few at a time. A live edit to a table while it
-    bursts goes with the burst: it waits no longer than the import's other rows already would."""
+def source_of(topic: str) -> str:
+    """A Debezium topic's source: `<topic.prefix>.<database or schema>.<table>` without its last two
+    parts (a prefix may hold dots itself)."""
+    parts = topic.rsplit(".", 2)
+    return parts[0] if len(parts) == 3 else topic
 
-    def __init__(self, events: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+
+class BurstDetector:
+    """Which sources burst: at least `events` changes, or `size` bytes of change events, routed within
+    the last `window_s` seconds, whatever the batches were cut into. Counted per source, all its
+    tables together: a bulk import arrives as thousands of changes within a second or two, spread over
+    a page's, revision's and text's tables, or a ticket's and its comments'; a person's edits come a
+    few at a time. The bytes catch an import of large documents that creates them one at a time (a
+    wiki's pages, each tens of chunks): few changes a second, but far more text than the model embeds
+    in that time. A live edit to a source while it bursts goes with the burst: it waits no longer than
+    the import's other rows already would."""
+
+    def __init__(
+        self, events: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic, size: int = 0
+    ) -> None:
         self.events = events
+        self.size = size  # bytes; 0: not counted
         self.window_s = window_s
         self.clock = clock
-        self._recent: dict[str, deque[tuple[float, int]]] = {}  # topic -> (when, how many) per batch
+        self._recent: dict[str, deque[tuple[float, int, int]]] = {}  # source -> (when, changes, bytes) per batch
 
-    def bursting(self, counts: Mapping[str, int]) -> set[str]:
+    def bursting(self, counts: Mapping[str, tuple[int, int]]) -> set[str]:
+        """`counts`: per source, this batch's (changes, bytes)."""
         if self.events <= 0:
             return set()
         now = self.clock()
         bursting = set()
-        for topic, count in counts.items():
-            recent = self._recent.setdefault(topic, deque())
-            recent.append((now, count))
+        for source, (count, size) in counts.items():
+            recent = self._recent.setdefault(source, deque())
+            recent.append((now, count, size))
             while recent and recent[0][0] < now - self.window_s:
                 recent.popleft()
-            if sum(n for _, n in recent) >= self.events:
-                bursting.add(topic)
-        for topic in [t for t, recent in self._recent.items() if not recent or recent[-1][0] < now - self.window_s]:
-            del self._recent[topic]  # quiet for a window: forgotten
+            if sum(n for _, n, _ in recent) >= self.events or 0 < self.size <= sum(b for _, _, b in recent):
+                bursting.add(source)
+        for source in [t for t, recent in self._recent.items() if not recent or recent[-1][0] < now - self.window_s]:
+            del self._recent[source]  # quiet for a window: forgotten
         return bursting
 
 
@@ -236,6 +251,7 @@ class ChangeRouter:
         burst_events: int = 0,
         burst_window_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        burst_bytes: int = 0,
     ) -> None:
         self.decoder = ChangeDecoder(mappings, max_event_bytes, heartbeat_table)
         # Reads for the documents mapped through joins: their events are triggers (read_paths.py).
@@ -244,24 +260,30 @@ class ChangeRouter:
         self.send_dead_letter = send_dead_letter
         self.registry_url = registry_url
         self.partitions = partitions  # of the repartition topic: a heartbeat goes to each
-        # The backfill lane (None: one lane for all): snapshot reads, and the changes of a table that
-        # bursts (at least `burst_events` changes routed within `burst_window_s`; 0: no burst is bulk)
-        # go there, so live work never waits behind them (agents/lanes.py).
+        # The backfill lane (None: one lane for all): snapshot reads, and the changes of a source that
+        # bursts (at least `burst_events` changes, or `burst_bytes` bytes of them, of its tables routed
+        # within `burst_window_s`; 0: no burst is bulk) go there, so live work never waits behind them
+        # (agents/lanes.py).
         self.forward_backfill = forward_backfill
-        self.burst = BurstDetector(burst_events, burst_window_s, clock)
+        self.burst = BurstDetector(burst_events, burst_window_s, clock, size=burst_bytes)
 
-    def bulk_topics(self, messages: Sequence[RawMessage]) -> set[str]:
-        """The Debezium topics (one per table) bursting with this batch counted in."""
-        return self.burst.bursting(Counter(message.topic for message in messages))
+    def bulk_sources(self, messages: Sequence[RawMessage]) -> set[str]:
+        """The sources (all their tables together) bursting with this batch counted in."""
+        counts: dict[str, tuple[int, int]] = {}
+        for message in messages:
+            source = source_of(message.topic)
+            changes, size = counts.get(source, (0, 0))
+            counts[source] = (changes + 1, size + len(message.value or b""))
+        return self.burst.bursting(counts)
 
     def _forward_change(self, change: PartChange, message: RawMessage, bulk: set[str]) -> Forward:
-        if self.forward_backfill is not None and (change.snapshot or message.topic in bulk):
+        if self.forward_backfill is not None and (change.snapshot or source_of(message.topic) in bulk):
             return self.forward_backfill
         return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
-        bulk = self.bulk_topics(messages)
+        bulk = self.bulk_sources(messages)
         for message in messages:
             try:
                 event = self.decoder.event(message)

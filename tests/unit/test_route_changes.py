@@ -21,7 +21,7 @@ from fastavro.schema import parse_schema
 
 from streams import avro
 from streams.agents.process_changes import ChangeProcessor
-from streams.agents.route_changes import ChangeDecoder, ChangeRouter, unwrap_routed
+from streams.agents.route_changes import ChangeDecoder, ChangeRouter, source_of, unwrap_routed
 from streams.agents.write_changes import WriteResult
 from streams.errors import DecodeError, IndexingError, MappingError
 from streams.observability.capture_health import CaptureClock
@@ -285,6 +285,46 @@ def test_a_burst_from_one_table_goes_to_the_backfill_lane_and_the_rest_stays_liv
     assert len(backfill.forwarded) == 3
     assert len(live.forwarded) == 1
     assert live.acknowledged == 1 and backfill.acknowledged == 3
+
+
+def test_a_burst_spread_over_a_sources_tables_is_one_burst(mappings: Mappings) -> None:
+    # An import of tickets writes tickets and their comments: 2 + 2 changes, under 3 in either table.
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=3)
+    tickets = [raw("tickets.public.tickets/update", offset=offset, id=offset) for offset in range(2)]
+    comments = [raw("tickets.public.ticket_comments/create", offset=5 + n, ticket_id=n) for n in range(2)]
+    asyncio.run(router.route([*tickets, *comments, raw("crm.public.notes/create", offset=9)]))
+    assert (len(live.forwarded), len(backfill.forwarded)) == (1, 4)
+
+
+def test_a_few_large_changes_are_a_burst_by_their_bytes(mappings: Mappings) -> None:
+    # An import that creates large documents one at a time: two changes, far under the count, but
+    # together over the bytes; a small change of another source stays live.
+    live, backfill = Recorder(), Recorder()
+    pages = [raw("tickets.public.tickets/update", offset=offset, id=offset) for offset in range(2)]
+    size = sum(len(message.value or b"") for message in pages)
+    router = ChangeRouter(
+        mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=100, burst_bytes=size
+    )
+    asyncio.run(router.route([*pages, raw("crm.public.notes/create", offset=9)]))
+    assert (len(live.forwarded), len(backfill.forwarded)) == (1, 2)
+    # One byte more than the two weigh, and they are live work.
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(
+        mappings,
+        live.forward,
+        live.dead_letter,
+        forward_backfill=backfill.forward,
+        burst_events=100,
+        burst_bytes=size + 1,
+    )
+    asyncio.run(router.route(pages))
+    assert (len(live.forwarded), len(backfill.forwarded)) == (2, 0)
+
+
+def test_a_sources_topic_prefix_may_hold_dots() -> None:
+    assert source_of("tickets.public.tickets") == "tickets"
+    assert source_of("acme.eu.tickets.public.tickets") == "acme.eu.tickets"
 
 
 def test_without_a_burst_every_change_stays_live(mappings: Mappings) -> None:
