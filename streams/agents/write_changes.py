@@ -14,6 +14,9 @@ embedding/. This module only runs them in order, with two rules of its own:
 - a batch of the backfill lane passes a `turn` (agents/lanes.py): it is awaited before each round and
   before each slice is embedded, so that live batches go first. Its texts are embedded longest first,
   in slices of like length bounded by their padded size (`length_sorted_slices`), which cuts padding.
+  Such a batch is cut into two halves with no document in common (`split_by_document`), written side
+  by side: the model has one thread, so while one half embeds, the other loads its states, plans or
+  waits for its bulk write, and the CPU is not left idle during the index's round trips.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_ROUNDS = 5
 BACKFILL_SLICE_TEXTS = 16  # texts embedded between two turns of the backfill lane
+BACKFILL_HALVES = 2  # a backfill batch's interleaved halves: one embeds while the other reads or writes
 
 
 @dataclass
@@ -62,7 +66,8 @@ class WriteResult:
         self.chunks_reused += other.chunks_reused
         self.chunks_written += other.chunks_written
         self.chunks_deleted += other.chunks_deleted
-        self.searchable_at = other.searchable_at or self.searchable_at
+        if other.searchable_at is not None:
+            self.searchable_at = max(other.searchable_at, self.searchable_at or other.searchable_at)
 
 
 class ChangeWriter:
@@ -84,7 +89,29 @@ class ChangeWriter:
 
     async def write(self, changes: list[PartChange], turn: Turn | None = None) -> WriteResult:
         """Apply `changes` (in delivery order) to the index. Raises RetryableError on transient failure.
-        With a `turn`, the work yields to the live lane between its steps (see the module's text)."""
+        With a `turn`, the work yields to the live lane between its steps, and runs as two interleaved
+        halves (see the module's text)."""
+        if turn is None:
+            return await self._write(changes, None)
+        halves = split_by_document(changes, BACKFILL_HALVES)
+        if len(halves) < 2:
+            return await self._write(changes, turn)
+        tasks = [asyncio.ensure_future(self._write(half, turn)) for half in halves]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            # One half failed (the caller retries the whole batch) or the worker stops: the other
+            # half is stopped too, so that no write of this batch runs on beside its retry.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        result = WriteResult()
+        for part in results:
+            result.merge(part)
+        return result
+
+    async def _write(self, changes: list[PartChange], turn: Turn | None) -> WriteResult:
         result = WriteResult()
         pending: dict[str, list[PartChange]] = {}
         for change in changes:
@@ -178,6 +205,19 @@ class ChangeWriter:
             for index, vector in zip(picked, await self.embedder.encode_async([texts[i] for i in picked]), strict=True):
                 vectors[index] = vector
         return [vector for vector in vectors if vector is not None]
+
+
+def split_by_document(changes: list[PartChange], parts: int) -> list[list[PartChange]]:
+    """`changes` cut into at most `parts` lists with no document in two of them, each in delivery
+    order, of about as many changes each (a document's changes stay together, whole)."""
+    by_document: dict[str, list[PartChange]] = {}
+    for change in changes:
+        by_document.setdefault(change.document_id, []).append(change)
+    groups: list[list[PartChange]] = [[] for _ in range(min(parts, len(by_document)))]
+    for document_changes in sorted(by_document.values(), key=len, reverse=True):
+        min(groups, key=len).extend(document_changes)
+    order = {id(change): index for index, change in enumerate(changes)}
+    return [sorted(group, key=lambda change: order[id(change)]) for group in groups if group]
 
 
 def length_sorted_slices(texts: list[str], slice_texts: int) -> list[list[int]]:

@@ -4,12 +4,22 @@ batches between slices of its work, both may write at once, and bulk work is nev
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from streams.agents.lanes import LivePriority
 from streams.agents.process_changes import ChangeProcessor
-from streams.agents.write_changes import ChangeWriter, GenerationsWriter, WriteResult, length_sorted_slices
+from streams.agents.write_changes import (
+    ChangeWriter,
+    GenerationsWriter,
+    WriteResult,
+    length_sorted_slices,
+    split_by_document,
+)
+from streams.errors import RetryableError
 from streams.observability.freshness import FreshnessWindow
 from streams.records import PartChange, RawMessage, RoutedChange
 from streams.settings import Settings
@@ -105,6 +115,66 @@ def test_backfill_vectors_come_back_in_the_batchs_order_whatever_the_slices() ->
     vectors = asyncio.run(_writer(SlowEmbedder(calls), slice_texts=2)._encode(texts, LivePriority().turn))
     assert vectors == [[float(len(text))] for text in texts]
     assert [count for _, count in calls] == [2, 3]  # the two long texts, then the three short ones
+
+
+def _of(document: str, version: int) -> PartChange:
+    return dataclasses.replace(page(version), document_id=document)
+
+
+def test_a_backfill_batch_splits_into_halves_with_no_document_in_common() -> None:
+    changes = [_of("a", 1), _of("b", 1), _of("a", 2), _of("c", 1), _of("d", 1), _of("a", 3)]
+    halves = split_by_document(changes, 2)
+    assert len(halves) == 2
+    documents = [{change.document_id for change in half} for half in halves]
+    assert documents[0].isdisjoint(documents[1]) and set.union(*documents) == {"a", "b", "c", "d"}
+    # Each half keeps delivery order, and the three changes of `a` weigh against the other three.
+    assert sorted(len(half) for half in halves) == [3, 3]
+    for half in halves:
+        assert half == [change for change in changes if change in half]
+    assert split_by_document([_of("a", 1), _of("a", 2)], 2) == [[_of("a", 1), _of("a", 2)]]
+    assert split_by_document([], 2) == []
+
+
+class Halves(ChangeWriter):
+    """A writer whose halves are logged: one fails after a while, when `fail` names its document."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        super().__init__(None, None, None, None)  # type: ignore[arg-type]
+        self.fail, self.log = fail, []  # type: list[str]
+
+    async def _write(self, changes: list[PartChange], turn: object) -> WriteResult:
+        document = changes[0].document_id
+        self.log.append(f"{document} started")
+        try:
+            await asyncio.sleep(0.01 if document == self.fail else 0.2)
+        except asyncio.CancelledError:
+            self.log.append(f"{document} stopped")
+            raise
+        if document == self.fail:
+            raise RetryableError("the index refused for now", stage="index")
+        self.log.append(f"{document} written")
+        return WriteResult(applied=list(changes), searchable_at=datetime(2026, 1, 1, second=len(document), tzinfo=UTC))
+
+
+def test_a_backfill_batch_s_halves_run_side_by_side_and_merge() -> None:
+    writer = Halves()
+    result = asyncio.run(writer.write([_of("a", 1), _of("bb", 1)], LivePriority().turn))
+    assert writer.log == ["a started", "bb started", "a written", "bb written"]  # the second did not wait
+    assert sorted(change.document_id for change in result.applied) == ["a", "bb"]
+    assert result.searchable_at == datetime(2026, 1, 1, second=2, tzinfo=UTC)  # the later half's
+
+
+def test_a_failing_half_stops_the_other_so_no_write_outlives_the_batch_s_retry() -> None:
+    writer = Halves(fail="a")
+    with pytest.raises(RetryableError):
+        asyncio.run(writer.write([_of("a", 1), _of("b", 1)], LivePriority().turn))
+    assert writer.log == ["a started", "b started", "b stopped"]
+
+
+def test_a_live_batch_is_written_whole() -> None:
+    writer = Halves()
+    asyncio.run(writer.write([_of("a", 1), _of("b", 1)]))
+    assert writer.log == ["a started", "a written"]  # one call with both documents
 
 
 def test_a_live_batch_without_a_turn_embeds_at_once() -> None:
