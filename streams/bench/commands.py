@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import time
 import traceback
@@ -243,6 +244,8 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
     from streams.settings import get_settings
 
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the worker the bench started is stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     chosen = [s.strip() for s in only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in (*SCENARIOS, *OPT_IN)]
     if unknown:
@@ -308,6 +311,10 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
     _print_summary(report, chosen)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _run_stack_scenarios(
     settings: Settings,
     chosen: list[str],
@@ -348,7 +355,9 @@ def _run_stack_scenarios(
     except StackError as exc:  # Connect itself does not answer
         problems = [str(exc)]
     if problems:
-        error = f"the Debezium connectors are not all running ({'; '.join(problems)}): run `streams connectors register`"
+        error = (
+            f"the Debezium connectors are not all running ({'; '.join(problems)}): run `streams connectors register`"
+        )
         _progress(error)
         for name in chosen:
             results.setdefault(name, {"error": error})

@@ -62,3 +62,24 @@ def test_the_stack_scenarios_stop_at_once_with_the_reason(
     assert "streams connectors register" in results["backfill"]["error"]
     expected = "wiki: not registered" if isinstance(answer, dict) else "not reachable"
     assert expected in results["steady"]["error"]
+
+
+def test_a_sigterm_unwinds_the_bench_so_the_worker_it_started_is_stopped(tmp_path: Any) -> None:
+    # Without the handler, SIGTERM ends Python at once and no `finally` (the worker's stop) runs.
+    import subprocess
+    import sys
+
+    marker = tmp_path / "unwound"
+    program = (
+        "import os, signal\n"
+        "from streams.bench.commands import _exit_on_sigterm\n"
+        "signal.signal(signal.SIGTERM, _exit_on_sigterm)\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    signal.pause()\n"
+        "finally:\n"
+        f"    open({str(marker)!r}, 'w').write('stopped')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=60, check=False)
+    assert done.returncode == 143
+    assert marker.read_text() == "stopped"
