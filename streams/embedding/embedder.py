@@ -15,6 +15,7 @@ vectors.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import threading
@@ -235,6 +236,10 @@ class Embedder:
         self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
         self._query_vectors: LRUCache[str, list[float]] = LRUCache(maxsize=max(query_cache_size, 1))
         self._query_cache_enabled = query_cache_size > 0
+        # Each planning thread counts tokens with a tokenizer of its own: a fast tokenizer is one Rust
+        # object whose padding and truncation every call may set, so one shared with the embedding
+        # thread fails now and then ("Unable to create tensor") when both run at once.
+        self._counting = threading.local()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Embedder:
@@ -313,8 +318,12 @@ class Embedder:
         return self.model.max_seq_length
 
     def count_tokens(self, text: str) -> int:
-        """Word pieces in `text`, as the model's tokenizer counts them (without special tokens)."""
-        return len(self.model.tokenizer.tokenize(text))
+        """Word pieces in `text`, as the model's tokenizer counts them (without special tokens); safe
+        beside `encode` and in any number of threads."""
+        tokenizer = getattr(self._counting, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._counting.tokenizer = copy.deepcopy(self.model.tokenizer)
+        return len(tokenizer.tokenize(text))
 
     def encode(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:

@@ -184,3 +184,28 @@ def test_onnx_sessions_use_the_physical_cores_and_do_not_spin(monkeypatch: pytes
     # An unknown core count (psutil may answer None) still gives a working session.
     monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: None)
     assert session_options().intra_op_num_threads == 1
+
+
+def test_tokens_are_counted_beside_encoding_with_tokenizers_of_their_own(texts: list[str]) -> None:
+    """Planning counts tokens in its threads while the embedding thread encodes: a fast tokenizer shared
+    between them fails now and then, when one call sets padding as the other runs."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = Embedder(MODEL, backend="torch")
+    counts = {embedder.count_tokens(text) for text in texts}
+    used: dict[int, object] = {}
+
+    def count_all() -> list[int]:
+        result = [embedder.count_tokens(text) for text in texts]
+        used[threading.get_ident()] = embedder._counting.tokenizer
+        return result
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        encoding = pool.submit(lambda: [embedder.encode(texts) for _ in range(3)])
+        counted = [pool.submit(count_all) for _ in range(6)]
+        assert all(set(future.result()) <= counts for future in counted)
+        assert len(encoding.result()) == 3
+    tokenizers = list(used.values())
+    assert all(tokenizer is not embedder.model.tokenizer for tokenizer in tokenizers)  # never the model's
+    assert len({id(tokenizer) for tokenizer in tokenizers}) == len(used)  # one per thread
