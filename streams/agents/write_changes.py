@@ -116,12 +116,15 @@ class ChangeWriter:
         pending: dict[str, list[PartChange]] = {}
         for change in changes:
             pending.setdefault(change.document_id, []).append(change)
+        # The vectors this call embedded, by text hash: a round planned again (a deletion request or
+        # the other lane came between) embeds only what it did not embed before.
+        embedded: dict[str, list[float]] = {}
         for _ in range(MAX_CONFLICT_ROUNDS):
             if not pending:
                 break
             if turn is not None:
                 await turn()
-            conflicts = await self._write_round(pending, result, turn)
+            conflicts = await self._write_round(pending, result, embedded, turn)
             pending = {doc: pending[doc] for doc in conflicts}
         for document_changes in pending.values():
             error = IndexingError("the document's state kept changing under concurrent writers")
@@ -129,7 +132,11 @@ class ChangeWriter:
         return result
 
     async def _write_round(
-        self, pending: dict[str, list[PartChange]], result: WriteResult, turn: Turn | None = None
+        self,
+        pending: dict[str, list[PartChange]],
+        result: WriteResult,
+        embedded: dict[str, list[float]],
+        turn: Turn | None = None,
     ) -> set[str]:
         stored = await self.store.load_states(list(pending))
         ledger_version = self.ledger.version
@@ -141,15 +148,16 @@ class ChangeWriter:
         result.failed.extend(plan.failed)
         vectors = await self.store.load_vectors(planning.reusable_chunk_ids(plan, stored))
         missing = [chunk.text_hash for chunk in plan.chunks_to_write() if chunk.text_hash not in vectors]
+        vectors.update((digest, embedded[digest]) for digest in missing if digest in embedded)
+        missing = [digest for digest in missing if digest not in embedded]
         if missing and self.store.reuse_from:
             vectors.update(await self.store.vectors_by_hash(missing))
         embeddings = plan_embeddings(plan.chunks_to_write(), vectors)
         if embeddings.to_embed:
-            embedded = await self._encode(embeddings.texts, turn)
-            chunk_vectors = embeddings.vectors(embedded)
-            vectors.update(
-                (chunk.text_hash, vector) for chunk, vector in zip(embeddings.chunks, chunk_vectors, strict=True)
-            )
+            chunk_vectors = embeddings.vectors(await self._encode(embeddings.texts, turn))
+            fresh = {chunk.text_hash: vector for chunk, vector in zip(embeddings.chunks, chunk_vectors, strict=True)}
+            vectors.update(fresh)
+            embedded.update(fresh)
         result.chunks_embedded += embeddings.embedded  # the model's work, even if this round is planned again
         result.chunks_reused += embeddings.reused_count
         now = datetime.now(UTC).isoformat()

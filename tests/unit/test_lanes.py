@@ -264,6 +264,46 @@ def test_a_backfill_batch_planned_before_a_live_edit_does_not_overwrite_its_chun
     assert chunk is not None and chunk["text"] == "zqnewest text"
 
 
+class CountingEmbedder(HeldEmbedder):
+    """HeldEmbedder that also logs every text it is asked to embed."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__(held)
+        self.asked: list[str] = []
+
+    async def encode_async(self, texts: list[str]) -> list[list[float]]:
+        self.asked += texts
+        return await super().encode_async(texts)
+
+
+def test_a_batch_planned_again_after_a_deletion_request_embeds_no_text_twice() -> None:
+    """A deletion request that lands while a batch embeds makes the batch plan again (agents/suppression.py).
+    The texts it had embedded are kept: a long backfill batch is not embedded anew for each request."""
+    from streams.agents.suppression import SuppressionLedger
+    from streams.elastic.document_store import DocumentStore
+    from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+    from tests.unit.test_plan_batch import chunker, revision
+
+    fake = FakeElasticsearch()
+    ledger = SuppressionLedger(b"k" * 32)
+
+    async def scenario() -> tuple[WriteResult, list[str]]:
+        async with serving(fake) as es:
+            embedder = CountingEmbedder("zqheld")
+            writer = ChangeWriter(DocumentStore(es, "chunks"), embedder, chunker, ledger)  # type: ignore[arg-type]
+            text = "zqheld first paragraph\n\nsecond paragraph"
+            task = asyncio.create_task(writer.write([page(1), revision(10, 100, text, "ann@example.com")]))
+            await asyncio.wait_for(embedder.holding.wait(), timeout=5)
+            ledger.add_identifiers(["email:someone.else@example.com"])  # a request for somebody else
+            embedder.release.set()
+            return await asyncio.wait_for(task, timeout=5), embedder.asked
+
+    result, asked = asyncio.run(scenario())
+    assert [change.version for change in result.applied] == [1, 10]
+    assert sorted(asked) == ["second paragraph", "zqheld first paragraph"]  # each once, though planned twice
+    assert result.chunks_embedded == 2
+
+
 def test_replacing_the_generations_waits_for_both_lanes_batches() -> None:
     async def scenario() -> list[str]:
         log: list[str] = []
