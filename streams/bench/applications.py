@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.bench.cpu import cpu_seconds, cpu_used
-from streams.bench.probes import BenchError, Progress
+from streams.bench.probes import BenchError, Progress, wait_for
 from streams.bench.stats import summary
 from streams.bench.timed_edits import EditLoad, freshness
 from streams.settings import Settings
@@ -131,12 +131,9 @@ def _found(client: Any, alias: str, edit: AppEdit) -> bool:
 
 
 def _wait_indexed(client: Any, alias: str, writer: Writer, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
     query = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"document_id": writer.document_id}}]}}
-    while time.monotonic() < deadline:
-        if client.count(index=alias, query=query)["count"]:
-            return
-        time.sleep(0.5)
+    if wait_for(lambda: bool(client.count(index=alias, query=query)["count"]), timeout_s, 0.5):
+        return
     raise BenchError(f"{writer.document_id} was not indexed within {timeout_s:.0f}s: is the worker consuming?")
 
 

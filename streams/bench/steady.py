@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.bench.cpu import cpu_seconds, cpu_used
-from streams.bench.probes import BenchError, Progress, bucket_delta, counter_delta, restarted, scrape, states
+from streams.bench.probes import BenchError, Progress, bucket_delta, counter_delta, restarted, scrape, states, wait_for
 from streams.bench.stats import histogram_quantile, summary
 from streams.bench.timed_edits import EditLoad, freshness
 from streams.settings import Settings
@@ -180,11 +180,12 @@ def warm_up(settings: Settings, client: Any, progress: Progress, timeout_s: floa
     pages, tickets, contacts = _live(client, settings.index_alias, *_ids(settings))
     edit = make_edit(1, random.Random(), pages, tickets, contacts)
     progress("warm-up: waiting until one edit is searchable")
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if edit.applied(states(client, settings.index_alias, [edit.document_id]).get(edit.document_id)):
-            took = time.time() - edit.committed_at
-            progress(f"warm-up: the pipeline flows ({took:.1f}s)")
-            return took
-        time.sleep(0.5)
+
+    def flowed() -> bool:
+        return edit.applied(states(client, settings.index_alias, [edit.document_id]).get(edit.document_id))
+
+    if wait_for(flowed, timeout_s, 0.5):
+        took = time.time() - edit.committed_at
+        progress(f"warm-up: the pipeline flows ({took:.1f}s)")
+        return took
     raise BenchError(f"no edit became searchable within {timeout_s:.0f}s: is the worker consuming?")
