@@ -10,7 +10,6 @@ answer one ticket many times; every edit adds a word no other text has.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.bench.cpu import cpu_seconds, cpu_used
-from streams.bench.probes import BenchError, Progress
+from streams.bench.probes import BenchError, Progress, wait_for
 from streams.bench.stats import summary
+from streams.bench.timed_edits import EditLoad, freshness
 from streams.settings import Settings
 
 
@@ -131,12 +131,9 @@ def _found(client: Any, alias: str, edit: AppEdit) -> bool:
 
 
 def _wait_indexed(client: Any, alias: str, writer: Writer, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
     query = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"document_id": writer.document_id}}]}}
-    while time.monotonic() < deadline:
-        if client.count(index=alias, query=query)["count"]:
-            return
-        time.sleep(0.5)
+    if wait_for(lambda: bool(client.count(index=alias, query=query)["count"]), timeout_s, 0.5):
+        return
     raise BenchError(f"{writer.document_id} was not indexed within {timeout_s:.0f}s: is the worker consuming?")
 
 
@@ -158,6 +155,17 @@ def run(
             writer.close()
 
 
+def _editing(writer: Writer) -> Callable[[int], AppEdit]:
+    """Each edit adds a word no other text has, and is timed from the application's answer."""
+
+    def edit(n: int) -> AppEdit:
+        word = f"zqfresh{uuid.uuid4().hex[:12]}"
+        writer.edit(word)
+        return AppEdit(writer.source, writer.document_id, word, time.time())
+
+    return edit
+
+
 def _measure(
     settings: Settings,
     client: Any,
@@ -169,53 +177,22 @@ def _measure(
     drain_s: float,
 ) -> dict[str, Any]:
     cpu_before = cpu_seconds(settings)
-    made: list[AppEdit] = []
-    failures: list[str] = []
-    lock = threading.Lock()
     per_writer = max(1, int(rate * duration_s / len(writers)))
-    interval = len(writers) / rate
-
-    def issue(writer: Writer) -> None:
-        start = time.monotonic()
-        for n in range(per_writer):
-            delay = start + n * interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            word = f"zqfresh{uuid.uuid4().hex[:12]}"
-            try:
-                writer.edit(word)
-            except Exception as exc:  # a failed edit is counted, the load goes on
-                failures.append(f"{writer.source}: {type(exc).__name__}: {exc}")
-                continue
-            with lock:
-                made.append(AppEdit(writer.source, writer.document_id, word, time.time()))
-
-    threads = [threading.Thread(target=issue, args=(w,), name=f"bench-{w.source}", daemon=True) for w in writers]
+    load: EditLoad[AppEdit] = EditLoad()
     progress(
         f"applications: {per_writer} edits each through {', '.join(w.source for w in writers)}"
         f" at {rate}/s in all over {duration_s:.0f}s"
     )
-    for thread in threads:
-        thread.start()
-    deadline: float | None = None
-    last_report = time.monotonic()
-    while True:
-        with lock:
-            pending = [e for e in made if e.seen_at is None]
-        now = time.time()
-        for edit in pending:
-            if _found(client, settings.index_alias, edit):
-                edit.seen_at = now
-        if not any(t.is_alive() for t in threads):
-            deadline = deadline or time.monotonic() + drain_s
-            if all(e.seen_at is not None for e in made) or time.monotonic() > deadline:
-                break
-        if time.monotonic() - last_report > 5:
-            seen = sum(e.seen_at is not None for e in made)
-            progress(f"applications: {len(made)} edits answered, {seen} searchable")
-            last_report = time.monotonic()
-        time.sleep(0.2)
-    fresh = [e.seen_at - e.committed_at for e in made if e.seen_at is not None]
+    for writer in writers:
+        load.start(writer.source, per_writer, len(writers) / rate, _editing(writer), label=writer.source)
+    load.wait_searchable(
+        lambda pending: [edit for edit in pending if _found(client, settings.index_alias, edit)],
+        progress,
+        lambda made, seen: f"applications: {made} edits answered, {seen} searchable",
+        drain_s=drain_s,
+    )
+    made, failures = load.made, load.failures
+    fresh = freshness(made)
     return {
         "rate_per_s": rate,
         "duration_s": duration_s,
@@ -226,8 +203,7 @@ def _measure(
         "edit_errors": failures[:5],
         "freshness_s": summary(fresh),
         "freshness_by_source_s": {
-            w.source: summary([e.seen_at - e.committed_at for e in made if e.source == w.source and e.seen_at])
-            for w in writers
+            w.source: summary(freshness(e for e in made if e.source == w.source)) for w in writers
         },
         "cpu_s": cpu_used(cpu_before, cpu_seconds(settings)),
         "method": "external: the application's API answered -> a BM25 query finds the edit's word in the"

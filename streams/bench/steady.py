@@ -5,15 +5,15 @@ freshness histogram over the same window."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from streams.bench.cpu import cpu_seconds, cpu_used
-from streams.bench.probes import BenchError, Progress, bucket_delta, counter_delta, restarted, scrape, states
+from streams.bench.probes import BenchError, Progress, bucket_delta, counter_delta, restarted, scrape, states, wait_for
 from streams.bench.stats import histogram_quantile, summary
+from streams.bench.timed_edits import EditLoad, freshness
 from streams.settings import Settings
 from streams.sources import edits
 from streams.sources.connect import connect_mariadb, connect_postgres
@@ -117,57 +117,28 @@ def run(
     pages, tickets, contacts = _live(client, settings.index_alias, *_ids(settings))
     before = scrape(settings)
     cpu_before = cpu_seconds(settings)
-    made: list[Edit] = []
-    failures: list[str] = []
-    lock = threading.Lock()
     total = int(rate * duration_s)
-
-    def issue() -> None:
-        start = time.monotonic()
-        for n in range(total):
-            delay = start + n / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            try:
-                edit = make_edit(n, rng, pages, tickets, contacts)
-            except Exception as exc:  # a failed edit is counted, the load goes on
-                failures.append(f"{type(exc).__name__}: {exc}")
-                continue
-            with lock:
-                made.append(edit)
-
+    load: EditLoad[Edit] = EditLoad()
     progress(f"steady: {total} edits at {rate}/s over {duration_s:.0f}s")
-    writer = threading.Thread(target=issue, name="bench-edits", daemon=True)
-    writer.start()
-    last_report = time.monotonic()
-    deadline: float | None = None
-    while True:
-        with lock:
-            pending = [e for e in made if e.seen_at is None]
-        if pending:
-            found = states(client, settings.index_alias, {e.document_id for e in pending})
-            now = time.time()
-            for edit in pending:
-                if edit.applied(found.get(edit.document_id)):
-                    edit.seen_at = now
-        if not writer.is_alive():
-            deadline = deadline or time.monotonic() + drain_s
-            if all(e.seen_at is not None for e in made) or time.monotonic() > deadline:
-                break
-        if time.monotonic() - last_report > 5:
-            seen = sum(e.seen_at is not None for e in made)
-            progress(f"steady: {len(made)}/{total} edits committed, {seen} searchable")
-            last_report = time.monotonic()
-        time.sleep(0.2)
+    load.start("edits", total, 1 / rate, lambda n: make_edit(n, rng, pages, tickets, contacts))
+
+    def searchable(pending: list[Edit]) -> list[Edit]:
+        found = states(client, settings.index_alias, {e.document_id for e in pending})
+        return [edit for edit in pending if edit.applied(found.get(edit.document_id))]
+
+    load.wait_searchable(
+        searchable,
+        progress,
+        lambda made, seen: f"steady: {made}/{total} edits committed, {seen} searchable",
+        drain_s=drain_s,
+    )
+    made, failures = load.made, load.failures
     after = scrape(settings)
     cpu = cpu_used(cpu_before, cpu_seconds(settings))
     embedded = counter_delta(before, after, "streams_chunks_embedded_total")
     reused = counter_delta(before, after, "streams_chunks_reused_total")
-    fresh = [e.seen_at - e.committed_at for e in made if e.seen_at is not None]
-    per_source = {
-        s: summary([e.seen_at - e.committed_at for e in made if e.source == s and e.seen_at is not None])
-        for s in sorted({e.source for e in made})
-    }
+    fresh = freshness(made)
+    per_source = {s: summary(freshness(e for e in made if e.source == s)) for s in sorted({e.source for e in made})}
     delta = bucket_delta(before, after, "streams_freshness_seconds")
     worker_events = delta[-1][1] if delta else 0.0
     return {
@@ -209,11 +180,12 @@ def warm_up(settings: Settings, client: Any, progress: Progress, timeout_s: floa
     pages, tickets, contacts = _live(client, settings.index_alias, *_ids(settings))
     edit = make_edit(1, random.Random(), pages, tickets, contacts)
     progress("warm-up: waiting until one edit is searchable")
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if edit.applied(states(client, settings.index_alias, [edit.document_id]).get(edit.document_id)):
-            took = time.time() - edit.committed_at
-            progress(f"warm-up: the pipeline flows ({took:.1f}s)")
-            return took
-        time.sleep(0.5)
+
+    def flowed() -> bool:
+        return edit.applied(states(client, settings.index_alias, [edit.document_id]).get(edit.document_id))
+
+    if wait_for(flowed, timeout_s, 0.5):
+        took = time.time() - edit.committed_at
+        progress(f"warm-up: the pipeline flows ({took:.1f}s)")
+        return took
     raise BenchError(f"no edit became searchable within {timeout_s:.0f}s: is the worker consuming?")

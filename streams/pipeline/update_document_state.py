@@ -196,19 +196,31 @@ def apply_changes(
     before = state.copy() if state else DocumentState(changes[0].document_id, changes[0].source)
     after = before.copy()
     update = DocumentUpdate(state=after)
-    new_chunks: dict[str, list[ChunkText]] = {}
+    batch = _Batch(chunker, is_forgotten, redact, update)
 
     for change in changes:
         if _is_stale(after, change):
             update.stale.append(change)
             continue
         if change.role == "root":
-            _apply_root(after, change, chunker, is_forgotten, redact, new_chunks, update)
+            _apply_root(after, change, batch)
         else:
-            _apply_child(after, change, chunker, is_forgotten, redact, new_chunks, update)
+            _apply_child(after, change, batch)
 
-    _diff(before, after, new_chunks, update)
+    _diff(before, after, batch.new_chunks, update)
     return update
+
+
+@dataclass
+class _Batch:
+    """What applying one batch of changes works with (how a text is chunked and redacted, who is
+    forgotten) and what it gathers: the update, and the chunks of each part it rewrote."""
+
+    chunker: Chunker
+    is_forgotten: IsForgotten
+    redact: Redact
+    update: DocumentUpdate
+    new_chunks: dict[str, list[ChunkText]] = field(default_factory=dict)
 
 
 def _is_stale(state: DocumentState, change: PartChange) -> bool:
@@ -224,31 +236,23 @@ def _is_stale(state: DocumentState, change: PartChange) -> bool:
     return change.version <= part.version
 
 
-def _apply_root(
-    state: DocumentState,
-    change: PartChange,
-    chunker: Chunker,
-    is_forgotten: IsForgotten,
-    redact: Redact,
-    new_chunks: dict[str, list[ChunkText]],
-    update: DocumentUpdate,
-) -> None:
+def _apply_root(state: DocumentState, change: PartChange, batch: _Batch) -> None:
     commit_ts = change.commit_ts.isoformat()
     # A document forgotten because it is about a forgotten person stays forgotten: a later edit of
     # its root may not name them (a ticket's requestors are a part of their own), yet it is theirs.
     stays_forgotten = state.root is not None and state.root.suppressed and not change.deleted
-    if change.deleted or stays_forgotten or is_forgotten(change.subjects):
+    if change.deleted or stays_forgotten or batch.is_forgotten(change.subjects):
         suppressed = not change.deleted
         state.root = RootState(version=change.version, deleted=True, suppressed=suppressed, commit_ts=commit_ts)
         _empty_parts(state)
-        for part_id in list(new_chunks):
-            new_chunks[part_id] = []
-        (update.suppressed if suppressed else update.applied).append(change)
+        for part_id in list(batch.new_chunks):
+            batch.new_chunks[part_id] = []
+        (batch.update.suppressed if suppressed else batch.update.applied).append(change)
         return
     state.root = RootState(
         version=change.version,
         table=change.table,
-        title=redact(change.title or ""),
+        title=batch.redact(change.title or ""),
         groups=list(change.groups or ()),
         metadata=dict(change.metadata),
         link=change.link or "",
@@ -258,19 +262,11 @@ def _apply_root(
         mentions=[[kind, value] for kind, value in change.mentions],
     )
     part = PartState(version=change.version, table=change.table, commit_ts=commit_ts)
-    _store_text(state, ROOT_PART, part, change, chunker, redact, new_chunks)
-    update.applied.append(change)
+    _store_text(state, ROOT_PART, part, change, batch)
+    batch.update.applied.append(change)
 
 
-def _apply_child(
-    state: DocumentState,
-    change: PartChange,
-    chunker: Chunker,
-    is_forgotten: IsForgotten,
-    redact: Redact,
-    new_chunks: dict[str, list[ChunkText]],
-    update: DocumentUpdate,
-) -> None:
+def _apply_child(state: DocumentState, change: PartChange, batch: _Batch) -> None:
     commit_ts = change.commit_ts.isoformat()
     part = PartState(
         version=change.version,
@@ -279,29 +275,29 @@ def _apply_child(
         commit_ts=commit_ts,
         about=change.about,
     )
-    if change.about and not change.deleted and is_forgotten(change.subjects):
-        _suppress_document(state, change, new_chunks)  # about a forgotten person: all of it goes
+    if change.about and not change.deleted and batch.is_forgotten(change.subjects):
+        _suppress_document(state, change, batch.new_chunks)  # about a forgotten person: all of it goes
         state.parts[change.part_id] = part
-        update.suppressed.append(change)
+        batch.update.suppressed.append(change)
         return
     doc_deleted = state.root is not None and state.root.deleted
     subjects = set(change.subjects)
     if not change.text and not change.about:
         # People without text of their own (a Cc, an owner, a page's authors): the forgotten ones
         # are left out, the others kept, so the document stays theirs to find and forget.
-        subjects = {subject for subject in subjects if not is_forgotten([subject])}
-    forgotten = is_forgotten(subjects | set(state.root.subjects if state.root else []))
+        subjects = {subject for subject in subjects if not batch.is_forgotten([subject])}
+    forgotten = batch.is_forgotten(subjects | set(state.root.subjects if state.root else []))
     if change.deleted or doc_deleted or forgotten:
         part.deleted = change.deleted
         state.parts[change.part_id] = part
-        new_chunks[change.part_id] = []
-        (update.suppressed if forgotten and not change.deleted else update.applied).append(change)
+        batch.new_chunks[change.part_id] = []
+        (batch.update.suppressed if forgotten and not change.deleted else batch.update.applied).append(change)
         return
     part.subjects = sorted(subjects)
-    _store_text(state, change.part_id, part, change, chunker, redact, new_chunks)
+    _store_text(state, change.part_id, part, change, batch)
     if subjects != set(change.subjects):
         part.content_hash = ""  # the row still names a forgotten person: the index does not
-    update.applied.append(change)
+    batch.update.applied.append(change)
 
 
 def _empty_parts(state: DocumentState) -> None:
@@ -322,21 +318,13 @@ def _suppress_document(state: DocumentState, change: PartChange, new_chunks: dic
         new_chunks[part_id] = []
 
 
-def _store_text(
-    state: DocumentState,
-    part_id: str,
-    part: PartState,
-    change: PartChange,
-    chunker: Chunker,
-    redact: Redact,
-    new_chunks: dict[str, list[ChunkText]],
-) -> None:
+def _store_text(state: DocumentState, part_id: str, part: PartState, change: PartChange, batch: _Batch) -> None:
     """Chunk the change's (redacted) text into `part`: its hashes go into the state, its chunks to the diff."""
-    chunks = chunker(redact(change.text), change.text_format) if change.text else []
+    chunks = batch.chunker(batch.redact(change.text), change.text_format) if change.text else []
     part.chunk_hashes = [chunk.text_hash for chunk in chunks]
     part.content_hash = change.content_hash
     state.parts[part_id] = part
-    new_chunks[part_id] = chunks
+    batch.new_chunks[part_id] = chunks
 
 
 def _diff(

@@ -278,7 +278,7 @@ class PathReader:
             if key is None:
                 raise MappingError(f"{event.source}.{event.table} change has no key column {document.key!r}")
             if event.op is Op.DELETE:
-                return [_root_deleted(document, self.mapping.source, key, event)]
+                return [_deleted(document, self.mapping.source, key, event)]
             # The root's own row changed: every part may follow it (page_latest moved to a new revision).
             return self.read_documents(document, [key]).get(document.document_id(self.mapping.source, key), [])
         outcomes: list[Outcome] = []
@@ -299,7 +299,7 @@ class PathReader:
                 if part is not None and part.mode == "each" and at == len(hops) - 1:
                     leaf_key = ",".join(str(_value(before.get(k, event.key.get(k)), False)) for k in hop.key)
                     outcomes.extend(
-                        _part_deleted(document, self.mapping.source, root, f"{hop.table}/{leaf_key}", event)
+                        _deleted(document, self.mapping.source, root, event, f"{hop.table}/{leaf_key}")
                         for root in roots
                     )
                     continue
@@ -608,29 +608,15 @@ def _versioned(outcome: Outcome, event: ChangeEvent) -> Outcome:
     )
 
 
-def _root_deleted(document: DocumentMapping, source: str, key: Any, event: ChangeEvent) -> PartChange:
+def _deleted(document: DocumentMapping, source: str, key: Any, event: ChangeEvent, part_id: str = "root") -> PartChange:
+    """What a delete event of the part's own table says: the root deleted (the whole document goes), or
+    one part of the document with root key `key`."""
     change = PartChange(
         source=source,
-        table=document.table,
-        document_id=document.document_id(source, key),
-        part_id="root",
-        role="root",
-        deleted=True,
-        version=event.version,
-        commit_ts=event.commit_ts,
-        origin=event.origin,
-        snapshot=event.snapshot,
-    )
-    return replace(change, content_hash=content_hash(change))
-
-
-def _part_deleted(document: DocumentMapping, source: str, key: Any, part_id: str, event: ChangeEvent) -> PartChange:
-    change = PartChange(
-        source=source,
-        table=event.table,
+        table=event.table,  # the deleted row's (for the root, the document's own table)
         document_id=document.document_id(source, key),
         part_id=part_id,
-        role="child",
+        role="root" if part_id == "root" else "child",
         deleted=True,
         version=event.version,
         commit_ts=event.commit_ts,

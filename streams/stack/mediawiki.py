@@ -11,19 +11,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from streams.settings import Settings, redact_url
+from streams.settings import Settings
+from streams.stack.application_server import ApplicationServer
 from streams.stack.mariadb import MariaDB
-from streams.stack.packages import ensure_application_packages
-from streams.stack.runner import (
-    Progress,
-    Server,
-    ServerFailed,
-    chown_tree,
-    generated_passwords,
-    run,
-    service_user,
-    write_private,
-)
+from streams.stack.runner import Progress, ServerFailed, run, service_user, write_private
 
 MEDIAWIKI_DIR = Path("/usr/share/mediawiki")
 DATABASE = "mediawiki"
@@ -43,48 +34,34 @@ def _quote_sql(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class MediaWiki(Server):
+class MediaWiki(ApplicationServer):
     name = "mediawiki"
     depends_on = ("mariadb",)
     start_timeout_s = 60.0
+    database = DATABASE
+    database_user = DATABASE_USER
+    admin_user = ADMIN_USER
+    reader_source = "wiki"  # its user reads every database of the stack's MariaDB
+    version_path = ("query", "general", "generator")
+    version_prefix = "MediaWiki "
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.host = "127.0.0.1"
-        self.port = settings.mediawiki_port
+        super().__init__(settings, settings.mediawiki_port)
         self.config_file = self.home / "LocalSettings.php"
         self.stack_config_file = self.home / "StackSettings.php"
         self.php_ini = self.home / "php.ini"
-        self.credentials_file = self.home / "credentials.json"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
         return f"{self.url}/api.php"
 
-    def credentials(self) -> dict[str, str]:
-        passwords = generated_passwords(self.credentials_file, ("admin_password", "database_password"))
-        return {"admin_user": ADMIN_USER, "database_user": DATABASE_USER, **passwords}
+    def _directories(self) -> tuple[Path, ...]:
+        return (self.home / "cache", self.home / "images")
 
-    def database_url(self) -> str:
-        """The wiki's database for the project's reader: the wiki source's user reads every database."""
-        return urlsplit(self.settings.dsn("wiki"))._replace(path=f"/{DATABASE}").geturl()
-
-    def prepare(self, progress: Progress) -> None:
-        ensure_application_packages(self.settings.stack_apps or (self.name,), progress)
-        self.user = service_user()
-        for directory in (self.home / "cache", self.home / "images", self.logs_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        credentials = self.credentials()
-        self._write_stack_settings()
-        chown_tree(self.home, self.user)
+    def _is_set_up(self) -> bool:
         # install.php writes LocalSettings.php last: without it, a setup did not finish (or never ran). A
         # MariaDB data directory made anew since has no wiki tables, whatever LocalSettings.php says.
-        if not self.config_file.exists() or not self._tables_exist():
-            self._install(credentials, progress)
+        return self.config_file.exists() and self._tables_exist()
 
     def after_healthy(self, progress: Progress) -> None:
         self._prepare_capture(progress)
@@ -92,7 +69,7 @@ class MediaWiki(Server):
     def _prepare_capture(self, progress: Progress) -> None:
         """What the mediawiki connector (connectors/mediawiki.json) needs in the wiki's database beside
         MediaWiki's own tables: its heartbeat and signal tables, written by the connector's user."""
-        reader = urlsplit(self.settings.dsn("wiki")).username or "streams"
+        reader = urlsplit(self.settings.dsn(self.reader_source)).username or "streams"
         MariaDB(self.settings).client(
             f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.debezium_signal (id VARCHAR(64) NOT NULL PRIMARY KEY,"
             " type VARCHAR(32) NOT NULL, data TEXT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n"
@@ -110,7 +87,7 @@ class MediaWiki(Server):
         )
         return found.split()[-1:] == ["5"]
 
-    def _install(self, credentials: dict[str, str], progress: Progress) -> None:
+    def _set_up(self, credentials: dict[str, str], progress: Progress) -> None:
         progress(f"mediawiki: maintenance/install.php into database {DATABASE}")
         self.config_file.unlink(missing_ok=True)  # install.php refuses to run where one exists
         mariadb = MariaDB(self.settings)
@@ -122,14 +99,11 @@ class MediaWiki(Server):
             f"ALTER USER '{DATABASE_USER}'@'%' IDENTIFIED BY {password};\n"
             f"GRANT ALL PRIVILEGES ON `{DATABASE}`.* TO '{DATABASE_USER}'@'%';\n"
         )
-        # Passwords go in through files, never on a command line that `ps` shows.
         database_password = self.home / ".database-password"
         admin_password = self.home / ".admin-password"
-        write_private(database_password, credentials["database_password"])
-        write_private(admin_password, credentials["admin_password"])
-        chown_tree(self.home, self.user)
-        try:
-            run(
+        passwords = {database_password: credentials["database_password"], admin_password: credentials["admin_password"]}
+        with self._private_files(passwords):
+            self._run_setup(
                 [
                     "php",
                     str(MEDIAWIKI_DIR / "maintenance" / "install.php"),
@@ -147,15 +121,10 @@ class MediaWiki(Server):
                     SITE_NAME,
                     ADMIN_USER,
                 ],
-                what="mediawiki (install.php)",
-                user=self.user,
-                log=self.log_file,
+                "install.php",
+                self.environment(),
                 cwd=MEDIAWIKI_DIR,
-                env=self.environment(),
             )
-        finally:
-            database_password.unlink(missing_ok=True)
-            admin_password.unlink(missing_ok=True)
         self.config_file.chmod(0o600)  # it holds the database password and the secret key
         with self.config_file.open("a") as settings:
             settings.write(
@@ -164,8 +133,9 @@ class MediaWiki(Server):
             )
         progress(f"mediawiki: installed, admin {ADMIN_USER!r} (password in {self.credentials_file})")
 
-    def _write_stack_settings(self) -> None:
-        """What the stack decides, kept apart from install.php's file so that a new port takes effect."""
+    def _write_config(self, credentials: dict[str, str]) -> None:
+        """What the stack decides, kept apart from install.php's file (LocalSettings.php, which holds the
+        passwords) so that a new port takes effect."""
         mariadb = MariaDB(self.settings)
         lines = {
             "$wgServer": self.url,
@@ -192,26 +162,11 @@ class MediaWiki(Server):
         # -c names the stack's php.ini, which also puts stack_home in the command line, how pid() knows it.
         return ["php", "-c", str(self.php_ini), "-S", f"{self.host}:{self.port}", "-t", str(MEDIAWIKI_DIR)]
 
-    def healthy(self) -> bool:
-        try:
-            answer = httpx.get(
-                self.api_url, params={"action": "query", "meta": "siteinfo", "format": "json"}, timeout=5
-            )
-            generator = answer.json()["query"]["general"]["generator"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return False
-        return answer.status_code == 200 and str(generator).startswith("MediaWiki ")
+    def _version_request(self) -> httpx.Response:
+        return httpx.get(self.api_url, params={"action": "query", "meta": "siteinfo", "format": "json"}, timeout=5)
 
-    def endpoint(self) -> str:
-        return self.url
-
-    def application(self) -> dict[str, str]:
-        return {
-            "url": self.url,
-            "api": self.api_url,
-            "database": redact_url(self.database_url()),
-            "credentials": str(self.credentials_file),
-        }
+    def _api_urls(self) -> dict[str, str]:
+        return {"api": self.api_url}
 
     def maintenance(self, script: str, *args: str, input: str | None = None) -> str:
         """Run one of MediaWiki's maintenance scripts on this wiki, as the user the server runs as."""

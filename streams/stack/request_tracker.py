@@ -9,22 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
-from streams.settings import Settings, redact_url
-from streams.stack.packages import ensure_application_packages
+from streams.settings import Settings
+from streams.stack.application_server import PostgresApplication
 from streams.stack.postgres import SUPERUSER, Postgres
-from streams.stack.runner import (
-    Progress,
-    Server,
-    chown_tree,
-    generated_passwords,
-    run,
-    service_user,
-    write_private,
-)
+from streams.stack.runner import Progress, write_private
 
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
 RT_SETUP_DATABASE = Path("/usr/sbin/rt-setup-database-5")
@@ -60,61 +51,31 @@ def _quote_perl(value: str | int) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class RequestTracker(Server):
+class RequestTracker(PostgresApplication):
     name = "request-tracker"
-    depends_on = ("postgres",)
     start_timeout_s = 120.0
+    database = DATABASE
+    database_user = DATABASE_USER
+    admin_user = ADMIN_USER
+    captured_tables = CAPTURED_TABLES
+    publication = PUBLICATION
+    version_path = ("Version",)
+    version_prefix = "5."
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.host = "127.0.0.1"
-        self.port = settings.request_tracker_port
+        super().__init__(settings, settings.request_tracker_port)
         self.site_config = self.home / "RT_SiteConfig.pm"
         self.site_config_dir = self.home / "RT_SiteConfig.d"
         self.initial_data = self.home / "initialdata"
-        self.credentials_file = self.home / "credentials.json"
-        self.ready_file = self.home / "database.ready"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def rest2_url(self) -> str:
         return f"{self.url}/REST/2.0"
 
-    def credentials(self) -> dict[str, str]:
-        passwords = generated_passwords(self.credentials_file, ("admin_password", "database_password"))
-        return {"admin_user": ADMIN_USER, "database_user": DATABASE_USER, **passwords}
+    def _directories(self) -> tuple[Path, ...]:
+        return (self.site_config_dir, *(self.home / name for name in RT_DIRECTORIES.values()))
 
-    def database_url(self) -> str:
-        """RT's database for the project's reader (the tickets source's user, granted pg_read_all_data)."""
-        return urlsplit(self.settings.dsn("tickets"))._replace(path=f"/{DATABASE}").geturl()
-
-    def prepare(self, progress: Progress) -> None:
-        ensure_application_packages(self.settings.stack_apps or (self.name,), progress)
-        self.user = service_user()
-        for directory in (self.site_config_dir, *(self.home / name for name in RT_DIRECTORIES.values()), self.logs_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        credentials = self.credentials()
-        self._write_site_config(credentials)
-        chown_tree(self.home, self.user)
-        # The marker is written after the last setup step; a PostgreSQL cluster made anew since has no `rt`.
-        if not self.ready_file.exists() or not self._database_exists():
-            self._setup_database(credentials, progress)
-
-    def after_healthy(self, progress: Progress) -> None:
-        self._prepare_capture(progress)
-
-    def _prepare_capture(self, progress: Progress) -> None:
-        """What the rt connector (connectors/rt.json) needs in the application's database."""
-        Postgres(self.settings).prepare_capture(DATABASE, CAPTURED_TABLES, PUBLICATION, progress)
-
-    def _database_exists(self) -> bool:
-        with Postgres(self.settings).superuser() as conn:
-            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
-
-    def _write_site_config(self, credentials: dict[str, str]) -> None:
+    def _write_config(self, credentials: dict[str, str]) -> None:
         postgres = Postgres(self.settings)
         options: dict[str, str | int] = {
             "rtname": "streams",
@@ -151,9 +112,9 @@ class RequestTracker(Server):
             "RT_SITE_CONFIG_DIR": str(self.site_config_dir),
         }
 
-    def _setup_database(self, credentials: dict[str, str], progress: Progress) -> None:
+    def _set_up(self, credentials: dict[str, str], progress: Progress) -> None:
         """rt-setup-database as PostgreSQL's superuser over the cluster's Unix socket (trust, no password),
-        from an empty database: a setup that stopped half-way is started over."""
+        from an empty database."""
         from psycopg import sql
 
         progress(f"request-tracker: rt-setup-database into database {DATABASE}")
@@ -161,37 +122,20 @@ class RequestTracker(Server):
         with postgres.superuser() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(DATABASE_USER)))
-        root_password = self.home / ".root-password"
-        write_private(root_password, credentials["admin_password"] + "\n")
         grantee = "GroupDomain => 'SystemInternal', GroupType => 'Privileged'"
         rights = "\n".join(f"    {{ {grantee}, Queue => '{QUEUE}', Right => '{right}' }}," for right in STAFF_RIGHTS)
         self.initial_data.write_text(f"@ACL = (\n{rights}\n);\n1;\n")
-        chown_tree(self.home, self.user)
         env = {**self.environment(), "RT_DB_HOST": str(postgres.socket_dir)}
         setup = [str(RT_SETUP_DATABASE), f"--dba={SUPERUSER}", "--force"]
-        try:
-            run(
-                [*setup, "--action=init", f"--root-password-file={root_password}"],
-                what="request-tracker (rt-setup-database init)",
-                user=self.user,
-                log=self.log_file,
-                env=env,
-                cwd=self.home,
+        root_password = self.home / ".root-password"
+        with self._private_files({root_password: credentials["admin_password"] + "\n"}):
+            self._run_setup(
+                [*setup, "--action=init", f"--root-password-file={root_password}"], "rt-setup-database init", env
             )
-            run(
-                [*setup, "--action=insert", f"--datafile={self.initial_data}"],
-                what="request-tracker (rt-setup-database insert)",
-                user=self.user,
-                log=self.log_file,
-                env=env,
-                cwd=self.home,
+            self._run_setup(
+                [*setup, "--action=insert", f"--datafile={self.initial_data}"], "rt-setup-database insert", env
             )
-        finally:
-            root_password.unlink(missing_ok=True)
-        reader = urlsplit(self.settings.dsn("tickets")).username or "streams"
-        with postgres.superuser() as conn:
-            conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(reader)))
-        self.ready_file.write_text("rt-setup-database init and insert done\n")
+        self._finish_setup("rt-setup-database init and insert done")
         progress(
             f"request-tracker: database {DATABASE} set up, admin {ADMIN_USER!r} (password in {self.credentials_file})"
         )
@@ -208,23 +152,11 @@ class RequestTracker(Server):
         ]
 
     def healthy(self) -> bool:
-        if not self.credentials_file.exists():
-            return False
-        credentials = self.credentials()
-        try:
-            answer = httpx.get(f"{self.rest2_url}/rt", auth=(ADMIN_USER, credentials["admin_password"]), timeout=5)
-            version = answer.json()["Version"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return False
-        return answer.status_code == 200 and str(version).startswith("5.")
+        # The version is behind a login, with the password `prepare` generates.
+        return self.credentials_file.exists() and super().healthy()
 
-    def endpoint(self) -> str:
-        return self.url
+    def _version_request(self) -> httpx.Response:
+        return httpx.get(f"{self.rest2_url}/rt", auth=(ADMIN_USER, self.credentials()["admin_password"]), timeout=5)
 
-    def application(self) -> dict[str, str]:
-        return {
-            "url": self.url,
-            "rest2": self.rest2_url,
-            "database": redact_url(self.database_url()),
-            "credentials": str(self.credentials_file),
-        }
+    def _api_urls(self) -> dict[str, str]:
+        return {"rest2": self.rest2_url}

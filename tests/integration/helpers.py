@@ -1,21 +1,29 @@
-"""Small helpers for the integration tests: waiting, searching the real index, scraping the worker's
-metrics, and reading/replaying real Debezium events on Kafka. No mocks: everything talks to the stack."""
+"""Small helpers for the integration tests: waiting, running `streams` commands and workers of a stack's
+own, searching the real index, scraping the worker's metrics, and reading/replaying real Debezium events
+on Kafka. No mocks: everything talks to the stack."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from confluent_kafka import TopicPartition
 from elasticsearch import Elasticsearch
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.agents.worker_process import worker_answers
+from streams.child_process import streams_command
 from streams.clients import (
     elasticsearch_client,
     end_offsets,
@@ -26,7 +34,7 @@ from streams.clients import (
     unique_group,
 )
 from streams.polling import poll
-from streams.settings import Settings, get_settings
+from streams.settings import PROJECT_ROOT, Settings, get_settings
 
 T = TypeVar("T")
 
@@ -41,6 +49,57 @@ def wait_until(predicate: Callable[[], T], timeout: float = DEADLINE_S, interval
 def settings_from(environment: dict[str, str]) -> Settings:
     """The settings a process started with these STREAMS_* variables (beside this one's) would read."""
     return Settings(**{name.removeprefix("STREAMS_").lower(): value for name, value in environment.items()})  # type: ignore[arg-type]
+
+
+def shifted_url(url: str, offset: int, scheme: str | None = None) -> str:
+    """The same URL with its port `offset` above (and another scheme): a stack of a test's own beside the
+    session's."""
+    parts = urlsplit(url)
+    assert parts.port is not None, url
+    netloc = parts.netloc.rsplit(":", 1)[0] + f":{parts.port + offset}"
+    return urlunsplit(parts._replace(netloc=netloc, scheme=scheme or parts.scheme))
+
+
+def streams_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`streams ARGS` run as an operator runs it, from the project's root, its output captured; `env` is
+    its whole environment (None: this process's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=None if env is None else dict(env),
+        timeout=timeout,
+    )
+
+
+@contextmanager
+def worker_process(env: Mapping[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`streams worker` with the whole environment `env`, from the project's root, its output in
+    `log_path`, for as long as the block lasts (then SIGTERM, and SIGKILL after 30 s)."""
+    with streams_command(["worker"], log_path, stop_timeout_s=30, env=env, cwd=PROJECT_ROOT) as process:
+        yield process
+
+
+def assert_worker_answers(
+    process: subprocess.Popen[bytes],
+    settings: Settings,
+    log_path: Path,
+    timeout_s: float = 240.0,
+    ready: Callable[[], bool] | None = None,
+) -> None:
+    """Wait until the worker `process` answers at `settings`' port (or `ready()` holds), failing the test
+    at once when it exits and when `timeout_s` passes first."""
+
+    def answers() -> bool:
+        assert process.poll() is None, f"the worker exited with {process.returncode}; see {log_path}"
+        return ready() if ready is not None else worker_answers(settings)
+
+    assert wait_until(answers, timeout=timeout_s, interval=1.0), (
+        f"the worker did not answer within {timeout_s:.0f} s; see {log_path}"
+    )
 
 
 def unique(prefix: str = "zq") -> str:

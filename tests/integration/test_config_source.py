@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from pydantic import SecretStr
 from streams.agents.worker_process import worker_answers
 from streams.elastic.verify_index import CATEGORIES
 from streams.pipeline.document_mapping import load_mappings
-from streams.settings import PROJECT_ROOT, Settings
+from streams.settings import Settings
 from streams.sources.connect import connect_postgres
 from streams.stack import connectors
 from streams.stack.postgres import SUPERUSER
@@ -36,7 +35,16 @@ from streams.stack.stack import servers
 from streams.verify import verify_source
 from tests import kb_source
 from tests.integration.conftest import restarted_worker_pid_file, start_detached_worker
-from tests.integration.helpers import es_client, found_documents, state_record, unique, wait_until
+from tests.integration.helpers import (
+    assert_worker_answers,
+    es_client,
+    found_documents,
+    state_record,
+    streams_cli,
+    unique,
+    wait_until,
+    worker_process,
+)
 from tests.integration.test_faults import health, worker_pids
 
 pytestmark = pytest.mark.integration
@@ -93,33 +101,18 @@ def kb_worker(worker: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     (only_kb / "kb.json").write_text((folder / "kb.json").read_text())
     connectors.register(settings, _progress, directory=only_kb)
 
-    env = {**os.environ, "STREAMS_CONNECTORS_DIR": str(folder), "STREAMS_SOURCE_DSNS": json.dumps({"kb": dsn})}
+    env = _kb_environment(settings)
     _stop_workers()
     log_path = worker.stack_home / "worker-kb.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            env=env,
-            start_new_session=True,
-        )
     try:
+        with worker_process(env, log_path) as process:
 
-        def running_with_kb() -> bool:
-            assert process.poll() is None, f"the kb worker exited with {process.returncode}; see {log_path}"
-            return worker_answers(settings) and "kb" in ((health(settings) or {}).get("capture_age_s") or {})
+            def running_with_kb() -> bool:
+                return worker_answers(settings) and "kb" in ((health(settings) or {}).get("capture_age_s") or {})
 
-        assert wait_until(running_with_kb, timeout=300, interval=1.0), f"the kb worker never answered; see {log_path}"
-        yield settings
+            assert_worker_answers(process, settings, log_path, timeout_s=300, ready=running_with_kb)
+            yield settings
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         # The session's worker again, with the session's environment (stopped with the session).
         start_detached_worker(worker, "worker-restarted.log")
         assert restarted_worker_pid_file(worker).exists()
@@ -128,20 +121,17 @@ def kb_worker(worker: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 def _streams(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """A `streams` command with the kb worker's environment, as an operator would run it."""
+    return streams_cli(*args, env=_kb_environment(settings), timeout=timeout)
+
+
+def _kb_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a process that knows kb: this one's, kb's connectors folder and DSN."""
     assert settings.connectors_dir is not None
-    env = {
+    return {
         **os.environ,
         "STREAMS_CONNECTORS_DIR": str(settings.connectors_dir),
         "STREAMS_SOURCE_DSNS": json.dumps({"kb": settings.dsn("kb")}),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _add_article(settings: Settings, title: str, body: str, author: str) -> int:

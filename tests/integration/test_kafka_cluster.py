@@ -23,12 +23,9 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,18 +38,25 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import ConfigResource, NewTopic
 from psycopg import sql
 
-from streams.agents.worker_process import worker_answers
 from streams.clients import kafka_admin
 from streams.polling import poll
 from streams.resources import connectors_dir
-from streams.settings import PROJECT_ROOT, Settings
+from streams.settings import Settings
 from streams.sources import edits
 from streams.stack import connectors
 from streams.stack.connect import Connect
 from streams.stack.kafka_cluster import KafkaCluster
 from streams.stack.postgres import Postgres
 from tests.integration.fault_stream import Expected, check_content, wait_for
-from tests.integration.helpers import es_client, settings_from, unique
+from tests.integration.helpers import (
+    assert_worker_answers,
+    es_client,
+    settings_from,
+    shifted_url,
+    streams_cli,
+    unique,
+    worker_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -78,12 +82,6 @@ def _progress(line: str) -> None:
     print(f"[kafka cluster {time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
-def _shift(url: str, offset: int) -> str:
-    parts = urlsplit(url)
-    assert parts.hostname and parts.port, url
-    return urlunsplit(parts._replace(netloc=f"{parts.netloc.rsplit(':', 1)[0]}:{parts.port + offset}"))
-
-
 @dataclass
 class Cluster:
     settings: Settings  # what the cluster's worker and `streams verify` read
@@ -91,6 +89,15 @@ class Cluster:
     kafka: KafkaCluster
     connect: Connect
     home: Path
+
+    @property
+    def process_environment(self) -> dict[str, str]:
+        """The whole environment of the cluster's processes: this one's, and the cluster's variables."""
+        return {**os.environ, **self.environment}
+
+    @property
+    def worker_log(self) -> Path:
+        return self.home / "worker.log"
 
 
 def cluster_ports(base: Settings) -> list[tuple[int, int]]:
@@ -104,7 +111,7 @@ def cluster_environment(base: Settings, home: Path, bootstrap: str) -> dict[str,
         "STREAMS_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
         "STREAMS_TOPIC_REPLICATION_FACTOR": str(REPLICAS),
         "STREAMS_TOPIC_MIN_INSYNC_REPLICAS": str(MIN_IN_SYNC),
-        "STREAMS_CONNECT_URL": _shift(base.connect_url, PORT_OFFSET),
+        "STREAMS_CONNECT_URL": shifted_url(base.connect_url, PORT_OFFSET),
         "STREAMS_CONNECTORS_DIR": str(home / "connectors"),
         "STREAMS_TICKETS_DSN": urlunsplit(urlsplit(base.dsn("tickets"))._replace(path=f"/{DATABASE}")),
         "STREAMS_STACK_APPS": "",
@@ -161,38 +168,6 @@ def delete_indices(settings: Settings) -> None:
     es = es_client(settings)
     for name in es.indices.get(index=f"{PREFIX}-*", expand_wildcards="all"):
         es.indices.delete(index=name)
-
-
-@contextmanager
-def streams_worker(cluster: Cluster) -> Iterator[subprocess.Popen[bytes]]:
-    log_path = cluster.home / "worker.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **cluster.environment},
-        )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_worker(cluster: Cluster, process: subprocess.Popen[bytes], timeout_s: float = 240.0) -> None:
-    def answers() -> bool:
-        assert process.poll() is None, (
-            f"the cluster's worker exited with {process.returncode}; see {cluster.home / 'worker.log'}"
-        )
-        return worker_answers(cluster.settings)
-
-    assert poll(answers, timeout_s, 1.0), f"the cluster's worker did not answer within {timeout_s:.0f} s"
 
 
 @pytest.fixture(scope="module")
@@ -321,14 +296,7 @@ def remove_from_index(es: Any, settings: Settings, document_id: str) -> None:
 
 
 def verify(cluster: Cluster) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "verify", "--json", "--limit", "1000000"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **cluster.environment},
-        timeout=300,
-    )
+    done = streams_cli("verify", "--json", "--limit", "1000000", env=cluster.process_environment, timeout=300)
     assert done.stdout, f"streams verify printed nothing: {done.stderr[-2000:]}"
     return done.returncode, dict(json.loads(done.stdout))
 
@@ -343,10 +311,10 @@ def test_a_broker_killed_mid_stream_loses_nothing(cluster: Cluster) -> None:
     settings = cluster.settings
     started = time.monotonic()
     cluster.connect.start(_progress)
-    with streams_worker(cluster) as worker:
+    with worker_process(cluster.process_environment, cluster.worker_log) as worker:
         cluster.connect.wait_healthy(_progress)
         connectors.register(settings, _progress)
-        wait_worker(cluster, worker)
+        assert_worker_answers(worker, settings, cluster.worker_log)
         _progress(f"Connect, the connector and the worker are up after {time.monotonic() - started:.0f} s")
         admin = kafka_admin(settings)
         for in_sync_wanted in (MIN_IN_SYNC, REPLICAS):

@@ -17,15 +17,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from confluent_kafka import KafkaException
@@ -43,12 +40,19 @@ from streams.clients import (
     elasticsearch_client,
     kafka_admin,
 )
-from streams.polling import poll
-from streams.settings import PROJECT_ROOT, Settings, get_settings
+from streams.settings import Settings, get_settings
 from streams.sources import edits
 from streams.stack import connectors, stack
 from streams.stack.elasticsearch_security import create_api_key
-from tests.integration.helpers import settings_from, unique, wait_until
+from tests.integration.helpers import (
+    assert_worker_answers,
+    settings_from,
+    shifted_url,
+    streams_cli,
+    unique,
+    wait_until,
+    worker_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,13 +69,6 @@ def _progress(line: str) -> None:
     print(f"[sasl stack] {line}", flush=True)
 
 
-def _shift_url(url: str, scheme: str | None = None) -> str:
-    parts = urlsplit(url)
-    assert parts.port is not None, url
-    netloc = parts.netloc.rsplit(":", 1)[0] + f":{parts.port + PORT_OFFSET}"
-    return urlunsplit(parts._replace(netloc=netloc, scheme=scheme or parts.scheme))
-
-
 def sasl_environment(base: Settings) -> dict[str, str]:
     """STREAMS_* variables for a SASL stack beside `base`'s: other ports, other stack home, SCRAM on."""
     host, port = base.kafka_bootstrap.rsplit(":", 1)
@@ -80,14 +77,17 @@ def sasl_environment(base: Settings) -> dict[str, str]:
         "STREAMS_STACK_HOME": str(home),
         "STREAMS_KAFKA_BOOTSTRAP": f"{host}:{int(port) + PORT_OFFSET}",
         "STREAMS_KAFKA_CONTROLLER_PORT": str(base.kafka_controller_port + PORT_OFFSET),
-        "STREAMS_CONNECT_URL": _shift_url(base.connect_url),
+        "STREAMS_CONNECT_URL": shifted_url(base.connect_url, PORT_OFFSET),
         # https and a user: the stack turns security and TLS on, creates the user and a CA for clients to trust.
-        "STREAMS_ELASTICSEARCH_URL": _shift_url(base.elasticsearch_url, "https"),
+        "STREAMS_ELASTICSEARCH_URL": shifted_url(base.elasticsearch_url, PORT_OFFSET, "https"),
         "STREAMS_ELASTICSEARCH_USERNAME": ES_USER,
         "STREAMS_ELASTICSEARCH_PASSWORD": ES_PASSWORD,
         "STREAMS_ELASTICSEARCH_CA_CERTS": str(home / "elasticsearch" / "config" / "certs" / "ca.crt"),
         "STREAMS_ELASTICSEARCH_TRANSPORT_PORT": str(base.elasticsearch_transport_port + PORT_OFFSET),
-        **{f"STREAMS_{source.upper()}_DSN": _shift_url(base.dsn(source)) for source in ("tickets", "crm", "wiki")},
+        **{
+            f"STREAMS_{source.upper()}_DSN": shifted_url(base.dsn(source), PORT_OFFSET)
+            for source in ("tickets", "crm", "wiki")
+        },
         "STREAMS_WORKER_WEB_PORT": str(base.worker_web_port + PORT_OFFSET),
         "STREAMS_WORKER_ID": "streams-worker-sasl",
         "STREAMS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -152,28 +152,9 @@ def sasl_worker(sasl_stack: tuple[Settings, dict[str, str]]) -> Iterator[Setting
         yield settings
         return
     log_path = settings.stack_home / "worker-sasl-test.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            env=process_environment(environment),
-        )
-    try:
-
-        def answers() -> bool:
-            assert process.poll() is None, f"the SASL worker exited with {process.returncode}; see {log_path}"
-            return worker_answers(settings)
-
-        assert poll(answers, 240, 1.0), f"the SASL worker did not answer within 240 s; see {log_path}"
+    with worker_process(process_environment(environment), log_path) as process:
+        assert_worker_answers(process, settings, log_path)
         yield settings
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _search(settings: Settings, word: str) -> set[str]:
@@ -227,13 +208,8 @@ def test_a_wrong_kafka_password_is_refused_with_a_clear_error(sasl_stack: tuple[
     assert "STREAMS_KAFKA_SASL_PASSWORD" in message and WRONG_PASSWORD not in message, message
 
     # The worker refuses to start, saying why, within seconds (not after a metadata timeout loop).
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env=process_environment({**environment, "STREAMS_KAFKA_SASL_PASSWORD": WRONG_PASSWORD}),
-        timeout=120,
+    done = streams_cli(
+        "worker", env=process_environment({**environment, "STREAMS_KAFKA_SASL_PASSWORD": WRONG_PASSWORD}), timeout=120
     )
     assert done.returncode != 0
     assert f"refused SASL user '{USER}'" in done.stderr, done.stderr[-2000:]
@@ -266,14 +242,7 @@ def test_kafka_speaks_tls_and_a_client_that_does_not_trust_its_ca_is_refused(
     message = str(refused.value)
     assert "TLS with Kafka" in message and "STREAMS_KAFKA_SSL_CAFILE" in message and str(stranger) in message, message
 
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env=process_environment(untrusting),
-        timeout=120,
-    )
+    done = streams_cli("worker", env=process_environment(untrusting), timeout=120)
     assert done.returncode != 0
     assert "TLS with Kafka" in done.stderr, done.stderr[-2000:]
     assert PASSWORD not in done.stdout + done.stderr
@@ -295,14 +264,7 @@ def test_elasticsearch_takes_only_valid_credentials_over_tls(sasl_stack: tuple[S
         assert error.value.status_code == 401
 
     # The worker refuses to start with a wrong key, saying which credential (its agents would crash-loop on 401).
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env=process_environment(with_api_key(environment, wrong_key)),
-        timeout=120,
-    )
+    done = streams_cli("worker", env=process_environment(with_api_key(environment, wrong_key)), timeout=120)
     assert done.returncode != 0
     assert "refused the API key in STREAMS_ELASTICSEARCH_API_KEY: HTTP 401" in done.stderr, done.stderr[-2000:]
     assert wrong_key not in done.stdout + done.stderr

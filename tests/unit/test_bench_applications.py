@@ -51,3 +51,23 @@ def test_each_edit_is_timed_until_its_word_is_found_and_a_lost_one_is_reported(
 def test_without_an_application_it_is_skipped() -> None:
     report = applications.run(Settings(stack_apps=()), None, lambda line: None, rate=1.0, duration_s=1.0)
     assert "skipped" in report
+
+
+class CountingIndex:
+    """An index that holds the writer's document once it was asked `after` times."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.asked = after, 0
+
+    def count(self, index: str, query: dict[str, Any]) -> dict[str, int]:
+        self.asked += 1
+        return {"count": int(self.asked > self.after)}
+
+
+def test_the_scenario_waits_until_each_writer_s_document_is_indexed_and_says_when_it_never_is() -> None:
+    writer = FakeWriter(FakeIndex(), lose=0)
+    index = CountingIndex(after=2)
+    applications._wait_indexed(index, "alias", writer, timeout_s=30)
+    assert index.asked == 3
+    with pytest.raises(applications.BenchError, match="rt/ticket/1 was not indexed"):
+        applications._wait_indexed(CountingIndex(after=10**9), "alias", writer, timeout_s=0.1)

@@ -242,7 +242,8 @@ def test_a_page_that_points_to_no_revision_yet_waits(mappings: Mappings) -> None
 def test_a_deleted_page_deletes_its_document_without_reading(mappings: Mappings) -> None:
     db = Database(MEDIAWIKI_TABLES)
     found = reader(mappings, "mediawiki", db).triggered(event("mediawiki", "page", {"page_id": 5}, op=Op.DELETE))
-    assert [(o.part_id, o.deleted) for o in found] == [("root", True)] and db.statements == []
+    assert [(o.part_id, o.role, o.table, o.deleted) for o in found] == [("root", "root", "page", True)]
+    assert db.statements == []
 
 
 # -- Request Tracker -----------------------------------------------------------------------------------
@@ -325,7 +326,9 @@ def test_a_deleted_attachment_deletes_its_part(mappings: Mappings) -> None:
     before = db('SELECT * FROM "attachments" WHERE id = 711', [])[0]
     db.run("DELETE FROM attachments WHERE id = 711")
     found = reader(mappings, "rt", db).triggered(event("rt", "attachments", {"id": 711}, before, op=Op.DELETE))
-    assert [(o.document_id, o.part_id, o.deleted) for o in found] == [("rt/ticket/7", "attachments/711", True)]
+    assert [(o.document_id, o.part_id, o.role, o.table, o.deleted) for o in found] == [
+        ("rt/ticket/7", "attachments/711", "child", "attachments", True)
+    ]
 
 
 def test_a_role_member_removed_rereads_the_people_by_the_before_images_join_value(mappings: Mappings) -> None:

@@ -104,7 +104,7 @@ def test_generated_passwords_are_kept_private_and_reused(tmp_path: Path) -> None
 def test_the_rt_site_config_is_perl_that_points_rt_at_the_stack(tmp_path: Path) -> None:
     rt = RequestTracker(Settings(stack_home=tmp_path, request_tracker_port=18555))
     rt.home.mkdir(parents=True)
-    rt._write_site_config({"database_password": "it's a \\ secret", "admin_password": "x"})
+    rt._write_config({"database_password": "it's a \\ secret", "admin_password": "x"})
     text = rt.site_config.read_text()
     assert stat.S_IMODE(rt.site_config.stat().st_mode) == 0o600
     assert "Set($DatabaseName, 'rt');" in text and "Set($DatabasePort, 15432);" in text
@@ -123,7 +123,7 @@ def test_the_mediawiki_stack_settings_are_php_that_points_the_wiki_at_the_stack(
     ensure_application_packages(["mediawiki"], print)  # PHP comes with MediaWiki, as the stack installs it
     wiki = MediaWiki(Settings(stack_home=tmp_path, mediawiki_port=18556))
     wiki.home.mkdir(parents=True)
-    wiki._write_stack_settings()
+    wiki._write_config({"database_password": "x", "admin_password": "x"})
     program = f"require '{wiki.stack_config_file}'; echo $wgServer, '|', $wgDBserver, '|', $wgCacheDirectory;"
     done = subprocess.run(["php", "-r", program], capture_output=True, text=True, check=True)
     assert done.stdout == f"http://127.0.0.1:18556|127.0.0.1:13306|{wiki.home / 'cache'}"
