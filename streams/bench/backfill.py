@@ -3,7 +3,9 @@ time), against the raw encode rate of the configured embedding backend (STREAMS_
 as the worker uses) on the same chunk texts in this process.
 
 The burst: `streams seed` of tickets and CRM into the existing databases (a new --seed), plus copies
-of existing wiki pages under new titles (the wiki seed would reuse titles that already exist)."""
+of existing wiki pages under new titles (the wiki seed would reuse titles that already exist). While
+it drains, live edits and deletion requests are timed until the index shows them (backfill_probes.py):
+bulk work must not delay them."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.bench.backfill_probes import LiveProbes
 from streams.bench.cpu import cpu_seconds, cpu_used
 from streams.bench.probes import BenchError, Progress, WorkerLag, restarted, scrape, states
 from streams.bench.stats import ratio
@@ -92,9 +96,15 @@ class Burst:
     wall_s: float
 
 
-def indexed_burst(client: Any, alias: str, since: str, started: float) -> Burst:
+def indexed_burst(
+    client: Any, alias: str, since: str, started: float, documents: Collection[str] | None = None
+) -> Burst:
+    """The burst's chunks: indexed since `since`, of `documents` only when given (not the live edits')."""
     client.indices.refresh(index=alias)
     chunks = _new_chunks(client, alias, since)
+    if documents is not None:
+        wanted = set(documents)
+        chunks = [chunk for chunk in chunks if chunk.get("document_id") in wanted]
     if not chunks:
         raise BenchError("no new chunks reached the index")
     first_commit = min(_ts(c["commit_ts"]) for c in chunks if c.get("commit_ts"))
@@ -113,7 +123,7 @@ def _new_chunks(client: Any, alias: str, since: str) -> list[dict[str, Any]]:
             "size": 2000,
             "query": query,
             "sort": ["document_id", "part_id", "chunk_number"],
-            "_source": ["text", "indexed_at", "commit_ts"],
+            "_source": ["document_id", "text", "indexed_at", "commit_ts"],
         }
         if after is not None:
             kwargs["search_after"] = after
@@ -136,8 +146,12 @@ def seed_tickets_and_crm(docs: int, seed: int) -> None:
         raise BenchError(f"streams seed failed: {(done.stderr or done.stdout)[-500:]}")
 
 
-def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settle_s: float = 20.0) -> dict[str, Any]:
+def run(
+    settings: Settings, client: Any, progress: Progress, *, docs: int, people: int = 3, settle_s: float = 20.0
+) -> dict[str, Any]:
     rng = random.Random()
+    # Live edits and deletion requests through the whole burst; their people are indexed before it.
+    live = LiveProbes(settings, client, progress, people=people)
     since = datetime.now(UTC).isoformat()
     started = time.time()
     first = scrape(settings)
@@ -146,11 +160,13 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
     wiki_docs = max(1, docs // 3)
     other_docs = max(2, docs - wiki_docs)
     progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
+    live.start()
     seed_tickets_and_crm(other_docs, rng.randrange(10**6))
     documents = _copy_wiki_pages(settings, wiki_docs, rng) + _new_documents(settings, ids_before)
     seeded_at = time.time()
     progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")
     last, stable_since, restarts, carried = -1.0, time.monotonic(), 0, 0.0
+    during: dict[str, Any] | None = None
     latest = first
     with WorkerLag(settings) as lag:
         deadline = time.monotonic() + 900
@@ -167,6 +183,10 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
             latest = snapshot
             current = carried + snapshot.value(EMBEDDED) - (first.value(EMBEDDED) if restarts == 0 else 0.0)
             indexed = len(states(client, settings.index_alias, documents))
+            if during is None and indexed >= 0.98 * len(documents):
+                # The burst is in the index: the probes have seen it drain. They stop now, so that the
+                # chunk counter settles on the burst's own work.
+                during = live.stop()
             if current != last:
                 last, stable_since = current, time.monotonic()
                 progress(f"backfill: {indexed}/{len(documents)} documents indexed, {current:.0f} chunks embedded")
@@ -178,10 +198,12 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
                 break  # a few may name forgotten subjects
             time.sleep(1)
         else:
+            if during is None:
+                live.stop(drain_s=0)
             raise BenchError("the worker was still embedding after 900 s")
     embedded_delta = last
     cpu_pipeline = cpu_used(cpu_before, cpu_seconds(settings))
-    burst = indexed_burst(client, settings.index_alias, since, started)
+    burst = indexed_burst(client, settings.index_alias, since, started, documents)
     chunks, first_indexed, last_indexed, wall = burst.chunks, burst.first_indexed, burst.last_indexed, burst.wall_s
     pipeline = embedded_delta / wall
     texts = [c["text"] for c in chunks]
@@ -212,9 +234,14 @@ def run(settings: Settings, client: Any, progress: Progress, *, docs: int, settl
         "ratio": ratio(pipeline, encode_rate),
         "encode_s": round(encode_s, 1),
         "cpu_s": {"pipeline": cpu_pipeline, "encode": cpu_encode, "cores": os.cpu_count()},
+        "documents_per_s": round(len(documents) / wall, 2),
+        # Live work while the burst drained: a real edit a second, and a deletion request every few
+        # seconds, each timed until the index showed it (backfill_probes.py).
+        "during_backfill": during,
         "method": (
             "pipeline: streams_chunks_embedded_total delta / (last new chunk indexed_at - first source commit);"
             " encode: Embedder.from_settings(settings).encode (the configured backend) on the new chunks' texts"
-            " after the pipeline finished"
+            " after the pipeline finished; the live probes' own edits (one a second, about a chunk each)"
+            " count in the pipeline's delta until the burst is in the index"
         ),
     }

@@ -151,6 +151,14 @@ def _print_backfill(b: dict[str, Any]) -> None:
         f" ({b.get('encode_backend') or '-'}) {_fmt(b.get('encode_chunks_per_s'))} chunks/s,"
         f" ratio {_fmt(b.get('ratio'))}"
     )
+    during = b.get("during_backfill") or {}
+    fresh, gone = during.get("live_freshness_s") or {}, during.get("forget_unsearchable_s") or {}
+    click.echo(
+        f"             during it: live edits p50 {_fmt(fresh.get('p50'), 's')} p99 {_fmt(fresh.get('p99'), 's')}"
+        f" ({during.get('live_edits', 0)} edits, {during.get('live_never_searchable', 0)} never searchable),"
+        f" forget p50 {_fmt(gone.get('p50'), 's')} p99 {_fmt(gone.get('p99'), 's')}"
+        f" ({during.get('forget_requests', 0)} requests)"
+    )
 
 
 def _print_incremental(i: dict[str, Any]) -> None:
@@ -222,7 +230,15 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
     help="Comma-separated scenarios to run; `workers` (1, 2, 3 worker processes) only when named.",
 )
 @click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
-def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float) -> None:
+@click.option(
+    "--backfill-docs",
+    type=click.IntRange(min=3),
+    default=None,
+    help="Documents in the backfill burst (default: 60 with --quick, else 300), a third of them wiki pages.",
+)
+def bench(
+    json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float, backfill_docs: int | None
+) -> None:
     """Benchmark the ceiling and the real stack: chunks/s and agreement of every embedding backend and
     of auto's choice, on short, median and full-length chunks, with the CPU's flags (needs no stack),
     freshness under steady edits, backfill throughput against the configured
@@ -237,6 +253,7 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
       streams bench --quick
       streams bench --json bench.json --plot bench.png
       streams bench --only steady,forget --rate 10
+      streams bench --only backfill --backfill-docs 5000
       streams bench --only embedding --json embedding.json
       streams bench --only workers   # throughput with 1, 2 and 3 worker processes (stop your worker first)
     """
@@ -256,7 +273,7 @@ def bench(json_path: Path | None, plot_path: Path | None, quick: bool, only: str
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     sizes = {
         "duration_s": 15.0 if quick else 60.0,
-        "docs": 60 if quick else 300,
+        "docs": backfill_docs or (60 if quick else 300),
         "edits": 2 if quick else 5,
         "forget_requests": 3 if quick else 20,
         "backlog": 1_000 if quick else 10_000,
@@ -338,7 +355,9 @@ def _run_stack_scenarios(
         "applications": lambda: applications.run(
             settings, client, _progress, rate=min(rate, 2.0), duration_s=sizes["duration_s"], drain_s=60.0
         ),
-        "backfill": lambda: backfill.run(settings, client, _progress, docs=int(sizes["docs"])),
+        "backfill": lambda: backfill.run(
+            settings, client, _progress, docs=int(sizes["docs"]), people=int(sizes["forget_requests"])
+        ),
         "incremental": lambda: incremental.run(settings, client, _progress, edits_count=int(sizes["edits"])),
         "forget": lambda: forget.run(
             settings, client, _progress, requests=int(sizes["forget_requests"]), backlog=int(sizes["backlog"])

@@ -1,0 +1,119 @@
+"""Live work during a backfill: real edits and deletion requests while the burst drains, each timed
+until the index shows it (an edit searchable, a person unsearchable).
+
+The edits are steady.py's (a wiki paragraph, a ticket comment, a CRM note, in turn), one a second;
+the deletion requests are forget.py's people (a ticket, a contact, a note and a ticket naming them,
+created and indexed before the burst), one every few seconds. Both run in threads of their own, from
+`start()` to `stop()`, so that they overlap the whole burst as a person and a compliance team would."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+from streams.bench import forget, steady
+from streams.bench.probes import BenchError, Progress, states, wait_for
+from streams.bench.stats import summary
+from streams.bench.timed_edits import freshness
+from streams.clients import kafka_producer
+from streams.settings import Settings
+
+
+class LiveProbes:
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any,
+        progress: Progress,
+        *,
+        people: int,
+        edit_every_s: float = 1.0,
+        forget_every_s: float = 4.0,
+        timeout_s: float = 180.0,
+    ) -> None:
+        self.settings, self.client, self.progress = settings, client, progress
+        self.edit_every_s, self.forget_every_s, self.timeout_s = edit_every_s, forget_every_s, timeout_s
+        self.rng = random.Random()
+        self.targets = steady._live(client, settings.index_alias, *steady._ids(settings))
+        tag = uuid.uuid4().hex[:8]
+        progress(f"backfill: creating {people} people to forget during the burst")
+        self.people = [forget.make_person(tag, n) for n in range(people)]
+        for person in self.people:
+            indexed = forget._count_is(client, settings.index_alias, person, lambda n: n[0] >= 3 and n[1] >= 2)
+            if not wait_for(indexed, timeout_s):
+                raise BenchError(f"{person.email} was not indexed within {timeout_s:.0f}s")
+        self.edits: list[steady.Edit] = []
+        self.edit_errors: list[str] = []
+        self.forget_times: list[float] = []
+        self.forget_failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._edit, name="bench-backfill-edits", daemon=True),
+            threading.Thread(target=self._forget, name="bench-backfill-forget", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, drain_s: float = 60.0) -> dict[str, Any]:
+        """Stop issuing; wait up to `drain_s` for the last edits to be seen; the figures."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=drain_s + self.timeout_s)
+        deadline = time.monotonic() + drain_s
+        while any(e.seen_at is None for e in self.edits) and time.monotonic() < deadline:
+            self._look()
+            time.sleep(0.2)
+        fresh = freshness(self.edits)
+        return {
+            "live_edits": len(self.edits),
+            "live_never_searchable": len(self.edits) - len(fresh),
+            "live_edit_errors": self.edit_errors[:5],
+            "live_freshness_s": summary(fresh),
+            "live_freshness_by_source_s": {
+                source: summary(freshness(e for e in self.edits if e.source == source))
+                for source in sorted({e.source for e in self.edits})
+            },
+            "forget_requests": len(self.forget_times) + len(self.forget_failures),
+            "forget_unsearchable_s": summary(self.forget_times),
+            "forget_failures": self.forget_failures,
+        }
+
+    def _edit(self) -> None:
+        n = 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            if time.monotonic() >= next_at:
+                next_at += self.edit_every_s
+                try:
+                    self.edits.append(steady.make_edit(n, self.rng, *self.targets))
+                except Exception as exc:  # a failed edit is counted, the probes go on
+                    self.edit_errors.append(f"{type(exc).__name__}: {exc}")
+                n += 1
+            self._look()
+            time.sleep(0.2)
+
+    def _look(self) -> None:
+        pending = [e for e in self.edits if e.seen_at is None]
+        if not pending:
+            return
+        found = states(self.client, self.settings.index_alias, {e.document_id for e in pending})
+        now = time.time()
+        for edit in pending:
+            if edit.applied(found.get(edit.document_id)):
+                edit.seen_at = now
+
+    def _forget(self) -> None:
+        producer = kafka_producer(self.settings)
+        for person in self.people:
+            if self._stop.wait(self.forget_every_s):
+                return
+            times, _, failures = forget._forget_all(
+                self.settings, self.client, producer, [person], self.timeout_s, self.progress, " (backfill)"
+            )
+            self.forget_times += times
+            self.forget_failures += failures
