@@ -30,6 +30,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from cachetools import TTLCache
+
 from streams import avro
 from streams.errors import DecodeError, StreamsError
 from streams.observability import metrics
@@ -44,6 +46,12 @@ log = logging.getLogger(__name__)
 
 # (key, value, partition or None for the key's) -> an awaitable that completes once the broker has the record.
 Forward = Callable[[bytes, bytes, int | None], Awaitable[Awaitable[object]]]
+# A message as the router decoded it: its routed change (None: nothing to index), its event when it is
+# read through paths, or the error that makes it a dead letter.
+Decoded = RoutedChange | ChangeEvent | StreamsError | None
+
+NEW_DOCUMENT_S = 300.0  # a document created this recently is part of its source's burst
+NEW_DOCUMENTS_KEPT = 200_000
 
 
 class ChangeDecoder:
@@ -206,8 +214,8 @@ class BurstDetector:
     a page's, revision's and text's tables, or a ticket's and its comments'; a person's edits come a
     few at a time. The bytes catch an import of large documents that creates them one at a time (a
     wiki's pages, each tens of chunks): few changes a second, but far more text than the model embeds
-    in that time. A live edit to a source while it bursts goes with the burst: it waits no longer than
-    the import's other rows already would."""
+    in that time. Which of a bursting source's changes are bulk work is the router's to say (see
+    `ChangeRouter._forward_change`)."""
 
     def __init__(
         self, events: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic, size: int = 0
@@ -266,34 +274,73 @@ class ChangeRouter:
         # (agents/lanes.py).
         self.forward_backfill = forward_backfill
         self.burst = BurstDetector(burst_events, burst_window_s, clock, size=burst_bytes)
+        # Within a burst, what goes to the backfill lane: the documents it creates (their root row
+        # inserted within the last NEW_DOCUMENT_S), and everything when the changes to the other
+        # documents burst by themselves (a bulk update). A person's edit of an existing document
+        # during an import of new ones stays live.
+        self.update_burst = BurstDetector(burst_events, burst_window_s, clock, size=burst_bytes)
+        self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
 
-    def bulk_sources(self, messages: Sequence[RawMessage]) -> set[str]:
-        """The sources (all their tables together) bursting with this batch counted in."""
-        counts: dict[str, tuple[int, int]] = {}
+    def _decode_all(self, messages: Sequence[RawMessage]) -> list[tuple[RawMessage, Decoded]]:
+        """Each message decoded and mapped (or the error that stops it), and the new documents noted."""
+        decoded: list[tuple[RawMessage, Decoded]] = []
         for message in messages:
-            source = source_of(message.topic)
-            changes, size = counts.get(source, (0, 0))
-            counts[source] = (changes + 1, size + len(message.value or b""))
-        return self.burst.bursting(counts)
+            try:
+                event = self.decoder.event(message)
+                if event is not None and self.paths is not None and self.paths.handles(event):
+                    decoded.append((message, event))  # read through its paths when routed
+                    continue
+                routed = self.decoder.routed(message, event)
+            except StreamsError as exc:
+                decoded.append((message, exc))
+                continue
+            change = routed.change if routed is not None else None
+            if event is not None and change is not None and event.op == "c" and change.role == "root":
+                self.created[change.document_id] = True
+            decoded.append((message, routed))
+        return decoded
 
-    def _forward_change(self, change: PartChange, message: RawMessage, bulk: set[str]) -> Forward:
-        if self.forward_backfill is not None and (change.snapshot or source_of(message.topic) in bulk):
+    def bulk_sources(self, decoded: Sequence[tuple[RawMessage, Decoded]]) -> tuple[set[str], set[str]]:
+        """The sources bursting with this batch counted in (all their tables together), and those
+        bursting by their changes to documents they did not just create."""
+        counts: dict[str, tuple[int, int]] = {}
+        updates: dict[str, tuple[int, int]] = {}
+        for message, outcome in decoded:
+            source, size = source_of(message.topic), len(message.value or b"")
+            changes, total = counts.get(source, (0, 0))
+            counts[source] = (changes + 1, total + size)
+            change = outcome.change if isinstance(outcome, RoutedChange) else None
+            # A change to an existing document, or a row read through paths (whose documents are
+            # known only once read); not a heartbeat, a skipped row or a dead letter.
+            if isinstance(outcome, ChangeEvent) or (change is not None and change.document_id not in self.created):
+                changes, total = updates.get(source, (0, 0))
+                updates[source] = (changes + 1, total + size)
+        return self.burst.bursting(counts), self.update_burst.bursting(updates)
+
+    def _forward_change(self, change: PartChange, message: RawMessage, bulk: tuple[set[str], set[str]]) -> Forward:
+        if self.forward_backfill is None:
+            return self.forward
+        bursting, updating = bulk
+        source = source_of(message.topic)
+        if change.snapshot or source in updating or (source in bursting and change.document_id in self.created):
             return self.forward_backfill
         return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
-        bulk = self.bulk_sources(messages)
-        for message in messages:
-            try:
-                event = self.decoder.event(message)
-                if event is not None and self.paths is not None and self.paths.handles(event):
-                    pending.extend(await self._read_through_paths(message, event, bulk))
-                    continue
-                routed = self.decoder.routed(message, event)
-            except StreamsError as exc:
-                await self._dead_letter(message, exc)
+        decoded = self._decode_all(messages)
+        bulk = self.bulk_sources(decoded)
+        for message, outcome in decoded:
+            if isinstance(outcome, StreamsError):
+                await self._dead_letter(message, outcome)
                 continue
+            if isinstance(outcome, ChangeEvent):
+                try:
+                    pending.extend(await self._read_through_paths(message, outcome, bulk))
+                except StreamsError as exc:
+                    await self._dead_letter(message, exc)
+                continue
+            routed = outcome
             if routed is None:
                 metrics.EVENTS.labels(source=message.topic.split(".")[0], outcome="skipped").inc()
                 continue
@@ -314,7 +361,7 @@ class ChangeRouter:
         await self.send_dead_letter(message.origin, dead_letter_record(message.origin, message.key, message.value, exc))
 
     async def _read_through_paths(
-        self, message: RawMessage, event: ChangeEvent, bulk: set[str]
+        self, message: RawMessage, event: ChangeEvent, bulk: tuple[set[str], set[str]]
     ) -> list[Awaitable[object]]:
         """A trigger: the parts it affects, read from the source, each forwarded as a routed change; a
         part that cannot be read is a dead letter of its own, and the others go on."""

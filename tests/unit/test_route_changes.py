@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -295,6 +296,35 @@ def test_a_burst_spread_over_a_sources_tables_is_one_burst(mappings: Mappings) -
     comments = [raw("tickets.public.ticket_comments/create", offset=5 + n, ticket_id=n) for n in range(2)]
     asyncio.run(router.route([*tickets, *comments, raw("crm.public.notes/create", offset=9)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (1, 4)
+
+
+def new_ticket(ticket_id: int, offset: int) -> RawMessage:
+    """A ticket row inserted, keyed by its id as Debezium keys it (the document's id comes from the key)."""
+    message = raw("tickets.public.tickets/create", offset=offset, id=ticket_id)
+    return dataclasses.replace(message, key=json.dumps({"id": ticket_id}).encode())
+
+
+def test_during_an_import_of_new_documents_an_edit_of_an_existing_one_stays_live(mappings: Mappings) -> None:
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=4)
+    # Four new tickets and a comment on one of them (a child of a new document), with a person's
+    # comment on an existing ticket among them: only that one is live work.
+    imported = [new_ticket(100 + n, offset=n) for n in range(4)]
+    imported.append(raw("tickets.public.ticket_comments/create", offset=5, id=900, ticket_id=100))
+    edit = raw("tickets.public.ticket_comments/create", offset=6, id=901, ticket_id=7)
+    asyncio.run(router.route([*imported[:2], edit, *imported[2:]]))
+    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7"]
+    assert sorted({key for key, _ in backfill.forwarded}) == [f"tickets/ticket/{100 + n}".encode() for n in range(4)]
+    assert len(backfill.forwarded) == 5
+
+
+def test_a_bulk_update_of_existing_documents_goes_to_the_backfill_lane_whole(mappings: Mappings) -> None:
+    # Updates alone burst: nothing tells a person's edit from the migration's, so all go to backfill.
+    live, backfill = Recorder(), Recorder()
+    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=4)
+    updates = [raw("tickets.public.tickets/update", offset=n, id=n) for n in range(4)]
+    asyncio.run(router.route([*updates, raw("tickets.public.tickets/create", offset=8, id=50)]))
+    assert (len(live.forwarded), len(backfill.forwarded)) == (0, 5)
 
 
 def test_a_few_large_changes_are_a_burst_by_their_bytes(mappings: Mappings) -> None:
