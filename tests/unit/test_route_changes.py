@@ -290,12 +290,21 @@ def test_a_burst_from_one_table_goes_to_the_backfill_lane_and_the_rest_stays_liv
 
 def test_a_burst_spread_over_a_sources_tables_is_one_burst(mappings: Mappings) -> None:
     # An import of tickets writes tickets and their comments: 2 + 2 changes, under 3 in either table.
-    live, backfill = Recorder(), Recorder()
-    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=3)
+    router, live, backfill = two_lanes(mappings, burst_events=3)
     tickets = [raw("tickets.public.tickets/update", offset=offset, id=offset) for offset in range(2)]
     comments = [raw("tickets.public.ticket_comments/create", offset=5 + n, ticket_id=n) for n in range(2)]
     asyncio.run(router.route([*tickets, *comments, raw("crm.public.notes/create", offset=9)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (1, 4)
+
+
+def two_lanes(mappings: Mappings, **burst: Any) -> tuple[ChangeRouter, Recorder, Recorder]:
+    """A router with a live and a backfill lane, and its burst settings."""
+    live, backfill = Recorder(), Recorder()
+    return (
+        ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, **burst),
+        live,
+        backfill,
+    )
 
 
 def new_ticket(ticket_id: int, offset: int) -> RawMessage:
@@ -305,8 +314,7 @@ def new_ticket(ticket_id: int, offset: int) -> RawMessage:
 
 
 def test_during_an_import_of_new_documents_an_edit_of_an_existing_one_stays_live(mappings: Mappings) -> None:
-    live, backfill = Recorder(), Recorder()
-    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=4)
+    router, live, backfill = two_lanes(mappings, burst_events=4)
     # Four new tickets and a comment on one of them (a child of a new document), with a person's
     # comment on an existing ticket among them: only that one is live work.
     imported = [new_ticket(100 + n, offset=n) for n in range(4)]
@@ -320,8 +328,7 @@ def test_during_an_import_of_new_documents_an_edit_of_an_existing_one_stays_live
 
 def test_a_bulk_update_of_existing_documents_goes_to_the_backfill_lane_whole(mappings: Mappings) -> None:
     # Updates alone burst: nothing tells a person's edit from the migration's, so all go to backfill.
-    live, backfill = Recorder(), Recorder()
-    router = ChangeRouter(mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=4)
+    router, live, backfill = two_lanes(mappings, burst_events=4)
     updates = [raw("tickets.public.tickets/update", offset=n, id=n) for n in range(4)]
     asyncio.run(router.route([*updates, raw("tickets.public.tickets/create", offset=8, id=50)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (0, 5)
@@ -330,24 +337,13 @@ def test_a_bulk_update_of_existing_documents_goes_to_the_backfill_lane_whole(map
 def test_a_few_large_changes_are_a_burst_by_their_bytes(mappings: Mappings) -> None:
     # An import that creates large documents one at a time: two changes, far under the count, but
     # together over the bytes; a small change of another source stays live.
-    live, backfill = Recorder(), Recorder()
     pages = [raw("tickets.public.tickets/update", offset=offset, id=offset) for offset in range(2)]
     size = sum(len(message.value or b"") for message in pages)
-    router = ChangeRouter(
-        mappings, live.forward, live.dead_letter, forward_backfill=backfill.forward, burst_events=100, burst_bytes=size
-    )
+    router, live, backfill = two_lanes(mappings, burst_events=100, burst_bytes=size)
     asyncio.run(router.route([*pages, raw("crm.public.notes/create", offset=9)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (1, 2)
     # One byte more than the two weigh, and they are live work.
-    live, backfill = Recorder(), Recorder()
-    router = ChangeRouter(
-        mappings,
-        live.forward,
-        live.dead_letter,
-        forward_backfill=backfill.forward,
-        burst_events=100,
-        burst_bytes=size + 1,
-    )
+    router, live, backfill = two_lanes(mappings, burst_events=100, burst_bytes=size + 1)
     asyncio.run(router.route(pages))
     assert (len(live.forwarded), len(backfill.forwarded)) == (2, 0)
 
