@@ -48,7 +48,7 @@ STAFF_RIGHTS = (
 # Where RT keeps what it writes (Debian's RT::Generated points at /var, owned by www-data).
 RT_DIRECTORIES = {"VarPath": "var", "MasonDataDir": "mason_data", "MasonSessionDir": "session_data"}
 # What connectors/rt.json captures (the tables connectors/rt.mapping.yaml reads), through this publication.
-CAPTURED_TABLES = ("tickets", "queues", "transactions", "attachments", "groups", "groupmembers", "users")
+CAPTURED_TABLES = ("tickets", "queues", "transactions", "attachments", "groups", "groupmembers", "users", "acl")
 PUBLICATION = "streams_rt"
 # Starlet forks this many workers (its default is 10, each a full RT process).
 WORKERS = "2"
