@@ -205,12 +205,15 @@ class Subject(_Node):
 class Groups(_Node):
     """Access groups from a column (a list, or text split on ``split``) or a template, each given
     ``prefix``. A mapping may list several: the first that yields any group gives the document's
-    (MediaWiki: a page's read restrictions where set, else its namespace)."""
+    (MediaWiki: a page's read restrictions where set, else its namespace). An entry with ``also`` is
+    no alternative: its groups are added to the document's, whatever the others give (RT: the groups
+    its ACL lets see the ticket, besides the ticket's queue)."""
 
     column: ColumnName | None = None
     template: Template | None = None
     split: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = None
     prefix: str = ""
+    also: StrictBool = False
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Groups:
@@ -250,42 +253,60 @@ def _groups_list(raw: Any) -> Any:
 
 
 def document_groups(groups: tuple[Groups, ...], rows: Iterable[Mapping[str, Any]]) -> tuple[str, ...] | None:
-    """The first of `groups` that yields any group over `rows` (None when the mapping names none)."""
+    """The first of `groups` that yields any group over `rows`, and every ``also`` entry's groups (None
+    when the mapping names none)."""
     if not groups:
         return None
     rows = list(rows)
-    for entry in groups:
-        found = tuple(dict.fromkeys(value for row in rows for value in entry.values(row)))
-        if found:
-            return found
-    return ()
+
+    def found(entry: Groups) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value for row in rows for value in entry.values(row)))
+
+    first = next((values for entry in groups if not entry.also if (values := found(entry))), ())
+    return tuple(dict.fromkeys((*first, *(value for entry in groups if entry.also for value in found(entry)))))
 
 
 class Join(_Node):
     """This hop's ``column`` equals ``to`` (``table.column`` of the root or an earlier hop); ``prefix``
     when the earlier column holds the value with a literal before it (MediaWiki's ``tt:<old_id>``),
     ``column_prefix`` when this hop's column does (a polymorphic reference, Tryton's ``ir_note.resource``
-    ``'party.party,<id>'``: only the rows that name this table join)."""
+    ``'party.party,<id>'``: only the rows that name this table join).
+
+    Or, instead of ``to``, a constant ``value``: the hop's rows do not depend on any row of the
+    document's (RT's system-wide rights, ``acl.objectid = 1`` where ``objecttype = 'RT::System'``), so
+    every document joins the same rows, and a change to one of them touches every document."""
 
     column: Name
-    to: ColumnName
+    to: ColumnName | None = None
+    value: Scalar | None = None
     prefix: str = ""
     column_prefix: str = ""
 
     @model_validator(mode="after")
     def _qualified(self) -> Join:
-        if "." not in self.to:
+        if (self.to is None) == (self.value is None):
+            raise ValueError("needs exactly one of to or value")
+        if self.to is not None and "." not in self.to:
             raise ValueError(f"to {self.to!r} must be table.column")
         if self.prefix and self.column_prefix:
             raise ValueError("takes prefix or column_prefix, not both")
+        if self.value is not None and (self.prefix or self.column_prefix):
+            raise ValueError("a join on a constant value takes no prefix or column_prefix")
         return self
 
     @property
+    def anchored(self) -> bool:
+        """Whether the hop joins a constant (no earlier row)."""
+        return self.value is not None
+
+    @property
     def to_table(self) -> str:
+        assert self.to is not None, "a join on a constant value joins no table"
         return self.to.split(".", 1)[0]
 
     @property
     def to_column(self) -> str:
+        assert self.to is not None, "a join on a constant value joins no column"
         return self.to.split(".", 1)[1]
 
 
@@ -295,12 +316,20 @@ def _names(raw: Any) -> Any:
 
 class Hop(_Node):
     """One key lookup of a path: rows of ``table`` joined to an earlier table, kept when every
-    ``where`` column equals its value (or one of its list of values)."""
+    ``where`` column equals its value (or one of its list of values). ``as`` names the hop where a
+    path reads one table twice (RT's ``acl``: the rights on the ticket's queue, and the system's);
+    later hops' joins and the mapping's ``table.column`` names then use that name."""
 
     table: Name
+    as_: Name | None = Field(default=None, alias="as")
     join: Join
     key: Annotated[tuple[Name, ...], BeforeValidator(_names)] = ()
     where: dict[Name, Scalar | tuple[Scalar, ...]] = {}
+
+    @property
+    def ref(self) -> str:
+        """The name the mapping's columns and later joins use for this hop."""
+        return self.as_ or self.table
 
     def matches(self, row: Mapping[str, Any]) -> bool:
         """Whether a row of this table passes the hop's filters (a delete's before-image; a column the
@@ -313,6 +342,8 @@ class Hop(_Node):
         joined = row.get(self.join.column)
         if isinstance(joined, bytes):
             joined = joined.decode("utf-8", "replace")
+        if self.join.value is not None and self.join.column in row and not _wanted(joined, self.join.value):
+            return False
         return not (
             self.join.column_prefix and joined is not None and not str(joined).startswith(self.join.column_prefix)
         )
@@ -393,14 +424,14 @@ class DocumentMapping(_Node):
         for hops in (self.path, *(part.path for part in self.parts)):
             seen = {self.table}
             for hop in hops:
-                if hop.join.to_table not in seen:
+                if not hop.join.anchored and hop.join.to_table not in seen:
                     raise ValueError(
-                        f"hop {hop.table}: joins to {hop.join.to}, but {hop.join.to_table} is not the root or an "
+                        f"hop {hop.ref}: joins to {hop.join.to}, but {hop.join.to_table} is not the root or an "
                         "earlier hop"
                     )
-                if hop.table in seen:
-                    raise ValueError(f"table {hop.table} appears twice on one path")
-                seen.add(hop.table)
+                if hop.ref in seen:
+                    raise ValueError(f"{hop.ref} appears twice on one path (name a second hop on a table with as:)")
+                seen.add(hop.ref)
         names = [part.name for part in self.parts]
         if duplicates := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"part name(s) used twice: {', '.join(duplicates)}")

@@ -51,6 +51,9 @@ DialectName = Literal["postgres", "mariadb", "sqlite"]
 # (sql with %s placeholders, parameters) -> rows as dicts keyed by the selected aliases.
 Query = Callable[[str, Sequence[Any]], list[dict[str, Any]]]
 ROOT = "r"
+# Root keys per read: a change to a row every document joins (a system-wide right) re-reads them all,
+# and a database takes a bounded number of parameters per statement (PostgreSQL 65535).
+READ_BATCH = 500
 
 
 class SourceReadError(StreamsError):
@@ -110,36 +113,50 @@ class _Chain:
     hops: tuple[Hop, ...]
 
     def alias(self, table: str) -> str:
+        """The SQL alias of the root or of the hop that `table` names (its table, or its `as`)."""
         if table == self.document.table:
             return ROOT
         for index, hop in enumerate(self.hops):
-            if hop.table == table:
+            if hop.ref == table:
                 return f"h{index}"
         raise MappingError(f"{table!r} is not the root or a hop of this path")
+
+    def ancestors(self, at: int) -> list[int]:
+        """The hops that hop `at`'s rows depend on, and `at` itself, in path order: a walk back joins
+        only these (a path may branch, as RT's queue rights and system rights do from one ticket)."""
+        needed = {at}
+        for index in range(at, -1, -1):
+            hop = self.hops[index]
+            if index in needed and not hop.join.anchored and hop.join.to_table != self.document.table:
+                needed.add(next(i for i in range(index) if self.hops[i].ref == hop.join.to_table))
+        return sorted(needed)
 
     def column(self, table: str, column: str) -> str:
         return f"{self.alias(table)}.{self.dialect.quote(column)}"
 
     def _condition(self, index: int, params: list[Any]) -> str:
         hop = self.hops[index]
-        own = self.column(hop.table, hop.join.column)
-        if hop.join.prefix:
-            own = self.dialect.prefixed(hop.join.prefix, own)
-        to = self.column(hop.join.to_table, hop.join.to_column)
-        if hop.join.column_prefix:
-            to = self.dialect.prefixed(hop.join.column_prefix, to)
-        terms = [f"{own} = {to}"]
+        own = self.column(hop.ref, hop.join.column)
+        if hop.join.anchored:
+            terms = [f"{own} = %s"]
+            params.append(hop.join.value)
+        else:
+            if hop.join.prefix:
+                own = self.dialect.prefixed(hop.join.prefix, own)
+            to = self.column(hop.join.to_table, hop.join.to_column)
+            if hop.join.column_prefix:
+                to = self.dialect.prefixed(hop.join.column_prefix, to)
+            terms = [f"{own} = {to}"]
         for column, wanted in hop.where.items():
             values = wanted if isinstance(wanted, tuple) else (wanted,)
-            terms.append(f"{self.column(hop.table, column)} IN ({', '.join('%s' for _ in values)})")
+            terms.append(f"{self.column(hop.ref, column)} IN ({', '.join('%s' for _ in values)})")
             params.extend(values)
         return " AND ".join(terms)
 
-    def joins(self, upto: int, kind: str, params: list[Any]) -> str:
+    def joins(self, hops: Iterable[int], kind: str, params: list[Any]) -> str:
         q = self.dialect.quote
         return "".join(
-            f" {kind} JOIN {q(hop.table)} {self.alias(hop.table)} ON {self._condition(index, params)}"
-            for index, hop in enumerate(self.hops[:upto])
+            f" {kind} JOIN {q(self.hops[index].table)} h{index} ON {self._condition(index, params)}" for index in hops
         )
 
     def read_sql(
@@ -150,14 +167,16 @@ class _Chain:
         params: list[Any] = []
         selected = ", ".join(f"{self.column(t, c)} AS c{i}" for i, (t, c) in enumerate(columns))
         q = self.dialect.quote
-        sql = f"SELECT {selected} FROM {q(self.document.table)} {ROOT}{self.joins(len(self.hops), 'LEFT', params)}"
+        sql = (
+            f"SELECT {selected} FROM {q(self.document.table)} {ROOT}{self.joins(range(len(self.hops)), 'LEFT', params)}"
+        )
         sql += f" WHERE {self.column(self.document.table, self.document.key)} IN ({', '.join('%s' for _ in keys)})"
         params.extend(keys)
         for column, value in (restrict or {}).items():
-            sql += f" AND {self.column(self.hops[at].table, column)} = %s"
+            sql += f" AND {self.column(self.hops[at].ref, column)} = %s"
             params.append(value)
         order = [self.column(self.document.table, self.document.key)]
-        order += [self.column(hop.table, k) for hop in self.hops for k in hop.key]
+        order += [self.column(hop.ref, k) for hop in self.hops for k in hop.key]
         return sql + " ORDER BY " + ", ".join(order), params
 
     def walk_back_sql(self, at: int, key: Mapping[str, Any]) -> tuple[str, list[Any]]:
@@ -165,21 +184,25 @@ class _Chain:
         params: list[Any] = []
         root_key = self.column(self.document.table, self.document.key)
         q = self.dialect.quote
-        joins = self.joins(at + 1, "INNER", params)
+        joins = self.joins(self.ancestors(at), "INNER", params)
         sql = f"SELECT DISTINCT {root_key} AS c0 FROM {q(self.document.table)} {ROOT}{joins}"
         terms = []
         for column, value in key.items():
-            terms.append(f"{self.column(self.hops[at].table, column)} = %s")
+            terms.append(f"{self.column(self.hops[at].ref, column)} = %s")
             params.append(value)
         return sql + " WHERE " + " AND ".join(terms), params
 
     def walk_back_deleted_sql(self, at: int, joined_value: Any) -> tuple[str, list[Any]]:
-        """The root keys whose chain held hop `at`'s deleted row: those whose earlier hop it joined."""
+        """The root keys whose chain held hop `at`'s deleted row: those whose earlier hop it joined
+        (every root, for a hop joined on a constant: the caller checked the row held it)."""
         params: list[Any] = []
         hop = self.hops[at]
         root_key = self.column(self.document.table, self.document.key)
         q = self.dialect.quote
-        sql = f"SELECT DISTINCT {root_key} AS c0 FROM {q(self.document.table)} {ROOT}{self.joins(at, 'INNER', params)}"
+        joins = self.joins(self.ancestors(at)[:-1], "INNER", params)
+        sql = f"SELECT DISTINCT {root_key} AS c0 FROM {q(self.document.table)} {ROOT}{joins}"
+        if hop.join.anchored:
+            return sql, params
         to = self.column(hop.join.to_table, hop.join.to_column)
         if hop.join.column_prefix:  # the deleted row's column holds the whole reference
             to = self.dialect.prefixed(hop.join.column_prefix, to)
@@ -210,18 +233,20 @@ def _root_columns(document: DocumentMapping) -> set[tuple[str, str]]:
         document.columns()
         | {c for g in document.groups for c in g.columns()}
         | _body_columns(document.body)
-        | {hop.join.to for hop in document.path}
+        | {hop.join.to for hop in document.path if hop.join.to}
     )
-    return _columns_of(names, document.table) | {(hop.table, hop.join.column) for hop in document.path}
+    return _columns_of(names, document.table) | {(hop.ref, hop.join.column) for hop in document.path}
 
 
 def _part_columns(document: DocumentMapping, part: PartMapping) -> set[tuple[str, str]]:
     names = (
-        _body_columns(part.body) | {c for s in part.subjects for c in s.columns()} | {hop.join.to for hop in part.path}
+        _body_columns(part.body)
+        | {c for s in part.subjects for c in s.columns()}
+        | {hop.join.to for hop in part.path if hop.join.to}
     )
-    columns = _columns_of(names, part.leaf.table)
-    columns |= {(hop.table, hop.join.column) for hop in part.path}
-    columns |= {(hop.table, k) for hop in part.path for k in hop.key}
+    columns = _columns_of(names, part.leaf.ref)
+    columns |= {(hop.ref, hop.join.column) for hop in part.path}
+    columns |= {(hop.ref, k) for hop in part.path for k in hop.key}
     return columns | {(document.table, document.key)}
 
 
@@ -285,36 +310,38 @@ class PathReader:
         parts: list[PartMapping | None] = [None, *document.parts]
         for part in parts:
             hops = document.path if part is None else part.path
-            at = next((i for i, hop in enumerate(hops) if hop.table == event.table), None)
-            if at is None:
-                continue
-            chain = _Chain(self.dialect, document, hops)
-            hop = hops[at]
-            if event.op is Op.DELETE:
-                before = event.before or {}
-                joined = before.get(hop.join.column)
-                if joined is None or not hop.matches(before):
-                    continue
-                roots = self._keys(*chain.walk_back_deleted_sql(at, _value(joined, keep_bytes=False)))
-                if part is not None and part.mode == "each" and at == len(hops) - 1:
-                    leaf_key = ",".join(str(_value(before.get(k, event.key.get(k)), False)) for k in hop.key)
-                    outcomes.extend(
-                        _deleted(document, self.mapping.source, root, event, f"{hop.table}/{leaf_key}")
-                        for root in roots
-                    )
-                    continue
-                restrict = None
-            else:  # the walk back applies the hop's filters itself
-                roots = self._keys(*chain.walk_back_sql(at, event.key))
-                restrict = dict(event.key) if part is not None and part.mode == "each" else None
-            if not roots:
-                continue
-            if part is None:
-                for found in self.read_documents(document, roots, only_root=True).values():
-                    outcomes.extend(found)
-            else:
-                outcomes.extend(self._read_part(document, part, roots, restrict, at))
+            for at, hop in enumerate(hops):
+                if hop.table == event.table:  # a path may read the table twice (under `as` names)
+                    outcomes.extend(self._for_hop(document, part, hops, at, event))
         return outcomes
+
+    def _for_hop(
+        self, document: DocumentMapping, part: PartMapping | None, hops: tuple[Hop, ...], at: int, event: ChangeEvent
+    ) -> list[Outcome]:
+        chain = _Chain(self.dialect, document, hops)
+        hop = hops[at]
+        if event.op is Op.DELETE:
+            before = event.before or {}
+            joined = before.get(hop.join.column)
+            if joined is None or not hop.matches(before):
+                return []
+            roots = self._keys(*chain.walk_back_deleted_sql(at, _value(joined, keep_bytes=False)))
+            if part is not None and part.mode == "each" and at == len(hops) - 1:
+                leaf_key = ",".join(str(_value(before.get(k, event.key.get(k)), False)) for k in hop.key)
+                return [
+                    _deleted(document, self.mapping.source, root, event, f"{hop.table}/{leaf_key}") for root in roots
+                ]
+            restrict = None
+        else:  # the walk back applies the hop's filters itself
+            roots = self._keys(*chain.walk_back_sql(at, event.key))
+            restrict = dict(event.key) if part is not None and part.mode == "each" else None
+        if not roots:
+            return []
+        if part is None:
+            return [
+                outcome for found in self.read_documents(document, roots, only_root=True).values() for outcome in found
+            ]
+        return self._read_part(document, part, roots, restrict, at)
 
     def _keys(self, sql: str, params: Sequence[Any]) -> list[Any]:
         return sorted({row["c0"] for row in self.query(sql, params)}, key=lambda k: (isinstance(k, str), k))
@@ -352,8 +379,22 @@ class PathReader:
         at: int,
         own: str,
     ) -> dict[Any, list[dict[str, Any]]]:
-        sql, params = chain.read_sql(columns, keys, restrict, at)
         by_root: dict[Any, list[dict[str, Any]]] = {}
+        for start in range(0, len(keys), READ_BATCH):
+            sql, params = chain.read_sql(columns, keys[start : start + READ_BATCH], restrict, at)
+            self._add_rows(by_root, chain, columns, bytes_columns, sql, params, own)
+        return by_root
+
+    def _add_rows(
+        self,
+        by_root: dict[Any, list[dict[str, Any]]],
+        chain: _Chain,
+        columns: Sequence[tuple[str, str]],
+        bytes_columns: set[tuple[str, str]],
+        sql: str,
+        params: Sequence[Any],
+        own: str,
+    ) -> None:
         for raw in self.query(sql, params):
             row: dict[str, Any] = {}
             for index, (table, column) in enumerate(columns):
@@ -362,7 +403,6 @@ class PathReader:
                 if table == own:
                     row[column] = value
             by_root.setdefault(row[f"{chain.document.table}.{chain.document.key}"], []).append(row)
-        return by_root
 
     def _root(self, document: DocumentMapping, document_id: str, rows: list[dict[str, Any]]) -> Outcome:
         first = rows[0]
@@ -407,8 +447,8 @@ class PathReader:
             return []
         chain = _Chain(self.dialect, document, part.path)
         columns = sorted(_part_columns(document, part))
-        bytes_columns = _columns_of(_body_columns(part.body), part.leaf.table)
-        by_root = self._rows(chain, columns, bytes_columns, keys, restrict, at, part.leaf.table)
+        bytes_columns = _columns_of(_body_columns(part.body), part.leaf.ref)
+        by_root = self._rows(chain, columns, bytes_columns, keys, restrict, at, part.leaf.ref)
         outcomes: list[Outcome] = []
         for key, rows in by_root.items():
             document_id = document.document_id(self.mapping.source, key)
@@ -433,16 +473,16 @@ class PathReader:
             found = self._part(part, document_id, part.name, complete[:1])
             return [found] if found is not None else []
         first_hop = part.path[0]
-        if _absent(rows[0].get(first_hop.join.to)):
+        if first_hop.join.to is not None and _absent(rows[0].get(first_hop.join.to)):
             return []  # the root points nowhere yet: the part waits for the change that sets it
         # The root points down the chain, yet a row is missing: say which, from the row that got farthest.
         farthest = max(rows, key=lambda row: _reached(part, row))
         hop = part.path[_reached(part, farthest)]
-        pointer = farthest.get(hop.join.to)
+        pointer = hop.join.value if hop.join.to is None else farthest.get(hop.join.to)
         if hop.join.prefix and isinstance(pointer, str) and not pointer.startswith(hop.join.prefix):
             reason = f"{hop.join.to} {pointer!r} is not a {hop.join.prefix!r} address (an external store?)"
         else:
-            reason = f"no {hop.table} row where {hop.join.column} = {pointer!r} (from {hop.join.to})"
+            reason = f"no {hop.ref} row where {hop.join.column} = {pointer!r} (from {hop.join.to or 'a constant'})"
         error = ChainBroken(
             f"{document_id} part {part.name}: the chain from {document.table} points to a missing row: {reason}"
         )
@@ -469,7 +509,7 @@ class PathReader:
         outcomes: list[Outcome] = []
         broken = self._broken_mime(part, rows)
         for row in rows:
-            part_id = f"{part.leaf.table}/{','.join(str(row[f'{part.leaf.table}.{k}']) for k in part.leaf.key)}"
+            part_id = f"{part.leaf.table}/{','.join(str(row[f'{part.leaf.ref}.{k}']) for k in part.leaf.key)}"
             if part_id in broken:
                 outcomes.append(PartFailure(document_id, part_id, broken[part_id]))
                 continue
@@ -485,7 +525,7 @@ class PathReader:
             return {}
         leaf, (key,) = part.leaf, part.leaf.key
         parents = {
-            row[f"{leaf.table}.{key}"]: row.get(decode.parent) for row in rows if _is_text(row, decode.content_type)
+            row[f"{leaf.ref}.{key}"]: row.get(decode.parent) for row in rows if _is_text(row, decode.content_type)
         }
         wanted: list[Any] = sorted({p for p in parents.values() if not _absent(p)})
         if not wanted:
@@ -558,7 +598,7 @@ def _absent(value: Any) -> bool:
 def _reached(part: PartMapping, row: Mapping[str, Any]) -> int:
     """How many hops of `part` matched in `row` (a LEFT JOIN row: an unmatched hop reads NULL)."""
     for index, hop in enumerate(part.path):
-        if row.get(f"{hop.table}.{hop.join.column}") is None:
+        if row.get(f"{hop.ref}.{hop.join.column}") is None:
             return index
     return len(part.path)
 

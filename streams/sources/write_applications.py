@@ -227,6 +227,14 @@ class RtApi(_Session):
         found: dict[str, Any] = self._call("GET", f"/ticket/{ticket}")
         return found
 
+    def create_queue(self, name: str, description: str = "") -> int:
+        return int(self._call("POST", "/queue", {"Name": name, "Description": description})["id"])
+
+    def create_group(self, name: str, description: str = "") -> int:
+        """A group of the administrators' own (RT's domain UserDefined), to which rights are granted."""
+        body = {"Name": name, "Domain": "UserDefined", "Description": description}
+        return int(self._call("POST", "/group", body)["id"])
+
 
 class TrytonApi(_Session):
     """Tryton's JSON-RPC API (trytond's own dispatcher) as one Tryton user: common.db.login for a

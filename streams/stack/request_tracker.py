@@ -15,9 +15,10 @@ import httpx
 from streams.settings import Settings
 from streams.stack.application_server import PostgresApplication
 from streams.stack.postgres import SUPERUSER, Postgres
-from streams.stack.runner import Progress, write_private
+from streams.stack.runner import Progress, run, write_private
 
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
+RT_LIB = Path("/usr/share/request-tracker5/lib")
 RT_SETUP_DATABASE = Path("/usr/sbin/rt-setup-database-5")
 DATABASE = "rt"
 DATABASE_USER = "rt_user"
@@ -39,10 +40,26 @@ STAFF_RIGHTS = (
 # Where RT keeps what it writes (Debian's RT::Generated points at /var, owned by www-data).
 RT_DIRECTORIES = {"VarPath": "var", "MasonDataDir": "mason_data", "MasonSessionDir": "session_data"}
 # What connectors/rt.json captures (the tables connectors/rt.mapping.yaml reads), through this publication.
-CAPTURED_TABLES = ("tickets", "queues", "transactions", "attachments", "groups", "groupmembers", "users")
+CAPTURED_TABLES = ("tickets", "queues", "transactions", "attachments", "groups", "groupmembers", "users", "acl")
 PUBLICATION = "streams_rt"
 # Starlet forks this many workers (its default is 10, each a full RT process).
 WORKERS = "2"
+# Grant or revoke a group's right through RT's own API (RT::Principal's GrantRight and RevokeRight, what
+# RT's rights pages call): RT 5's REST 2 has no rights endpoints. Arguments: grant|revoke, the group (a
+# UserDefined one's name, or SystemInternal's Everyone, Privileged, Unprivileged), the right, the queue
+# (empty: the whole system).
+SET_RIGHT = r"""
+use strict; use warnings; use RT; RT::LoadConfig(); RT::Init();
+my ($action, $name, $right, $queue) = @ARGV;
+my $group = RT::Group->new(RT->SystemUser);
+$group->LoadUserDefinedGroup($name) or $group->LoadSystemInternalGroup($name) or die "no RT group $name\n";
+my $object = RT->System;
+if (length $queue) { $object = RT::Queue->new(RT->SystemUser); $object->Load($queue) or die "no RT queue $queue\n" }
+my $method = $action eq "grant" ? "GrantRight" : "RevokeRight";
+my ($ok, $message) = $group->PrincipalObj->$method(Right => $right, Object => $object);
+die "$message\n" unless $ok;
+print "$message\n";
+"""
 
 
 def _quote_perl(value: str | int) -> str:
@@ -139,6 +156,19 @@ class RequestTracker(PostgresApplication):
         progress(
             f"request-tracker: database {DATABASE} set up, admin {ADMIN_USER!r} (password in {self.credentials_file})"
         )
+
+    def set_right(self, group: str, right: str, queue: str | None = None, granted: bool = True) -> str:
+        """Grant (or revoke) `group` the RT right `right` on `queue`, or on the whole system without one,
+        as RT's administrators do; returns RT's message."""
+        action = "grant" if granted else "revoke"
+        return run(
+            ["perl", f"-I{RT_LIB}", "-e", SET_RIGHT, action, group, right, queue or ""],
+            what=f"request-tracker ({action} {right} for {group})",
+            user=self.user,
+            env=self.environment(),
+            cwd=self.home,
+            timeout=60,
+        ).strip()
 
     def command(self) -> list[str]:
         # --access-log also puts stack_home in the command line, how pid() knows this stack's server.

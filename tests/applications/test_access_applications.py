@@ -1,8 +1,10 @@
-"""Who may see follows the applications: a ticket is in its RT queue's group (`queue:<name>`) and a wiki
-page in its namespace's (`namespace:<n>`), so through the worker's /search a caller holding another
-queue's or namespace's group does not see it, and a caller holding its group does. Content written
-through RT's REST 2 API and MediaWiki's action API; callers are HS256 JWTs carrying their groups. On the
-whole local stack; skipped unless STREAMS_STACK_APPS names both applications."""
+"""Who may see follows the applications: a ticket is in its RT queue's group (`queue:<name>`) and in
+every RT group that RT's ACL lets see it (`rt-group:<name>`), and a wiki page in its namespace's
+(`namespace:<n>`), so through the worker's /search a caller holding another queue's, group's or
+namespace's group does not see it, and a caller holding its group does; a right granted or revoked in
+RT changes who sees the tickets it covers. Content written through RT's REST 2 API and MediaWiki's
+action API, rights through RT's own API; callers are HS256 JWTs carrying their groups. On the whole
+local stack; skipped unless STREAMS_STACK_APPS names both applications."""
 
 from __future__ import annotations
 
@@ -83,3 +85,44 @@ def test_search_follows_rt_queues_and_wiki_namespaces(worker: Settings) -> None:
         assert document in _seen(word, [right]), f"a caller of {right} does not see {document}"
         assert document not in _seen(word, [wrong]), f"a caller of {wrong} sees {document}"
         assert document not in _seen(word, ["support"]), f"a caller of support sees {document}"
+
+
+def test_search_follows_the_rights_rt_grants_and_revokes(worker: Settings) -> None:  # noqa: F811
+    rt = RequestTracker(worker)
+    credentials = rt.credentials()
+    queue, viewers, auditors = f"Legal{unique('q')}", f"Counsel{unique('g')}", f"Auditors{unique('g')}"
+    word = unique()
+    with RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]) as admin:
+        admin.create_queue(queue, "a queue whose tickets only the groups granted ShowTicket see")
+        admin.create_group(viewers, "may see the queue's tickets")
+        admin.create_group(auditors, "may see every ticket")
+        ticket = admin.create_ticket(
+            queue, f"Contract {word}", f"The {word} clause.", [f"lee.{unique('r')}@example.com"]
+        )
+    document = f"rt/ticket/{ticket}"
+    es = es_client()
+    assert wait_until(lambda: document in found_documents(es, word), timeout=WAIT_S), f"{document} was never indexed"
+
+    def seen_by(group: str) -> bool:
+        return document in _seen(word, [f"rt-group:{group}"])
+
+    # The check can fail: before any grant, neither group sees the ticket (only its queue's group does).
+    assert document in _seen(word, [f"queue:{queue}"])
+    assert not seen_by(viewers) and not seen_by(auditors)
+
+    rt.set_right(viewers, "ShowTicket", queue)
+    assert wait_until(lambda: seen_by(viewers), timeout=WAIT_S), f"{viewers} granted ShowTicket on {queue} does not see"
+    assert not seen_by(auditors), f"{auditors}, granted nothing, sees {document}"
+    rt.set_right(viewers, "ShowTicket", queue, granted=False)
+    assert wait_until(lambda: not seen_by(viewers), timeout=WAIT_S), f"{viewers} still sees {document} once revoked"
+
+    # A right on the whole system covers every ticket, in every queue.
+    rt.set_right(auditors, "ShowTicket")
+    try:
+        assert wait_until(lambda: seen_by(auditors), timeout=WAIT_S), (
+            f"{auditors} granted ShowTicket globally does not see"
+        )
+        assert not seen_by(viewers)
+    finally:
+        rt.set_right(auditors, "ShowTicket", granted=False)  # every ticket is re-read: leave no global right behind
+    assert wait_until(lambda: not seen_by(auditors), timeout=WAIT_S), f"{auditors} still sees {document} once revoked"

@@ -156,6 +156,66 @@ def test_empty_groups_and_missing_parent(mappings: Mappings) -> None:
         mappings.part_change(orphan)
 
 
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"restricted": "staff", "namespace": "0", "extra": "auditors"}, ("restricted:staff", "extra:auditors")),
+        ({"restricted": None, "namespace": "0", "extra": "auditors"}, ("namespace:0", "extra:auditors")),
+        ({"restricted": None, "namespace": None, "extra": None}, ()),
+        ({"restricted": None, "namespace": None, "extra": "auditors"}, ("extra:auditors",)),
+    ],
+)
+def test_groups_marked_also_are_added_whichever_alternative_gives_the_rest(
+    row: dict[str, Any], expected: tuple[str, ...]
+) -> None:
+    from streams.pipeline.document_mapping import Groups, document_groups
+
+    groups = (
+        Groups(column="extra", prefix="extra:", also=True),  # listed first: still no alternative
+        Groups(column="restricted", prefix="restricted:"),
+        Groups(column="namespace", prefix="namespace:"),
+    )
+    assert document_groups(groups, [row]) == expected
+
+
+def _path_document(path: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"source": "s", "documents": [{"table": "a", "kind": "a", "key": "id", "path": path}]}
+
+
+def test_a_path_reads_a_table_twice_only_under_a_second_name() -> None:
+    twice = [
+        {"table": "acl", "join": {"column": "objectid", "to": "a.queue"}},
+        {"table": "acl", "join": {"column": "objectid", "value": 1}},
+    ]
+    with pytest.raises(MappingError, match=r"acl appears twice on one path \(name a second hop on a table with as:\)"):
+        parse_source_mapping(_path_document(twice))
+    named = [twice[0], {**twice[1], "as": "system_acl"}, {"table": "g", "join": {"column": "id", "to": "system_acl.p"}}]
+    mapping = parse_source_mapping(_path_document(named))
+    assert [hop.ref for hop in mapping.documents[0].path] == ["acl", "system_acl", "g"]
+
+
+@pytest.mark.parametrize(
+    ("join", "message"),
+    [
+        ({"column": "objectid"}, "needs exactly one of to or value"),
+        ({"column": "objectid", "to": "a.queue", "value": 1}, "needs exactly one of to or value"),
+        ({"column": "objectid", "value": 1, "prefix": "tt:"}, "a join on a constant value takes no prefix"),
+    ],
+)
+def test_a_join_is_to_an_earlier_column_or_to_a_constant(join: dict[str, Any], message: str) -> None:
+    with pytest.raises(MappingError, match=message):
+        parse_source_mapping(_path_document([{"table": "acl", "join": join}]))
+
+
+def test_a_deleted_row_matches_a_constant_join_only_with_its_value() -> None:
+    mapping = parse_source_mapping(
+        _path_document([{"table": "acl", "join": {"column": "objectid", "value": 1}, "where": {"kind": "system"}}])
+    )
+    (hop,) = mapping.documents[0].path
+    assert hop.matches({"objectid": 1, "kind": "system"}) and hop.matches({"objectid": "1"})
+    assert not hop.matches({"objectid": 3, "kind": "system"}) and not hop.matches({"objectid": 1, "kind": "queue"})
+
+
 def part_of(mappings: Mappings, change_event: ChangeEvent) -> PartChange:
     change = mappings.part_change(change_event)
     assert change is not None

@@ -56,7 +56,15 @@ CREATE TABLE attachments (id INTEGER PRIMARY KEY, transactionid INTEGER, parent 
 CREATE TABLE groups (id INTEGER PRIMARY KEY, domain TEXT, name TEXT, instance INTEGER);
 CREATE TABLE groupmembers (id INTEGER PRIMARY KEY, groupid INTEGER, memberid INTEGER);
 CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, emailaddress TEXT, realname TEXT);
+CREATE TABLE acl (id INTEGER PRIMARY KEY, principaltype TEXT, principalid INTEGER, rightname TEXT, objecttype TEXT,
+                  objectid INTEGER);
 INSERT INTO queues VALUES (1, 'General'), (2, 'Billing');
+-- As rt-setup-database leaves them: RT's own groups, the root user's SuperUser through its ACL
+-- equivalence group, and the stack's staff rights on General for Privileged.
+INSERT INTO groups VALUES (3, 'SystemInternal', 'Everyone', 0), (4, 'SystemInternal', 'Privileged', 0),
+                          (15, 'ACLEquivalence', 'UserEquiv', 14), (19, 'RT::Queue-Role', 'Requestor', 1);
+INSERT INTO acl VALUES (1, 'Group', 15, 'SuperUser', 'RT::System', 1), (2, 'Group', 4, 'ShowTicket', 'RT::Queue', 1),
+                       (3, 'Group', 4, 'SeeQueue', 'RT::Queue', 1), (4, 'Group', 19, 'ShowTicket', 'RT::Queue', 1);
 INSERT INTO users (id, name, emailaddress) VALUES (10, 'ann', 'ann@example.com'), (11, 'agent', 'agent@streams.local'),
                          (12, 'carol', 'carol@example.com');
 """
@@ -274,7 +282,7 @@ def test_a_ticket_is_read_with_its_messages_people_and_queue(mappings: Mappings)
     rt_ticket(db)
     skipped = metrics.PARTS_SKIPPED.labels(source="rt")._value.get()
     found = parts(reader(mappings, "rt", db).triggered(event("rt", "tickets", {"id": 7})))
-    assert found[("rt/ticket/7", "root")].groups == ("queue:General",)
+    assert found[("rt/ticket/7", "root")].groups == ("queue:General", "rt-group:Privileged")
     assert found[("rt/ticket/7", "attachments/711")].text == "Grüße: the standby caught up.\n\n> Is it still behind?\n"
     assert found[("rt/ticket/7", "attachments/711")].text_format == "email"
     html = found[("rt/ticket/7", "attachments/720")]
@@ -374,6 +382,117 @@ def test_message_parts_decode_quoted_printable_and_skip_other_types() -> None:
         message_part(b"\xff", "none", "text/plain", "no-such-charset", 100)
     with pytest.raises(UndecodableContent, match="over the size guard"):
         message_part("a" * 101, "none", "text/plain", None, 100)
+
+
+# -- RT: who may see a ticket, from RT's ACL ---------------------------------------------------------
+
+
+def rt_groups(mappings: Mappings, db: Database, ticket: int = 7) -> tuple[str, ...] | None:
+    found = parts(reader(mappings, "rt", db).triggered(event("rt", "tickets", {"id": ticket})))
+    return found[(f"rt/ticket/{ticket}", "root")].groups
+
+
+def test_a_ticket_is_seen_by_the_groups_holding_show_ticket_on_its_queue_or_the_system(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO groups VALUES (30, 'UserDefined', 'Payroll', 0), (31, 'UserDefined', 'Auditors', 0)")
+    db.run("INSERT INTO groups VALUES (32, 'UserDefined', 'Admins', 0), (33, 'UserDefined', 'Billing staff', 0)")
+    db.run("INSERT INTO acl VALUES (10, 'Group', 30, 'ShowTicket', 'RT::Queue', 1)")
+    db.run("INSERT INTO acl VALUES (11, 'Group', 31, 'ShowTicket', 'RT::System', 1)")
+    db.run("INSERT INTO acl VALUES (12, 'Group', 32, 'SuperUser', 'RT::System', 1)")
+    db.run("INSERT INTO acl VALUES (13, 'Group', 33, 'ShowTicket', 'RT::Queue', 2)")  # another queue's
+    db.run("INSERT INTO acl VALUES (14, 'Group', 33, 'ModifyTicket', 'RT::Queue', 1)")  # not a right to see
+    # Neither the queue's Requestor role (row 4) nor the root user's own SuperUser (row 1) is a group.
+    assert rt_groups(mappings, db) == (
+        "queue:General",
+        "rt-group:Privileged",
+        "rt-group:Payroll",
+        "rt-group:Auditors",
+        "rt-group:Admins",
+    )
+
+
+def test_a_right_granted_on_a_queue_rereads_only_that_queues_tickets(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO tickets VALUES (8, 'Invoice', 'open', 'ticket', 0, 2)")
+    db.run("INSERT INTO groups VALUES (30, 'UserDefined', 'Payroll', 0)")
+    db.run("INSERT INTO acl VALUES (10, 'Group', 30, 'ShowTicket', 'RT::Queue', 2)")
+    row = db('SELECT * FROM "acl" WHERE id = 10', [])[0]
+    found = parts(reader(mappings, "rt", db).triggered(event("rt", "acl", {"id": 10}, row)))
+    assert list(found) == [("rt/ticket/8", "root")]
+    assert found[("rt/ticket/8", "root")].groups == ("queue:Billing", "rt-group:Payroll")
+
+
+def test_a_right_granted_on_the_system_rereads_every_ticket_in_batches(
+    mappings: Mappings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.sources import read_paths
+
+    monkeypatch.setattr(read_paths, "READ_BATCH", 2)
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    for ticket in (8, 9, 10, 11):  # in Billing, whose queue grants no one anything: they join no queue right
+        db.run("INSERT INTO tickets VALUES (?, 'Invoice', 'open', 'ticket', 0, 2)", ticket)
+    db.run("INSERT INTO groups VALUES (31, 'UserDefined', 'Auditors', 0)")
+    db.run("INSERT INTO acl VALUES (11, 'Group', 31, 'ShowTicket', 'RT::System', 1)")
+    row = db('SELECT * FROM "acl" WHERE id = 11', [])[0]
+    db.statements.clear()
+    found = parts(reader(mappings, "rt", db).triggered(event("rt", "acl", {"id": 11}, row)))
+    assert sorted(found) == [(f"rt/ticket/{t}", "root") for t in (10, 11, 7, 8, 9)]
+    assert found[("rt/ticket/9", "root")].groups == ("queue:Billing", "rt-group:Auditors")
+    reads = [sql for sql in db.statements if sql.startswith("SELECT") and "DISTINCT" not in sql]
+    assert len(reads) == 3  # five tickets, two to a read
+
+
+def test_a_right_that_is_not_show_ticket_rereads_nothing(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    row = db('SELECT * FROM "acl" WHERE id = 3', [])[0]  # Privileged's SeeQueue on General
+    assert reader(mappings, "rt", db).triggered(event("rt", "acl", {"id": 3}, row)) == []
+
+
+@pytest.mark.parametrize(
+    ("grant", "other_tickets"),
+    [((10, "RT::Queue", 1), []), ((11, "RT::System", 1), [8])],
+    ids=["queue", "system"],
+)
+def test_a_revoked_right_rereads_the_tickets_it_let_the_group_see(
+    mappings: Mappings, grant: tuple[int, str, int], other_tickets: list[int]
+) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO tickets VALUES (8, 'Invoice', 'open', 'ticket', 0, 2)")
+    db.run("INSERT INTO groups VALUES (30, 'UserDefined', 'Payroll', 0)")
+    acl, objecttype, objectid = grant
+    db.run("INSERT INTO acl VALUES (?, 'Group', 30, 'ShowTicket', ?, ?)", acl, objecttype, objectid)
+    assert "rt-group:Payroll" in (rt_groups(mappings, db) or ())
+    before = db('SELECT * FROM "acl" WHERE id = %s', [acl])[0]
+    db.run("DELETE FROM acl WHERE id = ?", acl)
+    found = parts(reader(mappings, "rt", db).triggered(event("rt", "acl", {"id": acl}, before, op=Op.DELETE)))
+    assert sorted(found) == [(f"rt/ticket/{t}", "root") for t in (7, *other_tickets)]
+    assert found[("rt/ticket/7", "root")].groups == ("queue:General", "rt-group:Privileged")
+
+
+def test_a_revoke_on_another_object_than_the_system_rereads_nothing(mappings: Mappings) -> None:
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    # A right on an object other than RT::System's (say a class of articles, objectid 3): no ticket joins it.
+    before = {"id": 20, "principaltype": "Group", "principalid": 4, "rightname": "ShowTicket"}
+    before |= {"objecttype": "RT::System", "objectid": 3}
+    assert reader(mappings, "rt", db).triggered(event("rt", "acl", {"id": 20}, before, op=Op.DELETE)) == []
+
+
+def test_a_walk_back_joins_only_the_hops_the_changed_row_depends_on(mappings: Mappings) -> None:
+    rt = next(m for m in mappings.sources if m.source == "rt")
+    tickets = rt.documents[0]
+    chain = _Chain(Dialect("postgres"), tickets, tickets.path)
+    system_viewers = next(i for i, hop in enumerate(tickets.path) if hop.ref == "system_viewers")
+    sql, params = chain.walk_back_sql(system_viewers, {"id": 31})
+    assert '"queues"' not in sql and sql.count('"acl"') == 1 and params[0] == 1  # the constant join's value
+    queue_viewers = next(i for i, hop in enumerate(tickets.path) if hop.ref == "queue_viewers")
+    sql, _ = chain.walk_back_deleted_sql(queue_viewers, 30)
+    assert '"queues"' in sql and sql.count('"acl"') == 1 and '"groups"' not in sql
 
 
 # -- the mapping language's checks ---------------------------------------------------------------------
