@@ -115,28 +115,19 @@ def connectors_status(as_json: bool) -> None:
     except StackError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    ok = True
     if as_json:
         click.echo(json.dumps(report, indent=2))
     for name, state in report.items():
+        if as_json:
+            continue
         if state is None:
-            ok = False
-            if not as_json:
-                click.echo(f"{name:10} not registered")
+            click.echo(f"{name:10} not registered")
             continue
         tasks = state.get("tasks", [])
-        ok = (
-            ok
-            and state["connector"]["state"] == "RUNNING"
-            and bool(tasks)
-            and all(t["state"] == "RUNNING" for t in tasks)
+        click.echo(
+            f"{name:10} {state['connector']['state']:8} tasks: " + ", ".join(f"{t['id']}={t['state']}" for t in tasks)
         )
-        if not as_json:
-            click.echo(
-                f"{name:10} {state['connector']['state']:8} tasks: "
-                + ", ".join(f"{t['id']}={t['state']}" for t in tasks)
-            )
-    sys.exit(0 if ok else 1)
+    sys.exit(1 if connectors_module.not_running(report) else 0)
 
 
 @connectors.command("watch")
