@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import faust
@@ -29,7 +30,8 @@ from streams.agents.write_changes import WriteResult
 from streams.clients import kafka_admin
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
-from streams.records import Origin, RawMessage
+from streams.observability.freshness import observe_stages
+from streams.records import Origin, RawMessage, RoutedChange
 from streams.settings import Settings
 from streams.sources.read_paths import PathLookup
 
@@ -99,18 +101,27 @@ def register(app: faust.App, service: WorkerService) -> None:
         # Only for records a router that did not decode wrote before an upgrade.
         decoder = ChangeDecoder(service.mappings, settings.max_event_bytes, settings.heartbeat_table)
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-            unwrapped = (
-                unwrap_routed(
-                    e.message.value,
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    decoder,
-                    settings.schema_registry_url,
+            started_at = time.time()
+            unwrapped = [
+                (
+                    unwrap_routed(
+                        e.message.value,
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        decoder,
+                        settings.schema_registry_url,
+                    ),
+                    e.message.timestamp,
                 )
                 for e in events
-            )
-            messages = [record for record in unwrapped if record is not None]
+            ]
+            messages = [record for record, _ in unwrapped if record is not None]
+            routed = [
+                (record.commit_ts, routed_at)
+                for record, routed_at in unwrapped
+                if isinstance(record, RoutedChange) and record.change is not None and routed_at
+            ]
             # process() handles every failure itself (retrying or dead-lettering): an exception escaping
             # here would let take_events acknowledge the batch unprocessed. For the same reason a
             # shutdown lets the batch finish: take_events acknowledges it on the way out.
@@ -120,9 +131,11 @@ def register(app: faust.App, service: WorkerService) -> None:
             except asyncio.CancelledError:
                 await task
                 raise
+            worst = observe_stages(processor.lane, routed, started_at, result.searchable_at)
             if result.applied or result.failed:
                 log.info(
-                    "%s batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused",
+                    "%s batch of %d: %d applied, %d stale, %d suppressed, %d failed; %d chunks embedded, %d reused; "
+                    "%s; longest route %.2fs, queue %.2fs",
                     processor.lane,
                     len(messages),
                     len(result.applied),
@@ -131,6 +144,9 @@ def register(app: faust.App, service: WorkerService) -> None:
                     len(result.failed),
                     result.chunks_embedded,
                     result.chunks_reused,
+                    result.timings() or "no stage timed",
+                    worst.get("route", 0.0),
+                    worst.get("queue", 0.0),
                 )
 
     async def process(processor: ChangeProcessor, messages: list) -> WriteResult:  # type: ignore[type-arg]

@@ -172,6 +172,30 @@ class FreshnessWindow:
             ]
 
 
+def observe_stages(
+    lane: Lane, changes: Iterable[tuple[datetime, float]], started_at: float, searchable_at: datetime | None
+) -> dict[str, float]:
+    """Cut each change's freshness into its stages (metrics.STAGE_SECONDS) and observe them: `changes`
+    holds each change's source commit time and the epoch second it was routed at; the batch started at
+    `started_at` (epoch seconds) and became searchable at `searchable_at` (None: nothing was written).
+    Returns each stage's largest value in the batch, for its log line. A clock that runs behind another
+    (the source's, Kafka's) gives a negative span: it is counted as 0."""
+    worst: dict[str, float] = {}
+
+    def observe(stage: str, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        metrics.STAGE_SECONDS.labels(lane=lane, stage=stage).observe(seconds)
+        worst[stage] = max(worst.get(stage, 0.0), seconds)
+
+    write_s = None if searchable_at is None else searchable_at.timestamp() - started_at
+    for commit_ts, routed_at in changes:
+        observe("route", routed_at - commit_ts.timestamp())
+        observe("queue", started_at - routed_at)
+        if write_s is not None:
+            observe("write", write_s)
+    return worst
+
+
 def observe_freshness(
     window: FreshnessWindow, change: PartChange, searchable_at: datetime, phase: Phase | None = None
 ) -> Phase:

@@ -75,6 +75,13 @@ BACKFILL_YIELDED_SECONDS = Counter(
     "streams_backfill_yielded_seconds_total", "Time the backfill lane waited for live batches to be written"
 )
 ROUTED = Counter("streams_routed_total", "Changes the router forwarded, by lane (live or backfill)", ["lane"])
+STAGE_SECONDS = Histogram(
+    "streams_stage_seconds",
+    "Where a change's freshness went, by lane: route (source commit to routed: capture, Kafka and the router), "
+    "queue (routed to its batch's start: waiting behind earlier batches), write (batch start to searchable)",
+    ["lane", "stage"],
+    buckets=FRESHNESS_BUCKETS,
+)
 BATCH_SECONDS = Histogram(
     "streams_batch_seconds", "Wall time to process one batch of change events", buckets=FRESHNESS_BUCKETS
 )

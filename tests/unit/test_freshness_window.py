@@ -212,3 +212,26 @@ def test_a_batch_that_mixes_sources_gives_each_source_its_own_oldest_age() -> No
     assert during["unit-mix-b"] == pytest.approx(300, abs=5)
     assert not during["unit-mix-c"]  # nothing of it unindexed
     assert _gauge("unit-mix-a") == _gauge("unit-mix-b") == 0
+
+
+def test_a_changes_freshness_is_cut_into_route_queue_and_write() -> None:
+    from streams.observability.freshness import observe_stages
+
+    def count(stage: str) -> float:
+        return REGISTRY.get_sample_value("streams_stage_seconds_count", {"lane": "live", "stage": stage}) or 0.0
+
+    def total(stage: str) -> float:
+        return REGISTRY.get_sample_value("streams_stage_seconds_sum", {"lane": "live", "stage": stage}) or 0.0
+
+    before = {stage: (count(stage), total(stage)) for stage in ("route", "queue", "write")}
+    committed = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    base = committed.timestamp()
+    changes = [(committed, base + 0.5), (committed + timedelta(seconds=1), base + 3.0)]
+    worst = observe_stages("live", changes, base + 4.0, committed + timedelta(seconds=5))
+    assert worst == {"route": 2.0, "queue": 3.5, "write": 1.0}
+    assert {stage: count(stage) - before[stage][0] for stage in before} == {"route": 2, "queue": 2, "write": 2}
+    assert total("queue") - before["queue"][1] == pytest.approx(3.5 + 1.0)
+
+    # A source clock ahead of Kafka's is counted as 0, and nothing written observes no write stage.
+    worst = observe_stages("live", [(committed, base - 1.0)], base, None)
+    assert worst == {"route": 0.0, "queue": 1.0}

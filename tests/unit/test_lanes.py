@@ -383,3 +383,41 @@ def test_freshness_names_the_backfill_lane_s_backlog_and_time_to_drain() -> None
     assert lag is not None
     assert backfill_line(lag.to_json()) == "backfill lane: 4000 events queued, draining 100/s, about 40 s to go"
     assert backfill_line({"events": 0}) is None and backfill_line(None) is None
+
+
+def test_a_batch_says_where_its_time_went_and_a_wait_for_the_gate_is_counted_as_such() -> None:
+    """Every stage of a round is timed; a batch that waits while a deletion request holds the gate
+    counts that wait under `gate`, not under the bulk write or the embedding."""
+    from streams.agents.suppression import SuppressionLedger
+    from streams.agents.write_changes import STAGES
+    from streams.elastic.document_store import DocumentStore
+    from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+    from tests.unit.test_plan_batch import chunker, revision
+
+    fake = FakeElasticsearch()
+    ledger = SuppressionLedger(b"k" * 32)
+
+    async def scenario() -> WriteResult:
+        async with serving(fake) as es:
+            embedder = HeldEmbedder("zqtimed")
+            writer = ChangeWriter(DocumentStore(es, "chunks"), embedder, chunker, ledger)  # type: ignore[arg-type]
+            task = asyncio.create_task(writer.write([page(1), revision(10, 100, "zqtimed text", "ann@example.com")]))
+            await asyncio.wait_for(embedder.holding.wait(), timeout=5)
+            async with ledger.gate:  # held, as a deletion request holds it, from before the batch reaches it
+                embedder.release.set()
+                await asyncio.sleep(0.3)
+            return await asyncio.wait_for(task, timeout=5)
+
+    result = asyncio.run(scenario())
+    assert set(result.seconds) == set(STAGES)
+    assert result.seconds["gate"] >= 0.2  # the batch could not pass before the gate was released
+    assert result.seconds["bulk"] < result.seconds["gate"]
+    assert result.timings().startswith("load ") and "gate " in result.timings()
+
+
+def test_merged_results_sum_their_stages() -> None:
+    first, second = WriteResult(seconds={"embed": 1.0, "bulk": 0.5}), WriteResult(seconds={"embed": 2.0, "gate": 0.25})
+    first.merge(second)
+    assert first.seconds == {"embed": 3.0, "bulk": 0.5, "gate": 0.25}
+    assert first.timings() == "embed 3.00s, gate 0.25s, bulk 0.50s"  # in the order a round runs them
+    assert WriteResult().timings() == ""
