@@ -7,13 +7,14 @@ one embedding thread, though, so the backfill lane also yields the CPU: it embed
 texts and, before each slice (and before it plans a batch), waits until no live batch is in flight.
 A live batch therefore waits for at most one slice of backfill work.
 
-Ordering across the lanes: every write is ordered by the change's version and guarded by the
-document's state record (optimistic concurrency), so an older backfill event that lands after a live
-edit of the same document is stale, and is counted so. Both lanes write under one gate, where each
-batch first reads its documents' state records again (agents/write_changes.py): a document the other
-lane wrote meanwhile is planned again, so neither lane overwrites the other's chunks with text planned
-from an older state. A document's two topics have the same key and partition count, so the same
-worker owns both of its partitions (faust assigns co-partitioned topics together).
+Ordering across the lanes: every write is ordered by the change's version and guarded by the document's
+state record (optimistic concurrency), so an older backfill event that lands after a live edit of the
+same document is stale, and is counted so. Both lanes write through one gate (agents/write_gate.py),
+where each batch holds its documents alone and first reads their state records again
+(agents/write_changes.py): a document the other lane wrote meanwhile is planned again, so neither lane
+overwrites the other's chunks with text planned from an older state. A document's two topics have the
+same key and partition count, so the same worker owns both of its partitions (faust assigns
+co-partitioned topics together).
 """
 
 from __future__ import annotations

@@ -8,15 +8,15 @@ redacted; see pipeline/mentions.py). Both are stored and held as keyed hashes (t
 ``STREAMS_LEDGER_KEY`` secret), so neither the topic nor a worker's memory is a list of names.
 Ledger entries written before hashing (clear ``identifier``) are hashed as they are loaded.
 
-`gate` orders the two lanes: the indexer holds it while it re-checks the ledger's `version` and
-writes a batch, and a deletion request takes it after adding its entries, so no batch planned before
-the request can land after it. The request holds it through each generation's erase and releases it
-before verifying (streams/forget/lane.py says why).
+`gate` (agents/write_gate.py) orders the deletion requests and the batches: a batch holds it, beside
+other batches, while it re-checks the ledger's `version` and writes, and a deletion request takes it
+whole after adding its entries, so no batch planned before the request can land after it. The
+request holds it through each generation's erase and releases it before verifying
+(streams/forget/lane.py says why).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from typing import cast
@@ -24,6 +24,7 @@ from typing import cast
 from confluent_kafka import Message
 
 from streams import avro
+from streams.agents.write_gate import WriteGate
 from streams.clients import end_offsets, read_whole_topic
 from streams.errors import DecodeError
 from streams.pipeline.mentions import HashKind, NamePolicy, Redactor, keyed_hash
@@ -47,7 +48,7 @@ class SuppressionLedger:
         self._identifiers: set[str] = set()  # keyed hashes of forgotten identifiers
         self._redactor = Redactor(key, policy=name_policy, window=name_window)
         self.version = 0  # grows with every entry added: a planned batch checks it under the gate
-        self.gate = asyncio.Lock()
+        self.gate = WriteGate()
         # partition -> next offset of the ledger topic applied here (agents/follow_ledger.py goes on from it)
         self.offsets: dict[int, int] = {}
 
@@ -85,7 +86,7 @@ class SuppressionLedger:
         if not offsets:
             return 0
         before = len(self)
-        async with self.gate:  # after a batch being written; before any batch planned without these entries
+        async with self.gate.exclusive():  # after a batch being written; before any batch planned without these entries
             self._add(entries)
             for partition, offset in offsets.items():
                 self.offsets[partition] = max(self.offsets.get(partition, 0), offset)

@@ -4,10 +4,12 @@ The planning is pipeline/plan_batch.py; the index I/O is elastic/document_store.
 embedding/. This module only runs them in order, with two rules of its own:
 - a document whose state record changed under us (optimistic concurrency) is planned again, up to
   MAX_CONFLICT_ROUNDS times;
-- the suppression ledger's gate is held while the ledger is re-checked and the batch is written: if a
-  deletion request arrived while this batch was being embedded, the batch is planned again, so no
-  write planned before a request can land after it (see agents/suppression.py);
-- under the same gate, each document's state record is read again: one the other lane wrote since
+- the write gate (agents/write_gate.py) is held while the ledger is re-checked and the batch is
+  written: if a deletion request arrived while this batch was being embedded, the batch is planned
+  again, so no write planned before a request can land after it (see agents/suppression.py). Batches
+  hold it side by side, each its own documents alone: a live batch's write does not wait for a
+  backfill batch's bulk request unless they share a document;
+- there, each document's state record is read again: one the other lane wrote since
   this batch loaded it is planned again instead of written. The state record's own check
   (optimistic concurrency) comes too late for this: the chunks are written before it, and chunks
   planned from the older state would overwrite the newer ones under the same ids;
@@ -26,6 +28,7 @@ thread), waiting for the gate, and the bulk write with its refresh. The batch's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -197,9 +200,9 @@ class ChangeWriter:
                 result.stale.extend(update.stale)
         if not operations:
             return set()
-        with result.timed("gate"):
-            await self.ledger.gate.acquire()
-        try:
+        async with contextlib.AsyncExitStack() as gate:
+            with result.timed("gate"):
+                await gate.enter_async_context(self.ledger.gate.batch(plan.updates))
             if self.ledger.version != ledger_version:
                 # A deletion request landed while this batch was embedded: plan it all again.
                 return {doc for doc, update in plan.updates.items() if update.changed}
@@ -210,8 +213,6 @@ class ChangeWriter:
                 moved = await self._moved(stored, {operation.owner for operation in operations})
                 operations = [operation for operation in operations if operation.owner not in moved]
                 items = await self.store.bulk(operations)
-        finally:
-            self.ledger.gate.release()
         outcome = planning.read_bulk_items(operations, items)
         outcome.conflicts |= moved
         if outcome.transient:

@@ -43,10 +43,17 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class Gate(Protocol):
+    """The indexer's write gate as the lane uses it (agents/write_gate.py): held whole, batches wait."""
+
+    def exclusive(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
 class Ledger(Protocol):
     """The suppression ledger as the lane uses it (agents/suppression.py)."""
 
-    gate: asyncio.Lock
+    @property
+    def gate(self) -> Gate: ...
 
     def add_identifiers(self, identifiers: Iterable[str]) -> dict[str, str]: ...
     def add_patterns(self, hashes: dict[str, HashKind]) -> None: ...
@@ -242,7 +249,7 @@ class ForgetLane:
         or deleted. The verification only reads, and what the indexer writes meanwhile holds no trace
         of the subject: it runs with indexing going on."""
         asked = time.perf_counter()
-        async with self.runtime.ledger.gate:
+        async with self.runtime.ledger.gate.exclusive():
             phases.add("gate", time.perf_counter() - asked)
             yield
 

@@ -403,7 +403,8 @@ def test_a_batch_says_where_its_time_went_and_a_wait_for_the_gate_is_counted_as_
             writer = ChangeWriter(DocumentStore(es, "chunks"), embedder, chunker, ledger)  # type: ignore[arg-type]
             task = asyncio.create_task(writer.write([page(1), revision(10, 100, "zqtimed text", "ann@example.com")]))
             await asyncio.wait_for(embedder.holding.wait(), timeout=5)
-            async with ledger.gate:  # held, as a deletion request holds it, from before the batch reaches it
+            # Held whole, as a deletion request holds it, from before the batch reaches it.
+            async with ledger.gate.exclusive():
                 embedder.release.set()
                 await asyncio.sleep(0.3)
             return await asyncio.wait_for(task, timeout=5)

@@ -67,7 +67,7 @@ def test_entries_wait_for_a_batch_being_written() -> None:
         order: list[str] = []
 
         async def writer() -> None:
-            async with ledger.gate:
+            async with ledger.gate.exclusive():
                 await asyncio.sleep(0.05)
                 order.append("batch written")
 
