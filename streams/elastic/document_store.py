@@ -111,20 +111,22 @@ class DocumentStore:
         document's old state stays, and the retry applies the change again."""
         chunks = [operation for operation in operations if not _is_state(operation)]
         states = [operation for operation in operations if _is_state(operation)]
-        items = await self._send(chunks)
+        # One refresh, the state records', makes both steps searchable (the index has one shard, and a
+        # refresh shows every write acknowledged before it): the chunks go without one of their own.
+        items = await self._send(chunks, "false" if states else self.refresh)
         owners = {str(operation.action.get("_id", "")): operation.owner for operation in chunks}
         unsettled = {
             owners[str(next(iter(item.values())).get("_id", ""))]
             for item in items
             if classify_item(item) is not Outcome.DONE
         }
-        return items + await self._send([state for state in states if state.owner not in unsettled])
+        return items + await self._send([state for state in states if state.owner not in unsettled], self.refresh)
 
-    async def _send(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:
+    async def _send(self, operations: Sequence[Operation], refresh: str) -> list[Mapping[str, Any]]:
         if not operations:
             return []
         actions = [{"_index": self.index, **operation.action} for operation in operations]
-        return list(await bulk.bulk(self.client, actions, stage="index", limits=self.limits, refresh=self.refresh))
+        return list(await bulk.bulk(self.client, actions, stage="index", limits=self.limits, refresh=refresh))
 
 
 def _is_state(operation: Operation) -> bool:

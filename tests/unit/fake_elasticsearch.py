@@ -49,6 +49,7 @@ class FakeElasticsearch:
     after_bulk: int | None = None  # a status to answer a bulk request with once it is applied
     observe: Callable[[str], None] = lambda endpoint: None  # called with "_bulk", "_msearch", ... as each arrives
     bulk_items: list[tuple[str, str, int]] = field(default_factory=list)  # (action, id, status) answered
+    bulk_refreshes: list[str | None] = field(default_factory=list)  # each bulk request's `refresh`, in order
     merge_polls: int = 0  # how many polls of a force merge task find it still running
     merge_error: dict[str, Any] | None = None  # what a completed force merge task reports as its error
     merges: int = 0
@@ -158,6 +159,7 @@ class FakeElasticsearch:
         method = request.method
         self.observe(parts[-1] if parts else "")
         if parts[-1] == "_bulk":
+            self.bulk_refreshes.append(request.query.get("refresh"))
             answer = self.bulk([json.loads(line) for line in raw.splitlines() if line.strip()])
             if self.after_bulk is not None:
                 status, self.after_bulk = self.after_bulk, None

@@ -52,3 +52,19 @@ def test_a_batch_whose_chunks_all_land_writes_every_state_record() -> None:
     outcome = _write(fake, _document("a") + _document("b"))
     assert not outcome.transient and not outcome.rejected and not outcome.conflicts
     assert fake.ids("v1") == {"a#root#0", "state:a", "b#root#0", "state:b"}
+
+
+def test_one_refresh_makes_a_batch_searchable() -> None:
+    """The chunks go without a refresh of their own: the state records' refresh, after them on the
+    index's one shard, makes both searchable. A store that does not refresh at all never asks for one."""
+    fake = FakeElasticsearch()
+    _write(fake, _document("a") + _document("b"))
+    assert fake.bulk_refreshes == ["false", "true"]
+
+    async def without_refresh() -> None:
+        async with serving(fake) as es:
+            await DocumentStore(es, "v1", "false", limits=NO_WAIT).bulk(_document("c"))
+
+    fake.bulk_refreshes.clear()
+    asyncio.run(without_refresh())
+    assert fake.bulk_refreshes == ["false", "false"]
