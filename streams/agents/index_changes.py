@@ -144,7 +144,7 @@ def register(app: faust.App, service: WorkerService) -> None:
                     len(result.failed),
                     result.chunks_embedded,
                     result.chunks_reused,
-                    result.timings() or "no stage timed",
+                    str(result.phases) or "no stage timed",
                     worst.get("route", 0.0),
                     worst.get("queue", 0.0),
                 )

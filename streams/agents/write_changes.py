@@ -20,7 +20,7 @@ embedding/. This module only runs them in order, with two rules of its own:
   by side: the model has one thread, so while one half embeds, the other loads its states, plans or
   waits for its bulk write, and the CPU is not left idle during the index's round trips.
 
-Each batch's result says where its wall time went (`WriteResult.seconds`, summed over rounds and
+Each batch's result says where its wall time went (`WriteResult.phases`, summed over rounds and
 halves): loading states, planning, reading reusable vectors, embedding (with the wait for the model's
 thread), waiting for the gate, and the bulk write with its refresh. The batch's log line prints them.
 """
@@ -30,9 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -43,6 +40,7 @@ from streams.agents.suppression import SuppressionLedger
 from streams.elastic.document_store import DocumentStore
 from streams.embedding.embedder import Embedder
 from streams.errors import IndexingError, RetryableError, StreamsError
+from streams.observability.phases import Phases
 from streams.pipeline import plan_batch as planning
 from streams.pipeline.plan_embeddings import plan_embeddings
 from streams.pipeline.update_document_state import Chunker
@@ -53,7 +51,7 @@ log = logging.getLogger(__name__)
 MAX_CONFLICT_ROUNDS = 5
 BACKFILL_SLICE_TEXTS = 16  # texts embedded between two turns of the backfill lane
 BACKFILL_HALVES = 2  # a backfill batch's interleaved halves: one embeds while the other reads or writes
-# Where a batch's wall time goes, in the order a round runs them (WriteResult.seconds).
+# Where a batch's wall time goes, in the order a round runs them (WriteResult.phases).
 STAGES = ("load", "plan", "vectors", "embed", "gate", "bulk")
 
 
@@ -68,20 +66,7 @@ class WriteResult:
     chunks_written: int = 0
     chunks_deleted: int = 0
     searchable_at: datetime | None = None
-    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds by stage (STAGES)
-
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        """Add the wall time of the block to `seconds[stage]`."""
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.monotonic() - started
-
-    def timings(self) -> str:
-        """The stages' seconds for a log line, in the order a round runs them: "load 0.01s, embed 1.20s"."""
-        return ", ".join(f"{stage} {self.seconds[stage]:.2f}s" for stage in STAGES if stage in self.seconds)
+    phases: Phases = field(default_factory=Phases)  # wall seconds by stage (STAGES)
 
     def merge(self, other: WriteResult) -> None:
         self.applied += other.applied
@@ -94,8 +79,7 @@ class WriteResult:
         self.chunks_deleted += other.chunks_deleted
         if other.searchable_at is not None:
             self.searchable_at = max(other.searchable_at, self.searchable_at or other.searchable_at)
-        for stage, seconds in other.seconds.items():
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        self.phases.merge(other.phases)
 
 
 class ChangeWriter:
@@ -166,18 +150,18 @@ class ChangeWriter:
         embedded: dict[str, list[float]],
         turn: Turn | None = None,
     ) -> set[str]:
-        with result.timed("load"):
+        with result.phases.timed("load"):
             stored = await self.store.load_states(list(pending))
         ledger_version = self.ledger.version
         # Planning chunks and redacts every text with the model's tokenizer: seconds for a large batch, so
         # it runs off the event loop, which must keep serving heartbeats, /health and deletion requests.
-        with result.timed("plan"):
+        with result.phases.timed("plan"):
             plan = await asyncio.get_running_loop().run_in_executor(
                 None,
                 partial(planning.plan_batch, stored, pending, self.chunker, self.ledger.names_any, self.ledger.redact),
             )
         result.failed.extend(plan.failed)
-        with result.timed("vectors"):
+        with result.phases.timed("vectors"):
             vectors = await self.store.load_vectors(planning.reusable_chunk_ids(plan, stored))
             missing = [chunk.text_hash for chunk in plan.chunks_to_write() if chunk.text_hash not in vectors]
             vectors.update((digest, embedded[digest]) for digest in missing if digest in embedded)
@@ -186,7 +170,7 @@ class ChangeWriter:
                 vectors.update(await self.store.vectors_by_hash(missing))
         embeddings = plan_embeddings(plan.chunks_to_write(), vectors)
         if embeddings.to_embed:
-            with result.timed("embed"):
+            with result.phases.timed("embed"):
                 chunk_vectors = embeddings.vectors(await self._encode(embeddings.texts, turn))
             fresh = {chunk.text_hash: vector for chunk, vector in zip(embeddings.chunks, chunk_vectors, strict=True)}
             vectors.update(fresh)
@@ -201,7 +185,7 @@ class ChangeWriter:
         if not operations:
             return set()
         async with contextlib.AsyncExitStack() as gate:
-            with result.timed("gate"):
+            with result.phases.timed("gate"):
                 await gate.enter_async_context(self.ledger.gate.batch(plan.updates))
             if self.ledger.version != ledger_version:
                 # A deletion request landed while this batch was embedded: plan it all again.
@@ -209,7 +193,7 @@ class ChangeWriter:
             # The other lane may have written one of these documents since its state was loaded. Its
             # chunks must not be overwritten with what was planned from the older state: such a
             # document is planned again, and the others are written.
-            with result.timed("bulk"):
+            with result.phases.timed("bulk"):
                 moved = await self._moved(stored, {operation.owner for operation in operations})
                 operations = [operation for operation in operations if operation.owner not in moved]
                 items = await self.store.bulk(operations)

@@ -32,8 +32,9 @@ from streams.elastic import bulk
 from streams.elastic.bulk import LIMITS, BulkLimits
 from streams.errors import IndexingError, Outcome, RetryableError, classify_item
 from streams.forget.expand import Identity
-from streams.forget.outcome import ForgetOutcome, Phases
+from streams.forget.outcome import ForgetOutcome
 from streams.forget.queries import MENTION_FIELDS, mention_query, naming
+from streams.observability.phases import Phases
 from streams.pipeline.mentions import MentionPattern, Redactor
 from streams.pipeline.plan_batch import state_id
 from streams.pipeline.update_document_state import DocumentState, forget_in_state

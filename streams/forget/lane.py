@@ -28,13 +28,14 @@ from streams.elastic.bulk import LIMITS, BulkLimits
 from streams.errors import StreamsError
 from streams.forget.erase import erase
 from streams.forget.expand import Identity, expand_identities, generations
-from streams.forget.outcome import ForgetOutcome, Phases
+from streams.forget.outcome import ForgetOutcome
 from streams.forget.progress import ForgetProgress, UnreadableNote
 from streams.forget.receipt import FAILED, NOTHING_INDEXED, REJECTED, Receipt
 from streams.forget.request import DeletionRequest
 from streams.forget.verify import Verification, verify_forgotten
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_record
+from streams.observability.phases import Phases
 from streams.pipeline.mentions import HashKind, Redactor, could_mention, pattern_hashes
 from streams.records import Origin
 from streams.retrying import retry_transient

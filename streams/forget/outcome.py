@@ -1,11 +1,8 @@
 """The bookkeeping of one request: what it removed and redacted (kept over its attempts, the
-receipt's figures), and where its time went."""
+receipt's figures); where its time went is observability/phases.py's Phases."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from streams.pipeline.mentions import MentionPattern
@@ -44,24 +41,3 @@ class ForgetOutcome:
 
     def removed_chunk_ids(self) -> set[str]:
         return {chunk for chunks in self.removed.values() for chunk in chunks}
-
-
-class Phases:
-    """Wall seconds one request spends in each phase: where the time to unsearchable goes."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(name, time.perf_counter() - started)
-
-    def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
-    def __str__(self) -> str:
-        return ", ".join(f"{name} {seconds:.3f}s" for name, seconds in self.seconds.items())

@@ -410,15 +410,17 @@ def test_a_batch_says_where_its_time_went_and_a_wait_for_the_gate_is_counted_as_
             return await asyncio.wait_for(task, timeout=5)
 
     result = asyncio.run(scenario())
-    assert set(result.seconds) == set(STAGES)
-    assert result.seconds["gate"] >= 0.2  # the batch could not pass before the gate was released
-    assert result.seconds["bulk"] < result.seconds["gate"]
-    assert result.timings().startswith("load ") and "gate " in result.timings()
+    assert list(result.phases.seconds) == list(STAGES)  # in the order a round runs them
+    assert result.phases.seconds["gate"] >= 0.2  # the batch could not pass before the gate was released
+    assert result.phases.seconds["bulk"] < result.phases.seconds["gate"]
+    assert str(result.phases).startswith("load ")
 
 
 def test_merged_results_sum_their_stages() -> None:
-    first, second = WriteResult(seconds={"embed": 1.0, "bulk": 0.5}), WriteResult(seconds={"embed": 2.0, "gate": 0.25})
-    first.merge(second)
-    assert first.seconds == {"embed": 3.0, "bulk": 0.5, "gate": 0.25}
-    assert first.timings() == "embed 3.00s, gate 0.25s, bulk 0.50s"  # in the order a round runs them
-    assert WriteResult().timings() == ""
+    from streams.observability.phases import Phases
+
+    first = WriteResult(phases=Phases({"embed": 1.0, "bulk": 0.5}))
+    first.merge(WriteResult(phases=Phases({"embed": 2.0, "gate": 0.25})))
+    assert first.phases.seconds == {"embed": 3.0, "bulk": 0.5, "gate": 0.25}
+    assert str(first.phases) == "embed 3.000s, bulk 0.500s, gate 0.250s"
+    assert str(WriteResult().phases) == ""
