@@ -281,7 +281,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
     import asyncio
 
     from streams.clients import async_elasticsearch_client
-    from streams.elastic.hybrid_index import search
+    from streams.elastic.hybrid_index import search_page
 
     async def run() -> dict[str, list[list[str]]]:
         es = async_elasticsearch_client(settings)
@@ -290,7 +290,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
             for index, embedder in (old, new):
                 vectors = await embedder.encode_async(list(COMPARE_QUERIES))
                 found[index] = [
-                    [hit.document_id for hit in await search(es, index, query, vector, k)]
+                    [hit.document_id for hit in (await search_page(es, index, query, vector, k)).hits]
                     for query, vector in zip(COMPARE_QUERIES, vectors, strict=True)
                 ]
             return found

@@ -122,7 +122,7 @@ def _from_elasticsearch(
     _quiet_model_loading()
     from streams.agents.runtime import embedder_for
     from streams.clients import async_elasticsearch_client, elasticsearch_client
-    from streams.elastic.hybrid_index import search as search_index
+    from streams.elastic.hybrid_index import search_page
 
     with elasticsearch_client(settings) as es:  # the serving generation's model, whatever the settings say
         embedder = embedder_for(settings, es, settings.index_alias)
@@ -130,8 +130,8 @@ def _from_elasticsearch(
 
     async def run() -> list[dict[str, object]]:
         async with async_elasticsearch_client(settings) as client:
-            hits = await search_index(client, settings.index_alias, query, vector, k, sources, groups)
-        return [hit.to_json() for hit in hits]
+            page = await search_page(client, settings.index_alias, query, vector, k, sources, groups)
+        return [hit.to_json() for hit in page.hits]
 
     return asyncio.run(run())
 
