@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from streams.cli import number_option
 from streams.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _quiet_model_loading() -> None:
 
 @click.command()
 @click.argument("query", callback=_query)
-@click.option("--k", "k", type=click.IntRange(1, MAX_K), default=10, show_default=True, help="Documents to return.")
+@number_option("--k", "k", default=10, at_least=1, at_most=MAX_K, help="Documents to return.")
 @click.option("--source", "source", default=None, help="Only these sources (comma-separated: wiki,tickets,crm).")
 @click.option(
     "--groups",
