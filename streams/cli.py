@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -15,6 +16,27 @@ from streams.logs import LogFormat, configure_logging
 # Every duration a command takes: zero or a negative number would only fail later, deep in a client
 # (`freshness --timeout -5` ended in a traceback), so click refuses them with the option's name.
 Seconds = click.FloatRange(min=0, min_open=True)
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def number_option(
+    *param_decls: str, default: float, help: str, at_least: float | None = None, at_most: float | None = None
+) -> Decorator:
+    """A numeric option whose --help shows its default and bounds: an int default takes integers, a float
+    default any number, within `at_least` and `at_most` where given (click refuses others by name)."""
+    kind: click.ParamType
+    if isinstance(default, int):
+        kind = click.INT if at_least is None and at_most is None else click.IntRange(at_least, at_most)
+    else:
+        kind = click.FLOAT if at_least is None and at_most is None else click.FloatRange(at_least, at_most)
+    return click.option(*param_decls, type=kind, default=default, show_default=True, help=help)
+
+
+def seconds_option(*param_decls: str, default: float, help: str) -> Decorator:
+    """A duration option (`Seconds`) whose --help shows its default."""
+    return click.option(*param_decls, type=Seconds, default=default, show_default=True, help=help)
+
 
 # command name -> ("module:attribute" of a click command or group, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

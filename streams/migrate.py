@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from streams.cli import number_option
 from streams.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -281,7 +282,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
     import asyncio
 
     from streams.clients import async_elasticsearch_client
-    from streams.elastic.hybrid_index import search
+    from streams.elastic.hybrid_index import search_page
 
     async def run() -> dict[str, list[list[str]]]:
         es = async_elasticsearch_client(settings)
@@ -290,7 +291,7 @@ def _overlap(settings: Settings, old: tuple[str, Any], new: tuple[str, Any], k: 
             for index, embedder in (old, new):
                 vectors = await embedder.encode_async(list(COMPARE_QUERIES))
                 found[index] = [
-                    [hit.document_id for hit in await search(es, index, query, vector, k)]
+                    [hit.document_id for hit in (await search_page(es, index, query, vector, k)).hits]
                     for query, vector in zip(COMPARE_QUERIES, vectors, strict=True)
                 ]
             return found
@@ -397,12 +398,8 @@ _SET_OPTIONS = [
     click.option(
         "--group", default=None, help="The access group the sets were loaded into (default: each one's only)."
     ),
-    click.option(
-        "--max-drop",
-        type=float,
-        default=0.02,
-        show_default=True,
-        help="The gate: the largest fall of any metric, new generation against old.",
+    number_option(
+        "--max-drop", default=0.02, help="The gate: the largest fall of any metric, new generation against old."
     ),
 ]
 
@@ -421,7 +418,7 @@ def _sets(set_dirs: tuple[Path, ...], group: str | None) -> list[tuple[Path, str
 
 @migrate.command()
 @_set_options
-@click.option("--k", default=10, show_default=True, help="Results per fixed query for the overlap.")
+@number_option("--k", default=10, help="Results per fixed query for the overlap.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def compare(set_dirs: tuple[Path, ...], group: str | None, max_drop: float, k: int, as_json: bool) -> None:
     """Run the evaluation set (and any BEIR set given with --set) against both generations side by side:

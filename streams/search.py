@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from streams.cli import number_option
 from streams.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _quiet_model_loading() -> None:
 
 @click.command()
 @click.argument("query", callback=_query)
-@click.option("--k", "k", type=click.IntRange(1, MAX_K), default=10, show_default=True, help="Documents to return.")
+@number_option("--k", "k", default=10, at_least=1, at_most=MAX_K, help="Documents to return.")
 @click.option("--source", "source", default=None, help="Only these sources (comma-separated: wiki,tickets,crm).")
 @click.option(
     "--groups",
@@ -122,7 +123,7 @@ def _from_elasticsearch(
     _quiet_model_loading()
     from streams.agents.runtime import embedder_for
     from streams.clients import async_elasticsearch_client, elasticsearch_client
-    from streams.elastic.hybrid_index import search as search_index
+    from streams.elastic.hybrid_index import search_page
 
     with elasticsearch_client(settings) as es:  # the serving generation's model, whatever the settings say
         embedder = embedder_for(settings, es, settings.index_alias)
@@ -130,8 +131,8 @@ def _from_elasticsearch(
 
     async def run() -> list[dict[str, object]]:
         async with async_elasticsearch_client(settings) as client:
-            hits = await search_index(client, settings.index_alias, query, vector, k, sources, groups)
-        return [hit.to_json() for hit in hits]
+            page = await search_page(client, settings.index_alias, query, vector, k, sources, groups)
+        return [hit.to_json() for hit in page.hits]
 
     return asyncio.run(run())
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from streams.cli import number_option
 from streams.elastic.verify_index import (
     CATEGORIES,
     PAGE,
@@ -233,18 +234,16 @@ def _print_table(reports: list[SourceReport], limit: int, backlog: int | None = 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
+@number_option(
     "--recheck",
-    type=click.FloatRange(min=0),
     default=0.0,
-    show_default=True,
+    at_least=0,
     help="Seconds to wait before checking again; only drift seen both times is reported (changes in flight settle).",
 )
-@click.option(
+@number_option(
     "--limit",
-    type=click.IntRange(min=0),
     default=20,
-    show_default=True,
+    at_least=0,
     help="Issues listed per category and source, in the table and in JSON (the counts are always whole).",
 )
 @click.option(

@@ -13,14 +13,13 @@ import click
 from confluent_kafka import Consumer, KafkaException
 
 from streams import avro
-from streams.agents.locate_commands import read_report
-from streams.cli import Seconds
+from streams.agents.locate_commands import read_report, subject_options
+from streams.cli import seconds_option
 from streams.clients import consumer_at_end, kafka_producer
 from streams.errors import InvalidRequest
 from streams.forget.locate import SubjectReport, unaccounted
 from streams.forget.receipt import FINAL, GIVEN_UP, NOTHING_INDEXED, UNSEARCHABLE, Receipt
 from streams.forget.request import DeletionRequest, validate_deletion_request
-from streams.records import SUBJECT_KINDS
 from streams.settings import Settings, get_settings
 
 
@@ -100,14 +99,11 @@ def _jsonable(value: Any) -> Any:
     "report_id",
     help="Forget the subject of this subject access report (`streams locate`), its identifiers included.",
 )
-@click.option(
-    "--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True, help="What SUBJECT identifies."
-)
-@click.option("--requested-by", default="compliance", show_default=True, help="Who asked.")
+@subject_options
 @click.option("--reason", default="GDPR Art. 17 request", show_default=True, help="Why.")
 @click.option("--wait", is_flag=True, help="Wait for the receipt and print it.")
 @click.option("--purged", is_flag=True, help="With --wait: wait for the receipt of the physical purge too.")
-@click.option("--timeout", type=Seconds, default=120.0, show_default=True, help="Seconds to wait for the receipt.")
+@seconds_option("--timeout", default=120.0, help="Seconds to wait for the receipt.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def forget(
     subject: str | None,

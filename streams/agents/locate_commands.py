@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import click
 from elasticsearch import AsyncElasticsearch
@@ -85,12 +86,17 @@ def check_subject(subject: str, kind: str) -> None:
         raise click.BadParameter(str(exc), param_hint="'SUBJECT'") from exc
 
 
+def subject_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Who SUBJECT is and who asks: declared once for `streams locate` and `streams forget`."""
+    command = click.option("--requested-by", default="compliance", show_default=True, help="Who asked.")(command)
+    return click.option(
+        "--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True, help="What SUBJECT identifies."
+    )(command)
+
+
 @click.command()
 @click.argument("subject")
-@click.option(
-    "--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True, help="What SUBJECT identifies."
-)
-@click.option("--requested-by", default="compliance", show_default=True, help="Who asked.")
+@subject_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def locate_command(subject: str, kind: str, requested_by: str, as_json: bool) -> None:
     """List every chunk, state record and dead letter that names or concerns SUBJECT, over every index

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from streams.bench.stats import SCENARIOS, STACKLESS, assemble, machine
+from streams.cli import number_option
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -229,7 +230,7 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
     show_default=True,
     help="Comma-separated scenarios to run; `workers` (1, 2, 3 worker processes) only when named.",
 )
-@click.option("--rate", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Steady edits per second.")
+@number_option("--rate", default=5.0, at_least=0.1, help="Steady edits per second.")
 @click.option(
     "--backfill-docs",
     type=click.IntRange(min=3),

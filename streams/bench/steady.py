@@ -109,6 +109,12 @@ def make_edit(n: int, rng: random.Random, pages: list[int], tickets: list[int], 
     return Edit("crm", f"crm/note/{note}", _root_live, time.time())
 
 
+def searchable(client: Any, alias: str, pending: list[Edit]) -> list[Edit]:
+    """The pending edits whose change the index's state records show."""
+    found = states(client, alias, {e.document_id for e in pending})
+    return [edit for edit in pending if edit.applied(found.get(edit.document_id))]
+
+
 def run(
     settings: Settings, client: Any, progress: Progress, *, rate: float, duration_s: float, drain_s: float = 90.0
 ) -> dict[str, Any]:
@@ -122,12 +128,8 @@ def run(
     progress(f"steady: {total} edits at {rate}/s over {duration_s:.0f}s")
     load.start("edits", total, 1 / rate, lambda n: make_edit(n, rng, pages, tickets, contacts))
 
-    def searchable(pending: list[Edit]) -> list[Edit]:
-        found = states(client, settings.index_alias, {e.document_id for e in pending})
-        return [edit for edit in pending if edit.applied(found.get(edit.document_id))]
-
     load.wait_searchable(
-        searchable,
+        lambda pending: searchable(client, settings.index_alias, pending),
         progress,
         lambda made, seen: f"steady: {made}/{total} edits committed, {seen} searchable",
         drain_s=drain_s,

@@ -445,7 +445,7 @@ def retriever_bodies(
     tuning: SearchTuning = DEFAULT_TUNING,
     with_source: bool = False,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The BM25 and kNN request bodies `search` sends for `mode` (None for a retriever it does not use);
+    """The BM25 and kNN request bodies `search_page` sends for `mode` (None for a retriever it does not use);
     `fuse` of their hits is the ranking. The search asks for ids only (the returned chunks' details
     come after fusion); the forget verification, which must search exactly as users do and then
     scan what it found, asks `with_source` for the stored text (the vector left out). `filters`:
@@ -463,33 +463,6 @@ def retriever_bodies(
             raise ValueError(f"search mode {mode} needs the query's vector")
         knn_body = {**knn_query(vector, filters, size, tuning.num_candidates), **returned}
     return bm25_body, knn_body
-
-
-async def search(
-    client: AsyncElasticsearch,
-    alias: str,
-    query: str,
-    vector: Sequence[float] | None,
-    k: int = 10,
-    sources: Sequence[str] | None = None,
-    groups: Sequence[str] | None = None,
-    *,
-    mode: str = "hybrid",
-    tuning: SearchTuning = DEFAULT_TUNING,
-    highlight: bool = True,
-) -> list[DocumentHit]:
-    """The search that /search, `streams search` and `streams eval` all run: `mode` picks hybrid,
-    BM25 alone or kNN alone (`vector` may be None for BM25 alone).
-
-    Only the chunks that are returned get their text, metadata and highlights, in one small request
-    after fusion: highlighting every one of the k * 5 BM25 candidates cost more than the search
-    itself at k=100. With `highlight=False` (what `streams eval` needs) that request is not made and
-    the hits carry ids, ranks and scores only.
-    """
-    page = await search_page(
-        client, alias, query, vector, k, sources, groups, mode=mode, tuning=tuning, highlight=highlight
-    )
-    return page.hits
 
 
 # How far /search pages: offset + k documents are fused from (offset + k) * chunks_per_k chunks per
@@ -525,8 +498,16 @@ async def search_page(
     tuning: SearchTuning = DEFAULT_TUNING,
     highlight: bool = True,
 ) -> SearchPage:
-    """`search`, from the `offset`-th document of the fused ranking on (`offset + k <= MAX_WINDOW`),
-    and with `with_total` the count of documents that contain the query's words."""
+    """The search that /search, `streams search` and `streams eval` all run: `mode` picks hybrid,
+    BM25 alone or kNN alone (`vector` may be None for BM25 alone); the page from the `offset`-th
+    document of the fused ranking on (`offset + k <= MAX_WINDOW`), and with `with_total` the count of
+    documents that contain the query's words.
+
+    Only the chunks that are returned get their text, metadata and highlights, in one small request
+    after fusion: highlighting every one of the k * 5 BM25 candidates cost more than the search
+    itself at k=100. With `highlight=False` (what `streams eval` needs) that request is not made and
+    the hits carry ids, ranks and scores only.
+    """
     if offset < 0 or offset + k > MAX_WINDOW:
         raise ValueError(f"offset + k must be at most {MAX_WINDOW} (offset {offset}, k {k})")
     filters = chunk_filter(sources, groups, metadata)  # the retrievers' and, again, the details request's

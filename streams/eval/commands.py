@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from streams.cli import Seconds
+from streams.cli import number_option, seconds_option
 from streams.settings import get_settings
 
 DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
@@ -42,7 +42,7 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A saved `--json` report: exit 1 if any metric fell more than --max-drop below it.",
 )
-@click.option("--max-drop", type=float, default=0.02, show_default=True, help="Largest allowed fall per metric.")
+@number_option("--max-drop", default=0.02, help="Largest allowed fall per metric.")
 @click.option(
     "--mode",
     "modes",
@@ -175,13 +175,7 @@ def eval_(
 )
 @click.option("--group", required=True, help="The access group the documents get (and eval searches).")
 @click.option("--replace", is_flag=True, help="Delete an earlier load into this group and load again.")
-@click.option(
-    "--stall",
-    type=Seconds,
-    default=180.0,
-    show_default=True,
-    help="Give up when no document became searchable for this many seconds.",
-)
+@seconds_option("--stall", default=180.0, help="Give up when no document became searchable for this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as_json: bool) -> None:
     """Insert a BEIR collection's documents into a source database, so that they travel the real path
@@ -318,7 +312,7 @@ def copy_index(group: str, target: str, analysis: str, embed_title: bool, vector
     default=None,
     help="Documents in the slice: every relevant one plus a seeded sample of the others (default: all).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample of other documents.")
+@number_option("--seed", default=0, help="Seed of the sample of other documents.")
 @click.option("--split", default="test", show_default=True, help="The qrels file whose queries are kept.")
 @click.option(
     "--cache",

@@ -12,7 +12,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from streams.elastic.hybrid_index import DEFAULT_TUNING, MODES, SearchTuning, search
+from streams.elastic.hybrid_index import DEFAULT_TUNING, MODES, SearchTuning, search_page
 from streams.eval.golden_set import GoldenSet
 from streams.eval.load_collection import LoadedCollection
 from streams.eval.metrics import DEPTH, METRICS, ranking_scores, score_run
@@ -39,7 +39,7 @@ async def rankings(
     async def one(mode: str, qid: str) -> tuple[str, str, list[str]]:
         async with limit:
             asked = time.monotonic()
-            hits = await search(
+            page = await search_page(
                 client,
                 index,
                 golden.queries[qid],
@@ -53,7 +53,7 @@ async def rankings(
             )
             if latencies is not None:
                 latencies.setdefault(mode, []).append(time.monotonic() - asked)
-        return mode, qid, [corpus_ids[h.document_id] for h in hits if h.document_id in corpus_ids]
+        return mode, qid, [corpus_ids[h.document_id] for h in page.hits if h.document_id in corpus_ids]
 
     results: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}
     for mode, qid, ranked in await asyncio.gather(*(one(m, q) for m in modes for q in golden.queries)):

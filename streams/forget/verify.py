@@ -78,7 +78,7 @@ async def verify_forgotten(
     One refresh makes every write of the request searchable, then every probe goes in one _msearch:
     the `subjects` count, and per pattern its phrase probe (highlights included), its nearest
     neighbours, and the two retrievers of the hybrid search users get (fused here exactly as
-    `search` fuses them). `vectors` are the patterns' embeddings in `sorted(patterns, key=str)`
+    `search_page` fuses them). `vectors` are the patterns' embeddings in `sorted(patterns, key=str)`
     order, when the caller computed them beforehand (while the deletions ran); else they are
     embedded here.
     """

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import httpx
 
-from streams.cli import Seconds
+from streams.cli import seconds_option
 from streams.settings import Settings, get_settings
 
 COLUMNS = (
@@ -151,9 +151,7 @@ def _json_default(value: object) -> str:
     is_flag=True,
     help="Read the latest FreshnessReport from the freshness topic instead of asking the worker.",
 )
-@click.option(
-    "--timeout", "timeout_s", type=Seconds, default=5.0, show_default=True, help="Seconds to wait for an answer."
-)
+@seconds_option("--timeout", "timeout_s", default=5.0, help="Seconds to wait for an answer.")
 def freshness(as_json: bool, url: str | None, from_topic: bool, timeout_s: float) -> None:
     """Freshness (source commit -> searchable) per source: events, p50/p95/p99/max seconds, oldest unindexed age,
     capture age (seconds since the commit of the newest event received from the source, heartbeats

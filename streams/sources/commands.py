@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from streams.cli import number_option
 from streams.settings import get_settings
 from streams.sources.connect import SourceUnavailable
 from streams.sources.corpus import DOC_DIR, CorpusUnavailable
@@ -16,22 +17,10 @@ from streams.sources.seed import APPLICATION_SOURCES, SEEDABLE_SOURCES, Advance,
 
 
 @click.command()
-@click.option(
-    "--docs",
-    "-n",
-    type=click.IntRange(min=1),
-    default=300,
-    show_default=True,
-    help="Documents to create, shared evenly over the chosen sources.",
+@number_option(
+    "--docs", "-n", default=300, at_least=1, help="Documents to create, shared evenly over the chosen sources."
 )
-@click.option(
-    "--seed",
-    "seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Random seed: the same seed and --docs give the same content.",
-)
+@number_option("--seed", "seed", default=0, help="Random seed: the same seed and --docs give the same content.")
 @click.option(
     "--source",
     "sources",

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from streams.cli import Seconds
+from streams.cli import Seconds, seconds_option
 from streams.settings import Settings, get_settings
 from streams.stack import connectors as connectors_module
 from streams.stack import stack as stack_module
@@ -56,9 +56,7 @@ def up() -> None:
 
 
 @stack.command()
-@click.option(
-    "--timeout", type=Seconds, default=30.0, show_default=True, help="Seconds to wait after SIGTERM before SIGKILL."
-)
+@seconds_option("--timeout", default=30.0, help="Seconds to wait after SIGTERM before SIGKILL.")
 def down(timeout: float) -> None:
     """Stop the servers this stack started (by their pid files); data stays under stack_home."""
     settings = get_settings()
@@ -94,7 +92,7 @@ def connectors() -> None:
 
 
 @connectors.command()
-@click.option("--timeout", type=Seconds, default=120.0, show_default=True, help="Seconds to wait for RUNNING.")
+@seconds_option("--timeout", default=120.0, help="Seconds to wait for RUNNING.")
 def register(timeout: float) -> None:
     """Create or update every connector (idempotent) and wait until each connector and task is RUNNING."""
     progress = _printer()

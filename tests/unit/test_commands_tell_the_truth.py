@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from streams import __version__
 from streams.agents import forget_commands, web
-from streams.cli import COMMANDS, Seconds, main
+from streams.cli import COMMANDS, Seconds, main, number_option
 from streams.elastic.verify_index import CATEGORIES, Issue, SourceReport
 from streams.search import MAX_K, MAX_QUERY_CHARS, print_hits, render_highlight
 from streams.verify import report_json, verdict
@@ -43,6 +43,11 @@ def test_version() -> None:
         (["forget", "ann@example.com", "--timeout", "0"], "'--timeout'"),
         (["connectors", "watch", "--interval", "-1"], "'--interval'"),
         (["stack", "down", "--timeout", "-1"], "'--timeout'"),
+        (["seed", "--docs", "0"], "'--docs' / '-n': 0 is not in the range x>=1"),
+        (["seed", "--seed", "1.5"], "'--seed': '1.5' is not a valid integer"),
+        (["verify", "--limit", "-1"], "'--limit': -1 is not in the range x>=0"),
+        (["verify", "--recheck", "-0.5"], "'--recheck': -0.5 is not in the range x>=0"),
+        (["bench", "--rate", "0"], "'--rate': 0.0 is not in the range x>=0.1"),
     ],
 )
 def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
@@ -75,6 +80,21 @@ def test_every_duration_option_refuses_zero_and_negative_numbers() -> None:
         ]
     assert len(durations) >= 6
     assert [name for name, p in durations if p.type is not Seconds] == []
+
+
+def test_a_number_option_takes_the_kind_of_its_default_within_its_bounds_and_shows_the_default() -> None:
+    @click.command()
+    @number_option("--count", default=3, help="A count.")
+    @number_option("--share", default=0.5, at_least=0, at_most=1, help="A share.")
+    def command(count: int, share: float) -> None:
+        click.echo(f"{count!r} {share!r}")
+
+    runner = CliRunner()
+    assert runner.invoke(command, ["--count", "7", "--share", "1"]).output == "7 1.0\n"
+    assert "'--count': '7.5' is not a valid integer" in runner.invoke(command, ["--count", "7.5"]).output
+    assert "'--share': 1.5 is not in the range 0<=x<=1" in runner.invoke(command, ["--share", "1.5"]).output
+    shown = runner.invoke(command, ["--help"]).output
+    assert "[default: 3]" in shown and "[default: 0.5; 0<=x<=1]" in shown
 
 
 def test_watch_help_shows_the_default_values() -> None:

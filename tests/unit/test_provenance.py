@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from streams.elastic.generations import generation_of
-from streams.elastic.hybrid_index import PROVENANCE_FIELDS, index_body, search
+from streams.elastic.hybrid_index import PROVENANCE_FIELDS, index_body, search_page
 from streams.errors import IndexingError
 from streams.pipeline.chunk_document import chunker_version
 from streams.pipeline.plan_batch import StoredState, build_operations, plan_batch
@@ -70,7 +70,7 @@ class _TwoGenerations:
 
 
 def test_search_hits_name_the_index_and_what_made_the_chunk() -> None:
-    [document] = asyncio.run(search(_TwoGenerations(), "streams-chunks", "q", [0.1], 5))  # type: ignore[arg-type]
+    [document] = asyncio.run(search_page(_TwoGenerations(), "streams-chunks", "q", [0.1], 5)).hits  # type: ignore[arg-type]
     first, second = document.to_json()["chunks"]
     assert first["provenance"] == {"index": "streams-chunks-v2", **MADE_BY}
     # a chunk written before provenance existed says so, instead of pretending

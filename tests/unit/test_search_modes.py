@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.elastic.hybrid_index import SearchTuning, fuse, search
+from streams.elastic.hybrid_index import SearchTuning, fuse, search_page
 
 
 def hit(chunk: str, document: str) -> dict[str, Any]:
@@ -47,7 +47,7 @@ class FakeElasticsearch:
 
 def run_search(gone: str = "", **kwargs: Any) -> tuple[list[str], FakeElasticsearch, Any]:
     client = FakeElasticsearch(gone)
-    hits = asyncio.run(search(client, "alias", "q", [0.1], **kwargs))  # type: ignore[arg-type]
+    hits = asyncio.run(search_page(client, "alias", "q", [0.1], **kwargs)).hits  # type: ignore[arg-type]
     return [h.document_id for h in hits], client, hits
 
 
