@@ -293,7 +293,9 @@ def _load_applications(settings: Any, set_dir: Path, group: str, corpus: list[An
 
     found = apps.plan(corpus)
     for kind, count in sorted(found.skipped.items()):
-        click.echo(f"skipped {count} documents of kind {kind!r} (only wiki:* and ticket:* go to the applications)")
+        click.echo(
+            f"skipped {count} documents of kind {kind!r} (only wiki:* and ticket:* go to the applications)", err=True
+        )
     if not found.total:
         raise click.ClickException(f"{set_dir}/corpus.jsonl has no wiki:* or ticket:* documents")
     try:
@@ -306,25 +308,34 @@ def _load_applications(settings: Any, set_dir: Path, group: str, corpus: list[An
         return earlier, 0, time.monotonic()
     if earlier is not None:
         raise click.ClickException(
-            f"{LoadedCollection.path(set_dir, group)} records another load into {group}: load into a new group"
+            f"{LoadedCollection.path(set_dir, group)} records another (or an unfinished) load of "
+            f"{len(earlier.documents)} documents into {group}: load into a new group"
         )
+    documents: dict[str, str] = {}
+    access = tuple(apps.access_groups(group))
     try:
         with apps.connected(settings, found) as (wiki, tracker, restrict):
             click.echo(
                 f"loading {len(found.pages)} pages into MediaWiki, {len(found.tickets)} tickets into RT", err=True
             )
             started = time.monotonic()
-            documents = apps.load(
+            apps.load(
                 found,
                 group,
                 wiki,
                 tracker,
                 restrict,
                 lambda what, done, total: click.echo(f"  {done}/{total} {what} created", err=True),
+                documents,
             )
     except (ApplicationError, GoldenSetError) as exc:
+        if documents:  # what the applications hold now, so that a second run does not make it again
+            LoadedCollection(group, apps.SOURCE, documents, access).save(set_dir)
+            raise click.ClickException(
+                f"{exc} ({len(documents)} documents were created, recorded in {LoadedCollection.path(set_dir, group)})"
+            ) from exc
         raise click.ClickException(str(exc)) from exc
-    loaded = LoadedCollection(group, apps.SOURCE, documents, tuple(apps.access_groups(group)))
+    loaded = LoadedCollection(group, apps.SOURCE, documents, access)
     loaded.save(set_dir)
     return loaded, len(documents), started
 

@@ -116,23 +116,27 @@ def load(
     tracker: Tracker | None,
     restrict: Restrict,
     advance: Callable[[str, int, int], None],
+    documents: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Create the pages and tickets; corpus id -> index document id (mediawiki/page/<page id>,
-    rt/ticket/<ticket id>). `restrict(page_ids, group)` gives saved pages their read restriction;
-    `advance(what, done, total)` reports progress."""
-    documents: dict[str, str] = {}
+    rt/ticket/<ticket id>), filled into `documents` as they are created (so that a caller knows what
+    was made when an application fails halfway). `restrict(page_ids, group)` gives saved pages their
+    read restriction; `advance(what, done, total)` reports progress."""
+    documents = {} if documents is None else documents
     if found.pages:
         if wiki is None:
             raise GoldenSetError(f"{len(found.pages)} wiki documents, and MediaWiki is not among the applications")
         titles = page_titles(found.pages, group)
         done = 0
         for batch in batches(found.pages, RESTRICT_BATCH):
-            ids = []
-            for doc in batch:
-                page = wiki.create_page(titles[doc.doc_id], doc.text.strip() or titles[doc.doc_id], SUMMARY)
-                ids.append(page)
-                documents[doc.doc_id] = f"mediawiki/page/{page}"
-            restrict(ids, group)
+            ids: list[int] = []
+            try:
+                for doc in batch:
+                    page = wiki.create_page(titles[doc.doc_id], doc.text.strip() or titles[doc.doc_id], SUMMARY)
+                    ids.append(page)
+                    documents[doc.doc_id] = f"mediawiki/page/{page}"
+            finally:  # a page saved is restricted, even when a later one fails
+                restrict(ids, group)
             done += len(batch)
             advance("pages", done, len(found.pages))
     if found.tickets:

@@ -158,3 +158,21 @@ def test_load_applications_refuses_replace_and_names_the_missing_applications(
         get_settings.cache_clear()
     assert result.exit_code == 1
     assert "STREAMS_STACK_APPS does not name mediawiki" in result.output
+
+
+def test_a_failing_application_leaves_what_it_made_recorded_and_restricted() -> None:
+    class FailingWiki(FakeWiki):
+        def create_page(self, title: str, text: str, summary: str = "") -> int:
+            if len(self.pages) == 1:
+                raise GoldenSetError("MediaWiki went away")
+            return super().create_page(title, text, summary)
+
+    restricted: list[list[int]] = []
+    documents: dict[str, str] = {}
+    found = apps.plan([doc("wiki:a", "Alpha"), doc("wiki:b", "Beta")])
+    with pytest.raises(GoldenSetError, match="went away"):
+        apps.load(
+            found, "eval-g", FailingWiki(), None, lambda ids, g: restricted.append(ids), lambda *a: None, documents
+        )
+    assert documents == {"wiki:a": "mediawiki/page/100"}
+    assert restricted == [[100]]
