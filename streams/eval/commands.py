@@ -168,27 +168,41 @@ def eval_(
 @click.argument("set_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option(
     "--source",
-    type=click.Choice(["tickets"]),
+    type=click.Choice(["tickets", "applications"]),
     default="tickets",
     show_default=True,
-    help="The source database the documents go into.",
+    help="Where the documents go: the invented tickets database, or the real applications the stack runs "
+    "(STREAMS_STACK_APPS): wiki:* documents become MediaWiki pages, ticket:* documents RT tickets in the "
+    "queue GROUP, through their own APIs; other kinds are skipped and counted.",
 )
-@click.option("--group", required=True, help="The access group the documents get (and eval searches).")
-@click.option("--replace", is_flag=True, help="Delete an earlier load into this group and load again.")
+@click.option(
+    "--group",
+    required=True,
+    help="The access group the documents get (and eval searches). With --source applications the "
+    "applications' own: the pages' read restriction mediawiki-group:GROUP and the tickets' queue:GROUP.",
+)
+@click.option(
+    "--replace", is_flag=True, help="Delete an earlier load into this group and load again (tickets source only)."
+)
 @seconds_option("--stall", default=180.0, help="Give up when no document became searchable for this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as_json: bool) -> None:
-    """Insert a BEIR collection's documents into a source database, so that they travel the real path
-    (Debezium, Kafka, the worker), wait with progress until every one is searchable, and record which
-    document each became in SET_DIR/loaded-GROUP.json. Reports the backfill throughput it saw.
+    """Insert a BEIR collection's documents into a source, so that they travel the real path (Debezium,
+    Kafka, the worker), wait with progress until every one is searchable, and record which document each
+    became in SET_DIR/loaded-GROUP.json. Reports the backfill throughput it saw.
 
     Loading the same collection into the same group again does nothing unless --replace. The worker
-    must be running (`streams worker`) and the connectors registered.
+    must be running (`streams worker`) and the connectors registered; with --source applications, the
+    stack's applications too (`STREAMS_STACK_APPS=mediawiki,request-tracker streams stack up`).
+
+    \b
+    streams eval load eval/streams-golden --group eval-golden
+    streams eval load eval/streams-golden --source applications --group eval-apps
+    streams eval --group eval-apps
     """
     from streams.clients import elasticsearch_client
     from streams.eval import load_collection as loading
     from streams.eval.golden_set import GoldenSetError, read_corpus
-    from streams.sources.connect import connect_postgres
 
     settings = get_settings()
     try:
@@ -198,7 +212,48 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
         raise click.ClickException(str(exc)) from exc
     if not corpus:
         raise click.ClickException(f"{set_dir}/corpus.jsonl has no documents")
+    if source == "applications":
+        if replace:
+            raise click.UsageError(
+                "--replace is for the tickets source: the applications keep what was loaded, load into a new group"
+            )
+        loaded, inserted, started = _load_applications(settings, set_dir, group, corpus)
+    else:
+        loaded, inserted, started = _load_tickets(settings, set_dir, source, group, corpus, replace)
     es = elasticsearch_client(settings)
+
+    def progress(done: int, total: int, chunks: int) -> None:
+        elapsed = time.monotonic() - started
+        click.echo(f"  {done}/{total} documents searchable ({chunks} chunks) after {elapsed:.0f} s", err=True)
+
+    try:
+        _, chunks = loading.wait_until_indexed(
+            es, settings.index_alias, loaded.search_groups, list(loaded.documents.values()), progress, stall_s=stall
+        )
+    except GoldenSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        es.close()
+    result = loading.LoadResult(loaded, inserted, inserted == 0, time.monotonic() - started, chunks)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+    elif inserted:
+        figures = result.to_json()
+        click.echo(
+            f"loaded {inserted} documents ({chunks} chunks) into {group} in {result.seconds:.1f} s: "
+            f"{figures['documents_per_s']} documents/s, {figures['chunks_per_s']} chunks/s through the pipeline"
+        )
+    else:
+        click.echo(f"{len(loaded.documents)} documents of {set_dir.name} are searchable in group {group}")
+
+
+def _load_tickets(
+    settings: Any, set_dir: Path, source: str, group: str, corpus: list[Any], replace: bool
+) -> tuple[Any, int, float]:
+    """(the load record, documents inserted, when the first was)."""
+    from streams.eval import load_collection as loading
+    from streams.sources.connect import connect_postgres
+
     with connect_postgres(settings.dsn(source), name=source) as conn:
         loaded = None if replace else loading.existing_load(conn, set_dir, group, corpus)
         inserted = 0
@@ -219,30 +274,64 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
             loaded.save(set_dir)
         else:
             click.echo(f"{set_dir.name} is already loaded into {group}: checking that it is indexed", err=True)
+    return loaded, inserted, started
 
-    def progress(done: int, total: int, chunks: int) -> None:
-        elapsed = time.monotonic() - started
-        click.echo(f"  {done}/{total} documents searchable ({chunks} chunks) after {elapsed:.0f} s", err=True)
 
-    try:
-        _, chunks = loading.wait_until_indexed(
-            es, settings.index_alias, group, list(loaded.documents.values()), progress, stall_s=stall
-        )
-    except GoldenSetError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        es.close()
-    result = loading.LoadResult(loaded, inserted, inserted == 0, time.monotonic() - started, chunks)
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=1))
-    elif inserted:
-        figures = result.to_json()
+def _load_applications(settings: Any, set_dir: Path, group: str, corpus: list[Any]) -> tuple[Any, int, float]:
+    """Pages through MediaWiki's API and tickets through RT's REST 2; (the load record, documents
+    created, when the first was)."""
+    from streams.eval import load_applications as apps
+    from streams.eval.golden_set import GoldenSetError
+    from streams.eval.load_collection import LoadedCollection
+    from streams.sources.write_applications import ApplicationError
+
+    found = apps.plan(corpus)
+    for kind, count in sorted(found.skipped.items()):
         click.echo(
-            f"loaded {inserted} documents ({chunks} chunks) into {group} in {result.seconds:.1f} s: "
-            f"{figures['documents_per_s']} documents/s, {figures['chunks_per_s']} chunks/s through the pipeline"
+            f"skipped {count} documents of kind {kind!r} (only wiki:* and ticket:* go to the applications)", err=True
         )
-    else:
-        click.echo(f"{len(loaded.documents)} documents of {set_dir.name} are searchable in group {group}")
+    if not found.total:
+        raise click.ClickException(f"{set_dir}/corpus.jsonl has no wiki:* or ticket:* documents")
+    try:
+        earlier = LoadedCollection.read(set_dir, group)
+    except GoldenSetError:
+        earlier = None
+    wanted = {d.doc_id for d in (*found.pages, *found.tickets)}
+    if earlier is not None and earlier.source == apps.SOURCE and set(earlier.documents) == wanted:
+        click.echo(f"{set_dir.name} is already loaded into {group}: checking that it is indexed", err=True)
+        return earlier, 0, time.monotonic()
+    if earlier is not None:
+        raise click.ClickException(
+            f"{LoadedCollection.path(set_dir, group)} records another (or an unfinished) load of "
+            f"{len(earlier.documents)} documents into {group}: load into a new group"
+        )
+    documents: dict[str, str] = {}
+    access = tuple(apps.access_groups(group))
+    try:
+        with apps.connected(settings, found) as (wiki, tracker, restrict):
+            click.echo(
+                f"loading {len(found.pages)} pages into MediaWiki, {len(found.tickets)} tickets into RT", err=True
+            )
+            started = time.monotonic()
+            apps.load(
+                found,
+                group,
+                wiki,
+                tracker,
+                restrict,
+                lambda what, done, total: click.echo(f"  {done}/{total} {what} created", err=True),
+                documents,
+            )
+    except (ApplicationError, GoldenSetError) as exc:
+        if documents:  # what the applications hold now, so that a second run does not make it again
+            LoadedCollection(group, apps.SOURCE, documents, access).save(set_dir)
+            raise click.ClickException(
+                f"{exc} ({len(documents)} documents were created, recorded in {LoadedCollection.path(set_dir, group)})"
+            ) from exc
+        raise click.ClickException(str(exc)) from exc
+    loaded = LoadedCollection(group, apps.SOURCE, documents, access)
+    loaded.save(set_dir)
+    return loaded, len(documents), started
 
 
 @eval_.command("copy-index")

@@ -2,7 +2,8 @@
 (Debezium, Kafka, the worker, Elasticsearch), wait until every one is searchable, and remember which
 index document each collection document became (`loaded-<group>.json` beside the set).
 
-Only the tickets source is supported: a collection document becomes a ticket whose subject is the
+Into the invented sources, only the tickets source is supported (the real applications:
+streams/eval/load_applications.py): a collection document becomes a ticket whose subject is the
 title, whose description is the text, whose product is 'eval' (so the bench's edits leave it alone) and
 whose only access group is the chosen group, so that an eval restricted to that group sees the
 collection and nothing else.
@@ -39,6 +40,13 @@ class LoadedCollection:
     group: str
     source: str
     documents: dict[str, str]  # corpus id -> index document id
+    # The index access groups the documents are in, when not the group itself (the applications' own:
+    # `mediawiki-group:<group>`, `queue:<group>`); an eval searches as these.
+    access_groups: tuple[str, ...] = ()
+
+    @property
+    def search_groups(self) -> list[str]:
+        return list(self.access_groups) or [self.group]
 
     @staticmethod
     def path(directory: Path, group: str) -> Path:
@@ -47,7 +55,10 @@ class LoadedCollection:
     def save(self, directory: Path) -> Path:
         path = self.path(directory, self.group)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=1, sort_keys=True), encoding="utf-8")
+        row: dict[str, Any] = {"group": self.group, "source": self.source, "documents": self.documents}
+        if self.access_groups:
+            row["access_groups"] = list(self.access_groups)
+        tmp.write_text(json.dumps(row, indent=1, sort_keys=True), encoding="utf-8")
         tmp.replace(path)
         return path
 
@@ -66,7 +77,7 @@ class LoadedCollection:
             path = cls.path(directory, group)
         try:
             row = json.loads(path.read_text(encoding="utf-8"))
-            return cls(row["group"], row["source"], dict(row["documents"]))
+            return cls(row["group"], row["source"], dict(row["documents"]), tuple(row.get("access_groups") or ()))
         except (OSError, ValueError, KeyError) as exc:
             raise GoldenSetError(f"cannot read {path}: {exc}; load the set with `streams eval load`") from exc
 
@@ -173,14 +184,14 @@ def insert_tickets(
     return documents
 
 
-def indexed_count(es: Elasticsearch, alias: str, group: str, document_ids: list[str]) -> tuple[int, int]:
+def indexed_count(es: Elasticsearch, alias: str, groups: list[str], document_ids: list[str]) -> tuple[int, int]:
     """(documents with at least one searchable chunk, their chunks) among `document_ids`."""
     es.indices.refresh(index=alias)
     response = es.search(
         index=alias,
         size=0,
         track_total_hits=True,
-        query={"bool": {"filter": [*chunk_filter(None, [group]), {"terms": {"document_id": document_ids}}]}},
+        query={"bool": {"filter": [*chunk_filter(None, groups), {"terms": {"document_id": document_ids}}]}},
         aggs={"documents": {"cardinality": {"field": "document_id", "precision_threshold": 40000}}},
     )
     return int(response["aggregations"]["documents"]["value"]), int(response["hits"]["total"]["value"])
@@ -189,13 +200,13 @@ def indexed_count(es: Elasticsearch, alias: str, group: str, document_ids: list[
 def wait_until_indexed(
     es: Elasticsearch,
     alias: str,
-    group: str,
+    groups: list[str],
     document_ids: list[str],
     progress: Callable[[int, int, int], None],
     stall_s: float = 600.0,
     poll_s: float = 2.0,
 ) -> tuple[float, int]:
-    """Poll until every document is searchable; (seconds waited, chunks). Raises when the count has not
+    """Poll until every document is searchable by `groups`; (seconds waited, chunks). Raises when the count has not
     moved for `stall_s` (the worker is not running, or some documents cannot be indexed).
 
     The count moves by whole batches: a batch of up to STREAMS_BATCH_MAX_EVENTS long documents becomes
@@ -205,7 +216,7 @@ def wait_until_indexed(
     started = last_move = time.monotonic()
     last = -1
     while True:
-        done, chunks = indexed_count(es, alias, group, document_ids)
+        done, chunks = indexed_count(es, alias, groups, document_ids)
         now = time.monotonic()
         progress(done, len(document_ids), chunks)
         if done >= len(document_ids):

@@ -88,6 +88,15 @@ class WikiApi(_Session):
             return int(self.page(title)["revisions"][0]["revid"])
         return int(answer["newrevid"])
 
+    def create_page(self, title: str, text: str, summary: str = "") -> int:
+        """Save a page's text (creating the page or replacing its text); the page's id."""
+        answer = self._call("POST", action="edit", title=title, text=text, summary=summary, token=self._token("csrf"))[
+            "edit"
+        ]
+        if answer.get("result") != "Success":
+            raise ApplicationError(f"MediaWiki edit of {title!r}: {answer}")
+        return int(answer["pageid"])
+
     def page(self, title: str) -> dict[str, Any]:
         """The page's latest revision: id, user and main-slot text."""
         pages = self._call(
@@ -229,6 +238,17 @@ class RtApi(_Session):
 
     def create_queue(self, name: str, description: str = "") -> int:
         return int(self._call("POST", "/queue", {"Name": name, "Description": description})["id"])
+
+    def ensure_queue(self, name: str, description: str = "") -> None:
+        """The queue `name`, created unless RT has it already."""
+        try:
+            answer = self._http.get(f"/queue/{name}")
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"RT REST 2 GET /queue/{name}: {exc}") from exc
+        if answer.status_code == 404:
+            self.create_queue(name, description)
+        elif answer.status_code >= 400:
+            raise ApplicationError(f"RT REST 2 GET /queue/{name} as {self.user!r}: {answer.status_code} {answer.text}")
 
     def create_group(self, name: str, description: str = "") -> int:
         """A group of the administrators' own (RT's domain UserDefined), to which rights are granted."""
