@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from streams.elastic.hybrid_index import SearchPage
 from streams.eval import load_applications as apps
 from streams.eval.golden_set import CorpusDocument, GoldenSet, GoldenSetError
 from streams.eval.load_collection import LoadedCollection
@@ -122,11 +123,11 @@ def test_an_eval_of_an_applications_load_searches_as_its_access_groups(monkeypat
 
     async def fake_search(
         client: Any, index: str, text: str, vector: Any, k: int, sources: Any, groups: Any, **kw: Any
-    ) -> list[Hit]:
+    ) -> SearchPage:
         asked.append(groups)
-        return [Hit("mediawiki/page/3"), Hit("rt/ticket/9"), Hit("mediawiki/page/99")]
+        return SearchPage([Hit("mediawiki/page/3"), Hit("rt/ticket/9"), Hit("mediawiki/page/99")], 0)  # type: ignore[list-item]
 
-    monkeypatch.setattr("streams.eval.run_eval.search", fake_search)
+    monkeypatch.setattr("streams.eval.run_eval.search_page", fake_search)
     loaded = LoadedCollection(
         "eval-g",
         "applications",
