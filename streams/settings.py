@@ -157,9 +157,10 @@ class Settings(BaseSettings):
     routed_topic: str = "streams.changes.by-document"
     # The backfill lane's repartition topic (same key and partitions): snapshot reads and bursts.
     backfill_topic: str = "streams.changes.backfill"
-    # A source with at least this many changes (all its tables together) routed within the burst
-    # window is bursting: its changes go to the backfill lane (0: no burst is bulk; snapshot reads
-    # always are). A person's edit is a few changes (a wiki edit: its page, revision and text rows).
+    # A source with at least this many changes (all its tables together) committed within the burst
+    # window of each other is bursting: its changes go to the backfill lane (0: no burst is bulk;
+    # snapshot reads always are). A person's edit is a few changes (a wiki edit: its page, revision and
+    # text rows). The window is the changes' commit times at the source, not when they are read.
     backfill_burst_events: int = 50
     # ... or with at least this many bytes of change events (0: not counted): an import that creates
     # large documents one at a time, such as a wiki's pages of tens of chunks each, sends few changes

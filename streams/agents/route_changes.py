@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +50,9 @@ Forward = Callable[[bytes, bytes, int | None], Awaitable[Awaitable[object]]]
 # read through paths, or the error that makes it a dead letter.
 Decoded = RoutedChange | ChangeEvent | StreamsError | None
 
-NEW_DOCUMENT_S = 300.0  # a document created this recently is part of its source's burst
+# A document created this recently, while its source burst, is part of the burst: its parts that come
+# after its root row (an import's later rows of the same document) go where the root went.
+NEW_DOCUMENT_S = 60.0
 NEW_DOCUMENTS_KEPT = 200_000
 
 
@@ -208,39 +210,41 @@ def source_of(topic: str) -> str:
 
 
 class BurstDetector:
-    """Which sources burst: at least `events` changes, or `size` bytes of change events, routed within
-    the last `window_s` seconds, whatever the batches were cut into. Counted per source, all its
-    tables together: a bulk import arrives as thousands of changes within a second or two, spread over
-    a page's, revision's and text's tables, or a ticket's and its comments'; a person's edits come a
-    few at a time. The bytes catch an import of large documents that creates them one at a time (a
-    wiki's pages, each tens of chunks): few changes a second, but far more text than the model embeds
-    in that time. Which of a bursting source's changes are bulk work is the router's to say (see
-    `ChangeRouter._forward_change`)."""
+    """Which sources burst: at least `events` changes, or `size` bytes of change events, committed at
+    the source within `window_s` seconds of each other. Counted per source, all its tables together: a
+    bulk import arrives as thousands of changes committed within a second or two, spread over a page's,
+    revision's and text's tables, or a ticket's and its comments'; a person's edits come a few at a
+    time. The bytes catch an import of large documents that creates them one at a time (a wiki's pages,
+    each tens of chunks): few changes a second, but far more text than the model embeds in that time.
 
-    def __init__(
-        self, events: int, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic, size: int = 0
-    ) -> None:
+    The window is the changes' own commit times, not the moments the router reads them: a router that
+    has fallen behind reads an import in batches seconds apart, and counted by its own clock the import
+    would not look like a burst at all, and go live. Which of a bursting source's changes are bulk work
+    is the router's to say (see `ChangeRouter._forward_change`)."""
+
+    def __init__(self, events: int, window_s: float = 1.0, size: int = 0) -> None:
         self.events = events
         self.size = size  # bytes; 0: not counted
         self.window_s = window_s
-        self.clock = clock
-        self._recent: dict[str, deque[tuple[float, int, int]]] = {}  # source -> (when, changes, bytes) per batch
+        self._recent: dict[str, deque[tuple[float, int]]] = {}  # source -> (commit time, bytes) in the window
+        self._newest: dict[str, float] = {}  # source -> latest commit time seen
 
-    def bursting(self, counts: Mapping[str, tuple[int, int]]) -> set[str]:
-        """`counts`: per source, this batch's (changes, bytes)."""
+    def bursting(self, changes: Iterable[tuple[str, float, int]]) -> set[str]:
+        """`changes`: this batch's (source, commit time in epoch seconds, bytes of the event)."""
         if self.events <= 0:
             return set()
-        now = self.clock()
+        touched: set[str] = set()
+        for source, committed, size in changes:
+            self._recent.setdefault(source, deque()).append((committed, size))
+            self._newest[source] = max(committed, self._newest.get(source, committed))
+            touched.add(source)
         bursting = set()
-        for source, (count, size) in counts.items():
-            recent = self._recent.setdefault(source, deque())
-            recent.append((now, count, size))
-            while recent and recent[0][0] < now - self.window_s:
+        for source in touched:
+            recent, start = self._recent[source], self._newest[source] - self.window_s
+            while recent and recent[0][0] < start:
                 recent.popleft()
-            if sum(n for _, n, _ in recent) >= self.events or 0 < self.size <= sum(b for _, _, b in recent):
+            if len(recent) >= self.events or 0 < self.size <= sum(size for _, size in recent):
                 bursting.add(source)
-        for source in [t for t, recent in self._recent.items() if not recent or recent[-1][0] < now - self.window_s]:
-            del self._recent[source]  # quiet for a window: forgotten
         return bursting
 
 
@@ -273,17 +277,20 @@ class ChangeRouter:
         # within `burst_window_s`; 0: no burst is bulk) go there, so live work never waits behind them
         # (agents/lanes.py).
         self.forward_backfill = forward_backfill
-        self.burst = BurstDetector(burst_events, burst_window_s, clock, size=burst_bytes)
+        self.burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         # Within a burst, what goes to the backfill lane: the documents it creates (their root row
-        # inserted within the last NEW_DOCUMENT_S), and everything when the changes to the other
-        # documents burst by themselves (a bulk update). A person's edit of an existing document
-        # during an import of new ones stays live.
-        self.update_burst = BurstDetector(burst_events, burst_window_s, clock, size=burst_bytes)
+        # inserted while the source burst, within the last NEW_DOCUMENT_S), and everything when the
+        # changes to the other documents burst by themselves (a bulk update). A person's edit of an
+        # existing document during an import of new ones stays live. `created` holds each document
+        # whose root row was inserted within NEW_DOCUMENT_S: True when its source was bursting then.
+        self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
 
-    def _decode_all(self, messages: Sequence[RawMessage]) -> list[tuple[RawMessage, Decoded]]:
-        """Each message decoded and mapped (or the error that stops it), and the new documents noted."""
+    def _decode_all(self, messages: Sequence[RawMessage]) -> tuple[list[tuple[RawMessage, Decoded]], set[str]]:
+        """Each message decoded and mapped (or the error that stops it), and the documents whose root
+        row the batch inserts (noted as new in `created`)."""
         decoded: list[tuple[RawMessage, Decoded]] = []
+        new: set[str] = set()
         for message in messages:
             try:
                 event = self.decoder.event(message)
@@ -296,40 +303,47 @@ class ChangeRouter:
                 continue
             change = routed.change if routed is not None else None
             if event is not None and change is not None and event.op == "c" and change.role == "root":
-                self.created[change.document_id] = True
+                self.created[change.document_id] = False  # new; part of a burst if its source bursts
+                new.add(change.document_id)
             decoded.append((message, routed))
-        return decoded
+        return decoded, new
 
-    def bulk_sources(self, decoded: Sequence[tuple[RawMessage, Decoded]]) -> tuple[set[str], set[str]]:
+    def bulk_sources(self, decoded: Sequence[tuple[RawMessage, Decoded]], new: set[str]) -> tuple[set[str], set[str]]:
         """The sources bursting with this batch counted in (all their tables together), and those
-        bursting by their changes to documents they did not just create."""
-        counts: dict[str, tuple[int, int]] = {}
-        updates: dict[str, tuple[int, int]] = {}
+        bursting by their changes to documents they did not just create; the documents in `new` (the
+        batch created them) of a bursting source are the burst's."""
+        changes: list[tuple[str, float, int]] = []
+        updates: list[tuple[str, float, int]] = []
         for message, outcome in decoded:
-            source, size = source_of(message.topic), len(message.value or b"")
-            changes, total = counts.get(source, (0, 0))
-            counts[source] = (changes + 1, total + size)
+            if not isinstance(outcome, (RoutedChange, ChangeEvent)):
+                continue  # a skipped row or a dead letter: no commit time, and no work for the index
+            counted = (source_of(message.topic), outcome.commit_ts.timestamp(), len(message.value or b""))
+            changes.append(counted)
             change = outcome.change if isinstance(outcome, RoutedChange) else None
             # A change to an existing document, or a row read through paths (whose documents are
-            # known only once read); not a heartbeat, a skipped row or a dead letter.
+            # known only once read); not a heartbeat.
             if isinstance(outcome, ChangeEvent) or (change is not None and change.document_id not in self.created):
-                changes, total = updates.get(source, (0, 0))
-                updates[source] = (changes + 1, total + size)
-        return self.burst.bursting(counts), self.update_burst.bursting(updates)
+                updates.append(counted)
+        bursting = self.burst.bursting(changes)
+        for message, outcome in decoded:
+            change = outcome.change if isinstance(outcome, RoutedChange) else None
+            if change is not None and change.document_id in new and source_of(message.topic) in bursting:
+                self.created[change.document_id] = True
+        return bursting, self.update_burst.bursting(updates)
 
     def _forward_change(self, change: PartChange, message: RawMessage, bulk: tuple[set[str], set[str]]) -> Forward:
         if self.forward_backfill is None:
             return self.forward
         bursting, updating = bulk
         source = source_of(message.topic)
-        if change.snapshot or source in updating or (source in bursting and change.document_id in self.created):
+        if change.snapshot or source in updating or (source in bursting and self.created.get(change.document_id)):
             return self.forward_backfill
         return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
-        decoded = self._decode_all(messages)
-        bulk = self.bulk_sources(decoded)
+        decoded, new = self._decode_all(messages)
+        bulk = self.bulk_sources(decoded, new)
         for message, outcome in decoded:
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)

@@ -116,10 +116,10 @@ class Embedders:
         return self._by_model[key]
 
     def urgent(self, embedder: Embedder) -> Embedder:
-        """A second copy of `embedder`'s model with its own thread, for the deletion lane: a request's
-        few texts (its patterns, the redacted chunks) must not queue behind a backlog batch in the
-        indexing copy's one thread (seconds on two cores). It costs the model's memory once more
-        (~90 MB for MiniLM)."""
+        """A second copy of `embedder`'s model with its own thread, for the deletion lane and the live
+        lane: a request's few texts (its patterns, the redacted chunks) and a live batch's must not queue
+        behind the backfill slices in the indexing copy's one thread (seconds on two cores). It costs
+        the model's memory once more (~90 MB for MiniLM)."""
         key = (embedder.model_name, embedder.model_path)
         if key not in self._urgent:
             model = {"model_name": embedder.model_name, "model_path": embedder.model_path}
@@ -207,7 +207,12 @@ def _generation_writers(
         store = DocumentStore(es, index, settings.index_write_refresh, reuse_from=same_model[0] if same_model else None)
         gen_settings = generation_settings(settings, config)
         writers[index] = ChangeWriter(
-            store, embedder, build_chunker(gen_settings, embedder), ledger, provenance(gen_settings, embedder, index)
+            store,
+            embedder,
+            build_chunker(gen_settings, embedder),
+            ledger,
+            provenance(gen_settings, embedder, index),
+            urgent=embedders.urgent(embedder),
         )
     return writers, serving
 

@@ -14,11 +14,13 @@ embedding/. This module only runs them in order, with two rules of its own:
   (optimistic concurrency) comes too late for this: the chunks are written before it, and chunks
   planned from the older state would overwrite the newer ones under the same ids;
 - a batch of the backfill lane passes a `turn` (agents/lanes.py): it is awaited before each round and
-  before each slice is embedded, so that live batches go first. Its texts are embedded longest first,
-  in slices of like length bounded by their padded size (`length_sorted_slices`), which cuts padding.
-  Such a batch is cut into two halves with no document in common (`split_by_document`), written side
-  by side: the model has one thread, so while one half embeds, the other loads its states, plans or
-  waits for its bulk write, and the CPU is not left idle during the index's round trips.
+  before each slice is embedded, so that live batches go first. A live batch embeds with a copy of the
+  model in a thread of its own (`urgent`), so it never waits for the backfill slices already queued. A
+  backfill batch's texts are embedded longest first, in slices of like length bounded by their padded size
+  (`length_sorted_slices`), which cuts padding. Such a batch is cut into two halves with no document in
+  common (`split_by_document`), written side by side: the model has one thread, so while one half
+  embeds, the other loads its states, plans or waits for its bulk write, and the CPU is not left idle
+  during the index's round trips.
 
 Each batch's result says where its wall time went (`WriteResult.phases`, summed over rounds and
 halves): loading states, planning, reading reusable vectors, embedding (with the wait for the model's
@@ -91,10 +93,15 @@ class ChangeWriter:
         ledger: SuppressionLedger,
         provenance: dict[str, Any] | None = None,
         slice_texts: int = BACKFILL_SLICE_TEXTS,
+        urgent: Embedder | None = None,
     ) -> None:
         self.store = store
         self.slice_texts = slice_texts
         self.embedder = embedder
+        # The live lane's copy of the model, with a thread of its own (the deletion lane's,
+        # agents/runtime.py Embedders.urgent): a live batch never waits behind the backfill slices queued
+        # in the indexing copy's one thread. None: one copy for both lanes.
+        self.urgent = urgent
         self.chunker = chunker
         self.ledger = ledger
         self.provenance = provenance or {}  # generation, model, chunker: on every chunk written
@@ -226,7 +233,7 @@ class ChangeWriter:
 
     async def _encode(self, texts: list[str], turn: Turn | None) -> list[list[float]]:
         if turn is None:
-            return await self.embedder.encode_async(texts)
+            return await (self.urgent or self.embedder).encode_async(texts)
         vectors: list[list[float] | None] = [None] * len(texts)
         for picked in length_sorted_slices(texts, self.slice_texts):
             await turn()

@@ -424,3 +424,39 @@ def test_merged_results_sum_their_stages() -> None:
     assert first.phases.seconds == {"embed": 3.0, "bulk": 0.5, "gate": 0.25}
     assert str(first.phases) == "embed 3.000s, bulk 0.500s, gate 0.250s"
     assert str(WriteResult().phases) == ""
+
+
+def test_a_live_batch_embeds_with_its_own_copy_of_the_model_while_the_backfill_copy_is_busy() -> None:
+    """The indexing copy's one thread is held by backfill work; a live batch (no turn) embeds with the
+    urgent copy and is written meanwhile. A backfill batch never uses the urgent copy."""
+    from streams.agents.suppression import SuppressionLedger
+    from streams.elastic.document_store import DocumentStore
+    from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+    from tests.unit.test_plan_batch import chunker, revision
+
+    fake = FakeElasticsearch()
+
+    async def scenario() -> tuple[WriteResult, list[str], list[str]]:
+        async with serving(fake) as es:
+            busy, urgent = CountingEmbedder("zq"), CountingEmbedder("never held")
+            writer = ChangeWriter(
+                DocumentStore(es, "chunks"),
+                busy,  # type: ignore[arg-type]
+                chunker,
+                SuppressionLedger(b"k" * 32),
+                urgent=urgent,  # type: ignore[arg-type]
+            )
+            priority = LivePriority()
+            backfill = asyncio.create_task(writer._encode(["zqbackfill slice"], priority.turn))
+            await asyncio.wait_for(busy.holding.wait(), timeout=5)  # the indexing copy is busy
+            live = await asyncio.wait_for(
+                writer.write([page(1), revision(10, 100, "zqlive text", "ann@example.com")]), timeout=5
+            )
+            busy.release.set()
+            await asyncio.wait_for(backfill, timeout=5)
+            return live, busy.asked, urgent.asked
+
+    live, busy_asked, urgent_asked = asyncio.run(scenario())
+    assert [change.version for change in live.applied] == [1, 10]
+    assert busy_asked == ["zqbackfill slice"]  # only the backfill's text
+    assert urgent_asked and all("zqbackfill" not in text for text in urgent_asked)

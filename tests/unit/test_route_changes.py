@@ -371,22 +371,52 @@ def test_a_snapshot_read_goes_to_the_backfill_lane(mappings: Mappings) -> None:
     assert len(backfill.forwarded) == 1 and len(live.forwarded) == 1
 
 
+def committed_at(message: RawMessage, seconds: float) -> RawMessage:
+    """The message as if its source had committed it `seconds` after the epoch."""
+    value = json.loads(message.value or b"{}")
+    nanoseconds = int(seconds * 1_000_000_000)
+    value["source"].update(ts_ms=nanoseconds // 1_000_000, ts_us=nanoseconds // 1_000, ts_ns=nanoseconds)
+    return dataclasses.replace(message, value=json.dumps(value).encode())
+
+
 def test_a_burst_cut_into_small_batches_still_goes_to_the_backfill_lane(mappings: Mappings) -> None:
-    live, backfill = Recorder(), Recorder()
-    now = [100.0]
-    router = ChangeRouter(
-        mappings,
-        live.forward,
-        live.dead_letter,
-        forward_backfill=backfill.forward,
-        burst_events=4,
-        burst_window_s=1.0,
-        clock=lambda: now[0],
-    )
-    for batch in range(3):  # 2 + 2 + 2 changes of one table within a second: a burst from the second batch on
-        now[0] += 0.2
-        asyncio.run(router.route([raw("tickets.public.tickets/update", offset=2 * batch + n, id=n) for n in range(2)]))
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0)
+    start = 1_800_000_000.0
+    for batch in range(3):  # 2 + 2 + 2 changes committed within a second: a burst from the second batch on
+        messages = [raw("tickets.public.tickets/update", offset=2 * batch + n, id=n) for n in range(2)]
+        asyncio.run(router.route([committed_at(m, start + 0.3 * batch + 0.1 * n) for n, m in enumerate(messages)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (2, 4)
-    now[0] += 5.0  # quiet for longer than the window: the next edit is live again
-    asyncio.run(router.route([raw("tickets.public.tickets/update", offset=9)]))
+    # Committed later than the window after them: the next edit is live again.
+    asyncio.run(router.route([committed_at(raw("tickets.public.tickets/update", offset=9), start + 5.0)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (3, 4)
+
+
+def test_an_import_read_slowly_is_still_a_burst_by_its_commit_times(mappings: Mappings) -> None:
+    """A router that has fallen behind reads an import's changes in small batches far apart: what
+    counts is how close together the source committed them, not when the router read them."""
+    now = [0.0]
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0, clock=lambda: now[0])
+    start = 1_800_000_000.0
+    for batch in range(3):  # read 10 s apart, committed within the same half second
+        now[0] += 10.0
+        messages = [raw("tickets.public.tickets/update", offset=2 * batch + n, id=n) for n in range(2)]
+        asyncio.run(router.route([committed_at(m, start + 0.1 * (2 * batch + n)) for n, m in enumerate(messages)]))
+    assert (len(live.forwarded), len(backfill.forwarded)) == (2, 4)
+
+
+def test_only_documents_created_while_their_source_bursts_belong_to_a_burst(mappings: Mappings) -> None:
+    """A ticket a person created a moment before an import began is theirs: its comment during the
+    import stays live. The import's own new tickets and their comments go to the backfill lane."""
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0)
+    start = 1_800_000_000.0
+    asyncio.run(router.route([committed_at(new_ticket(7, offset=1), start)]))  # quiet: live
+    imported = [committed_at(new_ticket(100 + n, offset=10 + n), start + 30.0) for n in range(4)]
+    asyncio.run(router.route(imported))
+    comments = [
+        raw("tickets.public.ticket_comments/create", offset=20, id=900, ticket_id=100),  # the import's
+        raw("tickets.public.ticket_comments/create", offset=21, id=901, ticket_id=7),  # the person's
+    ]
+    asyncio.run(router.route([committed_at(comment, start + 30.5) for comment in comments]))
+    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7", b"tickets/ticket/7"]
+    assert sorted({key for key, _ in backfill.forwarded}) == [f"tickets/ticket/{100 + n}".encode() for n in range(4)]
+    assert len(backfill.forwarded) == 5
