@@ -164,8 +164,9 @@ class Settings(BaseSettings):
     backfill_burst_events: int = 50
     # ... or with at least this many bytes of change events (0: not counted): an import that creates
     # large documents one at a time, such as a wiki's pages of tens of chunks each, sends few changes
-    # but more text than the model embeds in the window. A person's edit of a long page is one event.
-    backfill_burst_bytes: int = 262144
+    # but more text than the model embeds in the window (on two cores, about 50 KB of text a second).
+    # A person's edit of a long page is one event, and their edit of an existing document stays live.
+    backfill_burst_bytes: int = 65536
     backfill_burst_window_s: float = 1.0
     document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"

@@ -102,12 +102,14 @@ def embedder_for(settings: Settings, client: Any, index: str) -> Embedder:
 
 class Embedders:
     """One Embedder per model, shared by the generations that use it (a chunk-size migration loads no
-    second model), and on demand a second copy of it for the deletion lane (`urgent`)."""
+    second model), and on demand a copy of it for the deletion lane (`urgent`) and one for the live
+    lane (`live`), each with a thread of its own."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._by_model: dict[tuple[str, str | None], Embedder] = {}
         self._urgent: dict[tuple[str, str | None], Embedder] = {}
+        self._live: dict[tuple[str, str | None], Embedder] = {}
 
     def get(self, config: GenerationConfig) -> Embedder:
         key = (config.model_name, config.model_path)
@@ -116,15 +118,23 @@ class Embedders:
         return self._by_model[key]
 
     def urgent(self, embedder: Embedder) -> Embedder:
-        """A second copy of `embedder`'s model with its own thread, for the deletion lane and the live
-        lane: a request's few texts (its patterns, the redacted chunks) and a live batch's must not queue
-        behind the backfill slices in the indexing copy's one thread (seconds on two cores). It costs
-        the model's memory once more (~90 MB for MiniLM)."""
+        """A second copy of `embedder`'s model with its own thread, for the deletion lane: a request's
+        few texts (its patterns, the redacted chunks) must not queue behind a batch in another copy's
+        thread (seconds on two cores). It costs the model's memory once more (~90 MB for MiniLM)."""
+        return self._copy(self._urgent, embedder)
+
+    def live(self, embedder: Embedder) -> Embedder:
+        """A copy of `embedder`'s model with its own thread, for the live lane: a live batch never waits
+        behind the backfill slices queued in the indexing copy's thread, and a deletion request never
+        waits behind a live batch."""
+        return self._copy(self._live, embedder)
+
+    def _copy(self, copies: dict[tuple[str, str | None], Embedder], embedder: Embedder) -> Embedder:
         key = (embedder.model_name, embedder.model_path)
-        if key not in self._urgent:
+        if key not in copies:
             model = {"model_name": embedder.model_name, "model_path": embedder.model_path}
-            self._urgent[key] = build_embedder(self.settings.model_copy(update=model))
-        return self._urgent[key]
+            copies[key] = build_embedder(self.settings.model_copy(update=model))
+        return copies[key]
 
 
 @dataclass
@@ -212,7 +222,7 @@ def _generation_writers(
             build_chunker(gen_settings, embedder),
             ledger,
             provenance(gen_settings, embedder, index),
-            urgent=embedders.urgent(embedder),
+            live=embedders.live(embedder),
         )
     return writers, serving
 
@@ -245,8 +255,9 @@ def build_runtime(settings: Settings) -> Runtime:
             )
         embedder = embedders.get(config)
         dims = embedder.dimensions  # loads the model now, not on the first event
-        if embedders.urgent(embedder).dimensions != dims:  # loaded now too: a first deletion must not wait
-            raise RuntimeError("two loads of one model disagree on its dimensions")
+        # The lanes' copies are loaded now too: a first deletion or live edit must not wait for a load.
+        if {embedders.urgent(embedder).dimensions, embedders.live(embedder).dimensions} != {dims}:
+            raise RuntimeError("loads of one model disagree on its dimensions")
         index = ensure_index(client, settings.index_alias, dims, settings.index_refresh_interval, meta=config.to_meta())
         ensure_registry(client, settings.workers_index)
         ensure_migrations_index(client, settings.migrations_index)

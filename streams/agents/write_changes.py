@@ -15,7 +15,7 @@ embedding/. This module only runs them in order, with two rules of its own:
   planned from the older state would overwrite the newer ones under the same ids;
 - a batch of the backfill lane passes a `turn` (agents/lanes.py): it is awaited before each round and
   before each slice is embedded, so that live batches go first. A live batch embeds with a copy of the
-  model in a thread of its own (`urgent`), so it never waits for the backfill slices already queued. A
+  model in a thread of its own (`live`), so it never waits for the backfill slices already queued. A
   backfill batch's texts are embedded longest first, in slices of like length bounded by their padded size
   (`length_sorted_slices`), which cuts padding. Such a batch is cut into two halves with no document in
   common (`split_by_document`), written side by side: the model has one thread, so while one half
@@ -93,15 +93,15 @@ class ChangeWriter:
         ledger: SuppressionLedger,
         provenance: dict[str, Any] | None = None,
         slice_texts: int = BACKFILL_SLICE_TEXTS,
-        urgent: Embedder | None = None,
+        live: Embedder | None = None,
     ) -> None:
         self.store = store
         self.slice_texts = slice_texts
         self.embedder = embedder
-        # The live lane's copy of the model, with a thread of its own (the deletion lane's,
-        # agents/runtime.py Embedders.urgent): a live batch never waits behind the backfill slices queued
-        # in the indexing copy's one thread. None: one copy for both lanes.
-        self.urgent = urgent
+        # The live lane's copy of the model, with a thread of its own (agents/runtime.py Embedders.live):
+        # a live batch never waits behind the backfill slices queued in the indexing copy's one thread.
+        # None: one copy for both lanes.
+        self.live = live
         self.chunker = chunker
         self.ledger = ledger
         self.provenance = provenance or {}  # generation, model, chunker: on every chunk written
@@ -233,7 +233,7 @@ class ChangeWriter:
 
     async def _encode(self, texts: list[str], turn: Turn | None) -> list[list[float]]:
         if turn is None:
-            return await (self.urgent or self.embedder).encode_async(texts)
+            return await (self.live or self.embedder).encode_async(texts)
         vectors: list[list[float] | None] = [None] * len(texts)
         for picked in length_sorted_slices(texts, self.slice_texts):
             await turn()

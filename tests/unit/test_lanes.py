@@ -428,7 +428,7 @@ def test_merged_results_sum_their_stages() -> None:
 
 def test_a_live_batch_embeds_with_its_own_copy_of_the_model_while_the_backfill_copy_is_busy() -> None:
     """The indexing copy's one thread is held by backfill work; a live batch (no turn) embeds with the
-    urgent copy and is written meanwhile. A backfill batch never uses the urgent copy."""
+    live lane's copy and is written meanwhile. A backfill batch never uses that copy."""
     from streams.agents.suppression import SuppressionLedger
     from streams.elastic.document_store import DocumentStore
     from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
@@ -438,13 +438,13 @@ def test_a_live_batch_embeds_with_its_own_copy_of_the_model_while_the_backfill_c
 
     async def scenario() -> tuple[WriteResult, list[str], list[str]]:
         async with serving(fake) as es:
-            busy, urgent = CountingEmbedder("zq"), CountingEmbedder("never held")
+            busy, own = CountingEmbedder("zq"), CountingEmbedder("never held")
             writer = ChangeWriter(
                 DocumentStore(es, "chunks"),
                 busy,  # type: ignore[arg-type]
                 chunker,
                 SuppressionLedger(b"k" * 32),
-                urgent=urgent,  # type: ignore[arg-type]
+                live=own,  # type: ignore[arg-type]
             )
             priority = LivePriority()
             backfill = asyncio.create_task(writer._encode(["zqbackfill slice"], priority.turn))
@@ -454,9 +454,9 @@ def test_a_live_batch_embeds_with_its_own_copy_of_the_model_while_the_backfill_c
             )
             busy.release.set()
             await asyncio.wait_for(backfill, timeout=5)
-            return live, busy.asked, urgent.asked
+            return live, busy.asked, own.asked
 
-    live, busy_asked, urgent_asked = asyncio.run(scenario())
+    live, busy_asked, own_asked = asyncio.run(scenario())
     assert [change.version for change in live.applied] == [1, 10]
     assert busy_asked == ["zqbackfill slice"]  # only the backfill's text
-    assert urgent_asked and all("zqbackfill" not in text for text in urgent_asked)
+    assert own_asked and all("zqbackfill" not in text for text in own_asked)
