@@ -285,15 +285,21 @@ class ChangeRouter:
         # whose root row was inserted within NEW_DOCUMENT_S: True when its source was bursting then.
         self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
+        self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
 
-    def _decode_all(self, messages: Sequence[RawMessage]) -> tuple[list[tuple[RawMessage, Decoded]], set[str]]:
-        """Each message decoded and mapped (or the error that stops it), and the documents whose root
-        row the batch inserts (noted as new in `created`)."""
+    def _decode_all(
+        self, messages: Sequence[RawMessage]
+    ) -> tuple[list[tuple[RawMessage, Decoded]], set[str], set[int]]:
+        """Each message decoded and mapped (or the error that stops it), the documents whose root row
+        the batch inserts (noted as new in `created`), and which messages (by position) insert a row."""
         decoded: list[tuple[RawMessage, Decoded]] = []
         new: set[str] = set()
-        for message in messages:
+        inserts: set[int] = set()
+        for position, message in enumerate(messages):
             try:
                 event = self.decoder.event(message)
+                if event is not None and event.op == "c":
+                    inserts.add(position)
                 if event is not None and self.paths is not None and self.paths.handles(event):
                     decoded.append((message, event))  # read through its paths when routed
                     continue
@@ -306,22 +312,30 @@ class ChangeRouter:
                 self.created[change.document_id] = False  # new; part of a burst if its source bursts
                 new.add(change.document_id)
             decoded.append((message, routed))
-        return decoded, new
+        return decoded, new, inserts
 
-    def bulk_sources(self, decoded: Sequence[tuple[RawMessage, Decoded]], new: set[str]) -> tuple[set[str], set[str]]:
+    def bulk_sources(
+        self, decoded: Sequence[tuple[RawMessage, Decoded]], new: set[str], inserts: set[int]
+    ) -> tuple[set[str], set[str]]:
         """The sources bursting with this batch counted in (all their tables together), and those
-        bursting by their changes to documents they did not just create; the documents in `new` (the
-        batch created them) of a bursting source are the burst's."""
+        bursting by their updates and deletes of rows of documents they did not just create (a bulk
+        update); the documents in `new` (the batch created them) of a bursting source are the burst's.
+
+        An inserted row never counts as an update: an import's child rows may be read before their
+        document's root row (they come on other topics), and a person's edit of an existing document
+        during an import must not make the whole source bulk work."""
         changes: list[tuple[str, float, int]] = []
         updates: list[tuple[str, float, int]] = []
-        for message, outcome in decoded:
+        for position, (message, outcome) in enumerate(decoded):
             if not isinstance(outcome, (RoutedChange, ChangeEvent)):
                 continue  # a skipped row or a dead letter: no commit time, and no work for the index
             counted = (source_of(message.topic), outcome.commit_ts.timestamp(), len(message.value or b""))
             changes.append(counted)
             change = outcome.change if isinstance(outcome, RoutedChange) else None
-            # A change to an existing document, or a row read through paths (whose documents are
-            # known only once read); not a heartbeat.
+            if position in inserts:
+                continue
+            # An update or delete in an existing document, or of a row read through paths (whose
+            # documents are known only once read); not a heartbeat.
             if isinstance(outcome, ChangeEvent) or (change is not None and change.document_id not in self.created):
                 updates.append(counted)
         bursting = self.burst.bursting(changes)
@@ -329,7 +343,21 @@ class ChangeRouter:
             change = outcome.change if isinstance(outcome, RoutedChange) else None
             if change is not None and change.document_id in new and source_of(message.topic) in bursting:
                 self.created[change.document_id] = True
-        return bursting, self.update_burst.bursting(updates)
+        updating = self.update_burst.bursting(updates)
+        self._log_bursts({source for source, _, _ in changes}, bursting, updating)
+        return bursting, updating
+
+    def _log_bursts(self, seen: set[str], bursting: set[str], updating: set[str]) -> None:
+        """A line when a source starts or stops bursting, so that an operator sees why its changes went
+        to the backfill lane (a source this batch did not see keeps its state)."""
+        was_bursting, was_updating = self._bulk
+        for source in sorted(bursting - was_bursting):
+            log.info("%s is bursting: the documents it creates now go to the backfill lane", source)
+        for source in sorted(updating - was_updating):
+            log.info("%s is bursting with updates of existing documents: all its changes go to backfill", source)
+        for source in sorted((was_bursting | was_updating) & seen - bursting - updating):
+            log.info("%s no longer bursts: its changes are live work again", source)
+        self._bulk = ((was_bursting - seen) | bursting, (was_updating - seen) | updating)
 
     def _forward_change(self, change: PartChange, message: RawMessage, bulk: tuple[set[str], set[str]]) -> Forward:
         if self.forward_backfill is None:
@@ -342,8 +370,8 @@ class ChangeRouter:
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
-        decoded, new = self._decode_all(messages)
-        bulk = self.bulk_sources(decoded, new)
+        decoded, new, inserts = self._decode_all(messages)
+        bulk = self.bulk_sources(decoded, new, inserts)
         for message, outcome in decoded:
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import io
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -291,8 +292,10 @@ def test_a_burst_from_one_table_goes_to_the_backfill_lane_and_the_rest_stays_liv
 def test_a_burst_spread_over_a_sources_tables_is_one_burst(mappings: Mappings) -> None:
     # An import of tickets writes tickets and their comments: 2 + 2 changes, under 3 in either table.
     router, live, backfill = two_lanes(mappings, burst_events=3)
-    tickets = [raw("tickets.public.tickets/update", offset=offset, id=offset) for offset in range(2)]
-    comments = [raw("tickets.public.ticket_comments/create", offset=5 + n, ticket_id=n) for n in range(2)]
+    tickets = [new_ticket(100 + n, offset=n) for n in range(2)]
+    comments = [
+        raw("tickets.public.ticket_comments/create", offset=5 + n, id=900 + n, ticket_id=100 + n) for n in range(2)
+    ]
     asyncio.run(router.route([*tickets, *comments, raw("crm.public.notes/create", offset=9)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (1, 4)
 
@@ -324,6 +327,18 @@ def test_during_an_import_of_new_documents_an_edit_of_an_existing_one_stays_live
     assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7"]
     assert sorted({key for key, _ in backfill.forwarded}) == [f"tickets/ticket/{100 + n}".encode() for n in range(4)]
     assert len(backfill.forwarded) == 5
+
+
+def test_an_imports_child_rows_read_before_their_documents_do_not_make_it_a_bulk_update(mappings: Mappings) -> None:
+    """Comments of an import's new tickets come on their own topic, and may be read before the tickets:
+    inserted rows never count as updates, so a person's comment on an existing ticket stays live."""
+    router, live, backfill = two_lanes(mappings, burst_events=4)
+    comments = [raw("tickets.public.ticket_comments/create", offset=n, id=900 + n, ticket_id=100 + n) for n in range(4)]
+    edit = raw("tickets.public.ticket_comments/create", offset=8, id=990, ticket_id=7)
+    asyncio.run(router.route([*comments, edit]))
+    asyncio.run(router.route([new_ticket(100 + n, offset=10 + n) for n in range(4)]))
+    assert b"tickets/ticket/7" in [key for key, _ in live.forwarded]
+    assert sorted({key for key, _ in backfill.forwarded}) == [f"tickets/ticket/{100 + n}".encode() for n in range(4)]
 
 
 def test_a_bulk_update_of_existing_documents_goes_to_the_backfill_lane_whole(mappings: Mappings) -> None:
@@ -420,3 +435,20 @@ def test_only_documents_created_while_their_source_bursts_belong_to_a_burst(mapp
     assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7", b"tickets/ticket/7"]
     assert sorted({key for key, _ in backfill.forwarded}) == [f"tickets/ticket/{100 + n}".encode() for n in range(4)]
     assert len(backfill.forwarded) == 5
+
+
+def test_the_router_says_when_a_source_starts_and_stops_bursting(
+    mappings: Mappings, caplog: pytest.LogCaptureFixture
+) -> None:
+    router, _, _ = two_lanes(mappings, burst_events=4, burst_window_s=1.0)
+    start = 1_800_000_000.0
+    with caplog.at_level(logging.INFO, logger="streams.agents.route_changes"):
+        imported = [committed_at(new_ticket(100 + n, offset=n), start) for n in range(4)]
+        asyncio.run(router.route(imported))
+        asyncio.run(router.route([committed_at(raw("crm.public.notes/create", offset=9), start + 5.0)]))  # not tickets
+        asyncio.run(router.route([committed_at(raw("tickets.public.tickets/update", offset=9), start + 5.0)]))
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "tickets is bursting: the documents it creates now go to the backfill lane",
+        "tickets no longer bursts: its changes are live work again",
+    ]
