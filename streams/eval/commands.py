@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from streams.cli import number_option, seconds_option
+from streams.cli import choice_option, number_option, seconds_option
 from streams.settings import get_settings
 
 DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
@@ -166,13 +166,7 @@ def eval_(
 
 @eval_.command("load")
 @click.argument("set_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option(
-    "--source",
-    type=click.Choice(["tickets"]),
-    default="tickets",
-    show_default=True,
-    help="The source database the documents go into.",
-)
+@choice_option("--source", choices=["tickets"], default="tickets", help="The source database the documents go into.")
 @click.option("--group", required=True, help="The access group the documents get (and eval searches).")
 @click.option("--replace", is_flag=True, help="Delete an earlier load into this group and load again.")
 @seconds_option("--stall", default=180.0, help="Give up when no document became searchable for this many seconds.")
@@ -248,19 +242,17 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
 @eval_.command("copy-index")
 @click.option("--group", required=True, help="The loaded golden set's access group: its chunks are copied.")
 @click.option("--to", "target", required=True, help="The scratch index to (re)create, e.g. streams-eval-english.")
-@click.option(
+@choice_option(
     "--analysis",
-    type=click.Choice(["standard", "english"]),
+    choices=["standard", "english"],
     default="english",
-    show_default=True,
     help="How title, section and text are analysed in the copy.",
 )
 @click.option("--embed-title", is_flag=True, help="Re-embed each chunk as 'title / section' + text (slow).")
-@click.option(
+@choice_option(
     "--vectors",
-    type=click.Choice(["hnsw", "int8_hnsw"]),
+    choices=["hnsw", "int8_hnsw"],
     default="hnsw",
-    show_default=True,
     help="How the copy's HNSW graph stores vectors: float32, or int8 (a quarter of the memory).",
 )
 def copy_index(group: str, target: str, analysis: str, embed_title: bool, vectors: str) -> None:
