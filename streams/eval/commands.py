@@ -166,7 +166,13 @@ def eval_(
 
 @eval_.command("load")
 @click.argument("set_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@choice_option("--source", choices=["tickets"], default="tickets", help="The source database the documents go into.")
+@click.option(
+    "--source",
+    type=click.Choice(["tickets"]),
+    default="tickets",
+    show_default=True,
+    help="The source database the documents go into.",
+)
 @click.option("--group", required=True, help="The access group the documents get (and eval searches).")
 @click.option("--replace", is_flag=True, help="Delete an earlier load into this group and load again.")
 @seconds_option("--stall", default=180.0, help="Give up when no document became searchable for this many seconds.")
