@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -36,6 +36,11 @@ def number_option(
 def seconds_option(*param_decls: str, default: float, help: str) -> Decorator:
     """A duration option (`Seconds`) whose --help shows its default."""
     return click.option(*param_decls, type=Seconds, default=default, show_default=True, help=help)
+
+
+def choice_option(*param_decls: str, choices: Sequence[str], default: str, help: str) -> Decorator:
+    """An option that takes one of `choices` (click refuses others, naming them), whose --help shows its default."""
+    return click.option(*param_decls, type=click.Choice(choices), default=default, show_default=True, help=help)
 
 
 # command name -> ("module:attribute" of a click command or group, one-line help)

@@ -11,6 +11,7 @@ import click
 from elasticsearch import AsyncElasticsearch
 
 from streams import avro
+from streams.cli import choice_option
 from streams.clients import async_elasticsearch_client, kafka_producer, read_whole_topic, unique_group
 from streams.errors import DecodeError, InvalidRequest
 from streams.forget.dead_letters import DeadLetterHit, find_dead_letters
@@ -89,9 +90,7 @@ def check_subject(subject: str, kind: str) -> None:
 def subject_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Who SUBJECT is and who asks: declared once for `streams locate` and `streams forget`."""
     command = click.option("--requested-by", default="compliance", show_default=True, help="Who asked.")(command)
-    return click.option(
-        "--kind", type=click.Choice(SUBJECT_KINDS), default="email", show_default=True, help="What SUBJECT identifies."
-    )(command)
+    return choice_option("--kind", choices=SUBJECT_KINDS, default="email", help="What SUBJECT identifies.")(command)
 
 
 @click.command()

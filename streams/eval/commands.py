@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from streams.cli import number_option, seconds_option
+from streams.cli import choice_option, number_option, seconds_option
 from streams.settings import get_settings
 
 DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
@@ -337,19 +337,17 @@ def _load_applications(settings: Any, set_dir: Path, group: str, corpus: list[An
 @eval_.command("copy-index")
 @click.option("--group", required=True, help="The loaded golden set's access group: its chunks are copied.")
 @click.option("--to", "target", required=True, help="The scratch index to (re)create, e.g. streams-eval-english.")
-@click.option(
+@choice_option(
     "--analysis",
-    type=click.Choice(["standard", "english"]),
+    choices=["standard", "english"],
     default="english",
-    show_default=True,
     help="How title, section and text are analysed in the copy.",
 )
 @click.option("--embed-title", is_flag=True, help="Re-embed each chunk as 'title / section' + text (slow).")
-@click.option(
+@choice_option(
     "--vectors",
-    type=click.Choice(["hnsw", "int8_hnsw"]),
+    choices=["hnsw", "int8_hnsw"],
     default="hnsw",
-    show_default=True,
     help="How the copy's HNSW graph stores vectors: float32, or int8 (a quarter of the memory).",
 )
 def copy_index(group: str, target: str, analysis: str, embed_title: bool, vectors: str) -> None:

@@ -604,29 +604,57 @@ def _checked_row(event: ChangeEvent, columns: set[str]) -> dict[str, Any]:
     )
 
 
-def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
-    row = _checked_row(event, mapping.columns())
-    key = _key_value(event, mapping.key)
+def _part(
+    event: ChangeEvent,
+    row: Mapping[str, Any],
+    *,
+    document_id: str,
+    part_id: str,
+    role: Literal["root", "child"],
+    body: Body | None,
+    subjects: Iterable[Subject],
+    order_key: int | None = None,
+) -> PartChange:
+    """What a root and a child part take alike: the event's position, and the body and subjects
+    their mapping renders from the row."""
     return PartChange(
         source=event.source,
         table=event.table,
-        document_id=mapping.document_id(event.source, key),
-        part_id="root",
-        role="root",
+        document_id=document_id,
+        part_id=part_id,
+        role=role,
         deleted=event.op is Op.DELETE,
         version=event.version,
         commit_ts=event.commit_ts,
-        text=mapping.body.text.render(row) if mapping.body else "",
-        text_format=mapping.body.format if mapping.body else "plain",
-        subjects=_subjects(mapping.subjects, row),
+        text=body.text.render(row) if body else "",
+        text_format=body.format if body else "plain",
+        subjects=_subjects(subjects, row),
+        order_key=order_key,
+        origin=event.origin,
+        snapshot=event.snapshot,
+    )
+
+
+def _root_part(mapping: DocumentMapping, event: ChangeEvent) -> PartChange:
+    row = _checked_row(event, mapping.columns())
+    key = _key_value(event, mapping.key)
+    part = _part(
+        event,
+        row,
+        document_id=mapping.document_id(event.source, key),
+        part_id="root",
+        role="root",
+        body=mapping.body,
+        subjects=mapping.subjects,
+    )
+    return replace(
+        part,
         title=mapping.title.render(row) if mapping.title else None,
         groups=document_groups(mapping.groups, [row]),
         metadata={column: row.get(column) for column in mapping.metadata},
         link=mapping.link.render(row) if mapping.link else None,
         identity=mapping.identity,
         mentions=tuple((kind, value) for kind, text in mapping.mentions if (value := text.render(row).strip())),
-        origin=event.origin,
-        snapshot=event.snapshot,
     )
 
 
@@ -640,21 +668,15 @@ def _child_part(parent: DocumentMapping, child: ChildMapping, event: ChangeEvent
         part_id, order_key = child.table, _order_key(key, child)
     else:
         part_id, order_key = f"{child.table}/{key}", None
-    return PartChange(
-        source=event.source,
-        table=event.table,
+    return _part(
+        event,
+        row,
         document_id=parent.document_id(event.source, parent_key),
         part_id=part_id,
         role="child",
-        deleted=event.op is Op.DELETE,
-        version=event.version,
-        commit_ts=event.commit_ts,
-        text=child.body.text.render(row) if child.body else "",
-        text_format=child.body.format if child.body else "plain",
-        subjects=_subjects(child.subjects, row),
+        body=child.body,
+        subjects=child.subjects,
         order_key=order_key,
-        origin=event.origin,
-        snapshot=event.snapshot,
     )
 
 

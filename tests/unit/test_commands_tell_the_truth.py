@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from streams import __version__
 from streams.agents import forget_commands, web
-from streams.cli import COMMANDS, Seconds, main, number_option
+from streams.cli import COMMANDS, Seconds, choice_option, main, number_option
 from streams.elastic.verify_index import CATEGORIES, Issue, SourceReport
 from streams.search import MAX_K, MAX_QUERY_CHARS, print_hits, render_highlight
 from streams.verify import report_json, verdict
@@ -95,6 +95,20 @@ def test_a_number_option_takes_the_kind_of_its_default_within_its_bounds_and_sho
     assert "'--share': 1.5 is not in the range 0<=x<=1" in runner.invoke(command, ["--share", "1.5"]).output
     shown = runner.invoke(command, ["--help"]).output
     assert "[default: 3]" in shown and "[default: 0.5; 0<=x<=1]" in shown
+
+
+def test_a_choice_option_refuses_other_values_by_name_and_shows_its_default() -> None:
+    @click.command()
+    @choice_option("--vectors", choices=["hnsw", "int8_hnsw"], default="hnsw", help="How vectors are stored.")
+    def command(vectors: str) -> None:
+        click.echo(vectors)
+
+    runner = CliRunner()
+    assert runner.invoke(command, []).output == "hnsw\n"
+    assert runner.invoke(command, ["--vectors", "int8_hnsw"]).output == "int8_hnsw\n"
+    refused = runner.invoke(command, ["--vectors", "flat"]).output
+    assert "'--vectors': 'flat' is not one of 'hnsw', 'int8_hnsw'" in refused
+    assert "[default: hnsw]" in runner.invoke(command, ["--help"]).output
 
 
 def test_watch_help_shows_the_default_values() -> None:

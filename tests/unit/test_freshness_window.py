@@ -14,6 +14,7 @@ from streams.observability import metrics
 from streams.observability.freshness import FreshnessWindow, figures, freshness_phase, observe_freshness
 from streams.percentiles import percentile
 from streams.records import PartChange, RawMessage, RoutedChange
+from tests.unit.part_changes import part_change
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -110,17 +111,7 @@ STARTED = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 
 def _change(*, snapshot: bool = False, committed: datetime = STARTED + timedelta(seconds=5)) -> PartChange:
-    return PartChange(
-        source="tickets",
-        table="tickets",
-        document_id="tickets/ticket/1",
-        part_id="root",
-        role="root",
-        deleted=False,
-        version=1,
-        commit_ts=committed,
-        snapshot=snapshot,
-    )
+    return part_change("tickets/ticket/1", "tickets", commit_ts=committed, snapshot=snapshot)
 
 
 def test_a_streamed_change_after_the_start_is_live() -> None:
@@ -151,17 +142,7 @@ def test_snapshot_figures_are_kept_apart_from_live_ones() -> None:
 
 def test_observing_a_change_labels_the_histogram_with_its_phase() -> None:
     window = FreshnessWindow(("unit-phase",), started_at=STARTED)
-    change = PartChange(
-        source="unit-phase",
-        table="t",
-        document_id="unit-phase/t/1",
-        part_id="root",
-        role="root",
-        deleted=False,
-        version=1,
-        commit_ts=STARTED - timedelta(minutes=5),
-        snapshot=True,
-    )
+    change = part_change("unit-phase/t/1", "t", commit_ts=STARTED - timedelta(minutes=5), snapshot=True)
     histogram = metrics.FRESHNESS.labels(source="unit-phase", table="t", operation="upsert", phase="snapshot")
     before = histogram._sum.get()
     assert observe_freshness(window, change, STARTED + timedelta(seconds=1)) == "snapshot"
@@ -174,16 +155,7 @@ def test_observing_a_change_labels_the_histogram_with_its_phase() -> None:
 
 
 def _committed_ago(source: str, seconds: float) -> PartChange:
-    return PartChange(
-        source=source,
-        table="t",
-        document_id=f"{source}/t/1",
-        part_id="root",
-        role="root",
-        deleted=False,
-        version=1,
-        commit_ts=datetime.now(UTC) - timedelta(seconds=seconds),
-    )
+    return part_change(f"{source}/t/1", "t", commit_ts=datetime.now(UTC) - timedelta(seconds=seconds))
 
 
 def _gauge(source: str) -> float | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from streams.pipeline.mentions import MentionPattern, Redactor, pattern_hashes
 from streams.pipeline.plan_batch import (
@@ -15,46 +14,23 @@ from streams.pipeline.plan_batch import (
     read_bulk_items,
     reusable_chunk_ids,
 )
-from streams.records import ChunkText, PartChange, TextFormat
+from streams.records import PartChange
+from tests.unit.part_changes import chunker, nobody, part_change
 
-T0 = datetime(2026, 11, 20, tzinfo=UTC)
 PAGE = "wiki/page/1"
 NOW = "2026-11-21T00:00:00+00:00"
 
 
-def chunker(text: str, text_format: TextFormat) -> list[ChunkText]:
-    return [ChunkText(number, paragraph) for number, paragraph in enumerate(text.split("\n\n"))]
-
-
-def nobody(subjects: Iterable[str]) -> bool:
-    return False
-
-
 def page(version: int) -> PartChange:
-    return PartChange(
-        source="wiki",
-        table="page",
-        document_id=PAGE,
-        part_id="root",
-        role="root",
-        deleted=False,
-        version=version,
-        commit_ts=T0,
-        title="Vacuum",
-        groups=("engineering",),
-    )
+    return part_change(PAGE, "page", version, title="Vacuum", groups=("engineering",))
 
 
 def revision(version: int, rev_id: int, text: str, author: str) -> PartChange:
-    return PartChange(
-        source="wiki",
-        table="revision",
-        document_id=PAGE,
+    return part_change(
+        PAGE,
+        "revision",
+        version,
         part_id="revision",
-        role="child",
-        deleted=False,
-        version=version,
-        commit_ts=T0,
         text=text,
         subjects=frozenset({f"email:{author}"}),
         order_key=rev_id,

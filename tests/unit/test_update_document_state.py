@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from streams.pipeline.update_document_state import apply_changes
-from streams.records import ChunkText, PartChange, TextFormat
+from streams.records import PartChange
+from tests.unit.part_changes import chunker, part_change
+from tests.unit.part_changes import nobody as nobody_forgotten
 
-T0 = datetime(2026, 11, 20, tzinfo=UTC)
 DOC = "tickets/ticket/1"
 
 
-def chunker(text: str, text_format: TextFormat) -> list[ChunkText]:
-    return [ChunkText(number, paragraph) for number, paragraph in enumerate(text.split("\n\n"))]
-
-
-def nobody_forgotten(subjects: Iterable[str]) -> bool:
-    return False
-
-
 def root(version: int, text: str = "a\n\nb", deleted: bool = False, groups=("support",), **kw) -> PartChange:
-    return PartChange(
-        source="tickets",
-        table="tickets",
-        document_id=DOC,
-        part_id="root",
-        role="root",
+    return part_change(
+        DOC,
+        "tickets",
+        version,
         deleted=deleted,
-        version=version,
-        commit_ts=T0,
         text=text,
         title="Printer on fire",
         groups=groups,
@@ -39,15 +27,12 @@ def root(version: int, text: str = "a\n\nb", deleted: bool = False, groups=("sup
 
 
 def comment(version: int, cid: int = 7, text: str = "c", deleted: bool = False) -> PartChange:
-    return PartChange(
-        source="tickets",
-        table="ticket_comments",
-        document_id=DOC,
+    return part_change(
+        DOC,
+        "ticket_comments",
+        version,
         part_id=f"ticket_comments/{cid}",
-        role="child",
         deleted=deleted,
-        version=version,
-        commit_ts=T0,
         text=text,
         subjects=frozenset({"email:bob@example.com"}),
     )
@@ -129,17 +114,8 @@ def test_child_before_root_is_invisible_until_root_arrives():
 
 def test_latest_revision_wins_whatever_the_order():
     def revision(rev_id: int, version: int) -> PartChange:
-        return PartChange(
-            source="wiki",
-            table="revision",
-            document_id="wiki/page/1",
-            part_id="revision",
-            role="child",
-            deleted=False,
-            version=version,
-            commit_ts=T0,
-            text=f"rev {rev_id}",
-            order_key=rev_id,
+        return part_change(
+            "wiki/page/1", "revision", version, part_id="revision", text=f"rev {rev_id}", order_key=rev_id
         )
 
     state = apply_changes(None, [revision(5, 50)], chunker, nobody_forgotten).state
@@ -177,18 +153,7 @@ def test_forgetting_the_requester_suppresses_the_whole_document():
 
 def people(version: int, subjects: set[str], about: bool = False, name: str = "people") -> PartChange:
     """A part read through joins with no text of its own: a ticket's requestors, or its Cc and owner."""
-    return PartChange(
-        source="rt",
-        table="users",
-        document_id=DOC,
-        part_id=name,
-        role="child",
-        deleted=False,
-        version=version,
-        commit_ts=T0,
-        subjects=frozenset(subjects),
-        about=about,
-    )
+    return part_change(DOC, "users", version, part_id=name, source="rt", subjects=frozenset(subjects), about=about)
 
 
 def forgetting(*identifiers: str):
