@@ -166,11 +166,10 @@ def eval_(
 
 @eval_.command("load")
 @click.argument("set_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option(
+@choice_option(
     "--source",
-    type=click.Choice(["tickets", "applications"]),
+    choices=["tickets", "applications"],
     default="tickets",
-    show_default=True,
     help="Where the documents go: the invented tickets database, or the real applications the stack runs "
     "(STREAMS_STACK_APPS): wiki:* documents become MediaWiki pages, ticket:* documents RT tickets in the "
     "queue GROUP, through their own APIs; other kinds are skipped and counted.",
