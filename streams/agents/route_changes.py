@@ -287,13 +287,10 @@ class ChangeRouter:
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
 
-    def _decode_all(
-        self, messages: Sequence[RawMessage]
-    ) -> tuple[list[tuple[RawMessage, Decoded]], set[str], set[int]]:
-        """Each message decoded and mapped (or the error that stops it), the documents whose root row
-        the batch inserts (noted as new in `created`), and which messages (by position) insert a row."""
+    def _decode_all(self, messages: Sequence[RawMessage]) -> tuple[list[tuple[RawMessage, Decoded]], set[int]]:
+        """Each message decoded and mapped (or the error that stops it), and which messages (by
+        position) insert a row."""
         decoded: list[tuple[RawMessage, Decoded]] = []
-        new: set[str] = set()
         inserts: set[int] = set()
         for position, message in enumerate(messages):
             try:
@@ -307,44 +304,42 @@ class ChangeRouter:
             except StreamsError as exc:
                 decoded.append((message, exc))
                 continue
-            change = routed.change if routed is not None else None
-            if event is not None and change is not None and event.op == "c" and change.role == "root":
-                self.created[change.document_id] = False  # new; part of a burst if its source bursts
-                new.add(change.document_id)
             decoded.append((message, routed))
-        return decoded, new, inserts
+        return decoded, inserts
 
     def bulk_sources(
-        self, decoded: Sequence[tuple[RawMessage, Decoded]], new: set[str], inserts: set[int]
+        self, decoded: Sequence[tuple[RawMessage, Decoded]], inserts: set[int]
     ) -> tuple[set[str], set[str]]:
         """The sources bursting with this batch counted in (all their tables together), and those
         bursting by their updates and deletes of rows of documents they did not just create (a bulk
-        update); the documents in `new` (the batch created them) of a bursting source are the burst's.
+        update). Each document whose root row the batch inserts is noted in `created`, as the burst's
+        when its source bursts.
 
         An inserted row never counts as an update: an import's child rows may be read before their
         document's root row (they come on other topics), and a person's edit of an existing document
         during an import must not make the whole source bulk work."""
-        changes: list[tuple[str, float, int]] = []
-        updates: list[tuple[str, float, int]] = []
-        for position, (message, outcome) in enumerate(decoded):
-            if not isinstance(outcome, (RoutedChange, ChangeEvent)):
-                continue  # a skipped row or a dead letter: no commit time, and no work for the index
-            counted = (source_of(message.topic), outcome.commit_ts.timestamp(), len(message.value or b""))
-            changes.append(counted)
-            change = outcome.change if isinstance(outcome, RoutedChange) else None
-            if position in inserts:
-                continue
+        # (source, commit time, bytes) of each change; not a skipped row or a dead letter, which have no
+        # commit time and are no work for the index.
+        counted: list[tuple[int, tuple[str, float, int], RoutedChange | ChangeEvent]] = [
+            (position, (source_of(message.topic), outcome.commit_ts.timestamp(), len(message.value or b"")), outcome)
+            for position, (message, outcome) in enumerate(decoded)
+            if isinstance(outcome, (RoutedChange, ChangeEvent))
+        ]
+        bursting = self.burst.bursting(change for _, change, _ in counted)
+        for position, (source, _, _), outcome in counted:
+            part = outcome.change if isinstance(outcome, RoutedChange) else None
+            if position in inserts and part is not None and part.role == "root":
+                self.created[part.document_id] = source in bursting
+        updates = []
+        for position, change, outcome in counted:
+            part = outcome.change if isinstance(outcome, RoutedChange) else None
             # An update or delete in an existing document, or of a row read through paths (whose
             # documents are known only once read); not a heartbeat.
-            if isinstance(outcome, ChangeEvent) or (change is not None and change.document_id not in self.created):
-                updates.append(counted)
-        bursting = self.burst.bursting(changes)
-        for message, outcome in decoded:
-            change = outcome.change if isinstance(outcome, RoutedChange) else None
-            if change is not None and change.document_id in new and source_of(message.topic) in bursting:
-                self.created[change.document_id] = True
+            existing = isinstance(outcome, ChangeEvent) or (part is not None and part.document_id not in self.created)
+            if position not in inserts and existing:
+                updates.append(change)
         updating = self.update_burst.bursting(updates)
-        self._log_bursts({source for source, _, _ in changes}, bursting, updating)
+        self._log_bursts({source for _, (source, _, _), _ in counted}, bursting, updating)
         return bursting, updating
 
     def _log_bursts(self, seen: set[str], bursting: set[str], updating: set[str]) -> None:
@@ -370,8 +365,8 @@ class ChangeRouter:
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
-        decoded, new, inserts = self._decode_all(messages)
-        bulk = self.bulk_sources(decoded, new, inserts)
+        decoded, inserts = self._decode_all(messages)
+        bulk = self.bulk_sources(decoded, inserts)
         for message, outcome in decoded:
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)
