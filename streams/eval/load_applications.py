@@ -183,7 +183,8 @@ def connected(settings: Settings, found: Plan) -> Iterator[tuple[Wiki | None, Tr
             f"STREAMS_STACK_APPS does not name {', '.join(missing)}: start the applications with "
             f"STREAMS_STACK_APPS={','.join(needed)} streams stack up"
         )
-    servers = {"mediawiki": MediaWiki(settings), "request-tracker": RequestTracker(settings)}
+    mediawiki, rt = MediaWiki(settings), RequestTracker(settings)
+    servers = {"mediawiki": mediawiki, "request-tracker": rt}
     for app in needed:
         if not servers[app].healthy():
             raise GoldenSetError(
@@ -194,12 +195,10 @@ def connected(settings: Settings, found: Plan) -> Iterator[tuple[Wiki | None, Tr
         wiki: WikiApi | None = None
         tracker: RtApi | None = None
         if found.pages:
-            mediawiki = MediaWiki(settings)
             credentials = mediawiki.credentials()
             wiki = stack.enter_context(WikiApi(mediawiki.api_url))
             wiki.login(credentials["admin_user"], credentials["admin_password"])
         if found.tickets:
-            rt = RequestTracker(settings)
             credentials = rt.credentials()
             tracker = stack.enter_context(RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]))
         mariadb = MariaDB(settings)
