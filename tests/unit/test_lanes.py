@@ -460,3 +460,36 @@ def test_a_live_batch_embeds_with_its_own_copy_of_the_model_while_the_backfill_c
     assert [change.version for change in live.applied] == [1, 10]
     assert busy_asked == ["zqbackfill slice"]  # only the backfill's text
     assert own_asked and all("zqbackfill" not in text for text in own_asked)
+
+
+def test_a_batch_writes_its_bulk_requests_while_it_holds_the_gate() -> None:
+    """A deletion request that asks for the gate while a batch's bulk request is in flight waits until
+    the batch has written: the bulk requests are inside the gate, not after it."""
+    from streams.agents.suppression import SuppressionLedger
+    from streams.elastic.document_store import DocumentStore
+    from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+    from tests.unit.test_plan_batch import chunker, revision
+
+    fake = FakeElasticsearch()
+    ledger = SuppressionLedger(b"k" * 32)
+    order: list[str] = []
+    requests: list[asyncio.Task[None]] = []
+
+    async def request() -> None:
+        async with ledger.gate.exclusive():
+            order.append("request holds the gate")
+
+    def on_request(endpoint: str) -> None:
+        if endpoint == "_bulk" and not requests:  # the batch's first bulk request has arrived
+            requests.append(asyncio.get_running_loop().create_task(request()))
+
+    async def scenario() -> None:
+        async with serving(fake) as es:
+            fake.observe = on_request
+            writer = ChangeWriter(DocumentStore(es, "chunks"), HeldEmbedder("never"), chunker, ledger)  # type: ignore[arg-type]
+            await writer.write([page(1), revision(10, 100, "zqgated text", "ann@example.com")])
+            order.append("batch written")
+            await asyncio.wait_for(requests[0], timeout=5)
+
+    asyncio.run(scenario())
+    assert order == ["batch written", "request holds the gate"]
