@@ -85,6 +85,7 @@ def app_options(settings: Settings, mappings: Mappings) -> dict[str, Any]:
         # leaves more room than that, means a full buffer only pauses its own partitions.
         "broker_max_poll_records": settings.batch_max_events,
         "stream_buffer_maxsize": settings.batch_max_events * 8,
+        "consumer_max_fetch_size": settings.worker_fetch_partition_bytes,
     }
 
 

@@ -287,6 +287,11 @@ class Settings(BaseSettings):
     # How long the group waits for a silent member: a crashed worker's partitions move to the others
     # (or to its restart under another instance id) after this (faust's default is 60 s).
     worker_session_timeout_s: float = 15.0
+    # The most bytes of one partition a fetch brings (Kafka's max.partition.fetch.bytes; Kafka's own
+    # default is 1 MiB). The client hands out buffered records partition by partition, so a record of
+    # the deletion topic waits until the partitions fetched before it are drained: a smaller fetch
+    # bounds that wait behind a backlog (docs/design.md, "Lanes").
+    worker_fetch_partition_bytes: int = 256 * 1024
 
     @field_validator("topic_replication_factor", "topic_min_insync_replicas")
     @classmethod

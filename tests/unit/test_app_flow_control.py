@@ -30,3 +30,10 @@ def test_one_poll_fits_in_the_room_above_the_high_water_mark() -> None:
 def test_a_full_batch_fits_in_the_buffer() -> None:
     settings = Settings()
     assert settings.batch_max_events <= _buffer(create_app(settings)).pressure_high_size
+
+
+def test_a_fetch_brings_at_most_the_configured_bytes_of_each_partition() -> None:
+    """The client hands out what it fetched partition by partition: the deletion topic's record waits
+    behind what was fetched of the others, so the worker bounds it (STREAMS_WORKER_FETCH_PARTITION_BYTES)."""
+    assert create_app(Settings()).conf.consumer_max_fetch_size == 256 * 1024
+    assert create_app(Settings(worker_fetch_partition_bytes=65536)).conf.consumer_max_fetch_size == 65536
