@@ -152,6 +152,9 @@ class MediaWiki(ApplicationServer):
         # `streams seed` saves hundreds of revisions through the API as a handful of accounts: MediaWiki's
         # default limit of 90 edits a minute per user would refuse them.
         text += "$wgGroupPermissions['user']['noratelimit'] = true;\n"
+        # Bundled with 1.39 but not loaded by install.php: how a wiki's owner renames an account (an
+        # erasure's first step, docs/forgetting.md "When the source owner erases a person").
+        text += "wfLoadExtension( 'Renameuser' );\n"
         write_private(self.stack_config_file, text)
         write_private(self.php_ini, f"memory_limit = 512M\nerror_log = {self.logs_dir / 'php-errors.log'}\n")
 
@@ -169,12 +172,15 @@ class MediaWiki(ApplicationServer):
         return {"api": self.api_url}
 
     def maintenance(self, script: str, *args: str, input: str | None = None) -> str:
-        """Run one of MediaWiki's maintenance scripts on this wiki, as the user the server runs as."""
+        """Run one of MediaWiki's maintenance scripts on this wiki, as the user the server runs as:
+        `script` is a core one's name (`edit`), or a path under MediaWiki's directory for an extension's
+        (`extensions/Renameuser/maintenance/renameUser`)."""
         if not self.config_file.exists():
             raise ServerFailed(self.name, f"not set up: no {self.config_file} (run `streams stack up`)")
+        path = MEDIAWIKI_DIR / (script if "/" in script else f"maintenance/{script}")
         return run(
-            ["php", "-c", str(self.php_ini), str(MEDIAWIKI_DIR / "maintenance" / f"{script}.php"), *args],
-            what=f"mediawiki ({script}.php)",
+            ["php", "-c", str(self.php_ini), f"{path}.php", *args],
+            what=f"mediawiki ({path.name}.php)",
             user=service_user(),
             cwd=MEDIAWIKI_DIR,
             env=self.environment(),
@@ -193,3 +199,25 @@ class MediaWiki(ApplicationServer):
     def edit_page(self, title: str, text: str, user: str, summary: str = "") -> None:
         """Save a page's text as `user` with maintenance/edit.php (no web server needed)."""
         self.maintenance("edit", f"--user={user}", f"--summary={summary}", title, input=text)
+
+    def set_real_name(self, user: str, real_name: str) -> None:
+        """Set (or, with "", clear) an account's real name through MediaWiki's own User class, as
+        Special:Preferences does: no maintenance script writes it. eval.php carries on after an
+        exception, so the line answers a marker only when the save went through."""
+        line = (
+            f"$u = User::newFromName({_quote_php(user)});"
+            f" if (!$u || !$u->getId()) {{ throw new Error('no wiki user ' . {_quote_php(user)}); }}"
+            f" $u->setRealName({_quote_php(real_name)}); $u->saveSettings(); return 'real name saved';"
+        )
+        output = self.maintenance("eval", input=line + "\n")
+        if "real name saved" not in output:
+            raise ServerFailed(self.name, f"eval.php did not save {user!r}'s real name: {output.strip()}")
+
+    def rename_user(self, old: str, new: str, reason: str = "") -> str:
+        """Rename an account with the Renameuser extension's renameUser.php (what Special:RenameUser
+        does: `user.user_name`, `actor.actor_name` and the user's log entries), as the Maintenance
+        script user; returns the script's message."""
+        flags = [f"--reason={reason}"] if reason else []
+        return self.maintenance(
+            "extensions/Renameuser/maintenance/renameUser", f"--oldname={old}", f"--newname={new}", *flags
+        ).strip()

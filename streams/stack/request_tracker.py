@@ -20,6 +20,7 @@ from streams.stack.runner import Progress, run, write_private
 RT_SERVER = Path("/usr/share/request-tracker5/libexec/rt-server")
 RT_LIB = Path("/usr/share/request-tracker5/lib")
 RT_SETUP_DATABASE = Path("/usr/sbin/rt-setup-database-5")
+RT_SHREDDER = Path("/usr/sbin/rt-shredder-5")
 DATABASE = "rt"
 DATABASE_USER = "rt_user"
 ADMIN_USER = "root"  # RT's own superuser, created by rt-setup-database
@@ -168,6 +169,20 @@ class RequestTracker(PostgresApplication):
             env=self.environment(),
             cwd=self.home,
             timeout=60,
+        ).strip()
+
+    def shred(self, plugin: str, sqldump: Path) -> str:
+        """Wipe what RT's shredder plugin `plugin` selects (`Tickets=query,id = 7`,
+        `Users=name,ann;status,any;replace_relations,Nobody`) with rt-shredder --force, on this RT's site
+        config, as a source owner erases from RT; `sqldump` receives the SQL that would restore it.
+        Returns rt-shredder's output."""
+        return run(
+            [str(RT_SHREDDER), "--force", "--sqldump", str(sqldump), "--plugin", plugin],  # --plugin comes last
+            what=f"request-tracker (rt-shredder {plugin})",
+            user=self.user,
+            env=self.environment(),
+            cwd=self.home,
+            timeout=300,
         ).strip()
 
     def command(self) -> list[str]:

@@ -21,7 +21,7 @@ from streams.stack import packages, stack
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.packages import ensure_application_packages
 from streams.stack.request_tracker import RequestTracker
-from streams.stack.runner import StackError, generated_passwords
+from streams.stack.runner import ServerFailed, StackError, generated_passwords
 from streams.stack.tryton import Tryton
 
 BASE_SERVERS = ["postgres", "mariadb", "elasticsearch", "kafka", "connect"]
@@ -124,9 +124,56 @@ def test_the_mediawiki_stack_settings_are_php_that_points_the_wiki_at_the_stack(
     wiki = MediaWiki(Settings(stack_home=tmp_path, mediawiki_port=18556))
     wiki.home.mkdir(parents=True)
     wiki._write_config({"database_password": "x", "admin_password": "x"})
-    program = f"require '{wiki.stack_config_file}'; echo $wgServer, '|', $wgDBserver, '|', $wgCacheDirectory;"
+    # MediaWiki's wfLoadExtension, as a stand-in that says what it was asked to load.
+    program = (
+        "$loaded = []; function wfLoadExtension($name) { global $loaded; $loaded[] = $name; }"
+        f" require '{wiki.stack_config_file}';"
+        " echo $wgServer, '|', $wgDBserver, '|', $wgCacheDirectory, '|', implode(',', $loaded);"
+    )
     done = subprocess.run(["php", "-r", program], capture_output=True, text=True, check=True)
-    assert done.stdout == f"http://127.0.0.1:18556|127.0.0.1:13306|{wiki.home / 'cache'}"
+    # Renameuser: how the wiki's owner renames an account (tests/applications/test_source_owner_erasure.py).
+    assert done.stdout == f"http://127.0.0.1:18556|127.0.0.1:13306|{wiki.home / 'cache'}|Renameuser"
+
+
+def _recorded_runs(monkeypatch: pytest.MonkeyPatch, module: str, output: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+
+    def run(cmd: list[str], **kwargs: Any) -> str:
+        runs.append({"cmd": cmd, **kwargs})
+        return output
+
+    monkeypatch.setattr(f"streams.stack.{module}.run", run)
+    return runs
+
+
+def test_an_owner_s_erasure_runs_the_wiki_s_own_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wiki = MediaWiki(Settings(stack_home=tmp_path))
+    wiki.home.mkdir(parents=True)
+    wiki.config_file.write_text("<?php\n")
+    runs = _recorded_runs(monkeypatch, "mediawiki", "Ann was successfully renamed to Gone.\n")
+    assert wiki.rename_user("Ann", "Gone") == "Ann was successfully renamed to Gone."
+    assert runs[0]["cmd"][3:] == [
+        "/usr/share/mediawiki/extensions/Renameuser/maintenance/renameUser.php",
+        "--oldname=Ann",
+        "--newname=Gone",
+    ]
+    # eval.php reports an exception and exits 0: only its marker says the real name was saved.
+    with pytest.raises(ServerFailed, match="did not save \"O'Neil\"'s real name"):
+        wiki.set_real_name("O'Neil", "")
+    assert runs[1]["cmd"][3].endswith("/maintenance/eval.php")
+    assert "User::newFromName('O\\'Neil')" in runs[1]["input"] and "setRealName('')" in runs[1]["input"]
+
+
+def test_an_owner_s_shredding_runs_rt_shredder_on_the_stack_s_site_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = RequestTracker(Settings(stack_home=tmp_path))
+    runs = _recorded_runs(monkeypatch, "request_tracker", "SQL dump file is '/tmp/t.sql'\n")
+    rt.shred("Tickets=query,id = 7", tmp_path / "t.sql")
+    cmd = runs[0]["cmd"]
+    assert cmd[0] == "/usr/sbin/rt-shredder-5" and cmd[-2:] == ["--plugin", "Tickets=query,id = 7"]  # last
+    assert cmd[cmd.index("--sqldump") + 1] == str(tmp_path / "t.sql") and "--force" in cmd
+    assert runs[0]["env"]["RT_SITE_CONFIG"] == str(rt.site_config)
 
 
 def _wiki(handler: Any) -> WikiApi:
