@@ -168,13 +168,6 @@ class Settings(BaseSettings):
     # A person's edit of a long page is one event, and their edit of an existing document stays live.
     backfill_burst_bytes: int = 65536
     backfill_burst_window_s: float = 1.0
-    # An import pauses between its tables and batches, and a pause ends its burst. For this long after
-    # a source last burst (seconds of its commit times), a change of more than `backfill_held_event_bytes`
-    # bytes to a document it creates meanwhile goes to the backfill lane too, so that the import's large
-    # documents do not fill a live batch; a person's small new document (a note, a comment) and every
-    # edit of an existing document stay live (0: no hold).
-    backfill_burst_hold_s: float = 10.0
-    backfill_held_event_bytes: int = 8192
     document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"
     receipts_topic: str = "streams.forget.receipts"

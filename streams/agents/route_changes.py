@@ -54,9 +54,6 @@ Decoded = RoutedChange | ChangeEvent | StreamsError | None
 # after its root row (an import's later rows of the same document) go where the root went.
 NEW_DOCUMENT_S = 60.0
 NEW_DOCUMENTS_KEPT = 200_000
-# How a document came to be, as `ChangeRouter.created` remembers it: created while its source burst,
-# in the hold after a burst (see BurstDetector), or while its source was quiet.
-BURST, HELD, QUIET = "burst", "held", "quiet"
 
 
 class ChangeDecoder:
@@ -223,21 +220,14 @@ class BurstDetector:
     The window is the changes' own commit times, not the moments the router reads them: a router that
     has fallen behind reads an import in batches seconds apart, and counted by its own clock the import
     would not look like a burst at all, and go live. Which of a bursting source's changes are bulk work
-    is the router's to say (see `ChangeRouter._forward_change`).
+    is the router's to say (see `ChangeRouter._forward_change`)."""
 
-    An import pauses, between its tables and its batches, and a pause ends the burst. So for `hold_s`
-    seconds of a source's commit times after its thresholds last held, the source is `held`: not
-    bursting, but what it creates then may still be the import's."""
-
-    def __init__(self, events: int, window_s: float = 1.0, size: int = 0, hold_s: float = 0.0) -> None:
+    def __init__(self, events: int, window_s: float = 1.0, size: int = 0) -> None:
         self.events = events
         self.size = size  # bytes; 0: not counted
         self.window_s = window_s
-        self.hold_s = hold_s
-        self.held: set[str] = set()  # after `bursting`: the sources in the hold after a burst
         self._recent: dict[str, deque[tuple[float, int]]] = {}  # source -> (commit time, bytes) in the window
         self._newest: dict[str, float] = {}  # source -> latest commit time seen
-        self._burst_at: dict[str, float] = {}  # source -> the newest commit time at which it burst
 
     def bursting(self, changes: Iterable[tuple[str, float, int]]) -> set[str]:
         """`changes`: this batch's (source, commit time in epoch seconds, bytes of the event)."""
@@ -255,12 +245,6 @@ class BurstDetector:
                 recent.popleft()
             if len(recent) >= self.events or 0 < self.size <= sum(size for _, size in recent):
                 bursting.add(source)
-                self._burst_at[source] = self._newest[source]
-        self.held = {
-            source
-            for source in touched - bursting
-            if self._newest[source] - self._burst_at.get(source, float("-inf")) <= self.hold_s
-        }
         return bursting
 
 
@@ -280,8 +264,6 @@ class ChangeRouter:
         burst_window_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         burst_bytes: int = 0,
-        burst_hold_s: float = 0.0,
-        held_event_bytes: int = 0,
     ) -> None:
         self.decoder = ChangeDecoder(mappings, max_event_bytes, heartbeat_table)
         # Reads for the documents mapped through joins: their events are triggers (read_paths.py).
@@ -295,20 +277,15 @@ class ChangeRouter:
         # within `burst_window_s`; 0: no burst is bulk) go there, so live work never waits behind them
         # (agents/lanes.py).
         self.forward_backfill = forward_backfill
-        self.burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes, hold_s=burst_hold_s)
-        # In the hold after a burst, a new document's change of more than this many bytes goes to the
-        # backfill lane (0: none does): the import's large documents, created in its pauses, must not
-        # fill a live batch, and a person's small new document (a note, a comment) stays live.
-        self.held_event_bytes = held_event_bytes
+        self.burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         # Within a burst, what goes to the backfill lane: the documents it creates (their root row
         # inserted while the source burst, within the last NEW_DOCUMENT_S), and everything when the
         # changes to the other documents burst by themselves (a bulk update). A person's edit of an
         # existing document during an import of new ones stays live. `created` holds each document
-        # whose root row was inserted within NEW_DOCUMENT_S, and how (BURST, HELD or QUIET).
+        # whose root row was inserted within NEW_DOCUMENT_S: True when its source was bursting then.
         self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
-        self.created: TTLCache[str, str] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
+        self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
-        self._held: set[str] = set()  # the sources in the hold after a burst, as of the batch being routed
 
     def _decode_all(self, messages: Sequence[RawMessage]) -> tuple[list[tuple[RawMessage, Decoded]], set[int]]:
         """Each message decoded and mapped (or the error that stops it), and which messages (by
@@ -349,12 +326,10 @@ class ChangeRouter:
             if isinstance(outcome, (RoutedChange, ChangeEvent))
         ]
         bursting = self.burst.bursting(change for _, change, _ in counted)
-        self._held = self.burst.held
         for position, (source, _, _), outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
             if position in inserts and part is not None and part.role == "root":
-                how = BURST if source in bursting else HELD if source in self._held else QUIET
-                self.created[part.document_id] = how
+                self.created[part.document_id] = source in bursting
         updates = []
         for position, change, outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
@@ -375,14 +350,8 @@ class ChangeRouter:
             log.info("%s is bursting: the documents it creates now go to the backfill lane", source)
         for source in sorted(updating - was_updating):
             log.info("%s is bursting with updates of existing documents: all its changes go to backfill", source)
-        held = ""
-        if self.burst.hold_s > 0 and self.held_event_bytes > 0:
-            held = (
-                f" (for {self.burst.hold_s:g} s more, the changes over {self.held_event_bytes} bytes"
-                " of the documents it creates go to the backfill lane)"
-            )
         for source in sorted((was_bursting | was_updating) & seen - bursting - updating):
-            log.info("%s no longer bursts: its changes are live work again%s", source, held)
+            log.info("%s no longer bursts: its changes are live work again", source)
         self._bulk = ((was_bursting - seen) | bursting, (was_updating - seen) | updating)
 
     def _forward_change(self, change: PartChange, message: RawMessage, bulk: tuple[set[str], set[str]]) -> Forward:
@@ -390,13 +359,8 @@ class ChangeRouter:
             return self.forward
         bursting, updating = bulk
         source = source_of(message.topic)
-        if change.snapshot or source in updating:
+        if change.snapshot or source in updating or (source in bursting and self.created.get(change.document_id)):
             return self.forward_backfill
-        if source in bursting or source in self._held:
-            how = self.created.get(change.document_id)
-            large = 0 < self.held_event_bytes < len(message.value or b"")
-            if how == BURST or (how == HELD and large):
-                return self.forward_backfill
         return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:

@@ -437,39 +437,6 @@ def test_only_documents_created_while_their_source_bursts_belong_to_a_burst(mapp
     assert len(backfill.forwarded) == 5
 
 
-def test_in_the_hold_after_a_burst_the_large_new_documents_go_to_backfill_and_the_small_stay_live(
-    mappings: Mappings,
-) -> None:
-    """An import pauses between its batches, which ends its burst: the large documents it creates in
-    the pause go to the backfill lane (they would fill a live batch), while a person's small new ticket
-    and their edit of an existing one stay live; after the hold, a large new document is live work."""
-    router, live, backfill = two_lanes(
-        mappings, burst_events=4, burst_window_s=1.0, burst_hold_s=10.0, held_event_bytes=8192
-    )
-    start = 1_800_000_000.0
-
-    def created(ticket_id: int, offset: int, words: int, at: float) -> RawMessage:
-        message = new_ticket(ticket_id, offset)
-        value = json.loads(message.value or b"{}")
-        value["after"]["description"] = " ".join(["manual"] * words)
-        return committed_at(dataclasses.replace(message, value=json.dumps(value).encode()), at)
-
-    asyncio.run(router.route([created(100 + n, n, 10, start) for n in range(4)]))  # the burst
-    assert len(backfill.forwarded) == 4
-    paused = [
-        created(200, 10, 2000, start + 3.0),  # the import's, in its pause: about 14 KB
-        created(201, 11, 10, start + 3.1),  # a person's new ticket
-        committed_at(  # an edit of an existing ticket
-            dataclasses.replace(raw("tickets.public.tickets/update", offset=12, id=7), key=b'{"id": 7}'), start + 3.2
-        ),
-    ]
-    asyncio.run(router.route(paused))
-    assert [key for key, _ in backfill.forwarded[4:]] == [b"tickets/ticket/200"]
-    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/201", b"tickets/ticket/7"]
-    asyncio.run(router.route([created(300, 20, 2000, start + 15.0)]))  # the hold is over
-    assert [key for key, _ in live.forwarded][-1] == b"tickets/ticket/300"
-
-
 def test_the_router_says_when_a_source_starts_and_stops_bursting(
     mappings: Mappings, caplog: pytest.LogCaptureFixture
 ) -> None:
