@@ -3,7 +3,8 @@
 The planning is pipeline/plan_batch.py; the index I/O is elastic/document_store.py; the model is
 embedding/. This module only runs them in order, with two rules of its own:
 - a document whose state record changed under us (optimistic concurrency) is planned again, up to
-  MAX_CONFLICT_ROUNDS times;
+  MAX_CONFLICT_ROUNDS times; the last round holds the gate for its documents from load to write, so
+  that a large batch planned again after each of a stream of deletion requests still ends written;
 - the write gate (agents/write_gate.py) is held while the ledger is re-checked and the batch is
   written: if a deletion request arrived while this batch was being embedded, the batch is planned
   again, so no write planned before a request can land after it (see agents/suppression.py). Batches
@@ -30,6 +31,7 @@ thread), waiting for the gate, and the bulk write with its refresh. The batch's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -138,17 +140,38 @@ class ChangeWriter:
         # The vectors this call embedded, by text hash: a round planned again (a deletion request or
         # the other lane came between) embeds only what it did not embed before.
         embedded: dict[str, list[float]] = {}
-        for _ in range(MAX_CONFLICT_ROUNDS):
+        for attempt in range(MAX_CONFLICT_ROUNDS):
             if not pending:
                 break
             if turn is not None:
                 await turn()
-            conflicts = await self._write_round(pending, result, embedded, turn)
+            if attempt < MAX_CONFLICT_ROUNDS - 1:
+                conflicts = await self._write_round(pending, result, embedded, turn)
+            else:
+                conflicts = await self._write_held_round(pending, result, embedded, turn)
             pending = {doc: pending[doc] for doc in conflicts}
         for document_changes in pending.values():
             error = IndexingError("the document's state kept changing under concurrent writers")
             result.failed.extend((change, error) for change in document_changes)
         return result
+
+    async def _write_held_round(
+        self,
+        pending: dict[str, list[PartChange]],
+        result: WriteResult,
+        embedded: dict[str, list[float]],
+        turn: Turn | None,
+    ) -> set[str]:
+        """The last round, for documents planned again every round so far: deletion requests landing
+        one after another while a large batch plans, or the other lane writing the same documents.
+        It holds the gate for its documents from loading their state to writing, so that nothing can
+        change under it (a deletion request waits for it, as for any batch in flight). It does not
+        yield to the live lane meanwhile: a live batch of the same documents waits at the gate, and
+        would never end while this round waited for it."""
+        asked = time.perf_counter()
+        async with self.ledger.gate.batch(pending):
+            result.phases.add("gate", time.perf_counter() - asked)
+            return await self._write_round(pending, result, embedded, _at_once if turn else None, gate_held=True)
 
     async def _write_round(
         self,
@@ -156,6 +179,7 @@ class ChangeWriter:
         result: WriteResult,
         embedded: dict[str, list[float]],
         turn: Turn | None = None,
+        gate_held: bool = False,
     ) -> set[str]:
         with result.phases.timed("load"):
             stored = await self.store.load_states(list(pending))
@@ -192,7 +216,7 @@ class ChangeWriter:
         if not operations:
             return set()
         asked = time.perf_counter()
-        async with self.ledger.gate.batch(plan.updates):
+        async with contextlib.nullcontext() if gate_held else self.ledger.gate.batch(plan.updates):
             result.phases.add("gate", time.perf_counter() - asked)
             if self.ledger.version != ledger_version:
                 # A deletion request landed while this batch was embedded: plan it all again.
@@ -240,6 +264,10 @@ class ChangeWriter:
             for index, vector in zip(picked, await self.embedder.encode_async([texts[i] for i in picked]), strict=True):
                 vectors[index] = vector
         return [vector for vector in vectors if vector is not None]
+
+
+async def _at_once() -> None:
+    """A backfill round's turn that never waits for the live lane (see `_write_held_round`)."""
 
 
 def split_by_document(changes: list[PartChange], parts: int) -> list[list[PartChange]]:

@@ -304,6 +304,45 @@ def test_a_batch_planned_again_after_a_deletion_request_embeds_no_text_twice() -
     assert result.chunks_embedded == 2
 
 
+def test_a_batch_planned_again_after_every_round_is_written_by_a_last_round_that_holds_the_gate() -> None:
+    """Deletion requests land one after another while a large batch plans: each makes the batch plan
+    again. After its rounds run out the batch was dead-lettered, lost to the index; the last round now
+    holds the gate for its documents from load to write, and the next request waits for it."""
+    from streams.agents.suppression import SuppressionLedger
+    from streams.agents.write_changes import MAX_CONFLICT_ROUNDS
+    from streams.elastic.document_store import DocumentStore
+    from tests.unit.fake_elasticsearch import FakeElasticsearch, serving
+    from tests.unit.test_plan_batch import chunker, revision
+
+    fake = FakeElasticsearch()
+    ledger = SuppressionLedger(b"k" * 32)
+    requests: list[asyncio.Task[None]] = []
+
+    async def request(n: int) -> None:  # as the deletion lane adds its entries: holding the gate whole
+        async with ledger.gate.exclusive():
+            ledger.add_identifiers([f"email:someone.{n}@example.com"])
+
+    async def scenario() -> WriteResult:
+        async with serving(fake) as es:
+            store = DocumentStore(es, "chunks")
+            load_vectors = store.load_vectors
+
+            async def a_request_lands_after_planning(ids: list[str]) -> Any:
+                requests.append(asyncio.create_task(request(len(requests))))
+                await asyncio.sleep(0.01)  # the request gets its turn at the gate before the batch asks
+                return await load_vectors(ids)
+
+            store.load_vectors = a_request_lands_after_planning  # type: ignore[method-assign]
+            writer = ChangeWriter(store, HeldEmbedder("never"), chunker, ledger)  # type: ignore[arg-type]
+            result = await writer.write([page(1), revision(10, 100, "zqwritten at last", "ann@example.com")])
+            await asyncio.wait_for(asyncio.gather(*requests), timeout=5)
+            return result
+
+    result = asyncio.run(scenario())
+    assert result.failed == [] and [change.version for change in result.applied] == [1, 10]
+    assert len(requests) == MAX_CONFLICT_ROUNDS  # planned again after each of the first rounds' requests
+
+
 def test_replacing_the_generations_waits_for_both_lanes_batches() -> None:
     async def scenario() -> list[str]:
         log: list[str] = []
