@@ -20,6 +20,7 @@ from streams.bench.stats import SCENARIOS, STACKLESS, assemble, machine
 from streams.cli import number_option
 
 if TYPE_CHECKING:
+    from streams.bench.probes import MetricsSnapshot
     from streams.settings import Settings
 
 Scenario = Callable[[], dict[str, Any]]
@@ -27,6 +28,7 @@ Scenario = Callable[[], dict[str, Any]]
 # Opt-in: never in the default run. It starts its own worker processes (1, then 2, then 3), so no
 # other worker may be running, and it takes minutes.
 OPT_IN: tuple[str, ...] = ("workers",)
+DEAD = "streams_dead_letters_total"
 
 
 def _progress(line: str) -> None:
@@ -211,6 +213,39 @@ def _print_errors(report: dict[str, Any], chosen: list[str]) -> None:
     for name in (*SCENARIOS, *OPT_IN):
         if name in chosen and (report.get(name) or {}).get("error"):
             click.echo(f"{name:<12} ERROR {report[name]['error']}")
+        lost = (report.get(name) or {}).get("dead_letters") or {}
+        if name in chosen and lost:
+            stages = ", ".join(f"{count:g} at {stage}" for stage, count in sorted(lost.items()))
+            click.echo(f"{name:<12} DEAD LETTERS during the scenario: {stages} (see the worker's log)")
+
+
+def dead_letters(before: MetricsSnapshot | None, after: MetricsSnapshot | None) -> dict[str, float] | None:
+    """The events the worker dead-lettered between two scrapes, by stage (None: a scrape failed). A
+    scenario's figures are only worth their changes reaching the index: a change given up on is counted
+    here, not hidden in the timings of the others."""
+    from streams.bench.probes import restarted
+
+    if before is None or after is None:
+        return None
+    counted = {dict(labels).get("stage", ""): value for (name, labels), value in after.samples.items() if name == DEAD}
+    since = _nothing_counted() if restarted(before, after) else before  # a new process counts from 0
+    lost = {stage: value - since.value(DEAD, stage=stage) for stage, value in counted.items()}
+    return {stage: count for stage, count in lost.items() if count > 0}
+
+
+def _nothing_counted() -> MetricsSnapshot:
+    from streams.bench.probes import MetricsSnapshot
+
+    return MetricsSnapshot({})
+
+
+def _scrape_or_none(settings: Settings) -> MetricsSnapshot | None:
+    from streams.bench.probes import BenchError, scrape
+
+    try:
+        return scrape(settings)
+    except BenchError:
+        return None
 
 
 @click.command()
@@ -391,7 +426,9 @@ def _run_stack_scenarios(
                 _progress(f"warm-up failed: {exc}")
             for name in SCENARIOS:
                 if name in chosen:
+                    before = _scrape_or_none(settings)
                     results[name] = _run_scenario(name, plan[name])
+                    results[name]["dead_letters"] = dead_letters(before, _scrape_or_none(settings))
     except Exception as exc:
         for name in chosen:
             results.setdefault(name, {"error": f"worker: {type(exc).__name__}: {exc}"})
