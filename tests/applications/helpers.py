@@ -1,5 +1,5 @@
-"""What the application tests share: hybrid search through /search, a document's indexed text, and a
-deletion request with its receipt."""
+"""What the application tests share: the marks of a test that needs MediaWiki and RT, hybrid search
+through /search, a document's indexed text, and a deletion request with its receipt."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from streams import avro
-from streams.settings import Settings
+from streams.settings import Settings, get_settings
 from tests.integration.helpers import (
     document_chunks,
     es_client,
@@ -18,6 +20,15 @@ from tests.integration.helpers import (
     topic_end_offsets,
     wait_until,
 )
+
+# The marks of a module whose tests need both MediaWiki and Request Tracker in the local stack.
+NEEDS_WIKI_AND_RT = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not {"mediawiki", "request-tracker"} <= set(get_settings().stack_apps),
+        reason="STREAMS_STACK_APPS does not name mediawiki and request-tracker",
+    ),
+]
 
 
 def hybrid_found(word: str, groups: list[str] | None = None) -> set[str]:

@@ -18,21 +18,16 @@ from typing import Any
 
 import pytest
 
-from streams.settings import PROJECT_ROOT, Settings, get_settings
+from streams.settings import PROJECT_ROOT, Settings
 from streams.sources.seed_applications import account_password
 from streams.sources.write_applications import RtApi, WikiApi
 from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
+from tests.applications.helpers import NEEDS_WIKI_AND_RT
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
 from tests.integration.helpers import es_client, found_documents, hybrid, state_record, unique, wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not {"mediawiki", "request-tracker"} <= set(get_settings().stack_apps),
-        reason="STREAMS_STACK_APPS does not name mediawiki and request-tracker",
-    ),
-]
+pytestmark = NEEDS_WIKI_AND_RT
 WAIT_S = 180.0
 
 
