@@ -162,27 +162,26 @@ class RequestTracker(PostgresApplication):
         """Grant (or revoke) `group` the RT right `right` on `queue`, or on the whole system without one,
         as RT's administrators do; returns RT's message."""
         action = "grant" if granted else "revoke"
-        return run(
-            ["perl", f"-I{RT_LIB}", "-e", SET_RIGHT, action, group, right, queue or ""],
-            what=f"request-tracker ({action} {right} for {group})",
-            user=self.user,
-            env=self.environment(),
-            cwd=self.home,
-            timeout=60,
-        ).strip()
+        command = ["perl", f"-I{RT_LIB}", "-e", SET_RIGHT, action, group, right, queue or ""]
+        return self._tool(command, f"{action} {right} for {group}", timeout=60)
 
     def shred(self, plugin: str, sqldump: Path) -> str:
         """Wipe what RT's shredder plugin `plugin` selects (`Tickets=query,id = 7`,
         `Users=name,ann;status,any;replace_relations,Nobody`) with rt-shredder --force, on this RT's site
         config, as a source owner erases from RT; `sqldump` receives the SQL that would restore it.
         Returns rt-shredder's output."""
+        command = [str(RT_SHREDDER), "--force", "--sqldump", str(sqldump), "--plugin", plugin]  # --plugin last
+        return self._tool(command, f"rt-shredder {plugin}", timeout=300)
+
+    def _tool(self, command: list[str], what: str, timeout: float) -> str:
+        """One of RT's own tools on this RT's site config, as the user RT runs as; its output."""
         return run(
-            [str(RT_SHREDDER), "--force", "--sqldump", str(sqldump), "--plugin", plugin],  # --plugin comes last
-            what=f"request-tracker (rt-shredder {plugin})",
+            command,
+            what=f"request-tracker ({what})",
             user=self.user,
             env=self.environment(),
             cwd=self.home,
-            timeout=300,
+            timeout=timeout,
         ).strip()
 
     def command(self) -> list[str]:
