@@ -26,7 +26,15 @@ from streams.stack.mediawiki import MediaWiki
 from streams.stack.request_tracker import QUEUE, RequestTracker
 from tests.applications.helpers import NEEDS_WIKI_AND_RT, document_texts
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
-from tests.integration.helpers import es_client, found_documents, hybrid, state_record, unique, wait_until
+from tests.integration.helpers import (
+    es_client,
+    found_documents,
+    hybrid,
+    matched_document_ids,
+    state_record,
+    unique,
+    wait_until,
+)
 from tests.integration.test_migrate import cli
 
 pytestmark = NEEDS_WIKI_AND_RT
@@ -129,7 +137,7 @@ def test_the_index_follows_a_mediawiki_erasure(worker: Settings, steps: str) -> 
     assert wait_until(lambda: _subjects(account) == {renamed}, timeout=WAIT_S), _subjects(account)
     for subject, kind in ((email, "email"), (user, "mediawiki_user"), (real_name, "name")):
         assert _located(subject, kind) == [], f"locate still finds {kind} {subject}"
-        assert page not in {hit["document_id"] for hit in hybrid(subject, k=50)["hits"]}, subject
+        assert page not in matched_document_ids(subject), f"/search still matches the page by {subject}"
 
 
 def test_the_index_follows_an_rt_shredding(worker: Settings, tmp_path: Path) -> None:  # noqa: F811

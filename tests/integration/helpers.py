@@ -205,6 +205,14 @@ def hybrid_document_ids(query: str, groups: Sequence[str] | None = None, k: int 
     return {hit["document_id"] for hit in hybrid(query, groups, k)["hits"]}
 
 
+def matched_document_ids(query: str, k: int = 50) -> set[str]:
+    """The documents /search returns because their words match the query (a chunk with a BM25 rank).
+    kNN always answers with the nearest chunks, so a document that stays in the index can come back for
+    any query, a forgotten name included; what it must not do is match that name."""
+    hits = hybrid(query, k=k)["hits"]
+    return {hit["document_id"] for hit in hits if any(chunk["bm25_rank"] is not None for chunk in hit["chunks"])}
+
+
 def metrics_text() -> str:
     with urllib.request.urlopen(f"{get_settings().worker_url()}/metrics", timeout=30) as response:
         return str(response.read().decode())
