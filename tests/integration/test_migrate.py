@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from elasticsearch import Elasticsearch
 
+from streams.cli import main
 from streams.embedding.embedder import default_model_path
 from streams.eval.load_collection import LoadedCollection, delete_group
 from streams.settings import PROJECT_ROOT, Settings
@@ -49,6 +51,16 @@ def cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.Comp
     if check:
         assert done.returncode == 0, f"streams {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done
+
+
+def in_process(*args: str, check: bool = True) -> Result:
+    """A `streams` command run in this process. The gate's commands (compare, switch) load the embedding
+    model, and a fresh interpreter spends about 12 of a compare's 15 s importing it; here it is imported
+    once. The command is the same code, read from the same settings."""
+    result = CliRunner().invoke(main, list(args))
+    if check:
+        assert result.exit_code == 0, f"streams {' '.join(args)} exited {result.exit_code}:\n{result.output}"
+    return result
 
 
 def status() -> dict[str, Any]:
@@ -177,10 +189,10 @@ def _migrate(
     assert started["generations"][new]["config"]["chunk_max_tokens"] == 96
 
     # The gate must be able to fail: the new generation has none of the set's documents yet.
-    compared = json.loads(cli("migrate", "compare", "--set", str(set_dir), "--group", group, "--json").stdout)
+    compared = json.loads(in_process("migrate", "compare", "--set", str(set_dir), "--group", group, "--json").stdout)
     assert not compared["passed"] and compared["sets"][0]["drops"], compared
-    refused = cli("migrate", "switch", "--set", str(set_dir), "--group", group, check=False)
-    assert refused.returncode != 0 and "quality gate failed" in refused.stderr
+    refused = in_process("migrate", "switch", "--set", str(set_dir), "--group", group, check=False)
+    assert refused.exit_code != 0 and "quality gate failed" in refused.stderr, refused.output
     assert status()["serving"] == old
 
     # Live changes reach both generations, each chunked its own way.
@@ -201,7 +213,7 @@ def _migrate(
     send_snapshot_signals(settings, "tickets", [snapshot_signal(f"{namespace}.tickets", "id", ids)], purpose="test")
     by_group = {"bool": {"filter": [{"term": {"kind": "chunk"}}, {"term": {"groups": group}}]}}
     assert wait_until(lambda: index_count(es, new, by_group) >= len(words), timeout=180), "the snapshot never arrived"
-    compared = json.loads(cli("migrate", "compare", "--set", str(set_dir), "--group", group, "--json").stdout)
+    compared = json.loads(in_process("migrate", "compare", "--set", str(set_dir), "--group", group, "--json").stdout)
     assert compared["passed"], compared
     assert set(compared["sets"][0]["totals"]) == {old, new}
 
@@ -220,7 +232,7 @@ def _migrate(
     corpus_id = next(iter(loaded.documents))
     with SearchLoop(words[int(corpus_id[1:])], loaded.documents[corpus_id]) as loop:
         assert wait_until(lambda: old in loop.indices, timeout=30), (loop.indices, loop.failures[:5])
-        cli("migrate", "switch", "--set", str(set_dir), "--group", group)
+        in_process("migrate", "switch", "--set", str(set_dir), "--group", group)
         assert status()["serving"] == new
         assert wait_until(lambda: new in loop.indices, timeout=30), loop.indices
         cli("migrate", "rollback")
@@ -296,7 +308,7 @@ def test_migration_to_another_model_embeds_with_it_and_forgets_in_both(migration
     scanner = edits.add_ticket(f"Scanner {word}", f"The {word} scanner is offline.", requester, ["support"])
     other = f"tickets/ticket/{scanner}"
     assert wait_until(lambda: all(_chunk_vectors(es, i, other) for i in (old, new)), timeout=180)
-    cli("migrate", "switch", "--force")
+    in_process("migrate", "switch", "--force")
     assert status()["serving"] == new
     # The worker follows the record every worker_heartbeat_s: search once it has applied the switch.
     assert wait_until(lambda: _workers_applied(es, settings), timeout=60), "the worker never applied the switch"
