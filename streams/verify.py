@@ -31,6 +31,7 @@ from streams.elastic.verify_index import (
     source_pages,
 )
 from streams.pipeline.document_mapping import DocumentMapping, Mappings
+from streams.records import PartChange
 from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources.read_paths import PartFailure, PathReader, dialect_of
 from streams.sources.read_rows import SourceRows, typed_key
@@ -51,7 +52,9 @@ def verify_source(settings: Settings, client: Any, mappings: Mappings, source: s
         for document in mapping.documents:
             pages = path_pages if document.reads_paths else source_pages
             for documents in pages(rows, mappings, source, document):
-                report.add(compare(source, tables, documents, read_index_page(client, alias, list(documents))))
+                # A row that is no document (the mapping's where, unless) must not be in the index.
+                held = {document_id: found for document_id, found in documents.items() if found is not None}
+                report.add(compare(source, tables, held, read_index_page(client, alias, list(documents))))
         for ids in indexed_document_pages(client, alias, source, page):
             gone: list[str] = []
             by_kind: dict[str, list[str]] = {}
@@ -72,15 +75,19 @@ def verify_source(settings: Settings, client: Any, mappings: Mappings, source: s
 
 def path_pages(
     rows: Any, mappings: Mappings, source: str, document: DocumentMapping
-) -> Iterator[dict[str, SourceDocument]]:
-    """A path document's pages, read through the function the worker's triggers read through."""
+) -> Iterator[dict[str, SourceDocument | None]]:
+    """A path document's pages, read through the function the worker's triggers read through; None for
+    a row that is no document (where, unless)."""
     mapping = next(m for m in mappings.sources if m.source == source)
     reader = PathReader(
         mapping, dialect_of("mysql" if rows.mariadb else "postgres"), rows.query, rows.max_bytes, mappings
     )
     for page in rows.pages(document.table, document.key):
-        documents: dict[str, SourceDocument] = {}
+        documents: dict[str, SourceDocument | None] = {}
         for document_id, outcomes in reader.read_documents(document, [row[document.key] for row in page]).items():
+            if any(o.part_id == "root" and isinstance(o, PartChange) and o.deleted for o in outcomes):
+                documents[document_id] = None
+                continue
             found = documents[document_id] = SourceDocument()
             for outcome in outcomes:
                 if isinstance(outcome, PartFailure):

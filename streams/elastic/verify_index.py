@@ -281,7 +281,9 @@ def compare(
             report.indexed_documents += 1
         if row is None:
             if root_live or doc.visible_total:
-                report.issues["extra"].append(Issue(document_id, f"no source row, {doc.visible_total} chunks visible"))
+                report.issues["extra"].append(
+                    Issue(document_id, f"no source row (or the row is no document), {doc.visible_total} chunks visible")
+                )
             continue
         if root and root.get("deleted"):
             if doc.visible_total:

@@ -416,11 +416,23 @@ class DocumentMapping(_Node):
     # of another document's path (MediaWiki's `user`, RT's `users`) can then be a document of its own,
     # its values decoded the way the path reader decodes them (binary columns as UTF-8).
     from_source: StrictBool = False
+    # Which rows of the table are documents: ``where`` keeps the rows whose columns hold the values,
+    # ``unless`` drops those whose columns hold any of them (RT: a ticket whose status is deleted).
+    # A row that stops being a document is removed from the index as a deleted row is, and comes back
+    # whole when it is one again: so a document read through paths only, whose root change re-reads
+    # every part.
+    where: dict[Name, Scalar | tuple[Scalar, ...]] = {}
+    unless: dict[Name, Scalar | tuple[Scalar, ...]] = {}
 
     @model_validator(mode="after")
     def _paths_fit(self) -> DocumentMapping:
         if self.reads_paths and self.children:
             raise ValueError("a document read through paths takes its parts from parts:, not children:")
+        if (self.where or self.unless) and not self.reads_paths:
+            raise ValueError(
+                "where and unless need a document read through paths (path:, parts: or from_source): "
+                "a document built from its events could not bring its children back when a row is one again"
+            )
         for hops in (self.path, *(part.path for part in self.parts)):
             seen = {self.table}
             for hop in hops:
@@ -442,6 +454,11 @@ class DocumentMapping(_Node):
         """Whether the document is read from the source through joins (its events are only triggers)."""
         return bool(self.path or self.parts or self.from_source)
 
+    def is_document(self, row: Mapping[str, Any]) -> bool:
+        """Whether the root row is a document (``where`` and ``unless``)."""
+        kept = all(_wanted(row.get(column), wanted) for column, wanted in self.where.items())
+        return kept and not any(_wanted(row.get(column), wanted) for column, wanted in self.unless.items())
+
     def path_tables(self) -> set[str]:
         return {hop.table for hops in (self.path, *(p.path for p in self.parts)) for hop in hops}
 
@@ -454,6 +471,8 @@ class DocumentMapping(_Node):
             | {c for s in self.subjects for c in s.columns()}
             | {c for _, text in self.mentions for c in text.columns()}
             | {c for g in self.groups for c in g.columns()}
+            | set(self.where)
+            | set(self.unless)
         )
 
     def document_id(self, source: str, key: Any) -> str:

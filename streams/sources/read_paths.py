@@ -247,7 +247,12 @@ def _part_columns(document: DocumentMapping, part: PartMapping) -> set[tuple[str
     columns = _columns_of(names, part.leaf.ref)
     columns |= {(hop.ref, hop.join.column) for hop in part.path}
     columns |= {(hop.ref, k) for hop in part.path for k in hop.key}
-    return columns | {(document.table, document.key)}
+    return columns | {(document.table, document.key)} | {(document.table, c) for c in _filters(document)}
+
+
+def _filters(document: DocumentMapping) -> set[str]:
+    """The root's columns that say whether a row is a document (where, unless)."""
+    return {*document.where, *document.unless}
 
 
 def _value(value: Any, keep_bytes: bool) -> Any:
@@ -359,13 +364,18 @@ class PathReader:
         columns = sorted(_root_columns(document))
         bytes_columns = _columns_of(_body_columns(document.body), document.table)
         by_root = self._rows(chain, columns, bytes_columns, keys, None, 0, document.table)
+        documents: list[Any] = []
         for key, rows in by_root.items():
             document_id = document.document_id(self.mapping.source, key)
-            found[document_id] = [self._root(document, document_id, rows)]
+            if document.is_document(rows[0]):
+                found[document_id] = [self._root(document, document_id, rows)]
+                documents.append(key)
+            else:  # the row is no document (where, unless): the index forgets it as a deleted row
+                found[document_id] = [_removed(self.mapping.source, document.table, document_id)]
         if only_root:
             return found
         for part in document.parts:
-            for outcome in self._read_part(document, part, list(by_root), None, 0):
+            for outcome in self._read_part(document, part, documents, None, 0):
                 found.setdefault(outcome.document_id, []).append(outcome)
         return found
 
@@ -451,6 +461,8 @@ class PathReader:
         by_root = self._rows(chain, columns, bytes_columns, keys, restrict, at, part.leaf.ref)
         outcomes: list[Outcome] = []
         for key, rows in by_root.items():
+            if not document.is_document({c: rows[0].get(f"{document.table}.{c}") for c in _filters(document)}):
+                continue  # no document (where, unless): nothing of it is indexed until its row is one again
             document_id = document.document_id(self.mapping.source, key)
             complete = [row for row in rows if _complete(part, row)]
             if part.mode == "one":
@@ -490,17 +502,7 @@ class PathReader:
 
     def _all(self, part: PartMapping, document_id: str, rows: list[dict[str, Any]]) -> Outcome:
         if not rows:
-            change = PartChange(
-                source=self.mapping.source,
-                table=part.leaf.table,
-                document_id=document_id,
-                part_id=part.name,
-                role="child",
-                deleted=True,
-                version=0,
-                commit_ts=_EPOCH,
-            )
-            return replace(change, content_hash=content_hash(change))
+            return _removed(self.mapping.source, part.leaf.table, document_id, part.name)
         found = self._part(part, document_id, part.name, rows)
         assert found is not None  # only an "each" part is ever skipped whole
         return found
@@ -662,6 +664,22 @@ def _deleted(document: DocumentMapping, source: str, key: Any, event: ChangeEven
         commit_ts=event.commit_ts,
         origin=event.origin,
         snapshot=event.snapshot,
+    )
+    return replace(change, content_hash=content_hash(change))
+
+
+def _removed(source: str, table: str, document_id: str, part_id: str = "root") -> PartChange:
+    """A part read as gone: an `all` part with no rows left, or the root of a row that is no document
+    (where, unless). Version 0: the trigger's event gives it its own."""
+    change = PartChange(
+        source=source,
+        table=table,
+        document_id=document_id,
+        part_id=part_id,
+        role="root" if part_id == "root" else "child",
+        deleted=True,
+        version=0,
+        commit_ts=_EPOCH,
     )
     return replace(change, content_hash=content_hash(change))
 

@@ -125,3 +125,36 @@ def test_a_ticket_is_searchable_by_its_reply_and_comment_not_its_binary_and_forg
     assert f"email:{cc}" not in (people.get("subjects") or [])
     texts = document_texts(document_id)
     assert cc not in texts and reply_word in texts  # the mention redacted, the reply kept
+
+
+@_named("request-tracker")
+def test_a_ticket_deleted_in_rt_leaves_the_index_and_comes_back_with_its_reply_when_reopened(
+    worker: Settings,  # noqa: F811
+) -> None:
+    """RT deletes a ticket by setting its status to deleted (the row stays): the index forgets it, and
+    has it back, reply and all, once the ticket is opened again (connectors/rt.mapping.yaml, unless)."""
+    rt = RequestTracker(worker)
+    credentials = rt.credentials()
+    suffix = uuid.uuid4().hex[:8]
+    word, reply_word = f"zqdeleted{suffix}", f"zqdelreply{suffix}"
+    es = es_client()
+    with RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]) as admin:
+        ticket = admin.create_ticket(
+            QUEUE, f"Printer {word}", f"The {word} printer jams.", [f"dee{suffix}@example.com"]
+        )
+        admin.correspond(ticket, f"Replaced the {reply_word} roller.")
+        document_id = f"rt/ticket/{ticket}"
+        assert wait_until(lambda: document_id in found_documents(es, reply_word), timeout=WAIT_S), "never indexed"
+
+        admin.set_status(ticket, "deleted")
+        gone = wait_until(lambda: not document_texts(document_id), timeout=WAIT_S)
+        assert gone, f"{document_id} is still in the index after RT deleted it: {document_texts(document_id)[:200]}"
+        assert document_id not in found_documents(es, word) and document_id not in hybrid_found(word)
+        assert (state_record(es, document_id) or {}).get("root", {}).get("deleted"), state_record(es, document_id)
+
+        admin.set_status(ticket, "open")
+        back = wait_until(
+            lambda: {word, reply_word} <= set(document_texts(document_id).replace(".", " ").split()), timeout=WAIT_S
+        )
+        assert back, f"{document_id} did not come back whole when reopened: {document_texts(document_id)[:200]}"
+        assert document_id in hybrid_found(reply_word, groups=[f"queue:{QUEUE}"])

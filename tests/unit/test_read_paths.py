@@ -348,6 +348,57 @@ def test_a_deleted_attachment_deletes_its_part(mappings: Mappings) -> None:
     ]
 
 
+def rt_without_unless(mappings: Mappings) -> Mappings:
+    """The shipped mappings with RT's `unless` rule taken out: the check below must fail without it."""
+    rt = next(m for m in mappings.sources if m.source == "rt")
+    ticket = rt.documents[0].model_copy(update={"unless": {}})
+    return Mappings((rt.model_copy(update={"documents": (ticket, *rt.documents[1:])}),))
+
+
+@pytest.mark.parametrize("rule", ["shipped", "taken out"])
+def test_a_ticket_deleted_in_rt_leaves_the_index_and_comes_back_whole_when_reopened(
+    mappings: Mappings, rule: str
+) -> None:
+    """RT deletes a ticket by its status: the root is read as deleted and no part of it is read, even
+    when one of its rows changes; given another status, the ticket is read again with every part."""
+    used = mappings if rule == "shipped" else rt_without_unless(mappings)
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    whole = reread_part_ids(reader(used, "rt", db).triggered(event("rt", "tickets", {"id": 7})))
+    db.run("UPDATE tickets SET status = 'deleted' WHERE id = 7")
+    deleted = parts(reader(used, "rt", db).triggered(event("rt", "tickets", {"id": 7})))
+    reply = reader(used, "rt", db).triggered(event("rt", "attachments", {"id": 711}))
+    if rule == "taken out":  # without the rule a deleted ticket is indexed like any other
+        assert set(p for _, p in deleted) == whole and not deleted[("rt/ticket/7", "root")].deleted
+        assert reread_part_ids(reply) == {"attachments/711"}
+        return
+    assert list(deleted) == [("rt/ticket/7", "root")] and deleted[("rt/ticket/7", "root")].deleted
+    assert reply == []  # a reply to a deleted ticket: nothing of it is read
+    db.run("UPDATE tickets SET status = 'open' WHERE id = 7")
+    reopened = parts(reader(used, "rt", db).triggered(event("rt", "tickets", {"id": 7})))
+    assert set(p for _, p in reopened) == whole and not reopened[("rt/ticket/7", "root")].deleted
+
+
+def test_verify_expects_a_deleted_ticket_out_of_the_index(mappings: Mappings) -> None:
+    from streams.verify import path_pages
+
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    db.run("INSERT INTO tickets VALUES (8, 'Duplicate of 7', 'deleted', 'ticket', 0, 1)")
+    document = next(m for m in mappings.sources if m.source == "rt").documents[0]
+    (page,) = list(path_pages(Rows(db), mappings, "rt", document))
+    assert page["rt/ticket/8"] is None and page["rt/ticket/7"] is not None
+    # Still searchable in the index: the check names it (and, once it is gone, is clean).
+    from streams.elastic.verify_index import IndexedDocument, compare
+
+    held = {document_id: found for document_id, found in page.items() if found is not None}
+    stale = IndexedDocument({"root": {"version": 1}, "parts": {}}, {"*": 2})
+    report = compare("rt", {document.kind: document}, held, {"rt/ticket/8": stale})
+    assert [issue.document_id for issue in report.issues["extra"]] == ["rt/ticket/8"]
+    gone = IndexedDocument({"root": {"version": 2, "deleted": True}, "parts": {}})
+    assert not compare("rt", {document.kind: document}, held, {"rt/ticket/8": gone}).issues["extra"]
+
+
 def test_a_role_member_removed_rereads_the_people_by_the_before_images_join_value(mappings: Mappings) -> None:
     db = Database(RT_TABLES)
     rt_ticket(db)
@@ -527,6 +578,14 @@ def test_a_hop_must_join_to_the_root_or_an_earlier_hop() -> None:
         ],
     }
     with pytest.raises(MappingError, match=r"hop b: joins to c.b_id, but c is not the root or an earlier hop"):
+        parse_source_mapping(raw)
+
+
+def test_where_and_unless_need_a_document_read_through_paths() -> None:
+    from streams.errors import MappingError
+
+    raw = {"source": "s", "documents": [{"table": "a", "kind": "a", "key": "id", "unless": {"status": "deleted"}}]}
+    with pytest.raises(MappingError, match="where and unless need a document read through paths"):
         parse_source_mapping(raw)
 
 
