@@ -181,7 +181,10 @@ def eval_(
     "applications' own: the pages' read restriction mediawiki-group:GROUP and the tickets' queue:GROUP.",
 )
 @click.option(
-    "--replace", is_flag=True, help="Delete an earlier load into this group and load again (tickets source only)."
+    "--replace",
+    is_flag=True,
+    help="Delete an earlier load into this group and load again (in the applications, the way their users "
+    "delete: MediaWiki's page deletion, RT's deleted status).",
 )
 @seconds_option("--stall", default=180.0, help="Give up when no document became searchable for this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -212,11 +215,7 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
     if not corpus:
         raise click.ClickException(f"{set_dir}/corpus.jsonl has no documents")
     if source == "applications":
-        if replace:
-            raise click.UsageError(
-                "--replace is for the tickets source: the applications keep what was loaded, load into a new group"
-            )
-        loaded, inserted, started = _load_applications(settings, set_dir, group, corpus)
+        loaded, inserted, started = _load_applications(settings, set_dir, group, corpus, replace, stall)
     else:
         loaded, inserted, started = _load_tickets(settings, set_dir, source, group, corpus, replace)
     es = elasticsearch_client(settings)
@@ -276,9 +275,12 @@ def _load_tickets(
     return loaded, inserted, started
 
 
-def _load_applications(settings: Any, set_dir: Path, group: str, corpus: list[Any]) -> tuple[Any, int, float]:
+def _load_applications(
+    settings: Any, set_dir: Path, group: str, corpus: list[Any], replace: bool, stall: float
+) -> tuple[Any, int, float]:
     """Pages through MediaWiki's API and tickets through RT's REST 2; (the load record, documents
-    created, when the first was)."""
+    created, when the first was). With `replace`, what an earlier load made is deleted first, and gone
+    from the index before the new documents are made."""
     from streams.eval import load_applications as apps
     from streams.eval.golden_set import GoldenSetError
     from streams.eval.load_collection import LoadedCollection
@@ -296,18 +298,26 @@ def _load_applications(settings: Any, set_dir: Path, group: str, corpus: list[An
     except GoldenSetError:
         earlier = None
     wanted = {d.doc_id for d in (*found.pages, *found.tickets)}
-    if earlier is not None and earlier.source == apps.SOURCE and set(earlier.documents) == wanted:
+    if earlier is not None and earlier.source != apps.SOURCE:
+        raise click.ClickException(
+            f"{LoadedCollection.path(set_dir, group)} records a load into the {earlier.source} source: "
+            "load into a new group"
+        )
+    if earlier is not None and not replace and set(earlier.documents) == wanted:
         click.echo(f"{set_dir.name} is already loaded into {group}: checking that it is indexed", err=True)
         return earlier, 0, time.monotonic()
-    if earlier is not None:
+    if earlier is not None and not replace:
         raise click.ClickException(
             f"{LoadedCollection.path(set_dir, group)} records another (or an unfinished) load of "
-            f"{len(earlier.documents)} documents into {group}: load into a new group"
+            f"{len(earlier.documents)} documents into {group}: --replace deletes it, or load into a new group"
         )
     documents: dict[str, str] = {}
     access = tuple(apps.access_groups(group))
+    made = dict(earlier.documents) if earlier is not None else {}
     try:
-        with apps.connected(settings, found) as (wiki, tracker, restrict):
+        with apps.connected(settings, found, made) as (wiki, tracker, restrict):
+            if made:
+                _unload_applications(settings, made, wiki, tracker, list(access), stall)
             click.echo(
                 f"loading {len(found.pages)} pages into MediaWiki, {len(found.tickets)} tickets into RT", err=True
             )
@@ -331,6 +341,33 @@ def _load_applications(settings: Any, set_dir: Path, group: str, corpus: list[An
     loaded = LoadedCollection(group, apps.SOURCE, documents, access)
     loaded.save(set_dir)
     return loaded, len(documents), started
+
+
+def _unload_applications(
+    settings: Any, made: dict[str, str], wiki: Any, tracker: Any, access: list[str], stall: float
+) -> None:
+    """Delete an earlier load's pages and tickets, and wait until the index has none of them."""
+    from streams.clients import elasticsearch_client
+    from streams.eval import load_applications as apps
+    from streams.eval import load_collection as loading
+
+    click.echo(f"deleting the {len(made)} documents of the earlier load", err=True)
+    deleted = apps.unload(
+        made, wiki, tracker, lambda what, done, total: click.echo(f"  {done}/{total} {what}", err=True)
+    )
+    es = elasticsearch_client(settings)
+    try:
+        loading.wait_until_indexed(
+            es,
+            settings.index_alias,
+            access,
+            deleted,
+            lambda done, total, _: click.echo(f"  {done}/{total} still searchable", err=True),
+            stall_s=stall,
+            gone=True,
+        )
+    finally:
+        es.close()
 
 
 @eval_.command("copy-index")

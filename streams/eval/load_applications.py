@@ -13,7 +13,7 @@ nothing else of the applications.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -99,11 +99,15 @@ def ticket_subject(doc: CorpusDocument) -> str:
 class Wiki(Protocol):
     def create_page(self, title: str, text: str, summary: str = "") -> int: ...
 
+    def delete_page(self, page_id: int, reason: str = "") -> None: ...
+
 
 class Tracker(Protocol):
     def ensure_queue(self, name: str, description: str = "") -> None: ...
 
     def create_ticket(self, queue: str, subject: str, content: str, requestors: Sequence[str]) -> int: ...
+
+    def set_status(self, ticket: int, status: str) -> None: ...
 
 
 Restrict = Callable[[list[int], str], None]
@@ -154,6 +158,43 @@ def load(
     return documents
 
 
+def unload(
+    documents: Mapping[str, str],
+    wiki: Wiki | None,
+    tracker: Tracker | None,
+    advance: Callable[[str, int, int], None],
+) -> list[str]:
+    """Delete what an earlier load made, the applications' own way: its pages through MediaWiki's API, its
+    tickets in RT (status deleted: RT keeps the row, and the index leaves it out); the index document
+    ids deleted. A page or ticket already gone (deleted by hand) is passed over."""
+    from streams.sources.write_applications import ApplicationError
+
+    made = sorted(documents.values())
+    pages = [int(d.rsplit("/", 1)[1]) for d in made if d.startswith("mediawiki/page/")]
+    tickets = [int(d.rsplit("/", 1)[1]) for d in made if d.startswith("rt/ticket/")]
+    if pages and wiki is None:
+        raise GoldenSetError(f"the earlier load made {len(pages)} pages, and MediaWiki is not among the applications")
+    if tickets and tracker is None:
+        raise GoldenSetError(
+            f"the earlier load made {len(tickets)} tickets, and Request Tracker is not among the applications"
+        )
+    deleted: list[str] = []
+    for what, ids, delete in (
+        ("pages", pages, lambda n: wiki.delete_page(n, SUMMARY + " --replace") if wiki else None),
+        ("tickets", tickets, lambda n: tracker.set_status(n, "deleted") if tracker else None),
+    ):
+        for done, n in enumerate(ids, start=1):
+            try:
+                delete(n)
+            except ApplicationError as exc:
+                if "missingtitle" not in str(exc) and "nosuchpageid" not in str(exc):
+                    raise
+            deleted.append(f"mediawiki/page/{n}" if what == "pages" else f"rt/ticket/{n}")
+            if done % 20 == 0 or done == len(ids):
+                advance(f"{what} deleted", done, len(ids))
+    return deleted
+
+
 def restriction_sql(database: str, page_ids: Sequence[int], group: str) -> str:
     """Read restrictions of level `group` on the pages (replacing any read restriction they had)."""
     if not page_ids:
@@ -168,15 +209,21 @@ def restriction_sql(database: str, page_ids: Sequence[int], group: str) -> str:
 
 
 @contextmanager
-def connected(settings: Settings, found: Plan) -> Iterator[tuple[Wiki | None, Tracker | None, Restrict]]:
-    """Logged-in sessions of the applications the plan needs, and how to restrict pages; a clear error
-    when the stack does not run them."""
+def connected(
+    settings: Settings, found: Plan, earlier: Mapping[str, str] | None = None
+) -> Iterator[tuple[Wiki | None, Tracker | None, Restrict]]:
+    """Logged-in sessions of the applications the plan needs (and those that made an `earlier` load's
+    documents, to delete them), and how to restrict pages; a clear error when the stack does not run
+    them."""
     from streams.sources.write_applications import RtApi, WikiApi
     from streams.stack.mariadb import MariaDB
     from streams.stack.mediawiki import DATABASE, MediaWiki
     from streams.stack.request_tracker import RequestTracker
 
-    needed = [app for app, docs in (("mediawiki", found.pages), ("request-tracker", found.tickets)) if docs]
+    made = list((earlier or {}).values())
+    wants_wiki = bool(found.pages) or any(d.startswith("mediawiki/") for d in made)
+    wants_tracker = bool(found.tickets) or any(d.startswith("rt/") for d in made)
+    needed = [app for app, wanted in (("mediawiki", wants_wiki), ("request-tracker", wants_tracker)) if wanted]
     missing = [app for app in needed if app not in settings.stack_apps]
     if missing:
         raise GoldenSetError(
@@ -194,11 +241,11 @@ def connected(settings: Settings, found: Plan) -> Iterator[tuple[Wiki | None, Tr
     with ExitStack() as stack:
         wiki: WikiApi | None = None
         tracker: RtApi | None = None
-        if found.pages:
+        if wants_wiki:
             credentials = mediawiki.credentials()
             wiki = stack.enter_context(WikiApi(mediawiki.api_url))
             wiki.login(credentials["admin_user"], credentials["admin_password"])
-        if found.tickets:
+        if wants_tracker:
             credentials = rt.credentials()
             tracker = stack.enter_context(RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]))
         mariadb = MariaDB(settings)

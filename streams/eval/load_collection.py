@@ -205,9 +205,12 @@ def wait_until_indexed(
     progress: Callable[[int, int, int], None],
     stall_s: float = 600.0,
     poll_s: float = 2.0,
+    *,
+    gone: bool = False,
 ) -> tuple[float, int]:
-    """Poll until every document is searchable by `groups`; (seconds waited, chunks). Raises when the count has not
-    moved for `stall_s` (the worker is not running, or some documents cannot be indexed).
+    """Poll until every document is searchable by `groups` (with `gone`, until none is); (seconds waited,
+    chunks). Raises when the count has not moved for `stall_s` (the worker is not running, or some
+    documents cannot be indexed).
 
     The count moves by whole batches: a batch of up to STREAMS_BATCH_MAX_EVENTS long documents becomes
     searchable only once all its chunks are embedded and written. A CI run saw one batch of 256 golden-set
@@ -219,13 +222,14 @@ def wait_until_indexed(
         done, chunks = indexed_count(es, alias, groups, document_ids)
         now = time.monotonic()
         progress(done, len(document_ids), chunks)
-        if done >= len(document_ids):
+        if (done == 0) if gone else (done >= len(document_ids)):
             return now - started, chunks
         if done != last:
             last, last_move = done, now
         elif now - last_move > stall_s:
             raise GoldenSetError(
-                f"{done} of {len(document_ids)} documents searchable and no progress for {stall_s:.0f} s: "
-                "is `streams worker` running and are the connectors registered (`streams connectors register`)?"
+                f"{done} of {len(document_ids)} documents {'still ' if gone else ''}searchable and no progress for "
+                f"{stall_s:.0f} s: is `streams worker` running and are the connectors registered "
+                "(`streams connectors register`)?"
             )
         time.sleep(poll_s)

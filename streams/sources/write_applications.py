@@ -97,6 +97,10 @@ class WikiApi(_Session):
             raise ApplicationError(f"MediaWiki edit of {title!r}: {answer}")
         return int(answer["pageid"])
 
+    def delete_page(self, page_id: int, reason: str = "") -> None:
+        """Delete a page, as an administrator's Delete does (its revisions go to the archive)."""
+        self._call("POST", action="delete", pageid=str(page_id), reason=reason, token=self._token("csrf"))
+
     def page(self, title: str) -> dict[str, Any]:
         """The page's latest revision: id, user and main-slot text."""
         pages = self._call(

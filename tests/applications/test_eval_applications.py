@@ -18,10 +18,10 @@ from click.testing import CliRunner
 
 from streams.eval.commands import eval_
 from streams.eval.golden_set import read_corpus, read_golden_set
-from streams.eval.load_collection import LoadedCollection
+from streams.eval.load_collection import LoadedCollection, indexed_count
 from streams.settings import Settings, get_settings
 from tests.integration.conftest import local_stack, worker  # noqa: F401  (the session's stack and worker)
-from tests.integration.helpers import unique
+from tests.integration.helpers import es_client, unique
 
 pytestmark = [
     pytest.mark.integration,
@@ -109,3 +109,17 @@ def test_the_golden_set_loaded_into_the_applications_scores_through_their_groups
     outsider.save(set_dir)
     unseen = _eval(set_dir, f"{group}-outsider", tmp_path / "outsider.json")
     assert unseen["hybrid"]["recall@100"] == 0.0, unseen
+
+    # --replace deletes the load the applications' way (pages deleted, tickets given RT's deleted
+    # status), waits until the index has none of it, and loads again as new pages and tickets.
+    replaced = CliRunner().invoke(
+        eval_,
+        ["load", str(set_dir), "--source", "applications", "--group", group, "--replace", "--stall", "600", "--json"],
+    )
+    assert replaced.exit_code == 0, replaced.output
+    reloaded = LoadedCollection.read(set_dir, group)
+    assert set(reloaded.documents) == set(corpus) and not set(reloaded.documents.values()) & set(
+        loaded.documents.values()
+    ), (loaded.documents, reloaded.documents)
+    assert indexed_count(es_client(), worker.index_alias, loaded.search_groups, list(loaded.documents.values()))[0] == 0
+    assert _eval(set_dir, group, tmp_path / "replaced.json")["hybrid"]["ndcg@10"] >= 0.6

@@ -26,17 +26,26 @@ def doc(doc_id: str, title: str = "", text: str = "some text") -> CorpusDocument
 class FakeWiki:
     def __init__(self) -> None:
         self.pages: dict[str, tuple[int, str]] = {}
+        self.deleted: list[int] = []
 
     def create_page(self, title: str, text: str, summary: str = "") -> int:
         page = self.pages.get(title, (100 + len(self.pages), ""))[0]
         self.pages[title] = (page, text)
         return page
 
+    def delete_page(self, page_id: int, reason: str = "") -> None:
+        from streams.sources.write_applications import ApplicationError
+
+        if page_id in self.deleted:
+            raise ApplicationError("MediaWiki API delete: nosuchpageid: There is no page with ID")
+        self.deleted.append(page_id)
+
 
 class FakeTracker:
     def __init__(self) -> None:
         self.queues: list[str] = []
         self.tickets: list[tuple[str, str, str, list[str]]] = []
+        self.statuses: dict[int, str] = {}
 
     def ensure_queue(self, name: str, description: str = "") -> None:
         self.queues.append(name)
@@ -44,6 +53,9 @@ class FakeTracker:
     def create_ticket(self, queue: str, subject: str, content: str, requestors: Sequence[str]) -> int:
         self.tickets.append((queue, subject, content, list(requestors)))
         return 7000 + len(self.tickets)
+
+    def set_status(self, ticket: int, status: str) -> None:
+        self.statuses[ticket] = status
 
 
 def test_plan_sends_wiki_and_ticket_documents_and_counts_the_rest() -> None:
@@ -140,21 +152,39 @@ def test_an_eval_of_an_applications_load_searches_as_its_access_groups(monkeypat
     assert ranked == {"bm25": {"q": ["wiki:a", "ticket:1"]}}  # back to corpus ids; outside the load dropped
 
 
-def test_load_applications_refuses_replace_and_names_the_missing_applications(
+def test_unload_deletes_an_earlier_loads_pages_and_tickets_the_applications_way() -> None:
+    wiki, tracker, advanced = FakeWiki(), FakeTracker(), []
+    wiki.deleted.append(101)  # deleted by hand since: passed over
+    made = {"wiki:a": "mediawiki/page/100", "wiki:b": "mediawiki/page/101", "ticket:1": "rt/ticket/7001"}
+    deleted = apps.unload(made, wiki, tracker, lambda *a: advanced.append(a))
+    assert sorted(deleted) == ["mediawiki/page/100", "mediawiki/page/101", "rt/ticket/7001"]
+    assert wiki.deleted == [101, 100] and tracker.statuses[7001] == "deleted"
+    assert advanced == [("pages deleted", 2, 2), ("tickets deleted", 1, 1)]
+
+
+def test_unload_refuses_when_an_application_that_made_them_is_not_there() -> None:
+    with pytest.raises(GoldenSetError, match="made 1 tickets, and Request Tracker is not among the applications"):
+        apps.unload({"ticket:1": "rt/ticket/7001"}, FakeWiki(), None, lambda *a: None)
+
+
+def test_load_applications_names_the_missing_applications_and_how_to_replace_a_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from streams.eval.commands import eval_
 
     (tmp_path / "corpus.jsonl").write_text('{"_id": "wiki:a", "title": "A", "text": "alpha"}\n')
     runner = CliRunner()
-    result = runner.invoke(eval_, ["load", str(tmp_path), "--source", "applications", "--group", "eval-g", "--replace"])
-    assert result.exit_code == 2 and "--replace is for the tickets source" in result.output
+    LoadedCollection("eval-g", apps.SOURCE, {"wiki:z": "mediawiki/page/9"}).save(tmp_path)
+    result = runner.invoke(eval_, ["load", str(tmp_path), "--source", "applications", "--group", "eval-g"])
+    assert result.exit_code == 1 and "--replace deletes it, or load into a new group" in result.output
     monkeypatch.setenv("STREAMS_STACK_APPS", "")
     from streams.settings import get_settings
 
     get_settings.cache_clear()
     try:
-        result = runner.invoke(eval_, ["load", str(tmp_path), "--source", "applications", "--group", "eval-g"])
+        result = runner.invoke(
+            eval_, ["load", str(tmp_path), "--source", "applications", "--group", "eval-g", "--replace"]
+        )
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 1
