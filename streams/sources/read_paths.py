@@ -339,6 +339,13 @@ class PathReader:
             restrict = None
         else:  # the walk back applies the hop's filters itself
             roots = self._keys(*chain.walk_back_sql(at, event.key))
+            before = event.before or {}
+            joined = before.get(hop.join.column)
+            if joined is not None and hop.matches(before):
+                # An update that moved the row away (another join value, or out of the hop's where: a
+                # Tryton access row archived) re-reads the documents it was on too.
+                was = self._keys(*chain.walk_back_deleted_sql(at, _value(joined, keep_bytes=False)))
+                roots = sorted({*roots, *was}, key=lambda k: (isinstance(k, str), k))
             restrict = dict(event.key) if part is not None and part.mode == "each" else None
         if not roots:
             return []

@@ -30,7 +30,16 @@ ADMIN_USER = "admin"  # Tryton's own administrator, created by trytond-admin --a
 COMPANY = "Streams"  # the company opportunities belong to (sale_opportunity requires one)
 MODULES = ("party", "sale_opportunity")
 # What connectors/tryton.json captures (the tables connectors/tryton.mapping.yaml reads).
-CAPTURED_TABLES = ("party_party", "party_contact_mechanism", "sale_opportunity", "ir_note")
+# The records, and who may read them (model access: ir_model, ir_model_access, res_group).
+CAPTURED_TABLES = (
+    "party_party",
+    "party_contact_mechanism",
+    "sale_opportunity",
+    "ir_note",
+    "ir_model",
+    "ir_model_access",
+    "res_group",
+)
 PUBLICATION = "streams_tryton"
 
 

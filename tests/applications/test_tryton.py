@@ -124,3 +124,36 @@ def test_a_party_forgotten_by_its_name_takes_its_opportunity_and_is_redacted_whe
     assert not {party_id, opportunity_id} & found_documents(es, words["lead"])
     texts = document_texts(other_id)
     assert words["other"] in texts and name not in texts  # the note kept, the name redacted
+
+
+def test_who_may_read_a_party_or_an_opportunity_follows_trytons_model_access(
+    worker: Settings,  # noqa: F811
+    tryton: tuple[TrytonApi, int],
+) -> None:
+    """Groups from Tryton's model access (connectors/tryton.mapping.yaml): a party, readable by every
+    user, is in tryton:all-users; an opportunity only in its module's Sales and Sale Opportunity groups,
+    so a user of the other group does not see it. Restricting parties to Sales (an ir.model.access
+    row, written through the API as an administrator would in Tryton's access screen) re-reads every
+    party into that group; deleting the row gives them back to every user."""
+    api, company = tryton
+    suffix = uuid.uuid4().hex[:8]
+    party_word, lead_word = f"zqparty{suffix}", f"zqlead{suffix}"
+    party = api.create_party(f"Ezra Vell {party_word}", [("email", f"ezra{suffix}@example.com")])
+    opportunity = api.create_opportunity(party, company, f"Archive tier {lead_word}", "One site.")
+    party_id, opportunity_id = f"tryton/party/{party}", f"tryton/opportunity/{opportunity}"
+    everyone, sales = ["tryton:all-users"], ["tryton-group:Sales"]
+
+    assert wait_until(lambda: party_id in hybrid_found(party_word, groups=everyone), timeout=WAIT_S), "party"
+    assert wait_until(lambda: opportunity_id in hybrid_found(lead_word, groups=sales), timeout=WAIT_S), "opportunity"
+    assert opportunity_id not in hybrid_found(lead_word, groups=everyone)  # a user of another group
+    assert opportunity_id in hybrid_found(lead_word, groups=["tryton-group:Sale Opportunity"])
+
+    (model,) = api.model("ir.model", "search", [("model", "=", "party.party")])
+    (group,) = api.model("res.group", "search", [("name", "=", "Sales")])
+    access = api.create("ir.model.access", {"model": model, "group": group, "perm_read": True})
+    try:
+        assert wait_until(lambda: party_id not in hybrid_found(party_word, groups=everyone), timeout=WAIT_S)
+        assert party_id in hybrid_found(party_word, groups=sales)
+    finally:
+        api.delete("ir.model.access", [access])
+    assert wait_until(lambda: party_id in hybrid_found(party_word, groups=everyone), timeout=WAIT_S), "given back"

@@ -769,6 +769,15 @@ CREATE TABLE party_contact_mechanism (id INTEGER PRIMARY KEY, party INTEGER, typ
 CREATE TABLE sale_opportunity (id INTEGER PRIMARY KEY, party INTEGER, description TEXT, comment TEXT,
                                number TEXT, state TEXT, start_date TEXT, end_date TEXT);
 CREATE TABLE ir_note (id INTEGER PRIMARY KEY, resource TEXT, message TEXT);
+CREATE TABLE ir_model (id INTEGER PRIMARY KEY, model TEXT);
+CREATE TABLE ir_model_access (id INTEGER PRIMARY KEY, model INTEGER, "group" INTEGER, perm_read INTEGER,
+                              active INTEGER);
+CREATE TABLE res_group (id INTEGER PRIMARY KEY, name TEXT);
+-- As sale_opportunity's module leaves them: no access row for parties (every user reads them); for
+-- opportunities a default row that grants nothing and read for its two groups.
+INSERT INTO ir_model VALUES (1, 'party.party'), (2, 'sale.opportunity'), (3, 'ir.note');
+INSERT INTO res_group VALUES (10, 'Sales'), (11, 'Sale Opportunity'), (12, 'Accounting');
+INSERT INTO ir_model_access VALUES (20, 2, NULL, 0, 1), (21, 2, 10, 1, 1), (22, 2, 11, 1, 1), (23, 3, 12, 1, 1);
 INSERT INTO party_party VALUES (5, 'Dana Reyes', 'P5', 1);
 INSERT INTO party_contact_mechanism VALUES (50, 5, 'email', 'dana@example.com', 1),
                                            (51, 5, 'phone', '+1 555 0100', 1),
@@ -810,3 +819,42 @@ def test_a_note_is_a_part_only_of_the_record_its_resource_names(tryton: Mappings
     deleted = parts(read.triggered(event("tryton", "ir_note", {"id": 71}, before, op=Op.DELETE)))
     assert list(deleted) == [("tryton/opportunity/5", "ir_note/71")]  # found by the before image's reference
     assert deleted[("tryton/opportunity/5", "ir_note/71")].deleted
+
+
+def test_who_may_read_a_party_or_an_opportunity_follows_trytons_model_access(tryton: Mappings) -> None:
+    db = Database(TRYTON_TABLES)
+    read = reader(tryton, "tryton", db)
+
+    def groups(table: str, kind: str) -> tuple[str, ...] | None:
+        return parts(read.triggered(event("tryton", table, {"id": 5})))[(f"tryton/{kind}/5", "root")].groups
+
+    assert groups("party_party", "party") == ("tryton:all-users",)  # no access row: every user
+    assert groups("sale_opportunity", "opportunity") == ("tryton-group:Sales", "tryton-group:Sale Opportunity")
+    # A right granted to another group re-reads the opportunities (only their roots), not the parties.
+    db.run("INSERT INTO ir_model_access VALUES (24, 2, 12, 1, 1)")
+    granted = parts(read.triggered(event("tryton", "ir_model_access", {"id": 24})))
+    assert list(granted) == [("tryton/opportunity/5", "root")]
+    assert "tryton-group:Accounting" in (granted[("tryton/opportunity/5", "root")].groups or ())
+    # Parties restricted to one group: only it reads them from then on.
+    db.run("INSERT INTO ir_model_access VALUES (25, 1, 10, 1, 1)")
+    restricted = parts(read.triggered(event("tryton", "ir_model_access", {"id": 25})))
+    assert list(restricted) == [("tryton/party/5", "root")]
+    assert restricted[("tryton/party/5", "root")].groups == ("tryton-group:Sales",)
+    # The row archived (an update that takes it out of the hop's where): the parties are read again,
+    # found from the update's before image, and every user reads them once more.
+    before = db("SELECT * FROM ir_model_access WHERE id = %s", [25])[0]
+    db.run("UPDATE ir_model_access SET active = 0 WHERE id = 25")
+    after = db("SELECT * FROM ir_model_access WHERE id = %s", [25])[0]
+    archived = ChangeEvent(
+        source="tryton",
+        table="ir_model_access",
+        op=Op.UPDATE,
+        key={"id": 25},
+        before=before,
+        after=after,
+        version=next(_version),
+        commit_ts=WHEN,
+    )
+    found = parts(read.triggered(archived))
+    assert list(found) == [("tryton/party/5", "root")]
+    assert found[("tryton/party/5", "root")].groups == ("tryton:all-users",)
