@@ -339,9 +339,10 @@ class PathReader:
             restrict = None
         else:  # the walk back applies the hop's filters itself
             roots = self._keys(*chain.walk_back_sql(at, event.key))
-            before = event.before or {}
+            before, after = event.before or {}, event.after or {}
             joined = before.get(hop.join.column)
-            if joined is not None and hop.matches(before):
+            moved = joined != after.get(hop.join.column) or not hop.matches(after)
+            if moved and joined is not None and hop.matches(before):
                 # An update that moved the row away (another join value, or out of the hop's where: a
                 # Tryton access row archived) re-reads the documents it was on too.
                 was = self._keys(*chain.walk_back_deleted_sql(at, _value(joined, keep_bytes=False)))
