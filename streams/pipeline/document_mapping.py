@@ -454,6 +454,11 @@ class DocumentMapping(_Node):
         """Whether the document is read from the source through joins (its events are only triggers)."""
         return bool(self.path or self.parts or self.from_source)
 
+    @property
+    def filter_columns(self) -> tuple[str, ...]:
+        """The root's columns that say whether a row is a document (where, unless)."""
+        return tuple(dict.fromkeys((*self.where, *self.unless)))
+
     def is_document(self, row: Mapping[str, Any]) -> bool:
         """Whether the root row is a document (``where`` and ``unless``)."""
         kept = all(_wanted(row.get(column), wanted) for column, wanted in self.where.items())
@@ -471,8 +476,7 @@ class DocumentMapping(_Node):
             | {c for s in self.subjects for c in s.columns()}
             | {c for _, text in self.mentions for c in text.columns()}
             | {c for g in self.groups for c in g.columns()}
-            | set(self.where)
-            | set(self.unless)
+            | set(self.filter_columns)
         )
 
     def document_id(self, source: str, key: Any) -> str:

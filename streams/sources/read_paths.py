@@ -247,12 +247,7 @@ def _part_columns(document: DocumentMapping, part: PartMapping) -> set[tuple[str
     columns = _columns_of(names, part.leaf.ref)
     columns |= {(hop.ref, hop.join.column) for hop in part.path}
     columns |= {(hop.ref, k) for hop in part.path for k in hop.key}
-    return columns | {(document.table, document.key)} | {(document.table, c) for c in _filters(document)}
-
-
-def _filters(document: DocumentMapping) -> set[str]:
-    """The root's columns that say whether a row is a document (where, unless)."""
-    return {*document.where, *document.unless}
+    return columns | {(document.table, document.key)} | {(document.table, c) for c in document.filter_columns}
 
 
 def _value(value: Any, keep_bytes: bool) -> Any:
@@ -468,8 +463,9 @@ class PathReader:
         bytes_columns = _columns_of(_body_columns(part.body), part.leaf.ref)
         by_root = self._rows(chain, columns, bytes_columns, keys, restrict, at, part.leaf.ref)
         outcomes: list[Outcome] = []
+        filters = [(column, f"{document.table}.{column}") for column in document.filter_columns]
         for key, rows in by_root.items():
-            if not document.is_document({c: rows[0].get(f"{document.table}.{c}") for c in _filters(document)}):
+            if filters and not document.is_document({column: rows[0].get(name) for column, name in filters}):
                 continue  # no document (where, unless): nothing of it is indexed until its row is one again
             document_id = document.document_id(self.mapping.source, key)
             complete = [row for row in rows if _complete(part, row)]
@@ -660,20 +656,11 @@ def _versioned(outcome: Outcome, event: ChangeEvent) -> Outcome:
 
 def _deleted(document: DocumentMapping, source: str, key: Any, event: ChangeEvent, part_id: str = "root") -> PartChange:
     """What a delete event of the part's own table says: the root deleted (the whole document goes), or
-    one part of the document with root key `key`."""
-    change = PartChange(
-        source=source,
-        table=event.table,  # the deleted row's (for the root, the document's own table)
-        document_id=document.document_id(source, key),
-        part_id=part_id,
-        role="root" if part_id == "root" else "child",
-        deleted=True,
-        version=event.version,
-        commit_ts=event.commit_ts,
-        origin=event.origin,
-        snapshot=event.snapshot,
+    one part of the document with root key `key`, at the event's position."""
+    change = _removed(source, event.table, document.document_id(source, key), part_id)  # the deleted row's table
+    return replace(
+        change, version=event.version, commit_ts=event.commit_ts, origin=event.origin, snapshot=event.snapshot
     )
-    return replace(change, content_hash=content_hash(change))
 
 
 def _removed(source: str, table: str, document_id: str, part_id: str = "root") -> PartChange:
