@@ -30,6 +30,30 @@ from streams.sources.connect import connect_mariadb, connect_postgres
 
 EMBEDDED = "streams_chunks_embedded_total"
 LAG_SLACK = 5
+# A copied wiki page is a whole manual page, ten chunks or more where a ticket or a CRM record makes one
+# to three: a third of a burst of thousands as wiki copies would make the wiki most of its embedding
+# work. A third of the burst, up to this many, are wiki pages; the rest are tickets and CRM.
+WIKI_COPIES = 100
+# The inserted rows of tickets and CRM counted per burst (`rows` in the report): (table, the root table
+# its new rows are found through, the column that names the root).
+COUNTED_ROWS = (
+    ("tickets", "tickets", "tickets", "id"),
+    ("tickets", "ticket_comments", "tickets", "ticket_id"),
+    ("crm", "contacts", "contacts", "id"),
+    ("crm", "notes", "notes", "id"),
+)
+WIKI_ROWS_PER_PAGE = 2  # a new page inserts its `page` row and its first `revision`
+# How long the worker may take to drain a burst: 900 s, and a second per 20 documents above 18,000 (a
+# 50,000-document burst drained at about 40 documents a second here).
+DRAIN_FLOOR_S = 900.0
+DRAIN_S_PER_DOCUMENT = 0.05
+# The raw encode runs on a random sample of the burst's chunk texts (a rate needs no more; encoding all
+# of a 50,000-document burst again would take as long as the burst): the same length mix.
+ENCODE_SAMPLE = 4000
+
+
+def drain_limit_s(docs: int) -> float:
+    return max(DRAIN_FLOOR_S, DRAIN_S_PER_DOCUMENT * docs)
 
 
 def _unique(text: str, tag: str) -> str:
@@ -62,6 +86,23 @@ def _new_documents(settings: Settings, before: dict[str, int]) -> list[str]:
             rows = pg.execute(f"SELECT id FROM {table} WHERE id > %s", (before[prefix],)).fetchall()
         documents.extend(f"{prefix}/{row[0]}" for row in rows)
     return documents
+
+
+def _new_rows(settings: Settings, before: dict[str, int]) -> dict[str, int]:
+    """The rows tickets and CRM inserted since `before`, per table (a comment counts with its ticket)."""
+    prefixes = {"tickets": "tickets/ticket", "contacts": "crm/contact", "notes": "crm/note"}
+    counted: dict[str, int] = {}
+    for source, table, root, column in COUNTED_ROWS:
+        with connect_postgres(settings.dsn(source), name=source) as pg:
+            row = pg.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} > %s", (before[prefixes[root]],)).fetchone()
+        counted[table] = int(row[0]) if row else 0
+    return counted
+
+
+def burst_shares(docs: int) -> tuple[int, int]:
+    """(wiki pages, tickets and CRM documents) of a burst of `docs` documents."""
+    wiki = min(max(1, docs // 3), WIKI_COPIES)
+    return wiki, max(2, docs - wiki)
 
 
 def _copy_wiki_pages(settings: Settings, count: int, rng: random.Random) -> list[str]:
@@ -157,19 +198,23 @@ def run(
     first = scrape(settings)
     cpu_before = cpu_seconds(settings)
     ids_before = _max_ids(settings)
-    wiki_docs = max(1, docs // 3)
-    other_docs = max(2, docs - wiki_docs)
+    wiki_docs, other_docs = burst_shares(docs)
     progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
     live.start()
     seed_tickets_and_crm(other_docs, rng.randrange(10**6))
     documents = _copy_wiki_pages(settings, wiki_docs, rng) + _new_documents(settings, ids_before)
+    rows = {**_new_rows(settings, ids_before), "wiki page and revision": WIKI_ROWS_PER_PAGE * wiki_docs}
     seeded_at = time.time()
-    progress(f"backfill: sources written in {seeded_at - started:.1f}s; waiting for the worker")
+    progress(
+        f"backfill: {sum(rows.values())} rows ({len(documents)} documents) written in {seeded_at - started:.1f}s;"
+        " waiting for the worker"
+    )
     last, stable_since, restarts, carried = -1.0, time.monotonic(), 0, 0.0
     during: dict[str, Any] | None = None
     latest = first
     with WorkerLag(settings) as lag:
-        deadline = time.monotonic() + 900
+        limit_s = drain_limit_s(len(documents))
+        deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             try:
                 snapshot = scrape(settings)
@@ -200,14 +245,16 @@ def run(
         else:
             if during is None:
                 live.stop(drain_s=0)
-            raise BenchError("the worker was still embedding after 900 s")
+            raise BenchError(f"the worker was still embedding after {limit_s:.0f} s")
     embedded_delta = last
     cpu_pipeline = cpu_used(cpu_before, cpu_seconds(settings))
     burst = indexed_burst(client, settings.index_alias, since, started, documents)
     chunks, first_indexed, last_indexed, wall = burst.chunks, burst.first_indexed, burst.last_indexed, burst.wall_s
     pipeline = embedded_delta / wall
     texts = [c["text"] for c in chunks]
-    progress(f"backfill: pipeline {pipeline:.1f} chunks/s; now encoding the same {len(texts)} texts here")
+    if len(texts) > ENCODE_SAMPLE:
+        texts = rng.sample(texts, ENCODE_SAMPLE)
+    progress(f"backfill: pipeline {pipeline:.1f} chunks/s; now encoding {len(texts)} of the same texts here")
     from streams.embedding.embedder import Embedder
 
     embedder = Embedder.from_settings(settings)  # the backend the worker runs, so the ratio is like for like
@@ -220,6 +267,8 @@ def run(
     encode_rate = len(texts) / encode_s
     return {
         "documents": len(documents),
+        "rows": sum(rows.values()),
+        "rows_per_table": rows,
         "documents_indexed": indexed,
         "worker_restarts": restarts,
         "chunks_embedded": embedded_delta,
@@ -233,6 +282,7 @@ def run(
         "configured_backend": settings.embedding_backend,
         "ratio": ratio(pipeline, encode_rate),
         "encode_s": round(encode_s, 1),
+        "encoded_texts": len(texts),
         "cpu_s": {"pipeline": cpu_pipeline, "encode": cpu_encode, "cores": os.cpu_count()},
         "documents_per_s": round(len(documents) / wall, 2),
         # Live work while the burst drained: a real edit a second, and a deletion request every few
@@ -241,7 +291,8 @@ def run(
         "method": (
             "pipeline: streams_chunks_embedded_total delta / (last new chunk indexed_at - first source commit);"
             " encode: Embedder.from_settings(settings).encode (the configured backend) on the new chunks' texts"
-            " after the pipeline finished; the live probes' own edits (one a second, about a chunk each)"
+            f" (a random {ENCODE_SAMPLE} where there are more) after the pipeline finished;"
+            " the live probes' own edits (one a second, about a chunk each)"
             " count in the pipeline's delta until the burst is in the index"
         ),
     }

@@ -19,6 +19,12 @@ import click
 from streams.bench.stats import SCENARIOS, STACKLESS, assemble, machine
 from streams.cli import number_option
 
+# The backfill burst, in documents: with --quick about 5,000 source rows (a ticket with its comments is
+# about 3.5 rows, a CRM record one; 100 of them are wiki pages), else the 50,000 documents of a large
+# first snapshot.
+QUICK_BURST = 2_400
+FULL_BURST = 50_000
+
 if TYPE_CHECKING:
     from streams.bench.probes import MetricsSnapshot
     from streams.settings import Settings
@@ -150,7 +156,8 @@ def _print_applications(a: dict[str, Any]) -> None:
 
 def _print_backfill(b: dict[str, Any]) -> None:
     click.echo(
-        f"backfill     pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, raw encode"
+        f"backfill     {b.get('documents', '-')} documents ({b.get('rows', '-')} rows) in {_fmt(b.get('wall_s'), 's')};"
+        f" pipeline {_fmt(b.get('pipeline_chunks_per_s'))} chunks/s, raw encode"
         f" ({b.get('encode_backend') or '-'}) {_fmt(b.get('encode_chunks_per_s'))} chunks/s,"
         f" ratio {_fmt(b.get('ratio'))}"
     )
@@ -258,7 +265,9 @@ def _scrape_or_none(settings: Settings) -> MetricsSnapshot | None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a PNG of freshness and throughput here.",
 )
-@click.option("--quick", is_flag=True, help="Short runs (15 s steady load, 60 documents, 2 edits, 3 forget requests).")
+@click.option(
+    "--quick", is_flag=True, help="Short runs (15 s steady load, a 2,400-document burst, 2 edits, 3 forget requests)."
+)
 @click.option(
     "--only",
     default=",".join(SCENARIOS),
@@ -270,7 +279,10 @@ def _scrape_or_none(settings: Settings) -> MetricsSnapshot | None:
     "--backfill-docs",
     type=click.IntRange(min=3),
     default=None,
-    help="Documents in the backfill burst (default: 60 with --quick, else 300), a third of them wiki pages.",
+    help=(
+        "Documents in the backfill burst (default: 2,400 with --quick, about 5,000 rows, else 50,000); a third"
+        " of them, up to 100, are wiki pages."
+    ),
 )
 def bench(
     json_path: Path | None, plot_path: Path | None, quick: bool, only: str, rate: float, backfill_docs: int | None
@@ -309,7 +321,7 @@ def bench(
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     sizes = {
         "duration_s": 15.0 if quick else 60.0,
-        "docs": backfill_docs or (60 if quick else 300),
+        "docs": backfill_docs or (QUICK_BURST if quick else FULL_BURST),
         "edits": 2 if quick else 5,
         "forget_requests": 3 if quick else 20,
         "backlog": 1_000 if quick else 10_000,
