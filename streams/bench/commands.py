@@ -207,6 +207,11 @@ def _print_search(q: dict[str, Any]) -> None:
                 f"k={k} p50 {_fmt(f.get('p50'), ' ms')} p95 {_fmt(f.get('p95'), ' ms')} p99 {_fmt(f.get('p99'), ' ms')}"
             )
         click.echo(f"search       {_fmt(q.get('clients'))} clients, {load}: " + "; ".join(parts))
+        ratios = []
+        for k in (10, 100):
+            cell = q.get(f"{load}_k{k}") or {}
+            ratios.append(f"k={k} p50 {_fmt(cell.get('ratio_p50'))} p95 {_fmt(cell.get('ratio_p95'))}")
+        click.echo("             /search ÷ the same requests straight to Elasticsearch: " + "; ".join(ratios))
 
 
 def _print_workers(report: dict[str, Any], chosen: list[str]) -> None:
