@@ -19,7 +19,8 @@ The scheme here decides every boundary locally:
    where the run would exceed the budget (rare: ~25 short paragraphs in a row without an anchor).
 4. A paragraph longer than the budget is split on sentence boundaries (also CJK ones: 。！？),
    then on words; only the pieces of that one paragraph overlap (by ``overlap_tokens``), so the
-   overlap never couples neighbouring paragraphs.
+   overlap never couples neighbouring paragraphs. Its first piece always leaves room for a short
+   lead-in, so its pieces never depend on the paragraphs before it.
 5. A "word" that alone is longer than the window (a 100,000-character token, 18,000 characters of
    CJK text without spaces) is cut into pieces of at most ``MAX_WORD_CHARS`` characters and of at
    most the budget's tokens. Without this it would become one huge chunk that the model silently
@@ -56,11 +57,13 @@ CountTokens = Callable[[str], int]
 # every chunk's provenance (`chunker` in the index) says which cut made it.
 # "sections-2": wikitext parsed by mwparserfromhell, HTML by lxml, and mail replies without their quoted
 # history (the paragraphs a page or message yields changed, so its chunk texts did too).
-CHUNKER_ALGORITHM = "sections-2"
+# "sections-3": an oversized paragraph's first piece always leaves a lead-in's room (its pieces no
+# longer move when the paragraph before it is edited).
+CHUNKER_ALGORITHM = "sections-3"
 
 
 def chunker_version(max_tokens: int, overlap_tokens: int) -> str:
-    """The chunker's algorithm and parameters, e.g. ``sections-2/max254/overlap32``."""
+    """The chunker's algorithm and parameters, e.g. ``sections-3/max254/overlap32``."""
     return f"{CHUNKER_ALGORITHM}/max{max_tokens}/overlap{overlap_tokens}"
 
 
@@ -147,12 +150,16 @@ def pack_section(paragraphs: list[str], budget: int, overlap: int, count: CountT
         tokens = count(paragraph)
         if tokens > budget or _has_long_word(paragraph):
             # A short lead-in stays with the paragraph's first piece, as it would with a whole one,
-            # so growing a paragraph past the budget does not also orphan its lead-in.
+            # so growing a paragraph past the budget does not also orphan its lead-in. The first piece
+            # leaves the lead-in's room whether or not one comes: were the room the lead-in's own
+            # length, an edit that lengthened or shortened the paragraph before (a table's caption, a
+            # lead-in line) would move every piece boundary of the long paragraph after it.
+            lead_room = budget // 4
             lead = "\n\n".join(group)
-            if group and group_tokens > budget // 4:
+            if group and group_tokens > lead_room:
                 bodies.append(lead)
-                lead, group_tokens = "", 0
-            pieces = split_paragraph(paragraph, budget, overlap, count, reserved=group_tokens)
+                lead = ""
+            pieces = split_paragraph(paragraph, budget, overlap, count, reserved=lead_room)
             if lead:
                 pieces[0] = f"{lead}\n\n{pieces[0]}" if pieces[0] else lead
             bodies.extend(piece for piece in pieces if piece)

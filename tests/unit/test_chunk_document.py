@@ -91,6 +91,21 @@ def test_editing_an_oversized_paragraph_changes_only_its_pieces() -> None:
     assert pieces and all(p.number in range(4, 4 + len(before) - 9) for p in pieces)
 
 
+@pytest.mark.parametrize("words", [4, 12, 30, 60])
+def test_editing_the_lead_in_of_a_long_table_leaves_the_table_s_pieces(words: int) -> None:
+    """A short paragraph and a table caption before a table of 600 words (one oversized paragraph, as
+    the wiki's manual pages have): growing the paragraph past the short line makes it end its own chunk
+    and leaves the caption as the table's only lead-in. The table's pieces must stay as they were."""
+    rng = random.Random(words)
+    opening, intro, caption = paragraph(rng, 60), paragraph(rng, 12), "'''Table 28.3. Statistics views'''"
+    table = "\n".join(f"* {sentence(rng, 12)}" for _ in range(50))
+    before = chunk_text(wiki_page([opening, intro, caption, table]), "wikitext")
+    after = chunk_text(wiki_page([opening, f"{intro} {paragraph(rng, words)}", caption, table]), "wikitext")
+    added, removed = changed_texts(before, after)
+    assert len(before) >= 5
+    assert added <= 2 and removed <= 2, f"a {words}-word addition to the lead-in changed {added}/{removed}"
+
+
 def test_wikitext_sections_are_heading_paths_and_prefix_the_text() -> None:
     text = "Intro.\n\n== Install ==\nGet it.\n\n=== Linux ===\nRun it.\n\n== Use ==\nSearch."
     chunks = chunk_text(text, "wikitext")

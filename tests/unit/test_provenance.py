@@ -34,7 +34,7 @@ def test_every_chunk_written_carries_its_provenance_and_the_state_record_does_no
 def test_the_mapping_declares_the_provenance_fields() -> None:
     properties = index_body(384)["mappings"]["properties"]
     assert {name: properties[name] for name in PROVENANCE_FIELDS} == PROVENANCE_FIELDS
-    assert chunker_version(254, 32) == "sections-2/max254/overlap32"
+    assert chunker_version(254, 32) == "sections-3/max254/overlap32"
 
 
 def test_generation_comes_from_the_concrete_index_name() -> None:
