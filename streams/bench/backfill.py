@@ -43,10 +43,11 @@ COUNTED_ROWS = (
     ("crm", "notes", "notes", "id"),
 )
 WIKI_ROWS_PER_PAGE = 2  # a new page inserts its `page` row and its first `revision`
-# How long the worker may take to drain a burst: 900 s, and a second per 20 documents above 18,000 (a
-# 50,000-document burst drained at about 40 documents a second here).
+# How long the worker may take to drain a burst before the run is called failed: 900 s, or a tenth of a
+# second per document for a large one (a ticket or CRM record is one to three chunks; the model embeds
+# tens of chunks a second on two cores).
 DRAIN_FLOOR_S = 900.0
-DRAIN_S_PER_DOCUMENT = 0.05
+DRAIN_S_PER_DOCUMENT = 0.1
 # The raw encode runs on a random sample of the burst's chunk texts (a rate needs no more; encoding all
 # of a 50,000-document burst again would take as long as the burst): the same length mix.
 ENCODE_SAMPLE = 4000
