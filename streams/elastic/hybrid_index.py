@@ -482,6 +482,50 @@ class SearchPage:
     total_relation: str = "eq"  # "gte": more documents than TOTAL_PRECISION match
 
 
+@dataclass(frozen=True)
+class Retrieved:
+    """What the two retrievers returned for one search, before fusion ([] for a retriever not asked)."""
+
+    bm25_hits: list[dict[str, Any]]
+    knn_hits: list[dict[str, Any]]
+    total: int | None = None  # with_total's count of documents that contain the query's words
+
+
+async def retrieve(
+    client: AsyncElasticsearch,
+    alias: str,
+    query: str,
+    vector: Sequence[float] | None,
+    k: int = 10,
+    sources: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    *,
+    metadata: MetadataFilter = NO_METADATA_FILTER,
+    with_total: bool = False,
+    mode: str = "hybrid",
+    tuning: SearchTuning = DEFAULT_TUNING,
+) -> Retrieved:
+    """The hits `search_page` fuses for its first `k` documents, asked with the same filters and bodies.
+    `streams eval tune` fuses them under many settings of rrf_k and the weights, which the retrievers
+    do not see, without asking Elasticsearch again."""
+    filters = chunk_filter(sources, groups, metadata)
+    bm25_body, knn_body = retriever_bodies(query, vector, k, filters, mode=mode, tuning=tuning)
+    if with_total:
+        bm25_body = bm25_body or {**bm25_query(query, filters, 0, highlight=False), **RETRIEVED_FIELDS}
+        bm25_body["aggs"] = {
+            "documents": {"cardinality": {"field": "document_id", "precision_threshold": TOTAL_PRECISION}}
+        }
+
+    async def ask(body: dict[str, Any] | None) -> dict[str, Any]:
+        return {"hits": {"hits": []}} if body is None else dict(await client.search(index=alias, **body))
+
+    # The two retrievers are independent: asked together, a query waits for the slower, not for both.
+    bm25, knn = await asyncio.gather(ask(bm25_body), ask(knn_body))
+    total = int(bm25["aggregations"]["documents"]["value"]) if with_total else None
+    bm25_hits = [] if mode == "knn" else list(bm25["hits"]["hits"])  # kNN alone asked BM25 for the total only
+    return Retrieved(bm25_hits, list(knn["hits"]["hits"]), total)
+
+
 async def search_page(
     client: AsyncElasticsearch,
     alias: str,
@@ -510,31 +554,23 @@ async def search_page(
     """
     if offset < 0 or offset + k > MAX_WINDOW:
         raise ValueError(f"offset + k must be at most {MAX_WINDOW} (offset {offset}, k {k})")
-    filters = chunk_filter(sources, groups, metadata)  # the retrievers' and, again, the details request's
-    bm25_body, knn_body = retriever_bodies(query, vector, offset + k, filters, mode=mode, tuning=tuning)
-    if with_total:
-        bm25_body = bm25_body or {**bm25_query(query, filters, 0, highlight=False), **RETRIEVED_FIELDS}
-        bm25_body["aggs"] = {
-            "documents": {"cardinality": {"field": "document_id", "precision_threshold": TOTAL_PRECISION}}
-        }
-    responses: dict[str, dict[str, Any]] = {}
-
-    async def hits(name: str, body: dict[str, Any] | None) -> list[dict[str, Any]]:
-        if body is None:
-            return []
-        responses[name] = dict(await client.search(index=alias, **body))
-        return list(responses[name]["hits"]["hits"])
-
-    # The two retrievers are independent: asked together, a query waits for the slower, not for both.
-    bm25_hits, knn_hits = await asyncio.gather(hits("bm25", bm25_body), hits("knn", knn_body))
-    if mode == "knn":
-        bm25_hits = []  # asked for the total only
-    documents = fuse(bm25_hits, knn_hits, offset + k, tuning=tuning)[offset:]
-    if highlight:
-        documents = await _details(client, alias, query, documents, filters, tuning)
-    total = None
-    if with_total:
-        total = int(responses["bm25"]["aggregations"]["documents"]["value"])
+    retrieved = await retrieve(
+        client,
+        alias,
+        query,
+        vector,
+        offset + k,
+        sources,
+        groups,
+        metadata=metadata,
+        with_total=with_total,
+        mode=mode,
+        tuning=tuning,
+    )
+    documents = fuse(retrieved.bm25_hits, retrieved.knn_hits, offset + k, tuning=tuning)[offset:]
+    if highlight:  # the retrievers' filters again: see details_query
+        documents = await _details(client, alias, query, documents, chunk_filter(sources, groups, metadata), tuning)
+    total = retrieved.total
     return SearchPage(documents, offset, total, "gte" if (total or 0) >= TOTAL_PRECISION else "eq")
 
 

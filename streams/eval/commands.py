@@ -14,6 +14,7 @@ from streams.cli import choice_option, number_option, seconds_option
 from streams.settings import get_settings
 
 DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
+DEFAULT_SOURCE = click.core.ParameterSource.DEFAULT
 
 
 @click.group(invoke_without_command=True)
@@ -51,6 +52,13 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "eval" / "streams-golden"
     help="Only these rankings (repeatable; default: all).",
 )
 @click.option("--index", default=None, help="Search this index or alias instead of the live alias (experiments).")
+@click.option(
+    "--held-out",
+    is_flag=True,
+    help="Only the queries `streams eval tune` holds out: the test queries of a set with dev or train qrels, "
+    "else the half of its test queries the seeded split (--seed) keeps from tuning.",
+)
+@number_option("--seed", default=0, help="The seed of the --held-out split (as `streams eval tune --seed`).")
 @click.option("--rrf-k", type=int, default=None, help="Experiment: RRF's k.")
 @click.option("--bm25-weight", type=float, default=None, help="Experiment: BM25's weight in the fusion.")
 @click.option("--knn-weight", type=float, default=None, help="Experiment: kNN's weight in the fusion.")
@@ -70,6 +78,8 @@ def eval_(
     max_drop: float,
     modes: tuple[str, ...],
     index: str | None,
+    held_out: bool,
+    seed: int,
     rrf_k: int | None,
     bm25_weight: float | None,
     knn_weight: float | None,
@@ -90,6 +100,7 @@ def eval_(
     streams eval --save before.json
     streams eval --baseline before.json --max-drop 0.02
     streams eval --sets eval/streams-golden,~/.cache/streams/beir/nfcorpus-2000 --json
+    streams eval --held-out --seed 0 --mode hybrid --rrf-k 20 --bm25-weight 1.5   # a choice of `eval tune`
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -98,18 +109,25 @@ def eval_(
     from streams.agents.runtime import embedder_for
     from streams.clients import async_elasticsearch_client, elasticsearch_client
     from streams.elastic.hybrid_index import DEFAULT_TUNING, MODES
-    from streams.eval.golden_set import GoldenSetError, read_golden_set
+    from streams.eval.golden_set import GoldenSet, GoldenSetError, read_golden_set
     from streams.eval.load_collection import LoadedCollection
     from streams.eval.report import quality_drops, read_report, table
     from streams.eval.run_eval import evaluate_set
     from streams.eval.sets import mean_report, parse_sets, read_beir_set, sets_table
+    from streams.eval.split_queries import ReadSet, split_queries
 
-    if sets is not None and ctx.get_parameter_source("set_dir") is not click.core.ParameterSource.DEFAULT:
+    if sets is not None and ctx.get_parameter_source("set_dir") is not DEFAULT_SOURCE:
         raise click.UsageError("give --set or --sets, not both")
     if sets is not None and per_query:
         raise click.UsageError("--per-query is for one set (--set)")
     if sets is not None and group is not None:
         raise click.UsageError("--group is for one set (--set): with --sets each set's one load record names its group")
+    if not held_out and ctx.get_parameter_source("seed") is not DEFAULT_SOURCE:
+        raise click.UsageError("--seed is the seed of the --held-out split: give --held-out too")
+
+    def queries(directory: Path, read: ReadSet) -> GoldenSet:
+        return split_queries(directory, seed, read).held_out if held_out else read(directory, "test")
+
     settings = get_settings()
     changes: dict[str, Any] = {
         "rrf_k": rrf_k,
@@ -122,10 +140,10 @@ def eval_(
     tuning = dataclasses.replace(DEFAULT_TUNING, **{k: v for k, v in changes.items() if v is not None})
     try:
         if sets is None:
-            collections = [(read_golden_set(set_dir), LoadedCollection.read(set_dir, group))]
+            collections = [(queries(set_dir, read_golden_set), LoadedCollection.read(set_dir, group))]
         else:  # every set checked (files, JSON, qrels against the corpus) before any query is asked
             paths = [path.expanduser() for path in parse_sets(sets)]
-            goldens = [read_beir_set(path) for path in paths]
+            goldens = [queries(path, read_beir_set) for path in paths]
             collections = [(golden, LoadedCollection.read(golden.path, group)) for golden in goldens]
         saved = read_report(baseline) if baseline else None
     except GoldenSetError as exc:
@@ -469,3 +487,138 @@ def stage(name: str, source: Path, size: int | None, seed: int, split: str, cach
             f"staged {name}: {record['queries']} queries, {record['documents']} documents "
             f"({record['relevant_documents']} relevant) in {target}"
         )
+
+
+def _grid_values(kind: type[int] | type[float]) -> Any:
+    """A click callback: comma-separated positive numbers of `kind`."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[Any, ...]:
+        try:
+            values = tuple(kind(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: comma-separated {kind.__name__} values") from None
+        if not values or any(v <= 0 for v in values):
+            raise click.BadParameter(f"{value!r}: comma-separated values above 0")
+        return values
+
+    return parse
+
+
+def _grid_option(name: str, kind: type[int] | type[float], default: tuple[Any, ...], help: str) -> Any:
+    return click.option(
+        name,
+        default=",".join(map(str, default)),
+        show_default=True,
+        metavar="N,N,...",
+        callback=_grid_values(kind),
+        help=help,
+    )
+
+
+@eval_.command("tune")
+@click.option(
+    "--set",
+    "set_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SET,
+    show_default=True,
+    help="The golden set (BEIR layout), loaded with `eval load`.",
+)
+@click.option(
+    "--sets",
+    default=None,
+    metavar="DIR1,DIR2,...",
+    help="Several BEIR sets: each tuned on its own, and the one setting best on the mean over the sets.",
+)
+@click.option("--group", default=None, help="The access group it was loaded into (default: the only one loaded).")
+@click.option("--index", default=None, help="Search this index or alias instead of the live alias.")
+@number_option(
+    "--seed",
+    default=0,
+    help="Seed of the split of a set with test qrels only: a query tunes when the first byte of "
+    "sha256('SEED:QUERY-ID') is even, and is held out otherwise.",
+)
+# The default grid is tune_fusion.Grid's (a unit test keeps them equal; importing it here would load
+# Elasticsearch's client for every `streams` command).
+@_grid_option("--rrf-k", int, (10, 20, 40, 60, 100), "RRF's k values tried.")
+@_grid_option("--bm25-weight", float, (0.5, 0.75, 1.0, 1.5, 2.0), "BM25 weights tried.")
+@_grid_option("--knn-weight", float, (1.0,), "kNN weights tried (only the ratio of the weights matters).")
+@_grid_option("--chunks-per-k", int, (2, 4), "Chunks each retriever fetches per result, tried.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (every setting's tuning score).")
+def tune(
+    set_dir: Path,
+    sets: str | None,
+    group: str | None,
+    index: str | None,
+    seed: int,
+    rrf_k: tuple[int, ...],
+    bm25_weight: tuple[float, ...],
+    knn_weight: tuple[float, ...],
+    chunks_per_k: tuple[int, ...],
+    as_json: bool,
+) -> None:
+    """Choose the fusion settings (RRF's k, the weights of BM25 and kNN, chunks per result) that give the
+    best hybrid nDCG@10 on a set's tuning queries, then measure the default and the choice on its
+    held-out queries with the ordinary evaluation. The held-out figure is the honest one.
+
+    A set with qrels/dev.tsv (else qrels/train.tsv) tunes on it and is measured on qrels/test.tsv; a
+    set with test qrels only (the project's golden set) is split in two by a hash of each query id
+    with --seed. The held-out queries are never asked while choosing. Each tuning query is asked once
+    per value of --chunks-per-k; every other setting is fused from those hits without asking again.
+    Nothing changes a default: the report prints the `streams eval` command line that measures the
+    choice on the held-out queries.
+
+    \b
+    streams eval tune
+    streams eval tune --seed 7 --rrf-k 20,60 --bm25-weight 1,1.5,2 --chunks-per-k 2
+    streams eval tune --sets ~/datasets/scifact,~/.cache/streams/beir/nfcorpus-2000 --json
+    """
+    from functools import partial
+
+    from streams.agents.runtime import embedder_for
+    from streams.clients import async_elasticsearch_client, elasticsearch_client
+    from streams.elastic.hybrid_index import DEFAULT_TUNING, SearchTuning
+    from streams.eval.golden_set import GoldenSet, GoldenSetError, read_golden_set
+    from streams.eval.load_collection import LoadedCollection
+    from streams.eval.run_eval import evaluate_set
+    from streams.eval.sets import parse_sets, read_beir_set
+    from streams.eval.split_queries import split_queries
+    from streams.eval.tune_fusion import Fetch, Grid, elasticsearch_fetch, eval_command, tune_sets, tune_table
+
+    if sets is not None and click.get_current_context().get_parameter_source("set_dir") is not DEFAULT_SOURCE:
+        raise click.UsageError("give --set or --sets, not both")
+    if sets is not None and group is not None:
+        raise click.UsageError("--group is for one set (--set): with --sets each set's one load record names its group")
+    try:
+        if sets is None:
+            splits = [(split_queries(set_dir, seed, read_golden_set), LoadedCollection.read(set_dir, group))]
+        else:  # every set checked before any query is asked, as `streams eval --sets` does
+            paths = [path.expanduser() for path in parse_sets(sets)]
+            splits = [(split_queries(path, seed, read_beir_set), LoadedCollection.read(path, None)) for path in paths]
+    except GoldenSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for split, _ in splits:
+        click.echo(
+            f"{split.held_out.name}: {len(split.tuning.queries)} tuning queries ({split.tuning_from}), "
+            f"{len(split.held_out.queries)} held out ({split.held_out_from})",
+            err=True,
+        )
+    settings = get_settings()
+    searched = index or settings.index_alias
+    with elasticsearch_client(settings) as es:  # queries embedded by the model that built the index searched
+        embedder = embedder_for(settings, es, searched)
+
+    def factory() -> Any:
+        return async_elasticsearch_client(settings)
+
+    def fetch(loaded: LoadedCollection) -> Fetch:
+        return elasticsearch_fetch(factory, embedder.encode, searched, loaded)
+
+    def measure(golden: GoldenSet, loaded: LoadedCollection, tuning: SearchTuning) -> dict[str, Any]:
+        return evaluate_set(factory, embedder.encode, searched, golden, loaded, ["hybrid"], tuning)
+
+    # `streams eval --sets` takes no --group (each set's one load record names it)
+    command = partial(eval_command, seed=seed, group=splits[0][1].group if sets is None else None, index=index)
+    grid = Grid(rrf_k, bm25_weight, knn_weight, chunks_per_k)
+    report = tune_sets(splits, grid.settings(DEFAULT_TUNING), fetch, measure, command, DEFAULT_TUNING)
+    click.echo(json.dumps(report, indent=1) if as_json else tune_table(report))

@@ -12,7 +12,15 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from streams.elastic.hybrid_index import DEFAULT_TUNING, MODES, SearchTuning, search_page
+from streams.elastic.hybrid_index import (
+    DEFAULT_TUNING,
+    MODES,
+    DocumentHit,
+    Retrieved,
+    SearchTuning,
+    retrieve,
+    search_page,
+)
 from streams.eval.golden_set import GoldenSet
 from streams.eval.load_collection import LoadedCollection
 from streams.eval.metrics import DEPTH, METRICS, ranking_scores, score_run
@@ -53,12 +61,39 @@ async def rankings(
             )
             if latencies is not None:
                 latencies.setdefault(mode, []).append(time.monotonic() - asked)
-        return mode, qid, [corpus_ids[h.document_id] for h in page.hits if h.document_id in corpus_ids]
+        return mode, qid, corpus_ranking(page.hits, corpus_ids)
 
     results: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}
     for mode, qid, ranked in await asyncio.gather(*(one(m, q) for m in modes for q in golden.queries)):
         results[mode][qid] = ranked
     return results
+
+
+async def retrievals(
+    client: AsyncElasticsearch,
+    index: str,
+    golden: GoldenSet,
+    vectors: dict[str, Sequence[float]],
+    loaded: LoadedCollection,
+    tuning: SearchTuning = DEFAULT_TUNING,
+) -> dict[str, Retrieved]:
+    """query id -> the retrievers' hits that `rankings` fuses for hybrid search (the same call, one
+    step short of fusion): `streams eval tune` fuses them under many fusion settings."""
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(qid: str) -> tuple[str, Retrieved]:
+        async with limit:
+            hits = await retrieve(
+                client, index, golden.queries[qid], vectors[qid], DEPTH, None, loaded.search_groups, tuning=tuning
+            )
+        return qid, hits
+
+    return dict(await asyncio.gather(*(one(qid) for qid in golden.queries)))
+
+
+def corpus_ranking(hits: Sequence[DocumentHit], corpus_ids: dict[str, str]) -> list[str]:
+    """The corpus ids of ranked index documents, best first; a document outside the collection is dropped."""
+    return [corpus_ids[hit.document_id] for hit in hits if hit.document_id in corpus_ids]
 
 
 def build_report(
