@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     # A person's edit of a long page is one event, and their edit of an existing document stays live.
     backfill_burst_bytes: int = 65536
     backfill_burst_window_s: float = 1.0
+    # A source that burst stays bursting for this long of commit time after its last burst window, so
+    # that the pauses between an import's transactions do not send the documents created right after
+    # them to the live lane (a person's new document within it goes to the backfill lane too; their
+    # edit of an existing document stays live).
+    backfill_burst_hold_s: float = 5.0
     document_partitions: int = 6
     deletion_topic: str = "streams.forget.requests"
     receipts_topic: str = "streams.forget.receipts"

@@ -83,6 +83,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             burst_events=settings.backfill_burst_events,
             burst_window_s=settings.backfill_burst_window_s,
             burst_bytes=settings.backfill_burst_bytes,
+            burst_hold_s=settings.backfill_burst_hold_s,
         )
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             messages = [

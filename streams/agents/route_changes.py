@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -222,12 +223,18 @@ class BurstDetector:
     would not look like a burst at all, and go live. Which of a bursting source's changes are bulk work
     is the router's to say (see `ChangeRouter._forward_change`)."""
 
-    def __init__(self, events: int, window_s: float = 1.0, size: int = 0) -> None:
+    def __init__(self, events: int, window_s: float = 1.0, size: int = 0, hold_s: float = 0.0) -> None:
         self.events = events
         self.size = size  # bytes; 0: not counted
         self.window_s = window_s
+        # A source that burst stays bursting until `hold_s` of commit time has passed without a burst:
+        # an import commits in transactions (a thousand rows each, for the seed) with pauses between
+        # them, and the router reads the first rows of the next one before the rest. Without the hold
+        # the source stops bursting at every pause, and the documents created then go live.
+        self.hold_s = hold_s
         self._recent: dict[str, deque[tuple[float, int]]] = {}  # source -> (commit time, bytes) in the window
         self._newest: dict[str, float] = {}  # source -> latest commit time seen
+        self._burst_at: dict[str, float] = {}  # source -> latest commit time at which it burst
 
     def bursting(self, changes: Iterable[tuple[str, float, int]]) -> set[str]:
         """`changes`: this batch's (source, commit time in epoch seconds, bytes of the event)."""
@@ -244,6 +251,8 @@ class BurstDetector:
             while recent and recent[0][0] < start:
                 recent.popleft()
             if len(recent) >= self.events or 0 < self.size <= sum(size for _, size in recent):
+                self._burst_at[source] = self._newest[source]
+            if self._newest[source] - self._burst_at.get(source, -math.inf) <= self.hold_s:
                 bursting.add(source)
         return bursting
 
@@ -264,6 +273,7 @@ class ChangeRouter:
         burst_window_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         burst_bytes: int = 0,
+        burst_hold_s: float = 0.0,
     ) -> None:
         self.decoder = ChangeDecoder(mappings, max_event_bytes, heartbeat_table)
         # Reads for the documents mapped through joins: their events are triggers (read_paths.py).
@@ -277,12 +287,14 @@ class ChangeRouter:
         # within `burst_window_s`; 0: no burst is bulk) go there, so live work never waits behind them
         # (agents/lanes.py).
         self.forward_backfill = forward_backfill
-        self.burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
+        self.burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes, hold_s=burst_hold_s)
         # Within a burst, what goes to the backfill lane: the documents it creates (their root row
-        # inserted while the source burst, within the last NEW_DOCUMENT_S), and everything when the
-        # changes to the other documents burst by themselves (a bulk update). A person's edit of an
-        # existing document during an import of new ones stays live. `created` holds each document
-        # whose root row was inserted within NEW_DOCUMENT_S: True when its source was bursting then.
+        # inserted while the source burst, within the last NEW_DOCUMENT_S) with the rows inserted into
+        # them after it, and everything when the changes to the other documents burst by themselves (a
+        # bulk update). A person's edit of an existing document during an import of new ones stays
+        # live. `created` holds each document whose root row was inserted within NEW_DOCUMENT_S: True
+        # when its source was bursting then. A bulk update has no hold: a person's edit after it must
+        # not wait behind it.
         self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
@@ -354,12 +366,19 @@ class ChangeRouter:
             log.info("%s no longer bursts: its changes are live work again", source)
         self._bulk = ((was_bursting - seen) | bursting, (was_updating - seen) | updating)
 
-    def _forward_change(self, change: PartChange, message: RawMessage, bulk: tuple[set[str], set[str]]) -> Forward:
+    def _forward_change(
+        self, change: PartChange, message: RawMessage, bulk: tuple[set[str], set[str]], *, inserted: bool = False
+    ) -> Forward:
+        """The lane of one change. A row inserted into a document the burst created goes where its
+        root went, even when the router reads it after the source stopped bursting: an import's
+        revisions or comments come on other topics, often well after their documents' root rows (a
+        topic of large rows is read a few at a time), and each is most of its document's text."""
         if self.forward_backfill is None:
             return self.forward
         bursting, updating = bulk
         source = source_of(message.topic)
-        if change.snapshot or source in updating or (source in bursting and self.created.get(change.document_id)):
+        of_the_burst = bool(self.created.get(change.document_id)) and (inserted or source in bursting)
+        if change.snapshot or source in updating or of_the_burst:
             return self.forward_backfill
         return self.forward
 
@@ -367,7 +386,7 @@ class ChangeRouter:
         pending: list[Awaitable[object]] = []
         decoded, inserts = self._decode_all(messages)
         bulk = self.bulk_sources(decoded, inserts)
-        for message, outcome in decoded:
+        for position, (message, outcome) in enumerate(decoded):
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)
                 continue
@@ -388,7 +407,7 @@ class ChangeRouter:
                     pending.append(await self.forward(key, value, partition))
                 continue
             # Sent in order, awaited together: the producer keeps a partition's records in send order.
-            forward = self._forward_change(routed.change, message, bulk)
+            forward = self._forward_change(routed.change, message, bulk, inserted=position in inserts)
             pending.append(await forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)

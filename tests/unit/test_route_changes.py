@@ -452,3 +452,41 @@ def test_the_router_says_when_a_source_starts_and_stops_bursting(
         "tickets is bursting: the documents it creates now go to the backfill lane",
         "tickets no longer bursts: its changes are live work again",
     ]
+
+
+def test_a_row_inserted_into_a_document_of_the_burst_follows_it_after_the_burst(mappings: Mappings) -> None:
+    """An import's comments come on their own topic and may be read after the import stopped bursting:
+    they go where their tickets went. A comment on a ticket that is not the import's stays live."""
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0)
+    start = 1_800_000_000.0
+    asyncio.run(router.route([committed_at(new_ticket(7, offset=1), start)]))  # a person's ticket: live
+    asyncio.run(router.route([committed_at(new_ticket(100 + n, offset=10 + n), start + 30.0) for n in range(4)]))
+    late = [
+        raw("tickets.public.ticket_comments/create", offset=20, id=900, ticket_id=100),  # the import's
+        raw("tickets.public.ticket_comments/create", offset=21, id=901, ticket_id=7),  # the person's
+    ]
+    asyncio.run(router.route([committed_at(comment, start + 45.0) for comment in late]))  # the burst is over
+    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7", b"tickets/ticket/7"]
+    assert len(backfill.forwarded) == 5
+
+
+@pytest.mark.parametrize(("hold_s", "second_transaction_lane"), [(5.0, "backfill"), (0.0, "live")])
+def test_a_source_stays_bursting_through_the_pause_between_an_imports_transactions(
+    mappings: Mappings, hold_s: float, second_transaction_lane: str
+) -> None:
+    """The import's second transaction commits 2 s after its first, and the router reads its first two
+    tickets before the rest: with the hold they are the burst's; without it they would go live."""
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0, burst_hold_s=hold_s)
+    start = 1_800_000_000.0
+    asyncio.run(router.route([committed_at(new_ticket(100 + n, offset=n), start) for n in range(4)]))
+    asyncio.run(router.route([committed_at(new_ticket(200 + n, offset=10 + n), start + 2.0) for n in range(2)]))
+    lanes = {"live": live, "backfill": backfill}
+    assert sorted(
+        key for key, _ in lanes[second_transaction_lane].forwarded if key.startswith(b"tickets/ticket/2")
+    ) == [
+        b"tickets/ticket/200",
+        b"tickets/ticket/201",
+    ]
+    # Well after the hold, a new ticket is a person's again.
+    asyncio.run(router.route([committed_at(new_ticket(300, offset=20), start + 20.0)]))
+    assert [key for key, _ in live.forwarded][-1] == b"tickets/ticket/300"
