@@ -571,7 +571,7 @@ def tune(
     \b
     streams eval tune
     streams eval tune --seed 7 --rrf-k 20,60 --bm25-weight 1,1.5,2 --chunks-per-k 2
-    streams eval tune --sets ~/datasets/scifact,~/.cache/streams/beir/nfcorpus-2000 --json
+    streams eval tune --sets ~/datasets/fiqa,~/.cache/streams/beir/nfcorpus-2000 --json
     """
     from functools import partial
 
