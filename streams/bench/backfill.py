@@ -34,14 +34,10 @@ LAG_SLACK = 5
 # to three: a third of a burst of thousands as wiki copies would make the wiki most of its embedding
 # work. A third of the burst, up to this many, are wiki pages; the rest are tickets and CRM.
 WIKI_COPIES = 100
-# The inserted rows of tickets and CRM counted per burst (`rows` in the report): (table, the root table
-# its new rows are found through, the column that names the root).
-COUNTED_ROWS = (
-    ("tickets", "tickets", "tickets", "id"),
-    ("tickets", "ticket_comments", "tickets", "ticket_id"),
-    ("crm", "contacts", "contacts", "id"),
-    ("crm", "notes", "notes", "id"),
-)
+# The root tables of the burst's tickets and CRM documents: (document id prefix, source, table).
+ROOTS = (("tickets/ticket", "tickets", "tickets"), ("crm/contact", "crm", "contacts"), ("crm/note", "crm", "notes"))
+# The rows of a root's documents besides its own (`rows` in the report): (root prefix, table, column).
+CHILD_ROWS = (("tickets/ticket", "ticket_comments", "ticket_id"),)
 WIKI_ROWS_PER_PAGE = 2  # a new page inserts its `page` row and its first `revision`
 # How long the worker may take to drain a burst before the run is called failed: 900 s, or a tenth of a
 # second per document for a large one (a ticket or CRM record is one to three chunks; the model embeds
@@ -67,35 +63,32 @@ def _unique(text: str, tag: str) -> str:
 
 def _max_ids(settings: Settings) -> dict[str, int]:
     found: dict[str, int] = {}
-    for source, table, kind in (
-        ("tickets", "tickets", "ticket"),
-        ("crm", "contacts", "contact"),
-        ("crm", "notes", "note"),
-    ):
+    for prefix, source, table in ROOTS:
         with connect_postgres(settings.dsn(source), name=source) as pg:
             row = pg.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()
-        found[f"{source}/{kind}"] = int(row[0]) if row else 0
+        found[prefix] = int(row[0]) if row else 0
     return found
 
 
 def _new_documents(settings: Settings, before: dict[str, int]) -> list[str]:
     """Documents whose root rows were inserted since `before` (ids above the old maxima)."""
-    names = {"tickets/ticket": ("tickets", "tickets"), "crm/contact": ("crm", "contacts"), "crm/note": ("crm", "notes")}
     documents: list[str] = []
-    for prefix, (source, table) in names.items():
+    for prefix, source, table in ROOTS:
         with connect_postgres(settings.dsn(source), name=source) as pg:
             rows = pg.execute(f"SELECT id FROM {table} WHERE id > %s", (before[prefix],)).fetchall()
         documents.extend(f"{prefix}/{row[0]}" for row in rows)
     return documents
 
 
-def _new_rows(settings: Settings, before: dict[str, int]) -> dict[str, int]:
-    """The rows tickets and CRM inserted since `before`, per table (a comment counts with its ticket)."""
-    prefixes = {"tickets": "tickets/ticket", "contacts": "crm/contact", "notes": "crm/note"}
-    counted: dict[str, int] = {}
-    for source, table, root, column in COUNTED_ROWS:
+def _new_rows(settings: Settings, before: dict[str, int], documents: list[str]) -> dict[str, int]:
+    """The rows tickets and CRM inserted since `before`, per table: each new document's root row (from
+    `documents`, already read) and its child rows (a comment counts with its ticket)."""
+    sources = {prefix: (source, table) for prefix, source, table in ROOTS}
+    counted = {table: sum(d.rsplit("/", 1)[0] == prefix for d in documents) for prefix, _, table in ROOTS}
+    for prefix, table, column in CHILD_ROWS:
+        source = sources[prefix][0]
         with connect_postgres(settings.dsn(source), name=source) as pg:
-            row = pg.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} > %s", (before[prefixes[root]],)).fetchone()
+            row = pg.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} > %s", (before[prefix],)).fetchone()
         counted[table] = int(row[0]) if row else 0
     return counted
 
@@ -203,8 +196,9 @@ def run(
     progress(f"backfill: seeding {other_docs} tickets/CRM documents and copying {wiki_docs} wiki pages")
     live.start()
     seed_tickets_and_crm(other_docs, rng.randrange(10**6))
-    documents = _copy_wiki_pages(settings, wiki_docs, rng) + _new_documents(settings, ids_before)
-    rows = {**_new_rows(settings, ids_before), "wiki page and revision": WIKI_ROWS_PER_PAGE * wiki_docs}
+    imported = _new_documents(settings, ids_before)
+    documents = _copy_wiki_pages(settings, wiki_docs, rng) + imported
+    rows = {**_new_rows(settings, ids_before, imported), "wiki page and revision": WIKI_ROWS_PER_PAGE * wiki_docs}
     seeded_at = time.time()
     progress(
         f"backfill: {sum(rows.values())} rows ({len(documents)} documents) written in {seeded_at - started:.1f}s;"
