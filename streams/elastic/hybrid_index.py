@@ -489,6 +489,9 @@ class Retrieved:
     bm25_hits: list[dict[str, Any]]
     knn_hits: list[dict[str, Any]]
     total: int | None = None  # with_total's count of documents that contain the query's words
+    filters: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # chunk_filter's, which the details request applies again
 
 
 async def retrieve(
@@ -523,7 +526,7 @@ async def retrieve(
     bm25, knn = await asyncio.gather(ask(bm25_body), ask(knn_body))
     total = int(bm25["aggregations"]["documents"]["value"]) if with_total else None
     bm25_hits = [] if mode == "knn" else list(bm25["hits"]["hits"])  # kNN alone asked BM25 for the total only
-    return Retrieved(bm25_hits, list(knn["hits"]["hits"]), total)
+    return Retrieved(bm25_hits, list(knn["hits"]["hits"]), total, filters)
 
 
 async def search_page(
@@ -569,7 +572,7 @@ async def search_page(
     )
     documents = fuse(retrieved.bm25_hits, retrieved.knn_hits, offset + k, tuning=tuning)[offset:]
     if highlight:  # the retrievers' filters again: see details_query
-        documents = await _details(client, alias, query, documents, chunk_filter(sources, groups, metadata), tuning)
+        documents = await _details(client, alias, query, documents, retrieved.filters, tuning)
     total = retrieved.total
     return SearchPage(documents, offset, total, "gte" if (total or 0) >= TOTAL_PRECISION else "eq")
 
