@@ -489,9 +489,8 @@ class Retrieved:
     bm25_hits: list[dict[str, Any]]
     knn_hits: list[dict[str, Any]]
     total: int | None = None  # with_total's count of documents that contain the query's words
-    filters: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # chunk_filter's, which the details request applies again
+    # chunk_filter's: the details request applies them again
+    filters: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def retrieve(
