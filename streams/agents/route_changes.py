@@ -22,11 +22,11 @@ repartition topic is harmless: every write is idempotent and ordered by version)
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -55,6 +55,10 @@ Decoded = RoutedChange | ChangeEvent | StreamsError | None
 # after its root row (an import's later rows of the same document) go where the root went.
 NEW_DOCUMENT_S = 60.0
 NEW_DOCUMENTS_KEPT = 200_000
+# How far back in commit time, from a source's newest commit, the burst detector keeps its changes (to
+# find bursts among rows read late) and its bursts (to judge rows read later still).
+KEEP_CHANGES_S = 600.0
+KEEP_BURSTS_S = 3600.0
 
 
 class ChangeDecoder:
@@ -211,50 +215,84 @@ def source_of(topic: str) -> str:
 
 
 class BurstDetector:
-    """Which sources burst: at least `events` changes, or `size` bytes of change events, committed at
+    """When a source burst: at least `events` changes, or `size` bytes of change events, committed at
     the source within `window_s` seconds of each other. Counted per source, all its tables together: a
     bulk import arrives as thousands of changes committed within a second or two, spread over a page's,
     revision's and text's tables, or a ticket's and its comments'; a person's edits come a few at a
     time. The bytes catch an import of large documents that creates them one at a time (a wiki's pages,
     each tens of chunks): few changes a second, but far more text than the model embeds in that time.
 
-    The window is the changes' own commit times, not the moments the router reads them: a router that
-    has fallen behind reads an import in batches seconds apart, and counted by its own clock the import
-    would not look like a burst at all, and go live. Which of a bursting source's changes are bulk work
-    is the router's to say (see `ChangeRouter._forward_change`)."""
+    Each change is judged by its own commit time, not by the moment the router reads it, nor by the
+    newest commit the router has seen: a router that has fallen behind reads an import in batches
+    seconds apart, and a topic of large rows (a wiki's revisions) lags behind the others, so an
+    import's rows can be read after a person's edit committed minutes later. `count` notes changes,
+    `at` says whether a commit time lies in one of the source's bursts (or within `hold_s` after
+    one). Which of a bursting source's changes are bulk work is the router's to say (see
+    `ChangeRouter._forward_change`)."""
 
     def __init__(self, events: int, window_s: float = 1.0, size: int = 0, hold_s: float = 0.0) -> None:
         self.events = events
         self.size = size  # bytes; 0: not counted
         self.window_s = window_s
-        # A source that burst stays bursting until `hold_s` of commit time has passed without a burst:
-        # an import commits in transactions (a thousand rows each, for the seed) with pauses between
-        # them, and the router reads the first rows of the next one before the rest. Without the hold
-        # the source stops bursting at every pause, and the documents created then go live.
+        # A source that burst stays bursting for `hold_s` of commit time after the burst: an import
+        # commits in transactions (a thousand rows each, for the seed) with pauses between them, and
+        # the router reads the first rows of the next one before the rest. Without the hold the source
+        # stops bursting at every pause, and the documents created then go live.
         self.hold_s = hold_s
-        self._recent: dict[str, deque[tuple[float, int]]] = {}  # source -> (commit time, bytes) in the window
+        self._changes: dict[str, list[tuple[float, int]]] = {}  # source -> (commit time, bytes), sorted
+        self._bursts: dict[str, list[tuple[float, float]]] = {}  # source -> disjoint (first, last) commit times
         self._newest: dict[str, float] = {}  # source -> latest commit time seen
-        self._burst_at: dict[str, float] = {}  # source -> latest commit time at which it burst
 
-    def bursting(self, changes: Iterable[tuple[str, float, int]]) -> set[str]:
-        """`changes`: this batch's (source, commit time in epoch seconds, bytes of the event)."""
+    def count(self, changes: Iterable[tuple[str, float, int]]) -> None:
+        """Note `changes` (source, commit time in epoch seconds, bytes of the event), and the bursts
+        they complete. A burst is found around each new commit time: the `window_s` before it and the
+        `window_s` after it (rows read out of commit order)."""
         if self.events <= 0:
-            return set()
-        touched: set[str] = set()
+            return
+        new: dict[str, set[float]] = {}
         for source, committed, size in changes:
-            self._recent.setdefault(source, deque()).append((committed, size))
+            bisect.insort(self._changes.setdefault(source, []), (committed, size))
             self._newest[source] = max(committed, self._newest.get(source, committed))
-            touched.add(source)
-        bursting = set()
-        for source in touched:
-            recent, start = self._recent[source], self._newest[source] - self.window_s
-            while recent and recent[0][0] < start:
-                recent.popleft()
-            if len(recent) >= self.events or 0 < self.size <= sum(size for _, size in recent):
-                self._burst_at[source] = self._newest[source]
-            if self._newest[source] - self._burst_at.get(source, -math.inf) <= self.hold_s:
-                bursting.add(source)
-        return bursting
+            new.setdefault(source, set()).add(committed)
+        for source, times in new.items():
+            for committed in sorted(times):  # a transaction's rows share one commit time: judged once
+                for first, last in ((committed - self.window_s, committed), (committed, committed + self.window_s)):
+                    window = self._window(source, first, last)
+                    if self._is_burst(window):
+                        self._mark(source, window[0][0], window[-1][0])
+            self._forget_old(source)
+
+    def at(self, source: str, committed: float) -> bool:
+        """Whether a change of `source` committed at `committed` belongs to one of its bursts."""
+        bursts = self._bursts.get(source)
+        if not bursts:
+            return False
+        before = bisect.bisect_right(bursts, (committed, math.inf)) - 1  # the last burst begun by then
+        return before >= 0 and committed <= bursts[before][1] + self.hold_s
+
+    def _window(self, source: str, first: float, last: float) -> list[tuple[float, int]]:
+        changes = self._changes[source]
+        return changes[bisect.bisect_left(changes, (first, -1)) : bisect.bisect_right(changes, (last, math.inf))]
+
+    def _is_burst(self, window: list[tuple[float, int]]) -> bool:
+        return len(window) >= self.events or 0 < self.size <= sum(size for _, size in window)
+
+    def _mark(self, source: str, first: float, last: float) -> None:
+        """The burst (first, last) merged into the source's bursts it overlaps."""
+        bursts = self._bursts.setdefault(source, [])
+        kept = [burst for burst in bursts if burst[1] < first or burst[0] > last]
+        for begun, ended in bursts:
+            if not (ended < first or begun > last):
+                first, last = min(first, begun), max(last, ended)
+        bisect.insort(kept, (first, last))
+        self._bursts[source] = kept
+
+    def _forget_old(self, source: str) -> None:
+        """Changes committed over KEEP_CHANGES_S, and bursts over KEEP_BURSTS_S, before the newest."""
+        newest = self._newest[source]
+        changes = self._changes[source]
+        del changes[: bisect.bisect_left(changes, (newest - KEEP_CHANGES_S, -1))]
+        self._bursts[source] = [burst for burst in self._bursts.get(source, []) if burst[1] >= newest - KEEP_BURSTS_S]
 
 
 class ChangeRouter:
@@ -319,13 +357,11 @@ class ChangeRouter:
             decoded.append((message, routed))
         return decoded, inserts
 
-    def bulk_sources(
-        self, decoded: Sequence[tuple[RawMessage, Decoded]], inserts: set[int]
-    ) -> tuple[set[str], set[str]]:
-        """The sources bursting with this batch counted in (all their tables together), and those
-        bursting by their updates and deletes of rows of documents they did not just create (a bulk
-        update). Each document whose root row the batch inserts is noted in `created`, as the burst's
-        when its source bursts.
+    def judge_bursts(self, decoded: Sequence[tuple[RawMessage, Decoded]], inserts: set[int]) -> None:
+        """Count the batch's changes into the burst detectors: all of them into `burst` (all of a
+        source's tables together), and its updates and deletes of rows of documents not just created
+        into `update_burst` (a bulk update). Each document whose root row the batch inserts is noted in
+        `created`, as the burst's when its commit time lies in its source's burst.
 
         An inserted row never counts as an update: an import's child rows may be read before their
         document's root row (they come on other topics), and a person's edit of an existing document
@@ -337,11 +373,11 @@ class ChangeRouter:
             for position, (message, outcome) in enumerate(decoded)
             if isinstance(outcome, (RoutedChange, ChangeEvent))
         ]
-        bursting = self.burst.bursting(change for _, change, _ in counted)
-        for position, (source, _, _), outcome in counted:
+        self.burst.count(change for _, change, _ in counted)
+        for position, (source, committed, _), outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
             if position in inserts and part is not None and part.role == "root":
-                self.created[part.document_id] = source in bursting
+                self.created[part.document_id] = self.burst.at(source, committed)
         updates = []
         for position, change, outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
@@ -350,13 +386,19 @@ class ChangeRouter:
             existing = isinstance(outcome, ChangeEvent) or (part is not None and part.document_id not in self.created)
             if position not in inserts and existing:
                 updates.append(change)
-        updating = self.update_burst.bursting(updates)
-        self._log_bursts({source for _, (source, _, _), _ in counted}, bursting, updating)
-        return bursting, updating
+        self.update_burst.count(updates)
+        self._log_bursts(counted)
 
-    def _log_bursts(self, seen: set[str], bursting: set[str], updating: set[str]) -> None:
-        """A line when a source starts or stops bursting, so that an operator sees why its changes went
-        to the backfill lane (a source this batch did not see keeps its state)."""
+    def _log_bursts(self, counted: Sequence[tuple[int, tuple[str, float, int], object]]) -> None:
+        """A line when a source starts or stops bursting, judged by the newest commit of the batch's
+        changes of it, so that an operator sees why its changes went to the backfill lane (a source
+        this batch did not see keeps its state)."""
+        newest: dict[str, float] = {}
+        for _, (source, committed, _), _ in counted:
+            newest[source] = max(committed, newest.get(source, committed))
+        bursting = {source for source, committed in newest.items() if self.burst.at(source, committed)}
+        updating = {source for source, committed in newest.items() if self.update_burst.at(source, committed)}
+        seen = set(newest)
         was_bursting, was_updating = self._bulk
         for source in sorted(bursting - was_bursting):
             log.info("%s is bursting: the documents it creates now go to the backfill lane", source)
@@ -367,32 +409,33 @@ class ChangeRouter:
         self._bulk = ((was_bursting - seen) | bursting, (was_updating - seen) | updating)
 
     def _forward_change(
-        self, change: PartChange, message: RawMessage, bulk: tuple[set[str], set[str]], *, inserted: bool = False
+        self, change: PartChange, message: RawMessage, committed: datetime, *, inserted: bool = False
     ) -> Forward:
-        """The lane of one change. A row inserted into a document the burst created goes where its
-        root went, even when the router reads it after the source stopped bursting: an import's
-        revisions or comments come on other topics, often well after their documents' root rows (a
-        topic of large rows is read a few at a time), and each is most of its document's text."""
+        """The lane of one change, judged by its own commit time: a snapshot read, a change committed
+        during a bulk update of its source, or a change to a document the burst created goes to the
+        backfill lane. A row inserted into a document the burst created goes where its root went, even
+        when it was committed after the burst: an import's revisions or comments come on other topics,
+        often well after their documents' root rows (a topic of large rows is read a few at a time),
+        and each is most of its document's text."""
         if self.forward_backfill is None:
             return self.forward
-        bursting, updating = bulk
-        source = source_of(message.topic)
-        of_the_burst = bool(self.created.get(change.document_id)) and (inserted or source in bursting)
-        if change.snapshot or source in updating or of_the_burst:
+        source, at = source_of(message.topic), committed.timestamp()
+        of_the_burst = bool(self.created.get(change.document_id)) and (inserted or self.burst.at(source, at))
+        if change.snapshot or self.update_burst.at(source, at) or of_the_burst:
             return self.forward_backfill
         return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
         decoded, inserts = self._decode_all(messages)
-        bulk = self.bulk_sources(decoded, inserts)
+        self.judge_bursts(decoded, inserts)
         for position, (message, outcome) in enumerate(decoded):
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)
                 continue
             if isinstance(outcome, ChangeEvent):
                 try:
-                    pending.extend(await self._read_through_paths(message, outcome, bulk))
+                    pending.extend(await self._read_through_paths(message, outcome))
                 except StreamsError as exc:
                     await self._dead_letter(message, exc)
                 continue
@@ -407,7 +450,7 @@ class ChangeRouter:
                     pending.append(await self.forward(key, value, partition))
                 continue
             # Sent in order, awaited together: the producer keeps a partition's records in send order.
-            forward = self._forward_change(routed.change, message, bulk, inserted=position in inserts)
+            forward = self._forward_change(routed.change, message, routed.commit_ts, inserted=position in inserts)
             pending.append(await forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)
@@ -416,9 +459,7 @@ class ChangeRouter:
         log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
         await self.send_dead_letter(message.origin, dead_letter_record(message.origin, message.key, message.value, exc))
 
-    async def _read_through_paths(
-        self, message: RawMessage, event: ChangeEvent, bulk: tuple[set[str], set[str]]
-    ) -> list[Awaitable[object]]:
+    async def _read_through_paths(self, message: RawMessage, event: ChangeEvent) -> list[Awaitable[object]]:
         """A trigger: the parts it affects, read from the source, each forwarded as a routed change; a
         part that cannot be read is a dead letter of its own, and the others go on."""
         assert self.paths is not None
@@ -432,6 +473,6 @@ class ChangeRouter:
                 continue
             routed = RoutedChange(message, event.source, event.commit_ts, outcome)
             value = encode_routed(routed, self.registry_url)
-            forward = self._forward_change(outcome, message, bulk)
+            forward = self._forward_change(outcome, message, event.commit_ts)
             pending.append(await forward(outcome.document_id.encode(), value, None))
         return pending

@@ -23,7 +23,7 @@ from fastavro.schema import parse_schema
 
 from streams import avro
 from streams.agents.process_changes import ChangeProcessor
-from streams.agents.route_changes import ChangeDecoder, ChangeRouter, source_of, unwrap_routed
+from streams.agents.route_changes import BurstDetector, ChangeDecoder, ChangeRouter, source_of, unwrap_routed
 from streams.agents.write_changes import WriteResult
 from streams.errors import DecodeError, IndexingError, MappingError
 from streams.observability.capture_health import CaptureClock
@@ -490,3 +490,36 @@ def test_a_source_stays_bursting_through_the_pause_between_an_imports_transactio
     # Well after the hold, a new ticket is a person's again.
     asyncio.run(router.route([committed_at(new_ticket(300, offset=20), start + 20.0)]))
     assert [key for key, _ in live.forwarded][-1] == b"tickets/ticket/300"
+
+
+def test_an_imports_rows_read_after_a_later_live_edit_are_still_the_bursts(mappings: Mappings) -> None:
+    """A lagging topic: the router reads a person's edit committed 30 s after an import before the
+    import's last tickets. Each change is judged by its own commit time, so those tickets are still the
+    burst's, and the edit stays live."""
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0, burst_hold_s=5.0)
+    start = 1_800_000_000.0
+    asyncio.run(router.route([committed_at(new_ticket(100 + n, offset=n), start) for n in range(4)]))
+    edit = committed_at(raw("tickets.public.ticket_comments/create", offset=8, id=990, ticket_id=7), start + 30.0)
+    asyncio.run(router.route([edit]))
+    asyncio.run(router.route([committed_at(new_ticket(200 + n, offset=10 + n), start + 0.2) for n in range(2)]))
+    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7"]
+    assert sorted(
+        {key for key, _ in backfill.forwarded} - {f"tickets/ticket/{100 + n}".encode() for n in range(4)}
+    ) == [
+        b"tickets/ticket/200",
+        b"tickets/ticket/201",
+    ]
+
+
+def test_a_burst_is_found_among_rows_read_out_of_commit_order() -> None:
+    """Rows read in reverse commit order still make a burst, and only the commit times in it (or within
+    the hold after it) are the burst's."""
+    detector = BurstDetector(events=4, window_s=1.0, hold_s=2.0)
+    start = 1_800_000_000.0
+    for n in reversed(range(4)):
+        detector.count([("wiki", start + 0.25 * n, 10)])
+    assert all(detector.at("wiki", start + 0.25 * n) for n in range(4))
+    assert detector.at("wiki", start + 2.5)  # within the hold after the burst's last commit
+    assert not detector.at("wiki", start + 3.0)
+    assert not detector.at("wiki", start - 0.5)  # before the burst: a person's
+    assert not detector.at("tickets", start)
