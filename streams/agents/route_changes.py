@@ -27,11 +27,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from streams import avro
 from streams.errors import DecodeError, StreamsError
@@ -59,6 +59,8 @@ NEW_DOCUMENTS_KEPT = 200_000
 # find bursts among rows read late) and its bursts (to judge rows read later still).
 KEEP_CHANGES_S = 600.0
 KEEP_BURSTS_S = 3600.0
+# Source transactions whose rows the router counts (the newest; an import's are read within seconds).
+TRANSACTIONS_KEPT = 100_000
 
 
 class ChangeDecoder:
@@ -334,17 +336,30 @@ class ChangeRouter:
         # when its source was bursting then. A bulk update has no hold: a person's edit after it must
         # not wait behind it.
         self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
+        # A document is the burst's when its root row came in a large transaction (at least
+        # `burst_events` rows: an import's COPY batch, a migration), or when the small transactions of
+        # its source burst by themselves (an import through an application's API, a transaction per
+        # document). A person's new document, in a transaction of its own during an import that
+        # commits in large ones, stays live. Rows seen per (source, transaction):
+        self.small_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes, hold_s=burst_hold_s)
+        self.transaction_rows: LRUCache[tuple[str, str], int] = LRUCache(maxsize=TRANSACTIONS_KEPT)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
 
-    def _decode_all(self, messages: Sequence[RawMessage]) -> tuple[list[tuple[RawMessage, Decoded]], set[int]]:
-        """Each message decoded and mapped (or the error that stops it), and which messages (by
-        position) insert a row."""
+    def _decode_all(
+        self, messages: Sequence[RawMessage]
+    ) -> tuple[list[tuple[RawMessage, Decoded]], set[int], dict[int, str]]:
+        """Each message decoded and mapped (or the error that stops it), which messages (by position)
+        insert a row, and the source transaction of each change (its commit instant where the event
+        names none)."""
         decoded: list[tuple[RawMessage, Decoded]] = []
         inserts: set[int] = set()
+        transactions: dict[int, str] = {}
         for position, message in enumerate(messages):
             try:
                 event = self.decoder.event(message)
+                if event is not None:
+                    transactions[position] = event.transaction or f"at {event.commit_ts.isoformat()}"
                 if event is not None and event.op == "c":
                     inserts.add(position)
                 if event is not None and self.paths is not None and self.paths.handles(event):
@@ -355,13 +370,17 @@ class ChangeRouter:
                 decoded.append((message, exc))
                 continue
             decoded.append((message, routed))
-        return decoded, inserts
+        return decoded, inserts, transactions
 
-    def judge_bursts(self, decoded: Sequence[tuple[RawMessage, Decoded]], inserts: set[int]) -> None:
+    def judge_bursts(
+        self, decoded: Sequence[tuple[RawMessage, Decoded]], inserts: set[int], transactions: Mapping[int, str]
+    ) -> None:
         """Count the batch's changes into the burst detectors: all of them into `burst` (all of a
-        source's tables together), and its updates and deletes of rows of documents not just created
-        into `update_burst` (a bulk update). Each document whose root row the batch inserts is noted in
-        `created`, as the burst's when its commit time lies in its source's burst.
+        source's tables together), those of small transactions into `small_burst`, and its updates and
+        deletes of rows of documents not just created into `update_burst` (a bulk update). Each
+        document whose root row the batch inserts is noted in `created`, as the burst's when the row
+        came in a large transaction, or when its commit time lies in a burst of its source's small
+        transactions.
 
         An inserted row never counts as an update: an import's child rows may be read before their
         document's root row (they come on other topics), and a person's edit of an existing document
@@ -373,11 +392,19 @@ class ChangeRouter:
             for position, (message, outcome) in enumerate(decoded)
             if isinstance(outcome, (RoutedChange, ChangeEvent))
         ]
+        for position, (source, _, _), _ in counted:
+            key = (source, transactions.get(position, ""))
+            self.transaction_rows[key] = self.transaction_rows.get(key, 0) + 1
+
+        def large(position: int, source: str) -> bool:
+            return self.transaction_rows.get((source, transactions.get(position, "")), 0) >= self.burst.events > 0
+
         self.burst.count(change for _, change, _ in counted)
+        self.small_burst.count(change for position, change, _ in counted if not large(position, change[0]))
         for position, (source, committed, _), outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
             if position in inserts and part is not None and part.role == "root":
-                self.created[part.document_id] = self.burst.at(source, committed)
+                self.created[part.document_id] = large(position, source) or self.small_burst.at(source, committed)
         updates = []
         for position, change, outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
@@ -427,8 +454,8 @@ class ChangeRouter:
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
-        decoded, inserts = self._decode_all(messages)
-        self.judge_bursts(decoded, inserts)
+        decoded, inserts, transactions = self._decode_all(messages)
+        self.judge_bursts(decoded, inserts, transactions)
         for position, (message, outcome) in enumerate(decoded):
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)

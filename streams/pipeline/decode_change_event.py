@@ -123,7 +123,18 @@ def _change_event(
         commit_ts=commit_time(source),
         origin=origin,
         snapshot=_snapshot(source.get("snapshot")),
+        transaction=_transaction(envelope, source),
     )
+
+
+def _transaction(envelope: Mapping[str, Any], source: Mapping[str, Any]) -> str | None:
+    """The id of the source transaction that committed the event, where the event names one."""
+    metadata = envelope.get("transaction")
+    found = metadata.get("id") if isinstance(metadata, dict) else None
+    for candidate in (found, source.get("txId"), source.get("gtid")):
+        if candidate is not None and candidate != "":
+            return str(candidate)
+    return None
 
 
 def _decode_bytes(raw: bytes, *, what: str) -> Any:

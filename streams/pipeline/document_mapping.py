@@ -423,14 +423,17 @@ class DocumentMapping(_Node):
     # every part.
     where: dict[Name, Scalar | tuple[Scalar, ...]] = {}
     unless: dict[Name, Scalar | tuple[Scalar, ...]] = {}
+    # ``same`` keeps the rows whose two columns hold the same value: RT's ticket merged into another
+    # (``effectiveid`` is then the other's ``id``) is no document of its own, but part of that one.
+    same: dict[Name, Name] = {}
 
     @model_validator(mode="after")
     def _paths_fit(self) -> DocumentMapping:
         if self.reads_paths and self.children:
             raise ValueError("a document read through paths takes its parts from parts:, not children:")
-        if (self.where or self.unless) and not self.reads_paths:
+        if (self.where or self.unless or self.same) and not self.reads_paths:
             raise ValueError(
-                "where and unless need a document read through paths (path:, parts: or from_source): "
+                "where, unless and same need a document read through paths (path:, parts: or from_source): "
                 "a document built from its events could not bring its children back when a row is one again"
             )
         for hops in (self.path, *(part.path for part in self.parts)):
@@ -456,12 +459,13 @@ class DocumentMapping(_Node):
 
     @property
     def filter_columns(self) -> tuple[str, ...]:
-        """The root's columns that say whether a row is a document (where, unless)."""
-        return tuple(dict.fromkeys((*self.where, *self.unless)))
+        """The root's columns that say whether a row is a document (where, unless, same)."""
+        return tuple(dict.fromkeys((*self.where, *self.unless, *(c for pair in self.same.items() for c in pair))))
 
     def is_document(self, row: Mapping[str, Any]) -> bool:
-        """Whether the root row is a document (``where`` and ``unless``)."""
+        """Whether the root row is a document (``where``, ``unless`` and ``same``)."""
         kept = all(_wanted(row.get(column), wanted) for column, wanted in self.where.items())
+        kept = kept and all(str(row.get(one)) == str(row.get(other)) for one, other in self.same.items())
         return kept and not any(_wanted(row.get(column), wanted) for column, wanted in self.unless.items())
 
     def path_tables(self) -> set[str]:

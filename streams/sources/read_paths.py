@@ -302,21 +302,37 @@ class PathReader:
             key = event.key.get(document.key, event.row.get(document.key))
             if key is None:
                 raise MappingError(f"{event.source}.{event.table} change has no key column {document.key!r}")
+            own_id = document.document_id(self.mapping.source, key)
+            own: list[Outcome]
             if event.op is Op.DELETE:
-                return [_deleted(document, self.mapping.source, key, event)]
-            # The root's own row changed: every part may follow it (page_latest moved to a new revision).
-            return self.read_documents(document, [key]).get(document.document_id(self.mapping.source, key), [])
+                own = [_deleted(document, self.mapping.source, key, event)]
+            else:  # the root's own row changed: every part may follow it (page_latest moved to a new revision)
+                own = self.read_documents(document, [key]).get(own_id, [])
+            # The root's table may be a hop of its own parts too (RT: a ticket merged into another brings
+            # its messages to that one): the other documents it reaches are read as for any hop.
+            return own + self._for_hops(document, event, read=key)
+        return self._for_hops(document, event)
+
+    def _for_hops(self, document: DocumentMapping, event: ChangeEvent, read: Any = None) -> list[Outcome]:
+        """The parts of `document` that the changed row is a hop of, read again; not those of the
+        document whose root key is `read` (read whole already)."""
         outcomes: list[Outcome] = []
         parts: list[PartMapping | None] = [None, *document.parts]
         for part in parts:
             hops = document.path if part is None else part.path
             for at, hop in enumerate(hops):
                 if hop.table == event.table:  # a path may read the table twice (under `as` names)
-                    outcomes.extend(self._for_hop(document, part, hops, at, event))
+                    outcomes.extend(self._for_hop(document, part, hops, at, event, read))
         return outcomes
 
     def _for_hop(
-        self, document: DocumentMapping, part: PartMapping | None, hops: tuple[Hop, ...], at: int, event: ChangeEvent
+        self,
+        document: DocumentMapping,
+        part: PartMapping | None,
+        hops: tuple[Hop, ...],
+        at: int,
+        event: ChangeEvent,
+        read: Any = None,
     ) -> list[Outcome]:
         chain = _Chain(self.dialect, document, hops)
         hop = hops[at]
@@ -343,6 +359,8 @@ class PathReader:
                 was = self._keys(*chain.walk_back_deleted_sql(at, _value(joined, keep_bytes=False)))
                 roots = sorted({*roots, *was}, key=lambda k: (isinstance(k, str), k))
             restrict = dict(event.key) if part is not None and part.mode == "each" else None
+        if read is not None:
+            roots = [root for root in roots if str(root) != str(read)]
         if not roots:
             return []
         if part is None:

@@ -233,6 +233,10 @@ class RtApi(_Session):
         """Make `cc` (e-mail addresses) the ticket's Cc: REST 2 adds and removes role members to match."""
         self._call("PUT", f"/ticket/{ticket}", {"Cc": list(cc)})
 
+    def merge(self, ticket: int, into: int) -> None:
+        """Merge `ticket` into `into`, as RT's Merge action does (REST 2: the MergeInto field of an update)."""
+        self._call("PUT", f"/ticket/{ticket}", {"MergeInto": into})
+
     def set_status(self, ticket: int, status: str) -> None:
         self._call("PUT", f"/ticket/{ticket}", {"Status": status})
 

@@ -158,3 +158,41 @@ def test_a_ticket_deleted_in_rt_leaves_the_index_and_comes_back_with_its_reply_w
         )
         assert back, f"{document_id} did not come back whole when reopened: {document_texts(document_id)[:200]}"
         assert document_id in hybrid_found(reply_word, groups=[f"queue:{QUEUE}"])
+
+
+@_named("request-tracker")
+def test_a_ticket_merged_into_another_in_rt_leaves_the_index_and_its_messages_join_the_other(
+    worker: Settings,  # noqa: F811
+) -> None:
+    """RT merges a duplicate into the first report: the duplicate is no document any more, and the first
+    ticket is found by the duplicate's reply, with the duplicate's requestor among its requestors (RT
+    moves them over) (connectors/rt.mapping.yaml, same)."""
+    rt = RequestTracker(worker)
+    credentials = rt.credentials()
+    suffix = uuid.uuid4().hex[:8]
+    first_word, duplicate_word = f"zqfirst{suffix}", f"zqdup{suffix}"
+    requestor = f"erin{suffix}@example.com"
+    es = es_client()
+    with RtApi(rt.rest2_url, credentials["admin_user"], credentials["admin_password"]) as admin:
+        first = admin.create_ticket(
+            QUEUE, f"VPN drops {suffix}", f"The VPN drops: {first_word}.", [f"fay{suffix}@example.com"]
+        )
+        duplicate = admin.create_ticket(QUEUE, f"VPN again {suffix}", "The VPN dropped again.", [requestor])
+        admin.correspond(duplicate, f"Reset the tunnel: {duplicate_word}.")
+        first_id, duplicate_id = f"rt/ticket/{first}", f"rt/ticket/{duplicate}"
+        assert wait_until(lambda: duplicate_id in found_documents(es, duplicate_word), timeout=WAIT_S), "never indexed"
+        assert wait_until(lambda: first_id in found_documents(es, first_word), timeout=WAIT_S), "never indexed"
+
+        admin.merge(duplicate, first)
+    moved = wait_until(lambda: found_documents(es, duplicate_word) == {first_id}, timeout=WAIT_S)
+    assert moved, f"after the merge {duplicate_word} is found in {found_documents(es, duplicate_word)}"
+    assert not document_texts(duplicate_id)
+    assert (state_record(es, duplicate_id) or {}).get("root", {}).get("deleted"), state_record(es, duplicate_id)
+    assert first_id in hybrid_found(duplicate_word, groups=[f"queue:{QUEUE}"])
+    assert wait_until(
+        lambda: (
+            f"email:{requestor}"
+            in ((state_record(es, first_id) or {}).get("parts", {}).get("requestors", {}).get("subjects") or [])
+        ),
+        timeout=60,
+    ), state_record(es, first_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import quopri
 import sqlite3
@@ -48,7 +49,11 @@ INSERT INTO actor VALUES (1, 1, X'416c696365'), (2, 2, X'426f62');
 """
 
 RT_TABLES = """
-CREATE TABLE tickets (id INTEGER PRIMARY KEY, subject TEXT, status TEXT, type TEXT, created INTEGER, queue INTEGER);
+CREATE TABLE tickets (id INTEGER PRIMARY KEY, subject TEXT, status TEXT, type TEXT, created INTEGER, queue INTEGER,
+                      effectiveid INTEGER);
+-- RT sets a new ticket's effectiveid to its own id (another ticket's once it is merged into that one).
+CREATE TRIGGER effective AFTER INSERT ON tickets WHEN NEW.effectiveid IS NULL
+BEGIN UPDATE tickets SET effectiveid = NEW.id WHERE id = NEW.id; END;
 CREATE TABLE queues (id INTEGER PRIMARY KEY, name TEXT);
 CREATE TABLE transactions (id INTEGER PRIMARY KEY, objecttype TEXT, objectid INTEGER, type TEXT);
 CREATE TABLE attachments (id INTEGER PRIMARY KEY, transactionid INTEGER, parent INTEGER, contenttype TEXT,
@@ -68,6 +73,10 @@ INSERT INTO acl VALUES (1, 'Group', 15, 'SuperUser', 'RT::System', 1), (2, 'Grou
 INSERT INTO users (id, name, emailaddress) VALUES (10, 'ann', 'ann@example.com'), (11, 'agent', 'agent@streams.local'),
                          (12, 'carol', 'carol@example.com');
 """
+
+
+# A ticket row as RT inserts it (the trigger above sets its effectiveid).
+INSERT_TICKET = "INSERT INTO tickets (id, subject, status, type, created, queue) VALUES "
 
 
 class Database:
@@ -270,7 +279,10 @@ def test_a_deleted_page_deletes_its_document_without_reading(mappings: Mappings)
 
 
 def rt_ticket(db: Database, ticket: int = 7) -> None:
-    db.run("INSERT INTO tickets VALUES (?, 'Replication lag', 'open', 'ticket', 0, 1)", ticket)
+    db.run(
+        INSERT_TICKET + "(?, 'Replication lag', 'open', 'ticket', 0, 1)",
+        ticket,
+    )
     db.run("INSERT INTO transactions VALUES (70, 'RT::Ticket', ?, 'Create')", ticket)
     db.run("INSERT INTO transactions VALUES (71, 'RT::Ticket', ?, 'Correspond')", ticket)
     db.run("INSERT INTO transactions VALUES (72, 'RT::Ticket', ?, 'Comment')", ticket)
@@ -379,12 +391,56 @@ def test_a_ticket_deleted_in_rt_leaves_the_index_and_comes_back_whole_when_reope
     assert set(p for _, p in reopened) == whole and not reopened[("rt/ticket/7", "root")].deleted
 
 
+def merge_ticket(db: Database, ticket: int = 8, into: int = 7) -> ChangeEvent:
+    """Ticket `ticket` (with a message of its own) merged into `into` as RT merges: its effectiveid set
+    to the other's id. The update's event, with both images (RT's tables have REPLICA IDENTITY FULL)."""
+    db.run(
+        INSERT_TICKET + "(?, 'Lag again', 'new', 'ticket', 0, 1)",
+        ticket,
+    )
+    db.run("INSERT INTO transactions VALUES (80, 'RT::Ticket', ?, 'Create')", ticket)
+    db.run("INSERT INTO attachments VALUES (800, 80, 0, 'text/plain', 'none', 'The standby is behind again.')")
+    before = db('SELECT * FROM "tickets" WHERE id = %s', [ticket])[0]
+    db.run("UPDATE tickets SET effectiveid = ? WHERE id = ?", into, ticket)
+    after = db('SELECT * FROM "tickets" WHERE id = %s', [ticket])[0]
+    return dataclasses.replace(event("rt", "tickets", {"id": ticket}, after, op=Op.UPDATE), before=before)
+
+
+@pytest.mark.parametrize("rule", ["shipped", "taken out"])
+def test_a_ticket_merged_into_another_becomes_part_of_it(mappings: Mappings, rule: str) -> None:
+    """RT merges ticket 8 into 7: 8 is no document of its own any more, and its message is read as a part
+    of 7, as RT shows it there. Without the mapping's `same` rule 8 would stay a document."""
+    rt = next(m for m in mappings.sources if m.source == "rt")
+    used = mappings
+    if rule == "taken out":
+        ticket = rt.documents[0].model_copy(update={"same": {}})
+        used = Mappings((rt.model_copy(update={"documents": (ticket, *rt.documents[1:])}),))
+    db = Database(RT_TABLES)
+    rt_ticket(db)
+    merged = merge_ticket(db)
+    found = parts(reader(used, "rt", db).triggered(merged))
+    if rule == "taken out":
+        assert not found[("rt/ticket/8", "root")].deleted
+        return
+    assert found[("rt/ticket/8", "root")].deleted
+    assert found[("rt/ticket/7", "attachments/800")].text == "The standby is behind again."
+    assert {document_id for document_id, _ in found} == {"rt/ticket/7", "rt/ticket/8"}
+    # Read whole, ticket 7 has both tickets' messages; 8 is read as no document.
+    whole = parts(reader(used, "rt", db).triggered(event("rt", "tickets", {"id": 7})))
+    assert {"attachments/700", "attachments/711", "attachments/800"} <= {p for d, p in whole if d == "rt/ticket/7"}
+    assert parts(reader(used, "rt", db).triggered(event("rt", "tickets", {"id": 8})))[("rt/ticket/8", "root")].deleted
+    # A later reply stored on the merged ticket's transaction is read into 7 too.
+    db.run("INSERT INTO attachments VALUES (801, 80, 0, 'text/plain', 'none', 'Still behind.')")
+    later = parts(reader(used, "rt", db).triggered(event("rt", "attachments", {"id": 801})))
+    assert list(later) == [("rt/ticket/7", "attachments/801")]
+
+
 def test_verify_expects_a_deleted_ticket_out_of_the_index(mappings: Mappings) -> None:
     from streams.verify import path_pages
 
     db = Database(RT_TABLES)
     rt_ticket(db)
-    db.run("INSERT INTO tickets VALUES (8, 'Duplicate of 7', 'deleted', 'ticket', 0, 1)")
+    db.run(INSERT_TICKET + "(8, 'Duplicate of 7', 'deleted', 'ticket', 0, 1)")
     document = next(m for m in mappings.sources if m.source == "rt").documents[0]
     (page,) = list(path_pages(Rows(db), mappings, "rt", document))
     assert page["rt/ticket/8"] is None and page["rt/ticket/7"] is not None
@@ -473,7 +529,7 @@ def test_a_ticket_is_seen_by_the_groups_holding_show_ticket_on_its_queue_or_the_
 def test_a_right_granted_on_a_queue_rereads_only_that_queues_tickets(mappings: Mappings) -> None:
     db = Database(RT_TABLES)
     rt_ticket(db)
-    db.run("INSERT INTO tickets VALUES (8, 'Invoice', 'open', 'ticket', 0, 2)")
+    db.run(INSERT_TICKET + "(8, 'Invoice', 'open', 'ticket', 0, 2)")
     db.run("INSERT INTO groups VALUES (30, 'UserDefined', 'Payroll', 0)")
     db.run("INSERT INTO acl VALUES (10, 'Group', 30, 'ShowTicket', 'RT::Queue', 2)")
     row = db('SELECT * FROM "acl" WHERE id = 10', [])[0]
@@ -491,7 +547,10 @@ def test_a_right_granted_on_the_system_rereads_every_ticket_in_batches(
     db = Database(RT_TABLES)
     rt_ticket(db)
     for ticket in (8, 9, 10, 11):  # in Billing, whose queue grants no one anything: they join no queue right
-        db.run("INSERT INTO tickets VALUES (?, 'Invoice', 'open', 'ticket', 0, 2)", ticket)
+        db.run(
+            INSERT_TICKET + "(?, 'Invoice', 'open', 'ticket', 0, 2)",
+            ticket,
+        )
     db.run("INSERT INTO groups VALUES (31, 'UserDefined', 'Auditors', 0)")
     db.run("INSERT INTO acl VALUES (11, 'Group', 31, 'ShowTicket', 'RT::System', 1)")
     row = db('SELECT * FROM "acl" WHERE id = 11', [])[0]
@@ -520,7 +579,7 @@ def test_a_revoked_right_rereads_the_tickets_it_let_the_group_see(
 ) -> None:
     db = Database(RT_TABLES)
     rt_ticket(db)
-    db.run("INSERT INTO tickets VALUES (8, 'Invoice', 'open', 'ticket', 0, 2)")
+    db.run(INSERT_TICKET + "(8, 'Invoice', 'open', 'ticket', 0, 2)")
     db.run("INSERT INTO groups VALUES (30, 'UserDefined', 'Payroll', 0)")
     acl, objecttype, objectid = grant
     db.run("INSERT INTO acl VALUES (?, 'Group', 30, 'ShowTicket', ?, ?)", acl, objecttype, objectid)
@@ -585,7 +644,7 @@ def test_where_and_unless_need_a_document_read_through_paths() -> None:
     from streams.errors import MappingError
 
     raw = {"source": "s", "documents": [{"table": "a", "kind": "a", "key": "id", "unless": {"status": "deleted"}}]}
-    with pytest.raises(MappingError, match="where and unless need a document read through paths"):
+    with pytest.raises(MappingError, match="where, unless and same need a document read through paths"):
         parse_source_mapping(raw)
 
 

@@ -310,10 +310,14 @@ def two_lanes(mappings: Mappings, **burst: Any) -> tuple[ChangeRouter, Recorder,
     )
 
 
+def keyed(message: RawMessage, row_id: int) -> RawMessage:
+    """The message keyed by `row_id` as Debezium keys a row (the document's id comes from the key)."""
+    return dataclasses.replace(message, key=json.dumps({"id": row_id}).encode())
+
+
 def new_ticket(ticket_id: int, offset: int) -> RawMessage:
-    """A ticket row inserted, keyed by its id as Debezium keys it (the document's id comes from the key)."""
-    message = raw("tickets.public.tickets/create", offset=offset, id=ticket_id)
-    return dataclasses.replace(message, key=json.dumps({"id": ticket_id}).encode())
+    """A ticket row inserted, keyed by its id."""
+    return keyed(raw("tickets.public.tickets/create", offset=offset, id=ticket_id), ticket_id)
 
 
 def test_during_an_import_of_new_documents_an_edit_of_an_existing_one_stays_live(mappings: Mappings) -> None:
@@ -344,8 +348,10 @@ def test_an_imports_child_rows_read_before_their_documents_do_not_make_it_a_bulk
 def test_a_bulk_update_of_existing_documents_goes_to_the_backfill_lane_whole(mappings: Mappings) -> None:
     # Updates alone burst: nothing tells a person's edit from the migration's, so all go to backfill.
     router, live, backfill = two_lanes(mappings, burst_events=4)
-    updates = [raw("tickets.public.tickets/update", offset=n, id=n) for n in range(4)]
-    asyncio.run(router.route([*updates, raw("tickets.public.tickets/create", offset=8, id=50)]))
+    start = 1_800_000_000.0
+    updates = [keyed(raw("tickets.public.tickets/update", offset=n, id=n), n) for n in range(4)]
+    created = new_ticket(50, offset=8)
+    asyncio.run(router.route([committed_at(message, start) for message in (*updates, created)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (0, 5)
 
 
@@ -470,26 +476,48 @@ def test_a_row_inserted_into_a_document_of_the_burst_follows_it_after_the_burst(
     assert len(backfill.forwarded) == 5
 
 
-@pytest.mark.parametrize(("hold_s", "second_transaction_lane"), [(5.0, "backfill"), (0.0, "live")])
-def test_a_source_stays_bursting_through_the_pause_between_an_imports_transactions(
-    mappings: Mappings, hold_s: float, second_transaction_lane: str
+def in_transaction(message: RawMessage, transaction: int) -> RawMessage:
+    """The message as if its source had committed it in transaction `transaction`."""
+    value = json.loads(message.value or b"{}")
+    value["source"]["txId"] = transaction
+    value["transaction"] = {"id": f"{transaction}:0", "total_order": 1, "data_collection_order": 1}
+    return dataclasses.replace(message, value=json.dumps(value).encode())
+
+
+@pytest.mark.parametrize(("hold_s", "second_lane"), [(5.0, "backfill"), (0.0, "live")])
+def test_a_source_stays_bursting_through_a_pause_in_an_import_through_an_api(
+    mappings: Mappings, hold_s: float, second_lane: str
 ) -> None:
-    """The import's second transaction commits 2 s after its first, and the router reads its first two
-    tickets before the rest: with the hold they are the burst's; without it they would go live."""
+    """An import through an application's API commits a transaction per ticket, and pauses: the tickets
+    it creates 2 s after its first burst are the burst's with the hold; without it they would go live."""
     router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0, burst_hold_s=hold_s)
     start = 1_800_000_000.0
-    asyncio.run(router.route([committed_at(new_ticket(100 + n, offset=n), start) for n in range(4)]))
-    asyncio.run(router.route([committed_at(new_ticket(200 + n, offset=10 + n), start + 2.0) for n in range(2)]))
+
+    def ticket(n: int, at: float) -> RawMessage:
+        return in_transaction(committed_at(new_ticket(n, offset=n), at), 5000 + n)
+
+    asyncio.run(router.route([ticket(100 + n, start + 0.1 * n) for n in range(4)]))
+    asyncio.run(router.route([ticket(200 + n, start + 2.0 + 0.1 * n) for n in range(2)]))
     lanes = {"live": live, "backfill": backfill}
-    assert sorted(
-        key for key, _ in lanes[second_transaction_lane].forwarded if key.startswith(b"tickets/ticket/2")
-    ) == [
-        b"tickets/ticket/200",
-        b"tickets/ticket/201",
-    ]
+    second = sorted(key for key, _ in lanes[second_lane].forwarded if key.startswith(b"tickets/ticket/2"))
+    assert second == [b"tickets/ticket/200", b"tickets/ticket/201"]
     # Well after the hold, a new ticket is a person's again.
-    asyncio.run(router.route([committed_at(new_ticket(300, offset=20), start + 20.0)]))
+    asyncio.run(router.route([ticket(300, start + 20.0)]))
     assert [key for key, _ in live.forwarded][-1] == b"tickets/ticket/300"
+
+
+def test_a_new_document_in_a_transaction_of_its_own_during_an_import_in_large_ones_stays_live(
+    mappings: Mappings,
+) -> None:
+    """An import commits its tickets a batch per transaction; a person creates a ticket in the same second,
+    in a transaction of their own. Only the import's tickets go to the backfill lane."""
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0, burst_hold_s=5.0)
+    start = 1_800_000_000.0
+    imported = [in_transaction(committed_at(new_ticket(100 + n, offset=n), start), 9000) for n in range(6)]
+    person = in_transaction(committed_at(new_ticket(7, offset=20), start + 0.5), 9001)
+    asyncio.run(router.route([*imported[:3], person, *imported[3:]]))
+    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7"]
+    assert len(backfill.forwarded) == 6
 
 
 def test_an_imports_rows_read_after_a_later_live_edit_are_still_the_bursts(mappings: Mappings) -> None:
