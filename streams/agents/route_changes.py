@@ -272,6 +272,30 @@ class BurstDetector:
         before = bisect.bisect_right(bursts, (committed, math.inf)) - 1  # the last burst begun by then
         return before >= 0 and committed <= bursts[before][1] + self.hold_s
 
+    def uncount(self, source: str, changes: Iterable[tuple[float, int]]) -> None:
+        """Take back `changes` (commit time, bytes) counted before, and find the source's bursts again
+        among the changes left (exactly: every window that begins at one of them)."""
+        kept = self._changes.get(source)
+        if not kept:
+            return
+        for change in changes:
+            at = bisect.bisect_left(kept, change)
+            if at < len(kept) and kept[at] == change:
+                del kept[at]
+        bursts: list[tuple[float, float]] = []
+        end = 0
+        for begin, (first, _) in enumerate(kept):
+            end = max(end, begin)
+            while end + 1 < len(kept) and kept[end + 1][0] <= first + self.window_s:
+                end += 1
+            if self._is_burst(kept[begin : end + 1]):
+                last = kept[end][0]
+                if bursts and bursts[-1][1] >= first:
+                    bursts[-1] = (bursts[-1][0], max(bursts[-1][1], last))
+                else:
+                    bursts.append((first, last))
+        self._bursts[source] = bursts
+
     def _window(self, source: str, first: float, last: float) -> list[tuple[float, int]]:
         changes = self._changes[source]
         return changes[bisect.bisect_left(changes, (first, -1)) : bisect.bisect_right(changes, (last, math.inf))]
@@ -343,6 +367,11 @@ class ChangeRouter:
         # commits in large ones, stays live. Rows seen per (source, transaction):
         self.small_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes, hold_s=burst_hold_s)
         self.transaction_rows: LRUCache[tuple[str, str], int] = LRUCache(maxsize=TRANSACTIONS_KEPT)
+        # The changes of each transaction counted as a small one's so far: the router may read the first
+        # rows of a large transaction at the end of a batch, and takes them back from `small_burst` once
+        # the transaction has grown large (else an import's transactions, each cut at a batch's end,
+        # would make its small transactions seem to burst, and a person's new document go to backfill).
+        self.counted_small: LRUCache[tuple[str, str], list[tuple[float, int]]] = LRUCache(maxsize=TRANSACTIONS_KEPT)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
 
@@ -400,7 +429,17 @@ class ChangeRouter:
             return self.transaction_rows.get((source, transactions.get(position, "")), 0) >= self.burst.events > 0
 
         self.burst.count(change for _, change, _ in counted)
-        self.small_burst.count(change for position, change, _ in counted if not large(position, change[0]))
+        small = []
+        for position, change, _ in counted:
+            source, committed, size = change
+            key = (source, transactions.get(position, ""))
+            if large(position, source):
+                if earlier := self.counted_small.pop(key, None):  # grown large: its first rows were not small
+                    self.small_burst.uncount(source, earlier)
+            else:
+                small.append(change)
+                self.counted_small.setdefault(key, []).append((committed, size))
+        self.small_burst.count(small)
         for position, (source, committed, _), outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
             if position in inserts and part is not None and part.role == "root":

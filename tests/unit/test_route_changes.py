@@ -551,3 +551,34 @@ def test_a_burst_is_found_among_rows_read_out_of_commit_order() -> None:
     assert not detector.at("wiki", start + 3.0)
     assert not detector.at("wiki", start - 0.5)  # before the burst: a person's
     assert not detector.at("tickets", start)
+
+
+def test_the_first_rows_of_large_transactions_read_at_a_batchs_end_do_not_make_a_burst_of_small_ones(
+    mappings: Mappings,
+) -> None:
+    """An import commits three large transactions, and the router reads the first three rows of each at
+    the end of a batch: once a transaction has grown large, its first rows no longer count as small
+    transactions' rows, so the person's ticket committed among them stays live."""
+    router, live, backfill = two_lanes(mappings, burst_events=4, burst_window_s=1.0, burst_hold_s=5.0)
+    start = 1_800_000_000.0
+    imports = [
+        [
+            in_transaction(committed_at(new_ticket(100 * t + n, offset=10 * t + n), start + 0.2 * t), 7000 + t)
+            for n in range(6)
+        ]
+        for t in (1, 2, 3)
+    ]
+    person = in_transaction(committed_at(new_ticket(7, offset=99), start + 0.7), 7999)
+    batches = [
+        imports[0][:3],
+        imports[0][3:] + imports[1][:3],
+        imports[1][3:] + imports[2][:3],
+        [*imports[2][3:], person],
+    ]
+    for batch in batches:
+        asyncio.run(router.route(batch))
+    assert b"tickets/ticket/7" in [key for key, _ in live.forwarded]
+    # The rows of each transaction read once it was known to be large went to the backfill lane.
+    assert {key for key, _ in backfill.forwarded} >= {
+        f"tickets/ticket/{100 * t + n}".encode() for t in (1, 2, 3) for n in range(3, 6)
+    }
