@@ -403,13 +403,13 @@ class ChangeRouter:
 
     def judge_bursts(
         self, decoded: Sequence[tuple[RawMessage, Decoded]], inserts: set[int], transactions: Mapping[int, str]
-    ) -> None:
+    ) -> set[int]:
         """Count the batch's changes into the burst detectors: all of them into `burst` (all of a
         source's tables together), those of small transactions into `small_burst`, and its updates and
         deletes of rows of documents not just created into `update_burst` (a bulk update). Each
         document whose root row the batch inserts is noted in `created`, as the burst's when the row
         came in a large transaction, or when its commit time lies in a burst of its source's small
-        transactions.
+        transactions. The positions of the changes that came in large transactions.
 
         An inserted row never counts as an update: an import's child rows may be read before their
         document's root row (they come on other topics), and a person's edit of an existing document
@@ -454,6 +454,7 @@ class ChangeRouter:
                 updates.append(change)
         self.update_burst.count(updates)
         self._log_bursts(counted)
+        return {position for position, (source, _, _), _ in counted if large(position, source)}
 
     def _log_bursts(self, counted: Sequence[tuple[int, tuple[str, float, int], object]]) -> None:
         """A line when a source starts or stops bursting, judged by the newest commit of the batch's
@@ -475,11 +476,19 @@ class ChangeRouter:
         self._bulk = ((was_bursting - seen) | bursting, (was_updating - seen) | updating)
 
     def _forward_change(
-        self, change: PartChange, message: RawMessage, committed: datetime, *, inserted: bool = False
+        self,
+        change: PartChange,
+        message: RawMessage,
+        committed: datetime,
+        *,
+        inserted: bool = False,
+        large_transaction: bool = False,
     ) -> Forward:
-        """The lane of one change, judged by its own commit time: a snapshot read, a change committed
-        during a bulk update of its source, or a change to a document the burst created goes to the
-        backfill lane. A row inserted into a document the burst created goes where its root went, even
+        """The lane of one change, judged by its own commit time: a snapshot read, a change that came in
+        a large source transaction (an import's or a migration's batch, whichever document it is of: an
+        import's revisions or comments may be read before their documents), a change committed during a
+        bulk update of its source, or a change to a document the burst created goes to the backfill
+        lane. A row inserted into a document the burst created goes where its root went, even
         when it was committed after the burst: an import's revisions or comments come on other topics,
         often well after their documents' root rows (a topic of large rows is read a few at a time),
         and each is most of its document's text."""
@@ -487,21 +496,21 @@ class ChangeRouter:
             return self.forward
         source, at = source_of(message.topic), committed.timestamp()
         of_the_burst = bool(self.created.get(change.document_id)) and (inserted or self.burst.at(source, at))
-        if change.snapshot or self.update_burst.at(source, at) or of_the_burst:
+        if change.snapshot or large_transaction or self.update_burst.at(source, at) or of_the_burst:
             return self.forward_backfill
         return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
         decoded, inserts, transactions = self._decode_all(messages)
-        self.judge_bursts(decoded, inserts, transactions)
+        large = self.judge_bursts(decoded, inserts, transactions)
         for position, (message, outcome) in enumerate(decoded):
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)
                 continue
             if isinstance(outcome, ChangeEvent):
                 try:
-                    pending.extend(await self._read_through_paths(message, outcome))
+                    pending.extend(await self._read_through_paths(message, outcome, position in large))
                 except StreamsError as exc:
                     await self._dead_letter(message, exc)
                 continue
@@ -516,7 +525,13 @@ class ChangeRouter:
                     pending.append(await self.forward(key, value, partition))
                 continue
             # Sent in order, awaited together: the producer keeps a partition's records in send order.
-            forward = self._forward_change(routed.change, message, routed.commit_ts, inserted=position in inserts)
+            forward = self._forward_change(
+                routed.change,
+                message,
+                routed.commit_ts,
+                inserted=position in inserts,
+                large_transaction=position in large,
+            )
             pending.append(await forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)
@@ -525,7 +540,9 @@ class ChangeRouter:
         log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
         await self.send_dead_letter(message.origin, dead_letter_record(message.origin, message.key, message.value, exc))
 
-    async def _read_through_paths(self, message: RawMessage, event: ChangeEvent) -> list[Awaitable[object]]:
+    async def _read_through_paths(
+        self, message: RawMessage, event: ChangeEvent, large_transaction: bool = False
+    ) -> list[Awaitable[object]]:
         """A trigger: the parts it affects, read from the source, each forwarded as a routed change; a
         part that cannot be read is a dead letter of its own, and the others go on."""
         assert self.paths is not None
@@ -539,6 +556,6 @@ class ChangeRouter:
                 continue
             routed = RoutedChange(message, event.source, event.commit_ts, outcome)
             value = encode_routed(routed, self.registry_url)
-            forward = self._forward_change(outcome, message, event.commit_ts)
+            forward = self._forward_change(outcome, message, event.commit_ts, large_transaction=large_transaction)
             pending.append(await forward(outcome.document_id.encode(), value, None))
         return pending

@@ -338,7 +338,7 @@ def test_an_imports_child_rows_read_before_their_documents_do_not_make_it_a_bulk
     inserted rows never count as updates, so a person's comment on an existing ticket stays live."""
     router, live, backfill = two_lanes(mappings, burst_events=4)
     comments = [raw("tickets.public.ticket_comments/create", offset=n, id=900 + n, ticket_id=100 + n) for n in range(4)]
-    edit = raw("tickets.public.ticket_comments/create", offset=8, id=990, ticket_id=7)
+    edit = in_transaction(raw("tickets.public.ticket_comments/create", offset=8, id=990, ticket_id=7), 990)
     asyncio.run(router.route([*comments, edit]))
     asyncio.run(router.route([new_ticket(100 + n, offset=10 + n) for n in range(4)]))
     assert b"tickets/ticket/7" in [key for key, _ in live.forwarded]
@@ -408,7 +408,8 @@ def test_a_burst_cut_into_small_batches_still_goes_to_the_backfill_lane(mappings
         asyncio.run(router.route([committed_at(m, start + 0.3 * batch + 0.1 * n) for n, m in enumerate(messages)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (2, 4)
     # Committed later than the window after them: the next edit is live again.
-    asyncio.run(router.route([committed_at(raw("tickets.public.tickets/update", offset=9), start + 5.0)]))
+    edit = in_transaction(raw("tickets.public.tickets/update", offset=9), 990)
+    asyncio.run(router.route([committed_at(edit, start + 5.0)]))
     assert (len(live.forwarded), len(backfill.forwarded)) == (3, 4)
 
 
@@ -582,3 +583,19 @@ def test_the_first_rows_of_large_transactions_read_at_a_batchs_end_do_not_make_a
     assert {key for key, _ in backfill.forwarded} >= {
         f"tickets/ticket/{100 * t + n}".encode() for t in (1, 2, 3) for n in range(3, 6)
     }
+
+
+def test_an_imports_child_rows_in_a_large_transaction_go_to_the_backfill_lane_before_their_documents(
+    mappings: Mappings,
+) -> None:
+    """The import's comments come on their own topic and are read before their new tickets: in a large
+    transaction they are bulk work whatever document they are of. A person's comment stays live."""
+    router, live, backfill = two_lanes(mappings, burst_events=4)
+    comments = [
+        in_transaction(raw("tickets.public.ticket_comments/create", offset=n, id=900 + n, ticket_id=100 + n), 8000)
+        for n in range(4)
+    ]
+    edit = in_transaction(raw("tickets.public.ticket_comments/create", offset=8, id=990, ticket_id=7), 8001)
+    asyncio.run(router.route([*comments, edit]))
+    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7"]
+    assert len(backfill.forwarded) == 4
