@@ -65,8 +65,8 @@ class ChangeEvent:
     commit_ts: datetime  # timezone-aware source commit time
     origin: Origin | None = None
     snapshot: bool = False
-    # The source transaction that committed it (Debezium's transaction metadata, else PostgreSQL's txId
-    # or MariaDB's GTID); None when the event names none.
+    # The source transaction that committed it (PostgreSQL's txId, MariaDB's GTID, else Debezium's
+    # transaction metadata id); None when the event names none.
     transaction: str | None = None
 
     @property

@@ -128,10 +128,12 @@ def _change_event(
 
 
 def _transaction(envelope: Mapping[str, Any], source: Mapping[str, Any]) -> str | None:
-    """The id of the source transaction that committed the event, where the event names one."""
+    """The id of the source transaction that committed the event, where the event names one:
+    PostgreSQL's txId and MariaDB's GTID first, as Debezium's transaction metadata id for PostgreSQL
+    (`txId:LSN`) changes within one large transaction (seen: every 20 rows or so of a COPY)."""
     metadata = envelope.get("transaction")
     found = metadata.get("id") if isinstance(metadata, dict) else None
-    for candidate in (found, source.get("txId"), source.get("gtid")):
+    for candidate in (source.get("txId"), source.get("gtid"), found):
         if candidate is not None and candidate != "":
             return str(candidate)
     return None

@@ -225,3 +225,17 @@ def test_a_postgres_incremental_snapshot_read_takes_its_version_from_the_sequenc
     envelope["source"].update(snapshot="false", sequence='["1","2"]')
     with pytest.raises(DecodeError, match=r"source\.lsn"):
         decode_change_event(fixture["topic"], encode(fixture["key"]), encode(value))
+
+
+def test_an_event_names_its_source_transaction_by_postgresqls_txid_or_mariadbs_gtid() -> None:
+    """Debezium's transaction metadata id for PostgreSQL (`txId:LSN`) changes within one large
+    transaction, so the router counts a transaction's rows by the txId (MariaDB: the GTID)."""
+    fixture = load(CAPTURED / "crm.public.notes" / "create.json")
+    value = fixture["value"]
+    value["transaction"] = {"id": f"{value['source']['txId']}:123456", "total_order": 3}
+    event = decode_change_event(fixture["topic"], encode(fixture["key"]), encode(value), 1, 99)
+    assert event is not None and event.transaction == str(value["source"]["txId"])
+    value["source"].pop("txId")
+    value["source"]["gtid"] = "0-1-102"
+    event = decode_change_event(fixture["topic"], encode(fixture["key"]), encode(value), 1, 99)
+    assert event is not None and event.transaction == "0-1-102"

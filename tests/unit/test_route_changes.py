@@ -481,7 +481,7 @@ def in_transaction(message: RawMessage, transaction: int) -> RawMessage:
     """The message as if its source had committed it in transaction `transaction`."""
     value = json.loads(message.value or b"{}")
     value["source"]["txId"] = transaction
-    value["transaction"] = {"id": f"{transaction}:0", "total_order": 1, "data_collection_order": 1}
+    value["transaction"] = {"id": f"{transaction}:{value['source'].get('lsn', 0)}", "total_order": 1}
     return dataclasses.replace(message, value=json.dumps(value).encode())
 
 
