@@ -361,12 +361,13 @@ class ChangeRouter:
         # not wait behind it.
         self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         # A document is the burst's when its root row came in a large transaction (at least
-        # `burst_events` rows: an import's COPY batch, a migration), or when the small transactions of
-        # its source burst by themselves (an import through an application's API, a transaction per
-        # document). A person's new document, in a transaction of its own during an import that
-        # commits in large ones, stays live. Rows seen per (source, transaction):
+        # `burst_events` rows or `burst_bytes` bytes of them: an import's COPY batch, a migration), or
+        # when the small transactions of its source burst by themselves (an import through an
+        # application's API, a transaction per document). A person's new document, in a transaction of
+        # its own during an import that commits in large ones, stays live. Rows and bytes seen per
+        # (source, transaction):
         self.small_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes, hold_s=burst_hold_s)
-        self.transaction_rows: LRUCache[tuple[str, str], int] = LRUCache(maxsize=TRANSACTIONS_KEPT)
+        self.transaction_rows: LRUCache[tuple[str, str], tuple[int, int]] = LRUCache(maxsize=TRANSACTIONS_KEPT)
         # The changes of each transaction counted as a small one's so far: the router may read the first
         # rows of a large transaction at the end of a batch, and takes them back from `small_burst` once
         # the transaction has grown large (else an import's transactions, each cut at a batch's end,
@@ -421,12 +422,16 @@ class ChangeRouter:
             for position, (message, outcome) in enumerate(decoded)
             if isinstance(outcome, (RoutedChange, ChangeEvent))
         ]
-        for position, (source, _, _), _ in counted:
+        for position, (source, _, change_size), _ in counted:
             key = (source, transactions.get(position, ""))
-            self.transaction_rows[key] = self.transaction_rows.get(key, 0) + 1
+            rows, size = self.transaction_rows.get(key, (0, 0))
+            self.transaction_rows[key] = (rows + 1, size + change_size)
 
         def large(position: int, source: str) -> bool:
-            return self.transaction_rows.get((source, transactions.get(position, "")), 0) >= self.burst.events > 0
+            if self.burst.events <= 0:
+                return False
+            rows, size = self.transaction_rows.get((source, transactions.get(position, "")), (0, 0))
+            return rows >= self.burst.events or 0 < self.burst.size <= size
 
         self.burst.count(change for _, change, _ in counted)
         small = []
