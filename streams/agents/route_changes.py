@@ -500,7 +500,12 @@ class ChangeRouter:
         if self.forward_backfill is None:
             return self.forward
         source, at = source_of(message.topic), committed.timestamp()
-        of_the_burst = bool(self.created.get(change.document_id)) and (inserted or self.burst.at(source, at))
+        created = self.created.get(change.document_id)
+        if created is False and inserted and self.small_burst.at(source, at):
+            # A burst recognised only once the document's other rows came (a wiki's page rows are read
+            # ahead of their revisions, which carry the bytes): its rows from now on are the burst's.
+            self.created[change.document_id] = created = True
+        of_the_burst = bool(created) and (inserted or self.burst.at(source, at))
         if change.snapshot or large_transaction or self.update_burst.at(source, at) or of_the_burst:
             return self.forward_backfill
         return self.forward

@@ -614,3 +614,35 @@ def test_a_transaction_of_a_few_large_rows_is_a_large_one_by_its_bytes(mappings:
     asyncio.run(router.route([*comments, edit]))
     assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7"]
     assert len(backfill.forwarded) == 2
+
+
+def in_gtid(message: RawMessage, gtid: str) -> RawMessage:
+    """The message as if MariaDB had committed it in transaction `gtid`."""
+    value = json.loads(message.value or b"{}")
+    value["source"]["gtid"] = gtid
+    return dataclasses.replace(message, value=json.dumps(value).encode())
+
+
+def test_an_import_through_an_api_whose_page_rows_are_read_before_their_revisions_sends_the_revisions_to_backfill(
+    mappings: Mappings,
+) -> None:
+    """A wiki import a page per transaction: the router reads the small page rows first (no burst by
+    themselves), then the revisions, which carry the bytes. Once those make a burst, the revisions go to
+    the backfill lane though their pages went live."""
+    start = 1_800_000_000.0
+
+    def row(table: str, n: int, **after: Any) -> RawMessage:
+        message = raw(f"wiki.wiki.{table}/create", offset=n, **after)
+        key = {"page_id": 500 + n} if table == "page" else {"rev_id": 900 + n}
+        message = dataclasses.replace(message, key=json.dumps(key).encode())
+        return in_gtid(committed_at(message, start + 0.1 * n), f"0-1-{700 + n}")
+
+    pages = [row("page", n, page_id=500 + n) for n in range(3)]
+    text = "A long manual page. " * 200
+    revisions = [row("revision", n, rev_id=900 + n, rev_page=500 + n, rev_text=text) for n in range(3)]
+    size = sum(len(message.value or b"") for message in revisions[:2])
+    router, live, backfill = two_lanes(mappings, burst_events=100, burst_bytes=size, burst_hold_s=5.0)
+    asyncio.run(router.route(pages))
+    asyncio.run(router.route(revisions))
+    assert len(live.forwarded) == 3  # the pages, read while nothing burst
+    assert sorted(key for key, _ in backfill.forwarded) == [f"wiki/page/{500 + n}".encode() for n in range(3)]
