@@ -91,12 +91,18 @@ def register(app: faust.App, service: WorkerService) -> None:
                 for e in events
             ]
             # As below: a shutdown lets the batch finish, so that take_events never acknowledges it unrouted.
-            task = asyncio.ensure_future(router.route(messages))
+            # Routing is live work too: a live edit read behind an import's rows waits for them to be
+            # routed, so the backfill lane yields while a batch is routed (agents/lanes.py).
+            task = asyncio.ensure_future(_route_first(router, messages))
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
                 await task
                 raise
+
+    async def _route_first(router: ChangeRouter, messages: list[RawMessage]) -> None:
+        async with service.priority.live():
+            await router.route(messages)
 
     async def index(stream, processor: ChangeProcessor) -> None:  # type: ignore[no-untyped-def]
         # Only for records a router that did not decode wrote before an upgrade.

@@ -4,8 +4,9 @@ Bulk work (snapshot reads, an incremental snapshot such as `streams verify --rep
 changes from one table) is routed to its own topic and indexed by its own agent (index_changes.py),
 so a live change never queues behind it on a partition. Both lanes share one process, one CPU and
 one embedding thread, though, so the backfill lane also yields the CPU: it embeds in slices of a few
-texts and, before each slice (and before it plans a batch), waits until no live batch is in flight.
-A live batch therefore waits for at most one slice of backfill work.
+texts and, before each slice (and before it plans a batch), waits until no live batch is in flight,
+nor a batch the router is routing (a live edit read behind an import's rows waits for them to be
+routed). A live batch therefore waits for at most one slice of backfill work.
 
 Ordering across the lanes: every write is ordered by the change's version and guarded by the document's
 state record (optimistic concurrency), so an older backfill event that lands after a live edit of the

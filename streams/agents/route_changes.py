@@ -361,7 +361,7 @@ class ChangeRouter:
         # not wait behind it.
         self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         # A document is the burst's when its root row came in a large transaction (at least
-        # `burst_events` rows or `burst_bytes` bytes of them: an import's COPY batch, a migration), or
+        # `burst_events` rows: an import's COPY batch, a migration), or
         # when the small transactions of its source burst by themselves (an import through an
         # application's API, a transaction per document). A person's new document, in a transaction of
         # its own during an import that commits in large ones, stays live. Rows and bytes seen per
@@ -430,8 +430,9 @@ class ChangeRouter:
         def large(position: int, source: str) -> bool:
             if self.burst.events <= 0:
                 return False
-            rows, size = self.transaction_rows.get((source, transactions.get(position, "")), (0, 0))
-            return rows >= self.burst.events or 0 < self.burst.size <= size
+            # By its rows alone: one row can be large (a person's edit of a long wiki page).
+            rows, _ = self.transaction_rows.get((source, transactions.get(position, "")), (0, 0))
+            return rows >= self.burst.events
 
         self.burst.count(change for _, change, _ in counted)
         small = []
