@@ -373,6 +373,10 @@ class ChangeRouter:
         # the transaction has grown large (else an import's transactions, each cut at a batch's end,
         # would make its small transactions seem to burst, and a person's new document go to backfill).
         self.counted_small: LRUCache[tuple[str, str], list[tuple[float, int]]] = LRUCache(maxsize=TRANSACTIONS_KEPT)
+        # When the source's small transactions create documents (root rows inserted): a row inserted into
+        # a document not seen created yet, committed while they burst and create, is taken for the
+        # import's (a wiki's revision read before its page, which comes on another topic).
+        self.small_creations = BurstDetector(1, burst_window_s, hold_s=burst_window_s)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
 
@@ -446,10 +450,14 @@ class ChangeRouter:
                 small.append(change)
                 self.counted_small.setdefault(key, []).append((committed, size))
         self.small_burst.count(small)
-        for position, (source, committed, _), outcome in counted:
+        roots = []
+        for position, (source, committed, size), outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
             if position in inserts and part is not None and part.role == "root":
                 self.created[part.document_id] = large(position, source) or self.small_burst.at(source, committed)
+                if not large(position, source):
+                    roots.append((source, committed, size))
+        self.small_creations.count(roots)
         updates = []
         for position, change, outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
@@ -502,6 +510,8 @@ class ChangeRouter:
             return self.forward
         source, at = source_of(message.topic), committed.timestamp()
         created = self.created.get(change.document_id)
+        if created is None and inserted and self.small_burst.at(source, at) and self.small_creations.at(source, at):
+            return self.forward_backfill  # its root, read later, will say whether the document is the burst's
         if created is False and inserted and self.small_burst.at(source, at):
             # A burst recognised only once the document's other rows came (a wiki's page rows are read
             # ahead of their revisions, which carry the bytes): its rows from now on are the burst's.

@@ -640,3 +640,32 @@ def test_an_import_through_an_api_whose_page_rows_are_read_before_their_revision
     asyncio.run(router.route(revisions))
     assert len(live.forwarded) == 3  # the pages, read while nothing burst
     assert sorted(key for key, _ in backfill.forwarded) == [f"wiki/page/{500 + n}".encode() for n in range(3)]
+
+
+def test_an_api_imports_revisions_read_before_their_pages_go_to_the_backfill_lane(mappings: Mappings) -> None:
+    """A wiki import a page per transaction, read as it commits: some revisions arrive before their
+    pages (another topic). While the wiki's small transactions burst and create pages, such a revision
+    is the import's; a person's revision of an existing page when nothing is created stays live."""
+    start = 1_800_000_000.0
+    text = "A long manual page. " * 200
+
+    def row(table: str, n: int, at: float, **after: Any) -> RawMessage:
+        message = raw(f"wiki.wiki.{table}/create", offset=n, **after)
+        key = {"page_id": 500 + n} if table == "page" else {"rev_id": 900 + n}
+        message = dataclasses.replace(message, key=json.dumps(key).encode())
+        return in_gtid(committed_at(message, at), f"0-1-{700 + n}")
+
+    def revision(n: int, at: float) -> RawMessage:
+        return row("revision", n, at, rev_id=900 + n, rev_page=500 + n, rev_text=text)
+
+    size = len(revision(0, start).value or b"") * 2
+    router, live, backfill = two_lanes(mappings, burst_events=100, burst_bytes=size, burst_hold_s=5.0)
+    asyncio.run(router.route([row("page", n, start, page_id=500 + n) for n in range(3)]))  # quiet yet: live
+    asyncio.run(router.route([revision(n, start + 0.2) for n in range(3, 6)]))  # before their pages
+    asyncio.run(router.route([row("page", n, start + 0.2, page_id=500 + n) for n in range(3, 6)]))
+    assert sorted(key for key, _ in backfill.forwarded) == sorted(
+        [f"wiki/page/{500 + n}".encode() for n in range(3, 6)] * 2
+    )
+    # Later, large revisions of existing pages and no page created: a bulk edit is no import of pages.
+    asyncio.run(router.route([revision(n, start + 30.0) for n in range(6, 9)]))
+    assert len(live.forwarded) == 3 + 3
