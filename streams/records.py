@@ -68,6 +68,8 @@ class ChangeEvent:
     # The source transaction that committed it (PostgreSQL's txId, MariaDB's GTID, else Debezium's
     # transaction metadata id); None when the event names none.
     transaction: str | None = None
+    # Its place among its transaction's events (Debezium's transaction metadata `total_order`, from 1).
+    transaction_order: int | None = None
 
     @property
     def row(self) -> dict[str, Any]:

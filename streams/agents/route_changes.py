@@ -377,23 +377,28 @@ class ChangeRouter:
         # a document not seen created yet, committed while they burst and create, is taken for the
         # import's (a wiki's revision read before its page, which comes on another topic).
         self.small_creations = BurstDetector(1, burst_window_s, hold_s=burst_window_s)
+        # The places (Debezium's total_order) of each small transaction's events seen so far.
+        self.transaction_orders: LRUCache[tuple[str, str], set[int]] = LRUCache(maxsize=TRANSACTIONS_KEPT)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
 
     def _decode_all(
         self, messages: Sequence[RawMessage]
-    ) -> tuple[list[tuple[RawMessage, Decoded]], set[int], dict[int, str]]:
+    ) -> tuple[list[tuple[RawMessage, Decoded]], set[int], dict[int, str], dict[int, int]]:
         """Each message decoded and mapped (or the error that stops it), which messages (by position)
-        insert a row, and the source transaction of each change (its commit instant where the event
-        names none)."""
+        insert a row, the source transaction of each change (its commit instant where the event names
+        none), and each change's place in its transaction where the event says."""
         decoded: list[tuple[RawMessage, Decoded]] = []
         inserts: set[int] = set()
         transactions: dict[int, str] = {}
+        orders: dict[int, int] = {}
         for position, message in enumerate(messages):
             try:
                 event = self.decoder.event(message)
                 if event is not None:
                     transactions[position] = event.transaction or f"at {event.commit_ts.isoformat()}"
+                    if event.transaction_order is not None:
+                        orders[position] = event.transaction_order
                 if event is not None and event.op == "c":
                     inserts.add(position)
                 if event is not None and self.paths is not None and self.paths.handles(event):
@@ -404,17 +409,23 @@ class ChangeRouter:
                 decoded.append((message, exc))
                 continue
             decoded.append((message, routed))
-        return decoded, inserts, transactions
+        return decoded, inserts, transactions, orders
 
     def judge_bursts(
-        self, decoded: Sequence[tuple[RawMessage, Decoded]], inserts: set[int], transactions: Mapping[int, str]
-    ) -> set[int]:
+        self,
+        decoded: Sequence[tuple[RawMessage, Decoded]],
+        inserts: set[int],
+        transactions: Mapping[int, str],
+        orders: Mapping[int, int] | None = None,
+    ) -> tuple[set[int], set[int]]:
         """Count the batch's changes into the burst detectors: all of them into `burst` (all of a
         source's tables together), those of small transactions into `small_burst`, and its updates and
         deletes of rows of documents not just created into `update_burst` (a bulk update). Each
         document whose root row the batch inserts is noted in `created`, as the burst's when the row
         came in a large transaction, or when its commit time lies in a burst of its source's small
-        transactions. The positions of the changes that came in large transactions.
+        transactions. The positions of the changes that came in large transactions, and of those read
+        ahead of an earlier event of their (small) transaction, which may be their document's root row
+        on another topic.
 
         An inserted row never counts as an update: an import's child rows may be read before their
         document's root row (they come on other topics), and a person's edit of an existing document
@@ -426,10 +437,13 @@ class ChangeRouter:
             for position, (message, outcome) in enumerate(decoded)
             if isinstance(outcome, (RoutedChange, ChangeEvent))
         ]
+        orders = orders or {}
         for position, (source, _, change_size), _ in counted:
             key = (source, transactions.get(position, ""))
             rows, size = self.transaction_rows.get(key, (0, 0))
             self.transaction_rows[key] = (rows + 1, size + change_size)
+            if position in orders:
+                self.transaction_orders.setdefault(key, set()).add(orders[position])
 
         def large(position: int, source: str) -> bool:
             if self.burst.events <= 0:
@@ -468,7 +482,14 @@ class ChangeRouter:
                 updates.append(change)
         self.update_burst.count(updates)
         self._log_bursts(counted)
-        return {position for position, (source, _, _), _ in counted if large(position, source)}
+        large_ones = {position for position, (source, _, _), _ in counted if large(position, source)}
+        ahead = set()
+        for position, (source, _, _), _ in counted:
+            seen = self.transaction_orders.get((source, transactions.get(position, "")), set())
+            if position not in large_ones and position in orders and len(seen) < orders[position]:
+                if any(order not in seen for order in range(1, orders[position])):
+                    ahead.add(position)
+        return large_ones, ahead
 
     def _log_bursts(self, counted: Sequence[tuple[int, tuple[str, float, int], object]]) -> None:
         """A line when a source starts or stops bursting, judged by the newest commit of the batch's
@@ -497,6 +518,7 @@ class ChangeRouter:
         *,
         inserted: bool = False,
         large_transaction: bool = False,
+        ahead: bool = False,
     ) -> Forward:
         """The lane of one change, judged by its own commit time: a snapshot read, a change that came in
         a large source transaction (an import's or a migration's batch, whichever document it is of: an
@@ -510,8 +532,11 @@ class ChangeRouter:
             return self.forward
         source, at = source_of(message.topic), committed.timestamp()
         created = self.created.get(change.document_id)
-        if created is None and inserted and self.small_burst.at(source, at) and self.small_creations.at(source, at):
-            return self.forward_backfill  # its root, read later, will say whether the document is the burst's
+        import_like = self.small_burst.at(source, at) and self.small_creations.at(source, at)
+        if created is None and inserted and ahead and import_like:
+            # Read ahead of an earlier row of its transaction, maybe its document's root, while its source's
+            # small transactions burst and create documents: the import's (its root, read later, says).
+            return self.forward_backfill
         if created is False and inserted and self.small_burst.at(source, at):
             # A burst recognised only once the document's other rows came (a wiki's page rows are read
             # ahead of their revisions, which carry the bytes): its rows from now on are the burst's.
@@ -523,8 +548,8 @@ class ChangeRouter:
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
         pending: list[Awaitable[object]] = []
-        decoded, inserts, transactions = self._decode_all(messages)
-        large = self.judge_bursts(decoded, inserts, transactions)
+        decoded, inserts, transactions, orders = self._decode_all(messages)
+        large, ahead = self.judge_bursts(decoded, inserts, transactions, orders)
         for position, (message, outcome) in enumerate(decoded):
             if isinstance(outcome, StreamsError):
                 await self._dead_letter(message, outcome)
@@ -552,6 +577,7 @@ class ChangeRouter:
                 routed.commit_ts,
                 inserted=position in inserts,
                 large_transaction=position in large,
+                ahead=position in ahead,
             )
             pending.append(await forward(routed.change.document_id.encode(), value, None))
         if pending:

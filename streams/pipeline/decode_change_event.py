@@ -124,7 +124,14 @@ def _change_event(
         origin=origin,
         snapshot=_snapshot(source.get("snapshot")),
         transaction=_transaction(envelope, source),
+        transaction_order=_transaction_order(envelope),
     )
+
+
+def _transaction_order(envelope: Mapping[str, Any]) -> int | None:
+    metadata = envelope.get("transaction")
+    order = metadata.get("total_order") if isinstance(metadata, dict) else None
+    return order if isinstance(order, int) and not isinstance(order, bool) and order > 0 else None
 
 
 def _transaction(envelope: Mapping[str, Any], source: Mapping[str, Any]) -> str | None:

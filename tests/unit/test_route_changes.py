@@ -610,10 +610,11 @@ def test_a_persons_edit_of_a_long_page_is_live_however_many_bytes_its_row_holds(
     assert [key for key, _ in live.forwarded] == [b"tickets/ticket/7"] and not backfill.forwarded
 
 
-def in_gtid(message: RawMessage, gtid: str) -> RawMessage:
-    """The message as if MariaDB had committed it in transaction `gtid`."""
+def in_gtid(message: RawMessage, gtid: str, order: int = 1) -> RawMessage:
+    """The message as if MariaDB had committed it in transaction `gtid`, as its `order`-th event."""
     value = json.loads(message.value or b"{}")
     value["source"]["gtid"] = gtid
+    value["transaction"] = {"id": gtid, "total_order": order, "data_collection_order": 1}
     return dataclasses.replace(message, value=json.dumps(value).encode())
 
 
@@ -644,19 +645,20 @@ def test_an_import_through_an_api_whose_page_rows_are_read_before_their_revision
 
 def test_an_api_imports_revisions_read_before_their_pages_go_to_the_backfill_lane(mappings: Mappings) -> None:
     """A wiki import a page per transaction, read as it commits: some revisions arrive before their
-    pages (another topic). While the wiki's small transactions burst and create pages, such a revision
-    is the import's; a person's revision of an existing page when nothing is created stays live."""
+    pages (another topic), ahead of the page row that began their transaction. While the wiki's small
+    transactions burst and create pages, such a revision is the import's; a person's revision of an
+    existing page, the first event of its own transaction, stays live."""
     start = 1_800_000_000.0
     text = "A long manual page. " * 200
 
-    def row(table: str, n: int, at: float, **after: Any) -> RawMessage:
+    def row(table: str, n: int, at: float, order: int = 1, **after: Any) -> RawMessage:
         message = raw(f"wiki.wiki.{table}/create", offset=n, **after)
         key = {"page_id": 500 + n} if table == "page" else {"rev_id": 900 + n}
         message = dataclasses.replace(message, key=json.dumps(key).encode())
-        return in_gtid(committed_at(message, at), f"0-1-{700 + n}")
+        return in_gtid(committed_at(message, at), f"0-1-{700 + n}", order)
 
-    def revision(n: int, at: float) -> RawMessage:
-        return row("revision", n, at, rev_id=900 + n, rev_page=500 + n, rev_text=text)
+    def revision(n: int, at: float, order: int = 2) -> RawMessage:  # after its page's row, when it is new
+        return row("revision", n, at, order, rev_id=900 + n, rev_page=500 + n, rev_text=text)
 
     size = len(revision(0, start).value or b"") * 2
     router, live, backfill = two_lanes(mappings, burst_events=100, burst_bytes=size, burst_hold_s=5.0)
@@ -666,6 +668,9 @@ def test_an_api_imports_revisions_read_before_their_pages_go_to_the_backfill_lan
     assert sorted(key for key, _ in backfill.forwarded) == sorted(
         [f"wiki/page/{500 + n}".encode() for n in range(3, 6)] * 2
     )
+    # A person's revision of an existing page, the first event of its transaction, during the import.
+    asyncio.run(router.route([revision(9, start + 0.3, order=1)]))
+    assert [key for key, _ in live.forwarded][-1] == b"wiki/page/509"
     # Later, large revisions of existing pages and no page created: a bulk edit is no import of pages.
     asyncio.run(router.route([revision(n, start + 30.0) for n in range(6, 9)]))
-    assert len(live.forwarded) == 3 + 3
+    assert len(live.forwarded) == 3 + 1 + 3
