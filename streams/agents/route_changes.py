@@ -60,7 +60,7 @@ NEW_DOCUMENTS_KEPT = 200_000
 KEEP_CHANGES_S = 600.0
 KEEP_BURSTS_S = 3600.0
 # Source transactions whose rows the router counts (the newest; an import's are read within seconds).
-TRANSACTIONS_KEPT = 100_000
+TRANSACTIONS_KEPT = 20_000
 
 
 class ChangeDecoder:
@@ -361,13 +361,14 @@ class ChangeRouter:
         # not wait behind it.
         self.update_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes)
         # A document is the burst's when its root row came in a large transaction (at least
-        # `burst_events` rows: an import's COPY batch, a migration), or
-        # when the small transactions of its source burst by themselves (an import through an
-        # application's API, a transaction per document). A person's new document, in a transaction of
-        # its own during an import that commits in large ones, stays live. Rows and bytes seen per
-        # (source, transaction):
+        # `burst_events` rows: an import's COPY batch, a migration), or when the small transactions of
+        # its source burst by themselves (an import through an application's API, a transaction per
+        # document). A person's new document, in a transaction of its own during an import that
+        # commits in large ones, stays live.
         self.small_burst = BurstDetector(burst_events, burst_window_s, size=burst_bytes, hold_s=burst_hold_s)
-        self.transaction_rows: LRUCache[tuple[str, str], tuple[int, int]] = LRUCache(maxsize=TRANSACTIONS_KEPT)
+        # Rows seen per (source, transaction), for the newest transactions (an import's are read within
+        # seconds of each other).
+        self.transaction_rows: LRUCache[tuple[str, str], int] = LRUCache(maxsize=TRANSACTIONS_KEPT)
         # The changes of each transaction counted as a small one's so far: the router may read the first
         # rows of a large transaction at the end of a batch, and takes them back from `small_burst` once
         # the transaction has grown large (else an import's transactions, each cut at a batch's end,
@@ -438,19 +439,17 @@ class ChangeRouter:
             if isinstance(outcome, (RoutedChange, ChangeEvent))
         ]
         orders = orders or {}
-        for position, (source, _, change_size), _ in counted:
+        for position, (source, _, _), _ in counted:
             key = (source, transactions.get(position, ""))
-            rows, size = self.transaction_rows.get(key, (0, 0))
-            self.transaction_rows[key] = (rows + 1, size + change_size)
-            if position in orders:
+            rows = self.transaction_rows[key] = self.transaction_rows.get(key, 0) + 1
+            if position in orders and rows <= self.burst.events:  # the places of a small one's events
                 self.transaction_orders.setdefault(key, set()).add(orders[position])
 
         def large(position: int, source: str) -> bool:
             if self.burst.events <= 0:
                 return False
             # By its rows alone: one row can be large (a person's edit of a long wiki page).
-            rows, _ = self.transaction_rows.get((source, transactions.get(position, "")), (0, 0))
-            return rows >= self.burst.events
+            return self.transaction_rows.get((source, transactions.get(position, "")), 0) >= self.burst.events
 
         self.burst.count(change for _, change, _ in counted)
         small = []
