@@ -283,17 +283,20 @@ class BurstDetector:
             if at < len(kept) and kept[at] == change:
                 del kept[at]
         bursts: list[tuple[float, float]] = []
-        end = 0
+        end, size = -1, 0  # the window kept[begin : end + 1] and its bytes, moved along in one pass
         for begin, (first, _) in enumerate(kept):
-            end = max(end, begin)
+            if end < begin:
+                end, size = begin, kept[begin][1]
             while end + 1 < len(kept) and kept[end + 1][0] <= first + self.window_s:
                 end += 1
-            if self._is_burst(kept[begin : end + 1]):
+                size += kept[end][1]
+            if end - begin + 1 >= self.events or 0 < self.size <= size:
                 last = kept[end][0]
                 if bursts and bursts[-1][1] >= first:
                     bursts[-1] = (bursts[-1][0], max(bursts[-1][1], last))
                 else:
                     bursts.append((first, last))
+            size -= kept[begin][1]
         self._bursts[source] = bursts
 
     def _window(self, source: str, first: float, last: float) -> list[tuple[float, int]]:

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -674,3 +675,28 @@ def test_an_api_imports_revisions_read_before_their_pages_go_to_the_backfill_lan
     # Later, large revisions of existing pages and no page created: a bulk edit is no import of pages.
     asyncio.run(router.route([revision(n, start + 30.0) for n in range(6, 9)]))
     assert len(live.forwarded) == 3 + 1 + 3
+
+
+def test_taking_changes_back_finds_the_bursts_of_those_left_as_a_window_at_each_one_would() -> None:
+    """`uncount` against the plain definition: a burst begins at every change with enough changes (or
+    bytes) within the window after it, and overlapping bursts merge."""
+    rng = random.Random(7)
+    for _ in range(200):
+        detector = BurstDetector(events=rng.randint(2, 6), window_s=1.0, size=rng.choice([0, 50, 120]))
+        changes = sorted((round(rng.uniform(0, 10), 2), rng.randint(1, 40)) for _ in range(rng.randint(0, 40)))
+        detector.count([("s", at, size) for at, size in changes])
+        gone = rng.sample(changes, k=min(len(changes), rng.randint(0, 5)))
+        detector.uncount("s", gone)
+        left = list(changes)
+        for change in gone:
+            left.remove(change)
+        expected: list[tuple[float, float]] = []
+        for begin, (first, _) in enumerate(left):
+            window = [change for change in left[begin:] if change[0] <= first + 1.0]
+            if len(window) >= detector.events or 0 < detector.size <= sum(size for _, size in window):
+                if expected and expected[-1][1] >= first:
+                    expected[-1] = (expected[-1][0], max(expected[-1][1], window[-1][0]))
+                else:
+                    expected.append((first, window[-1][0]))
+        assert all(detector.at("s", first) for first, _ in expected)
+        assert detector._bursts.get("s", []) == expected
