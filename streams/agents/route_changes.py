@@ -420,7 +420,7 @@ class ChangeRouter:
         decoded: Sequence[tuple[RawMessage, Decoded]],
         inserts: set[int],
         transactions: Mapping[int, str],
-        orders: Mapping[int, int] | None = None,
+        orders: Mapping[int, int],
     ) -> tuple[set[int], set[int]]:
         """Count the batch's changes into the burst detectors: all of them into `burst` (all of a
         source's tables together), those of small transactions into `small_burst`, and its updates and
@@ -441,25 +441,24 @@ class ChangeRouter:
             for position, (message, outcome) in enumerate(decoded)
             if isinstance(outcome, (RoutedChange, ChangeEvent))
         ]
-        orders = orders or {}
         for position, (source, _, _), _ in counted:
             key = (source, transactions.get(position, ""))
             rows = self.transaction_rows[key] = self.transaction_rows.get(key, 0) + 1
             if position in orders and rows <= self.burst.events:  # the places of a small one's events
                 self.transaction_orders.setdefault(key, set()).add(orders[position])
-
-        def large(position: int, source: str) -> bool:
-            if self.burst.events <= 0:
-                return False
-            # By its rows alone: one row can be large (a person's edit of a long wiki page).
-            return self.transaction_rows.get((source, transactions.get(position, "")), 0) >= self.burst.events
+        # Large by its rows alone: one row can be large (a person's edit of a long wiki page).
+        large = {
+            position
+            for position, (source, _, _), _ in counted
+            if 0 < self.burst.events <= self.transaction_rows.get((source, transactions.get(position, "")), 0)
+        }
 
         self.burst.count(change for _, change, _ in counted)
         small = []
         for position, change, _ in counted:
             source, committed, size = change
             key = (source, transactions.get(position, ""))
-            if large(position, source):
+            if position in large:
                 if earlier := self.counted_small.pop(key, None):  # grown large: its first rows were not small
                     self.small_burst.uncount(source, earlier)
             else:
@@ -470,8 +469,8 @@ class ChangeRouter:
         for position, (source, committed, size), outcome in counted:
             part = outcome.change if isinstance(outcome, RoutedChange) else None
             if position in inserts and part is not None and part.role == "root":
-                self.created[part.document_id] = large(position, source) or self.small_burst.at(source, committed)
-                if not large(position, source):
+                self.created[part.document_id] = position in large or self.small_burst.at(source, committed)
+                if position not in large:
                     roots.append((source, committed, size))
         self.small_creations.count(roots)
         updates = []
@@ -484,14 +483,13 @@ class ChangeRouter:
                 updates.append(change)
         self.update_burst.count(updates)
         self._log_bursts(counted)
-        large_ones = {position for position, (source, _, _), _ in counted if large(position, source)}
         ahead = set()
         for position, (source, _, _), _ in counted:
             seen = self.transaction_orders.get((source, transactions.get(position, "")), set())
-            if position not in large_ones and position in orders and len(seen) < orders[position]:
+            if position not in large and position in orders and len(seen) < orders[position]:
                 if any(order not in seen for order in range(1, orders[position])):
                     ahead.add(position)
-        return large_ones, ahead
+        return large, ahead
 
     def _log_bursts(self, counted: Sequence[tuple[int, tuple[str, float, int], object]]) -> None:
         """A line when a source starts or stops bursting, judged by the newest commit of the batch's
@@ -534,8 +532,13 @@ class ChangeRouter:
             return self.forward
         source, at = source_of(message.topic), committed.timestamp()
         created = self.created.get(change.document_id)
-        import_like = self.small_burst.at(source, at) and self.small_creations.at(source, at)
-        if created is None and inserted and ahead and import_like:
+        if (
+            created is None
+            and inserted
+            and ahead
+            and self.small_burst.at(source, at)
+            and self.small_creations.at(source, at)
+        ):
             # Read ahead of an earlier row of its transaction, maybe its document's root, while its source's
             # small transactions burst and create documents: the import's (its root, read later, says).
             return self.forward_backfill
