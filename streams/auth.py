@@ -209,7 +209,8 @@ class Authenticator:
 
 
 def ensure_local_keys(settings: Settings) -> Path:
-    """The local stack's API key file: an operator key and a `support` key, generated once.
+    """The local stack's API key file, generated once: an operator key, a `support` key (the example
+    sources' support group) and a `staff` key (MediaWiki's main namespace and RT's General queue).
 
     For development and the integration tests only; the file is readable by its owner alone. A key file
     named in the settings is the operator's to manage and is never generated.
@@ -221,6 +222,7 @@ def ensure_local_keys(settings: Settings) -> Path:
     table = {
         secrets.token_urlsafe(32): {"name": "local-operator", "groups": [], "operator": True},
         secrets.token_urlsafe(32): {"name": "local-support", "groups": ["support"]},
+        secrets.token_urlsafe(32): {"name": "local-staff", "groups": ["namespace:0", "queue:General"]},
     }
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -228,7 +230,7 @@ def ensure_local_keys(settings: Settings) -> Path:
         return path
     with os.fdopen(fd, "w") as out:
         json.dump(table, out, indent=2)
-    log.info("generated the local stack's search API keys in %s (local-operator, local-support)", path)
+    log.info("generated the local stack's search API keys in %s (local-operator, local-support, local-staff)", path)
     return path
 
 

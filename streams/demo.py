@@ -1,10 +1,11 @@
 """`make demo`: the whole loop on the local stack, narrated.
 
-stack up -> connectors -> seed -> worker -> search -> live edits in each source (their Debezium
-events shown as they arrive, and the seconds until search reflects them) -> live edits through the
-real applications where the stack runs them (STREAMS_STACK_APPS: a page edited in MediaWiki, a reply
-in Request Tracker, a lead and its note in Tryton) -> forget a person -> freshness. The stack is left
-running (`streams stack down` stops it); the worker started here stops.
+stack up -> connectors -> seed -> worker -> search -> live edits through the real applications the
+stack runs (STREAMS_STACK_APPS, all three by default: a page edited in MediaWiki, a reply in Request
+Tracker, a lead and its note in Tryton), and in the example sources where they are configured
+(STREAMS_EXAMPLE_SOURCES=1: rows written by SQL, their Debezium events shown as they arrive), with the
+seconds until search reflects each -> forget a person -> freshness. The stack is left running
+(`streams stack down` stops it); the worker started here stops.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from confluent_kafka import Consumer
 from elasticsearch import Elasticsearch
 
 from streams.agents.worker_process import running_worker
-from streams.auth import local_key
+from streams.auth import CredentialsConfigError, local_key
 from streams.clients import consumer_at_end, elasticsearch_client
 from streams.polling import poll
 from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources import edits
-from streams.sources.seed import APPLICATION_SOURCES
+from streams.sources.seed import APPLICATION_SOURCES, EXAMPLE_SOURCES
 from streams.sources.write_applications import RtApi, WikiApi
 from streams.stack import tryton
 from streams.stack.mediawiki import MediaWiki
@@ -103,27 +104,41 @@ def search_api(settings: Settings, query: str, key: str | None) -> tuple[int, di
 
 
 def show_search_api(settings: Settings, query: str) -> None:
-    """The worker's /search: no credential is refused; the local `support` key sees support's documents only."""
+    """The worker's /search: no credential is refused; a local key sees its groups' documents only (the
+    `staff` key MediaWiki's main namespace and RT's General queue, the `support` key the example sources'
+    support group)."""
     status, body = search_api(settings, query, None)
     print(f"   GET /search without a credential: {status} {body.get('error_description', '')}")
-    status, body = search_api(settings, query, local_key(settings, "local-support"))
-    print(f"   GET /search as local-support (groups {body.get('groups')}): {status}")
+    name = "local-staff" if _applications(settings) else "local-support"
+    try:
+        key = local_key(settings, name)
+    except CredentialsConfigError as exc:  # a key file generated before that key existed
+        print(f"   (no {name} key: {exc}; delete the file and restart the stack for a new one)")
+        return
+    status, body = search_api(settings, query, key)
+    print(f"   GET /search as {name} (groups {body.get('groups')}): {status}")
     for hit in body.get("hits", []):
         print(f"      [{hit['source']}] {hit['title']}")
 
 
 def main() -> None:
     settings = get_settings()
-    say("1. the local stack (Kafka, Kafka Connect + Debezium, Elasticsearch, PostgreSQL, MariaDB)")
+    say(
+        "1. the local stack (Kafka, Kafka Connect + Debezium, Elasticsearch, PostgreSQL, MariaDB, and the"
+        f" applications: {', '.join(settings.stack_apps) or 'none'})"
+    )
     run("stack", "up")
     say("2. Debezium connectors")
     run("connectors", "register")
-    say("3. seed the wiki, the tickets and the CRM")
-    run("seed", "--docs", "300", "--source", "wiki,tickets,crm")
     applications = [source for source in APPLICATION_SOURCES if source in settings.sources]
     if applications:
-        say(f"3b. seed {', '.join(applications)} through their own APIs (as the people who wrote them)")
+        say(f"3. seed {', '.join(applications)} through their own APIs (as the people who wrote them)")
         run("seed", "--docs", str(APPLICATION_DOCS * len(applications)), "--source", ",".join(applications))
+    if _examples(settings):
+        say("3b. seed the example sources (STREAMS_EXAMPLE_SOURCES): the wiki, the tickets and the CRM")
+        run("seed", "--docs", str(EXAMPLE_DOCS), "--source", ",".join(EXAMPLE_SOURCES))
+    if not applications and not _examples(settings):
+        raise SystemExit("no source to show: STREAMS_STACK_APPS=none and STREAMS_EXAMPLE_SOURCES is off")
     say("4. the worker, and the connectors' watch (restarts a failed or stalled connector, logs why)")
     watch_log = settings.stack_home / "watch-demo.log"
     with (
@@ -144,18 +159,44 @@ def show_the_loop(settings: Settings) -> None:
     try:
         wait_until(
             "the initial snapshot to be indexed",
-            lambda: hits(es, settings, {"term": {"kind": "state"}}) >= 300 + APPLICATION_DOCS * _applications(settings),
+            lambda: (
+                hits(es, settings, {"term": {"kind": "state"}})
+                >= EXAMPLE_DOCS * _examples(settings) + APPLICATION_DOCS * _applications(settings)
+            ),
             900,
         )
         print(f"   {hits(es, settings, {'term': {'kind': 'chunk'}})} chunks indexed")
         say("5. search: 'deadlock detected'")
         run("search", "deadlock detected", "--k", "3")
         show_search_api(settings, "deadlock detected")
-
-        say("6. live edits in each source, their Debezium events, and the seconds until search shows them")
-        consumer = change_consumer(settings)
-        rng = random.Random()
         marker = f"zebra{uuid.uuid4().hex[:6]}"
+
+        if "mediawiki" in settings.sources:
+            say("6. MediaWiki: a user edits a page through the wiki's API")
+            edit_in_mediawiki(settings, es, marker)
+        if "rt" in settings.sources:
+            say("6b. Request Tracker: an agent replies to a ticket through RT's REST 2 API")
+            reply_in_request_tracker(settings, es, marker)
+        if "tryton" in settings.sources:
+            say("6c. Tryton: a salesperson records a lead and its note through Tryton's JSON-RPC API")
+            lead_in_tryton(settings, es, marker)
+        if _examples(settings):
+            say("6d. the example sources: live edits by SQL, their Debezium events, and the seconds until search")
+            edit_examples(settings, es, marker)
+
+        say(f"7. forget dana.{marker}@acme.example (wherever the sources name them)")
+        run("forget", f"dana.{marker}@acme.example", "--wait")
+
+        say("8. freshness per source (source commit -> searchable)")
+        run("freshness")
+    finally:
+        es.close()
+
+
+def edit_examples(settings: Settings, es: Elasticsearch, marker: str) -> None:
+    consumer = change_consumer(settings)
+    try:
+        rng = random.Random()
         page_id = edits.new_wiki_page(
             f"Demo page {marker}", f"== Intro ==\n\nA page about {marker}.", ["engineering"], "demo@example.com"
         )
@@ -179,31 +220,20 @@ def show_the_loop(settings: Settings) -> None:
         )
         print(f"   crm/note/{note_id} deleted: unsearchable after {took:.2f}s")
         show_events(consumer, 3.0)
-        consumer.close()
-        if "mediawiki" in settings.sources:
-            say("6b. MediaWiki: a user edits a page through the wiki's API")
-            edit_in_mediawiki(settings, es, marker)
-        if "rt" in settings.sources:
-            say("6c. Request Tracker: an agent replies to a ticket through RT's REST 2 API")
-            reply_in_request_tracker(settings, es, marker)
-        if "tryton" in settings.sources:
-            say("6d. Tryton: a salesperson records a lead and its note through Tryton's JSON-RPC API")
-            lead_in_tryton(settings, es, marker)
-
-        say(f"7. forget dana.{marker}@acme.example (a CRM contact, and wherever the applications name them)")
-        run("forget", f"dana.{marker}@acme.example", "--wait")
-
-        say("8. freshness per source (source commit -> searchable)")
-        run("freshness")
     finally:
-        es.close()
+        consumer.close()
 
 
 APPLICATION_DOCS = 20  # per application: each page and ticket is several API calls
+EXAMPLE_DOCS = 300  # over the three example sources
 
 
 def _applications(settings: Settings) -> int:
     return sum(source in settings.sources for source in APPLICATION_SOURCES)
+
+
+def _examples(settings: Settings) -> bool:
+    return all(source in settings.sources for source in EXAMPLE_SOURCES)
 
 
 def edit_in_mediawiki(settings: Settings, es: Elasticsearch, marker: str) -> None:

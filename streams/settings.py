@@ -64,6 +64,7 @@ def jaas_login(module: str, username: str, password: str) -> str:
 
 # The real applications the local stack can run beside its databases.
 StackApplication = Literal["mediawiki", "request-tracker", "tryton"]
+STACK_APPLICATIONS: tuple[StackApplication, ...] = get_args(StackApplication)
 
 # How the embedding model runs: PyTorch in float32 (the reference), bfloat16 (CPU) or float16 (CUDA), or
 # ONNX Runtime on a float32 or int8 export of the same weights; "auto" picks one of them per machine
@@ -125,11 +126,16 @@ class Settings(BaseSettings):
     # Database hosts as Kafka Connect sees them, per source, when that differs from the DSNs' host
     # (docker-compose: {"tickets": "postgres", "crm": "postgres", "wiki": "mariadb"}).
     connector_hosts: dict[str, str] = {}
-    # Real applications the local stack installs (Debian's packages) and runs on its own databases, off
-    # unless named (STREAMS_STACK_APPS=mediawiki,request-tracker): MediaWiki 1.39 on the MariaDB, served by
-    # PHP's built-in server; Request Tracker 5 on the PostgreSQL, served by rt-server; Tryton 6.0 (party,
-    # sale_opportunity) on the PostgreSQL, served by trytond's JSON-RPC.
-    stack_apps: Annotated[tuple[StackApplication, ...], NoDecode] = ()
+    # Real applications the local stack installs (Debian's packages) and runs on its own databases, and
+    # whose sources it configures: MediaWiki 1.39 on the MariaDB, served by PHP's built-in server; Request
+    # Tracker 5 on the PostgreSQL, served by rt-server; Tryton 6.0 (party, sale_opportunity) on the
+    # PostgreSQL, served by trytond's JSON-RPC. All three by default; STREAMS_STACK_APPS=none runs none,
+    # STREAMS_STACK_APPS=mediawiki,request-tracker some.
+    stack_apps: Annotated[tuple[StackApplication, ...], NoDecode] = STACK_APPLICATIONS
+    # The example sources (connectors/wiki, tickets and crm: schemas of the project's own, on the stack's
+    # databases), configured only where this is on or STREAMS_SOURCE_DSNS names them. The tests and the
+    # benchmark's scenarios that write rows by SQL run on them.
+    example_sources: bool = False
     mediawiki_port: int = 18090
     request_tracker_port: int = 18091
     tryton_port: int = 18092
@@ -320,6 +326,8 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
+            if value.strip().lower() == "none":
+                return ()
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
@@ -500,8 +508,11 @@ def get_settings() -> Settings:
 
 def configured_mappings(settings: Settings) -> Mappings:
     """The configured sources' mappings: connectors_dir's, a real application's only where it is
-    enabled (STREAMS_STACK_APPS names it, or STREAMS_SOURCE_DSNS names its source)."""
+    enabled (STREAMS_STACK_APPS names it, or STREAMS_SOURCE_DSNS names its source), an example source's
+    only where STREAMS_EXAMPLE_SOURCES is on or STREAMS_SOURCE_DSNS names it."""
     from streams.pipeline.document_mapping import load_mappings
     from streams.resources import connectors_dir
 
-    return load_mappings(connectors_dir(settings), settings.stack_apps, tuple(settings.source_dsns))
+    return load_mappings(
+        connectors_dir(settings), settings.stack_apps, tuple(settings.source_dsns), examples=settings.example_sources
+    )

@@ -184,13 +184,14 @@ def eval_(
 
 @eval_.command("load")
 @click.argument("set_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@choice_option(
+@click.option(
     "--source",
-    choices=["tickets", "applications"],
-    default="tickets",
-    help="Where the documents go: the invented tickets database, or the real applications the stack runs "
-    "(STREAMS_STACK_APPS): wiki:* documents become MediaWiki pages, ticket:* documents RT tickets in the "
-    "queue GROUP, through their own APIs; other kinds are skipped and counted.",
+    type=click.Choice(["tickets", "applications"]),
+    default=None,
+    help="Where the documents go: the real applications the stack runs (STREAMS_STACK_APPS): wiki:* "
+    "documents become MediaWiki pages, ticket:* documents RT tickets in the queue GROUP, through their own "
+    "APIs, other kinds skipped and counted; or the example tickets database (STREAMS_EXAMPLE_SOURCES=1).  "
+    "[default: tickets where the example sources are configured, else applications]",
 )
 @click.option(
     "--group",
@@ -206,18 +207,18 @@ def eval_(
 )
 @seconds_option("--stall", default=180.0, help="Give up when no document became searchable for this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as_json: bool) -> None:
+def load(set_dir: Path, source: str | None, group: str, replace: bool, stall: float, as_json: bool) -> None:
     """Insert a BEIR collection's documents into a source, so that they travel the real path (Debezium,
     Kafka, the worker), wait with progress until every one is searchable, and record which document each
     became in SET_DIR/loaded-GROUP.json. Reports the backfill throughput it saw.
 
     Loading the same collection into the same group again does nothing unless --replace. The worker
     must be running (`streams worker`) and the connectors registered; with --source applications, the
-    stack's applications too (`STREAMS_STACK_APPS=mediawiki,request-tracker streams stack up`).
+    stack's applications too (`streams stack up` runs them).
 
     \b
-    streams eval load eval/streams-golden --group eval-golden
     streams eval load eval/streams-golden --source applications --group eval-apps
+    STREAMS_EXAMPLE_SOURCES=1 streams eval load eval/streams-golden --source tickets --group eval-golden
     streams eval --group eval-apps
     """
     from streams.clients import elasticsearch_client
@@ -225,6 +226,13 @@ def load(set_dir: Path, source: str, group: str, replace: bool, stall: float, as
     from streams.eval.golden_set import GoldenSetError, read_corpus
 
     settings = get_settings()
+    source = source or ("tickets" if "tickets" in settings.sources else "applications")
+    if source == "tickets" and "tickets" not in settings.sources:
+        raise click.BadParameter(
+            "the example source tickets is not configured: set STREAMS_EXAMPLE_SOURCES=1 for the stack, the worker"
+            " and this command, or load into the applications (--source applications)",
+            param_hint="--source",
+        )
     try:
         loading.check_group(group)
         corpus = list(read_corpus(set_dir))

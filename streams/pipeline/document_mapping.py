@@ -492,6 +492,9 @@ class SourceMapping(_Node):
     # A real application's database (mediawiki, request-tracker, tryton): the source is configured only where
     # the local stack runs the application (STREAMS_STACK_APPS) or STREAMS_SOURCE_DSNS names its DSN.
     application: Name | None = None
+    # An example source (the project's own schemas): configured only where STREAMS_EXAMPLE_SOURCES is on
+    # or STREAMS_SOURCE_DSNS names its DSN.
+    example: bool = False
     documents: Annotated[tuple[DocumentMapping, ...], Field(min_length=1)]
     path: Path | None = None  # the file it was loaded from (set by the loader, not by the file)
 
@@ -739,18 +742,22 @@ def _as_text(value: Any) -> str:
 # Loading --------------------------------------------------------------------------------------------
 
 
-def load_mappings(directory: Path, applications: Collection[str] = (), configured: Collection[str] = ()) -> Mappings:
+def load_mappings(
+    directory: Path, applications: Collection[str] = (), configured: Collection[str] = (), *, examples: bool = True
+) -> Mappings:
     """Load every ``*.mapping.yaml`` in ``directory``; raise MappingError naming the file on any problem.
 
     A mapping of a real application's database counts only when `applications` names the application
-    or `configured` names its source (see SourceMapping.application)."""
+    or `configured` names its source (see SourceMapping.application); an example source's only when
+    `examples` is on or `configured` names it."""
     paths = sorted(directory.glob("*.mapping.yaml"))
     if not paths:
         raise MappingError(f"no *.mapping.yaml files in {directory}")
     sources = tuple(
         source
         for source in (load_mapping_file(path) for path in paths)
-        if source.application is None or source.application in applications or source.source in configured
+        if source.source in configured
+        or ((source.application is None or source.application in applications) and (examples or not source.example))
     )
     names = [source.source for source in sources]
     if duplicates := sorted({name for name in names if names.count(name) > 1}):

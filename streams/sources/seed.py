@@ -26,12 +26,12 @@ from streams.sources.seed_wiki import generate_wiki_pages
 from streams.sources.write_postgres import reset_crm, reset_tickets, write_crm, write_tickets
 from streams.sources.write_wiki import reset_wiki, write_wiki
 
-# The sources seed knows how to fill: the shipped schemas, and the real applications where the local
+# The sources seed knows how to fill: the example schemas, and the real applications where the local
 # stack runs them. Any other configured source's content is its owner's to write; seed says so rather
 # than guess at a schema.
-SHIPPED_SOURCES = ("wiki", "tickets", "crm")
+EXAMPLE_SOURCES = ("wiki", "tickets", "crm")
 APPLICATION_SOURCES = ("mediawiki", "rt", "tryton")
-SEEDABLE_SOURCES = SHIPPED_SOURCES + APPLICATION_SOURCES
+SEEDABLE_SOURCES = EXAMPLE_SOURCES + APPLICATION_SOURCES
 Advance = Callable[[int], None]
 
 
@@ -60,7 +60,7 @@ def run_seed(
     settings: Settings,
     docs: int,
     seed: int = 0,
-    sources: Sequence[str] = SHIPPED_SOURCES,
+    sources: Sequence[str] = EXAMPLE_SOURCES,
     *,
     reset: bool = False,
     corpus_dir: Path = DOC_DIR,

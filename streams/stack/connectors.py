@@ -103,13 +103,21 @@ def with_topic_configs(config: dict[str, str], settings: Settings) -> dict[str, 
 
 def load(settings: Settings, directory: Path | None = None) -> dict[str, dict[str, str]]:
     """Every connector config of `directory` (default: the settings' connectors_dir), rendered: those
-    of the configured sources (a real application's only where it is enabled, see
-    SourceMapping.application), and any without a mapping."""
+    of the configured sources (a real application's or an example source's only where it is enabled, see
+    SourceMapping), and any without a mapping."""
     from streams.pipeline.document_mapping import load_mappings
 
     folder = directory or connectors_dir(settings)
     every = {path.name.removesuffix(".mapping.yaml") for path in folder.glob("*.mapping.yaml")}
-    configured = set(load_mappings(folder, settings.stack_apps, tuple(settings.source_dsns)).names) if every else set()
+    configured = (
+        set(
+            load_mappings(
+                folder, settings.stack_apps, tuple(settings.source_dsns), examples=settings.example_sources
+            ).names
+        )
+        if every
+        else set()
+    )
     connectors = {}
     for path in connector_files(folder):
         if path.stem in every and path.stem not in configured:
