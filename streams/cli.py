@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "connectors": ("streams.stack.commands:connectors", "Register the Debezium connectors in connectors/."),
     "seed": (
         "streams.sources.commands:seed",
-        "Fill the shipped sources' databases (wiki, tickets, crm) with realistic content.",
+        "Fill the applications (through their APIs) and the example sources with realistic content.",
     ),
     "worker": ("streams.agents.commands:worker", "Run the faust worker: indexing, deletions, metrics, search."),
     "search": ("streams.search:search", "Hybrid (BM25 + kNN) search over the fresh index."),

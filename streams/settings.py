@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from streams.pipeline.document_mapping import Mappings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The shipped sources' older DSN settings (STREAMS_TICKETS_DSN, ...): still read, below source_dsns.
+# The example sources' older DSN settings (STREAMS_TICKETS_DSN, ...): still read, below source_dsns.
 LEGACY_DSN_SOURCES = ("tickets", "crm", "wiki")
 # The real applications' sources where the local stack runs them: (application, the stack database
 # whose server and reader they share, their own database).
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = None
     # Secrets (DSNs carry passwords): read them through dsn(source) where a client is built; never print
     # them (redacted_dsn() is for messages). source_dsns names each source's database, a JSON object
-    # {"<source>": "<DSN>"}; a shipped source it leaves out falls back to its own field below (the
+    # {"<source>": "<DSN>"}; an example source it leaves out falls back to its own field below (the
     # local stack's database by default), so adding a source is one entry here and no code.
     source_dsns: dict[str, SecretStr] = {}
     tickets_dsn: SecretStr = SecretStr("postgresql://streams:streams@127.0.0.1:15432/tickets")

@@ -2,7 +2,7 @@
 (Debezium, Kafka, the worker, Elasticsearch), wait until every one is searchable, and remember which
 index document each collection document became (`loaded-<group>.json` beside the set).
 
-Into the invented sources, only the tickets source is supported (the real applications:
+Into the example sources, only the tickets source is supported (the real applications:
 streams/eval/load_applications.py): a collection document becomes a ticket whose subject is the
 title, whose description is the text, whose product is 'eval' (so the bench's edits leave it alone) and
 whose only access group is the chosen group, so that an eval restricted to that group sees the

@@ -13,7 +13,14 @@ from streams.cli import number_option
 from streams.settings import get_settings
 from streams.sources.connect import SourceUnavailable
 from streams.sources.corpus import DOC_DIR, CorpusUnavailable
-from streams.sources.seed import APPLICATION_SOURCES, SEEDABLE_SOURCES, Advance, SeedSummary, run_seed
+from streams.sources.seed import (
+    APPLICATION_SOURCES,
+    EXAMPLE_SOURCES,
+    SEEDABLE_SOURCES,
+    Advance,
+    SeedSummary,
+    run_seed,
+)
 
 
 @click.command()
@@ -30,7 +37,7 @@ from streams.sources.seed import APPLICATION_SOURCES, SEEDABLE_SOURCES, Advance,
 @click.option(
     "--reset",
     is_flag=True,
-    help="Empty the shipped schemas' tables first (ids restart at 1); an application's content is added to.",
+    help="Empty the example schemas' tables first (ids restart at 1); an application's content is added to.",
 )
 @click.option(
     "--corpus-dir",
@@ -40,28 +47,37 @@ from streams.sources.seed import APPLICATION_SOURCES, SEEDABLE_SOURCES, Advance,
     help="HTML pages that become wiki pages (installed with apt-get when missing).",
 )
 def seed(docs: int, seed: int, sources: str | None, reset: bool, corpus_dir: Path) -> None:
-    """Seed the wiki (MariaDB), tickets and CRM (PostgreSQL) with realistic documents, and MediaWiki
-    and Request Tracker where the local stack runs them (STREAMS_STACK_APPS).
+    """Seed the configured sources with realistic documents: MediaWiki, Request Tracker and Tryton
+    through their own APIs where the local stack runs them (STREAMS_STACK_APPS, all three by default),
+    and the example sources wiki (MariaDB), tickets and CRM (PostgreSQL) by SQL where they are
+    configured (STREAMS_EXAMPLE_SOURCES=1).
 
     Wiki pages are the PostgreSQL 15 manual converted to wikitext, with 1-3 revisions each;
     tickets and CRM notes come from templates that mention products, errors and people. The same
-    people appear in every source (staff as wiki authors, ticket agents and note authors). The
-    applications get the same pages and tickets through their own APIs: each revision saved by its
-    author's wiki account, each ticket created with its requestor, Cc and owner, replies and comments
-    written by the agents.
+    people appear in every source (staff as wiki authors, ticket agents and note authors). In the
+    applications each revision is saved by its author's wiki account, each ticket created with its
+    requestor, Cc and owner, replies and comments written by the agents, each party, opportunity and
+    note by Tryton's API.
 
     \b
     Examples:
-      streams seed --docs 300 --reset
-      streams seed --docs 30000 --seed 7 --source tickets,crm
-      STREAMS_STACK_APPS=mediawiki,request-tracker streams seed --docs 40 --source mediawiki,rt
+      streams seed --docs 60
+      streams seed --docs 40 --source mediawiki,rt
+      STREAMS_EXAMPLE_SOURCES=1 streams seed --docs 30000 --seed 7 --source tickets,crm
+      STREAMS_EXAMPLE_SOURCES=1 streams seed --docs 300 --reset
     """
     settings = get_settings()
     chosen = seed_sources(settings.sources, sources)
     if not_running := [s for s in chosen if s in APPLICATION_SOURCES and s not in settings.sources]:
         raise click.BadParameter(
             f"{', '.join(not_running)}: not configured; the local stack runs the applications that"
-            " STREAMS_STACK_APPS names (e.g. STREAMS_STACK_APPS=mediawiki,request-tracker)",
+            " STREAMS_STACK_APPS names (all three unless it says otherwise)",
+            param_hint="--source",
+        )
+    if examples_off := [s for s in chosen if s in EXAMPLE_SOURCES and s not in settings.sources]:
+        raise click.BadParameter(
+            f"{', '.join(examples_off)}: an example source, not configured (nothing would index its rows);"
+            " set STREAMS_EXAMPLE_SOURCES=1 for the stack, the connectors, the worker and this command",
             param_hint="--source",
         )
     try:

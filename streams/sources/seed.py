@@ -1,4 +1,4 @@
-"""Seed the sources with N documents, deterministically for a given seed: the shipped schemas through
+"""Seed the sources with N documents, deterministically for a given seed: the example schemas through
 their databases, the local stack's real applications (MediaWiki, Request Tracker, Tryton) through
 their own APIs (streams/sources/seed_applications.py).
 

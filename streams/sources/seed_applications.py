@@ -1,5 +1,5 @@
 """`streams seed` for the real applications of the local stack: the same generated wiki pages and
-tickets as the shipped schemas get, written through MediaWiki's action API and Request Tracker's
+tickets as the example schemas get, written through MediaWiki's action API and Request Tracker's
 REST 2 API as the people who wrote them, so every row is one the application itself wrote.
 
 - MediaWiki: each revision's author gets a wiki account (maintenance/createAndPromote.php, with their

@@ -77,3 +77,11 @@ def test_eval_load_into_the_example_tickets_needs_them_configured(
     result = CliRunner().invoke(eval_, ["load", str(tmp_path), "--source", "tickets", "--group", "eval-g"])
     assert result.exit_code == 2
     assert "the example source tickets is not configured" in result.output
+
+
+def test_seed_refuses_an_example_source_that_is_not_configured(no_settings: pytest.MonkeyPatch) -> None:
+    from streams.sources.commands import seed
+
+    result = CliRunner().invoke(seed, ["--docs", "3", "--source", "tickets"])
+    assert result.exit_code == 2
+    assert "tickets: an example source, not configured" in result.output
