@@ -129,11 +129,26 @@ def check_mean_pooled(model_path: Path) -> None:
         )
 
 
+def check_bert(model_path: Path) -> None:
+    """The graph takes BERT's three inputs and is fused by the BERT optimizer: refuse another
+    architecture before loading it (MPNet, all-mpnet-base-v2's, has no token_type_ids)."""
+    try:
+        model_type = json.loads((model_path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise EmbeddingError(f"cannot read the model's config in {model_path}: {exc}") from exc
+    if model_type != "bert":
+        raise EmbeddingError(
+            f"the ONNX backends export BERT models only; {model_path} is a {model_type!r} model:"
+            " use STREAMS_EMBEDDING_BACKEND=torch (or torch-bf16, torch-fp16)"
+        )
+
+
 def export_float(model_path: Path, out: Path) -> None:
     """Export the sentence encoder to float32 ONNX and fuse it with onnxruntime's BERT optimizer."""
     from onnxruntime.transformers.optimizer import optimize_model
     from sentence_transformers import SentenceTransformer
 
+    check_bert(model_path)
     check_mean_pooled(model_path)
     model = SentenceTransformer(str(model_path), device="cpu")
     first: Any = model[0]

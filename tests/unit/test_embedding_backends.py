@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from streams.bench.embedding import agreement, agrees, sample_texts
 from streams.embedding.choose_backend import AGREEMENT_BARS
 from streams.embedding.embedder import Embedder, session_options
-from streams.embedding.export_onnx import check_mean_pooled, model_digest
+from streams.embedding.export_onnx import check_bert, check_mean_pooled, model_digest
 from streams.errors import EmbeddingError
 from streams.settings import Settings
 
@@ -137,6 +137,17 @@ def test_export_refuses_a_model_that_does_not_mean_pool(tmp_path: Path) -> None:
     ):
         with pytest.raises(EmbeddingError, match="mean Pooling"):
             check_mean_pooled(model)
+
+
+def test_export_refuses_a_model_that_is_not_bert(tmp_path: Path) -> None:
+    model = _fake_model(tmp_path / "m", {"pooling_mode_mean_tokens": True})
+    (model / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    check_bert(model)
+    (model / "config.json").write_text(json.dumps({"model_type": "mpnet"}))  # all-mpnet-base-v2's
+    with pytest.raises(
+        EmbeddingError, match=r"BERT models only; .* is a 'mpnet' model: use STREAMS_EMBEDDING_BACKEND=torch"
+    ):
+        check_bert(model)
 
 
 def test_embedding_scenario_reports_each_length_class_against_torch(tmp_path: Path) -> None:
