@@ -126,6 +126,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     Examples:
       streams migrate start --chunk-max-tokens 128
       streams migrate start --model /models/multi-qa-MiniLM-L6-cos-v1
+      streams migrate start --model all-mpnet-base-v2   # after `make install-mpnet`
     """
     from streams.agents.runtime import Embedders, settings_config
     from streams.elastic.generations import (
@@ -138,6 +139,7 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
         write_migration,
     )
     from streams.elastic.hybrid_index import index_body
+    from streams.errors import EmbeddingError
     from streams.settings import configured_mappings
     from streams.sources.snapshot_signal import send_snapshot_signals, table_snapshot_signal
     from streams.topics import source_namespace
@@ -163,7 +165,10 @@ def start(model: str | None, chunk_max_tokens: int | None, chunk_overlap_tokens:
     if client.indices.exists(index=target):
         raise click.ClickException(f"{target} exists (a migration finished badly?): delete it, then start again")
     _say(f"loading {new.model_name} to learn its dimensions")
-    dims = Embedders(settings).get(new).dimensions
+    try:
+        dims = Embedders(settings).get(new).dimensions
+    except EmbeddingError as exc:  # a model that is not installed, or that does not load
+        raise click.ClickException(str(exc)) from exc
     body = index_body(dims, settings.index_refresh_interval)
     body["mappings"]["_meta"].update(new.to_meta())  # beside its text analysis (index_body)
     client.indices.create(index=target, **body)

@@ -145,7 +145,14 @@ def run(
         + ", ".join(f"{name} {'yes' if features[name] else 'no'}" for name in FEATURES)
         + (f", GPU {features['gpu']}" if features["gpu"] else ", no GPU")
     )
-    reference = Embedder(settings.model_name, settings.model_path, "cpu", settings.embed_batch_size, backend="torch")
+    reference = Embedder(
+        settings.model_name,
+        settings.model_path,
+        "cpu",
+        settings.embed_batch_size,
+        backend="torch",
+        cache_dir=settings.cache_dir,
+    )
     classes = length_classes(reference.count_tokens, texts)
     samples = {name: [text for text, _ in found] for name, found in classes.items()}
     result: dict[str, Any] = {}

