@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, NotFoundError
 
 from streams.elastic.hybrid_index import chunk_filter
 from streams.eval.golden_set import CorpusDocument, GoldenSetError
@@ -185,8 +185,12 @@ def insert_tickets(
 
 
 def indexed_count(es: Elasticsearch, alias: str, groups: list[str], document_ids: list[str]) -> tuple[int, int]:
-    """(documents with at least one searchable chunk, their chunks) among `document_ids`."""
-    es.indices.refresh(index=alias)
+    """(documents with at least one searchable chunk, their chunks) among `document_ids`; none yet while
+    the index does not exist (a worker that has just started creates it with its first batch)."""
+    try:
+        es.indices.refresh(index=alias)
+    except NotFoundError:
+        return 0, 0
     response = es.search(
         index=alias,
         size=0,
