@@ -149,6 +149,11 @@ def eval_(
     except GoldenSetError as exc:
         raise click.ClickException(str(exc)) from exc
     with elasticsearch_client(settings) as es:  # queries embedded by the model that built the index searched
+        if not es.indices.exists(index=index or settings.index_alias):
+            raise click.ClickException(
+                f"no index {index or settings.index_alias} yet: start the worker (`streams worker`) and load the"
+                " set (`streams eval load`)"
+            )
         embedder = embedder_for(settings, es, index or settings.index_alias)
     reports = [
         evaluate_set(

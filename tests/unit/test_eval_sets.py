@@ -180,3 +180,30 @@ def test_each_ranking_reports_its_p95_latency_beside_the_totals(tmp_path: Path) 
     assert report["modes"]["hybrid"]["latency_ms"] == {"p95": 19.0}
     assert "latency_ms" not in report["modes"]["hybrid"]["total"]  # the gate compares totals, higher is better
     assert report["modes"]["hybrid"]["total"]["mrr@10"] == pytest.approx(0.5)
+
+
+def test_eval_before_any_index_exists_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import contextmanager
+
+    import streams.clients
+    from streams.eval.commands import eval_
+    from streams.eval.load_collection import LoadedCollection
+
+    beir(tmp_path, ["d1"], [("q1", "d1", 1)], ["q1"])
+    LoadedCollection("eval-g", "tickets", {"d1": "tickets/ticket/1"}).save(tmp_path)
+
+    class Indices:
+        def exists(self, index: str) -> bool:
+            return False
+
+    class NoIndex:
+        indices = Indices()
+
+    @contextmanager
+    def client(settings: object) -> object:
+        yield NoIndex()
+
+    monkeypatch.setattr(streams.clients, "elasticsearch_client", client)
+    result = CliRunner().invoke(eval_, ["--set", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "no index streams-chunks yet: start the worker" in result.output
