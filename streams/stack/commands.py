@@ -27,8 +27,8 @@ def _printer() -> Printer:
 @click.group()
 def stack() -> None:
     """Start, stop and inspect the local stack (Kafka, Connect + Debezium, Elasticsearch, PostgreSQL,
-    MariaDB, and MediaWiki and Request Tracker when STREAMS_STACK_APPS names them) as local processes on
-    127.0.0.1, without Docker."""
+    MariaDB, and the applications STREAMS_STACK_APPS names: MediaWiki, Request Tracker and Tryton unless
+    it says otherwise) as local processes on 127.0.0.1, without Docker."""
 
 
 def _echo_dsns(report: dict[str, Any]) -> None:
