@@ -4,6 +4,8 @@ the eval is built from: the BEIR reader, ranx's metrics and the load record."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,13 @@ def test_gate_rejects_a_file_that_is_not_a_report(tmp_path: Path) -> None:
         read_report(bad)
 
 
+@contextmanager
+def _an_index_exists(settings: object) -> Iterator[object]:
+    """A client that says the index exists: the search itself is replaced below."""
+    indices = type("Indices", (), {"exists": lambda self, index: True})()
+    yield type("Client", (), {"indices": indices})()
+
+
 def test_eval_command_exits_non_zero_on_a_regression(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The whole command, with the search replaced by a saved report: the exit status is the gate."""
     from streams.eval import commands, run_eval
@@ -68,6 +77,7 @@ def test_eval_command_exits_non_zero_on_a_regression(monkeypatch: pytest.MonkeyP
     LoadedCollection("eval-tiny", "tickets", {"d1": "tickets/ticket/1"}).save(set_dir)
     fake_embedder = type("FakeEmbedder", (), {"encode": lambda self, texts: [[0.0] for _ in texts]})()
     monkeypatch.setattr("streams.agents.runtime.embedder_for", lambda settings, es, index: fake_embedder)
+    monkeypatch.setattr("streams.clients.elasticsearch_client", _an_index_exists)
     monkeypatch.setattr(run_eval, "evaluate_set", lambda *args, **kwargs: report("regressed.json"))
     runner = CliRunner()
     args = ["--set", str(set_dir), "--baseline"]
