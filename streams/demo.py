@@ -229,11 +229,11 @@ EXAMPLE_DOCS = 300  # over the three example sources
 
 
 def _applications(settings: Settings) -> int:
-    return sum(source in settings.sources for source in APPLICATION_SOURCES)
+    return len(set(APPLICATION_SOURCES) & set(settings.sources))
 
 
 def _examples(settings: Settings) -> bool:
-    return all(source in settings.sources for source in EXAMPLE_SOURCES)
+    return set(EXAMPLE_SOURCES) <= set(settings.sources)
 
 
 def edit_in_mediawiki(settings: Settings, es: Elasticsearch, marker: str) -> None:

@@ -148,18 +148,18 @@ def eval_(
         saved = read_report(baseline) if baseline else None
     except GoldenSetError as exc:
         raise click.ClickException(str(exc)) from exc
+    searched = index or settings.index_alias
     with elasticsearch_client(settings) as es:  # queries embedded by the model that built the index searched
-        if not es.indices.exists(index=index or settings.index_alias):
+        if not es.indices.exists(index=searched):
             raise click.ClickException(
-                f"no index {index or settings.index_alias} yet: start the worker (`streams worker`) and load the"
-                " set (`streams eval load`)"
+                f"no index {searched} yet: start the worker (`streams worker`) and load the set (`streams eval load`)"
             )
-        embedder = embedder_for(settings, es, index or settings.index_alias)
+        embedder = embedder_for(settings, es, searched)
     reports = [
         evaluate_set(
             lambda: async_elasticsearch_client(settings),
             embedder.encode,
-            index or settings.index_alias,
+            searched,
             golden,
             loaded,
             modes or MODES,
@@ -231,8 +231,9 @@ def load(set_dir: Path, source: str | None, group: str, replace: bool, stall: fl
     from streams.eval.golden_set import GoldenSetError, read_corpus
 
     settings = get_settings()
-    source = source or ("tickets" if "tickets" in settings.sources else "applications")
-    if source == "tickets" and "tickets" not in settings.sources:
+    examples = "tickets" in settings.sources
+    source = source or ("tickets" if examples else "applications")
+    if source == "tickets" and not examples:
         raise click.BadParameter(
             "the example source tickets is not configured: set STREAMS_EXAMPLE_SOURCES=1 for the stack, the worker"
             " and this command, or load into the applications (--source applications)",

@@ -67,14 +67,15 @@ def seed(docs: int, seed: int, sources: str | None, reset: bool, corpus_dir: Pat
       STREAMS_EXAMPLE_SOURCES=1 streams seed --docs 300 --reset
     """
     settings = get_settings()
-    chosen = seed_sources(settings.sources, sources)
-    if not_running := [s for s in chosen if s in APPLICATION_SOURCES and s not in settings.sources]:
+    configured = settings.sources  # read from the mappings' folder: once
+    chosen = seed_sources(configured, sources)
+    if not_running := [s for s in chosen if s in APPLICATION_SOURCES and s not in configured]:
         raise click.BadParameter(
             f"{', '.join(not_running)}: not configured; the local stack runs the applications that"
             " STREAMS_STACK_APPS names (all three unless it says otherwise)",
             param_hint="--source",
         )
-    if examples_off := [s for s in chosen if s in EXAMPLE_SOURCES and s not in settings.sources]:
+    if examples_off := [s for s in chosen if s in EXAMPLE_SOURCES and s not in configured]:
         raise click.BadParameter(
             f"{', '.join(examples_off)}: an example source, not configured (nothing would index its rows);"
             " set STREAMS_EXAMPLE_SOURCES=1 for the stack, the connectors, the worker and this command",
