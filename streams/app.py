@@ -28,6 +28,25 @@ REGISTRATIONS = (
 )
 
 
+# faust hands each polled record to its stream's buffer in turn, and waits whenever that buffer is
+# full: one full buffer holds up every topic of the worker, so a backlog in the backfill lane's buffer
+# would stop the router, the live lane and the deletion lane with it. faust stops fetching a partition
+# once its stream's buffer is past its high-water mark (4/5 full), but only when a record of that
+# partition arrives there: until each of the stream's partitions has delivered one record, every poll
+# may still bring records of the others. So the room above the mark holds one poll of every partition
+# a stream reads, and polls are small: 16 records (a stream's batch is gathered over several polls).
+POLL_RECORDS = 16
+# The most partitions one stream of a worker may read with that guarantee: the router's stream reads
+# every mapped table's topic, the lanes' streams the repartition topics' `document_partitions`.
+STREAM_PARTITIONS = 47
+
+
+def stream_buffer_size(settings: Settings) -> int:
+    """A stream's buffer: a batch below the high-water mark, and one poll per partition above it."""
+    above_mark = POLL_RECORDS * (STREAM_PARTITIONS + 1)
+    return max(5 * above_mark, settings.batch_max_events * 8)
+
+
 class WorkerApp(faust.App):
     """A faust App that knows its worker service (`streams worker` checks the search credentials with it)."""
 
@@ -79,12 +98,9 @@ def app_options(settings: Settings, mappings: Mappings) -> dict[str, Any]:
             "handler_args": {"max_line_size": web.MAX_REQUEST_LINE},
         },
         "stream_wait_empty": False,
-        # Deletion requests must not queue behind a backlog of changes. faust delivers each polled
-        # record in turn and waits whenever a stream's buffer is full, so one full buffer would hold up
-        # every topic. Polling at most one batch of records, with a buffer whose high-water mark (4/5)
-        # leaves more room than that, means a full buffer only pauses its own partitions.
-        "broker_max_poll_records": settings.batch_max_events,
-        "stream_buffer_maxsize": settings.batch_max_events * 8,
+        # Live edits and deletion requests must not queue behind a backlog (see POLL_RECORDS).
+        "broker_max_poll_records": POLL_RECORDS,
+        "stream_buffer_maxsize": stream_buffer_size(settings),
         "consumer_max_fetch_size": settings.worker_fetch_partition_bytes,
     }
 

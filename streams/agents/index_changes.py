@@ -99,6 +99,8 @@ def register(app: faust.App, service: WorkerService) -> None:
             except asyncio.CancelledError:
                 await task
                 raise
+            # A full batch: more changes wait to be routed, and the backfill lane waits with them.
+            service.priority.router_behind(len(messages) >= settings.batch_max_events)
 
     async def _route_first(router: ChangeRouter, messages: list[RawMessage]) -> None:
         async with service.priority.live():

@@ -5,8 +5,8 @@ changes from one table) is routed to its own topic and indexed by its own agent 
 so a live change never queues behind it on a partition. Both lanes share one process, one CPU and
 one embedding thread, though, so the backfill lane also yields the CPU: it embeds in slices of a few
 texts and, before each slice (and before it plans a batch), waits until no live batch is in flight,
-nor a batch the router is routing (a live edit read behind an import's rows waits for them to be
-routed). A live batch therefore waits for at most one slice of backfill work.
+nor a batch the router is routing, nor the router is behind (a live edit read behind an import's rows
+waits for them to be routed). A live batch therefore waits for at most one slice of backfill work.
 
 Ordering across the lanes: every write is ordered by the change's version and guarded by the document's
 state record (optimistic concurrency), so an older backfill event that lands after a live edit of the
@@ -38,6 +38,7 @@ class LivePriority:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._router_behind = False
 
     @property
     def live_in_flight(self) -> int:
@@ -46,14 +47,32 @@ class LivePriority:
     @asynccontextmanager
     async def live(self) -> AsyncIterator[None]:
         """Around a live batch: the backfill lane yields until it has been written."""
-        self._in_flight += 1
-        self._idle.clear()
+        self._enter()
         try:
             yield
         finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+            self._leave()
+
+    def router_behind(self, behind: bool) -> None:
+        """Whether the router is behind its topics (its last batch was full: more changes wait to be
+        routed). Counted as a live batch in flight until it has caught up: a live edit committed after
+        a bulk import's rows is routed after them, and routing is Python on the worker's event loop,
+        slowed down by every slice the embedding thread takes beside it."""
+        if behind != self._router_behind:
+            self._router_behind = behind
+            if behind:
+                self._enter()
+            else:
+                self._leave()
+
+    def _enter(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
 
     async def turn(self) -> None:
         """The backfill lane's turn: at once when no live batch is in flight, else once none is."""

@@ -60,6 +60,25 @@ def test_the_backfill_lane_waits_while_a_live_batch_is_in_flight() -> None:
     assert asyncio.run(scenario()) == ["live written", "backfill step"]
 
 
+def test_the_backfill_lane_waits_while_the_router_is_behind() -> None:
+    """A full routing batch says more changes wait to be routed (a live edit may be among them): the
+    backfill lane goes on once a batch comes that is not full."""
+
+    async def scenario() -> None:
+        priority = LivePriority()
+        priority.router_behind(True)
+        priority.router_behind(True)  # a second full batch: still one hold
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(priority.turn(), timeout=0.05)
+        async with priority.live():
+            assert priority.live_in_flight == 2
+        priority.router_behind(False)
+        await asyncio.wait_for(priority.turn(), timeout=1)
+        assert priority.live_in_flight == 0
+
+    asyncio.run(scenario())
+
+
 class SlowEmbedder:
     """One embedding thread: each call takes its time, and the calls are logged in order."""
 
