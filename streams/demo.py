@@ -31,7 +31,7 @@ from streams.clients import consumer_at_end, elasticsearch_client
 from streams.polling import poll
 from streams.settings import Settings, configured_mappings, get_settings
 from streams.sources import edits
-from streams.sources.seed import APPLICATION_SOURCES, EXAMPLE_SOURCES
+from streams.sources.seed import APPLICATION_SOURCES, EXAMPLE_SOURCES, examples_not_configured
 from streams.sources.write_applications import RtApi, WikiApi
 from streams.stack import tryton
 from streams.stack.mediawiki import MediaWiki
@@ -233,7 +233,7 @@ def _applications(settings: Settings) -> int:
 
 
 def _examples(settings: Settings) -> bool:
-    return set(EXAMPLE_SOURCES) <= set(settings.sources)
+    return not examples_not_configured(settings.sources)
 
 
 def edit_in_mediawiki(settings: Settings, es: Elasticsearch, marker: str) -> None:

@@ -18,7 +18,7 @@ import click
 
 from streams.bench.stats import SCENARIOS, STACKLESS, assemble, machine
 from streams.cli import number_option
-from streams.sources.seed import EXAMPLE_SOURCES
+from streams.sources.seed import examples_not_configured
 
 # The backfill burst, in documents: with --quick about 5,000 source rows (a ticket with its comments is
 # about 3.5 rows, a CRM record one; 100 of them are wiki pages), else the 50,000 documents of a large
@@ -351,7 +351,7 @@ def bench(
             )
     stack_chosen = [name for name in chosen if name not in STACKLESS and name not in OPT_IN]
     configured = settings.sources  # read from the mappings' folder: once
-    if missing := [source for source in EXAMPLE_SOURCES if source not in configured]:
+    if missing := examples_not_configured(configured):
         # The scenarios that write rows by SQL write the example sources: unindexed rows would only time out.
         reason = (
             f"it writes the example sources, and {', '.join(missing)} is not configured"
@@ -456,7 +456,7 @@ def _run_stack_scenarios(
         with running_worker(settings, _progress, settings.stack_home / "worker-bench.log") as started:
             try:
                 catch_up_s = wait_caught_up(settings, _progress)
-                if set(EXAMPLE_SOURCES) <= set(settings.sources):
+                if not examples_not_configured(settings.sources):
                     warm_up_s = steady.warm_up(settings, client, _progress)
             except Exception as exc:  # the scenarios still run and say what they see
                 _progress(f"warm-up failed: {exc}")

@@ -229,14 +229,15 @@ def load(set_dir: Path, source: str | None, group: str, replace: bool, stall: fl
     from streams.clients import elasticsearch_client
     from streams.eval import load_collection as loading
     from streams.eval.golden_set import GoldenSetError, read_corpus
+    from streams.sources.seed import CONFIGURE_EXAMPLES, examples_not_configured
 
     settings = get_settings()
-    examples = "tickets" in settings.sources
-    source = source or ("tickets" if examples else "applications")
-    if source == "tickets" and not examples:
+    examples_off = examples_not_configured(settings.sources, ["tickets"])
+    source = source or ("applications" if examples_off else "tickets")
+    if source == "tickets" and examples_off:
         raise click.BadParameter(
-            "the example source tickets is not configured: set STREAMS_EXAMPLE_SOURCES=1 for the stack, the worker"
-            " and this command, or load into the applications (--source applications)",
+            f"the example source tickets is not configured: {CONFIGURE_EXAMPLES},"
+            " or load into the applications (--source applications)",
             param_hint="--source",
         )
     try:

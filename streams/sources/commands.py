@@ -15,10 +15,11 @@ from streams.sources.connect import SourceUnavailable
 from streams.sources.corpus import DOC_DIR, CorpusUnavailable
 from streams.sources.seed import (
     APPLICATION_SOURCES,
-    EXAMPLE_SOURCES,
+    CONFIGURE_EXAMPLES,
     SEEDABLE_SOURCES,
     Advance,
     SeedSummary,
+    examples_not_configured,
     run_seed,
 )
 
@@ -75,10 +76,10 @@ def seed(docs: int, seed: int, sources: str | None, reset: bool, corpus_dir: Pat
             " STREAMS_STACK_APPS names (all three unless it says otherwise)",
             param_hint="--source",
         )
-    if examples_off := [s for s in chosen if s in EXAMPLE_SOURCES and s not in configured]:
+    if examples_off := examples_not_configured(configured, chosen):
         raise click.BadParameter(
             f"{', '.join(examples_off)}: an example source, not configured (nothing would index its rows);"
-            " set STREAMS_EXAMPLE_SOURCES=1 for the stack, the connectors, the worker and this command",
+            f" {CONFIGURE_EXAMPLES}",
             param_hint="--source",
         )
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,15 @@ from streams.sources.write_wiki import reset_wiki, write_wiki
 EXAMPLE_SOURCES = ("wiki", "tickets", "crm")
 APPLICATION_SOURCES = ("mediawiki", "rt", "tryton")
 SEEDABLE_SOURCES = EXAMPLE_SOURCES + APPLICATION_SOURCES
+# What a command that writes the example sources tells its user when they are not configured.
+CONFIGURE_EXAMPLES = "set STREAMS_EXAMPLE_SOURCES=1 for the stack, the connectors, the worker and this command"
 Advance = Callable[[int], None]
+
+
+def examples_not_configured(configured: Collection[str], sources: Iterable[str] = EXAMPLE_SOURCES) -> list[str]:
+    """Those of `sources` that are example sources and not configured (STREAMS_EXAMPLE_SOURCES is off
+    and STREAMS_SOURCE_DSNS does not name them): nothing would index the rows written to them."""
+    return [source for source in sources if source in EXAMPLE_SOURCES and source not in configured]
 
 
 @dataclass

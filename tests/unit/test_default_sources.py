@@ -85,3 +85,11 @@ def test_seed_refuses_an_example_source_that_is_not_configured(no_settings: pyte
     result = CliRunner().invoke(seed, ["--docs", "3", "--source", "tickets"])
     assert result.exit_code == 2
     assert "tickets: an example source, not configured" in result.output
+
+
+def test_the_example_sources_not_configured_are_named_in_the_order_asked() -> None:
+    from streams.sources.seed import examples_not_configured
+
+    assert examples_not_configured(["mediawiki", "rt", "tryton"]) == ["wiki", "tickets", "crm"]
+    assert examples_not_configured(["tickets"], ["crm", "rt", "tickets"]) == ["crm"]
+    assert examples_not_configured(["wiki", "tickets", "crm"]) == []
