@@ -29,6 +29,8 @@ from streams.observability import metrics
 
 # Awaited by the backfill lane before each step of its work: returns once it may go on.
 Turn = Callable[[], Awaitable[None]]
+# How long a full routing batch holds the backfill lane when no batch follows it.
+ROUTER_BEHIND_S = 1.0
 
 
 class LivePriority:
@@ -39,6 +41,7 @@ class LivePriority:
         self._idle = asyncio.Event()
         self._idle.set()
         self._router_behind = False
+        self._router_caught_up: asyncio.TimerHandle | None = None
 
     @property
     def live_in_flight(self) -> int:
@@ -57,7 +60,14 @@ class LivePriority:
         """Whether the router is behind its topics (its last batch was full: more changes wait to be
         routed). Counted as a live batch in flight until it has caught up: a live edit committed after
         a bulk import's rows is routed after them, and routing is Python on the worker's event loop,
-        slowed down by every slice the embedding thread takes beside it."""
+        slowed down by every slice the embedding thread takes beside it. The hold lapses when no batch
+        follows within ROUTER_BEHIND_S (a full last batch with nothing after it)."""
+        if self._router_caught_up is not None:
+            self._router_caught_up.cancel()
+            self._router_caught_up = None
+        if behind:
+            loop = asyncio.get_running_loop()
+            self._router_caught_up = loop.call_later(ROUTER_BEHIND_S, self.router_behind, False)
         if behind != self._router_behind:
             self._router_behind = behind
             if behind:

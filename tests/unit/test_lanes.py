@@ -79,6 +79,20 @@ def test_the_backfill_lane_waits_while_the_router_is_behind() -> None:
     asyncio.run(scenario())
 
 
+def test_the_router_hold_lapses_when_no_batch_follows_a_full_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full last batch, then nothing: the backfill lane must not wait for a change that never comes."""
+    monkeypatch.setattr("streams.agents.lanes.ROUTER_BEHIND_S", 0.05)
+
+    async def scenario() -> None:
+        priority = LivePriority()
+        priority.router_behind(True)
+        assert priority.live_in_flight == 1
+        await asyncio.wait_for(priority.turn(), timeout=1)
+        assert priority.live_in_flight == 0
+
+    asyncio.run(scenario())
+
+
 class SlowEmbedder:
     """One embedding thread: each call takes its time, and the calls are logged in order."""
 
