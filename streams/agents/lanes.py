@@ -40,8 +40,7 @@ class LivePriority:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._router_behind = False
-        self._router_caught_up: asyncio.TimerHandle | None = None
+        self._router_caught_up: asyncio.TimerHandle | None = None  # pending while the router is behind
 
     @property
     def live_in_flight(self) -> int:
@@ -62,18 +61,17 @@ class LivePriority:
         a bulk import's rows is routed after them, and routing is Python on the worker's event loop,
         slowed down by every slice the embedding thread takes beside it. The hold lapses when no batch
         follows within ROUTER_BEHIND_S (a full last batch with nothing after it)."""
+        was_behind = self._router_caught_up is not None
         if self._router_caught_up is not None:
             self._router_caught_up.cancel()
             self._router_caught_up = None
         if behind:
             loop = asyncio.get_running_loop()
             self._router_caught_up = loop.call_later(ROUTER_BEHIND_S, self.router_behind, False)
-        if behind != self._router_behind:
-            self._router_behind = behind
-            if behind:
-                self._enter()
-            else:
-                self._leave()
+        if behind and not was_behind:
+            self._enter()
+        elif was_behind and not behind:
+            self._leave()
 
     def _enter(self) -> None:
         self._in_flight += 1

@@ -18,7 +18,7 @@ import click
 
 from streams.bench.stats import SCENARIOS, STACKLESS, assemble, machine
 from streams.cli import number_option
-from streams.sources.seed import examples_not_configured
+from streams.sources.seed import CONFIGURE_EXAMPLES, examples_not_configured
 
 # The backfill burst, in documents: with --quick about 5,000 source rows (a ticket with its comments is
 # about 3.5 rows, a CRM record one; 100 of them are wiki pages), else the 50,000 documents of a large
@@ -353,10 +353,7 @@ def bench(
     configured = settings.sources  # read from the mappings' folder: once
     if missing := examples_not_configured(configured):
         # The scenarios that write rows by SQL write the example sources: unindexed rows would only time out.
-        reason = (
-            f"it writes the example sources, and {', '.join(missing)} is not configured"
-            " (STREAMS_EXAMPLE_SOURCES=1 for the stack, the worker and the bench)"
-        )
+        reason = f"it writes the example sources, and {', '.join(missing)} is not configured ({CONFIGURE_EXAMPLES})"
         for name in [*stack_chosen, *(n for n in OPT_IN if n in chosen)]:
             if name != "applications":
                 results[name] = {"skipped": reason}
