@@ -59,17 +59,20 @@ def register(app: faust.App, service: WorkerService) -> None:
         )
         await future
 
-    async def forward(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
-        metrics.ROUTED.labels(lane="live").inc()
-        return await topics.routed.send(key=key, value=value, partition=partition)
-
-    async def forward_backfill(key: bytes, value: bytes, partition: int | None):  # type: ignore[no-untyped-def]
-        metrics.ROUTED.labels(lane="backfill").inc()
-        return await topics.backfill.send(key=key, value=value, partition=partition)
-
     @app.agent(topics.changes, name=f"{__name__}.route_changes", concurrency=1)
     async def route_changes(stream):  # type: ignore[no-untyped-def]
         partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions, settings)
+        # Through librdkafka rather than faust's producer: a bulk import is forwarded at its pace.
+        producer = await service.forwards()
+
+        async def forward(key: bytes, value: bytes, partition: int | None) -> asyncio.Future[tuple[int, int]]:
+            metrics.ROUTED.labels(lane="live").inc()
+            return await producer.send(settings.routed_topic, key, value, partition)
+
+        async def forward_backfill(key: bytes, value: bytes, partition: int | None) -> asyncio.Future[tuple[int, int]]:
+            metrics.ROUTED.labels(lane="backfill").inc()
+            return await producer.send(settings.backfill_topic, key, value, partition)
+
         router = ChangeRouter(
             service.mappings,
             forward,

@@ -33,6 +33,7 @@ from streams.agents.follow_ledger import follow_ledger, registry_record
 from streams.agents.forget_subjects import DeletionTopics, build_scheduler
 from streams.agents.lanes import LivePriority
 from streams.agents.runtime import Runtime, build_runtime
+from streams.async_producer import AsyncProducer
 from streams.auth import Authenticator
 from streams.elastic import worker_registry
 from streams.forget.latest_receipts import latest_receipts
@@ -115,6 +116,7 @@ class WorkerService(Service):
         self.deletion = DeletionTopics(settings, topics.receipts, topics.ledger, topics.dead_letters, chain)
         self._purges: PurgeScheduler | None = None
         self._lag_reader: ConsumerLagReader | None = None
+        self._forwards: AsyncProducer | None = None
         # The last two lag readings (agents/publish_freshness.py, every freshness_interval_s): the web
         # console shows the lag and, from the two, how fast each lane drains.
         self.consumer_lag: LagReading | None = None
@@ -133,6 +135,15 @@ class WorkerService(Service):
         if self._purges is None:
             self._purges = build_scheduler(self.deletion, runtime)
         return self._purges
+
+    async def forwards(self) -> AsyncProducer:
+        """The router's producer (streams/async_producer.py), built on first use; closed, its queued
+        records delivered, when the worker stops, after the agents."""
+        if self._forwards is None:
+            self._forwards = await asyncio.get_running_loop().run_in_executor(
+                None, AsyncProducer.from_settings, self.settings
+            )
+        return self._forwards
 
     def registry_record(self, migration_version: int) -> dict[str, Any]:
         return registry_record(self.settings, self.instance, self.started_at, migration_version)
@@ -185,6 +196,8 @@ class WorkerService(Service):
         """After the tasks are cancelled: the follower can no longer report this worker back."""
         if self._lag_reader is not None:
             self._lag_reader.close()
+        if self._forwards is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._forwards.close)
         if self._runtime is None:
             return
         try:
