@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import faust
 
+from streams.agents.lanes import bulk_to_backfill
 from streams.agents.process_changes import ChangeProcessor
 from streams.agents.route_changes import ChangeDecoder, ChangeRouter, unwrap_routed
 from streams.agents.write_changes import WriteResult
@@ -51,6 +52,7 @@ def routed_partitions(settings: Settings) -> int:
 
 def register(app: faust.App, service: WorkerService) -> None:
     settings, topics = service.settings, service.topics
+    routers: list[ChangeRouter] = []  # this worker's router, once its agent has started
 
     async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
         # Awaited to the broker's acknowledgement: the event's offset must not move before its dead letter is safe.
@@ -88,6 +90,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             burst_bytes=settings.backfill_burst_bytes,
             burst_hold_s=settings.backfill_burst_hold_s,
         )
+        routers[:] = [router]
         async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             messages = [
                 RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
@@ -128,6 +131,8 @@ def register(app: faust.App, service: WorkerService) -> None:
                 )
                 for e in events
             ]
+            if processor.lane == "live" and routers:
+                unwrapped = await move_to_backfill(routers[0], events, unwrapped)
             messages = [record for record, _ in unwrapped if record is not None]
             routed = [
                 (record.commit_ts, routed_at)
@@ -160,6 +165,32 @@ def register(app: faust.App, service: WorkerService) -> None:
                     worst.get("route", 0.0),
                     worst.get("queue", 0.0),
                 )
+
+    async def move_to_backfill(router: ChangeRouter, events: list, unwrapped: list) -> list:  # type: ignore[type-arg]
+        """The batch without the changes of documents an import's first rows inserted into, forwarded
+        to the backfill lane as they came (agents/lanes.py)."""
+
+        async def send(key: bytes, value: bytes) -> asyncio.Future[tuple[int, int]]:
+            metrics.ROUTED.labels(lane="backfill").inc()
+            return await (await service.forwards()).send(settings.backfill_topic, key, value)
+
+        batch = [
+            (
+                e.message.key,
+                e.message.value,
+                record.change.document_id if isinstance(record, RoutedChange) and record.change else None,
+            )
+            for e, (record, _) in zip(events, unwrapped, strict=True)
+        ]
+        kept, documents = await bulk_to_backfill(batch, router.now_bulk, send)
+        if documents:
+            log.info(
+                "live lane: %d changes of %d documents came in source transactions that proved large: "
+                "moved to the backfill lane",
+                len(batch) - len(kept),
+                documents,
+            )
+        return [unwrapped[position] for position in kept]
 
     async def process(processor: ChangeProcessor, messages: list) -> WriteResult:  # type: ignore[type-arg]
         if processor.lane == "backfill":

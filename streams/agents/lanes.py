@@ -16,16 +16,47 @@ where each batch holds its documents alone and first reads their state records a
 overwrites the other's chunks with text planned from an older state. A document's two topics have the
 same key and partition count, so the same worker owns both of its partitions (faust assigns
 co-partitioned topics together).
+
+The router tells an import's rows by their source transaction, which it knows to be large only once it
+has read enough of it: the first rows of each large transaction, read at the end of a batch, are
+forwarded live. Before it embeds a batch the live lane asks the router again (`bulk_to_backfill`), and
+forwards the changes of the documents those rows inserted into to the backfill lane, as they came.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from streams.observability import metrics
+
+# (key, value) -> an awaitable that completes once the broker has the record on the backfill topic.
+SendBackfill = Callable[[bytes, bytes], Awaitable[Awaitable[object]]]
+
+
+async def bulk_to_backfill(
+    batch: Sequence[tuple[bytes, bytes, str | None]],
+    now_bulk: Callable[[str], bool],
+    send: SendBackfill,
+) -> tuple[list[int], int]:
+    """Of a live batch's records (key, value, document id or None), forward those of documents the
+    router now takes for bulk work (`now_bulk`, asked once per document) to the backfill topic, and
+    wait for the broker's acknowledgements. The positions of the records kept, and how many documents
+    went."""
+    bulk = {document for document in {document for _, _, document in batch if document} if now_bulk(document)}
+    if not bulk:
+        return list(range(len(batch))), 0
+    kept, pending = [], []
+    for position, (key, value, document) in enumerate(batch):
+        if document in bulk:
+            pending.append(await send(key, value))
+        else:
+            kept.append(position)
+    await asyncio.gather(*pending)
+    return kept, len(bulk)
+
 
 # Awaited by the backfill lane before each step of its work: returns once it may go on.
 Turn = Callable[[], Awaitable[None]]

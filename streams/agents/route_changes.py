@@ -384,6 +384,12 @@ class ChangeRouter:
         # The places (Debezium's total_order) of each small transaction's events seen so far.
         self.transaction_orders: LRUCache[tuple[str, str], set[int]] = LRUCache(maxsize=TRANSACTIONS_KEPT)
         self.created: TTLCache[str, bool] = TTLCache(maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock)
+        # The documents whose rows were inserted by a live forward, with the source transaction they came
+        # in: a large transaction's first rows are forwarded live before it is known to be large, and the
+        # live lane asks `now_bulk` before it embeds them.
+        self.live_inserts: TTLCache[str, tuple[str, str]] = TTLCache(
+            maxsize=NEW_DOCUMENTS_KEPT, ttl=NEW_DOCUMENT_S, timer=clock
+        )
         self._bulk: tuple[set[str], set[str]] = (set(), set())  # as last logged: bursting, bursting by updates
 
     def _decode_all(
@@ -584,9 +590,27 @@ class ChangeRouter:
                 large_transaction=position in large,
                 ahead=position in ahead,
             )
+            if forward is self.forward and position in inserts and self.forward_backfill is not None:
+                self.live_inserts[routed.change.document_id] = (
+                    source_of(message.topic),
+                    transactions.get(position, ""),
+                )
             pending.append(await forward(routed.change.document_id.encode(), value, None))
         if pending:
             await asyncio.gather(*pending)
+
+    def now_bulk(self, document_id: str) -> bool:
+        """Whether a document a live forward inserted rows into came in a source transaction that has
+        since proved large (an import's, read at the end of a batch before its other rows): its
+        changes are bulk work, and the document is the burst's from now on. Only what this router
+        forwarded: with several workers, another worker's live lane may hold such a document."""
+        inserted = self.live_inserts.get(document_id)
+        if inserted is None or self.burst.events <= 0:
+            return False
+        if self.transaction_rows.get(inserted, 0) < self.burst.events:
+            return False
+        self.created[document_id] = True
+        return True
 
     async def _dead_letter(self, message: RawMessage, exc: StreamsError) -> None:
         log.warning("dead letter: %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)

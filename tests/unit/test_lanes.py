@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.agents.lanes import LivePriority
+from streams.agents.lanes import LivePriority, bulk_to_backfill
 from streams.agents.process_changes import ChangeProcessor
 from streams.agents.write_changes import (
     ChangeWriter,
@@ -565,3 +565,45 @@ def test_a_batch_writes_its_bulk_requests_while_it_holds_the_gate() -> None:
 
     asyncio.run(scenario())
     assert order == ["batch written", "request holds the gate"]
+
+
+async def test_a_live_batch_forwards_the_documents_the_router_now_takes_for_bulk_work() -> None:
+    """An import's first rows came live: their documents' records go to the backfill topic, as they came
+    and in their order, acknowledged before the batch goes on; the rest stay, and each document is asked
+    about once."""
+    batch = [
+        (b"tickets/ticket/100", b"root", "tickets/ticket/100"),
+        (b"tickets/ticket/7", b"edit", "tickets/ticket/7"),
+        (b"heartbeat:tickets", b"beat", None),
+        (b"tickets/ticket/100", b"comment", "tickets/ticket/100"),
+    ]
+    asked: list[str] = []
+    sent: list[tuple[bytes, bytes]] = []
+    acknowledged: list[bytes] = []
+
+    def now_bulk(document: str) -> bool:
+        asked.append(document)
+        return document == "tickets/ticket/100"
+
+    async def send(key: bytes, value: bytes) -> Any:
+        sent.append((key, value))
+
+        async def ack() -> None:
+            acknowledged.append(value)
+
+        return ack()
+
+    kept, documents = await bulk_to_backfill(batch, now_bulk, send)
+    assert kept == [1, 2] and documents == 1
+    assert sent == [(b"tickets/ticket/100", b"root"), (b"tickets/ticket/100", b"comment")]
+    assert sorted(acknowledged) == [b"comment", b"root"]
+    assert sorted(asked) == ["tickets/ticket/100", "tickets/ticket/7"]
+
+
+async def test_a_live_batch_the_router_still_takes_for_live_work_is_kept_whole() -> None:
+    batch = [(b"tickets/ticket/7", b"edit", "tickets/ticket/7")]
+
+    async def send(key: bytes, value: bytes) -> Any:
+        raise AssertionError("nothing is bulk work")
+
+    assert await bulk_to_backfill(batch, lambda document: False, send) == ([0], 0)

@@ -700,3 +700,23 @@ def test_taking_changes_back_finds_the_bursts_of_those_left_as_a_window_at_each_
                     expected.append((first, window[-1][0]))
         assert all(detector.at("s", first) for first, _ in expected)
         assert detector._bursts.get("s", []) == expected
+
+
+def test_a_large_transactions_first_rows_forwarded_live_are_bulk_work_once_it_proves_large(
+    mappings: Mappings,
+) -> None:
+    """The router reads an import's first two rows, and a person's new ticket, before the rest of the
+    import's transaction: those rows go live. Once the transaction has proved large the live lane,
+    asking before it embeds them, learns they are bulk work; the person's ticket is not."""
+    router, live, _ = two_lanes(mappings, burst_events=4, burst_window_s=1.0)
+    start = 1_800_000_000.0
+    imported = [in_transaction(committed_at(new_ticket(100 + n, offset=n), start), 9000) for n in range(6)]
+    person = in_transaction(committed_at(new_ticket(7, offset=20), start + 0.5), 9001)
+    asyncio.run(router.route([*imported[:2], person]))
+    assert [key for key, _ in live.forwarded] == [b"tickets/ticket/100", b"tickets/ticket/101", b"tickets/ticket/7"]
+    assert not router.now_bulk("tickets/ticket/100")  # not known yet
+    asyncio.run(router.route(imported[2:]))
+    assert router.now_bulk("tickets/ticket/100")
+    assert router.now_bulk("tickets/ticket/101")
+    assert not router.now_bulk("tickets/ticket/7")
+    assert not router.now_bulk("tickets/ticket/104")  # forwarded to the backfill lane already
