@@ -61,20 +61,20 @@ def register(app: faust.App, service: WorkerService) -> None:
         )
         await future
 
+    # Through librdkafka rather than faust's producer: a bulk import is forwarded at its pace.
+    async def forward(key: bytes, value: bytes, partition: int | None = None) -> asyncio.Future[tuple[int, int]]:
+        metrics.ROUTED.labels(lane="live").inc()
+        return await (await service.forwards()).send(settings.routed_topic, key, value, partition)
+
+    async def forward_backfill(
+        key: bytes, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[tuple[int, int]]:
+        metrics.ROUTED.labels(lane="backfill").inc()
+        return await (await service.forwards()).send(settings.backfill_topic, key, value, partition)
+
     @app.agent(topics.changes, name=f"{__name__}.route_changes", concurrency=1)
     async def route_changes(stream):  # type: ignore[no-untyped-def]
         partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions, settings)
-        # Through librdkafka rather than faust's producer: a bulk import is forwarded at its pace.
-        producer = await service.forwards()
-
-        async def forward(key: bytes, value: bytes, partition: int | None) -> asyncio.Future[tuple[int, int]]:
-            metrics.ROUTED.labels(lane="live").inc()
-            return await producer.send(settings.routed_topic, key, value, partition)
-
-        async def forward_backfill(key: bytes, value: bytes, partition: int | None) -> asyncio.Future[tuple[int, int]]:
-            metrics.ROUTED.labels(lane="backfill").inc()
-            return await producer.send(settings.backfill_topic, key, value, partition)
-
         router = ChangeRouter(
             service.mappings,
             forward,
@@ -169,11 +169,6 @@ def register(app: faust.App, service: WorkerService) -> None:
     async def move_to_backfill(router: ChangeRouter, events: list, unwrapped: list) -> list:  # type: ignore[type-arg]
         """The batch without the changes of documents an import's first rows inserted into, forwarded
         to the backfill lane as they came (agents/lanes.py)."""
-
-        async def send(key: bytes, value: bytes) -> asyncio.Future[tuple[int, int]]:
-            metrics.ROUTED.labels(lane="backfill").inc()
-            return await (await service.forwards()).send(settings.backfill_topic, key, value)
-
         batch = [
             (
                 e.message.key,
@@ -182,7 +177,7 @@ def register(app: faust.App, service: WorkerService) -> None:
             )
             for e, (record, _) in zip(events, unwrapped, strict=True)
         ]
-        kept, documents = await bulk_to_backfill(batch, router.now_bulk, send)
+        kept, documents = await bulk_to_backfill(batch, router.now_bulk, forward_backfill)
         if documents:
             log.info(
                 "live lane: %d changes of %d documents came in source transactions that proved large: "
