@@ -14,7 +14,7 @@ from streams.agents import console, forget_subjects, health, index_changes, publ
 from streams.agents.service import WorkerService, WorkerTopics
 from streams.pipeline.document_mapping import Mappings
 from streams.settings import Settings, configured_mappings
-from streams.topics import change_topics, consumed_topics, heartbeat_topics
+from streams.topics import lane_topics
 
 # Each adds its agents, timers or pages to an App, with the worker service they use.
 # The console comes first: its `/` must be routed before faust's own index page.
@@ -30,14 +30,15 @@ REGISTRATIONS = (
 
 # faust hands each polled record to its stream's buffer in turn, and waits whenever that buffer is
 # full: one full buffer holds up every topic of the worker, so a backlog in the backfill lane's buffer
-# would stop the router, the live lane and the deletion lane with it. faust stops fetching a partition
+# would stop the live lane and the deletion lane with it (the router has a consumer of its own,
+# agents/router_consumer.py). faust stops fetching a partition
 # once its stream's buffer is past its high-water mark (4/5 full), but only when a record of that
 # partition arrives there: until each of the stream's partitions has delivered one record, every poll
 # may still bring records of the others. So the room above the mark holds one poll of every partition
 # a stream reads, and polls are small: 16 records (a stream's batch is gathered over several polls).
 POLL_RECORDS = 16
-# The most partitions one stream of a worker may read with that guarantee: the router's stream reads
-# every mapped table's topic, the lanes' streams the repartition topics' `document_partitions`.
+# The most partitions one stream of a worker may read with that guarantee: each lane's stream reads
+# its repartition topic's `document_partitions`.
 STREAM_PARTITIONS = 47
 
 
@@ -80,7 +81,7 @@ def app_options(settings: Settings, mappings: Mappings) -> dict[str, Any]:
         # Static membership: after a crash the restarted worker rejoins as the same member and indexes
         # again within seconds (see Settings.worker_instance_id); one restarted with other sources joins
         # as a new member, so that their topics are assigned (see Settings.group_instance_id).
-        "consumer_group_instance_id": settings.group_instance_id(consumed_topics(mappings, settings)),
+        "consumer_group_instance_id": settings.group_instance_id(lane_topics(settings)),
         "broker_session_timeout": settings.worker_session_timeout_s,
         "broker_commit_interval": 1.0,
         "producer_acks": -1,
@@ -106,19 +107,19 @@ def app_options(settings: Settings, mappings: Mappings) -> dict[str, Any]:
 
 
 def declare_topics(app: faust.App, settings: Settings, mappings: Mappings) -> WorkerTopics:
-    """Debezium's topics: every mapped table of every source, keyed by row, and each source's heartbeat
-    table. The routing agent reads them all and forwards each change to the repartition topic keyed by
-    its document id, so that the changes to one document (a ticket and its comments) land in one
-    partition, owned by one worker at a time, and are applied by one loop in delivery order however
-    many workers run. A heartbeat is forwarded to every partition: each worker's indexing loop sees it,
-    so its capture age measures the whole path, both agents included, and it is never indexed (see
-    agents/route_changes.py and agents/process_changes.py). Then the project's own topics."""
+    """The topics the worker reads and writes through faust. First the repartition topics: the router
+    (agents/router_consumer.py, a consumer of its own) reads Debezium's topics, keyed by row, and
+    forwards each change to one of them keyed by its document id, so that the changes to one document
+    (a ticket and its comments) land in one partition, owned by one worker at a time, and are applied
+    by one loop in delivery order however many workers run. A heartbeat is forwarded to every
+    partition: each worker's indexing loop sees it, so its capture age measures the whole path, the
+    router included, and it is never indexed (see agents/route_changes.py and
+    agents/process_changes.py). Then the project's own topics."""
 
     def raw(*names: str, **options: Any) -> Any:
         return app.topic(*names, key_type=bytes, value_type=bytes, **options)
 
     return WorkerTopics(
-        changes=raw(*change_topics(mappings, settings), *heartbeat_topics(mappings, settings)),
         routed=raw(settings.routed_topic, partitions=settings.document_partitions),
         backfill=raw(settings.backfill_topic, partitions=settings.document_partitions),
         deletion=raw(settings.deletion_topic),

@@ -212,13 +212,14 @@ def _counts(client: Any, index: str) -> dict[str, int]:
 
 
 def _lag(settings: Settings) -> int | None:
-    from streams.observability.consumer_lag import ConsumerLagReader
+    from streams.observability.consumer_lag import worker_lag_reader
     from streams.settings import configured_mappings
     from streams.topics import consumed_topics
 
-    reader = ConsumerLagReader(settings, settings.worker_id)
+    mappings = configured_mappings(settings)
+    reader = worker_lag_reader(settings, mappings)
     try:
-        return sum(reader.lag(consumed_topics(configured_mappings(settings), settings)).values())
+        return sum(reader.lag(consumed_topics(mappings, settings)).values())
     except Exception:  # Kafka away: the rest of the status still says something
         return None
     finally:

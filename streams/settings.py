@@ -497,6 +497,11 @@ class Settings(BaseSettings):
         digest = hashlib.sha256("\n".join(topics).encode()).hexdigest()[:12]
         return f"{member}-{digest}"
 
+    @property
+    def router_group_id(self) -> str:
+        """The router's consumer group (agents/router_consumer.py): the worker's, with `.router` after it."""
+        return f"{self.worker_id}.router"
+
     def worker_url(self) -> str:
         return f"http://{self.worker_web_host()}:{self.worker_web_port}"
 

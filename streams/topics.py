@@ -47,17 +47,20 @@ def heartbeat_topics(mappings: Mappings, settings: Settings) -> list[str]:
     ]
 
 
+def source_topics(mappings: Mappings, settings: Settings) -> list[str]:
+    """What the router reads (agents/router_consumer.py): every change topic and the heartbeat topics."""
+    return [*change_topics(mappings, settings), *heartbeat_topics(mappings, settings)]
+
+
+def lane_topics(settings: Settings) -> list[str]:
+    """What the worker's faust consumer reads: the repartition topics the changes are routed through
+    (keyed by document: the live lane's and the backfill lane's), and the deletion topic."""
+    return [settings.routed_topic, settings.backfill_topic, settings.deletion_topic]
+
+
 def consumed_topics(mappings: Mappings, settings: Settings) -> list[str]:
-    """What the worker's consumer group reads: every change topic, the heartbeat topics, the repartition
-    topics the changes are routed through (keyed by document: the live lane's and the backfill
-    lane's), and the deletion topic."""
-    return [
-        *change_topics(mappings, settings),
-        *heartbeat_topics(mappings, settings),
-        settings.routed_topic,
-        settings.backfill_topic,
-        settings.deletion_topic,
-    ]
+    """Everything the worker reads, its router and its lanes together."""
+    return [*source_topics(mappings, settings), *lane_topics(settings)]
 
 
 def owned_topics(settings: Settings) -> dict[str, dict[str, str]]:

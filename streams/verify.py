@@ -173,13 +173,13 @@ def worker_backlog(settings: Settings, mappings: Mappings) -> int | None:
     """Messages the worker's group has not yet acknowledged on the topics it indexes from (Debezium's
     and the repartition topic); None when Kafka cannot say. While it is above zero, a row that differs
     may only be on its way into the index."""
-    from streams.observability.consumer_lag import ConsumerLagReader
-    from streams.topics import change_topics
+    from streams.observability.consumer_lag import worker_lag_reader
+    from streams.topics import source_topics
 
     try:
-        reader = ConsumerLagReader(settings, settings.worker_id)
+        reader = worker_lag_reader(settings, mappings)
         try:
-            lag = reader.lag([*change_topics(mappings, settings), settings.routed_topic, settings.backfill_topic])
+            lag = reader.lag([*source_topics(mappings, settings), settings.routed_topic, settings.backfill_topic])
         finally:
             reader.close()
     except Exception as exc:  # verify's verdict stands without it; the hint is a courtesy

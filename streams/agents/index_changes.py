@@ -1,18 +1,18 @@
 """The indexing lanes' agents, each with one in-flight batch at a time (concurrency 1): faust could
 otherwise commit an offset past a batch still being handled (a known faust issue).
 
-- `route_changes`: Debezium topics (keyed by row) -> the repartition topic keyed by document id
-  (agents/route_changes.py), so every document is written by one worker at a time; bulk work
-  (snapshot reads, bursts from one source) goes to the backfill topic, keyed the same way;
+- the router (not an agent: a consumer of its own, agents/router_consumer.py): Debezium topics (keyed
+  by row) -> the repartition topic keyed by document id (agents/route_changes.py), so every document
+  is written by one worker at a time; bulk work (snapshot reads, bursts from one source) goes to the
+  backfill topic, keyed the same way;
 - `index_changes`: the repartition topic -> the index (agents/process_changes.py);
 - `index_backfill`: the backfill topic -> the index, in the time live batches leave (agents/lanes.py).
-  Each routed record
-  carries the change as the router decoded and mapped it, with the Debezium record and its origin,
-  so freshness (from the source commit time) and dead letters (naming the Debezium topic, partition
-  and offset) are those of the original event.
+  Each routed record carries the change as the router decoded and mapped it, with the Debezium
+  record and its origin, so freshness (from the source commit time) and dead letters (naming the
+  Debezium topic, partition and offset) are those of the original event.
 
-`register` adds both to the worker's App, with the worker service's settings, mappings, capture clock
-and runtime.
+`register` adds the lanes to the worker's App and hands the router to the worker service, with the
+service's settings, mappings, capture clock and runtime.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from streams.clients import kafka_admin
 from streams.observability import metrics
 from streams.observability.dead_letters import dead_letter_key, encode_dead_letter
 from streams.observability.freshness import observe_stages
-from streams.records import Origin, RawMessage, RoutedChange
+from streams.records import Origin, RoutedChange
 from streams.settings import Settings
 from streams.sources.read_paths import PathLookup
 
@@ -52,7 +52,6 @@ def routed_partitions(settings: Settings) -> int:
 
 def register(app: faust.App, service: WorkerService) -> None:
     settings, topics = service.settings, service.topics
-    routers: list[ChangeRouter] = []  # this worker's router, once its agent has started
 
     async def send_dead_letter(origin: Origin, record: dict[str, object]) -> None:
         # Awaited to the broker's acknowledgement: the event's offset must not move before its dead letter is safe.
@@ -72,17 +71,15 @@ def register(app: faust.App, service: WorkerService) -> None:
         metrics.ROUTED.labels(lane="backfill").inc()
         return await (await service.forwards()).send(settings.backfill_topic, key, value, partition)
 
-    @app.agent(topics.changes, name=f"{__name__}.route_changes", concurrency=1)
-    async def route_changes(stream):  # type: ignore[no-untyped-def]
-        partitions = await asyncio.get_running_loop().run_in_executor(None, routed_partitions, settings)
-        router = ChangeRouter(
+    def build_router() -> ChangeRouter:
+        return ChangeRouter(
             service.mappings,
             forward,
             send_dead_letter,
             max_event_bytes=settings.max_event_bytes,
             registry_url=settings.schema_registry_url,
             heartbeat_table=settings.heartbeat_table,
-            partitions=partitions,
+            partitions=routed_partitions(settings),
             paths=PathLookup.of(settings, service.mappings),
             forward_backfill=forward_backfill,
             burst_events=settings.backfill_burst_events,
@@ -90,27 +87,10 @@ def register(app: faust.App, service: WorkerService) -> None:
             burst_bytes=settings.backfill_burst_bytes,
             burst_hold_s=settings.backfill_burst_hold_s,
         )
-        routers[:] = [router]
-        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-            messages = [
-                RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
-            # As below: a shutdown lets the batch finish, so that take_events never acknowledges it unrouted.
-            # Routing is live work too: a live edit read behind an import's rows waits for them to be
-            # routed, so the backfill lane yields while a batch is routed (agents/lanes.py).
-            task = asyncio.ensure_future(_route_first(router, messages))
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                await task
-                raise
-            # A full batch: more changes wait to be routed, and the backfill lane waits with them.
-            service.priority.router_behind(len(messages) >= settings.batch_max_events)
 
-    async def _route_first(router: ChangeRouter, messages: list[RawMessage]) -> None:
-        async with service.priority.live():
-            await router.route(messages)
+    # The router reads Debezium's topics through a consumer of its own, run by the worker service
+    # (agents/router_consumer.py).
+    service.route_with(build_router)
 
     async def index(stream, processor: ChangeProcessor) -> None:  # type: ignore[no-untyped-def]
         # Only for records a router that did not decode wrote before an upgrade.
@@ -131,8 +111,8 @@ def register(app: faust.App, service: WorkerService) -> None:
                 )
                 for e in events
             ]
-            if processor.lane == "live" and routers:
-                unwrapped = await move_to_backfill(routers[0], events, unwrapped)
+            if processor.lane == "live" and service.router is not None:
+                unwrapped = await move_to_backfill(service.router, events, unwrapped)
             messages = [record for record, _ in unwrapped if record is not None]
             routed = [
                 (record.commit_ts, routed_at)

@@ -558,6 +558,14 @@ class ChangeRouter:
         return self.forward
 
     async def route(self, messages: Sequence[RawMessage]) -> None:
+        """Route `messages` and wait until the broker has every record they were forwarded as."""
+        await (await self.dispatch(messages))
+
+    async def dispatch(self, messages: Sequence[RawMessage]) -> Awaitable[object]:
+        """Route `messages` (their dead letters written, their forwards sent in order) and return an
+        awaitable that completes once the broker has acknowledged every forward, or raises the first
+        delivery error: the router's loop routes the next batch meanwhile, and commits these
+        messages' offsets only once it completes (agents/router_consumer.py)."""
         pending: list[Awaitable[object]] = []
         decoded, inserts, transactions, orders = self._decode_all(messages)
         large, ahead = self.judge_bursts(decoded, inserts, transactions, orders)
@@ -596,8 +604,7 @@ class ChangeRouter:
                     transactions.get(position, ""),
                 )
             pending.append(await forward(routed.change.document_id.encode(), value, None))
-        if pending:
-            await asyncio.gather(*pending)
+        return asyncio.gather(*pending)
 
     def now_bulk(self, document_id: str) -> bool:
         """Whether a document a live forward inserted rows into came in a source transaction that has

@@ -7,6 +7,9 @@ starts before the App's consumer and agents and stops after them. It owns:
   pages `await service.runtime()`;
 - the ledger follower (agents/follow_ledger.py), and this worker's entry in the worker registry,
   removed when the worker stops;
+- the router and its loop (agents/route_changes.py, agents/router_consumer.py): Debezium's topics
+  read by a consumer of their own, routed to the lanes' topics; stopped before the producer it
+  forwards through is closed;
 - the purge scheduler of the deletion lane, and at start the purges a stopped worker left pending;
 - the capture clock behind /health and the capture-age gauge, the consumer-lag reader and the
   indexing lane's lag history (/health's "behind" or "stalled"), the last two lag readings (for the
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -32,6 +35,8 @@ from mode import Service
 from streams.agents.follow_ledger import follow_ledger, registry_record
 from streams.agents.forget_subjects import DeletionTopics, build_scheduler
 from streams.agents.lanes import LivePriority
+from streams.agents.route_changes import ChangeRouter
+from streams.agents.router_consumer import RouterConsumer, RouterLoop, router_member
 from streams.agents.runtime import Runtime, build_runtime
 from streams.async_producer import AsyncProducer
 from streams.auth import Authenticator
@@ -41,15 +46,20 @@ from streams.forget.purge import PurgeScheduler
 from streams.forget.signing import ReceiptChain, load_private_key
 from streams.observability import metrics
 from streams.observability.capture_health import CaptureClock, LagHistory
-from streams.observability.consumer_lag import ConsumerLagReader, LagReading
+from streams.observability.consumer_lag import ConsumerLagReader, LagReading, worker_lag_reader
 from streams.pipeline.document_mapping import Mappings
+from streams.records import RawMessage
 from streams.settings import Settings
+from streams.topics import source_topics
 
 log = logging.getLogger(__name__)
 
 # How long the service waits before building the runtime again after a failure (Elasticsearch or
 # Kafka not reachable yet, say): the agents wait for it meanwhile.
 RUNTIME_RETRY_S = 5.0
+# How long a stopping worker waits for the router to finish its batch and commit what was delivered;
+# what it has not committed by then is routed again after the restart.
+ROUTER_STOP_S = 30.0
 
 
 def warn_default_ledger_key(settings: Settings) -> bool:
@@ -70,7 +80,6 @@ def warn_default_ledger_key(settings: Settings) -> bool:
 class WorkerTopics:
     """Every topic the worker reads or writes, declared once on its App (streams/app.py)."""
 
-    changes: TopicT  # every Debezium change and heartbeat topic
     routed: TopicT  # the repartition topic, keyed by document id
     backfill: TopicT  # the backfill lane's repartition topic, keyed the same way
     deletion: TopicT
@@ -122,6 +131,16 @@ class WorkerService(Service):
         self.consumer_lag: LagReading | None = None
         self.previous_consumer_lag: LagReading | None = None
         self._authenticator: Authenticator | None = None
+        # The router, once built by what index_changes.register hands over (`route_with`); the live
+        # lane asks it which of its documents proved bulk work (agents/lanes.py).
+        self.router: ChangeRouter | None = None
+        self._build_router: Callable[[], ChangeRouter] | None = None
+        self._router_loop: RouterLoop | None = None
+        self._router_stopped = asyncio.Event()
+
+    def route_with(self, build: Callable[[], ChangeRouter]) -> None:
+        """How to build the router (blocking: it is called in a thread when the service starts)."""
+        self._build_router = build
 
     async def runtime(self) -> Runtime:
         """The runtime, once built (at once after that)."""
@@ -157,7 +176,7 @@ class WorkerService(Service):
     def lag_reader(self) -> ConsumerLagReader:
         """Built on first use (it opens a Kafka client): the committed offsets of this worker's group."""
         if self._lag_reader is None:
-            self._lag_reader = ConsumerLagReader(self.settings, self.settings.worker_id)
+            self._lag_reader = worker_lag_reader(self.settings, self.mappings)
         return self._lag_reader
 
     def latest_receipts(self, limit: int) -> list[dict[str, Any]]:
@@ -182,6 +201,48 @@ class WorkerService(Service):
             self._runtime = runtime
             self._runtime_ready.set()
             return
+
+    @Service.task
+    async def _route_changes(self) -> None:
+        if self._build_router is None:
+            return
+        try:
+            router = self.router = await asyncio.get_running_loop().run_in_executor(None, self._build_router)
+            settings = self.settings
+            topics = source_topics(self.mappings, settings)
+            instance = router_member(settings, self.mappings)
+
+            def consumer() -> RouterConsumer:
+                return RouterConsumer(settings, topics, settings.batch_max_events, settings.batch_within_s, instance)
+
+            async def dispatch(messages: Sequence[RawMessage]) -> Awaitable[object]:
+                # Routing is live work: a live edit read behind an import's rows waits for them to be
+                # routed, so the backfill lane yields while a batch is routed, and while the router is
+                # behind (its last poll was a full batch: more changes wait).
+                async with self.priority.live():
+                    return await router.dispatch(messages)
+
+            def routed(size: int) -> None:
+                self.priority.router_behind(size >= settings.batch_max_events)
+
+            self._router_loop = RouterLoop(consumer, dispatch, routed)
+            if not self.should_stop:
+                await self._router_loop.run()
+        finally:
+            self._router_stopped.set()
+
+    async def on_stop(self) -> None:
+        """Before the tasks are cancelled: the router finishes its batch and commits what was delivered."""
+        if self._router_loop is None:
+            return
+        self._router_loop.stop()
+        try:
+            await asyncio.wait_for(self._router_stopped.wait(), ROUTER_STOP_S)
+        except TimeoutError:
+            log.warning(
+                "the router did not stop within %.0f s: its last batches are routed again after the restart",
+                ROUTER_STOP_S,
+            )
 
     @Service.task
     async def _follow_ledger(self) -> None:

@@ -138,12 +138,13 @@ class WorkerLag:
     """How many change and deletion messages the worker's group has not yet committed."""
 
     def __init__(self, settings: Settings) -> None:
-        from streams.observability.consumer_lag import ConsumerLagReader
+        from streams.observability.consumer_lag import worker_lag_reader
         from streams.settings import configured_mappings
         from streams.topics import consumed_topics
 
-        self.topics = consumed_topics(configured_mappings(settings), settings)
-        self.reader = ConsumerLagReader(settings, settings.worker_id)
+        mappings = configured_mappings(settings)
+        self.topics = consumed_topics(mappings, settings)
+        self.reader = worker_lag_reader(settings, mappings)
 
     def behind(self) -> int:
         return sum(self.reader.lag(self.topics).values())

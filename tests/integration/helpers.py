@@ -331,28 +331,30 @@ def messages_after(topic: str, start: dict[int, int], timeout_s: float = 10.0) -
 
 
 def wait_processed(topic: str, delivered: Iterable[tuple[int, int]], timeout: float = DEADLINE_S) -> bool:
-    """Wait until the worker's consumer group has committed past every (partition, offset) in `delivered`,
-    and then past everything on the repartition topic at that moment.
+    """Wait until the router's consumer group has committed past every (partition, offset) of a Debezium
+    topic in `delivered`, and then the worker's group past everything on the repartition topics at that
+    moment.
 
-    The routing agent commits a Debezium record once it is forwarded (keyed by document) to the
-    repartition topic; the indexing agent handles one batch at a time and commits only after the batch
-    was written (or dead-lettered). So once both are committed, whatever the worker did with those
-    records is in the index: the condition to wait for before asserting that nothing changed."""
+    The router commits a Debezium record once it is forwarded (keyed by document) to a repartition
+    topic; the indexing agents handle one batch at a time and commit only after the batch was written
+    (or dead-lettered). So once both are committed, whatever the worker did with those records is in
+    the index: the condition to wait for before asserting that nothing changed."""
     settings = get_settings()
     wanted: dict[int, int] = {}
     for partition, offset in delivered:
         wanted[partition] = max(wanted.get(partition, 0), offset + 1)
     if not wanted:
         return True
-    # The worker's group id, but never subscribed: reading its committed offsets does not join the group.
+    # The groups' ids, but never subscribed: reading their committed offsets does not join them.
+    router = kafka_consumer(settings, settings.router_group_id)
     consumer = kafka_consumer(settings, settings.worker_id)
     try:
 
-        def committed(on: str, past: dict[int, int]) -> bool:
-            offsets = consumer.committed([TopicPartition(on, p) for p in past], timeout=10)
+        def committed(on: str, past: dict[int, int], group: Any = consumer) -> bool:
+            offsets = group.committed([TopicPartition(on, p) for p in past], timeout=10)
             return all((tp.offset or -1) >= past[tp.partition] for tp in offsets)
 
-        if not wait_until(lambda: committed(topic, wanted), timeout=timeout, interval=0.5):
+        if not wait_until(lambda: committed(topic, wanted, router), timeout=timeout, interval=0.5):
             return False
         # Both lanes' repartition topics: the live one and the backfill one (bulk work).
         for lane_topic in (settings.routed_topic, settings.backfill_topic):
@@ -361,6 +363,7 @@ def wait_processed(topic: str, delivered: Iterable[tuple[int, int]], timeout: fl
                 return False
         return True
     finally:
+        router.close()
         consumer.close()
 
 

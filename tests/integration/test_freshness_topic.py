@@ -92,3 +92,25 @@ def test_consumer_lag_counts_what_the_group_has_not_committed(local_stack: Setti
         assert reader.lag([topic])[(topic, 0)] == 3
     finally:
         reader.close()
+
+
+def test_the_lag_of_a_topic_read_by_another_group_comes_from_that_group(local_stack: Settings, topic: str) -> None:
+    # The router reads Debezium's topics in a group of its own (agents/router_consumer.py): the worker's
+    # lag takes their offsets from it, or a topic the worker's group no longer reads would count from its
+    # first record. The check can fail: without the mapping, the same topic reads 5 behind.
+    producer = kafka_producer(local_stack)
+    for n in range(5):
+        producer.produce(topic, value=b"x", partition=0, key=str(n).encode())
+    assert producer.flush(30) == 0
+    worker, router = f"it-lag-{uuid.uuid4().hex}", f"it-lag-router-{uuid.uuid4().hex}"
+    committer = kafka_consumer(local_stack, router)
+    committer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+    committer.close()
+    both = ConsumerLagReader(local_stack, worker, {topic: router})
+    worker_alone = ConsumerLagReader(local_stack, worker)
+    try:
+        assert both.lag([topic])[(topic, 0)] == 1
+        assert worker_alone.lag([topic])[(topic, 0)] == 5
+    finally:
+        both.close()
+        worker_alone.close()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from streams.agents.router_consumer import router_member
 from streams.app import create_app
-from streams.settings import Settings
+from streams.settings import Settings, configured_mappings
 from tests import kb_source
 
 
@@ -42,8 +43,12 @@ def test_a_worker_restarted_with_another_source_joins_as_another_member(tmp_path
             "source_dsns": {"kb": SecretStr("postgresql://streams:streams@127.0.0.1:15432/kb")},
         }
     )
-    before = create_app(shipped).conf.consumer_group_instance_id
-    after = create_app(with_kb).conf.consumer_group_instance_id
+    # The router reads the sources' topics (agents/router_consumer.py): its member changes.
+    before = router_member(shipped, configured_mappings(shipped))
+    after = router_member(with_kb, configured_mappings(with_kb))
+    assert before is not None and after is not None
     assert before.startswith("indexer-a-") and after.startswith("indexer-a-")
     assert after != before
-    assert create_app(shipped).conf.consumer_group_instance_id == before
+    assert router_member(shipped, configured_mappings(shipped)) == before
+    # The lanes read the project's own topics alone: their member stays.
+    assert create_app(with_kb).conf.consumer_group_instance_id == create_app(shipped).conf.consumer_group_instance_id

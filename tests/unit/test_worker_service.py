@@ -40,12 +40,13 @@ def test_two_workers_in_one_process_share_no_state() -> None:
     assert a.worker.deletion.settings is a.worker.settings and a.worker.deletion is not b.worker.deletion
     lanes = {
         "forget_subjects.forget_subjects",
-        "index_changes.route_changes",
         "index_changes.index_changes",
         "index_changes.index_backfill",
     }
     assert set(a.agents) == set(b.agents) == {f"streams.agents.{lane}" for lane in lanes}
     assert {a.agents[name].app for name in a.agents} == {a}
+    # The router is no agent: each service builds its own (agents/router_consumer.py).
+    assert a.worker._build_router is not None and a.worker._build_router is not b.worker._build_router
     assert a.worker.instance != b.worker.instance
     assert a.worker.registry_record(3)["worker_id"] == "indexer-a"
     assert b.worker.registry_record(3)["instance"] == b.worker.instance
