@@ -1,22 +1,22 @@
-"""The routing agent: Debezium topics (keyed by row) -> the repartition topic (keyed by document).
+"""The router: Debezium topics (keyed by row) -> the repartition topic (keyed by document).
 
 Debezium keys a change by its row, so a ticket and its comments arrive on different topics and
-partitions, and with several workers two of them could write one document at the same moment. This
-agent decodes and maps each change (the only place that does) and forwards the result, with the
+partitions, and with several workers two of them could write one document at the same moment. The
+router decodes and maps each change (the only place that does) and forwards the result, with the
 Debezium record and its origin, to `settings.routed_topic` keyed by the document id: every change to
 a document then lands in one partition, which one worker of the group owns (index_changes.py), and
 that worker applies the decoded change as it is.
 
 A change to a source's heartbeat table (observability/capture_health.py) is no document: it is sent
 to every partition of the repartition topic, so every worker's indexing loop receives each source's
-heartbeats and its capture age (`/health`) measures the whole path, this agent included, whichever
+heartbeats and its capture age (`/health`) measures the whole path, the router included, whichever
 partitions it owns.
 
 What it cannot route it handles here, where the origin is the Debezium record itself: an event that
 does not decode or map becomes a dead letter naming its topic, partition and offset; a skipped event
-(a tombstone, an unmapped table) is counted. Forwards are awaited to the broker's
-acknowledgement before the batch is acknowledged, so a crash replays the batch (a duplicate on the
-repartition topic is harmless: every write is idempotent and ordered by version).
+(a tombstone, an unmapped table) is counted. Its loop (agents/router_consumer.py) commits a batch's
+offsets only once the broker has acknowledged all its forwards, so a crash replays the batch (a
+duplicate on the repartition topic is harmless: every write is idempotent and ordered by version).
 """
 
 from __future__ import annotations
