@@ -13,7 +13,7 @@ import faust
 from streams.agents import console, forget_subjects, health, index_changes, publish_freshness, web
 from streams.agents.service import WorkerService, WorkerTopics
 from streams.pipeline.document_mapping import Mappings
-from streams.settings import Settings, configured_mappings
+from streams.settings import MAX_DOCUMENT_PARTITIONS, Settings, configured_mappings
 from streams.topics import lane_topics
 
 # Each adds its agents, timers or pages to an App, with the worker service they use.
@@ -39,7 +39,7 @@ REGISTRATIONS = (
 POLL_RECORDS = 16
 # The most partitions one stream of a worker may read with that guarantee: each lane's stream reads
 # its repartition topic's `document_partitions`.
-STREAM_PARTITIONS = 47
+STREAM_PARTITIONS = MAX_DOCUMENT_PARTITIONS
 
 
 def stream_buffer_size(settings: Settings) -> int:

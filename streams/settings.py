@@ -80,6 +80,11 @@ HEARTBEAT_TABLE = "streams_heartbeat"
 DEFAULT_LEDGER_KEY = "streams-local-development-ledger-key"
 
 
+# The most partitions a repartition topic may have: each lane's faust stream reads all of them, and its
+# buffer is sized for that many (streams/app.py, STREAM_PARTITIONS).
+MAX_DOCUMENT_PARTITIONS = 47
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not quote a value, which may be a DSN with its password.
     model_config = SettingsConfigDict(env_prefix="STREAMS_", frozen=True, extra="ignore", hide_input_in_errors=True)
@@ -321,6 +326,16 @@ class Settings(BaseSettings):
                 f" STREAMS_TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}: no write could succeed"
             )
         return {"min.insync.replicas": str(self.topic_min_insync_replicas)}
+
+    @field_validator("document_partitions")
+    @classmethod
+    def _partitions_a_stream_can_hold(cls, value: int) -> int:
+        if not 1 <= value <= MAX_DOCUMENT_PARTITIONS:
+            raise ValueError(
+                f"must be between 1 and {MAX_DOCUMENT_PARTITIONS}: each lane's stream buffer holds one poll of"
+                " every partition above its high-water mark (streams/app.py)"
+            )
+        return value
 
     @field_validator("stack_apps", mode="before")
     @classmethod

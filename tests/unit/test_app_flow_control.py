@@ -10,7 +10,9 @@ must hold one poll of each of them.
 from __future__ import annotations
 
 import faust
+import pytest
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
+from pydantic import ValidationError
 
 from streams.app import POLL_RECORDS, STREAM_PARTITIONS, create_app
 from streams.settings import Settings
@@ -45,7 +47,8 @@ def test_the_room_above_the_high_water_mark_holds_a_poll_of_every_partition() ->
 
 
 def test_no_buffer_fills_while_its_partitions_keep_coming() -> None:
-    """The lanes' streams read `document_partitions` partitions, the router's every mapped table's."""
+    """The lanes' streams read `document_partitions` partitions (the router reads through a consumer of
+    its own, agents/router_consumer.py)."""
     settings = Settings()
     for partitions in (1, settings.document_partitions, STREAM_PARTITIONS):
         buffer = _buffer(create_app(settings))
@@ -55,7 +58,7 @@ def test_no_buffer_fills_while_its_partitions_keep_coming() -> None:
 def test_the_check_finds_a_buffer_that_fills() -> None:
     """Polls of a whole batch (256) into a buffer of 8 batches: the first partition fills it to the mark,
     the second's poll to the brim. So a bulk import's backlog in the backfill lane's buffer held the
-    router and the live lane for seconds."""
+    live lane for seconds."""
     buffer = ThrowableQueue(maxsize=2048, flow_control=FlowControlEvent())
     assert _fullest(buffer, 256, Settings().document_partitions) == buffer.maxsize
 
@@ -70,3 +73,12 @@ def test_a_fetch_brings_at_most_the_configured_bytes_of_each_partition() -> None
     behind what was fetched of the others, so the worker bounds it (STREAMS_WORKER_FETCH_PARTITION_BYTES)."""
     assert create_app(Settings()).conf.consumer_max_fetch_size == 256 * 1024
     assert create_app(Settings(worker_fetch_partition_bytes=65536)).conf.consumer_max_fetch_size == 65536
+
+
+def test_more_document_partitions_than_a_stream_buffer_holds_are_refused() -> None:
+    # The check can fail: the most partitions the buffers are sized for is accepted, one more is not.
+    assert Settings(document_partitions=STREAM_PARTITIONS).document_partitions == STREAM_PARTITIONS
+    with pytest.raises(ValidationError, match=f"between 1 and {STREAM_PARTITIONS}"):
+        Settings(document_partitions=STREAM_PARTITIONS + 1)
+    with pytest.raises(ValidationError):
+        Settings(document_partitions=0)
