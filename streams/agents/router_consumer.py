@@ -42,6 +42,21 @@ from streams.topics import source_topics
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
+# How long the loop waits before it opens a new consumer in place of one that failed for good.
+REOPEN_S = 1.0
+
+
+def is_fatal(exc: KafkaException) -> bool:
+    """Whether a consumer that raised `exc` can no longer be used (a fenced static member among them)."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (error.fatal() or error.code() == KafkaError.FENCED_INSTANCE_ID)
+
+
+def close_quietly(source: RouterSource) -> None:
+    try:
+        source.close()
+    except (KafkaException, RuntimeError) as exc:  # a consumer that failed for good may refuse to close
+        log.warning("router: closing its consumer: %s", exc)
 
 
 def router_member(settings: Settings, mappings: Mappings) -> str | None:
@@ -189,18 +204,33 @@ class RouterLoop:
         in_flight: tuple[Awaitable[object], dict[tuple[str, int], int]] | None = None
         try:
             while not self._stopping.is_set():
-                messages = await call(source.poll)
-                delivered = await self._dispatch(messages) if messages else None
-                if in_flight is not None:  # the previous batch, acknowledged while this one was routed
-                    await self._settle(source, in_flight, call)
+                try:
+                    messages = await call(source.poll)
+                    delivered = await self._dispatch(messages) if messages else None
+                    if in_flight is not None:  # the previous batch, acknowledged while this one was routed
+                        await self._settle(source, in_flight, call)
+                        in_flight = None
+                    if delivered is not None:
+                        in_flight = (delivered, offsets_after(messages))
+                    self._on_batch(len(messages))
+                except KafkaException as exc:
+                    if not is_fatal(exc):
+                        raise
+                    # A static member is fenced when it rejoins under a new member id (after a broker
+                    # restart, say): the consumer is unusable, and a new one takes its partitions back.
+                    log.warning(
+                        "router: its consumer failed (%s); a new one takes over, and what was routed since"
+                        " the last commit is routed again",
+                        exc,
+                    )
                     in_flight = None
-                if delivered is not None:
-                    in_flight = (delivered, offsets_after(messages))
-                self._on_batch(len(messages))
+                    await call(close_quietly, source)
+                    await asyncio.sleep(REOPEN_S)
+                    source = await call(self._open)
             if in_flight is not None:
                 await self._settle(source, in_flight, call)
         finally:
-            await call(source.close)
+            await call(close_quietly, source)
             self._thread.shutdown(wait=False)
 
     async def _settle(
@@ -211,5 +241,13 @@ class RouterLoop:
     ) -> None:
         delivered, offsets = batch
         await delivered  # raises the first delivery error: nothing from here on is committed
-        await call(source.commit, offsets)
+        try:
+            await call(source.commit, offsets)
+        except KafkaException as exc:
+            if is_fatal(exc):
+                raise
+            # A broker or coordinator away: the next commit covers these offsets, and a restart before
+            # it routes them again.
+            log.warning("router: offsets not committed, the next commit covers them: %s", exc)
+            return
         self.committed.update(offsets)

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from streams.agents.router_consumer import RouterLoop, offsets_after
 from streams.records import RawMessage
@@ -111,3 +112,53 @@ async def test_a_stop_waits_for_the_batch_in_hand_and_commits_it() -> None:
     assert source.commits == [{("t", 2): 14}]
     assert loop.committed == {("t", 2): 14}
     assert source.closed
+
+
+class FencedOnce(FakeSource):
+    """A consumer whose first commit finds it fenced, as a static member is after a broker restart."""
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        raise KafkaException(KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced", fatal=True))
+
+
+async def test_a_fenced_consumer_is_replaced_and_the_new_one_routes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streams.agents.router_consumer.REOPEN_S", 0.0)
+    fenced = FencedOnce([_batch("t", 0, range(0, 3)), _batch("t", 0, range(3, 5))])
+    replacement = FakeSource([_batch("t", 0, range(0, 5))])  # the uncommitted batches, read again
+    opened = iter([fenced, replacement])
+    forwards = Forwards()
+    loop = RouterLoop(lambda: next(opened), forwards.dispatch)
+    running = asyncio.ensure_future(loop.run())
+    await _until(lambda: len(forwards.dispatched) == 2)
+    forwards.deliveries[0].set_result(None)  # its commit is refused: the consumer is replaced
+    await _until(lambda: len(forwards.dispatched) == 3)
+    assert fenced.closed and fenced.commits == []
+    forwards.deliveries[2].set_result(None)
+    loop.stop()
+    await running
+    assert replacement.commits == [{("t", 0): 5}]
+
+
+async def test_a_commit_refused_for_a_while_is_covered_by_the_next_one() -> None:
+    # The check can fail: only a consumer that failed for good is replaced; this one is kept.
+    class RefusingOnce(FakeSource):
+        refused = False
+
+        def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+            if not self.refused:
+                self.refused = True
+                raise KafkaException(KafkaError(KafkaError.REQUEST_TIMED_OUT, "coordinator away"))
+            super().commit(offsets)
+
+    source = RefusingOnce([_batch("t", 0, range(0, 3)), _batch("t", 0, range(3, 5))])
+    forwards = Forwards()
+    opened: list[FakeSource] = []
+    loop = RouterLoop(lambda: opened.append(source) or source, forwards.dispatch)
+    running = asyncio.ensure_future(loop.run())
+    await _until(lambda: len(forwards.dispatched) == 2)
+    forwards.deliveries[0].set_result(None)
+    forwards.deliveries[1].set_result(None)
+    await _until(lambda: bool(source.commits))
+    loop.stop()
+    await running
+    assert source.commits == [{("t", 0): 5}] and len(opened) == 1
