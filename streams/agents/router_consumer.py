@@ -16,7 +16,7 @@ So the broker acknowledges one batch's forwards while the next is routed, and an
 only once everything before it is on the repartition topics: a crash, or a partition taken away by a
 rebalance, replays what was routed since the last commit (a duplicate forward is harmless: every write
 is idempotent and ordered by version). A forward that fails stops the loop, and with it the worker,
-before any later offset is committed.
+before any later offset is committed. A consumer that fails for good (fenced) is replaced.
 
 The consumer group is the worker's own with `.router` after it, so that both consumers of a worker
 keep their static memberships. On its first start after an upgrade (no offsets of its own), it starts
