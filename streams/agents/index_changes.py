@@ -61,15 +61,15 @@ def register(app: faust.App, service: WorkerService) -> None:
         await future
 
     # Through librdkafka rather than faust's producer: a bulk import is forwarded at its pace.
-    async def forward(key: bytes, value: bytes, partition: int | None = None) -> asyncio.Future[tuple[int, int]]:
-        metrics.ROUTED.labels(lane="live").inc()
-        return await (await service.forwards()).send(settings.routed_topic, key, value, partition)
+    def forwarder(lane: str, topic: str):  # type: ignore[no-untyped-def]
+        async def forward(key: bytes, value: bytes, partition: int | None = None) -> asyncio.Future[tuple[int, int]]:
+            metrics.ROUTED.labels(lane=lane).inc()
+            return await (await service.forwards()).send(topic, key, value, partition)
 
-    async def forward_backfill(
-        key: bytes, value: bytes, partition: int | None = None
-    ) -> asyncio.Future[tuple[int, int]]:
-        metrics.ROUTED.labels(lane="backfill").inc()
-        return await (await service.forwards()).send(settings.backfill_topic, key, value, partition)
+        return forward
+
+    forward = forwarder("live", settings.routed_topic)
+    forward_backfill = forwarder("backfill", settings.backfill_topic)
 
     def build_router() -> ChangeRouter:
         return ChangeRouter(

@@ -96,9 +96,8 @@ class RouterConsumer:
         }
         if instance_id:
             extra["group.instance.id"] = instance_id
+        self.settings = settings
         self.consumer: Consumer = kafka_consumer(settings, settings.router_group_id, **extra)
-        # Reads the worker group's offsets without joining it: where faust's router had got to.
-        self.before: Consumer = kafka_consumer(settings, settings.worker_id)
         self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def poll(self) -> list[RawMessage]:
@@ -116,7 +115,6 @@ class RouterConsumer:
 
     def close(self) -> None:
         self.consumer.close()
-        self.before.close()
 
     @staticmethod
     def _raw(message: Message) -> RawMessage | None:
@@ -140,11 +138,16 @@ class RouterConsumer:
         taken_over = 0
         if unset:
             asked = [TopicPartition(tp.topic, tp.partition) for tp in unset]
-            earlier = {
-                (tp.topic, tp.partition): tp.offset
-                for tp in self.before.committed(asked, timeout=TIMEOUT_S)
-                if tp.offset >= 0
-            }
+            # Reads the worker group's offsets without joining it: where faust's router had got to.
+            before = kafka_consumer(self.settings, self.settings.worker_id)
+            try:
+                earlier = {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in before.committed(asked, timeout=TIMEOUT_S)
+                    if tp.offset >= 0
+                }
+            finally:
+                before.close()
             for tp in unset:
                 if (tp.topic, tp.partition) in earlier:
                     tp.offset = earlier[(tp.topic, tp.partition)]
